@@ -1,0 +1,47 @@
+/*
+ * Growable byte buffer with JSON string escaping; the one way the core builds
+ * response bodies, log lines and admin documents.
+ *
+ * Out-of-memory is sticky: after a failed append every later append is a
+ * no-op and bh__buf_failed() is true, so builders check once at the end.
+ */
+#ifndef BH_CORE_BUF_H
+#define BH_CORE_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bh__buf {
+  char *data; /* NUL-terminated when len > 0 */
+  size_t len;
+  size_t cap;
+  int failed;
+} bh__buf;
+
+void bh__buf_init(bh__buf *b);
+void bh__buf_free(bh__buf *b);
+void bh__buf_reset(bh__buf *b); /* len = 0, keeps memory */
+int bh__buf_failed(const bh__buf *b);
+
+/* 0 or -ENOMEM. The data is copied. */
+int bh__buf_append(bh__buf *b, const void *data, size_t len);
+int bh__buf_puts(bh__buf *b, const char *s);
+int bh__buf_putc(bh__buf *b, char c);
+int bh__buf_printf(bh__buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int bh__buf_vprintf(bh__buf *b, const char *fmt, va_list ap);
+int bh__buf_u64(bh__buf *b, uint64_t v);
+int bh__buf_i64(bh__buf *b, int64_t v);
+
+/* Appends `s` as a quoted JSON string: ", \ and control characters escaped,
+ * "<" ">" "&" escaped as \u003c.. so echoed text is safe in any context,
+ * invalid UTF-8 replaced by U+FFFD. NULL encodes as null. */
+int bh__buf_json_str(bh__buf *b, const char *s);
+int bh__buf_json_strn(bh__buf *b, const char *s, size_t len);
+
+/* Hands the data to the caller (free() it); the buffer is reset. NULL when
+ * empty or failed. */
+char *bh__buf_steal(bh__buf *b, size_t *len);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * Configuration: one INI file (libinih), or the embedded default when no
+ * file is given. Sections:
+ *   [server]            listeners, limits, paths, logs (typed, checked)
+ *   [plugin.<name>]     enabled, path, mount, required, + free keys
+ *   [upstream.<name>], [rate_limit.<name>]  kept as raw key/values for the
+ *                       modules that own them
+ * Environment overrides: BULKHEAD_<SECTION>_<KEY>, section and key upper-
+ * cased with every non-alphanumeric byte as '_' (BULKHEAD_SERVER_ADMIN_TOKEN,
+ * BULKHEAD_PLUGIN_BILLING_SECRET_KEY). They win over the file and may supply
+ * keys the file does not have, which is how secrets stay out of it.
+ */
+#ifndef BH_CORE_CONFIG_H
+#define BH_CORE_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bh__kv {
+  char *key;
+  char *value;
+  int line; /* 0 when the value came from the environment */
+} bh__kv;
+
+typedef struct bh__section {
+  char *name; /* "server", "plugin.auth", "upstream.idp" ... */
+  int line;
+  bh__kv *kv;
+  size_t nkv;
+} bh__section;
+
+typedef struct bh__plugin_conf {
+  char *name; /* from the section name */
+  int enabled; /* default 1 */
+  char *path; /* default "<name>.so"; relative paths resolve against
+                 server.plugin_dir */
+  char **mounts; /* "mount = /v1/auth, /v1/api-keys"; at least one */
+  size_t nmounts;
+  int required; /* default 0 */
+  const bh__section *section; /* all keys, free ones included */
+  int line;
+} bh__plugin_conf;
+
+typedef struct bh__config {
+  char *source; /* file path, or "(embedded default)" */
+
+  /* [server] */
+  char *listen; /* "127.0.0.1:8080" */
+  char *admin_listen; /* "127.0.0.1:9901" */
+  char *data_dir; /* "./bulkhead-data" */
+  char *plugin_dir; /* NULL: next to the executable */
+  char *admin_token; /* NULL: admin API open (it listens on loopback) */
+  int problem_flat; /* problem_style = nested | flat */
+  size_t max_header_bytes; /* 16384 */
+  size_t max_body_bytes; /* 1048576 */
+  uint32_t header_timeout_ms; /* 10000 */
+  uint32_t body_timeout_ms; /* 30000 */
+  uint32_t keepalive_timeout_ms; /* 75000 */
+  uint32_t handler_timeout_ms; /* 30000 */
+  uint32_t max_connections; /* 10000 */
+  char *log_target; /* "stdout" */
+  int log_level; /* BH__INFO */
+  char *login_page; /* "/login" (used by the session middleware) */
+
+  bh__section *sections;
+  size_t nsections;
+  bh__plugin_conf *plugins; /* in file order */
+  size_t nplugins;
+} bh__config;
+
+/* The configuration compiled into the binary (all first-party plugins). */
+extern const char bh__config_default[];
+
+/* Loads `path`, or the embedded default when path is NULL; applies the
+ * environment overrides; checks every [server] key and every plugin
+ * section. On error returns -EINVAL (or -ENOENT / -EACCES for the file)
+ * and writes one line "FILE:LINE: [SECTION] KEY: problem" to err. */
+int bh__config_load(const char *path, bh__config *cfg, char *err,
+                    size_t errlen);
+void bh__config_free(bh__config *cfg);
+
+/* A section by name, or NULL. */
+const bh__section *bh__config_section(const bh__config *cfg, const char *name);
+/* A key of a section with the environment override applied at lookup time;
+ * NULL when absent. Borrowed until bh__config_free (env values until the
+ * environment changes). */
+const char *bh__config_get(const bh__config *cfg, const char *section,
+                           const char *key);
+/* Parses "host:port" / "[v6]:port"; 0 or -EINVAL. port 0 = ephemeral. */
+int bh__config_parse_addr(const char *s, char *host, size_t hostlen,
+                          int *port);
+
+#endif

@@ -1,0 +1,290 @@
+/*
+ * The daemon's internal state: listeners, connections, requests, plugins.
+ * Everything here lives on one event loop; nothing is shared across threads
+ * except through log.h.
+ */
+#ifndef BH_CORE_DAEMON_H
+#define BH_CORE_DAEMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "bulkhead/plugin.h"
+#include "config.h"
+#include "llhttp.h"
+#include "problem.h"
+#include "router.h"
+#include "validate.h"
+
+typedef struct bh__daemon bh__daemon;
+typedef struct bh__conn bh__conn;
+typedef struct bh__plugin bh__plugin;
+
+/* ---------------------------------------------------------------------- */
+/* Plugins                                                                 */
+/* ---------------------------------------------------------------------- */
+
+enum bh__plugin_state {
+  BH__PLUGIN_DISABLED = 0, /* enabled = false in config */
+  BH__PLUGIN_FAILED, /* load or init or start failed */
+  BH__PLUGIN_INITIALIZED, /* init done, loop not started yet */
+  BH__PLUGIN_LOADED /* serving */
+};
+
+struct bh_ctx {
+  const bh_services *svc; /* bh_handle_head: must stay first */
+  bh__plugin *plugin;
+};
+
+typedef struct bh__route {
+  char *method;
+  char *pattern;
+  bh_handler_fn handler;
+  void *data;
+  uint32_t flags;
+  size_t max_body_bytes; /* resolved: never 0 */
+  uint32_t timeout_ms; /* resolved: never 0 */
+  char *rate_limit;
+  bh__plugin *plugin;
+} bh__route;
+
+struct bh__plugin {
+  bh_ctx ctx;
+  bh__daemon *d;
+  const bh__plugin_conf *conf;
+  char *name;
+  char *path; /* resolved path of the .so */
+  char *data_dir;
+  void *dl;
+  const bh_plugin_desc *desc;
+  int state;
+  int in_init; /* registration services are allowed only then */
+  char *reg_error; /* first registration failure during init */
+  char last_error[256];
+  const char *reason; /* why not serving: "disabled", "load_failed",
+                         "init_failed", "start_failed" */
+  void *data; /* bh_set_data */
+
+  bh_error_row *rows; /* copied error map, strings owned */
+  size_t nrows;
+  bh__code *codes; /* catalogue: rows deduplicated by code + defaults */
+  size_t ncodes;
+
+  bh__route **routes; /* routes this plugin registered */
+  size_t nroutes;
+};
+
+/* ---------------------------------------------------------------------- */
+/* Requests                                                                */
+/* ---------------------------------------------------------------------- */
+
+typedef struct bh__header {
+  const char *name; /* lower-cased */
+  const char *value;
+} bh__header;
+
+struct bh_req {
+  const bh_services *svc; /* bh_handle_head: must stay first */
+  bh__daemon *d;
+  bh__conn *conn; /* NULL once the connection is gone or moved on */
+  int refs; /* connection + plugin */
+
+  /* parsed request; strings point into `raw` once headers are complete */
+  bh__buf raw; /* url NUL, then name NUL value NUL pairs */
+  size_t url_len;
+  int in_value; /* llhttp field/value callback state */
+  const char *method;
+  const char *path; /* raw path, NUL-terminated copy */
+  const char *query; /* after '?' or "" */
+  bh__header *headers;
+  size_t nheaders;
+  bh__buf body;
+  size_t body_limit;
+  int bad_path; /* the target is not an origin-form path we serve */
+  int is_head;
+  int expect_continue;
+
+  /* routing */
+  int match_result; /* enum bh__match_result */
+  char allow[96]; /* for 405 */
+  bh__route *route;
+  bh__plugin *plugin; /* owner of the path (route or mount) */
+  bh__match match;
+  char **params; /* decoded param values, lazily */
+
+  char id[80];
+  char client_addr[64];
+  uint64_t start_ns;
+
+  /* response */
+  bh__buf resp_headers; /* "Name: value\r\n" lines set by the plugin */
+  int status;
+  const char *code; /* problem code answered, for the access log */
+  int answered; /* a response went (or is going) to the client */
+  int plugin_holds; /* handler called and not yet ended */
+
+  bh__body *json; /* body_parse result */
+};
+
+/* ---------------------------------------------------------------------- */
+/* Connections and listeners                                               */
+/* ---------------------------------------------------------------------- */
+
+enum bh__listener_kind { BH__LISTENER_API = 0, BH__LISTENER_ADMIN = 1 };
+
+typedef struct bh__listener {
+  uv_tcp_t tcp;
+  bh__daemon *d;
+  int kind;
+  int open;
+  char address[80]; /* bound "host:port" */
+} bh__listener;
+
+enum bh__conn_state {
+  BH__CONN_IDLE = 0, /* between requests */
+  BH__CONN_HEADERS, /* reading the request head */
+  BH__CONN_BODY, /* reading the body */
+  BH__CONN_PROCESSING, /* request dispatched, reading paused */
+  BH__CONN_CLOSING
+};
+
+struct bh__conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer; /* idle / header / body timeout, then handler deadline */
+  bh__daemon *d;
+  bh__listener *listener;
+  llhttp_t parser;
+  int state;
+  int handles_open; /* tcp + timer still to be closed */
+  int keep_alive;
+  int read_eof;
+  int reading;
+  int served; /* requests served on this connection */
+  bh_req *req; /* the request being read or processed */
+  size_t head_bytes; /* bytes of the current request head */
+  int fold_state; /* obs-fold detector state, see http.c */
+  char *pending; /* bytes read past a paused parser */
+  size_t pending_len;
+  const char *early_code; /* answer chosen inside a parser callback */
+  int message_done; /* the parser paused at a message end */
+  int pumping; /* inside bh__conn_pump or a read: no re-entry */
+  int write_blocked; /* reading waits for the write queue to drain */
+  int writes_pending;
+  int close_after_write;
+  int closed;
+  char client_addr[64];
+  struct bh__conn *next, *prev; /* daemon's list, for shutdown */
+};
+
+/* ---------------------------------------------------------------------- */
+/* The daemon                                                              */
+/* ---------------------------------------------------------------------- */
+
+struct bh__daemon {
+  uv_loop_t *loop;
+  bh__config *cfg;
+  const bh_services *svc;
+  bh__router *router;
+  bh__plugin *plugins;
+  size_t nplugins;
+  bh__listener api;
+  bh__listener admin;
+  bh__conn *conns;
+  size_t nconns;
+  llhttp_settings_t parser_settings;
+  uv_signal_t sig_term, sig_int;
+  uv_timer_t drain_timer;
+  uint64_t drain_started_ms;
+  int stopping;
+  uint64_t started_ms;
+  uint64_t requests_total;
+};
+
+/* daemon.c: lifecycle */
+/* Creates the data directory, router and loads (inits) the plugins. */
+int bh__daemon_init(bh__daemon *d, bh__config *cfg, uv_loop_t *loop);
+int bh__daemon_listen(bh__daemon *d);
+/* Starts plugins and runs the loop until a drain completes. */
+int bh__daemon_run(bh__daemon *d);
+void bh__daemon_free(bh__daemon *d);
+
+/* http.c: listeners and connections */
+int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr);
+void bh__http_settings_init(llhttp_settings_t *s);
+void bh__conn_close_all(bh__daemon *d);
+void bh__conn_close_idle(bh__daemon *d);
+void bh__conn_close_when_written(bh__conn *c);
+/* response.c reports each finished write here. */
+void bh__conn_on_written(bh__conn *c, int status);
+/* Arms the connection timer as the handler deadline. */
+void bh__conn_deadline(bh__conn *c, uint32_t ms);
+/* First value of a request header (name case-insensitive), or NULL. */
+const char *bh__req_header(bh_req *req, const char *name);
+/* Called once the response for conn->req is queued: resume the connection
+ * (next pipelined request, idle timer, or close). */
+void bh__conn_request_done(bh__conn *c);
+
+/* response.c: writing answers */
+/* Queues the response for `req` on its connection. Body copied. Marks the
+ * request answered. extra_headers: preformatted "Name: v\r\n" lines or NULL.
+ */
+void bh__respond(bh_req *req, int status, const char *content_type,
+                 const char *body, size_t len, const char *extra_headers);
+/* Answers `code` (core or plugin catalogue) as Problem JSON. retry_after < 0
+ * unknown. ext may be NULL. */
+void bh__respond_problem(bh_req *req, const char *code, const char *detail,
+                         long retry_after, const bh__ext *ext, size_t next,
+                         const bh__field_error *errs, size_t nerrs);
+/* Looks a code up: the route's plugin first, then every plugin, then the
+ * core. NULL when unknown. */
+const bh__code *bh__code_find(bh__daemon *d, bh__plugin *p, const char *code);
+/* Drops one reference; frees the request at zero. */
+void bh__req_unref(bh_req *req);
+/* Raw problem write for failures before a request exists (parse errors). */
+void bh__conn_problem(bh__conn *c, const char *code);
+uint64_t bh__now_ns(void);
+
+/* dispatch.c: the request path */
+/* Called at headers complete: route, mount, limits. Returns 0 to read the
+ * body, or negative when the request was already answered. */
+int bh__dispatch_head(bh_req *req);
+/* Called at message complete: run the handler or admin endpoint. */
+void bh__dispatch(bh_req *req);
+/* The handler deadline fired. */
+void bh__dispatch_deadline(bh_req *req);
+
+/* reqid.c */
+/* Accepts a sane incoming id or generates a ULID into out (>= 80 bytes). */
+void bh__reqid(const char *incoming, char *out, size_t outlen);
+
+/* plugins.c: loader */
+int bh__plugins_load(bh__daemon *d);
+int bh__plugins_start(bh__daemon *d);
+void bh__plugins_stop(bh__daemon *d);
+void bh__plugins_unload(bh__daemon *d);
+/* The plugin owning `path` by longest mount prefix, or NULL. */
+bh__plugin *bh__plugin_for_path(bh__daemon *d, const char *path);
+const char *bh__plugin_state_name(int state);
+/* The code catalogue as JSON (for --list-codes and GET /admin/errors). */
+int bh__catalogue_json(bh__daemon *d, bh__buf *out);
+
+/* errmap.c: error-map tables */
+/* Checks and copies `rows` into p (rows + codes). 0, or -EINVAL with the
+ * reason written to why. */
+int bh__errmap_register(bh__plugin *p, const bh_error_row *rows, size_t n,
+                        char *why, size_t whylen);
+/* Adds "<plugin>.timeout", ".upstream_unavailable", ".upstream_timeout",
+ * ".upstream_error" unless the plugin declared them. */
+int bh__errmap_defaults(bh__plugin *p);
+void bh__errmap_free(bh__plugin *p);
+const bh__code *bh__errmap_code(const bh__plugin *p, const char *code);
+
+/* services.c */
+const bh_services *bh__services(void);
+
+/* admin.c */
+void bh__admin_dispatch(bh_req *req);
+
+#endif

@@ -1,0 +1,131 @@
+/*
+ * The request path: target parsing, route and mount lookup, limits, plugin
+ * state, then the handler under a deadline. Every refusal is a Problem from
+ * the catalogue.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "daemon.h"
+#include "log.h"
+
+#define BH__ADMIN_BODY_LIMIT 65536
+
+/* "." and ".." segments are refused rather than normalised: a gateway that
+ * resolves them differently from the upstream behind it invites route
+ * confusion. */
+static int bh__path_ok(const char *p) {
+  if (p[0] != '/') return 0;
+  for (const char *s = p; *s; s++) {
+    if (*s == '#') return 0;
+    if (s[0] == '/' && s[1] == '.') {
+      if (s[2] == '/' || s[2] == '\0') return 0;
+      if (s[2] == '.' && (s[3] == '/' || s[3] == '\0')) return 0;
+    }
+  }
+  return 1;
+}
+
+int bh__dispatch_head(bh_req *req) {
+  bh__daemon *d = req->d;
+  char *url = req->raw.data;
+  char *q = strchr(url, '?');
+  if (q) {
+    *q = '\0';
+    req->query = q + 1;
+  } else {
+    req->query = "";
+  }
+  req->path = url;
+  req->bad_path = !bh__path_ok(url);
+  const char *expect = bh__req_header(req, "expect");
+  if (expect && strcasecmp(expect, "100-continue") == 0)
+    req->expect_continue = 1;
+  if (req->conn->listener->kind == BH__LISTENER_ADMIN) {
+    req->body_limit = BH__ADMIN_BODY_LIMIT;
+    return 0;
+  }
+  req->body_limit = d->cfg->max_body_bytes;
+  if (req->bad_path) return 0;
+  req->match_result = bh__router_match(d->router, req->method, url,
+                                       &req->match, req->allow,
+                                       sizeof(req->allow));
+  if (req->match_result == BH__ROUTE_FOUND) {
+    req->route = req->match.route;
+    req->plugin = req->route->plugin;
+    req->body_limit = req->route->max_body_bytes;
+  } else {
+    req->plugin = bh__plugin_for_path(d, url);
+  }
+  return 0;
+}
+
+static void bh__unavailable(bh_req *req, bh__plugin *p) {
+  bh__ext ext[2] = {{"plugin", p->name},
+                    {"reason", p->reason ? p->reason : "unavailable"}};
+  req->plugin = p;
+  bh__respond_problem(req, "plugin.unavailable", NULL, -1, ext, 2, NULL, 0);
+}
+
+void bh__dispatch(bh_req *req) {
+  bh__daemon *d = req->d;
+  bh__conn *c = req->conn;
+  bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  if (c->listener->kind == BH__LISTENER_ADMIN) {
+    bh__admin_dispatch(req);
+    return;
+  }
+  if (req->bad_path) {
+    bh__respond_problem(req, "request.bad_request", NULL, -1, NULL, 0, NULL, 0);
+    return;
+  }
+  /* The owner of the path decides first: a plugin that is down answers for
+   * its whole mount, even where a route of another plugin would match. */
+  bh__plugin *owner = bh__plugin_for_path(d, req->path);
+  if (owner && owner->state != BH__PLUGIN_LOADED) {
+    bh__unavailable(req, owner);
+    return;
+  }
+  if (req->match_result == BH__ROUTE_NOT_FOUND) {
+    bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+    return;
+  }
+  if (req->match_result == BH__ROUTE_METHOD_NOT_ALLOWED) {
+    bh__buf_printf(&req->resp_headers, "Allow: %s\r\n", req->allow);
+    bh__respond_problem(req, "route.method_not_allowed", NULL, -1, NULL, 0,
+                        NULL, 0);
+    return;
+  }
+  bh__route *route = req->route;
+  if (route->plugin->state != BH__PLUGIN_LOADED) {
+    bh__unavailable(req, route->plugin);
+    return;
+  }
+  if (route->flags & BH_ROUTE_AUTH_REQUIRED) {
+    /* fail closed until a session middleware vouches for the caller */
+    bh__respond_problem(req, "auth.unauthenticated", NULL, -1, NULL, 0, NULL,
+                        0);
+    return;
+  }
+  req->plugin_holds = 1;
+  req->refs++;
+  bh__conn_deadline(c, route->timeout_ms);
+  route->handler(req, route->data);
+}
+
+void bh__dispatch_deadline(bh_req *req) {
+  if (req->answered) return;
+  bh__plugin *p = req->plugin;
+  char code[64];
+  snprintf(code, sizeof(code), "%s.timeout", p ? p->name : "generic");
+  bh__logline l;
+  bh__log_begin(&l, BH__WARN, "handler_timeout");
+  bh__log_str(&l, "requestId", req->id);
+  if (p) bh__log_str(&l, "plugin", p->name);
+  if (req->route) bh__log_str(&l, "route", req->route->pattern);
+  bh__log_end(&l);
+  bh__respond_problem(req, code, NULL, -1, NULL, 0, NULL, 0);
+}

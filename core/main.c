@@ -1,0 +1,149 @@
+/*
+ * bulkhead: command line.
+ *
+ *   bulkhead [-c FILE] [--listen ADDR] [--admin-listen ADDR]
+ *   bulkhead -t [-c FILE]        check config and plugin loading
+ *   bulkhead --list-codes [-c FILE]
+ *   bulkhead --version
+ */
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bh_version.h"
+#include "daemon.h"
+#include "log.h"
+
+static void bh__usage(FILE *f) {
+  fprintf(f,
+          "usage: bulkhead [-c FILE] [--listen HOST:PORT] "
+          "[--admin-listen HOST:PORT]\n"
+          "       bulkhead -t [-c FILE]          check config and plugins, "
+          "then exit\n"
+          "       bulkhead --list-codes [-c FILE] print the error code "
+          "catalogue as JSON\n"
+          "       bulkhead --version\n"
+          "Without -c the embedded default configuration is used.\n");
+}
+
+static int bh__replace(char **slot, const char *value, const char *what) {
+  char host[64];
+  int port;
+  if (bh__config_parse_addr(value, host, sizeof(host), &port) != 0) {
+    fprintf(stderr, "bulkhead: %s: invalid address '%s' (HOST:PORT)\n", what,
+            value);
+    return -EINVAL;
+  }
+  char *dup = strdup(value);
+  if (dup == NULL) return -ENOMEM;
+  free(*slot);
+  *slot = dup;
+  return 0;
+}
+
+static void bh__close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+int main(int argc, char **argv) {
+  const char *config_path = NULL, *listen = NULL, *admin_listen = NULL;
+  int test_only = 0, list_codes = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc)
+      config_path = argv[++i];
+    else if (strcmp(a, "-t") == 0 || strcmp(a, "--test") == 0)
+      test_only = 1;
+    else if (strcmp(a, "--list-codes") == 0)
+      list_codes = 1;
+    else if (strcmp(a, "--listen") == 0 && i + 1 < argc)
+      listen = argv[++i];
+    else if (strcmp(a, "--admin-listen") == 0 && i + 1 < argc)
+      admin_listen = argv[++i];
+    else if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
+      printf("bulkhead %s (plugin ABI %d.%d)\n", BH_VERSION, BH_ABI_MAJOR,
+             BH_ABI_MINOR);
+      return 0;
+    } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      bh__usage(stdout);
+      return 0;
+    } else {
+      fprintf(stderr, "bulkhead: unknown or incomplete argument '%s'\n", a);
+      bh__usage(stderr);
+      return 2;
+    }
+  }
+  if (sodium_init() < 0) {
+    fprintf(stderr, "bulkhead: libsodium failed to initialise\n");
+    return 1;
+  }
+  /* a client that goes away must not kill the daemon mid-write */
+  signal(SIGPIPE, SIG_IGN);
+
+  bh__config cfg;
+  char err[512];
+  memset(&cfg, 0, sizeof(cfg));
+  if (bh__config_load(config_path, &cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "bulkhead: %s\n", err);
+    return 2;
+  }
+  if ((listen && bh__replace(&cfg.listen, listen, "--listen")) ||
+      (admin_listen &&
+       bh__replace(&cfg.admin_listen, admin_listen, "--admin-listen"))) {
+    bh__config_free(&cfg);
+    return 2;
+  }
+
+  uv_loop_t *loop = uv_default_loop();
+  bh__daemon d;
+  int rc;
+  if (test_only || list_codes) {
+    /* load (init) every plugin as the daemon would, report, unload */
+    rc = bh__daemon_init(&d, &cfg, loop);
+    int failed = 0;
+    for (size_t i = 0; rc == 0 && i < d.nplugins; i++)
+      if (d.plugins[i].state == BH__PLUGIN_FAILED) failed++;
+    if (rc == 0 && list_codes) {
+      bh__buf b;
+      bh__buf_init(&b);
+      bh__catalogue_json(&d, &b);
+      printf("%s\n", b.data ? b.data : "{}");
+      bh__buf_free(&b);
+    } else if (rc == 0) {
+      if (failed)
+        fprintf(stderr, "bulkhead: %s: %d plugin(s) failed to load\n",
+                cfg.source, failed);
+      else
+        fprintf(stderr, "bulkhead: %s: configuration OK, %zu plugin(s)\n",
+                cfg.source, d.nplugins);
+    }
+    bh__daemon_free(&d);
+    bh__config_free(&cfg);
+    uv_loop_close(loop);
+    return rc ? 1 : (test_only && failed) ? 1 : 0;
+  }
+
+  if (bh__log_open(cfg.log_target, cfg.log_level) != 0) {
+    fprintf(stderr, "bulkhead: cannot open log '%s'\n", cfg.log_target);
+    bh__config_free(&cfg);
+    return 1;
+  }
+  bh__logf(BH__INFO, "config", "using %s", cfg.source);
+  rc = bh__daemon_init(&d, &cfg, loop);
+  if (rc == 0) rc = bh__daemon_listen(&d);
+  if (rc == 0) rc = bh__daemon_run(&d);
+  else uv_run(loop, UV_RUN_NOWAIT);
+  bh__daemon_free(&d);
+  /* close whatever is left so the loop can be freed cleanly */
+  uv_walk(loop, bh__close_walk, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
+  uv_loop_close(loop);
+  bh__logf(BH__INFO, "stopped", "exit %d", rc ? 1 : 0);
+  bh__log_close();
+  bh__config_free(&cfg);
+  return rc ? 1 : 0;
+}

@@ -1,0 +1,258 @@
+/*
+ * Writing answers. Every response of the daemon — plugin bodies, Problem
+ * JSON, admin documents — leaves through bh__respond(), and every error
+ * through bh__respond_problem(), so headers, request ids and the access log
+ * are the same everywhere.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon.h"
+#include "log.h"
+
+typedef struct bh__write {
+  uv_write_t w;
+  bh__conn *c;
+  char *data;
+} bh__write;
+
+uint64_t bh__now_ns(void) { return uv_hrtime(); }
+
+/* The Date header, formatted once per second rather than per response. */
+static const char *bh__http_date(void) {
+  static char date[64];
+  static time_t last;
+  time_t now = time(NULL);
+  if (now != last) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    last = now;
+  }
+  return date;
+}
+
+void bh__req_unref(bh_req *req) {
+  if (--req->refs > 0) return;
+  if (req->params) {
+    for (size_t i = 0; i < req->match.nparams; i++) free(req->params[i]);
+    free(req->params);
+  }
+  if (req->json) bh__body_free(req->json);
+  bh__buf_free(&req->raw);
+  bh__buf_free(&req->body);
+  bh__buf_free(&req->resp_headers);
+  free(req->headers);
+  free(req);
+}
+
+const char *bh__req_header(bh_req *req, const char *name) {
+  if (req->headers == NULL) return NULL; /* head not complete */
+  for (size_t i = 0; i < req->nheaders; i++)
+    if (strcasecmp(req->headers[i].name, name) == 0)
+      return req->headers[i].value;
+  return NULL;
+}
+
+static void bh__on_write(uv_write_t *w, int status) {
+  bh__write *wr = (bh__write *)w;
+  bh__conn *c = wr->c;
+  free(wr->data);
+  free(wr);
+  bh__conn_on_written(c, status);
+}
+
+/* Sends what it can at once and queues the rest: most answers fit in the
+ * socket buffer, which saves an allocation and a callback per request. */
+static void bh__conn_send(bh__conn *c, bh__buf *out) {
+  uv_buf_t b = uv_buf_init(out->data, (unsigned)out->len);
+  int n = 0;
+  if (c->writes_pending == 0) {
+    n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      bh__buf_free(out);
+      c->keep_alive = 0;
+      c->close_after_write = 1;
+      return;
+    }
+    if (n < 0) n = 0;
+  }
+  if ((size_t)n == out->len) {
+    bh__buf_free(out);
+    return;
+  }
+  bh__write *wr = malloc(sizeof(*wr));
+  if (wr == NULL) {
+    bh__buf_free(out);
+    c->keep_alive = 0;
+    c->close_after_write = 1;
+    return;
+  }
+  wr->c = c;
+  wr->data = bh__buf_steal(out, NULL);
+  b = uv_buf_init(wr->data + n, (unsigned)(b.len - (size_t)n));
+  if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, bh__on_write) != 0) {
+    free(wr->data);
+    free(wr);
+    c->keep_alive = 0;
+    c->close_after_write = 1;
+    return;
+  }
+  c->writes_pending++;
+}
+
+static void bh__access_log(bh_req *req) {
+  bh__logline l;
+  bh__log_begin(&l, BH__INFO, "request");
+  bh__log_str(&l, "requestId", req->id);
+  bh__log_str(&l, "method", req->method ? req->method : "-");
+  /* the path only: a query string may carry tokens */
+  bh__log_str(&l, "path", req->path ? req->path : "-");
+  bh__log_int(&l, "status", req->status);
+  if (req->code) bh__log_str(&l, "code", req->code);
+  if (req->plugin) bh__log_str(&l, "plugin", req->plugin->name);
+  if (req->conn && req->conn->listener->kind == BH__LISTENER_ADMIN)
+    bh__log_str(&l, "listener", "admin");
+  bh__log_int(&l, "durationUs",
+              (int64_t)((bh__now_ns() - req->start_ns) / 1000));
+  bh__log_end(&l);
+}
+
+void bh__respond(bh_req *req, int status, const char *content_type,
+                 const char *body, size_t len, const char *extra_headers) {
+  if (req->answered) return;
+  req->answered = 1;
+  req->status = status;
+  bh__conn *c = req->conn;
+  if (c == NULL || c->closed) return;
+  if (req->id[0] == '\0')
+    bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__daemon *d = req->d;
+  int closing = !c->keep_alive || c->read_eof || d->stopping;
+
+  bh__buf out;
+  bh__buf_init(&out);
+  bh__buf_printf(&out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
+                 bh__status_reason(status), bh__http_date());
+  if (status != 204 && status != 304) {
+    bh__buf_printf(&out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
+                   content_type ? content_type : "application/json", len);
+  }
+  bh__buf_printf(&out, "X-Request-ID: %s\r\n", req->id);
+  if (extra_headers) bh__buf_puts(&out, extra_headers);
+  if (req->resp_headers.len)
+    bh__buf_append(&out, req->resp_headers.data, req->resp_headers.len);
+  if (closing) bh__buf_puts(&out, "Connection: close\r\n");
+  else if (c->parser.http_minor == 0)
+    bh__buf_puts(&out, "Connection: keep-alive\r\n");
+  bh__buf_puts(&out, "\r\n");
+  if (!req->is_head && len) bh__buf_append(&out, body, len);
+  if (bh__buf_failed(&out)) {
+    bh__buf_free(&out);
+    c->keep_alive = 0;
+    bh__conn_close_when_written(c);
+    return;
+  }
+  if (closing) c->keep_alive = 0;
+  bh__conn_send(c, &out);
+  d->requests_total++;
+  bh__access_log(req);
+  if (c->req == req) bh__conn_request_done(c);
+  if (!c->keep_alive) bh__conn_close_when_written(c);
+}
+
+const bh__code *bh__code_find(bh__daemon *d, bh__plugin *p, const char *code) {
+  const bh__code *cd = NULL;
+  if (p) cd = bh__errmap_code(p, code);
+  for (size_t i = 0; cd == NULL && i < d->nplugins; i++)
+    cd = bh__errmap_code(&d->plugins[i], code);
+  if (cd == NULL) cd = bh__problem_core_code(code);
+  return cd;
+}
+
+void bh__respond_problem(bh_req *req, const char *code, const char *detail,
+                         long retry_after, const bh__ext *ext, size_t next,
+                         const bh__field_error *errs, size_t nerrs) {
+  bh__daemon *d = req->d;
+  const bh__code *cd = bh__code_find(d, req->plugin, code);
+  if (cd == NULL) {
+    /* an unknown code is a plugin bug: the client still gets an honest
+     * internal error, the details stay in the log */
+    bh__logline l;
+    bh__log_begin(&l, BH__ERROR, "unknown_code");
+    bh__log_str(&l, "requestId", req->id);
+    bh__log_str(&l, "code", code);
+    if (req->plugin) bh__log_str(&l, "plugin", req->plugin->name);
+    bh__log_end(&l);
+    cd = bh__problem_core_code("generic.internal");
+    detail = NULL;
+    ext = NULL;
+    next = 0;
+  }
+  if (req->id[0] == '\0')
+    bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__problem pb = {
+      .status = cd->status,
+      .code = cd->code,
+      .title = cd->title,
+      .detail = detail ? detail : cd->detail,
+      .instance = req->path,
+      .retryable = cd->retryable,
+      .retry_after = retry_after,
+      .request_id = req->id,
+      .errors = errs,
+      .nerrors = nerrs,
+      .ext = ext,
+      .next = next,
+  };
+  bh__buf body, hdr;
+  bh__buf_init(&body);
+  bh__buf_init(&hdr);
+  bh__problem_encode(&pb, d->cfg->problem_flat, &body);
+  bh__buf_puts(&hdr, "Cache-Control: no-store\r\n");
+  if (retry_after >= 0) bh__buf_printf(&hdr, "Retry-After: %ld\r\n", retry_after);
+  req->code = cd->code;
+  if (bh__buf_failed(&body) || bh__buf_failed(&hdr)) {
+    static const char fallback[] =
+        "{\"type\":\"about:blank\",\"title\":\"Internal Server Error\","
+        "\"status\":500,\"extensions\":{\"code\":\"generic.internal\","
+        "\"retryable\":false}}";
+    req->code = "generic.internal";
+    bh__respond(req, 500, "application/problem+json", fallback,
+                sizeof(fallback) - 1, "Cache-Control: no-store\r\n");
+  } else {
+    bh__respond(req, cd->status, "application/problem+json", body.data,
+                body.len, hdr.data);
+  }
+  bh__buf_free(&body);
+  bh__buf_free(&hdr);
+}
+
+void bh__conn_problem(bh__conn *c, const char *code) {
+  c->keep_alive = 0;
+  bh_req *req = c->req;
+  if (req == NULL || req->answered) {
+    /* nothing parsed yet (e.g. a fold in the first line): make a request
+     * shell so the answer still carries an id and is logged */
+    req = calloc(1, sizeof(*req));
+    if (req == NULL) {
+      bh__conn_close_when_written(c);
+      return;
+    }
+    req->svc = c->d->svc;
+    req->d = c->d;
+    req->conn = c;
+    req->refs = 1;
+    req->start_ns = bh__now_ns();
+    if (c->req) {
+      c->req->conn = NULL;
+      bh__req_unref(c->req);
+    }
+    c->req = req;
+  }
+  c->state = BH__CONN_PROCESSING;
+  uv_timer_stop(&c->timer);
+  bh__respond_problem(req, code, NULL, -1, NULL, 0, NULL, 0);
+}

@@ -1,0 +1,384 @@
+/*
+ * The services table handed to plugins (include/bulkhead/plugin.h). Each
+ * slot checks what a plugin could get wrong — a second end call, a
+ * registration outside init(), a header that would split the response — and
+ * answers with a negative errno rather than trusting the caller.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+
+static bh__plugin *bh__ctx_plugin(bh_ctx *ctx) { return ctx->plugin; }
+
+/* --- plugin context ---------------------------------------------------- */
+
+static void svc_log(bh_ctx *ctx, int level, const char *fmt, ...) {
+  static const int map[] = {BH__DEBUG, BH__INFO, BH__WARN, BH__ERROR};
+  if (level < 0 || level > 3) level = BH_LOG_ERROR;
+  bh__buf msg;
+  bh__buf_init(&msg);
+  va_list ap;
+  va_start(ap, fmt);
+  bh__buf_vprintf(&msg, fmt, ap);
+  va_end(ap);
+  bh__logline l;
+  bh__log_begin(&l, map[level], "plugin_log");
+  bh__log_str(&l, "plugin", bh__ctx_plugin(ctx)->name);
+  bh__log_str(&l, "msg", msg.data ? msg.data : "");
+  bh__log_end(&l);
+  bh__buf_free(&msg);
+}
+
+static const char *svc_config_get(bh_ctx *ctx, const char *key) {
+  bh__plugin *p = bh__ctx_plugin(ctx);
+  return bh__config_get(p->d->cfg, p->conf->section->name, key);
+}
+
+static void svc_set_data(bh_ctx *ctx, void *data) {
+  bh__ctx_plugin(ctx)->data = data;
+}
+
+static void *svc_get_data(bh_ctx *ctx) { return bh__ctx_plugin(ctx)->data; }
+
+static const char *svc_data_dir(bh_ctx *ctx) {
+  return bh__ctx_plugin(ctx)->data_dir;
+}
+
+/* --- registration ------------------------------------------------------ */
+
+static void bh__reg_fail(bh__plugin *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void bh__reg_fail(bh__plugin *p, const char *fmt, ...) {
+  char why[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  if (p->reg_error == NULL) p->reg_error = strdup(why);
+}
+
+static int bh__method_ok(const char *m) {
+  size_t n = 0;
+  for (; m[n]; n++)
+    if (m[n] < 'A' || m[n] > 'Z') return 0;
+  return n > 0 && n <= 16;
+}
+
+static int bh__under_mount(const bh__plugin *p, const char *pattern) {
+  for (size_t i = 0; i < p->conf->nmounts; i++) {
+    const char *mt = p->conf->mounts[i];
+    size_t n = strlen(mt);
+    if (strncmp(pattern, mt, n) == 0 &&
+        (pattern[n] == '/' || pattern[n] == '\0'))
+      return 1;
+  }
+  return 0;
+}
+
+static int svc_route_add(bh_ctx *ctx, const bh_route *r) {
+  bh__plugin *p = bh__ctx_plugin(ctx);
+  bh__daemon *d = p->d;
+  if (!p->in_init) return -EPERM;
+  if (r == NULL || r->size < offsetof(bh_route, rate_limit) ||
+      r->method == NULL || r->pattern == NULL || r->handler == NULL) {
+    bh__reg_fail(p, "route: incomplete bh_route");
+    return -EINVAL;
+  }
+  if (!bh__method_ok(r->method) || bh__router_pattern_valid(r->pattern)) {
+    bh__reg_fail(p, "route %.16s %.128s: invalid method or pattern",
+                 r->method, r->pattern);
+    return -EINVAL;
+  }
+  if (!bh__under_mount(p, r->pattern)) {
+    bh__reg_fail(p, "route %s %.128s: outside the plugin's mounts", r->method,
+                 r->pattern);
+    return -EINVAL;
+  }
+  bh__route *rt = calloc(1, sizeof(*rt));
+  bh__route **list = realloc(p->routes, (p->nroutes + 1) * sizeof(*list));
+  if (rt == NULL || list == NULL) {
+    free(rt);
+    if (list) p->routes = list;
+    return -ENOMEM;
+  }
+  p->routes = list;
+  rt->method = strdup(r->method);
+  rt->pattern = strdup(r->pattern);
+  rt->handler = r->handler;
+  rt->data = r->data;
+  rt->flags = r->flags;
+  rt->max_body_bytes =
+      r->max_body_bytes ? r->max_body_bytes : d->cfg->max_body_bytes;
+  rt->timeout_ms = r->timeout_ms ? r->timeout_ms : d->cfg->handler_timeout_ms;
+  if (r->size >= offsetof(bh_route, rate_limit) + sizeof(r->rate_limit) &&
+      r->rate_limit)
+    rt->rate_limit = strdup(r->rate_limit);
+  rt->plugin = p;
+  if (rt->method == NULL || rt->pattern == NULL) {
+    free(rt->method);
+    free(rt->pattern);
+    free(rt->rate_limit);
+    free(rt);
+    return -ENOMEM;
+  }
+  void *conflict = NULL;
+  int rc = bh__router_add(d->router, rt->method, rt->pattern, rt, &conflict);
+  if (rc != 0) {
+    if (rc == -EEXIST && conflict) {
+      bh__route *o = conflict;
+      bh__reg_fail(p, "route %s %s conflicts with plugin '%s' (%s %s)",
+                   rt->method, rt->pattern, o->plugin->name, o->method,
+                   o->pattern);
+    } else {
+      bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern,
+                   strerror(-rc));
+    }
+    free(rt->method);
+    free(rt->pattern);
+    free(rt->rate_limit);
+    free(rt);
+    return rc;
+  }
+  p->routes[p->nroutes++] = rt;
+  return 0;
+}
+
+static int svc_error_map(bh_ctx *ctx, const bh_error_row *rows, size_t n) {
+  bh__plugin *p = bh__ctx_plugin(ctx);
+  if (!p->in_init) return -EPERM;
+  if (rows == NULL && n > 0) return -EINVAL;
+  char why[256] = "";
+  int rc = bh__errmap_register(p, rows, n, why, sizeof(why));
+  if (rc != 0) {
+    bh__errmap_free(p);
+    bh__reg_fail(p, "%s", why[0] ? why : strerror(-rc));
+  }
+  return rc;
+}
+
+/* --- request accessors ------------------------------------------------- */
+
+static const char *svc_req_method(bh_req *r) { return r->method; }
+static const char *svc_req_path(bh_req *r) { return r->path; }
+static const char *svc_req_query(bh_req *r) { return r->query; }
+static const char *svc_req_id(bh_req *r) { return r->id; }
+static const char *svc_req_client_addr(bh_req *r) { return r->client_addr; }
+
+static const char *svc_req_header(bh_req *r, const char *name) {
+  return bh__req_header(r, name);
+}
+
+static const char *svc_req_body(bh_req *r, size_t *len) {
+  if (len) *len = r->body.len;
+  return r->body.data ? r->body.data : "";
+}
+
+static bh_ctx *svc_req_ctx(bh_req *r) {
+  return r->plugin ? &r->plugin->ctx : NULL;
+}
+
+static int bh__hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* Percent-decodes a path segment. A decoded NUL is refused so plugins can
+ * treat parameters as C strings. */
+static char *bh__pct_decode(const char *s, size_t n) {
+  char *out = malloc(n + 1);
+  if (out == NULL) return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (s[i] == '%' && i + 2 < n && bh__hexval(s[i + 1]) >= 0 &&
+        bh__hexval(s[i + 2]) >= 0) {
+      char c = (char)(bh__hexval(s[i + 1]) * 16 + bh__hexval(s[i + 2]));
+      if (c == '\0') {
+        free(out);
+        return NULL;
+      }
+      out[o++] = c;
+      i += 2;
+    } else {
+      out[o++] = s[i];
+    }
+  }
+  out[o] = '\0';
+  return out;
+}
+
+static const char *svc_req_param(bh_req *r, const char *name) {
+  for (size_t i = 0; i < r->match.nparams; i++) {
+    const bh__param *pm = &r->match.params[i];
+    if (strcmp(pm->name, name) != 0) continue;
+    if (r->params == NULL) {
+      r->params = calloc(r->match.nparams, sizeof(char *));
+      if (r->params == NULL) return NULL;
+    }
+    if (r->params[i] == NULL)
+      r->params[i] = bh__pct_decode(r->path + pm->off, pm->len);
+    return r->params[i];
+  }
+  return NULL;
+}
+
+/* --- ending a request -------------------------------------------------- */
+
+/* Releases the plugin's hold. -EALREADY for a second end call; -ECANCELED
+ * when the core already answered (deadline) or the client went away. */
+static int bh__end_begin(bh_req *r) {
+  if (!r->plugin_holds) return -EALREADY;
+  r->plugin_holds = 0;
+  if (r->answered || r->conn == NULL) {
+    bh__req_unref(r);
+    return -ECANCELED;
+  }
+  uv_timer_stop(&r->conn->timer);
+  return 0;
+}
+
+static int bh__token_ok(const char *s) {
+  if (*s == '\0') return 0;
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c <= 32 || c >= 127 || strchr("\"(),/:;<=>?@[\\]{}", c)) return 0;
+  }
+  return 1;
+}
+
+static int bh__value_ok(const char *s) {
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if ((c < 32 && c != '\t') || c == 127) return 0;
+  }
+  return 1;
+}
+
+static int svc_set_header(bh_req *r, const char *name, const char *value) {
+  /* the core owns framing and identity headers */
+  static const char *const refused[] = {
+      "connection", "keep-alive", "transfer-encoding", "content-length",
+      "upgrade", "te", "trailer", "proxy-connection", "date", "x-request-id",
+      "content-type", NULL};
+  if (!r->plugin_holds || r->answered) return -EALREADY;
+  if (name == NULL || value == NULL || !bh__token_ok(name) ||
+      !bh__value_ok(value))
+    return -EINVAL;
+  for (size_t i = 0; refused[i]; i++)
+    if (strcasecmp(name, refused[i]) == 0) return -EINVAL;
+  bh__buf_printf(&r->resp_headers, "%s: %s\r\n", name, value);
+  return bh__buf_failed(&r->resp_headers) ? -ENOMEM : 0;
+}
+
+static int svc_respond(bh_req *r, int status, const char *content_type,
+                       const char *body, size_t len) {
+  int rc = bh__end_begin(r);
+  if (rc) return rc;
+  if (status < 200 || status > 599 ||
+      (content_type && !bh__value_ok(content_type)) ||
+      (body == NULL && len > 0)) {
+    bh__logf(BH__ERROR, "plugin_bad_response",
+             "plugin %s ended a request with status %d or a bad content type",
+             r->plugin ? r->plugin->name : "?", status);
+    bh__respond_problem(r, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+    bh__req_unref(r);
+    return -EINVAL;
+  }
+  bh__respond(r, status, content_type, body, len, NULL);
+  bh__req_unref(r);
+  return 0;
+}
+
+static int svc_problem(bh_req *r, const char *code, const char *detail) {
+  int rc = bh__end_begin(r);
+  if (rc) return rc;
+  bh__respond_problem(r, code ? code : "generic.internal", detail, -1, NULL, 0,
+                      NULL, 0);
+  bh__req_unref(r);
+  return 0;
+}
+
+/* --- strict JSON bodies ------------------------------------------------ */
+
+static int svc_body_parse(bh_req *r, const bh_body_shape *shape) {
+  if (!r->plugin_holds || r->answered) return -EALREADY;
+  if (shape == NULL) return -EINVAL;
+  if (r->json) {
+    bh__body_free(r->json);
+    r->json = NULL;
+  }
+  bh__body_result res;
+  memset(&res, 0, sizeof(res));
+  int rc = bh__body_validate(r->body.data ? r->body.data : "", r->body.len,
+                             shape, &res);
+  if (rc == 0) {
+    r->json = res.body;
+    return 0;
+  }
+  int end = bh__end_begin(r);
+  if (end == 0) {
+    bh__respond_problem(r, rc == -ENOMEM ? "generic.internal"
+                                         : "request.invalid_body",
+                        rc == -ENOMEM ? NULL : res.detail, -1, NULL, 0,
+                        res.errors, res.nerrors);
+    bh__req_unref(r);
+  }
+  bh__field_errors_free(res.errors, res.nerrors);
+  return rc == -ENOMEM ? -ENOMEM : -EINVAL;
+}
+
+static const char *svc_body_string(bh_req *r, const char *f) {
+  return r->json ? bh__body_string(r->json, f) : NULL;
+}
+static int svc_body_int(bh_req *r, const char *f, int64_t *out) {
+  return r->json ? bh__body_int(r->json, f, out) : -ENOENT;
+}
+static int svc_body_bool(bh_req *r, const char *f, int *out) {
+  return r->json ? bh__body_bool(r->json, f, out) : -ENOENT;
+}
+static const char *svc_body_json(bh_req *r, const char *f) {
+  return r->json ? bh__body_json(r->json, f) : NULL;
+}
+static const char *svc_body_string_at(bh_req *r, const char *f, size_t i) {
+  return r->json ? bh__body_string_at(r->json, f, i) : NULL;
+}
+
+static const bh_services bh__svc_table = {
+    .size = sizeof(bh_services),
+    .abi_major = BH_ABI_MAJOR,
+    .abi_minor = BH_ABI_MINOR,
+    .log = svc_log,
+    .config_get = svc_config_get,
+    .set_data = svc_set_data,
+    .get_data = svc_get_data,
+    .data_dir = svc_data_dir,
+    .route_add = svc_route_add,
+    .error_map = svc_error_map,
+    .req_method = svc_req_method,
+    .req_path = svc_req_path,
+    .req_query = svc_req_query,
+    .req_param = svc_req_param,
+    .req_header = svc_req_header,
+    .req_body = svc_req_body,
+    .req_id = svc_req_id,
+    .req_client_addr = svc_req_client_addr,
+    .req_ctx = svc_req_ctx,
+    .set_header = svc_set_header,
+    .respond = svc_respond,
+    .problem = svc_problem,
+    .body_parse = svc_body_parse,
+    .body_string = svc_body_string,
+    .body_int = svc_body_int,
+    .body_bool = svc_body_bool,
+    .body_json = svc_body_json,
+    .body_string_at = svc_body_string_at,
+};
+
+const bh_services *bh__services(void) { return &bh__svc_table; }

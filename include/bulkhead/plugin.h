@@ -1,0 +1,397 @@
+/*
+ * bulkhead plugin SDK — the only header a plugin includes.
+ *
+ * A plugin is a shared object that exports exactly one symbol,
+ * BH_ENTRY_SYMBOL ("bulkhead_plugin_entry"), of type bh_entry_fn. The core
+ * calls it once after dlopen() with its own ABI version; the plugin returns
+ * a pointer to a static, const descriptor (or NULL to refuse the core).
+ *
+ * Versioning rules (Redis modules / SQLite extensions style):
+ *  - BH_ABI_MAJOR changes only when an existing slot changes meaning. The
+ *    core refuses a plugin of another major.
+ *  - BH_ABI_MINOR grows when slots are appended to bh_services. The core
+ *    refuses a plugin built for a newer minor than its own, because such a
+ *    plugin may call slots this core does not have.
+ *  - Every struct here starts with a size or version field and only grows
+ *    at its end; reserved slots are zero.
+ *
+ * Status convention (libuv style): 0 on success, a negative errno value on
+ * failure. A call that takes a callback and fails never calls it.
+ *
+ * Ownership is stated on every function: "borrowed" means valid until the
+ * named event, the caller must not free it; "copied" means the callee keeps
+ * its own copy and the caller may free its argument on return.
+ *
+ * Threading: every callback runs on the worker's event loop thread, and every
+ * service must be called from that thread. A handler must not block: use the
+ * asynchronous services the core offers.
+ *
+ * No libuv, libcurl, sqlite or jansson type appears here on purpose: the
+ * plugin ABI must not be tied to theirs.
+ */
+#ifndef BULKHEAD_PLUGIN_H
+#define BULKHEAD_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BH_ABI_MAJOR 1
+#define BH_ABI_MINOR 0
+
+#define BH_ENTRY_SYMBOL "bulkhead_plugin_entry"
+
+#if defined(__GNUC__)
+#define BH_EXPORT __attribute__((visibility("default")))
+#define BH_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define BH_EXPORT
+#define BH_PRINTF(f, a)
+#endif
+
+/* Opaque handles owned by the core. */
+typedef struct bh_ctx bh_ctx; /* one per loaded plugin (per worker) */
+typedef struct bh_req bh_req; /* one per HTTP request */
+
+typedef struct bh_services bh_services;
+
+/* ---------------------------------------------------------------------- */
+/* Descriptor                                                              */
+/* ---------------------------------------------------------------------- */
+
+typedef struct bh_plugin_desc {
+  uint32_t size; /* sizeof(bh_plugin_desc) as the plugin was built */
+  uint16_t abi_major; /* BH_ABI_MAJOR the plugin was built against */
+  uint16_t abi_minor; /* BH_ABI_MINOR the plugin was built against */
+  const char *name; /* [a-z][a-z0-9_]{0,31}; codes are prefixed "name." */
+  const char *version; /* free text, e.g. "1.2.0" */
+
+  /* Mandatory. Register routes, error map, read config. `svc` is borrowed
+   * for the life of the plugin. A negative return fails the load; the core
+   * then calls fini() and unloads. */
+  int (*init)(bh_ctx *ctx, const bh_services *svc);
+  /* Optional. Called once the loop runs; start timers and background work
+   * here. A negative return marks the plugin failed (routes answer
+   * plugin.unavailable) and the core calls stop() and fini(). */
+  int (*start)(bh_ctx *ctx);
+  /* Optional. Stop accepting new work; in-flight requests still end. */
+  void (*stop)(bh_ctx *ctx);
+  /* Mandatory. Free everything the plugin owns. Called exactly once after a
+   * successful init() and also after a failed one. */
+  void (*fini)(bh_ctx *ctx);
+  /* Optional. 0 healthy, negative unhealthy with *why set to a static
+   * string (borrowed by the core until the next call). */
+  int (*health)(bh_ctx *ctx, const char **why);
+
+  void *reserved[4]; /* zero */
+} bh_plugin_desc;
+
+/* The one exported symbol. The plugin may return NULL to refuse a core whose
+ * ABI it cannot serve; the core then logs the refusal. */
+typedef const bh_plugin_desc *(*bh_entry_fn)(uint16_t core_abi_major,
+                                             uint16_t core_abi_minor);
+
+/* Convenience for plugin sources:
+ *   BH_PLUGIN_ENTRY(my_desc)
+ * defines the entry symbol with default visibility and an ABI refusal. */
+#define BH_PLUGIN_ENTRY(desc)                                                \
+  BH_EXPORT const bh_plugin_desc *bulkhead_plugin_entry(uint16_t maj,        \
+                                                        uint16_t min) {      \
+    (void)min;                                                               \
+    return maj == BH_ABI_MAJOR ? &(desc) : NULL;                             \
+  }
+
+/* ---------------------------------------------------------------------- */
+/* Routes                                                                  */
+/* ---------------------------------------------------------------------- */
+
+/* A handler must end `req` exactly once, now or later, with one of
+ * bh_respond*, bh_problem*. `req` stays valid until then. If the route
+ * deadline passes first the core answers "<plugin>.timeout" itself; the
+ * plugin's later end call then returns -ECANCELED and releases `req`. */
+typedef void (*bh_handler_fn)(bh_req *req, void *route_data);
+
+enum bh_route_flags {
+  BH_ROUTE_AUTH_REQUIRED = 1u << 0, /* session middleware must pass */
+  BH_ROUTE_RAW_BODY = 1u << 1 /* do not require a JSON content type */
+};
+
+typedef struct bh_route {
+  uint32_t size; /* sizeof(bh_route) */
+  const char *method; /* "GET", "POST", ...; copied */
+  /* Literal segments, "{name}" segments, and an optional trailing "*":
+   * "/v1/billing/subscription", "/v1/api-keys/{id}", "/v1/proxy/ *" (no space). Must lie
+   * under one of the plugin's configured mounts. Copied. */
+  const char *pattern;
+  bh_handler_fn handler;
+  void *data; /* passed to handler; borrowed until fini() */
+  uint32_t flags; /* enum bh_route_flags */
+  size_t max_body_bytes; /* 0: the server default */
+  uint32_t timeout_ms; /* handler deadline; 0: the server default */
+  const char *rate_limit; /* named policy, or NULL; copied */
+} bh_route;
+
+/* ---------------------------------------------------------------------- */
+/* Error map: the plugin's whole code catalogue                            */
+/* ---------------------------------------------------------------------- */
+
+/* What an error-map row matches. BH_ON_CODE rows are only catalogue entries
+ * a handler names with bh_problem(); the others are matched, first row
+ * wins, against the outcome of an upstream call. */
+enum bh_match_on {
+  BH_ON_CODE = 0, /* named explicitly by the plugin */
+  BH_ON_TRANSPORT = 1, /* transport failure of a kind in `transport` */
+  BH_ON_BREAKER_OPEN = 2, /* circuit breaker open: no call made */
+  BH_ON_STATUS = 3, /* exact upstream HTTP status `status` */
+  BH_ON_STATUS_CLASS = 4, /* status / 100 == `status` (e.g. 5 for 5xx) */
+  BH_ON_RATE_LIMITED = 5 /* local rate limit for the upstream */
+};
+
+enum bh_transport_kind {
+  BH_TRANSPORT_CONNECT = 1u << 0, /* refused / unreachable */
+  BH_TRANSPORT_DNS = 1u << 1,
+  BH_TRANSPORT_TLS = 1u << 2,
+  BH_TRANSPORT_RESET = 1u << 3, /* reset or closed mid-exchange */
+  BH_TRANSPORT_TIMEOUT = 1u << 4,
+  BH_TRANSPORT_ANY = 0x1f
+};
+
+typedef struct bh_error_row {
+  /* match */
+  int on; /* enum bh_match_on */
+  uint32_t transport; /* mask of bh_transport_kind, for BH_ON_TRANSPORT */
+  int status; /* for BH_ON_STATUS / BH_ON_STATUS_CLASS */
+  const char *body_field; /* optional dotted path in the upstream JSON
+                             error body, e.g. "error.type" */
+  const char *body_value; /* the string that field must equal */
+  /* answer */
+  const char *code; /* "<plugin>.<reason>", lower snake case, unique */
+  int http_status; /* 4xx or 5xx */
+  const char *title; /* NULL: the status reason phrase */
+  const char *detail; /* user-safe text; never secrets or personal data */
+  int retryable; /* 0 / 1 */
+  int pass_retry_after; /* forward the upstream's Retry-After */
+} bh_error_row;
+
+/* ---------------------------------------------------------------------- */
+/* Strict JSON bodies                                                      */
+/* ---------------------------------------------------------------------- */
+
+typedef enum bh_field_type {
+  BH_FIELD_STRING = 1,
+  BH_FIELD_INT = 2,
+  BH_FIELD_NUMBER = 3,
+  BH_FIELD_BOOL = 4,
+  BH_FIELD_OBJECT = 5,
+  BH_FIELD_ARRAY = 6,
+  BH_FIELD_STRING_ARRAY = 7
+} bh_field_type;
+
+enum bh_field_flags {
+  BH_FIELD_REQUIRED = 1u << 0,
+  BH_FIELD_NULLABLE = 1u << 1
+};
+
+typedef struct bh_field {
+  const char *name;
+  bh_field_type type;
+  uint32_t flags; /* enum bh_field_flags */
+  /* STRING: length bounds in bytes; ARRAY kinds: element count bounds;
+   * INT/NUMBER: value bounds. max 0 means unbounded. */
+  int64_t min;
+  int64_t max;
+  /* STRING only: NULL-terminated list of allowed values, or NULL. */
+  const char *const *one_of;
+} bh_field;
+
+typedef struct bh_body_shape {
+  const bh_field *fields;
+  size_t nfields;
+  int allow_unknown; /* 0 (the default): unknown fields are errors */
+} bh_body_shape;
+
+/* ---------------------------------------------------------------------- */
+/* Services table                                                          */
+/* ---------------------------------------------------------------------- */
+
+enum bh_log_level { BH_LOG_DEBUG = 0, BH_LOG_INFO, BH_LOG_WARN, BH_LOG_ERROR };
+
+struct bh_services {
+  uint32_t size; /* sizeof(bh_services) in the core: check before using a
+                    slot added after BH_ABI_MINOR 0 */
+  uint16_t abi_major;
+  uint16_t abi_minor;
+
+  /* --- plugin context (ABI 1.0) --- */
+
+  /* One JSON log line tagged with the plugin's name. Never pass secrets,
+   * tokens or personal data. `fmt` is formatted into the "msg" field. */
+  void (*log)(bh_ctx *ctx, int level, const char *fmt, ...) BH_PRINTF(3, 4);
+  /* A free key of the plugin's config section (environment overrides
+   * applied). Borrowed until fini(); NULL when absent. */
+  const char *(*config_get)(bh_ctx *ctx, const char *key);
+  /* The plugin's private data pointer. */
+  void (*set_data)(bh_ctx *ctx, void *data);
+  void *(*get_data)(bh_ctx *ctx);
+  /* Absolute directory the plugin may keep its files in (created by the
+   * core). Borrowed until fini(). */
+  const char *(*data_dir)(bh_ctx *ctx);
+
+  /* --- registration, only during init() (ABI 1.0) --- */
+
+  /* Register a route. The route struct is copied. -EINVAL bad pattern or
+   * outside the plugin's mounts; -EEXIST conflict (the load fails and the
+   * log names both plugins). */
+  int (*route_add)(bh_ctx *ctx, const bh_route *route);
+  /* Register the plugin's error map. Rows are copied. The whole table is
+   * checked: codes unique, prefixed "<plugin>.", lower snake case; statuses
+   * 4xx/5xx; a retryable 4xx other than 408/409/425/429 is refused.
+   * -EINVAL with the reason logged; the load then fails. May be called once. */
+  int (*error_map)(bh_ctx *ctx, const bh_error_row *rows, size_t nrows);
+
+  /* --- request accessors (ABI 1.0); all strings borrowed until the
+   *     request ends --- */
+
+  const char *(*req_method)(bh_req *req);
+  const char *(*req_path)(bh_req *req); /* decoded path without query */
+  const char *(*req_query)(bh_req *req); /* raw query or "" */
+  const char *(*req_param)(bh_req *req, const char *name); /* {name} */
+  const char *(*req_header)(bh_req *req, const char *name); /* first */
+  const char *(*req_body)(bh_req *req, size_t *len);
+  const char *(*req_id)(bh_req *req);
+  const char *(*req_client_addr)(bh_req *req);
+  bh_ctx *(*req_ctx)(bh_req *req);
+
+  /* --- ending a request (ABI 1.0) --- */
+
+  /* Add a response header before the end call. Copied. -EINVAL for a
+   * hop-by-hop or malformed header. */
+  int (*set_header)(bh_req *req, const char *name, const char *value);
+  /* End with a body (copied). content_type NULL means application/json. */
+  int (*respond)(bh_req *req, int status, const char *content_type,
+                 const char *body, size_t len);
+  /* End with the Problem for `code`, a code from the core catalogue or the
+   * plugin's error map. `detail` overrides the catalogue detail when not
+   * NULL (copied; must be user-safe). Unknown codes become generic.internal
+   * and are logged. */
+  int (*problem)(bh_req *req, const char *code, const char *detail);
+
+  /* --- strict JSON bodies (ABI 1.0) --- */
+
+  /* Parse the request body against `shape`. On success returns 0 and the
+   * field getters below work. On failure the core has already ended the
+   * request with 400 request.invalid_body listing every failing field in
+   * extensions.errors, and -EINVAL is returned: just return. */
+  int (*body_parse)(bh_req *req, const bh_body_shape *shape);
+  /* Getters after body_parse(): NULL / -ENOENT when absent or null. The
+   * string is borrowed until the request ends. */
+  const char *(*body_string)(bh_req *req, const char *field);
+  int (*body_int)(bh_req *req, const char *field, int64_t *out);
+  int (*body_bool)(bh_req *req, const char *field, int *out);
+  /* The field re-encoded as compact JSON (objects, arrays); borrowed until
+   * the request ends. */
+  const char *(*body_json)(bh_req *req, const char *field);
+  /* Element i of a STRING_ARRAY field, NULL past the end. */
+  const char *(*body_string_at)(bh_req *req, const char *field, size_t i);
+
+  void *reserved[8];
+};
+
+/* ---------------------------------------------------------------------- */
+/* Inline wrappers: plugin code reads naturally                            */
+/* ---------------------------------------------------------------------- */
+
+/* Every bh_ctx and bh_req begins with this head, so the wrappers reach the
+ * services table without a global in the plugin. Plugins never touch it. */
+typedef struct bh_handle_head {
+  const bh_services *svc;
+} bh_handle_head;
+
+#define BH__SVC(h) (((const bh_handle_head *)(const void *)(h))->svc)
+
+/* True when the core's table has slot `member` (slots appended after the
+ * plugin's minor are absent in an older core). */
+#define BH_SVC_HAS(svc, member)                                              \
+  ((svc)->size >= offsetof(bh_services, member) + sizeof((svc)->member) &&   \
+   (svc)->member != NULL)
+
+#define bh_log(ctx, level, ...) BH__SVC(ctx)->log((ctx), (level), __VA_ARGS__)
+
+static inline const char *bh_config(bh_ctx *c, const char *key) {
+  return BH__SVC(c)->config_get(c, key);
+}
+static inline void bh_set_data(bh_ctx *c, void *d) { BH__SVC(c)->set_data(c, d); }
+static inline void *bh_data(bh_ctx *c) { return BH__SVC(c)->get_data(c); }
+static inline const char *bh_data_dir(bh_ctx *c) {
+  return BH__SVC(c)->data_dir(c);
+}
+static inline int bh_route_add(bh_ctx *c, const bh_route *r) {
+  return BH__SVC(c)->route_add(c, r);
+}
+static inline int bh_error_map(bh_ctx *c, const bh_error_row *rows, size_t n) {
+  return BH__SVC(c)->error_map(c, rows, n);
+}
+static inline const char *bh_req_method(bh_req *r) {
+  return BH__SVC(r)->req_method(r);
+}
+static inline const char *bh_req_path(bh_req *r) { return BH__SVC(r)->req_path(r); }
+static inline const char *bh_req_query(bh_req *r) {
+  return BH__SVC(r)->req_query(r);
+}
+static inline const char *bh_req_param(bh_req *r, const char *name) {
+  return BH__SVC(r)->req_param(r, name);
+}
+static inline const char *bh_req_header(bh_req *r, const char *name) {
+  return BH__SVC(r)->req_header(r, name);
+}
+static inline const char *bh_req_body(bh_req *r, size_t *len) {
+  return BH__SVC(r)->req_body(r, len);
+}
+static inline const char *bh_req_id(bh_req *r) { return BH__SVC(r)->req_id(r); }
+static inline const char *bh_req_client_addr(bh_req *r) {
+  return BH__SVC(r)->req_client_addr(r);
+}
+static inline bh_ctx *bh_req_ctx(bh_req *r) { return BH__SVC(r)->req_ctx(r); }
+static inline int bh_set_header(bh_req *r, const char *name, const char *value) {
+  return BH__SVC(r)->set_header(r, name, value);
+}
+static inline int bh_respond(bh_req *r, int status, const char *content_type,
+                             const char *body, size_t len) {
+  return BH__SVC(r)->respond(r, status, content_type, body, len);
+}
+static inline int bh_respond_json(bh_req *r, int status, const char *json) {
+  size_t n = 0;
+  while (json[n] != '\0') n++;
+  return BH__SVC(r)->respond(r, status, NULL, json, n);
+}
+static inline int bh_problem(bh_req *r, const char *code, const char *detail) {
+  return BH__SVC(r)->problem(r, code, detail);
+}
+static inline int bh_body_parse(bh_req *r, const bh_body_shape *shape) {
+  return BH__SVC(r)->body_parse(r, shape);
+}
+static inline const char *bh_body_string(bh_req *r, const char *field) {
+  return BH__SVC(r)->body_string(r, field);
+}
+static inline int bh_body_int(bh_req *r, const char *field, int64_t *out) {
+  return BH__SVC(r)->body_int(r, field, out);
+}
+static inline int bh_body_bool(bh_req *r, const char *field, int *out) {
+  return BH__SVC(r)->body_bool(r, field, out);
+}
+static inline const char *bh_body_json(bh_req *r, const char *field) {
+  return BH__SVC(r)->body_json(r, field);
+}
+static inline const char *bh_body_string_at(bh_req *r, const char *field,
+                                            size_t i) {
+  return BH__SVC(r)->body_string_at(r, field, i);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BULKHEAD_PLUGIN_H */
