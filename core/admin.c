@@ -10,6 +10,7 @@
 #include "bh_version.h"
 #include "daemon.h"
 #include "log.h"
+#include "upstream.h"
 
 static void bh__admin_json(bh_req *req, int status, bh__buf *b) {
   if (bh__buf_failed(b)) {
@@ -132,57 +133,169 @@ static void bh__status(bh_req *req) {
     }
     bh__buf_putc(&b, '}');
   }
+  bh__buf_puts(&b, "],\"upstreams\":[");
+  uint64_t now = uv_now(d->loop);
+  for (struct bh_upstream *u = d->upstreams; u; u = u->next) {
+    const bh__breaker *br = u->breaker;
+    uint32_t calls, fail, slow;
+    bh__breaker_stats(br, now, &calls, &fail, &slow);
+    if (u != d->upstreams) bh__buf_putc(&b, ',');
+    bh__buf_puts(&b, "{\"name\":");
+    bh__buf_json_str(&b, u->name);
+    bh__buf_puts(&b, ",\"plugin\":");
+    bh__buf_json_str(&b, u->plugin->name);
+    bh__buf_printf(&b,
+                   ",\"breaker\":{\"state\":\"%s\",\"mode\":\"%s\","
+                   "\"calls\":%u,\"failureRate\":%u,\"slowRate\":%u,"
+                   "\"transitions\":%llu,\"secondsSinceTransition\":%llu},"
+                   "\"lastError\":",
+                   bh__breaker_state_name(br->state),
+                   bh__breaker_mode_name(br->mode), calls, fail, slow,
+                   (unsigned long long)br->transitions,
+                   (unsigned long long)(br->transition_ms && now > br->transition_ms
+                                            ? (now - br->transition_ms) / 1000
+                                            : 0));
+    bh__buf_json_str(&b, u->last_error[0] ? u->last_error : NULL);
+    if (u->last_error_ms)
+      bh__buf_printf(&b, ",\"lastErrorAt\":%llu",
+                     (unsigned long long)(u->last_error_ms / 1000));
+    bh__buf_putc(&b, '}');
+  }
   bh__buf_puts(&b, "]}");
   bh__admin_json(req, 200, &b);
 }
 
-void bh__admin_dispatch(bh_req *req) {
-  static const struct {
-    const char *path;
-    int needs_token;
-  } paths[] = {{"/healthz", 0}, {"/readyz", 0}, {"/admin/status", 1},
-               {"/admin/errors", 1}};
-  const char *path = req->path;
-  int found = -1;
-  for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
-    if (!req->bad_path && strcmp(path, paths[i].path) == 0) found = (int)i;
-  if (found < 0) {
-    if (!req->bad_path && strncmp(path, "/admin/", 7) == 0 &&
-        !bh__admin_authorized(req)) {
-      /* do not reveal which admin paths exist without the token */
-      bh__buf_puts(&req->resp_headers, "WWW-Authenticate: Bearer\r\n");
-      bh__respond_problem(req, "admin.unauthorized", NULL, -1, NULL, 0, NULL,
-                          0);
-      return;
-    }
-    bh__respond_problem(req, req->bad_path ? "request.bad_request"
-                                           : "route.not_found",
-                        NULL, -1, NULL, 0, NULL, 0);
-    return;
-  }
-  if (paths[found].needs_token && !bh__admin_authorized(req)) {
-    bh__buf_puts(&req->resp_headers, "WWW-Authenticate: Bearer\r\n");
-    bh__respond_problem(req, "admin.unauthorized", NULL, -1, NULL, 0, NULL, 0);
-    return;
-  }
-  if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
-    bh__buf_puts(&req->resp_headers, "Allow: GET, HEAD\r\n");
-    bh__respond_problem(req, "route.method_not_allowed", NULL, -1, NULL, 0,
+/* POST /admin/upstreams/{name}/breaker {"state": "..."}: ops overrides. */
+static void bh__breaker_override(bh_req *req, const char *name) {
+  static const char *const modes[] = {"closed", "auto", "forced_open",
+                                      "disabled", "metrics_only", NULL};
+  static const bh_field fields[] = {
+      {"state", BH_FIELD_STRING, BH_FIELD_REQUIRED, 1, 32, modes}};
+  static const bh_body_shape shape = {fields, 1, 0};
+  bh__daemon *d = req->d;
+  struct bh_upstream *u = bh__upstream_find(d, name);
+  if (u == NULL) {
+    bh__respond_problem(req, "admin.upstream_not_found", NULL, -1, NULL, 0,
                         NULL, 0);
     return;
   }
+  bh__body_result res;
+  memset(&res, 0, sizeof(res));
+  if (bh__body_validate(req->body.data ? req->body.data : "", req->body.len,
+                        &shape, &res) != 0) {
+    bh__respond_problem(req, "request.invalid_body", res.detail, -1, NULL, 0,
+                        res.errors, res.nerrors);
+    bh__field_errors_free(res.errors, res.nerrors);
+    return;
+  }
+  int mode = bh__breaker_mode_parse(bh__body_string(res.body, "state"));
+  bh__body_free(res.body);
+  bh__breaker_set_mode(u->breaker, mode, uv_now(d->loop));
+  bh__logline l;
+  bh__log_begin(&l, BH__WARN, "breaker_override");
+  bh__log_str(&l, "upstream", u->name);
+  bh__log_str(&l, "mode", bh__breaker_mode_name(u->breaker->mode));
+  bh__log_str(&l, "state", bh__breaker_state_name(u->breaker->state));
+  bh__log_end(&l);
   bh__buf b;
   bh__buf_init(&b);
-  switch (found) {
-  case 0:
-    bh__buf_puts(&b, "{\"status\":\"ok\"}");
-    bh__admin_json(req, 200, &b);
-    break;
-  case 1: bh__readyz(req); break;
-  case 2: bh__status(req); break;
-  case 3:
-    bh__catalogue_json(req->d, &b);
-    bh__admin_json(req, 200, &b);
-    break;
+  bh__buf_puts(&b, "{\"upstream\":");
+  bh__buf_json_str(&b, u->name);
+  bh__buf_printf(&b, ",\"state\":\"%s\",\"mode\":\"%s\"}",
+                 bh__breaker_state_name(u->breaker->state),
+                 bh__breaker_mode_name(u->breaker->mode));
+  bh__admin_json(req, 200, &b);
+}
+
+static void bh__metrics_endpoint(bh_req *req) {
+  bh__buf b;
+  bh__buf_init(&b);
+  if (bh__metrics_text(req->d, &b) != 0 || bh__buf_failed(&b)) {
+    bh__buf_free(&b);
+    bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+    return;
   }
+  bh__respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data,
+              b.len, "Cache-Control: no-store\r\n");
+  bh__buf_free(&b);
+}
+
+static void bh__admin_unauthorized(bh_req *req) {
+  bh__buf_puts(&req->resp_headers, "WWW-Authenticate: Bearer\r\n");
+  bh__respond_problem(req, "admin.unauthorized", NULL, -1, NULL, 0, NULL, 0);
+}
+
+static void bh__admin_method(bh_req *req, const char *allow) {
+  bh__buf_printf(&req->resp_headers, "Allow: %s\r\n", allow);
+  bh__respond_problem(req, "route.method_not_allowed", NULL, -1, NULL, 0, NULL,
+                      0);
+}
+
+static int bh__is_get(const bh_req *req) {
+  return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+}
+
+void bh__admin_dispatch(bh_req *req) {
+  const char *path = req->path;
+  if (req->bad_path) {
+    bh__respond_problem(req, "request.bad_request", NULL, -1, NULL, 0, NULL, 0);
+    return;
+  }
+  /* probes and scrapes stay open; everything under /admin/ needs the token
+   * (checked before the path, so its absence reveals nothing) */
+  if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+      strcmp(path, "/metrics") == 0) {
+    if (!bh__is_get(req)) {
+      bh__admin_method(req, "GET, HEAD");
+    } else if (path[1] == 'h') {
+      bh__buf b;
+      bh__buf_init(&b);
+      bh__buf_puts(&b, "{\"status\":\"ok\"}");
+      bh__admin_json(req, 200, &b);
+    } else if (path[1] == 'r') {
+      bh__readyz(req);
+    } else {
+      bh__metrics_endpoint(req);
+    }
+    return;
+  }
+  if (strncmp(path, "/admin/", 7) != 0) {
+    bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+    return;
+  }
+  if (!bh__admin_authorized(req)) {
+    bh__admin_unauthorized(req);
+    return;
+  }
+  if (strcmp(path, "/admin/status") == 0 || strcmp(path, "/admin/errors") == 0) {
+    if (!bh__is_get(req)) {
+      bh__admin_method(req, "GET, HEAD");
+    } else if (path[7] == 's') {
+      bh__status(req);
+    } else {
+      bh__buf b;
+      bh__buf_init(&b);
+      bh__catalogue_json(req->d, &b);
+      bh__admin_json(req, 200, &b);
+    }
+    return;
+  }
+  static const char up[] = "/admin/upstreams/";
+  const char *tail = "/breaker";
+  size_t pl = strlen(path), ul = sizeof(up) - 1, tl = strlen(tail);
+  if (pl > ul + tl && strncmp(path, up, ul) == 0 &&
+      strcmp(path + pl - tl, tail) == 0) {
+    char name[64];
+    size_t nl = pl - ul - tl;
+    if (nl >= sizeof(name) || memchr(path + ul, '/', nl)) {
+      bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+      return;
+    }
+    memcpy(name, path + ul, nl);
+    name[nl] = '\0';
+    if (strcmp(req->method, "POST") != 0) bh__admin_method(req, "POST");
+    else bh__breaker_override(req, name);
+    return;
+  }
+  bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
 }

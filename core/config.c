@@ -90,10 +90,10 @@ static void vfail(loader *ld, int rc, int line, const char *var,
     vsnprintf(ld->err + n, ld->errlen - n, fmt, ap);
 }
 
-__attribute__((format(printf, 5, 6))) static int fail_at(loader *ld, int line,
-                                                         const char *sec,
-                                                         const char *key,
-                                                         const char *fmt, ...) {
+static int fail_at(loader *ld, int line, const char *sec, const char *key,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int fail_at(loader *ld, int line, const char *sec, const char *key,
+                   const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
   vfail(ld, -EINVAL, line, NULL, sec, key, fmt, ap);
@@ -116,13 +116,16 @@ static int fail_oom(loader *ld) {
 #define IS_UPPER(c) ((c) >= 'A' && (c) <= 'Z')
 #define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
 
-/* Room for one more element in a malloc'd array; 0 or -ENOMEM. */
+/* Room for one more element in a malloc'd array; 0 or -ENOMEM. The
+ * memcpy keeps the T ** -> void * round trip free of aliasing trouble. */
 static int grow(void *arrp, size_t n, size_t size) {
-  void **arr = arrp, *a = realloc(*arr, (n + 1) * size);
-  if (!a) return -ENOMEM;
-  *arr = a;
+  void *old, *a;
+  memcpy(&old, arrp, sizeof old);
+  if (!(a = realloc(old, (n + 1) * size))) return -ENOMEM;
+  memcpy(arrp, &a, sizeof a);
   return 0;
 }
+#define GROW(arr, n) grow(&(arr), (n), sizeof(*(arr)))
 
 /* BULKHEAD_<SECTION>_<KEY>; NULL when it would not fit. */
 static const char *env_name(char *out, size_t n, const char *sec,
@@ -142,10 +145,10 @@ static const char *env_name(char *out, size_t n, const char *sec,
 }
 
 /* An error about a stored value: its line, or the variable it came from. */
-__attribute__((format(printf, 4, 5))) static int fail_kv(loader *ld,
-                                                         const bh__section *s,
-                                                         const bh__kv *kv,
-                                                         const char *fmt, ...) {
+static int fail_kv(loader *ld, const bh__section *s, const bh__kv *kv,
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail_kv(loader *ld, const bh__section *s, const bh__kv *kv,
+                   const char *fmt, ...) {
   char var[256];
   va_list ap;
   va_start(ap, fmt);
@@ -191,7 +194,7 @@ static bh__kv *find_kv(const bh__section *s, const char *key) {
 
 static bh__section *add_section(bh__config *cfg, const char *name, size_t len,
                                 int line) {
-  if (grow(&cfg->sections, cfg->nsections, sizeof(bh__section))) return NULL;
+  if (GROW(cfg->sections, cfg->nsections)) return NULL;
   bh__section *s = &cfg->sections[cfg->nsections];
   memset(s, 0, sizeof(*s));
   if (!(s->name = strndup(name, len))) return NULL;
@@ -202,7 +205,7 @@ static bh__section *add_section(bh__config *cfg, const char *name, size_t len,
 
 static bh__kv *add_kv(bh__section *s, const char *key, const char *value,
                       int line) {
-  if (grow(&s->kv, s->nkv, sizeof(bh__kv))) return NULL;
+  if (GROW(s->kv, s->nkv)) return NULL;
   bh__kv *kv = &s->kv[s->nkv];
   kv->key = strdup(key);
   kv->value = strdup(value);
@@ -248,7 +251,7 @@ static const char *find_cc(const char *s, const char *chars) {
 }
 
 static int push_event(loader *ld, int line, int cont) {
-  if (grow(&ld->ev, ld->nev, sizeof(event))) return fail_oom(ld);
+  if (GROW(ld->ev, ld->nev)) return fail_oom(ld);
   ld->ev[ld->nev++] = (event){line, cont};
   return 0;
 }
@@ -466,36 +469,37 @@ typedef struct skey {
   const char *name;
   enum kind kind;
   size_t off;
+  const char *def; /* parsed like a file value; NULL: stays NULL */
   uint64_t min, max;
   const char *what; /* K_NUM: "a size in bytes" ... */
   int is_size;      /* K_NUM: size_t field, else uint32_t */
 } skey;
 
 #define OFF(f) offsetof(bh__config, f)
+#define TEXT 0, 0, NULL, 0
+#define BYTES "a size in bytes", 1
+#define MS 100, 3600000, "a duration in milliseconds", 0
+/* The one place the [server] defaults live (config.h repeats them). */
 static const skey server_keys[] = {
-    {"listen", K_ADDR, OFF(listen), 0, 0, NULL, 0},
-    {"admin_listen", K_ADDR, OFF(admin_listen), 0, 0, NULL, 0},
-    {"data_dir", K_PATH, OFF(data_dir), 0, 0, NULL, 0},
-    {"plugin_dir", K_PATH, OFF(plugin_dir), 0, 0, NULL, 0},
-    {"admin_token", K_TOKEN, OFF(admin_token), 0, 0, NULL, 0},
-    {"problem_style", K_STYLE, OFF(problem_flat), 0, 0, NULL, 0},
-    {"max_header_bytes", K_NUM, OFF(max_header_bytes), 1024, 1048576,
-     "a size in bytes", 1},
-    {"max_body_bytes", K_NUM, OFF(max_body_bytes), 0, 1073741824,
-     "a size in bytes", 1},
-    {"header_timeout_ms", K_NUM, OFF(header_timeout_ms), 100, 3600000,
-     "a duration in milliseconds", 0},
-    {"body_timeout_ms", K_NUM, OFF(body_timeout_ms), 100, 3600000,
-     "a duration in milliseconds", 0},
-    {"keepalive_timeout_ms", K_NUM, OFF(keepalive_timeout_ms), 100, 3600000,
-     "a duration in milliseconds", 0},
-    {"handler_timeout_ms", K_NUM, OFF(handler_timeout_ms), 100, 3600000,
-     "a duration in milliseconds", 0},
-    {"max_connections", K_NUM, OFF(max_connections), 1, 1000000,
+    {"listen", K_ADDR, OFF(listen), "127.0.0.1:8080", TEXT},
+    {"admin_listen", K_ADDR, OFF(admin_listen), "127.0.0.1:9901", TEXT},
+    {"data_dir", K_PATH, OFF(data_dir), "./bulkhead-data", TEXT},
+    {"plugin_dir", K_PATH, OFF(plugin_dir), NULL, TEXT},
+    {"admin_token", K_TOKEN, OFF(admin_token), NULL, TEXT},
+    {"problem_style", K_STYLE, OFF(problem_flat), "nested", TEXT},
+    {"max_header_bytes", K_NUM, OFF(max_header_bytes), "16384", 1024, 1048576,
+     BYTES},
+    {"max_body_bytes", K_NUM, OFF(max_body_bytes), "1048576", 0, 1073741824,
+     BYTES},
+    {"header_timeout_ms", K_NUM, OFF(header_timeout_ms), "10000", MS},
+    {"body_timeout_ms", K_NUM, OFF(body_timeout_ms), "30000", MS},
+    {"keepalive_timeout_ms", K_NUM, OFF(keepalive_timeout_ms), "75000", MS},
+    {"handler_timeout_ms", K_NUM, OFF(handler_timeout_ms), "30000", MS},
+    {"max_connections", K_NUM, OFF(max_connections), "10000", 1, 1000000,
      "a number of connections", 0},
-    {"log", K_LOG, OFF(log_target), 0, 0, NULL, 0},
-    {"log_level", K_LEVEL, OFF(log_level), 0, 0, NULL, 0},
-    {"login_page", K_PAGE, OFF(login_page), 0, 0, NULL, 0},
+    {"log", K_LOG, OFF(log_target), "stdout", TEXT},
+    {"log_level", K_LEVEL, OFF(log_level), "info", TEXT},
+    {"login_page", K_PAGE, OFF(login_page), "/login", TEXT},
 };
 #define NSERVER_KEYS (sizeof server_keys / sizeof server_keys[0])
 
@@ -516,13 +520,23 @@ static int server_value(loader *ld, const bh__section *s, const bh__kv *kv,
     return fail_kv(ld, s, kv, "control character or line break in '%s'",
                    shown(v, q, sizeof q));
   switch (k->kind) {
-  case K_ADDR:
-    if (bh__config_parse_addr(v, NULL, 0, NULL))
+  case K_ADDR: {
+    char host[64];
+    struct in_addr a4;
+    if (bh__config_parse_addr(v, host, sizeof host, NULL))
       return fail_kv(ld, s, kv,
                      "expected host:port or [ipv6]:port with a port between "
                      "0 and 65535, got '%s'",
                      shown(v, q, sizeof q));
+    /* The listener does not resolve names: say so now, not at bind. */
+    if (v[0] != '[' && strcmp(host, "localhost") != 0 &&
+        inet_pton(AF_INET, host, &a4) != 1)
+      return fail_kv(ld, s, kv,
+                     "expected an IP address or localhost to listen on, "
+                     "got '%s'",
+                     shown(v, q, sizeof q));
     return set_str(ld, (char **)(base + k->off), v);
+  }
   case K_PATH:
   case K_LOG:
     if (!*v) return fail_kv(ld, s, kv, "must not be empty");
@@ -573,25 +587,15 @@ static int server_value(loader *ld, const bh__section *s, const bh__kv *kv,
 }
 
 static int load_server(loader *ld) {
-  bh__config *c = ld->cfg;
-  if (set_str(ld, &c->listen, "127.0.0.1:8080") ||
-      set_str(ld, &c->admin_listen, "127.0.0.1:9901") ||
-      set_str(ld, &c->data_dir, "./bulkhead-data") ||
-      set_str(ld, &c->log_target, "stdout") ||
-      set_str(ld, &c->login_page, "/login"))
-    return ld->rc;
-  c->max_header_bytes = 16384;
-  c->max_body_bytes = 1048576;
-  c->header_timeout_ms = 10000;
-  c->body_timeout_ms = 30000;
-  c->keepalive_timeout_ms = 75000;
-  c->handler_timeout_ms = 30000;
-  c->max_connections = 10000;
-  c->log_level = BH__INFO;
-
+  static const bh__section defaults = {.name = "server"};
+  for (size_t i = 0; i < NSERVER_KEYS; i++) {
+    const skey *k = &server_keys[i];
+    bh__kv d = {(char *)k->name, (char *)k->def, -1};
+    if (d.value && server_value(ld, &defaults, &d, k)) return ld->rc;
+  }
   for (size_t i = 0; i < NSERVER_KEYS; i++)
     if (set_env_kv(ld, "server", server_keys[i].name)) return ld->rc;
-  const bh__section *s = find_section(c, "server");
+  const bh__section *s = find_section(ld->cfg, "server");
   for (size_t i = 0; s && i < s->nkv; i++) {
     const skey *k = NULL;
     for (size_t j = 0; j < NSERVER_KEYS && !k; j++)
@@ -626,16 +630,11 @@ static const char *mount_problem(const char *m) {
   return NULL;
 }
 
-/* Equal, or one a prefix of the other at a segment boundary. */
+/* Nested mounts are allowed (the longest prefix owns a path, so a plugin
+ * can serve a sub-tree of another's); only the same prefix twice is
+ * ambiguous. */
 static int mounts_overlap(const char *a, const char *b) {
-  size_t la = strlen(a), lb = strlen(b);
-  if (la > lb) {
-    const char *t = a;
-    a = b;
-    b = t;
-    la = lb;
-  }
-  return strncmp(a, b, la) == 0 && (b[la] == '\0' || b[la] == '/');
+  return strcmp(a, b) == 0;
 }
 
 static int parse_mounts(loader *ld, const bh__section *s, const bh__kv *kv,
@@ -652,7 +651,7 @@ static int parse_mounts(loader *ld, const bh__section *s, const bh__kv *kv,
     if (v == e) return fail_kv(ld, s, kv, "empty entry in the mount list");
     char *m = strndup(v, (size_t)(e - v));
     if (!m) return fail_oom(ld);
-    if (grow(&p->mounts, p->nmounts, sizeof(char *))) {
+    if (GROW(p->mounts, p->nmounts)) {
       free(m);
       return fail_oom(ld);
     }
@@ -690,8 +689,7 @@ static int load_plugin(loader *ld, size_t si) {
     if (set_env_kv(ld, c->sections[si].name, typed[i])) return ld->rc;
   /* Taken after the overrides: they may have grown this section. */
   const bh__section *s = &c->sections[si];
-  if (grow(&c->plugins, c->nplugins, sizeof(bh__plugin_conf)))
-    return fail_oom(ld);
+  if (GROW(c->plugins, c->nplugins)) return fail_oom(ld);
   bh__plugin_conf *p = &c->plugins[c->nplugins++];
   memset(p, 0, sizeof(*p));
   p->enabled = 1;
@@ -729,15 +727,15 @@ static int load_plugin(loader *ld, size_t si) {
     return fail_kv(ld, s, find_kv(s, "required"),
                    "a required plugin cannot be disabled");
 
-  /* Two enabled plugins must never compete for a path. */
+  /* Two enabled plugins must never claim the same prefix. */
   for (size_t i = 0; p->enabled && i + 1 < c->nplugins; i++) {
     const bh__plugin_conf *o = &c->plugins[i];
     for (size_t j = 0; o->enabled && j < o->nmounts; j++)
       for (size_t k = 0; k < p->nmounts; k++)
         if (mounts_overlap(o->mounts[j], p->mounts[k]))
           return fail_kv(ld, s, mount,
-                         "mount '%s' overlaps '%s' of [plugin.%s]",
-                         p->mounts[k], o->mounts[j], o->name);
+                         "mount '%s' is already mounted by [plugin.%s]",
+                         p->mounts[k], o->name);
   }
   return 0;
 }

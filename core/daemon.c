@@ -10,6 +10,8 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
+#include "upstream.h"
 
 #define BH__DRAIN_TIMEOUT_MS 10000
 
@@ -27,6 +29,9 @@ int bh__daemon_init(bh__daemon *d, bh__config *cfg, uv_loop_t *loop) {
              cfg->data_dir, strerror(errno));
     return rc;
   }
+  int rc = bh__telemetry_init(d);
+  if (rc == 0) rc = bh__client_init(d);
+  if (rc) return rc;
   bh__plugins_load(d);
   return 0;
 }
@@ -54,6 +59,7 @@ static void bh__drain_tick(uv_timer_t *t) {
                "closing %zu connections still busy after %d ms", d->nconns,
                BH__DRAIN_TIMEOUT_MS);
     bh__conn_close_all(d);
+    bh__client_close(d);
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
@@ -119,7 +125,11 @@ int bh__daemon_run(bh__daemon *d) {
 }
 
 void bh__daemon_free(bh__daemon *d) {
+  bh__client_close(d);
   bh__plugins_unload(d);
+  bh__upstreams_free(d);
+  bh__metrics_free(d->metrics);
+  d->metrics = NULL;
   bh__router_free(d->router);
   d->router = NULL;
 }

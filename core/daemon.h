@@ -74,6 +74,8 @@ struct bh__plugin {
 
   bh__route **routes; /* routes this plugin registered */
   size_t nroutes;
+  void **proxies; /* proxy route data, freed at unload */
+  size_t nproxies;
 };
 
 /* ---------------------------------------------------------------------- */
@@ -123,6 +125,11 @@ struct bh_req {
   int status;
   const char *code; /* problem code answered, for the access log */
   int answered; /* a response went (or is going) to the client */
+  int streaming; /* head sent, body in progress */
+  int chunked;
+  void (*on_drain)(bh_req *req); /* write queue drained (streaming) */
+  void *on_drain_data;
+  struct bh__call *calls; /* upstream calls in flight */
   int plugin_holds; /* handler called and not yet ended */
 
   bh__body *json; /* body_parse result */
@@ -171,6 +178,7 @@ struct bh__conn {
   int message_done; /* the parser paused at a message end */
   int pumping; /* inside bh__conn_pump or a read: no re-entry */
   int write_blocked; /* reading waits for the write queue to drain */
+  int idle_arm; /* entered idle: (re)arm the keep-alive timer once */
   int writes_pending;
   int close_after_write;
   int closed;
@@ -184,6 +192,9 @@ struct bh__conn {
 
 struct bh__daemon {
   uv_loop_t *loop;
+  struct bh__client *client; /* upstream client */
+  struct bh_upstream *upstreams;
+  struct bh__metrics *metrics;
   bh__config *cfg;
   const bh_services *svc;
   bh__router *router;
@@ -242,6 +253,14 @@ void bh__respond_problem(bh_req *req, const char *code, const char *detail,
 const bh__code *bh__code_find(bh__daemon *d, bh__plugin *p, const char *code);
 /* Drops one reference; frees the request at zero. */
 void bh__req_unref(bh_req *req);
+/* Streamed answers. head: headers are preformatted lines; content_length
+ * < 0 means chunked. body returns the connection's unsent bytes (for back
+ * pressure) or a negative errno. end: complete = 0 cuts the stream (the
+ * connection closes). */
+int bh__respond_head(bh_req *req, int status, const char *headers,
+                     long long content_length);
+long bh__respond_body(bh_req *req, const char *data, size_t len);
+void bh__respond_end(bh_req *req, int complete);
 /* Raw problem write for failures before a request exists (parse errors). */
 void bh__conn_problem(bh__conn *c, const char *code);
 uint64_t bh__now_ns(void);
@@ -283,6 +302,24 @@ const bh__code *bh__errmap_code(const bh__plugin *p, const char *code);
 
 /* services.c */
 const bh_services *bh__services(void);
+/* Registers a route for p (init only); the one path for plugin routes and
+ * proxy routes. */
+int bh__route_register(bh__plugin *p, const bh_route *r);
+
+/* proxy.c */
+int bh__proxy_add(bh__plugin *p, const char *prefix, struct bh_upstream *u,
+                  uint32_t flags);
+
+/* telemetry.c: metrics fed by the request path and the upstream client */
+int bh__telemetry_init(bh__daemon *d);
+void bh__metrics_request(bh_req *req);
+void bh__metrics_upstream(bh__daemon *d, struct bh_upstream *u, int outcome,
+                          uint32_t transport, int status, uint32_t attempts,
+                          uint64_t duration_ms);
+void bh__metrics_retry(bh__daemon *d, struct bh_upstream *u);
+void bh__metrics_rate_limited(bh__daemon *d, const char *policy);
+/* Renders /metrics (gauges sampled at render time). */
+int bh__metrics_text(bh__daemon *d, bh__buf *out);
 
 /* admin.c */
 void bh__admin_dispatch(bh_req *req);

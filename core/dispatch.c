@@ -11,6 +11,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "upstream.h"
 
 #define BH__ADMIN_BODY_LIMIT 65536
 
@@ -27,6 +28,16 @@ static int bh__path_ok(const char *p) {
     }
   }
   return 1;
+}
+
+/* application/json or any application/<x>+json, parameters allowed. */
+static int bh__is_json(const char *ct) {
+  if (ct == NULL) return 0;
+  size_t n = strcspn(ct, ";");
+  while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) n--;
+  if (n == 16 && strncasecmp(ct, "application/json", 16) == 0) return 1;
+  return n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+         strncasecmp(ct + n - 5, "+json", 5) == 0;
 }
 
 int bh__dispatch_head(bh_req *req) {
@@ -110,6 +121,12 @@ void bh__dispatch(bh_req *req) {
                         0);
     return;
   }
+  if (!(route->flags & BH_ROUTE_RAW_BODY) && req->body.len > 0 &&
+      !bh__is_json(bh__req_header(req, "content-type"))) {
+    bh__respond_problem(req, "request.unsupported_media_type", NULL, -1, NULL,
+                        0, NULL, 0);
+    return;
+  }
   req->plugin_holds = 1;
   req->refs++;
   bh__conn_deadline(c, route->timeout_ms);
@@ -128,4 +145,6 @@ void bh__dispatch_deadline(bh_req *req) {
   if (req->route) bh__log_str(&l, "route", req->route->pattern);
   bh__log_end(&l);
   bh__respond_problem(req, code, NULL, -1, NULL, 0, NULL, 0);
+  /* nobody is waiting for these answers any more */
+  bh__calls_cancel(req);
 }

@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "daemon.h"
+#include "upstream.h"
 
 static char *bh__dup(const char *s) { return s ? strdup(s) : NULL; }
 
@@ -198,4 +201,114 @@ const bh__code *bh__errmap_code(const bh__plugin *p, const char *code) {
   for (size_t i = 0; i < p->ncodes; i++)
     if (strcmp(p->codes[i].code, code) == 0) return &p->codes[i];
   return NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Matching upstream outcomes                                              */
+/* ---------------------------------------------------------------------- */
+
+/* The string at a dotted path ("error.type") of a JSON document; numbers
+ * compare as their decimal text (identity providers put codes there). */
+static int bh__json_path_eq(json_t *root, const char *path, const char *want) {
+  char key[128];
+  json_t *cur = root;
+  const char *s = path;
+  while (cur && *s) {
+    size_t n = strcspn(s, ".");
+    if (n >= sizeof(key)) return 0;
+    memcpy(key, s, n);
+    key[n] = '\0';
+    cur = json_is_object(cur) ? json_object_get(cur, key) : NULL;
+    s += n;
+    if (*s == '.') s++;
+  }
+  if (cur == NULL) return 0;
+  if (json_is_string(cur)) return strcmp(json_string_value(cur), want) == 0;
+  if (json_is_integer(cur)) {
+    char num[32];
+    snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(cur));
+    return strcmp(num, want) == 0;
+  }
+  return 0;
+}
+
+static int bh__row_matches(const bh_error_row *r, const bh_upstream_result *res,
+                           json_t **body, int *body_parsed) {
+  switch (r->on) {
+  case BH_ON_BREAKER_OPEN: return res->outcome == BH_OUTCOME_BREAKER_OPEN;
+  case BH_ON_RATE_LIMITED: return res->outcome == BH_OUTCOME_RATE_LIMITED;
+  case BH_ON_TRANSPORT:
+    return res->outcome == BH_OUTCOME_TRANSPORT &&
+           (r->transport & res->transport) != 0;
+  case BH_ON_STATUS:
+  case BH_ON_STATUS_CLASS:
+    if (res->outcome != BH_OUTCOME_RESPONSE) return 0;
+    if (r->on == BH_ON_STATUS ? res->status != r->status
+                              : res->status / 100 != r->status)
+      return 0;
+    if (r->body_field == NULL) return 1;
+    if (!*body_parsed) {
+      *body_parsed = 1;
+      *body = json_loadb(res->body, res->body_len, 0, NULL);
+    }
+    return *body && bh__json_path_eq(*body, r->body_field, r->body_value);
+  default: return 0;
+  }
+}
+
+void bh__errmap_match(const bh__plugin *p, const bh_upstream_result *res,
+                      bh__mapped *out, char *codebuf, size_t codelen) {
+  json_t *body = NULL;
+  int parsed = 0;
+  int local = res->outcome == BH_OUTCOME_BREAKER_OPEN ||
+              res->outcome == BH_OUTCOME_RATE_LIMITED;
+  for (size_t i = 0; i < p->nrows; i++) {
+    const bh_error_row *r = &p->rows[i];
+    if (!bh__row_matches(r, res, &body, &parsed)) continue;
+    json_decref(body);
+    out->code = r->code;
+    /* a local refusal always knows when to come back */
+    out->retry_after = (r->pass_retry_after || local) ? res->retry_after : -1;
+    return;
+  }
+  json_decref(body);
+  const char *reason;
+  out->retry_after = -1;
+  switch (res->outcome) {
+  case BH_OUTCOME_BREAKER_OPEN:
+  case BH_OUTCOME_RATE_LIMITED:
+    reason = "upstream_unavailable";
+    out->retry_after = res->retry_after;
+    break;
+  case BH_OUTCOME_TRANSPORT:
+    reason = res->transport == BH_TRANSPORT_TIMEOUT ? "upstream_timeout"
+                                                    : "upstream_unavailable";
+    break;
+  case BH_OUTCOME_RESPONSE:
+    if (res->status == 429 || res->status == 503) {
+      reason = "upstream_unavailable";
+      out->retry_after = res->retry_after;
+    } else if (res->status == 504) {
+      reason = "upstream_timeout";
+    } else if (res->status >= 400) {
+      reason = "upstream_error";
+    } else {
+      out->code = "generic.internal";
+      return;
+    }
+    break;
+  default: out->code = "generic.timeout"; return;
+  }
+  snprintf(codebuf, codelen, "%s.%s", p->name, reason);
+  out->code = codebuf;
+}
+
+int bh__errmap_status_mapped(const bh__plugin *p, int status) {
+  for (size_t i = 0; i < p->nrows; i++) {
+    const bh_error_row *r = &p->rows[i];
+    if ((r->on == BH_ON_STATUS && r->status == status) ||
+        (r->on == BH_ON_STATUS_CLASS && r->status == status / 100))
+      return 1;
+  }
+  return 0;
 }

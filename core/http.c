@@ -307,7 +307,8 @@ static void bh__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
  * Called from reads and when a request ends with bytes left over. */
 static void bh__conn_feed(bh__conn *c, const char *data, size_t len) {
   if (c->state == BH__CONN_CLOSING) return;
-  if (c->state == BH__CONN_IDLE) uv_timer_stop(&c->timer);
+  /* bytes alone do not reset the idle timer: a client trickling empty lines
+   * must still be cut when the keep-alive (or first-request) time is up */
   if (c->fold_state != BH__FOLD_DONE && bh__fold_scan(c, data, len) != 0) {
     c->keep_alive = 0;
     bh__conn_problem(c, "request.bad_request");
@@ -367,7 +368,10 @@ static void bh__conn_pump(bh__conn *c) {
     c->write_blocked = 1;
     return;
   }
-  bh__conn_timer(c, c->d->cfg->keepalive_timeout_ms);
+  if (c->idle_arm) {
+    c->idle_arm = 0;
+    bh__conn_timer(c, c->d->cfg->keepalive_timeout_ms);
+  }
   bh__read_start(c);
 }
 
@@ -394,6 +398,7 @@ void bh__conn_request_done(bh__conn *c) {
     return;
   }
   c->state = BH__CONN_IDLE;
+  c->idle_arm = 1;
   c->fold_state = BH__FOLD_START;
   llhttp_resume(&c->parser);
   bh__conn_pump(c);
@@ -442,6 +447,10 @@ void bh__conn_on_written(bh__conn *c, int status) {
     bh__conn_close(c);
     return;
   }
+  if (c->req && c->req->on_drain &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <
+          BH__WRITE_QUEUE_HIGH / 2)
+    c->req->on_drain(c->req);
   if (c->writes_pending == 0) {
     if (c->close_after_write || c->state == BH__CONN_CLOSING) {
       bh__conn_close(c);

@@ -43,8 +43,8 @@ typedef struct bh__logent {
 typedef struct bh__writer {
   pthread_t tid;
   int fd;
-  int own_fd; /* a file we opened: closed by whoever frees the writer */
-  int stop; /* close requested: drain, then exit */
+  int own_fd;   /* a file we opened: closed by whoever frees the writer */
+  int stop;     /* close requested: drain, then exit */
   int orphaned; /* close gave up waiting: exit, free self, leave the ring */
   int exited;
   int failing; /* the last write failed: on stop, drop instead of retrying */
@@ -61,7 +61,7 @@ static pthread_mutex_t g_sync_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static bh__logent g_ring[BH__LOG_MAX_LINES];
 static size_t g_head, g_count, g_bytes; /* under g_mu */
-static bh__writer *g_w; /* under g_mu */
+static bh__writer *g_w;                 /* under g_mu */
 
 static atomic_int g_mode = BH__LOG_SYNC;
 static atomic_int g_min = BH__INFO;
@@ -369,9 +369,25 @@ static void bh__log_time(char out[25]) {
   if (ts.tv_sec != cached_sec) {
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
-    snprintf(cached, sizeof(cached), "%04d-%02d-%02dT%02d:%02d:%02d.",
-             (tm.tm_year + 1900) % 10000, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec);
+    /* by hand: fixed width, and no format-truncation reasoning needed */
+    int v[6] = {(tm.tm_year + 1900) % 10000,
+                tm.tm_mon + 1,
+                tm.tm_mday,
+                tm.tm_hour,
+                tm.tm_min,
+                tm.tm_sec};
+    static const char sep[] = "--T::.";
+    char *o = cached;
+    for (int i = 0; i < 6; i++) {
+      if (i == 0) {
+        *o++ = (char)('0' + v[0] / 1000);
+        *o++ = (char)('0' + v[0] / 100 % 10);
+      }
+      *o++ = (char)('0' + v[i] / 10 % 10);
+      *o++ = (char)('0' + v[i] % 10);
+      *o++ = sep[i];
+    }
+    *o = '\0';
     cached_sec = ts.tv_sec;
   }
   unsigned ms = (unsigned)(ts.tv_nsec / 1000000L);
@@ -448,8 +464,10 @@ void bh__logf(int level, const char *event, const char *fmt, ...) {
     bh__buf_vprintf(&tmp, fmt, ap);
     va_end(ap);
     bh__buf_puts(&l.b, ",\"msg\":");
-    if (bh__buf_failed(&tmp)) l.b.failed = 1;
-    else bh__buf_json_strn(&l.b, tmp.data, tmp.len);
+    if (bh__buf_failed(&tmp))
+      l.b.failed = 1;
+    else
+      bh__buf_json_strn(&l.b, tmp.data, tmp.len);
     bh__buf_free(&tmp);
   }
   bh__log_end(&l);

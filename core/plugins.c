@@ -266,6 +266,8 @@ void bh__plugins_unload(bh__daemon *d) {
       free(r);
     }
     free(p->routes);
+    for (size_t j = 0; j < p->nproxies; j++) free(p->proxies[j]);
+    free(p->proxies);
     bh__errmap_free(p);
     free(p->reg_error);
     free(p->path);

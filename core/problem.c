@@ -27,8 +27,10 @@ static const bh__code bh__core_codes[] = {
      "This method is not allowed on this path.", 0},
     {"request.timeout", 408, NULL, "The request was not received in time.", 1},
     {"request.too_large", 413, NULL, "The request body is too large.", 0},
-    {"rate_limit.exceeded", 429, NULL,
-     "Too many requests. Please retry later.", 1},
+    {"request.unsupported_media_type", 415, NULL,
+     "The request body must be JSON (Content-Type: application/json).", 0},
+    {"rate_limit.exceeded", 429, NULL, "Too many requests. Please retry later.",
+     1},
     {"request.headers_too_large", 431, NULL,
      "The request headers are too large.", 0},
     {"generic.internal", 500, NULL, "An internal error occurred.", 0},
@@ -39,15 +41,16 @@ static const bh__code bh__core_codes[] = {
     {"generic.timeout", 504, NULL, "The service did not answer in time.", 1},
     {"admin.not_ready", 503, NULL, "Required plugins are not running.", 1},
     {"admin.unauthorized", 401, NULL, "A valid admin token is required.", 0},
+    {"admin.upstream_not_found", 404, NULL, "No upstream has this name.", 0},
 };
 
 #define BH__NCORE (sizeof(bh__core_codes) / sizeof(bh__core_codes[0]))
 
 const char *const bh__field_error_codes[] = {
-    BH_FIELD_ERR_REQUIRED,     BH_FIELD_ERR_TYPE,
-    BH_FIELD_ERR_UNKNOWN,      BH_FIELD_ERR_TOO_SHORT,
-    BH_FIELD_ERR_TOO_LONG,     BH_FIELD_ERR_OUT_OF_RANGE,
-    BH_FIELD_ERR_NOT_ALLOWED,  NULL,
+    BH_FIELD_ERR_REQUIRED,    BH_FIELD_ERR_TYPE,
+    BH_FIELD_ERR_UNKNOWN,     BH_FIELD_ERR_TOO_SHORT,
+    BH_FIELD_ERR_TOO_LONG,    BH_FIELD_ERR_OUT_OF_RANGE,
+    BH_FIELD_ERR_NOT_ALLOWED, NULL,
 };
 
 const bh__code *bh__problem_core_codes(size_t *n) {
@@ -173,11 +176,13 @@ int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
     bh__buf_json_str(out, p->instance);
   }
 
-  if (flat) bh__buf_puts(out, ",\"code\":");
-  else bh__buf_puts(out, ",\"extensions\":{\"code\":");
+  if (flat)
+    bh__buf_puts(out, ",\"code\":");
+  else
+    bh__buf_puts(out, ",\"extensions\":{\"code\":");
   bh__buf_json_str(out, code);
-  bh__buf_puts(out, p->retryable ? ",\"retryable\":true"
-                                 : ",\"retryable\":false");
+  bh__buf_puts(out,
+               p->retryable ? ",\"retryable\":true" : ",\"retryable\":false");
   if (p->retry_after >= 0) {
     bh__member(out, "retryAfterSeconds");
     bh__buf_i64(out, p->retry_after);

@@ -118,6 +118,8 @@ static void bh__access_log(bh_req *req) {
   bh__log_int(&l, "durationUs",
               (int64_t)((bh__now_ns() - req->start_ns) / 1000));
   bh__log_end(&l);
+  if (req->conn == NULL || req->conn->listener->kind == BH__LISTENER_API)
+    bh__metrics_request(req);
 }
 
 void bh__respond(bh_req *req, int status, const char *content_type,
@@ -228,6 +230,84 @@ void bh__respond_problem(bh_req *req, const char *code, const char *detail,
   }
   bh__buf_free(&body);
   bh__buf_free(&hdr);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Streamed answers (proxy, server-sent events)                            */
+/* ---------------------------------------------------------------------- */
+
+int bh__respond_head(bh_req *req, int status, const char *headers,
+                     long long content_length) {
+  if (req->answered) return -EALREADY;
+  req->answered = 1;
+  req->status = status;
+  bh__conn *c = req->conn;
+  if (c == NULL || c->closed) return -ECONNRESET;
+  if (req->id[0] == '\0')
+    bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  int closing = !c->keep_alive || c->read_eof || req->d->stopping;
+  req->streaming = 1;
+  req->chunked = content_length < 0 && !req->is_head && status != 204 &&
+                 status != 304;
+  bh__buf out;
+  bh__buf_init(&out);
+  bh__buf_printf(&out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Request-ID: %s\r\n",
+                 status, bh__status_reason(status), bh__http_date(), req->id);
+  if (headers) bh__buf_puts(&out, headers);
+  if (req->chunked) bh__buf_puts(&out, "Transfer-Encoding: chunked\r\n");
+  else if (content_length >= 0)
+    bh__buf_printf(&out, "Content-Length: %lld\r\n", content_length);
+  if (closing) {
+    bh__buf_puts(&out, "Connection: close\r\n");
+    c->keep_alive = 0;
+  }
+  bh__buf_puts(&out, "\r\n");
+  if (bh__buf_failed(&out)) {
+    bh__buf_free(&out);
+    return -ENOMEM;
+  }
+  bh__conn_send(c, &out);
+  return 0;
+}
+
+long bh__respond_body(bh_req *req, const char *data, size_t len) {
+  bh__conn *c = req->conn;
+  if (c == NULL || c->closed || !req->streaming) return -ECONNRESET;
+  if (req->is_head || len == 0) return 0;
+  bh__buf out;
+  bh__buf_init(&out);
+  if (req->chunked) bh__buf_printf(&out, "%zx\r\n", len);
+  bh__buf_append(&out, data, len);
+  if (req->chunked) bh__buf_puts(&out, "\r\n");
+  if (bh__buf_failed(&out)) {
+    bh__buf_free(&out);
+    return -ENOMEM;
+  }
+  bh__conn_send(c, &out);
+  return (long)uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
+void bh__respond_end(bh_req *req, int complete) {
+  bh__conn *c = req->conn;
+  if (c == NULL || c->closed || !req->streaming) return;
+  req->streaming = 0;
+  if (complete && req->chunked && !req->is_head) {
+    bh__buf out;
+    bh__buf_init(&out);
+    bh__buf_puts(&out, "0\r\n\r\n");
+    bh__conn_send(c, &out);
+  }
+  if (!complete) {
+    /* the body is cut short: only closing tells the client so */
+    c->keep_alive = 0;
+    bh__logf(BH__WARN, "stream_aborted",
+             "request %s: the upstream failed mid-answer; connection closed",
+             req->id);
+  }
+  req->d->requests_total++;
+  bh__access_log(req);
+  if (c->req == req) bh__conn_request_done(c);
+  if (!c->keep_alive) bh__conn_close_when_written(c);
 }
 
 void bh__conn_problem(bh__conn *c, const char *code) {

@@ -12,6 +12,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "upstream.h"
 
 static bh__plugin *bh__ctx_plugin(bh_ctx *ctx) { return ctx->plugin; }
 
@@ -83,8 +84,12 @@ static int bh__under_mount(const bh__plugin *p, const char *pattern) {
 
 static int svc_route_add(bh_ctx *ctx, const bh_route *r) {
   bh__plugin *p = bh__ctx_plugin(ctx);
-  bh__daemon *d = p->d;
   if (!p->in_init) return -EPERM;
+  return bh__route_register(p, r);
+}
+
+int bh__route_register(bh__plugin *p, const bh_route *r) {
+  bh__daemon *d = p->d;
   if (r == NULL || r->size < offsetof(bh_route, rate_limit) ||
       r->method == NULL || r->pattern == NULL || r->handler == NULL) {
     bh__reg_fail(p, "route: incomplete bh_route");
@@ -149,12 +154,34 @@ static int svc_route_add(bh_ctx *ctx, const bh_route *r) {
   return 0;
 }
 
-static int svc_error_map(bh_ctx *ctx, const bh_error_row *rows, size_t n) {
+/* Copies `n` elements of `size` bytes into `n` zeroed elements of `want`
+ * bytes: a plugin built against an older header passes smaller elements,
+ * whose missing tail fields read as zero. */
+static void *bh__normalize(const void *src, size_t n, size_t size,
+                           size_t want) {
+  char *out = calloc(n ? n : 1, want);
+  if (out == NULL) return NULL;
+  for (size_t i = 0; i < n; i++)
+    memcpy(out + i * want, (const char *)src + i * size,
+           size < want ? size : want);
+  return out;
+}
+
+static int svc_error_map(bh_ctx *ctx, const bh_error_row *rows, size_t n,
+                         size_t row_size) {
   bh__plugin *p = bh__ctx_plugin(ctx);
   if (!p->in_init) return -EPERM;
-  if (rows == NULL && n > 0) return -EINVAL;
+  if ((rows == NULL && n > 0) ||
+      row_size < offsetof(bh_error_row, pass_retry_after) + sizeof(int) ||
+      row_size > sizeof(bh_error_row)) {
+    bh__reg_fail(p, "error map: bad row size %zu", row_size);
+    return -EINVAL;
+  }
+  bh_error_row *norm = bh__normalize(rows, n, row_size, sizeof(*norm));
+  if (norm == NULL) return -ENOMEM;
   char why[256] = "";
-  int rc = bh__errmap_register(p, rows, n, why, sizeof(why));
+  int rc = bh__errmap_register(p, norm, n, why, sizeof(why));
+  free(norm);
   if (rc != 0) {
     bh__errmap_free(p);
     bh__reg_fail(p, "%s", why[0] ? why : strerror(-rc));
@@ -307,9 +334,23 @@ static int svc_problem(bh_req *r, const char *code, const char *detail) {
 
 /* --- strict JSON bodies ------------------------------------------------ */
 
-static int svc_body_parse(bh_req *r, const bh_body_shape *shape) {
+static int svc_body_parse(bh_req *r, const bh_body_shape *in, size_t shape_size,
+                          size_t field_size) {
   if (!r->plugin_holds || r->answered) return -EALREADY;
-  if (shape == NULL) return -EINVAL;
+  if (in == NULL || shape_size < offsetof(bh_body_shape, allow_unknown) +
+                                     sizeof(int) ||
+      shape_size > sizeof(bh_body_shape) ||
+      field_size < offsetof(bh_field, one_of) + sizeof(void *) ||
+      field_size > sizeof(bh_field) || (in->fields == NULL && in->nfields))
+    return -EINVAL;
+  bh_body_shape local;
+  memset(&local, 0, sizeof(local));
+  memcpy(&local, in, shape_size);
+  bh_field *fields = bh__normalize(in->fields, in->nfields, field_size,
+                                   sizeof(bh_field));
+  if (fields == NULL) return -ENOMEM;
+  local.fields = fields;
+  const bh_body_shape *shape = &local;
   if (r->json) {
     bh__body_free(r->json);
     r->json = NULL;
@@ -318,6 +359,7 @@ static int svc_body_parse(bh_req *r, const bh_body_shape *shape) {
   memset(&res, 0, sizeof(res));
   int rc = bh__body_validate(r->body.data ? r->body.data : "", r->body.len,
                              shape, &res);
+  free(fields);
   if (rc == 0) {
     r->json = res.body;
     return 0;
@@ -350,6 +392,65 @@ static const char *svc_body_string_at(bh_req *r, const char *f, size_t i) {
   return r->json ? bh__body_string_at(r->json, f, i) : NULL;
 }
 
+/* --- upstreams --------------------------------------------------------- */
+
+static int svc_upstream_add(bh_ctx *ctx, const bh_upstream_def *def,
+                            bh_upstream **out) {
+  bh__plugin *p = bh__ctx_plugin(ctx);
+  if (!p->in_init) return -EPERM;
+  if (out == NULL) return -EINVAL;
+  char why[256] = "";
+  int rc = bh__upstream_new(p->d, p, def, out, why, sizeof(why));
+  if (rc) bh__reg_fail(p, "%s", why[0] ? why : strerror(-rc));
+  return rc;
+}
+
+static int svc_upstream_call(bh_req *r, bh_upstream *u,
+                             const bh_upstream_request *call, bh_upstream_cb cb,
+                             void *data) {
+  if (r == NULL || cb == NULL) return -EINVAL;
+  if (!r->plugin_holds) return -EALREADY;
+  return bh__call_start(r->d, r, u, call, cb, data, NULL);
+}
+
+static const char *svc_upstream_header(const bh_upstream_result *res,
+                                       const char *name) {
+  if (res == NULL || name == NULL) return NULL;
+  return bh__result_header(res, name);
+}
+
+static int svc_problem_upstream(bh_req *r, const bh_upstream_result *res) {
+  if (res == NULL) return -EINVAL;
+  int rc = bh__end_begin(r);
+  if (rc) return rc;
+  bh__mapped m;
+  char code[96];
+  bh__plugin *p = r->plugin;
+  bh__errmap_match(p, res, &m, code, sizeof(code));
+  bh__logline l;
+  bh__log_begin(&l, BH__WARN, "upstream_problem");
+  bh__log_str(&l, "requestId", r->id);
+  bh__log_str(&l, "plugin", p->name);
+  bh__log_int(&l, "outcome", res->outcome);
+  if (res->outcome == BH_OUTCOME_RESPONSE) bh__log_int(&l, "upstreamStatus", res->status);
+  if (res->outcome == BH_OUTCOME_TRANSPORT) bh__log_int(&l, "transport", res->transport);
+  bh__log_str(&l, "code", m.code);
+  bh__log_end(&l);
+  bh__respond_problem(r, m.code, NULL, m.retry_after, NULL, 0, NULL, 0);
+  bh__req_unref(r);
+  return 0;
+}
+
+static int svc_proxy_add(bh_ctx *ctx, const char *prefix, bh_upstream *u,
+                         uint32_t flags) {
+  bh__plugin *p = bh__ctx_plugin(ctx);
+  if (!p->in_init) return -EPERM;
+  int rc = bh__proxy_add(p, prefix, u, flags);
+  if (rc && p->reg_error == NULL)
+    bh__reg_fail(p, "proxy %s: %s", prefix ? prefix : "(null)", strerror(-rc));
+  return rc;
+}
+
 static const bh_services bh__svc_table = {
     .size = sizeof(bh_services),
     .abi_major = BH_ABI_MAJOR,
@@ -379,6 +480,11 @@ static const bh_services bh__svc_table = {
     .body_bool = svc_body_bool,
     .body_json = svc_body_json,
     .body_string_at = svc_body_string_at,
+    .upstream_add = svc_upstream_add,
+    .upstream_call = svc_upstream_call,
+    .upstream_header = svc_upstream_header,
+    .problem_upstream = svc_problem_upstream,
+    .proxy_add = svc_proxy_add,
 };
 
 const bh_services *bh__services(void) { return &bh__svc_table; }

@@ -72,8 +72,13 @@ static int json_escape(char *out, size_t cap, const char *s) {
  * or bh_problem(); after the end call `req` is gone. */
 static void greet_get(bh_req *req, void *data) {
   (void)data;
-  /* Params are borrowed from the core until the request ends. */
+  /* Params are percent-decoded and borrowed until the request ends. NULL
+   * when the segment cannot be a C string (it decodes to a NUL byte). */
   const char *name = bh_req_param(req, "name");
+  if (name == NULL) {
+    bh_problem(req, "request.bad_request", NULL); /* a core code */
+    return;
+  }
   if (strlen(name) > NAME_MAX_BYTES) {
     /* A code from our error map: the core builds the Problem JSON (status,
      * detail, retryable, request id). Never write an error body by hand. */

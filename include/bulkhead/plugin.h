@@ -94,6 +94,10 @@ typedef struct bh_plugin_desc {
 typedef const bh_plugin_desc *(*bh_entry_fn)(uint16_t core_abi_major,
                                              uint16_t core_abi_minor);
 
+/* The entry symbol itself, declared so a hand-written one is checked. */
+BH_EXPORT const bh_plugin_desc *bulkhead_plugin_entry(uint16_t core_abi_major,
+                                                      uint16_t core_abi_minor);
+
 /* Convenience for plugin sources:
  *   BH_PLUGIN_ENTRY(my_desc)
  * defines the entry symbol with default visibility and an ABI refusal. */
@@ -214,6 +218,69 @@ typedef struct bh_body_shape {
 } bh_body_shape;
 
 /* ---------------------------------------------------------------------- */
+/* Upstreams                                                               */
+/* ---------------------------------------------------------------------- */
+
+/* An upstream service the plugin talks to, through the core's client and
+ * the shared retry / circuit-breaker policies. Owned by the core. */
+typedef struct bh_upstream bh_upstream;
+
+typedef struct bh_upstream_def {
+  uint32_t size; /* sizeof(bh_upstream_def) */
+  /* "<plugin>" or "<plugin>_<suffix>"; settings come from the config
+   * section [upstream.<name>] (url, timeouts, retries, breaker, headers). */
+  const char *name;
+  const char *default_url; /* when the config has no url; NULL: required */
+  uint32_t connect_timeout_ms; /* 0: config or 2000 */
+  uint32_t timeout_ms; /* 0: config or 10000 */
+} bh_upstream_def;
+
+enum bh_call_flags {
+  /* a POST/PATCH that carries an Idempotency-Key: the core may retry it */
+  BH_CALL_RETRY_SAFE = 1u << 0,
+  BH_CALL_NO_RETRY = 1u << 1
+};
+
+typedef struct bh_upstream_request {
+  uint32_t size; /* sizeof(bh_upstream_request) */
+  const char *method; /* copied */
+  const char *path; /* "/v1/x?y=z", appended to the base URL; copied */
+  const char *const *headers; /* NULL-terminated "Name: value"; copied */
+  const char *body; /* copied */
+  size_t body_len;
+  uint32_t flags; /* enum bh_call_flags */
+  uint32_t timeout_ms; /* per attempt; 0: the upstream's; always capped by
+                          the request's deadline */
+} bh_upstream_request;
+
+enum bh_outcome {
+  BH_OUTCOME_RESPONSE = 0, /* an HTTP response arrived: see status */
+  BH_OUTCOME_TRANSPORT = 1, /* see transport (one bh_transport_kind bit) */
+  BH_OUTCOME_BREAKER_OPEN = 2, /* refused locally, no socket touched */
+  BH_OUTCOME_RATE_LIMITED = 3, /* refused by the upstream's local limit */
+  BH_OUTCOME_CANCELED = 4 /* the request was answered first (deadline) */
+};
+
+typedef struct bh_upstream_result {
+  uint32_t size; /* sizeof(bh_upstream_result) in the core */
+  int outcome; /* enum bh_outcome */
+  uint32_t transport; /* for BH_OUTCOME_TRANSPORT */
+  int status; /* for BH_OUTCOME_RESPONSE */
+  const char *body; /* borrowed until the callback returns; NUL-terminated */
+  size_t body_len;
+  long retry_after; /* seconds from the upstream or the breaker, -1 unknown */
+  uint32_t attempts; /* attempts made (0 when refused locally) */
+  uint32_t duration_ms; /* all attempts and waits */
+} bh_upstream_result;
+
+/* Called exactly once per successful bh_upstream_call, on the loop, never
+ * from inside bh_upstream_call itself. `req` is still valid; with
+ * BH_OUTCOME_CANCELED the request was already answered, so just end it
+ * (the end call returns -ECANCELED and releases it). */
+typedef void (*bh_upstream_cb)(bh_req *req, const bh_upstream_result *res,
+                               void *data);
+
+/* ---------------------------------------------------------------------- */
 /* Services table                                                          */
 /* ---------------------------------------------------------------------- */
 
@@ -246,11 +313,15 @@ struct bh_services {
    * outside the plugin's mounts; -EEXIST conflict (the load fails and the
    * log names both plugins). */
   int (*route_add)(bh_ctx *ctx, const bh_route *route);
-  /* Register the plugin's error map. Rows are copied. The whole table is
-   * checked: codes unique, prefixed "<plugin>.", lower snake case; statuses
-   * 4xx/5xx; a retryable 4xx other than 408/409/425/429 is refused.
-   * -EINVAL with the reason logged; the load then fails. May be called once. */
-  int (*error_map)(bh_ctx *ctx, const bh_error_row *rows, size_t nrows);
+  /* Register the plugin's error map. Rows are copied; row_size is
+   * sizeof(bh_error_row) as the plugin was built (the wrapper passes it), so
+   * rows may grow in later minors. The whole table is checked: codes
+   * prefixed "<plugin>.", lower snake case, a code repeated only with the
+   * same answer; statuses 4xx/5xx; a retryable 4xx other than
+   * 408/409/425/429 is refused. -EINVAL with the reason logged; the load
+   * then fails. May be called once. */
+  int (*error_map)(bh_ctx *ctx, const bh_error_row *rows, size_t nrows,
+                   size_t row_size);
 
   /* --- request accessors (ABI 1.0); all strings borrowed until the
    *     request ends --- */
@@ -258,7 +329,9 @@ struct bh_services {
   const char *(*req_method)(bh_req *req);
   const char *(*req_path)(bh_req *req); /* decoded path without query */
   const char *(*req_query)(bh_req *req); /* raw query or "" */
-  const char *(*req_param)(bh_req *req, const char *name); /* {name} */
+  /* A {name} or "*" parameter, percent-decoded; NULL when absent or when
+   * it decodes to a NUL byte. */
+  const char *(*req_param)(bh_req *req, const char *name);
   const char *(*req_header)(bh_req *req, const char *name); /* first */
   const char *(*req_body)(bh_req *req, size_t *len);
   const char *(*req_id)(bh_req *req);
@@ -281,11 +354,14 @@ struct bh_services {
 
   /* --- strict JSON bodies (ABI 1.0) --- */
 
-  /* Parse the request body against `shape`. On success returns 0 and the
-   * field getters below work. On failure the core has already ended the
+  /* Parse the request body against `shape` (sizes as the plugin was built;
+   * the wrapper passes them; routes without BH_ROUTE_RAW_BODY already
+   * refuse a non-JSON Content-Type with 415). On success
+   * returns 0 and the field getters below work. On failure the core has already ended the
    * request with 400 request.invalid_body listing every failing field in
    * extensions.errors, and -EINVAL is returned: just return. */
-  int (*body_parse)(bh_req *req, const bh_body_shape *shape);
+  int (*body_parse)(bh_req *req, const bh_body_shape *shape,
+                    size_t shape_size, size_t field_size);
   /* Getters after body_parse(): NULL / -ENOENT when absent or null. The
    * string is borrowed until the request ends. */
   const char *(*body_string)(bh_req *req, const char *field);
@@ -296,6 +372,34 @@ struct bh_services {
   const char *(*body_json)(bh_req *req, const char *field);
   /* Element i of a STRING_ARRAY field, NULL past the end. */
   const char *(*body_string_at)(bh_req *req, const char *field, size_t i);
+
+  /* --- upstreams (ABI 1.0) --- */
+
+  /* Registers an upstream during init(). *out is owned by the core and
+   * valid until fini(). -EINVAL bad name or no url; -EEXIST name taken. */
+  int (*upstream_add)(bh_ctx *ctx, const bh_upstream_def *def,
+                      bh_upstream **out);
+  /* Calls the upstream for `req`: X-Request-ID and the remaining deadline
+   * (X-Request-Timeout-Ms) travel with it; retries, breaker and budget
+   * apply. 0 and `cb` runs later exactly once; negative errno and `cb`
+   * never runs. `call` is copied. */
+  int (*upstream_call)(bh_req *req, bh_upstream *u,
+                       const bh_upstream_request *call, bh_upstream_cb cb,
+                       void *data);
+  /* A response header of `res` (case-insensitive), NULL when absent.
+   * Borrowed until the callback returns. */
+  const char *(*upstream_header)(const bh_upstream_result *res,
+                                 const char *name);
+  /* Ends `req` with the Problem the plugin's error map gives for `res`
+   * (core defaults for unmatched outcomes; Retry-After passed when the row
+   * says so, and always for an open breaker). */
+  int (*problem_upstream)(bh_req *req, const bh_upstream_result *res);
+  /* Registers a proxy route during init(): every method on
+   * "<prefix>" and "<prefix>/ *" (no space) goes to `u` as-is (method,
+   * path, query, end-to-end headers, body), streaming the answer back, with
+   * the same policies and error map. flags: bh_route_flags. */
+  int (*proxy_add)(bh_ctx *ctx, const char *prefix, bh_upstream *u,
+                   uint32_t flags);
 
   void *reserved[8];
 };
@@ -332,7 +436,7 @@ static inline int bh_route_add(bh_ctx *c, const bh_route *r) {
   return BH__SVC(c)->route_add(c, r);
 }
 static inline int bh_error_map(bh_ctx *c, const bh_error_row *rows, size_t n) {
-  return BH__SVC(c)->error_map(c, rows, n);
+  return BH__SVC(c)->error_map(c, rows, n, sizeof(bh_error_row));
 }
 static inline const char *bh_req_method(bh_req *r) {
   return BH__SVC(r)->req_method(r);
@@ -371,7 +475,8 @@ static inline int bh_problem(bh_req *r, const char *code, const char *detail) {
   return BH__SVC(r)->problem(r, code, detail);
 }
 static inline int bh_body_parse(bh_req *r, const bh_body_shape *shape) {
-  return BH__SVC(r)->body_parse(r, shape);
+  return BH__SVC(r)->body_parse(r, shape, sizeof(bh_body_shape),
+                                sizeof(bh_field));
 }
 static inline const char *bh_body_string(bh_req *r, const char *field) {
   return BH__SVC(r)->body_string(r, field);
@@ -384,6 +489,27 @@ static inline int bh_body_bool(bh_req *r, const char *field, int *out) {
 }
 static inline const char *bh_body_json(bh_req *r, const char *field) {
   return BH__SVC(r)->body_json(r, field);
+}
+static inline int bh_upstream_add(bh_ctx *c, const bh_upstream_def *def,
+                                  bh_upstream **out) {
+  return BH__SVC(c)->upstream_add(c, def, out);
+}
+static inline int bh_upstream_call(bh_req *r, bh_upstream *u,
+                                   const bh_upstream_request *call,
+                                   bh_upstream_cb cb, void *data) {
+  return BH__SVC(r)->upstream_call(r, u, call, cb, data);
+}
+static inline const char *bh_upstream_header(bh_req *r,
+                                             const bh_upstream_result *res,
+                                             const char *name) {
+  return BH__SVC(r)->upstream_header(res, name);
+}
+static inline int bh_problem_upstream(bh_req *r, const bh_upstream_result *res) {
+  return BH__SVC(r)->problem_upstream(r, res);
+}
+static inline int bh_proxy_add(bh_ctx *c, const char *prefix, bh_upstream *u,
+                               uint32_t flags) {
+  return BH__SVC(c)->proxy_add(c, prefix, u, flags);
 }
 static inline const char *bh_body_string_at(bh_req *r, const char *field,
                                             size_t i) {

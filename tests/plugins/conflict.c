@@ -1,7 +1,14 @@
 /*
- * conflict: test plugin mounted at /t/echo/conflict-target, inside echo's
- * /t/echo mount. It registers the route echo already has, so with echo
- * loaded first bh_route_add() returns -EEXIST and init() fails with it.
+ * conflict: test plugin whose route registration conflicts, so init() gets
+ * -EEXIST from bh_route_add() and returns it: the load fails and the log
+ * names both owners.
+ *
+ * It registers GET <route> twice, <route> being its free config key "route"
+ * (default /t/echo/conflict-target). Where the core lets it share a route
+ * with echo (mount /t/echo/conflict-target, nested in echo's /t/echo), the
+ * first call already conflicts with echo's route; anywhere else (mount
+ * /t/conflict, route = /t/conflict/target) the second conflicts with the
+ * first.
  */
 #include <bulkhead/plugin.h>
 
@@ -10,14 +17,15 @@ static void target_get(bh_req *req, void *data) {
   bh_respond_json(req, 200, "{\"plugin\":\"conflict\"}");
 }
 
-static const bh_route target = {.size = sizeof(bh_route),
-                                .method = "GET",
-                                .pattern = "/t/echo/conflict-target",
-                                .handler = target_get};
-
 static int conflict_init(bh_ctx *ctx, const bh_services *svc) {
   (void)svc;
-  int rc = bh_route_add(ctx, &target);
+  const char *pattern = bh_config(ctx, "route");
+  bh_route r = {.size = sizeof(bh_route),
+                .method = "GET",
+                .pattern = pattern ? pattern : "/t/echo/conflict-target",
+                .handler = target_get};
+  int rc = bh_route_add(ctx, &r);
+  if (rc == 0) rc = bh_route_add(ctx, &r);
   if (rc < 0) bh_log(ctx, BH_LOG_ERROR, "route_add: error %d", rc);
   return rc;
 }

@@ -19,9 +19,10 @@ static void ok_get(bh_req *req, void *data) {
 static void segv_get(bh_req *req, void *data) {
   (void)req;
   (void)data;
-  /* A volatile pointer: the compiler cannot prove it NULL, so it emits a
-   * real store (SIGSEGV) rather than a trap instruction (SIGILL). */
-  int *volatile p = NULL;
+  /* Both volatile: the pointer so the compiler cannot prove it NULL and
+   * emit a trap instruction (SIGILL) instead, the target so the store is
+   * never dropped as dead. The result is a real store to address 0. */
+  volatile int *volatile p = NULL;
   *p = 1;
 }
 

@@ -229,7 +229,8 @@ extern const int sim_sse_nevents;
 /* ---- stats and recorded requests (sim_record.c) ------------------------ */
 
 void sim_stats_count(sim_conn *c);
-json_t *sim_stats_json(void);
+/* `asker` is left out of the open connection count. */
+json_t *sim_stats_json(const sim_conn *asker);
 void sim_stats_reset(void);
 void sim_record(const sim_req *r);
 json_t *sim_requests_json(const char *path, const char *method, long limit);
@@ -241,8 +242,9 @@ void sim_record_free(void);
 typedef struct sim_state {
   uv_loop_t *loop;
   sim_conn *conns; /* open connections, for shutdown */
-  long long open_conns;
+  long long open_conns; /* on the main listener */
   long long stream_delay_ms;
+  long long stream_delay_default; /* from the command line, for /reset */
   unsigned long long seq; /* ids for built-in objects */
   int verbose;
 } sim_state;

@@ -429,7 +429,7 @@ static void on_handle_close(uv_handle_t *h) {
   else
     sim_g.conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  sim_g.open_conns--;
+  if (!c->listener->is_control) sim_g.open_conns--;
   sim_buf_free(&c->req.arena);
   sim_buf_free(&c->req.body);
   free(c->req.hdrs);
@@ -512,7 +512,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->next = sim_g.conns;
   if (c->next) c->next->prev = c;
   sim_g.conns = c;
-  sim_g.open_conns++;
+  if (!l->is_control) sim_g.open_conns++;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
     c->closing = 1;
     close_handles(c);

@@ -16,8 +16,7 @@ static const char *bh__enc(const bh__problem *p, int flat) {
   CHECK(b.len < sizeof(text));
   json_error_t err;
   json_t *doc = json_loads(b.data, 0, &err);
-  if (doc == NULL)
-    fprintf(stderr, "invalid JSON (%s): %s\n", err.text, b.data);
+  if (doc == NULL) fprintf(stderr, "invalid JSON (%s): %s\n", err.text, b.data);
   CHECK(doc != NULL && json_is_object(doc));
   json_decref(doc);
   snprintf(text, sizeof(text), "%s", b.data ? b.data : "");
@@ -88,8 +87,7 @@ static void test_full_shapes(void) {
 
 static void test_minimal(void) {
   /* everything optional absent; retry_after < 0 means no member */
-  bh__problem p = {.status = 404, .code = "route.not_found",
-                   .retry_after = -1};
+  bh__problem p = {.status = 404, .code = "route.not_found", .retry_after = -1};
   CHECK_STR(bh__enc(&p, 0),
             "{\"type\":\"about:blank\",\"title\":\"Not Found\",\"status\":404,"
             "\"extensions\":{\"code\":\"route.not_found\",\"retryable\":"
@@ -152,10 +150,16 @@ static void test_escaping(void) {
 
 static void test_ext_reserved(void) {
   /* an ext member may not shadow a member the encoder owns */
-  bh__ext ext[] = {{"code", "evil.code"}, {NULL, "x"}, {"status", "1"},
-                   {"extra", NULL}, {"ok", "yes"}};
-  bh__problem p = {.status = 500, .code = "generic.internal",
-                   .retry_after = -1, .ext = ext, .next = 5};
+  bh__ext ext[] = {{"code", "evil.code"},
+                   {NULL, "x"},
+                   {"status", "1"},
+                   {"extra", NULL},
+                   {"ok", "yes"}};
+  bh__problem p = {.status = 500,
+                   .code = "generic.internal",
+                   .retry_after = -1,
+                   .ext = ext,
+                   .next = 5};
   CHECK_STR(bh__enc(&p, 1),
             "{\"type\":\"about:blank\",\"title\":\"Internal Server Error\","
             "\"status\":500,\"code\":\"generic.internal\",\"retryable\":false,"
@@ -170,8 +174,8 @@ static void test_oom_sticky(void) {
   bh__buf b;
   bh__buf_init(&b);
   b.failed = 1;
-  bh__problem p = {.status = 500, .code = "generic.internal",
-                   .retry_after = -1};
+  bh__problem p = {
+      .status = 500, .code = "generic.internal", .retry_after = -1};
   CHECK_INT(bh__problem_encode(&p, 0, &b), -ENOMEM);
   bh__buf_free(&b);
 }
@@ -179,7 +183,7 @@ static void test_oom_sticky(void) {
 static void test_catalogue(void) {
   size_t n = 0;
   const bh__code *all = bh__problem_core_codes(&n);
-  CHECK_INT(n, 19);
+  CHECK_INT(n, 21);
   for (size_t i = 0; i < n; i++) {
     CHECK(bh__problem_core_code(all[i].code) == &all[i]);
     CHECK(all[i].status >= 400 && all[i].status <= 599);
@@ -214,7 +218,8 @@ static void test_catalogue(void) {
   CHECK(bh__problem_core_code("generic.internal ") == NULL);
 
   size_t nf = 0;
-  while (bh__field_error_codes[nf]) nf++;
+  while (bh__field_error_codes[nf])
+    nf++;
   CHECK_INT(nf, 7);
   CHECK_STR(bh__field_error_codes[0], BH_FIELD_ERR_REQUIRED);
   CHECK_STR(bh__field_error_codes[6], BH_FIELD_ERR_NOT_ALLOWED);
@@ -254,8 +259,10 @@ static void test_reasons(void) {
   size_t n = 0;
   const bh__code *all = bh__problem_core_codes(&n);
   for (size_t i = 0; i < n; i++) {
-    bh__problem p = {.status = all[i].status, .code = all[i].code,
-                     .detail = all[i].detail, .retryable = all[i].retryable,
+    bh__problem p = {.status = all[i].status,
+                     .code = all[i].code,
+                     .detail = all[i].detail,
+                     .retryable = all[i].retryable,
                      .retry_after = -1};
     CHECK_STR(bh__get(&p, 0, "title"), bh__status_reason(all[i].status));
     CHECK_STR(bh__get(&p, 0, "code"), all[i].code);

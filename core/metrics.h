@@ -1,0 +1,44 @@
+/*
+ * Metrics in Prometheus text format. Counters and histograms are keyed by a
+ * family name and a label string; the set of label values is bounded by
+ * what the daemon declares (routes, plugins, upstreams, codes), never by
+ * client input.
+ */
+#ifndef BH_CORE_METRICS_H
+#define BH_CORE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+typedef struct bh__metrics bh__metrics;
+
+bh__metrics *bh__metrics_new(void);
+void bh__metrics_free(bh__metrics *m);
+
+/* Declares a family once: type "counter" | "gauge" | "histogram". For
+ * histograms, `buckets` are the upper bounds in seconds (ascending), NULL
+ * for the default latency buckets (0.001 .. 10). 0 or -EINVAL/-ENOMEM. */
+int bh__metrics_family(bh__metrics *m, const char *name, const char *type,
+                       const char *help, const double *buckets,
+                       size_t nbuckets);
+
+/* labels: a preformatted label body like `plugin="auth",status="200"` (the
+ * caller escapes values with bh__metrics_label_escape), or "" for none.
+ * Unknown family: ignored. Adds to / sets the series, creating it. */
+void bh__metrics_inc(bh__metrics *m, const char *name, const char *labels,
+                     double v);
+void bh__metrics_set(bh__metrics *m, const char *name, const char *labels,
+                     double v);
+void bh__metrics_observe(bh__metrics *m, const char *name, const char *labels,
+                         double seconds);
+
+/* Appends value escaped for a label value (\\, \", \n). */
+void bh__metrics_label_escape(bh__buf *b, const char *value);
+
+/* Renders every family: # HELP, # TYPE, series sorted by labels,
+ * histograms with _bucket{le=...} (cumulative, +Inf), _sum and _count. */
+int bh__metrics_render(const bh__metrics *m, bh__buf *out);
+
+#endif
