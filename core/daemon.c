@@ -128,6 +128,7 @@ void bh__daemon_free(bh__daemon *d) {
   bh__client_close(d);
   bh__plugins_unload(d);
   bh__upstreams_free(d);
+  bh__limits_free(d);
   bh__metrics_free(d->metrics);
   d->metrics = NULL;
   bh__router_free(d->router);

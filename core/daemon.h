@@ -47,6 +47,7 @@ typedef struct bh__route {
   size_t max_body_bytes; /* resolved: never 0 */
   uint32_t timeout_ms; /* resolved: never 0 */
   char *rate_limit;
+  struct bh__limit *limit; /* resolved rate_limit policy */
   bh__plugin *plugin;
 } bh__route;
 
@@ -133,6 +134,7 @@ struct bh_req {
   int plugin_holds; /* handler called and not yet ended */
 
   bh__body *json; /* body_parse result */
+  const char *principal_id; /* set by the session middleware */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -195,6 +197,7 @@ struct bh__daemon {
   struct bh__client *client; /* upstream client */
   struct bh_upstream *upstreams;
   struct bh__metrics *metrics;
+  struct bh__limit *limits; /* rate-limit policies in use */
   bh__config *cfg;
   const bh_services *svc;
   bh__router *router;
@@ -305,6 +308,15 @@ const bh_services *bh__services(void);
 /* Registers a route for p (init only); the one path for plugin routes and
  * proxy routes. */
 int bh__route_register(bh__plugin *p, const bh_route *r);
+
+/* limits.c: rate-limit policies */
+/* The policy `name`, created from [rate_limit.NAME] on first use; NULL with
+ * the reason in why. */
+struct bh__limit *bh__limit_get(bh__daemon *d, const char *name, char *why,
+                                size_t whylen);
+void bh__limits_free(bh__daemon *d);
+/* 0: allowed (RateLimit headers added); negative: answered 429. */
+int bh__limit_check(bh_req *req);
 
 /* proxy.c */
 int bh__proxy_add(bh__plugin *p, const char *prefix, struct bh_upstream *u,

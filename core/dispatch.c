@@ -121,6 +121,7 @@ void bh__dispatch(bh_req *req) {
                         0);
     return;
   }
+  if (bh__limit_check(req) != 0) return;
   if (!(route->flags & BH_ROUTE_RAW_BODY) && req->body.len > 0 &&
       !bh__is_json(bh__req_header(req, "content-type"))) {
     bh__respond_problem(req, "request.unsupported_media_type", NULL, -1, NULL,

@@ -125,6 +125,18 @@ int bh__route_register(bh__plugin *p, const bh_route *r) {
       r->rate_limit)
     rt->rate_limit = strdup(r->rate_limit);
   rt->plugin = p;
+  if (rt->rate_limit) {
+    char why[200];
+    rt->limit = bh__limit_get(d, rt->rate_limit, why, sizeof(why));
+    if (rt->limit == NULL) {
+      bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern, why);
+      free(rt->method);
+      free(rt->pattern);
+      free(rt->rate_limit);
+      free(rt);
+      return -EINVAL;
+    }
+  }
   if (rt->method == NULL || rt->pattern == NULL) {
     free(rt->method);
     free(rt->pattern);

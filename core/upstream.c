@@ -368,7 +368,9 @@ static long bh__header_retry_after(bh__call *call) {
   if (n >= sizeof(val)) return -1;
   memcpy(val, h, n);
   val[n] = '\0';
-  return (long)bh__retry_after_parse(val, (int64_t)time(NULL));
+  int64_t s = bh__retry_after_parse(val, (int64_t)time(NULL));
+  /* a day is already "do not retry"; clamping keeps later arithmetic safe */
+  return s < 0 ? -1 : (long)(s > 86400 ? 86400 : s);
 }
 
 static uint64_t bh__rand64(void) {
@@ -444,6 +446,23 @@ static void bh__call_attempt(bh__call *call) {
   struct bh_upstream *u = call->u;
   uint64_t now = bh__ms(cl);
   uint64_t retry_ms = 0;
+  /* the deadline first: a call that cannot go out must not take a breaker
+   * slot it would then have to report */
+  if (call->deadline_ms && now >= call->deadline_ms) {
+    call->outcome = BH_OUTCOME_TRANSPORT;
+    call->transport = BH_TRANSPORT_TIMEOUT;
+    bh__call_finish_soon(call);
+    return;
+  }
+  if (call->attempts == 0 && u->limit) {
+    uint32_t wait_s = 0;
+    if (bh__limit_take_key(u->limit, u->name, now, &wait_s) != 0) {
+      call->outcome = BH_OUTCOME_RATE_LIMITED;
+      call->retry_after = wait_s;
+      bh__call_finish_soon(call);
+      return;
+    }
+  }
   if (bh__breaker_allow(u->breaker, now, &retry_ms) != 0) {
     if (call->attempts == 0) {
       call->outcome = BH_OUTCOME_BREAKER_OPEN;
@@ -456,17 +475,8 @@ static void bh__call_attempt(bh__call *call) {
     return;
   }
   uint32_t timeout = call->timeout_ms ? call->timeout_ms : u->timeout_ms;
-  if (call->deadline_ms) {
-    if (now >= call->deadline_ms) {
-      bh__breaker_record(u->breaker, now, 0, 0);
-      call->outcome = BH_OUTCOME_TRANSPORT;
-      call->transport = BH_TRANSPORT_TIMEOUT;
-      bh__call_finish_soon(call);
-      return;
-    }
-    if (call->deadline_ms - now < timeout)
-      timeout = (uint32_t)(call->deadline_ms - now);
-  }
+  if (call->deadline_ms && call->deadline_ms - now < timeout)
+    timeout = (uint32_t)(call->deadline_ms - now);
   CURL *e = curl_easy_init();
   if (e == NULL) goto fail;
   call->easy = e;
@@ -526,7 +536,8 @@ static void bh__call_attempt(bh__call *call) {
   if (curl_multi_add_handle(cl->multi, e) != CURLM_OK) goto fail;
   return;
 fail:
-  bh__breaker_record(u->breaker, now, 0, 0);
+  /* a local failure, but the slot must be reported: count it failed */
+  bh__breaker_record(u->breaker, now, 1, 0);
   bh__easy_release(call);
   call->outcome = BH_OUTCOME_TRANSPORT;
   call->transport = BH_TRANSPORT_CONNECT;

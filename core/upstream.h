@@ -14,6 +14,12 @@
 #include "bulkhead/plugin.h"
 #include "retry.h"
 
+struct bh__limit;
+/* limits.c: a token for `key` from a policy; 0, or -EAGAIN with the wait
+ * in seconds. */
+int bh__limit_take_key(struct bh__limit *l, const char *key, uint64_t now_ms,
+                       uint32_t *wait_s);
+
 typedef struct bh__daemon bh__daemon;
 typedef struct bh__plugin bh__plugin;
 typedef struct bh__call bh__call;
@@ -32,6 +38,7 @@ struct bh_upstream {
   bh__retry_budget *budget; /* shared state (shm with workers) */
   bh__breaker *breaker; /* shared state (shm with workers) */
   int owns_state; /* breaker/budget malloc'd here rather than shared */
+  struct bh__limit *limit; /* local rate limit ([upstream] rate_limit) */
   char last_error[160];
   uint64_t last_error_ms;
   struct bh_upstream *next; /* daemon's list */

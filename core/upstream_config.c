@@ -98,7 +98,7 @@ static const char *const bh__ukeys[] = {
     "retry_budget_percent", "retry_budget_min", "retry_after_max_s",
     "breaker_window_ms", "breaker_min_calls", "breaker_failure_rate",
     "breaker_slow_rate", "breaker_slow_call_ms", "breaker_open_ms",
-    "breaker_half_open_calls", "breaker_mode", NULL};
+    "breaker_half_open_calls", "breaker_mode", "rate_limit", NULL};
 
 static int bh__ukey_known(const char *k) {
   if (strncmp(k, "header.", 7) == 0) return k[7] != '\0';
@@ -208,6 +208,15 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
       goto fail;
     }
     mode = (uint32_t)m;
+  }
+  const char *rl = bh__config_get(d->cfg, section, "rate_limit");
+  if (rl) {
+    char lwhy[200];
+    u->limit = bh__limit_get(d, rl, lwhy, sizeof(lwhy));
+    if (u->limit == NULL) {
+      rc = bh__ufail(&c, "rate_limit", "%s", lwhy);
+      goto fail;
+    }
   }
   u->max_response_bytes = maxresp;
   u->tls_verify = (int)tls;

@@ -1,0 +1,2 @@
+#define UP_NAME up_one
+#include "upstream_plugin.inc"

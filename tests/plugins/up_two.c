@@ -1,0 +1,2 @@
+#define UP_NAME up_two
+#include "upstream_plugin.inc"
