@@ -39,7 +39,16 @@ const char bh__config_default[] =
     "mount = /v1/webhooks\n"
     "\n"
     "[plugin.ai]\n"
-    "mount = /v1/ai\n";
+    "mount = /v1/ai\n"
+    "\n"
+    "; Providers: the demo simulator's address, so the zero-config daemon\n"
+    "; never calls out. scripts/run.sh starts the simulator and points\n"
+    "; these at it with BULKHEAD_UPSTREAM_<NAME>_URL.\n"
+    "[upstream.billing]\n"
+    "url = http://127.0.0.1:8090\n"
+    "\n"
+    "[upstream.ai]\n"
+    "url = http://127.0.0.1:8090\n";
 
 #define EMBEDDED "(embedded default)"
 /* A config file is small; the cap keeps `-c /dev/zero` from eating RAM. */

@@ -98,6 +98,7 @@ struct bh_req {
   bh__buf raw; /* url NUL, then name NUL value NUL pairs */
   size_t url_len;
   int in_value; /* llhttp field/value callback state */
+  int headers_done; /* later field callbacks are chunked trailers */
   const char *method;
   const char *path; /* raw path, NUL-terminated copy */
   const char *query; /* after '?' or "" */

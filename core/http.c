@@ -100,6 +100,9 @@ static int bh__on_url(llhttp_t *p, const char *at, size_t n) {
 static int bh__on_header_field(llhttp_t *p, const char *at, size_t n) {
   bh__conn *c = p->data;
   bh_req *req = c->req;
+  /* chunked trailer fields come after the head was parsed: they are not
+   * exposed (nothing may depend on them), only counted */
+  if (req->headers_done) return bh__head_grow(c, n + 4);
   if (bh__head_grow(c, n + (req->in_value ? 4 : 0))) return HPE_USER;
   if (req->in_value || req->nheaders == 0) {
     /* a new header starts: terminate the url or the previous value */
@@ -122,6 +125,7 @@ static int bh__on_header_field(llhttp_t *p, const char *at, size_t n) {
 static int bh__on_header_value(llhttp_t *p, const char *at, size_t n) {
   bh__conn *c = p->data;
   bh_req *req = c->req;
+  if (req->headers_done) return bh__head_grow(c, n);
   if (bh__head_grow(c, n)) return HPE_USER;
   if (!req->in_value) {
     bh__buf_putc(&req->raw, '\0');
@@ -156,6 +160,7 @@ static int bh__headers_finish(bh_req *req) {
 static int bh__on_headers_complete(llhttp_t *p) {
   bh__conn *c = p->data;
   bh_req *req = c->req;
+  req->headers_done = 1;
   if (bh__headers_finish(req) != 0) {
     c->early_code = "generic.internal";
     return HPE_USER;
@@ -290,7 +295,7 @@ static void bh__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     c->pumping = 1;
     bh__conn_feed(c, buf->base, (size_t)nread);
     c->pumping = 0;
-    if (c->state == BH__CONN_IDLE) bh__conn_pump(c);
+    if (c->state != BH__CONN_PROCESSING) bh__conn_pump(c);
   } else if (nread < 0) {
     c->read_eof = 1;
     bh__read_stop(c);
@@ -360,18 +365,21 @@ static void bh__conn_pump(bh__conn *c) {
     free(p);
   }
   c->pumping = 0;
-  if (c->state != BH__CONN_IDLE) return;
-  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
-      BH__WRITE_QUEUE_HIGH) {
-    /* the client is not reading what we send; resumes from the write
-     * callback once the queue drains */
-    c->write_blocked = 1;
-    return;
+  if (c->state == BH__CONN_PROCESSING || c->state == BH__CONN_CLOSING) return;
+  if (c->state == BH__CONN_IDLE) {
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
+        BH__WRITE_QUEUE_HIGH) {
+      /* the client is not reading what we send; resumes from the write
+       * callback once the queue drains */
+      c->write_blocked = 1;
+      return;
+    }
+    if (c->idle_arm) {
+      c->idle_arm = 0;
+      bh__conn_timer(c, c->d->cfg->keepalive_timeout_ms);
+    }
   }
-  if (c->idle_arm) {
-    c->idle_arm = 0;
-    bh__conn_timer(c, c->d->cfg->keepalive_timeout_ms);
-  }
+  /* idle, or part of a pipelined request is in: read the rest */
   bh__read_start(c);
 }
 

@@ -7,6 +7,8 @@
  *   bulkhead --version
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -49,7 +51,22 @@ static void bh__close_walk(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* A daemon started with stdin, stdout or stderr closed would hand those
+ * numbers to its first sockets, and then log lines or libuv's own checks
+ * would hit them: keep 0..2 taken. */
+static void bh__std_fds(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (n >= 0 && n != fd) {
+      dup2(n, fd);
+      close(n);
+    }
+  }
+}
+
 int main(int argc, char **argv) {
+  bh__std_fds();
   const char *config_path = NULL, *listen = NULL, *admin_listen = NULL;
   int test_only = 0, list_codes = 0;
   for (int i = 1; i < argc; i++) {

@@ -41,9 +41,12 @@ static int bh__mkdirs(const char *path, mode_t mode) {
   return 0;
 }
 
-/* Plugins sit next to the binary in a build tree ("plugins/"), else in the
- * installed plugin directory. */
+/* Plugins sit next to the binary in a build tree ("plugins/"), beside it
+ * in an installed tree moved elsewhere ("../lib/bulkhead"), else in the
+ * directory the build was configured to install them in. */
 static void bh__default_plugin_dir(char *out, size_t len) {
+  static const char *const rel[] = {"plugins", "../lib/bulkhead",
+                                    "../" BH_LIBDIR "/bulkhead"};
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
   if (n > 0) {
@@ -51,11 +54,13 @@ static void bh__default_plugin_dir(char *out, size_t len) {
     char *slash = strrchr(exe, '/');
     if (slash) {
       *slash = '\0';
-      struct stat st;
-      int n2 = snprintf(out, len, "%s/plugins", exe);
-      if (n2 > 0 && (size_t)n2 < len && stat(out, &st) == 0 &&
-          S_ISDIR(st.st_mode))
-        return;
+      for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+        struct stat st;
+        int n2 = snprintf(out, len, "%s/%s", exe, rel[i]);
+        if (n2 > 0 && (size_t)n2 < len && stat(out, &st) == 0 &&
+            S_ISDIR(st.st_mode))
+          return;
+      }
     }
   }
   snprintf(out, len, "%s", BH_PLUGIN_INSTALL_DIR);

@@ -67,6 +67,24 @@ def echo_section(mount="/t/echo", **extra):
     return sec
 
 
+# A loopback address where nothing answers (the discard port): first-party
+# plugins that register an upstream get it, so they load without reaching
+# any real provider.
+DEAD_UPSTREAM = "http://127.0.0.1:9"
+
+
+def first_party(*names):
+    """Config sections for first-party plugins: [plugin.NAME] mounted at
+    /v1/NAME, plus an [upstream.NAME] url for the ones that call a
+    provider."""
+    out = {}
+    for name in names:
+        out["plugin." + name] = {"path": plugin(name), "mount": "/v1/" + name}
+    for name in names:
+        out["upstream." + name] = {"url": DEAD_UPSTREAM}
+    return out
+
+
 def render_config(sections):
     """{"server": {...}, "plugin.x": {...}} -> INI text (insertion order)."""
     out = []
@@ -316,8 +334,9 @@ class Daemon(object):
 
     stdout: "read" (default: a thread keeps every line, see .lines/.events),
     "unread" (lines are read up to the listening lines, then the pipe is
-    left full; pipe_size shrinks the pipe) or "closed" (the read end is
-    closed once both ports are known).
+    left full; pipe_size shrinks the pipe), "closed" (the read end is
+    closed once both ports are known) or "fd-closed" (the daemon starts
+    with fd 1 closed; the ports are found through /proc).
     """
 
     def __init__(self, config=None, env=None, args=(), start=True,
@@ -365,6 +384,18 @@ class Daemon(object):
     # -- process ----------------------------------------------------------
 
     def start(self):
+        if self.stdout_mode == "fd-closed":
+            # fd 1 is not even open in the daemon (`bulkhead >&-`)
+            self.proc = subprocess.Popen(
+                [BIN, "-c", self.config_path] + self.args,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, env=self.env, cwd=self.tmp,
+                preexec_fn=lambda: os.close(1))
+            t = threading.Thread(target=self._read_stderr, daemon=True)
+            t.start()
+            self._threads.append(t)
+            self._find_ports_in_proc()
+            return
         self.proc = subprocess.Popen(
             [BIN, "-c", self.config_path] + self.args,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -385,6 +416,63 @@ class Daemon(object):
             self._read_stdout_until_ports()
             if self.stdout_mode == "closed":
                 self.proc.stdout.close()
+
+    def _listening_ports(self):
+        """Loopback TCP ports the process listens on (Linux /proc)."""
+        inodes = set()
+        fd_dir = "/proc/%d/fd" % self.proc.pid
+        try:
+            for fd in os.listdir(fd_dir):
+                try:
+                    link = os.readlink(os.path.join(fd_dir, fd))
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            return []
+        ports = []
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as f:
+                    rows = f.read().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                cols = row.split()
+                if len(cols) > 9 and cols[3] == "0A" and cols[9] in inodes:
+                    ports.append(int(cols[1].rsplit(":", 1)[1], 16))
+        return ports
+
+    def _find_ports_in_proc(self):
+        """Without log lines to read: find the two listening sockets and
+        tell the admin one by its /healthz."""
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise DaemonError("daemon exited (%s) before listening" %
+                                  self.proc.returncode + self.diag())
+            ports = self._listening_ports()
+            if len(ports) >= 2:
+                for port in ports:
+                    c = http.client.HTTPConnection("127.0.0.1", port,
+                                                   timeout=5)
+                    try:
+                        c.request("GET", "/healthz")
+                        admin = c.getresponse().status == 200
+                    except OSError:
+                        admin = None
+                    finally:
+                        c.close()
+                    if admin:
+                        self.admin_port = port
+                    elif admin is False:
+                        self.api_port = port
+                if self.api_port and self.admin_port:
+                    return
+            time.sleep(0.05)
+        self.kill()
+        raise DaemonError("listening sockets not found" + self.diag())
 
     def _add_line(self, line):
         with self._lines_cv:
@@ -463,6 +551,11 @@ class Daemon(object):
         return ("\n--- daemon stderr ---\n%s--- last %d stdout lines ---\n%s"
                 % (self.stderr, len(tail), "\n".join(tail)))
 
+    def kill_hard(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
     def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
@@ -473,6 +566,8 @@ class Daemon(object):
         for t in self._threads:
             t.join(2)
         for f in (self.proc.stdout, self.proc.stderr):
+            if f is None:
+                continue
             try:
                 if f and not f.closed:
                     f.close()
@@ -488,9 +583,6 @@ class Daemon(object):
         self._stopped = True
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        if self.stdout_mode != "read" and not self.proc.stdout.closed:
-            # drain so a blocked writer thread cannot matter for the exit
-            pass
         try:
             self.proc.wait(STOP_TIMEOUT + (10 if SANITIZE else 0))
         except subprocess.TimeoutExpired:
@@ -528,8 +620,26 @@ class Daemon(object):
                 return True
         return False
 
-    def alive(self):
+    def alive(self, settle=0.0):
+        """True while the process runs; with settle, waits that long for
+        it to exit first (a crash closes the sockets a moment before the
+        process can be reaped)."""
+        if settle:
+            try:
+                self.proc.wait(settle)
+            except subprocess.TimeoutExpired:
+                pass
         return self.proc.poll() is None
+
+    def healthy(self):
+        """Alive and answering /healthz on the admin listener."""
+        if not self.alive():
+            return False
+        try:
+            r = self.request("GET", "/healthz", admin=True, timeout=3)
+            return r.status == 200
+        except OSError:
+            return self.alive(1.0) and False
 
     def __enter__(self):
         return self
@@ -668,16 +778,38 @@ class DaemonTestCase(unittest.TestCase):
     CONFIG = None
     ENV = None
     d = None
+    deaths = None
 
     @classmethod
     def setUpClass(cls):
+        cls.deaths = []
         cls.d = Daemon(cls.CONFIG, env=cls.ENV)
+
+    def setUp(self):
+        # A daemon that died during an earlier test (a crash is a bug the
+        # earlier test reports) is replaced so later tests still mean
+        # something; tearDownClass reports every death.
+        d = type(self).d
+        if d is not None and not d.healthy():
+            if d.alive():
+                d.kill_hard()
+            rc = d.proc.poll()
+            type(self).deaths.append("daemon died (exit %s) before %s%s" %
+                                     (rc, self.id(), d.diag()))
+            d.stop(check=False)
+            type(self).d = Daemon(self.CONFIG, env=self.ENV)
 
     @classmethod
     def tearDownClass(cls):
+        errors = list(cls.deaths or [])
         if cls.d is not None:
             d, cls.d = cls.d, None
-            d.stop()
+            try:
+                d.stop()
+            except DaemonError as e:
+                errors.append(str(e))
+        if errors:
+            raise DaemonError("\n\n".join(errors))
 
     def assertProblem(self, r, status, code, msg=None):
         """Status, Problem content type, no-store, code, retryable present,

@@ -9,7 +9,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (Daemon, DaemonTestCase, echo_section, plugin,  # noqa
+from harness import (DaemonTestCase, echo_section, first_party,  # noqa
                      test_plugin)
 
 MISSING_SO = os.path.join(harness.TEST_PLUGIN_DIR, "no-such-plugin.so")
@@ -40,8 +40,7 @@ def failing_config(required_missing):
         if name == "missing" and required_missing:
             sec["required"] = True
         cfg["plugin." + name] = sec
-    for name in FIRST_PARTY:
-        cfg["plugin." + name] = {"path": plugin(name), "mount": "/v1/" + name}
+    cfg.update(first_party(*FIRST_PARTY))
     cfg["plugin.crashy"] = {"path": test_plugin("crashy"),
                             "mount": "/t/crashy", "enabled": False}
     return cfg
@@ -199,13 +198,11 @@ class AllRequiredHealthyTest(DaemonTestCase):
 
 class HealthyTest(DaemonTestCase):
     """Every enabled plugin loads (a disabled one does not degrade)."""
-    CONFIG = {
-        "plugin.echo": echo_section(required=True),
-        "plugin.billing": {"path": plugin("billing"), "mount": "/v1/billing",
-                           "required": True},
-        "plugin.initfail": {"path": test_plugin("initfail"),
-                            "mount": "/t/initfail", "enabled": False},
-    }
+    CONFIG = dict({"plugin.echo": echo_section(required=True)},
+                  **first_party("billing"))
+    CONFIG["plugin.billing"]["required"] = True
+    CONFIG["plugin.initfail"] = {"path": test_plugin("initfail"),
+                                 "mount": "/t/initfail", "enabled": False}
 
     def test_status_ok(self):
         doc = self.d.admin("/admin/status").json()

@@ -121,12 +121,12 @@ typedef struct sim_pending {
   int step; /* 0 = waiting for delay_ms, then action-specific */
   sim_buf head, body;
   size_t off;
-  size_t chunk;      /* trickle bytes per tick */
-  uint64_t tick_ms;  /* trickle / stream interval */
-  int events_sent;   /* SSE */
-  int fail_after;    /* SSE: close after this many events, -1 never */
+  size_t chunk;     /* trickle bytes per tick */
+  uint64_t tick_ms; /* trickle / stream interval */
+  int events_sent;  /* SSE */
+  int fail_after;   /* SSE: close after this many events, -1 never */
   int keep_alive;
-  int head_only;     /* HEAD request */
+  int head_only; /* HEAD request */
 } sim_pending;
 
 typedef struct sim_conn {
@@ -187,8 +187,8 @@ typedef struct sim_spec {
   int status; /* 0 = the default answer's status */
   char *body; /* NULL = the default answer's body */
   size_t body_len;
-  char *ctype;   /* NULL = default */
-  char *headers; /* "Name: value\r\n" lines, may be empty */
+  char *ctype;      /* NULL = default */
+  char *headers;    /* "Name: value\r\n" lines, may be empty */
   int user_framing; /* rule set Content-Length / Transfer-Encoding itself */
   long long delay_ms;
   long long trickle_bps;
@@ -241,11 +241,11 @@ void sim_record_free(void);
 
 typedef struct sim_state {
   uv_loop_t *loop;
-  sim_conn *conns; /* open connections, for shutdown */
+  sim_conn *conns;      /* open connections, for shutdown */
   long long open_conns; /* on the main listener */
   long long stream_delay_ms;
   long long stream_delay_default; /* from the command line, for /reset */
-  unsigned long long seq; /* ids for built-in objects */
+  unsigned long long seq;         /* ids for built-in objects */
   int verbose;
 } sim_state;
 

@@ -14,6 +14,9 @@ void sim_json_reply(sim_conn *c, int status, json_t *doc) {
   char *body = json_dumps(doc, JSON_COMPACT | JSON_ENCODE_ANY);
   json_decref(doc);
   size_t n = body ? strlen(body) : 0;
+  if (sim_g.verbose)
+    sim_log("control %s %s -> %d", sim_method_name(c->req.method),
+            sim_req_path(&c->req), status);
   sim_buf head = {0};
   sim_head(&head, status, "application/json",
            status == 405 ? "Allow: GET, POST, PUT, DELETE\r\n" : NULL,
@@ -26,9 +29,9 @@ void sim_json_reply(sim_conn *c, int status, json_t *doc) {
 
 static void error_reply(sim_conn *c, int status, const char *code,
                         const char *msg) {
-  sim_json_reply(c, status,
-                 json_pack("{s:b,s:s,s:s}", "ok", 0, "error", code, "message",
-                           msg));
+  sim_json_reply(
+      c, status,
+      json_pack("{s:b,s:s,s:s}", "ok", 0, "error", code, "message", msg));
 }
 
 /* The decoded value of query parameter `name`, or NULL. */
@@ -131,8 +134,9 @@ static void requests(sim_conn *c) {
   json_t *list = sim_requests_json(path && *path ? path : NULL,
                                    method && *method ? method : NULL, limit);
   sim_json_reply(c, 200,
-                 json_pack("{s:I,s:o}", "count", (json_int_t)json_array_size(list),
-                           "requests", list));
+                 json_pack("{s:I,s:o}", "count",
+                           (json_int_t)json_array_size(list), "requests",
+                           list));
 }
 
 static void config(sim_conn *c, int m) {
@@ -169,8 +173,9 @@ static void config(sim_conn *c, int m) {
     error_reply(c, 405, "method_not_allowed", "use GET or POST");
     return;
   }
-  sim_json_reply(c, 200, json_pack("{s:I}", "stream_delay_ms",
-                                   (json_int_t)sim_g.stream_delay_ms));
+  sim_json_reply(
+      c, 200,
+      json_pack("{s:I}", "stream_delay_ms", (json_int_t)sim_g.stream_delay_ms));
 }
 
 void sim_control(sim_conn *c, const char *sub) {
@@ -182,8 +187,8 @@ void sim_control(sim_conn *c, const char *sub) {
     return;
   }
   if (strcmp(sub, "/") == 0 || strcmp(sub, "/health") == 0) {
-    sim_json_reply(c, 200, json_pack("{s:b,s:s}", "ok", 1, "service",
-                                     "bulkhead-sim"));
+    sim_json_reply(c, 200,
+                   json_pack("{s:b,s:s}", "ok", 1, "service", "bulkhead-sim"));
   } else if (strcmp(sub, "/behavior") == 0 || strcmp(sub, "/behaviors") == 0 ||
              strcmp(sub, "/behaviors/") == 0) {
     if (m == HTTP_POST || m == HTTP_PUT)
@@ -191,8 +196,9 @@ void sim_control(sim_conn *c, const char *sub) {
     else if (get)
       sim_json_reply(c, 200, json_pack("{s:o}", "rules", sim_rules_json()));
     else if (m == HTTP_DELETE)
-      sim_json_reply(c, 200, json_pack("{s:b,s:i}", "ok", 1, "removed",
-                                       sim_rules_clear()));
+      sim_json_reply(
+          c, 200,
+          json_pack("{s:b,s:i}", "ok", 1, "removed", sim_rules_clear()));
     else
       error_reply(c, 405, "method_not_allowed", "use GET, POST or DELETE");
   } else if (strncmp(sub, "/behaviors/", 11) == 0) {

@@ -193,8 +193,8 @@ static int on_headers_complete(llhttp_t *p) {
   sim_req *r = &c->req;
   r->method = llhttp_get_method(p);
   const char *path = sim_req_path(r);
-  r->is_control = c->listener->is_control ||
-                  strncmp(path, "/__sim/", 7) == 0 || strcmp(path, "/__sim") == 0;
+  r->is_control = c->listener->is_control || strncmp(path, "/__sim/", 7) == 0 ||
+                  strcmp(path, "/__sim") == 0;
   r->body_keep = r->is_control ? SIM_MAX_CONTROL_BODY : SIM_ECHO_BODY;
   size_t elen;
   const char *expect = sim_req_header(r, "expect", &elen);
@@ -447,7 +447,9 @@ static void close_handles(sim_conn *c) {
     uv_close((uv_handle_t *)&c->tcp, on_handle_close);
 }
 
-static void on_linger_timeout(uv_timer_t *t) { close_handles(t->data); }
+static void on_linger_timeout(uv_timer_t *t) {
+  close_handles(t->data);
+}
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   sim_conn *c = req->handle->data;

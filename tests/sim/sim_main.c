@@ -71,6 +71,12 @@ int main(int argc, char **argv) {
       sim_g.verbose = 1;
       continue;
     }
+    if (strcmp(a, "--listen") != 0 && strcmp(a, "--control") != 0 &&
+        strcmp(a, "--port-file") != 0 && strcmp(a, "--stream-delay-ms") != 0) {
+      fprintf(stderr, "bulkhead-sim: unknown option '%s'\n", a);
+      usage(stderr);
+      return 2;
+    }
     if (!v) {
       fprintf(stderr, "bulkhead-sim: %s needs a value\n", a);
       usage(stderr);
@@ -83,17 +89,13 @@ int main(int argc, char **argv) {
       control = v;
     } else if (strcmp(a, "--port-file") == 0) {
       port_file = v;
-    } else if (strcmp(a, "--stream-delay-ms") == 0) {
+    } else {
       char *end;
       sim_g.stream_delay_ms = strtoll(v, &end, 10);
       if (*end || sim_g.stream_delay_ms < 0) {
         fprintf(stderr, "bulkhead-sim: bad --stream-delay-ms '%s'\n", v);
         return 2;
       }
-    } else {
-      fprintf(stderr, "bulkhead-sim: unknown option '%s'\n", a);
-      usage(stderr);
-      return 2;
     }
   }
   if (!listen) {

@@ -153,8 +153,7 @@ const char *const sim_sse_events[] = {
     SSE("content_block_delta",
         "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
         "\"text_delta\",\"text\":\" (sim)\"}}"),
-    SSE("content_block_stop",
-        "{\"type\":\"content_block_stop\",\"index\":0}"),
+    SSE("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}"),
     SSE("message_delta",
         "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\","
         "\"stop_sequence\":null},\"usage\":{\"output_tokens\":8}}"),

@@ -25,7 +25,7 @@ typedef struct rec {
 } rec;
 
 static rec ring[SIM_RING_SIZE];
-static unsigned long long rec_seq; /* requests ever recorded */
+static unsigned long long rec_seq;   /* requests ever recorded */
 static unsigned long long rec_floor; /* seq below which slots are cleared */
 
 static json_t *paths;
@@ -171,7 +171,9 @@ json_t *sim_requests_json(const char *path, const char *method, long limit) {
   return arr;
 }
 
-void sim_record_clear(void) { rec_floor = rec_seq; }
+void sim_record_clear(void) {
+  rec_floor = rec_seq;
+}
 
 void sim_record_free(void) {
   for (size_t i = 0; i < SIM_RING_SIZE; i++) {

@@ -41,7 +41,8 @@ static void idp_signin(const sim_req *r, sim_buf *b, unsigned long long id) {
   const char *email = json_string_value(json_object_get(doc, "email"));
   if (!email) email = "user@example.invalid";
   unsigned h = 2166136261u; /* FNV-1a: a stable user id per email */
-  for (const char *p = email; *p; p++) h = (h ^ (unsigned char)*p) * 16777619u;
+  for (const char *p = email; *p; p++)
+    h = (h ^ (unsigned char)*p) * 16777619u;
   sim_buf_printf(b,
                  "{\"kind\":\"identitytoolkit#VerifyPasswordResponse\","
                  "\"localId\":\"sim_%08x\",\"email\":",
@@ -91,7 +92,8 @@ static void default_body(const sim_req *r, sim_buf *b, int status) {
     }
   }
   /* Echo: enough for a test to see what arrived. */
-  sim_buf_puts(b, status < 400 ? "{\"ok\":true,\"path\":" : "{\"ok\":false,\"path\":");
+  sim_buf_puts(b, status < 400 ? "{\"ok\":true,\"path\":"
+                               : "{\"ok\":false,\"path\":");
   sim_buf_json_str(b, sim_req_path(r), r->path_len);
   sim_buf_printf(b, ",\"method\":\"%s\"", sim_method_name(r->method));
   if (status != 200) sim_buf_printf(b, ",\"status\":%d", status);
@@ -232,7 +234,8 @@ int sim_respond(sim_conn *c) {
   sim_pending *pd = &c->pend;
   sim_stats_count(c);
   sim_record(r);
-  const sim_spec *sp = sim_rules_match(sim_req_path(r), sim_method_name(r->method));
+  const sim_spec *sp =
+      sim_rules_match(sim_req_path(r), sim_method_name(r->method));
   int action = sp ? sp->action : SIM_ACT_RESPOND;
   if (action == SIM_ACT_RESPOND && !(sp && (sp->status || sp->body)) &&
       wants_stream(r))
@@ -257,7 +260,7 @@ int sim_respond(sim_conn *c) {
   case SIM_ACT_STREAM:
   case SIM_ACT_STREAM_FAIL_AFTER: {
     long long sd = sp && sp->stream_delay_ms >= 0 ? sp->stream_delay_ms
-                                                   : sim_g.stream_delay_ms;
+                                                  : sim_g.stream_delay_ms;
     pd->tick_ms = (uint64_t)sd;
     pd->fail_after = sp ? sp->fail_after : -1;
     if (action == SIM_ACT_STREAM_FAIL_AFTER && pd->fail_after < 0)

@@ -19,8 +19,8 @@
 
 typedef struct rule {
   long long id;
-  char *path; /* as given, "*" suffix included */
-  size_t plen;  /* length to compare */
+  char *path;  /* as given, "*" suffix included */
+  size_t plen; /* length to compare */
   int prefix;
   char *method; /* upper case, "*" = any */
   sim_spec *spec;
@@ -45,10 +45,19 @@ static const struct {
     {"stream_fail_after", SIM_ACT_STREAM_FAIL_AFTER},
 };
 
-static const char *const spec_keys[] = {
-    "status", "body", "headers", "delay_ms", "action", "trickle_bytes_per_sec",
-    "times", "then", "preset", "fail_after_events", "stream_delay_ms",
-    "comment", NULL};
+static const char *const spec_keys[] = {"status",
+                                        "body",
+                                        "headers",
+                                        "delay_ms",
+                                        "action",
+                                        "trickle_bytes_per_sec",
+                                        "times",
+                                        "then",
+                                        "preset",
+                                        "fail_after_events",
+                                        "stream_delay_ms",
+                                        "comment",
+                                        NULL};
 
 static void spec_free(sim_spec *s) {
   while (s) {
@@ -92,8 +101,7 @@ static int get_int(json_t *o, const char *key, long long lo, long long hi,
 static int valid_token(const char *s) {
   if (!*s) return 0;
   for (; *s; s++)
-    if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
-      return 0;
+    if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s)) return 0;
   return 1;
 }
 
@@ -129,7 +137,8 @@ static int add_header(sim_spec *s, sim_buf *hb, const char *name, json_t *v,
     return -1;
   }
   if (strpbrk(val, "\r\n") ||
-      strlen(val) != (json_is_string(v) ? json_string_length(v) : strlen(val))) {
+      strlen(val) !=
+          (json_is_string(v) ? json_string_length(v) : strlen(val))) {
     snprintf(err, errlen, "header '%s' value has CR, LF or NUL", name);
     return -1;
   }
@@ -140,7 +149,8 @@ static int add_header(sim_spec *s, sim_buf *hb, const char *name, json_t *v,
   }
   if (strcasecmp(name, "content-length") == 0 ||
       strcasecmp(name, "transfer-encoding") == 0)
-    s->user_framing = 1; /* the rule wants to send its own (maybe bad) framing */
+    s->user_framing =
+        1; /* the rule wants to send its own (maybe bad) framing */
   sim_buf_printf(hb, "%s: %s\r\n", name, val);
   return 0;
 }
@@ -182,7 +192,8 @@ static sim_spec *parse_spec(json_t *o, int depth, int is_rule, char *err,
   if ((v = json_object_get(o, "action"))) {
     size_t i, na = sizeof(actions) / sizeof(actions[0]);
     for (i = 0; i < na; i++)
-      if (json_is_string(v) && strcmp(json_string_value(v), actions[i].name) == 0)
+      if (json_is_string(v) &&
+          strcmp(json_string_value(v), actions[i].name) == 0)
         break;
     if (i == na)
       FAIL("'action' must be one of respond, close, reset, trickle, hang, "
@@ -214,7 +225,8 @@ static sim_spec *parse_spec(json_t *o, int depth, int is_rule, char *err,
       if (!s->body) abort();
       memcpy(s->body, json_string_value(v), s->body_len + 1);
       json_t *probe = json_loadb(s->body, s->body_len, JSON_DECODE_ANY, NULL);
-      s->ctype = strdup(probe ? "application/json" : "text/plain; charset=utf-8");
+      s->ctype =
+          strdup(probe ? "application/json" : "text/plain; charset=utf-8");
       json_decref(probe);
     } else if (json_is_null(v)) {
       s->body = strdup("");
@@ -296,7 +308,8 @@ static rule *parse_rule(json_t *o, const char *path_override, char *err,
   v = json_object_get(o, "method");
   if (v && !json_is_string(v)) FAIL("'method' must be a string");
   r->method = strdup(v ? json_string_value(v) : "*");
-  for (char *p = r->method; *p; p++) *p = (char)toupper((unsigned char)*p);
+  for (char *p = r->method; *p; p++)
+    *p = (char)toupper((unsigned char)*p);
   if (strcmp(r->method, "*") != 0 && !valid_token(r->method))
     FAIL("invalid method '%s'", r->method);
   r->spec = parse_spec(o, 0, 1, err, errlen);
@@ -343,7 +356,8 @@ json_t *sim_rules_add(json_t *in, const char *path_override, char *err,
         snprintf(tmp, sizeof(tmp), "rule %zu: %s", i, err);
         snprintf(err, errlen, "%s", tmp);
       }
-      for (size_t j = 0; j < i; j++) rule_free(parsed[j]);
+      for (size_t j = 0; j < i; j++)
+        rule_free(parsed[j]);
       free(parsed);
       return NULL;
     }
@@ -388,7 +402,8 @@ int sim_rules_clear(void) {
 
 static sim_spec *current(const rule *r) {
   sim_spec *s = r->spec;
-  while (s && s->times == 0) s = s->then;
+  while (s && s->times == 0)
+    s = s->then;
   return s;
 }
 
@@ -400,11 +415,11 @@ json_t *sim_rules_json(void) {
       json_array_append_new(left, s->times < 0 ? json_null()
                                                : json_integer(s->times));
     /* Oldest first: the order they were added in. */
-    json_array_insert_new(
-        arr, 0,
-        json_pack("{s:I,s:s,s:s,s:O,s:o,s:b}", "id", r->id, "path", r->path,
-                  "method", r->method, "rule", r->src, "times_left", left,
-                  "exhausted", current(r) == NULL));
+    json_array_insert_new(arr, 0,
+                          json_pack("{s:I,s:s,s:s,s:O,s:o,s:b}", "id", r->id,
+                                    "path", r->path, "method", r->method,
+                                    "rule", r->src, "times_left", left,
+                                    "exhausted", current(r) == NULL));
   }
   return arr;
 }

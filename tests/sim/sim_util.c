@@ -12,7 +12,8 @@ void sim_buf_reserve(sim_buf *b, size_t extra) {
   size_t need = b->len + extra + 1;
   if (need <= b->cap) return;
   size_t cap = b->cap ? b->cap : 256;
-  while (cap < need) cap *= 2;
+  while (cap < need)
+    cap *= 2;
   char *p = realloc(b->data, cap);
   if (p == NULL) {
     fprintf(stderr, "bulkhead-sim: out of memory\n");
@@ -29,7 +30,9 @@ void sim_buf_append(sim_buf *b, const void *p, size_t n) {
   b->len += n;
 }
 
-void sim_buf_puts(sim_buf *b, const char *s) { sim_buf_append(b, s, strlen(s)); }
+void sim_buf_puts(sim_buf *b, const char *s) {
+  sim_buf_append(b, s, strlen(s));
+}
 
 void sim_buf_printf(sim_buf *b, const char *fmt, ...) {
   va_list ap;
@@ -102,7 +105,8 @@ size_t sim_utf8_cut(const char *s, size_t n, size_t max) {
   if (n <= max) return n;
   size_t i = max;
   /* Step back over continuation bytes to the start of the cut sequence. */
-  while (i > 0 && i > max - 4 && ((unsigned char)s[i] & 0xC0) == 0x80) i--;
+  while (i > 0 && i > max - 4 && ((unsigned char)s[i] & 0xC0) == 0x80)
+    i--;
   return i;
 }
 

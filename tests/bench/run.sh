@@ -1,0 +1,466 @@
+#!/usr/bin/env bash
+# bulkhead vs nginx, side by side, in one run on one machine.
+#
+#   tests/bench/run.sh                  # 5 s per measured run, 50 connections
+#   BENCH_SECONDS=10 BENCH_CONNS=100 tests/bench/run.sh
+#
+# Scenarios (each served by bulkhead, then by nginx, same URL, same wrk):
+#   fail-fast  GET /t/up_one/get/x     bulkhead: up_one's breaker forced open,
+#                                      the 503 Problem JSON; nginx: `return
+#                                      503` of the very same body
+#   proxy      GET /t/up_one/proxy/x   bulkhead proxy route vs nginx
+#                                      proxy_pass, both with keep-alive to
+#                                      the same bulkhead-sim
+#   local      GET /v1/auth/status     auth plugin's local JSON vs nginx
+#                                      `return 200` of the same body
+#
+# Measured per run: requests/s and p99 (wrk --latency, one thread) and the
+# server's CPU microseconds per request (utime+stime from /proc before and
+# after the measured run, divided by the requests wrk completed).
+#
+# Pinning (the machine has 2 cores): the server under test runs alone on
+# core BENCH_SERVER_CPU (0); wrk and the upstream simulator share core
+# BENCH_LOAD_CPU (1). The simulator is the same process for both servers,
+# so it loads both equally and never takes CPU from the server measured.
+#
+# Environment:
+#   BENCH_SECONDS    measured run length per server and scenario (5; 1..300)
+#   BENCH_CONNS      wrk connections (50; 1..10000)
+#   BENCH_WARMUP     warm-up seconds before each measured run (2; 0..60)
+#   BENCH_SCENARIOS  subset, e.g. "local proxy" (all three)
+#   BENCH_BUILD_DIR  build directory (<repo>/build-bench)
+#   BENCH_SERVER_CPU, BENCH_LOAD_CPU   cores (0 and 1)
+#   BENCH_KEEP_TMP=1 keep the temp dir (configs, logs, wrk outputs)
+#
+# Safety: loopback only, every duration bounded, every process this script
+# starts is stopped by the EXIT/INT/TERM trap, temp files live in one
+# mktemp directory that is removed at the end.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+
+BENCH_SECONDS=${BENCH_SECONDS:-5}
+BENCH_CONNS=${BENCH_CONNS:-50}
+BENCH_WARMUP=${BENCH_WARMUP:-2}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-fail-fast proxy local}
+BENCH_BUILD_DIR=${BENCH_BUILD_DIR:-$ROOT/build-bench}
+BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-0}
+BENCH_LOAD_CPU=${BENCH_LOAD_CPU:-1}
+
+die() { echo "bench: $*" >&2; exit 1; }
+is_int() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= $2 && $1 <= $3)); }
+is_int "$BENCH_SECONDS" 1 300 || die "BENCH_SECONDS must be 1..300"
+is_int "$BENCH_CONNS" 1 10000 || die "BENCH_CONNS must be 1..10000"
+is_int "$BENCH_WARMUP" 0 60 || die "BENCH_WARMUP must be 0..60"
+is_int "$BENCH_SERVER_CPU" 0 4095 || die "BENCH_SERVER_CPU must be a core number"
+is_int "$BENCH_LOAD_CPU" 0 4095 || die "BENCH_LOAD_CPU must be a core number"
+for s in $BENCH_SCENARIOS; do
+  case $s in fail-fast | proxy | local) ;; *) die "unknown scenario '$s'" ;; esac
+done
+
+# ---------------------------------------------------------------------------
+# Tools: nginx and wrk come from Debian and are installed when missing.
+# ---------------------------------------------------------------------------
+find_nginx() {
+  command -v nginx 2>/dev/null && return 0
+  [ -x /usr/sbin/nginx ] && { echo /usr/sbin/nginx; return 0; }
+  return 1
+}
+
+missing=()
+find_nginx >/dev/null || missing+=(nginx-light)
+command -v wrk >/dev/null || missing+=(wrk)
+command -v curl >/dev/null || missing+=(curl)
+command -v taskset >/dev/null || missing+=(util-linux)
+command -v python3 >/dev/null || missing+=(python3)
+command -v cmake >/dev/null || missing+=(cmake)
+if ((${#missing[@]})); then
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "need root or sudo to install: ${missing[*]}"
+    SUDO=(sudo)
+  fi
+  echo "bench: installing ${missing[*]} (apt-get)"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+NGINX=$(find_nginx) || die "nginx not found after install"
+WRK=$(command -v wrk)
+NCPU=$(getconf _NPROCESSORS_ONLN)
+((BENCH_SERVER_CPU < NCPU && BENCH_LOAD_CPU < NCPU)) ||
+  die "cores $BENCH_SERVER_CPU/$BENCH_LOAD_CPU not online ($NCPU cores)"
+[ "$BENCH_SERVER_CPU" != "$BENCH_LOAD_CPU" ] ||
+  echo "bench: warning: server and load generator share core $BENCH_SERVER_CPU" >&2
+
+# ---------------------------------------------------------------------------
+# Processes and cleanup
+# ---------------------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/bulkhead-bench.XXXXXX")
+PIDS=() # every process started here, stopped by cleanup
+
+stop_pid() { # pid: TERM, up to 10 s, then KILL
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    echo "bench: process $pid ignored SIGTERM, killing it" >&2
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+  if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then
+    echo "bench: kept $TMP" >&2
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+forget_pid() { # drop a stopped pid from PIDS
+  local keep=() p
+  for p in "${PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  PIDS=("${keep[@]}")
+}
+
+free_port() {
+  python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # url: until it answers at all (any status), 10 s at most
+  local i
+  for ((i = 0; i < 100; i++)); do
+    curl -s -o /dev/null --max-time 1 "$1" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------------------
+# Build
+# ---------------------------------------------------------------------------
+echo "== build (Release) in $BENCH_BUILD_DIR"
+cmake -S "$ROOT" -B "$BENCH_BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
+  -DBULKHEAD_TESTS=ON >"$TMP/cmake.log" 2>&1 ||
+  { cat "$TMP/cmake.log" >&2; die "cmake configure failed"; }
+cmake --build "$BENCH_BUILD_DIR" -j"$NCPU" --target bulkhead bulkhead-sim \
+  up_one auth billing webhooks ai >"$TMP/build.log" 2>&1 ||
+  { tail -40 "$TMP/build.log" >&2; die "build failed"; }
+BH_BIN=$BENCH_BUILD_DIR/bulkhead
+SIM_BIN=$BENCH_BUILD_DIR/tests/bulkhead-sim
+PLUGIN_DIR=$BENCH_BUILD_DIR/plugins
+UP_ONE=$BENCH_BUILD_DIR/test-plugins/up_one.so
+for f in "$BH_BIN" "$SIM_BIN" "$UP_ONE" "$PLUGIN_DIR/auth.so"; do
+  [ -e "$f" ] || die "missing build output $f"
+done
+
+# ---------------------------------------------------------------------------
+# The upstream simulator (one for the whole run, on the load core)
+# ---------------------------------------------------------------------------
+taskset -c "$BENCH_LOAD_CPU" "$SIM_BIN" --listen 127.0.0.1:0 \
+  </dev/null >"$TMP/sim.out" 2>"$TMP/sim.err" &
+SIM_PID=$!
+PIDS+=("$SIM_PID")
+SIM_ADDR=
+for ((i = 0; i < 100; i++)); do
+  SIM_ADDR=$(python3 -c 'import json, sys
+for line in open(sys.argv[1]):
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        continue
+    if ev.get("event") == "listening":
+        print(ev["listen"]); break' "$TMP/sim.out" 2>/dev/null || true)
+  [ -n "$SIM_ADDR" ] && break
+  kill -0 "$SIM_PID" 2>/dev/null || { cat "$TMP/sim.err" >&2; die "bulkhead-sim exited"; }
+  sleep 0.1
+done
+[ -n "$SIM_ADDR" ] || die "bulkhead-sim did not report its port"
+[[ $SIM_ADDR == 127.0.0.1:* ]] || die "bulkhead-sim is not on loopback: $SIM_ADDR"
+SIM_PORT=${SIM_ADDR##*:}
+
+# ---------------------------------------------------------------------------
+# bulkhead
+# ---------------------------------------------------------------------------
+BH_PID=
+BH_PORT=
+BH_LOG= # per scenario
+
+write_bulkhead_conf() { # file breaker_mode ("" = the default)
+  cat >"$1" <<EOF
+# written by tests/bench/run.sh
+[server]
+listen = 127.0.0.1:0
+admin_listen = 127.0.0.1:0
+data_dir = $TMP/bulkhead-data
+plugin_dir = $PLUGIN_DIR
+log = $BH_LOG
+log_level = info
+
+[plugin.auth]
+path = auth.so
+mount = /v1/auth, /v1/api-keys
+
+[plugin.billing]
+path = billing.so
+mount = /v1/billing
+
+[plugin.webhooks]
+path = webhooks.so
+mount = /v1/webhooks
+
+[plugin.ai]
+path = ai.so
+mount = /v1/ai
+
+[plugin.up_one]
+path = $UP_ONE
+mount = /t/up_one
+
+[upstream.up_one]
+url = http://127.0.0.1:$SIM_PORT
+EOF
+  if [ -n "$2" ]; then echo "breaker_mode = $2" >>"$1"; fi
+}
+
+start_bulkhead() { # config
+  rm -f "$BH_LOG"
+  # a clean environment as far as bulkhead is concerned: no BULKHEAD_*
+  # override from the caller's shell changes what is measured
+  env $(env | sed -n 's/^\(BULKHEAD_[A-Za-z0-9_]*\)=.*/-u \1/p') \
+    taskset -c "$BENCH_SERVER_CPU" "$BH_BIN" -c "$1" \
+    </dev/null >"$TMP/bulkhead.stdout" 2>"$TMP/bulkhead.stderr" &
+  BH_PID=$!
+  PIDS+=("$BH_PID")
+  BH_PORT=
+  local i
+  for ((i = 0; i < 100; i++)); do
+    if [ -f "$BH_LOG" ]; then
+      BH_PORT=$(sed -n 's/.*"event":"listening","listener":"api","address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$BH_LOG" | head -1)
+      [ -n "$BH_PORT" ] && break
+    fi
+    kill -0 "$BH_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$BH_PORT" ]; then
+    cat "$TMP/bulkhead.stderr" "$BH_LOG" >&2 2>/dev/null || true
+    die "bulkhead did not start"
+  fi
+}
+
+stop_bulkhead() {
+  stop_pid "$BH_PID"
+  forget_pid "$BH_PID"
+  BH_PID=
+}
+
+# ---------------------------------------------------------------------------
+# nginx: worker_processes 1, master on, daemon off, own process group
+# ---------------------------------------------------------------------------
+NGX_DIR=$TMP/nginx
+NGX_MASTER=
+NGX_PORT=
+NGX_LOG= # per scenario
+mkdir -p "$NGX_DIR"
+
+# $1 = scenario, $2 = body (fail-fast, local)
+write_nginx_conf() {
+  local user_line=""
+  # as root, nginx would switch its worker to "nobody", which cannot enter
+  # the 0700 temp dir: keep the worker as the invoking user
+  if [ "$(id -u)" -eq 0 ]; then user_line="user $(id -un) $(id -gn);"; fi
+  local location
+  case $1 in
+  fail-fast)
+    location="location / {
+      default_type application/problem+json;
+      add_header X-Request-ID \$request_id always;
+      add_header Cache-Control no-store always;
+      add_header Retry-After 30 always;
+      return 503 '$2';
+    }" ;;
+  local)
+    location="location / {
+      default_type application/json;
+      add_header X-Request-ID \$request_id always;
+      return 200 '$2';
+    }" ;;
+  proxy)
+    location="location / {
+      proxy_pass http://sim;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+      proxy_set_header X-Request-ID \$request_id;
+      add_header X-Request-ID \$request_id always;
+    }" ;;
+  esac
+  cat >"$NGX_DIR/nginx.conf" <<EOF
+# written by tests/bench/run.sh
+$user_line
+worker_processes 1;
+daemon off;
+master_process on;
+pid $NGX_DIR/nginx.pid;
+error_log $NGX_DIR/error.log warn;
+events { worker_connections 4096; }
+http {
+  # one JSON line per request, unbuffered (a write per line), like
+  # bulkhead's request log
+  log_format bench escape=json '{"time":"\$time_iso8601","level":"info",'
+    '"event":"request","requestId":"\$request_id","method":"\$request_method",'
+    '"path":"\$uri","status":\$status,"durationS":\$request_time}';
+  access_log $NGX_LOG bench;
+  server_tokens off;
+  keepalive_timeout 75s;
+  keepalive_requests 1000000;
+  client_body_temp_path $NGX_DIR/body;
+  proxy_temp_path $NGX_DIR/proxy;
+  fastcgi_temp_path $NGX_DIR/fastcgi;
+  uwsgi_temp_path $NGX_DIR/uwsgi;
+  scgi_temp_path $NGX_DIR/scgi;
+  upstream sim {
+    server 127.0.0.1:$SIM_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$NGX_PORT;
+    $location
+  }
+}
+EOF
+}
+
+start_nginx() {
+  rm -f "$NGX_DIR/nginx.pid" "$NGX_LOG"
+  # setsid: nginx gets a process group of its own, so its CPU is the sum
+  # over that group (master + worker)
+  setsid taskset -c "$BENCH_SERVER_CPU" "$NGINX" -p "$NGX_DIR" \
+    -e "$NGX_DIR/error.log" -c "$NGX_DIR/nginx.conf" \
+    </dev/null >"$TMP/nginx.stdout" 2>"$TMP/nginx.stderr" &
+  local launcher=$! i
+  PIDS+=("$launcher")
+  NGX_MASTER=
+  for ((i = 0; i < 100; i++)); do
+    [ -s "$NGX_DIR/nginx.pid" ] && NGX_MASTER=$(cat "$NGX_DIR/nginx.pid") && break
+    kill -0 "$launcher" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ -z "$NGX_MASTER" ]; then
+    cat "$TMP/nginx.stderr" "$NGX_DIR/error.log" >&2 2>/dev/null || true
+    die "nginx did not start"
+  fi
+  [ "$NGX_MASTER" = "$launcher" ] || PIDS+=("$NGX_MASTER")
+  wait_http "http://127.0.0.1:$NGX_PORT/" || die "nginx does not answer"
+}
+
+stop_nginx() {
+  stop_pid "$NGX_MASTER"
+  forget_pid "$NGX_MASTER"
+  local p
+  for p in "${PIDS[@]}"; do # the setsid launcher, if it was another pid
+    kill -0 "$p" 2>/dev/null || { wait "$p" 2>/dev/null || true; forget_pid "$p"; }
+  done
+  NGX_MASTER=
+}
+
+# ---------------------------------------------------------------------------
+# One measured run
+# ---------------------------------------------------------------------------
+RESULTS=$TMP/results.jsonl
+: >"$RESULTS"
+WRK_CMD=(taskset -c "$BENCH_LOAD_CPU" "$WRK" -t1 -c"$BENCH_CONNS"
+  -d"${BENCH_SECONDS}s" --latency --timeout 2s)
+
+lines_of() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+
+# scenario server url cpu-selector(--pid N | --pgid N) logfile
+measure() {
+  local scenario=$1 server=$2 url=$3 sel=$4 selv=$5 log=$6
+  local out=$TMP/wrk-$scenario-$server.txt
+  if ((BENCH_WARMUP > 0)); then
+    timeout $((BENCH_WARMUP + 30)) taskset -c "$BENCH_LOAD_CPU" "$WRK" -t1 \
+      -c"$BENCH_CONNS" -d"${BENCH_WARMUP}s" --timeout 2s "$url" >/dev/null ||
+      die "$scenario/$server: warm-up failed"
+  fi
+  sleep 0.5 # let the log writers catch up before counting lines
+  local cpu0 cpu1 log0 log1
+  log0=$(lines_of "$log")
+  cpu0=$(python3 "$HERE/cpu.py" "$sel" "$selv")
+  timeout $((BENCH_SECONDS + 30)) "${WRK_CMD[@]}" "$url" >"$out" ||
+    { cat "$out" >&2; die "$scenario/$server: wrk failed"; }
+  cpu1=$(python3 "$HERE/cpu.py" "$sel" "$selv")
+  sleep 0.5
+  log1=$(lines_of "$log")
+  echo "  \$ ${WRK_CMD[*]} $url" | sed "s|$WRK|wrk|"
+  python3 "$HERE/report.py" record "$RESULTS" "$scenario" "$server" "$out" \
+    "$cpu0" "$cpu1" "$log0" "$log1"
+}
+
+# url expected-status -> body on stdout; dies on another status
+fetch() {
+  local code
+  code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 5 "$1") || true
+  [ "$code" = "$2" ] || { cat "$TMP/body" >&2 2>/dev/null; die "GET $1: status $code, expected $2"; }
+  cat "$TMP/body"
+}
+
+# ---------------------------------------------------------------------------
+# Scenarios
+# ---------------------------------------------------------------------------
+echo "== bulkhead vs nginx: ${BENCH_SECONDS}s per run after ${BENCH_WARMUP}s warm-up, ${BENCH_CONNS} connections"
+echo "   command: BENCH_SECONDS=$BENCH_SECONDS BENCH_CONNS=$BENCH_CONNS tests/bench/run.sh"
+echo "   server on core $BENCH_SERVER_CPU (alone); wrk -t1 and bulkhead-sim on core $BENCH_LOAD_CPU"
+echo "   both servers log one JSON line per request to a file in $TMP (same disk)"
+echo "   $("$BH_BIN" --version), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $("$WRK" --version 2>&1 | head -1 | cut -d' ' -f1-2)"
+
+for scenario in $BENCH_SCENARIOS; do
+  case $scenario in
+  fail-fast) path=/t/up_one/get/x mode=forced_open status=503 ;;
+  proxy) path=/t/up_one/proxy/x mode= status=200 ;;
+  local) path=/v1/auth/status mode= status=200 ;;
+  esac
+  echo "== $scenario: GET $path"
+
+  BH_LOG=$TMP/bulkhead-$scenario.log
+  NGX_LOG=$NGX_DIR/access-$scenario.log
+  write_bulkhead_conf "$TMP/bulkhead-$scenario.ini" "$mode"
+  start_bulkhead "$TMP/bulkhead-$scenario.ini"
+  body=$(fetch "http://127.0.0.1:$BH_PORT$path" "$status")
+  measure "$scenario" bulkhead "http://127.0.0.1:$BH_PORT$path" --pid "$BH_PID" "$BH_LOG"
+  stop_bulkhead
+
+  # nginx answers what bulkhead answered (a fixed copy of it: bulkhead's
+  # 503 body carries a per-request id, nginx repeats the one fetched)
+  case $body in *"'"* | *'$'* | *\\*) die "body has a quote, \$ or backslash, cannot template it: $body" ;; esac
+  NGX_PORT=$(free_port)
+  write_nginx_conf "$scenario" "$body"
+  start_nginx
+  nbody=$(fetch "http://127.0.0.1:$NGX_PORT$path" "$status")
+  if [ "$scenario" != proxy ] && [ "$nbody" != "$body" ]; then
+    die "nginx body differs from bulkhead's: $nbody"
+  fi
+  measure "$scenario" nginx "http://127.0.0.1:$NGX_PORT$path" --pgid "$NGX_MASTER" "$NGX_LOG"
+  stop_nginx
+done
+
+echo
+echo "== results (ratio = bulkhead / nginx; CPU = server utime+stime per request)"
+python3 "$HERE/report.py" table "$RESULTS"
+echo
+echo "command: BENCH_SECONDS=$BENCH_SECONDS BENCH_CONNS=$BENCH_CONNS tests/bench/run.sh"
+echo "load:    ${WRK_CMD[*]} URL" | sed "s|$WRK|wrk|"
