@@ -221,7 +221,7 @@ static void bh__upstream_note_error(struct bh_upstream *u, bh__call *call,
     case BH_TRANSPORT_TIMEOUT: what = "timeout"; break;
     default: what = "connection reset"; break;
     }
-  } else if (call->outcome == BH_OUTCOME_RESPONSE && call->status >= 500) {
+  } else if (call->outcome == BH_OUTCOME_RESPONSE && (call->status >= 500 || call->status == 429 || call->status == 408)) {
     snprintf(tmp, sizeof(tmp), "HTTP %d", call->status);
     what = tmp;
   }
@@ -400,7 +400,10 @@ static void bh__attempt_done(bh__call *call, CURLcode rc) {
   }
   call->retry_after =
       call->outcome == BH_OUTCOME_RESPONSE ? bh__header_retry_after(call) : -1;
-  int failed = call->outcome == BH_OUTCOME_TRANSPORT || call->status >= 500;
+  /* 429 and 408 count too: an upstream asking us to back off is exactly
+   * what the breaker is for */
+  int failed = call->outcome == BH_OUTCOME_TRANSPORT || call->status >= 500 ||
+               call->status == 429 || call->status == 408;
   bh__breaker_record(u->breaker, now, failed, took);
   bh__easy_release(call);
 
@@ -520,6 +523,13 @@ static void bh__call_attempt(bh__call *call) {
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, (long)u->tls_verify);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, u->tls_verify ? 2L : 0L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  if ((call->flags & BH_CALL_NO_RETRY) ||
+      !bh__retry_method_ok(call->method, call->flags & BH_CALL_RETRY_SAFE)) {
+    /* libcurl silently re-sends a request whose reused keep-alive
+     * connection turns out dead; for a request that must reach the
+     * upstream at most once, only a fresh connection is safe */
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+  }
   if (strcmp(call->method, "GET") == 0) {
     curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
   } else if (strcmp(call->method, "HEAD") == 0) {
@@ -658,12 +668,15 @@ const char *bh__result_header(const bh_upstream_result *res, const char *name) {
 }
 
 void bh__calls_cancel(bh_req *req) {
+  /* each finish may drop a reference: keep the request until the end */
+  req->refs++;
   while (req->calls) {
     bh__call *call = req->calls;
     call->outcome = BH_OUTCOME_CANCELED;
     call->transport = 0;
     bh__call_finish(call);
   }
+  bh__req_unref(req);
 }
 
 static void bh__client_free(uv_handle_t *h) { free(h->data); }

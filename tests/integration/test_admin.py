@@ -131,6 +131,24 @@ class OpenAdminTest(DaemonTestCase):
                 self.assertProblem(self.d.admin(path), 404,
                                    "route.not_found")
 
+    def test_admin_listener_refuses_bad_input_too(self):
+        res = self.d.raw(b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
+                         b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+                         admin=True, expect=2)
+        self.assertEqual(len(res.responses), 1, res)
+        self.assertProblem(res.responses[0], 400, "request.bad_request")
+        self.assertTrue(res.closed, res)
+        res = self.d.raw(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " +
+                         b"a" * 20000 + b"\r\n\r\n", admin=True, expect=1)
+        self.assertProblem(res.responses[0], 431,
+                           "request.headers_too_large")
+        self.assertTrue(res.closed, res)
+        # keep-alive works there as well
+        with self.d.raw_conn(admin=True) as c:
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" * 3)
+            self.assertEqual([r.status for r in c.read_responses(3)],
+                             [200, 200, 200])
+
     def test_admin_requests_are_logged_as_admin(self):
         self.d.admin("/healthz", headers={"X-Request-ID": "admin-log-1"})
         logs = self.d.request_log("admin-log-1")

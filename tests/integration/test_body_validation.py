@@ -6,7 +6,6 @@ tags string array <=5, active bool; unknown fields refused)."""
 import json
 import os
 import sys
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402

@@ -60,8 +60,9 @@ class ConfigCliTest(unittest.TestCase):
     def test_version(self):
         res = run_tool(["--version"])
         self.assertEqual(res.returncode, 0)
-        self.assertRegex(res.stdout.strip(),
-                         r"^bulkhead \d+\.\d+\.\d+\S* \(plugin ABI \d+\.\d+\)$")
+        self.assertRegex(
+            res.stdout.strip(),
+            r"^bulkhead \d+\.\d+\.\d+\S* \(plugin ABI \d+\.\d+\)$")
 
     def test_good_config(self):
         res = self.check(self.write(self.good()))

@@ -4,9 +4,7 @@ connection usable, and a late end call from the plugin is refused."""
 
 import os
 import sys
-import threading
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402

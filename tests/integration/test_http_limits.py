@@ -6,15 +6,14 @@ import os
 import select
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import DaemonTestCase, SLACK, echo_section  # noqa: E402
 
-HEADER_TIMEOUT = 0.4
-BODY_TIMEOUT = 0.5
-KEEPALIVE_TIMEOUT = 0.7
+HEADER_TIMEOUT = 0.3
+BODY_TIMEOUT = 0.35
+KEEPALIVE_TIMEOUT = 0.5
 MAX_HEADER_BYTES = 4096
 MAX_BODY_BYTES = 2048  # server-wide; /t/echo/body has its own 1024
 

@@ -4,8 +4,6 @@ the bytes that follow (a would-be smuggled request) are never answered."""
 
 import os
 import sys
-import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -174,7 +172,9 @@ class SmugglingTest(DaemonTestCase):
         # acceptable; the daemon must answer and keep serving.
         data = req(["Host: t", "Transfer-Encoding: chunked"],
                    b"3\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Trailer: 1\r\n\r\n")
-        res = self.d.raw(data + SMUGGLED, expect=2, close_wait=0.3)
+        after = (b"GET /t/echo/params/after/trailer HTTP/1.1\r\n"
+                 b"Host: t\r\n\r\n")
+        res = self.d.raw(data + after, expect=2, close_wait=0.3)
         alive = self.d.alive(settle=0.5)
         self.assertTrue(alive, "the daemon died on a chunked request with "
                         "a trailer field" + self.diag())
@@ -182,6 +182,10 @@ class SmugglingTest(DaemonTestCase):
         r = res.responses[0]
         if r.status == 200:
             self.assertEqual(r.json(), {"length": 7})
+            # and the next request on the connection is framed right
+            self.assertEqual(len(res.responses), 2, res)
+            self.assertEqual(res.responses[1].json(),
+                             {"a": "after", "b": "trailer"})
         else:
             self.assertProblem(r, 400, "request.bad_request")
             self.assertEqual(len(res.responses), 1, res)

@@ -5,7 +5,6 @@ middle; Connection: close and HTTP/1.0 semantics are honoured."""
 import os
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -128,7 +127,8 @@ class PipeliningTest(DaemonTestCase):
             "in the body": first + post_body(b"0123456789")[:-4],
         }
         rests = {
-            "in the request line": b"ho/params/b/2 HTTP/1.1\r\nHost: t\r\n\r\n",
+            "in the request line":
+                b"ho/params/b/2 HTTP/1.1\r\nHost: t\r\n\r\n",
             "in the headers": get("/t/echo/params/b/2")[-10:],
             "in the body": b"6789",
         }
@@ -187,8 +187,8 @@ class PipeliningTest(DaemonTestCase):
             self.assertEqual(c.buf, b"")
 
     def test_http10_closes_by_default(self):
-        res = self.d.raw(b"GET /t/echo/ok HTTP/1.0\r\n\r\n" + get("/t/echo/ok"),
-                         expect=2)
+        res = self.d.raw(b"GET /t/echo/ok HTTP/1.0\r\n\r\n" +
+                         get("/t/echo/ok"), expect=2)
         self.assertEqual(len(res.responses), 1, res)
         self.assertEqual(res.responses[0].status, 200)
         self.assertTrue(res.closed)
