@@ -179,7 +179,10 @@ void bh__breaker_record(bh__breaker *b, uint64_t now_ms, int failed,
 
   switch (b->state) {
   case BH__BREAKER_CLOSED:
-    if (bh__should_trip(b, now_ms)) bh__set_state(b, BH__BREAKER_OPEN, now_ms);
+    /* only a failed or slow call can be the one that trips it */
+    if ((failed || duration_ms > b->cfg.slow_call_ms) &&
+        bh__should_trip(b, now_ms))
+      bh__set_state(b, BH__BREAKER_OPEN, now_ms);
     break;
   case BH__BREAKER_HALF_OPEN:
     /* No trial in flight: this call was admitted before half-open. */
@@ -215,10 +218,13 @@ void bh__breaker_set_mode(bh__breaker *b, int mode, uint64_t now_ms) {
     bh__set_state(b, BH__BREAKER_CLOSED, now_ms);
     break;
   default:
-    if (prev == BH__BREAKER_FORCED_OPEN) {
-      bh__set_state(b, BH__BREAKER_CLOSED, now_ms);
-      bh__clear_window(b);
-    }
+    /* "closed" from an operator means closed now, with a clean window,
+     * whatever tripped it or was counted before */
+    (void)prev;
+    bh__set_state(b, BH__BREAKER_CLOSED, now_ms);
+    b->half_open_inflight = 0;
+    b->half_open_ok = 0;
+    bh__clear_window(b);
     break;
   }
 }

@@ -472,7 +472,17 @@ int bh__config_parse_addr(const char *s, char *host, size_t hostlen,
 
 /* ---- [server] ---------------------------------------------------------- */
 
-enum kind { K_ADDR, K_PATH, K_TOKEN, K_STYLE, K_NUM, K_LOG, K_LEVEL, K_PAGE };
+enum kind {
+  K_ADDR,
+  K_PATH,
+  K_TOKEN,
+  K_STYLE,
+  K_NUM,
+  K_LOG,
+  K_LEVEL,
+  K_PAGE,
+  K_WORKERS
+};
 
 typedef struct skey {
   const char *name;
@@ -509,6 +519,13 @@ static const skey server_keys[] = {
     {"log", K_LOG, OFF(log_target), "stdout", TEXT},
     {"log_level", K_LEVEL, OFF(log_level), "info", TEXT},
     {"login_page", K_PAGE, OFF(login_page), "/login", TEXT},
+    {"workers", K_WORKERS, OFF(workers), "1", TEXT},
+    {"drain_timeout_ms", K_NUM, OFF(drain_timeout_ms), "10000", MS},
+    {"plugin_hang_ms", K_NUM, OFF(plugin_hang_ms), "5000", MS},
+    {"quarantine_after", K_NUM, OFF(quarantine_after), "3", 1, 1000,
+     "a number of crashes or hangs", 0},
+    {"quarantine_window_s", K_NUM, OFF(quarantine_window_s), "60", 1, 86400,
+     "a duration in seconds", 0},
 };
 #define NSERVER_KEYS (sizeof server_keys / sizeof server_keys[0])
 
@@ -581,6 +598,20 @@ static int server_value(loader *ld, const bh__section *s, const bh__kv *kv,
       return fail_kv(ld, s, kv, "expected debug, info, warn or error, got '%s'",
                      shown(v, q, sizeof q));
     *(int *)(base + k->off) = lv;
+    return 0;
+  }
+  case K_WORKERS: {
+    uint64_t n;
+    if (strcmp(v, "auto") == 0) {
+      *(int *)(base + k->off) = -1;
+      return 0;
+    }
+    if (parse_u64(v, 64, &n))
+      return fail_kv(ld, s, kv,
+                     "expected auto or a number of worker processes between "
+                     "0 and 64, got '%s'",
+                     shown(v, q, sizeof q));
+    *(int *)(base + k->off) = (int)n;
     return 0;
   }
   case K_PAGE:

@@ -61,6 +61,11 @@ typedef struct bh__config {
   char *log_target; /* "stdout" */
   int log_level; /* BH__INFO */
   char *login_page; /* "/login" (used by the session middleware) */
+  int workers; /* worker processes: 1; 0 = one process; -1 = auto */
+  uint32_t drain_timeout_ms; /* 10000 */
+  uint32_t plugin_hang_ms; /* 5000: a callback running longer is a hang */
+  uint32_t quarantine_after; /* 3 charges (crashes or hangs) ... */
+  uint32_t quarantine_window_s; /* 60 ... within this window */
 
   bh__section *sections;
   size_t nsections;

@@ -30,7 +30,8 @@ enum bh__plugin_state {
   BH__PLUGIN_DISABLED = 0, /* enabled = false in config */
   BH__PLUGIN_FAILED, /* load or init or start failed */
   BH__PLUGIN_INITIALIZED, /* init done, loop not started yet */
-  BH__PLUGIN_LOADED /* serving */
+  BH__PLUGIN_LOADED, /* serving */
+  BH__PLUGIN_QUARANTINED /* charged with too many crashes or hangs */
 };
 
 struct bh_ctx {
@@ -63,6 +64,8 @@ struct bh__plugin {
   int state;
   int in_init; /* registration services are allowed only then */
   char *reg_error; /* first registration failure during init */
+  struct bh__shm_plugin *shm; /* containment state and what ops see */
+  int shm_index;
   char last_error[256];
   const char *reason; /* why not serving: "disabled", "load_failed",
                          "init_failed", "start_failed" */
@@ -182,6 +185,7 @@ struct bh__conn {
   int pumping; /* inside bh__conn_pump or a read: no re-entry */
   int write_blocked; /* reading waits for the write queue to drain */
   int idle_arm; /* entered idle: (re)arm the keep-alive timer once */
+  uint64_t idle_since; /* loop time it last became idle */
   int writes_pending;
   int close_after_write;
   int closed;
@@ -193,11 +197,21 @@ struct bh__conn {
 /* The daemon                                                              */
 /* ---------------------------------------------------------------------- */
 
+enum bh__role {
+  BH__ROLE_SINGLE = 0, /* workers = 0: everything in one process */
+  BH__ROLE_MASTER, /* admin listener, supervises workers, runs no plugin */
+  BH__ROLE_WORKER /* API listener and plugins */
+};
+
 struct bh__daemon {
   uv_loop_t *loop;
+  int role;
+  int api_fd; /* worker: the listening socket inherited from the master */
+  uv_timer_t heartbeat;
   struct bh__client *client; /* upstream client */
   struct bh_upstream *upstreams;
   struct bh__metrics *metrics;
+  int metrics_shared; /* the registry lives in the shared mapping */
   struct bh__limit *limits; /* rate-limit policies in use */
   bh__config *cfg;
   const bh_services *svc;
@@ -211,6 +225,7 @@ struct bh__daemon {
   llhttp_settings_t parser_settings;
   uv_signal_t sig_term, sig_int;
   uv_timer_t drain_timer;
+  uint64_t beats;
   uint64_t drain_started_ms;
   int stopping;
   uint64_t started_ms;
@@ -218,15 +233,37 @@ struct bh__daemon {
 };
 
 /* daemon.c: lifecycle */
-/* Creates the data directory, router and loads (inits) the plugins. */
-int bh__daemon_init(bh__daemon *d, bh__config *cfg, uv_loop_t *loop);
+/* Creates the data directory, router, metrics; in a single process or a
+ * worker also the upstream client and the plugins (loaded and inited). */
+int bh__daemon_init(bh__daemon *d, bh__config *cfg, uv_loop_t *loop, int role,
+                    int api_fd);
 int bh__daemon_listen(bh__daemon *d);
+/* Logs the "listening" events (tests and ops wait for them). */
+void bh__daemon_announce(bh__daemon *d);
 /* Starts plugins and runs the loop until a drain completes. */
 int bh__daemon_run(bh__daemon *d);
 void bh__daemon_free(bh__daemon *d);
+/* Closes every handle left and the loop itself. */
+void bh__loop_close(uv_loop_t *loop);
+/* workers = auto resolved to the number of CPUs. */
+int bh__workers_count(const bh__config *cfg);
+/* A forked worker's whole life; returns its exit status. */
+int bh__worker_main(bh__config *cfg, int api_fd, int generation);
+void bh__sd_notify(const char *state);
+
+/* master.c: supervision (see there) */
+int bh__master_run(bh__daemon *d, const char *config_path);
+/* From the admin API: re-read the config / lift a quarantine. 0, or a
+ * negative errno with a one-line reason in err (-ENOTSUP in one process). */
+int bh__master_reload(char *err, size_t errlen);
+int bh__master_release(const char *name, char *err, size_t errlen);
 
 /* http.c: listeners and connections */
 int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr);
+/* Starts accepting on an initialised (opened) listener. */
+int bh__listen_start(bh__listener *l);
+/* Draining: closes connections idle for at least grace_ms. */
+void bh__conn_close_idle_since(bh__daemon *d, uint64_t now, uint64_t grace_ms);
 void bh__http_settings_init(llhttp_settings_t *s);
 void bh__conn_close_all(bh__daemon *d);
 void bh__conn_close_idle(bh__daemon *d);
@@ -279,10 +316,15 @@ void bh__dispatch(bh_req *req);
 void bh__dispatch_deadline(bh_req *req);
 
 /* reqid.c */
+/* After fork: a fresh random stream, so workers never share ids. */
+void bh__reqid_reseed(void);
 /* Accepts a sane incoming id or generates a ULID into out (>= 80 bytes). */
 void bh__reqid(const char *incoming, char *out, size_t outlen);
 
 /* plugins.c: loader */
+/* Writes what ops see of every plugin (state, routes, catalogue) to the
+ * shared mapping. */
+void bh__plugins_publish(bh__daemon *d);
 int bh__plugins_load(bh__daemon *d);
 int bh__plugins_start(bh__daemon *d);
 void bh__plugins_stop(bh__daemon *d);
@@ -325,6 +367,7 @@ int bh__proxy_add(bh__plugin *p, const char *prefix, struct bh_upstream *u,
 
 /* telemetry.c: metrics fed by the request path and the upstream client */
 int bh__telemetry_init(bh__daemon *d);
+void bh__telemetry_free(bh__daemon *d);
 void bh__metrics_request(bh_req *req);
 void bh__metrics_upstream(bh__daemon *d, struct bh_upstream *u, int outcome,
                           uint32_t transport, int status, uint32_t attempts,

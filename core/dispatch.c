@@ -11,6 +11,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "shm.h"
 #include "upstream.h"
 
 #define BH__ADMIN_BODY_LIMIT 65536
@@ -74,9 +75,17 @@ int bh__dispatch_head(bh_req *req) {
   return 0;
 }
 
+/* Loaded here and not quarantined by the master since (another worker may
+ * have crashed in it a moment ago). */
+static int bh__serving(const bh__plugin *p) {
+  return p->state == BH__PLUGIN_LOADED && !(p->shm && p->shm->quarantined);
+}
+
 static void bh__unavailable(bh_req *req, bh__plugin *p) {
-  bh__ext ext[2] = {{"plugin", p->name},
-                    {"reason", p->reason ? p->reason : "unavailable"}};
+  const char *reason = p->shm && p->shm->quarantined ? "quarantined"
+                       : p->reason                   ? p->reason
+                                                     : "unavailable";
+  bh__ext ext[2] = {{"plugin", p->name}, {"reason", reason}};
   req->plugin = p;
   bh__respond_problem(req, "plugin.unavailable", NULL, -1, ext, 2, NULL, 0);
 }
@@ -96,7 +105,7 @@ void bh__dispatch(bh_req *req) {
   /* The owner of the path decides first: a plugin that is down answers for
    * its whole mount, even where a route of another plugin would match. */
   bh__plugin *owner = bh__plugin_for_path(d, req->path);
-  if (owner && owner->state != BH__PLUGIN_LOADED) {
+  if (owner && !bh__serving(owner)) {
     bh__unavailable(req, owner);
     return;
   }
@@ -111,7 +120,7 @@ void bh__dispatch(bh_req *req) {
     return;
   }
   bh__route *route = req->route;
-  if (route->plugin->state != BH__PLUGIN_LOADED) {
+  if (!bh__serving(route->plugin)) {
     bh__unavailable(req, route->plugin);
     return;
   }
@@ -131,7 +140,9 @@ void bh__dispatch(bh_req *req) {
   req->plugin_holds = 1;
   req->refs++;
   bh__conn_deadline(c, route->timeout_ms);
+  int64_t mark = bh__shm_enter(route->plugin->shm_index, BH__CB_HANDLER);
   route->handler(req, route->data);
+  bh__shm_leave(mark);
 }
 
 void bh__dispatch_deadline(bh_req *req) {

@@ -14,6 +14,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "shm.h"
 
 #define BH__READ_BUF_SIZE 65536
 #define BH__MAX_HEADERS 100
@@ -169,6 +170,15 @@ static int bh__on_headers_complete(llhttp_t *p) {
   req->is_head = llhttp_get_method(p) == HTTP_HEAD;
   if (llhttp_get_upgrade(p)) {
     /* no upgrades (websocket, h2c) through this front */
+    c->early_code = "request.bad_request";
+    return HPE_USER;
+  }
+  /* RFC 9112 3.2: an HTTP/1.1 request needs exactly one Host; two hosts
+   * are how routing confusion between hops starts */
+  size_t hosts = 0;
+  for (size_t i = 0; i < req->nheaders; i++)
+    hosts += strcmp(req->headers[i].name, "host") == 0;
+  if (hosts > 1 || (hosts == 0 && p->http_major == 1 && p->http_minor == 1)) {
     c->early_code = "request.bad_request";
     return HPE_USER;
   }
@@ -407,6 +417,7 @@ void bh__conn_request_done(bh__conn *c) {
   }
   c->state = BH__CONN_IDLE;
   c->idle_arm = 1;
+  c->idle_since = uv_now(c->d->loop);
   c->fold_state = BH__FOLD_START;
   llhttp_resume(&c->parser);
   bh__conn_pump(c);
@@ -432,6 +443,8 @@ static void bh__conn_close(bh__conn *c) {
   else d->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   d->nconns--;
+  if (bh__shm_self) bh__shm_gauge(&bh__shm_self->connections, -1);
+  else if (bh__shm_g) bh__shm_gauge(&bh__shm_g->connections, -1);
   if (c->req) {
     /* the plugin may still hold the request; it just has nobody to answer */
     bh_req *req = c->req;
@@ -496,6 +509,8 @@ static void bh__on_connection(uv_stream_t *server, int status) {
   if (d->conns) d->conns->prev = c;
   d->conns = c;
   d->nconns++;
+  if (bh__shm_self) bh__shm_gauge(&bh__shm_self->connections, 1);
+  else if (bh__shm_g) bh__shm_gauge(&bh__shm_g->connections, 1);
   uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -510,10 +525,15 @@ static void bh__on_connection(uv_stream_t *server, int status) {
   llhttp_init(&c->parser, HTTP_REQUEST, &d->parser_settings);
   c->parser.data = c;
   c->state = BH__CONN_IDLE;
+  c->idle_since = uv_now(d->loop);
   c->keep_alive = 1;
   /* a fresh connection gets the header timeout, not the keep-alive one */
   bh__conn_timer(c, d->cfg->header_timeout_ms);
   bh__read_start(c);
+}
+
+int bh__listen_start(bh__listener *l) {
+  return uv_listen((uv_stream_t *)&l->tcp, 511, bh__on_connection);
 }
 
 int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr) {
@@ -534,7 +554,7 @@ int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr) {
   l->tcp.data = l;
   l->open = 1;
   rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, 511, bh__on_connection);
+  if (rc == 0) rc = bh__listen_start(l);
   if (rc) return rc;
   int len = sizeof(ss);
   uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
@@ -553,6 +573,18 @@ int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr) {
 
 void bh__conn_close_all(bh__daemon *d) {
   while (d->conns) bh__conn_close(d->conns);
+}
+
+void bh__conn_close_idle_since(bh__daemon *d, uint64_t now,
+                               uint64_t grace_ms) {
+  bh__conn *c = d->conns;
+  while (c) {
+    bh__conn *next = c->next;
+    if (c->state == BH__CONN_IDLE && c->writes_pending == 0 &&
+        now - c->idle_since >= grace_ms)
+      bh__conn_close(c);
+    c = next;
+  }
 }
 
 /* Closes idle connections (shutdown: in-flight ones finish first). */

@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "ratelimit.h"
+#include "shm.h"
 #include "upstream.h"
 
 #define BH__LIMIT_MAX_KEYS 100000
@@ -21,8 +22,21 @@
 struct bh__limit {
   bh__rl_policy policy;
   bh__rl_table *table;
+  int shared; /* the table lives in the shared mapping */
   struct bh__limit *next;
 };
+
+static void *bh__make_table(const bh__allocator *a, void *arg) {
+  return bh__rl_table_new_with(arg, BH__LIMIT_MAX_KEYS, a);
+}
+
+static int bh__rl_take_locked(struct bh__limit *l, const char *key,
+                              uint64_t now_ms, bh__rl_result *r) {
+  if (l->shared) bh__shm_lock();
+  int rc = bh__rl_take(l->table, key, now_ms, r);
+  if (l->shared) bh__shm_unlock();
+  return rc;
+}
 
 static int bh__lnum(const bh__config *cfg, const char *sec, const char *key,
                     uint32_t lo, uint32_t hi, uint32_t def, uint32_t *out,
@@ -83,7 +97,17 @@ struct bh__limit *bh__limit_get(bh__daemon *d, const char *name, char *why,
     free(l);
     return NULL;
   }
-  l->table = bh__rl_table_new(&l->policy, BH__LIMIT_MAX_KEYS);
+  if (bh__shm_g) {
+    /* one bucket per key for the whole daemon, whichever worker serves */
+    char oname[64];
+    snprintf(oname, sizeof(oname), "rl:%s", name);
+    bh__shm_lock();
+    l->table = bh__shm_named_get(oname, bh__make_table, &l->policy);
+    bh__shm_unlock();
+    l->shared = 1;
+  } else {
+    l->table = bh__rl_table_new(&l->policy, BH__LIMIT_MAX_KEYS);
+  }
   if (l->table == NULL) {
     snprintf(why, whylen, "[%s]: cannot create the policy", sec);
     free(l);
@@ -98,7 +122,7 @@ void bh__limits_free(bh__daemon *d) {
   while (d->limits) {
     struct bh__limit *l = d->limits;
     d->limits = l->next;
-    bh__rl_table_free(l->table);
+    if (!l->shared) bh__rl_table_free(l->table);
     free(l);
   }
 }
@@ -106,7 +130,7 @@ void bh__limits_free(bh__daemon *d) {
 int bh__limit_take_key(struct bh__limit *l, const char *key, uint64_t now_ms,
                        uint32_t *wait_s) {
   bh__rl_result r;
-  if (bh__rl_take(l->table, key, now_ms, &r) != 0) return 0; /* fail open */
+  if (bh__rl_take_locked(l, key, now_ms, &r) != 0) return 0; /* fail open */
   if (r.allowed) return 0;
   *wait_s = r.retry_after_s;
   return -EAGAIN;
@@ -137,7 +161,7 @@ int bh__limit_check(bh_req *req) {
   char key[96];
   bh__limit_key(req, l->policy.key, key, sizeof(key));
   bh__rl_result r;
-  if (bh__rl_take(l->table, key, uv_now(req->d->loop), &r) != 0) return 0;
+  if (bh__rl_take_locked(l, key, bh__shm_now_ms(), &r) != 0) return 0;
   if (r.allowed) {
     bh__rl_headers(&l->policy, &r, &req->resp_headers);
     return 0;

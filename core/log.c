@@ -26,12 +26,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define BH__LOG_MAX_LINES 4096u
 #define BH__LOG_MAX_BYTES (4u << 20)
 #define BH__LOG_BACKOFF_MS 100
 #define BH__LOG_CLOSE_MS 2000
+
+#define BH__LOG_BATCH 64
+#define BH__LOG_COALESCE_NS 1000000L
 
 enum { BH__LOG_SYNC = 0, BH__LOG_ASYNC = 1, BH__LOG_OFF = 2 };
 
@@ -62,6 +66,7 @@ static pthread_mutex_t g_sync_mu = PTHREAD_MUTEX_INITIALIZER;
 static bh__logent g_ring[BH__LOG_MAX_LINES];
 static size_t g_head, g_count, g_bytes; /* under g_mu */
 static bh__writer *g_w;                 /* under g_mu */
+static int g_waiting; /* under g_mu: the writer sleeps on an empty ring */
 
 static atomic_int g_mode = BH__LOG_SYNC;
 static atomic_int g_min = BH__INFO;
@@ -129,6 +134,31 @@ static int bh__write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
+/* Writes a batch of lines with as few syscalls as the kernel allows. */
+static int bh__writev_all(int fd, struct iovec *iov, int n) {
+  while (n > 0) {
+    ssize_t w = writev(fd, iov, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+      if (poll(&pfd, 1, -1) < 0 && errno != EINTR) return -errno;
+      continue;
+    }
+    if (w <= 0) return w < 0 ? -errno : -EIO;
+    size_t left = (size_t)w;
+    while (n > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + left;
+      iov->iov_len -= left;
+    }
+  }
+  return 0;
+}
+
 /* Ring helpers; g_mu held. */
 static void bh__ring_pop(bh__logent *e) {
   *e = g_ring[g_head];
@@ -159,21 +189,40 @@ static void *bh__writer_main(void *arg) {
 
   pthread_mutex_lock(&g_mu);
   for (;;) {
-    while (!w->stop && !w->orphaned && g_count == 0)
+    while (!w->stop && !w->orphaned && g_count == 0) {
+      g_waiting = 1;
       pthread_cond_wait(&g_cv_work, &g_mu);
+      g_waiting = 0;
+    }
     if (w->orphaned) break;
     if (w->stop && w->failing) bh__ring_drop_all();
     if (g_count == 0) break; /* only reached with stop set */
-    bh__logent e;
-    bh__ring_pop(&e);
+    /* a batch per syscall: under load, lines leave many at a time */
+    bh__logent batch[BH__LOG_BATCH];
+    struct iovec iov[BH__LOG_BATCH];
+    int n = 0;
+    while (g_count > 0 && n < BH__LOG_BATCH) {
+      bh__ring_pop(&batch[n]);
+      iov[n].iov_base = batch[n].p;
+      iov[n].iov_len = batch[n].n;
+      n++;
+    }
+    int stopping = w->stop;
     pthread_mutex_unlock(&g_mu);
 
-    int rc = bh__write_all(w->fd, e.p, e.n);
-    free(e.p);
+    int rc = bh__writev_all(w->fd, iov, n);
+    for (int i = 0; i < n; i++) free(batch[i].p);
+    /* a small batch means light load: wait a moment (without being woken)
+     * so the next lines share a syscall; the latency only delays logs */
+    if (rc == 0 && n < BH__LOG_BATCH && !stopping) {
+      struct timespec pause = {0, BH__LOG_COALESCE_NS};
+      nanosleep(&pause, NULL);
+    }
 
     pthread_mutex_lock(&g_mu);
     w->failing = rc != 0;
     if (rc != 0) {
+      if (n > 1) bh__drop((uint64_t)n - 1);
       /* EPIPE, EBADF, ENOSPC, EIO...: the sink may recover (disk freed,
        * log rotated), so keep going, but pause so a dead sink costs no CPU;
        * meanwhile the ring fills and producers drop cheaply. */
@@ -312,6 +361,44 @@ static void bh__log_close_locked(void) {
   pthread_mutex_unlock(&g_mu);
 }
 
+int bh__log_after_fork(void) {
+  /* The child has no writer thread, and the parent's may have held any of
+   * these locks at the instant of fork(): start over from fresh locks. */
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  g_mu = fresh;
+  g_ctl_mu = fresh;
+  g_sync_mu = fresh;
+  bh__log_init_once();
+  int mode = atomic_load(&g_mode);
+  bh__writer *old = g_w;
+  g_w = NULL;
+  /* queued lines belong to the parent, which writes them */
+  for (size_t i = 0; i < g_count; i++)
+    free(g_ring[(g_head + i) % BH__LOG_MAX_LINES].p);
+  g_head = g_count = g_bytes = 0;
+  if (mode != BH__LOG_ASYNC || old == NULL) return 0;
+  bh__writer *w = calloc(1, sizeof(*w));
+  if (w == NULL) {
+    atomic_store(&g_mode, BH__LOG_SYNC);
+    return -ENOMEM;
+  }
+  w->fd = old->fd;
+  w->own_fd = old->own_fd;
+  free(old);
+  sigset_t all, prev;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &prev);
+  int rc = pthread_create(&w->tid, NULL, bh__writer_main, w);
+  pthread_sigmask(SIG_SETMASK, &prev, NULL);
+  if (rc != 0) {
+    free(w);
+    atomic_store(&g_mode, BH__LOG_SYNC);
+    return -rc;
+  }
+  g_w = w;
+  return 0;
+}
+
 void bh__log_close(void) {
   pthread_once(&g_once, bh__log_init_once);
   pthread_mutex_lock(&g_ctl_mu);
@@ -347,8 +434,9 @@ static void bh__dispatch(bh__logline *l) {
       e->p = bh__buf_steal(&l->b, NULL);
       g_count++;
       g_bytes += e->n;
-      /* the writer only sleeps on an empty ring */
-      if (g_count == 1) pthread_cond_signal(&g_cv_work);
+      /* wake the writer only when it waits for work, not while it
+       * coalesces or writes */
+      if (g_waiting) pthread_cond_signal(&g_cv_work);
       pthread_mutex_unlock(&g_mu);
       return;
     }

@@ -17,6 +17,9 @@ enum bh__log_level { BH__DEBUG = 0, BH__INFO, BH__WARN, BH__ERROR };
  * 0640). 0 or negative errno. Until it is called, lines go synchronously to
  * stderr (start-up and `-t` diagnostics). */
 int bh__log_open(const char *target, int min_level);
+/* In a child after fork(): fresh locks and a writer thread of its own on
+ * the same sink; lines the parent had queued are left to the parent. */
+int bh__log_after_fork(void);
 /* Flushes what is queued (bounded wait) and stops the thread. */
 void bh__log_close(void);
 /* "debug" | "info" | "warn" | "error" -> level, or -EINVAL. */

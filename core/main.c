@@ -18,6 +18,7 @@
 #include "bh_version.h"
 #include "daemon.h"
 #include "log.h"
+#include "shm.h"
 
 static void bh__usage(FILE *f) {
   fprintf(f,
@@ -44,11 +45,6 @@ static int bh__replace(char **slot, const char *value, const char *what) {
   free(*slot);
   *slot = dup;
   return 0;
-}
-
-static void bh__close_walk(uv_handle_t *h, void *arg) {
-  (void)arg;
-  if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
 /* A daemon started with stdin, stdout or stderr closed would hand those
@@ -103,6 +99,7 @@ int main(int argc, char **argv) {
 
   bh__config cfg;
   char err[512];
+  int rc;
   memset(&cfg, 0, sizeof(cfg));
   if (bh__config_load(config_path, &cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "bulkhead: %s\n", err);
@@ -115,12 +112,19 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  /* shared state first: upstream breakers live there even in -t */
+  rc = bh__shm_create((size_t)256 << 20);
+  if (rc != 0) {
+    fprintf(stderr, "bulkhead: cannot map shared memory: %s\n",
+            strerror(-rc));
+    bh__config_free(&cfg);
+    return 1;
+  }
   uv_loop_t *loop = uv_default_loop();
   bh__daemon d;
-  int rc;
   if (test_only || list_codes) {
     /* load (init) every plugin as the daemon would, report, unload */
-    rc = bh__daemon_init(&d, &cfg, loop);
+    rc = bh__daemon_init(&d, &cfg, loop, BH__ROLE_SINGLE, -1);
     int failed = 0;
     for (size_t i = 0; rc == 0 && i < d.nplugins; i++)
       if (d.plugins[i].state == BH__PLUGIN_FAILED) failed++;
@@ -140,7 +144,8 @@ int main(int argc, char **argv) {
     }
     bh__daemon_free(&d);
     bh__config_free(&cfg);
-    uv_loop_close(loop);
+    bh__loop_close(loop);
+    bh__shm_destroy();
     return rc ? 1 : (test_only && failed) ? 1 : 0;
   }
 
@@ -150,17 +155,28 @@ int main(int argc, char **argv) {
     return 1;
   }
   bh__logf(BH__INFO, "config", "using %s", cfg.source);
-  rc = bh__daemon_init(&d, &cfg, loop);
+  int single = bh__workers_count(&cfg) == 0;
+  /* the master keeps its config on the heap: a reload swaps it */
+  bh__config *live = &cfg;
+  if (!single) {
+    live = malloc(sizeof(*live));
+    if (live == NULL) return 1;
+    *live = cfg;
+    memset(&cfg, 0, sizeof(cfg));
+  }
+  rc = bh__daemon_init(&d, live, loop,
+                       single ? BH__ROLE_SINGLE : BH__ROLE_MASTER, -1);
   if (rc == 0) rc = bh__daemon_listen(&d);
-  if (rc == 0) rc = bh__daemon_run(&d);
+  if (rc == 0) rc = single ? bh__daemon_run(&d) : bh__master_run(&d, config_path);
   else uv_run(loop, UV_RUN_NOWAIT);
+  if (d.api_fd > 0) close(d.api_fd);
+  live = d.cfg;
   bh__daemon_free(&d);
-  /* close whatever is left so the loop can be freed cleanly */
-  uv_walk(loop, bh__close_walk, NULL);
-  uv_run(loop, UV_RUN_DEFAULT);
-  uv_loop_close(loop);
+  bh__loop_close(loop);
   bh__logf(BH__INFO, "stopped", "exit %d", rc ? 1 : 0);
   bh__log_close();
-  bh__config_free(&cfg);
+  bh__config_free(live);
+  if (live != &cfg) free(live);
+  bh__shm_destroy();
   return rc ? 1 : 0;
 }

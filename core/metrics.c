@@ -11,7 +11,15 @@
  * BH__METRICS_MAX_LABELS bytes; updates that would need more are counted in
  * bulkhead_metrics_series_dropped_total instead of allocating.
  *
- * Not thread-safe: the registry belongs to the event loop that updates it.
+ * Every allocation of the registry, the registry itself included, goes
+ * through the bh__allocator it was created with (a copy is kept inside),
+ * so a registry built on a bh__arena lives entirely in that arena and any
+ * process mapping it at the same address can update or render it. Only
+ * rendering uses libc, for the caller's output and a scratch sort array.
+ * There is no static mutable state, for the same reason.
+ *
+ * Not thread-safe: the registry belongs to the event loop that updates it,
+ * or, when shared, to whoever holds the shared lock.
  */
 #include "metrics.h"
 
@@ -66,10 +74,24 @@ typedef struct bh__family {
 } bh__family;
 
 struct bh__metrics {
+  bh__allocator a;
   bh__mtab families;
   bh__family *first, *last;
   bh__series *dropped;
 };
+
+/* Zeroed memory from the registry's allocator, NULL on overflow or when
+ * out of memory. */
+static void *bh__mcalloc(const bh__allocator *a, size_t n, size_t size) {
+  if (size && n > SIZE_MAX / size) return NULL;
+  void *p = a->alloc(a->ctx, n * size);
+  if (p) memset(p, 0, n * size);
+  return p;
+}
+
+static void bh__mfree(const bh__allocator *a, void *p) {
+  if (p) a->free(a->ctx, p);
+}
 
 /* FNV-1a; stops after max + 1 bytes, since a longer key is rejected anyway
  * and hashing it whole would let a huge label string cost unbounded time. */
@@ -107,14 +129,14 @@ static void bh__mtab_put(bh__ment **slots, size_t cap, bh__ment *e) {
 }
 
 /* Inserts an entry whose key is known to be absent. */
-static int bh__mtab_add(bh__mtab *t, bh__ment *e) {
+static int bh__mtab_add(const bh__allocator *a, bh__mtab *t, bh__ment *e) {
   if ((t->n + 1) * 4 > t->cap * 3) {
     size_t cap = t->cap ? t->cap * 2 : 16;
-    bh__ment **slots = calloc(cap, sizeof(*slots));
+    bh__ment **slots = bh__mcalloc(a, cap, sizeof(*slots));
     if (slots == NULL) return -ENOMEM;
     for (size_t i = 0; i < t->cap; i++)
       if (t->slots[i]) bh__mtab_put(slots, cap, t->slots[i]);
-    free(t->slots);
+    bh__mfree(a, t->slots);
     t->slots = slots;
     t->cap = cap;
   }
@@ -130,13 +152,13 @@ static bh__family *bh__family_find(const bh__metrics *m, const char *name) {
   return slot ? (bh__family *)*slot : NULL;
 }
 
-static void bh__family_free(bh__family *f) {
+static void bh__family_free(const bh__allocator *a, bh__family *f) {
   for (size_t i = 0; i < f->series.cap; i++)
-    free(f->series.slots[i]);
-  free(f->series.slots);
-  free(f->bounds);
-  free(f->help);
-  free(f);
+    bh__mfree(a, f->series.slots[i]);
+  bh__mfree(a, f->series.slots);
+  bh__mfree(a, f->bounds);
+  bh__mfree(a, f->help);
+  bh__mfree(a, f);
 }
 
 /* The series for `labels`, created if needed; NULL (and counted as dropped)
@@ -151,14 +173,15 @@ static bh__series *bh__series_get(bh__metrics *m, bh__family *f,
   if (slot && *slot) return (bh__series *)*slot;
   if (f->series.n >= BH__METRICS_MAX_SERIES) goto drop;
   size_t nb = f->type == BH__HISTOGRAM ? f->nbounds : 0;
-  bh__series *s = calloc(1, sizeof(*s) + nb * sizeof(uint64_t) + len + 1);
+  bh__series *s =
+      bh__mcalloc(&m->a, 1, sizeof(*s) + nb * sizeof(uint64_t) + len + 1);
   if (s == NULL) goto drop;
   char *key = (char *)(s->buckets + nb);
   memcpy(key, labels, len + 1);
   s->e.hash = h;
   s->e.key = key;
-  if (bh__mtab_add(&f->series, &s->e) != 0) {
-    free(s);
+  if (bh__mtab_add(&m->a, &f->series, &s->e) != 0) {
+    bh__mfree(&m->a, s);
     goto drop;
   }
   return s;
@@ -206,19 +229,24 @@ int bh__metrics_family(bh__metrics *m, const char *name, const char *type,
   }
 
   size_t len = strlen(name);
-  bh__family *f = calloc(1, sizeof(*f) + len + 1);
+  bh__family *f = bh__mcalloc(&m->a, 1, sizeof(*f) + len + 1);
   if (f == NULL) return -ENOMEM;
   memcpy(f->name, name, len + 1);
   f->e.hash = bh__hash(name, SIZE_MAX - 1, &len);
   f->e.key = f->name;
   f->type = t;
-  if (help && *help && (f->help = strdup(help)) == NULL) goto oom;
+  if (help && *help) {
+    size_t hlen = strlen(help);
+    if ((f->help = m->a.alloc(m->a.ctx, hlen + 1)) == NULL) goto oom;
+    memcpy(f->help, help, hlen + 1);
+  }
   if (nb) {
-    if ((f->bounds = malloc(nb * sizeof(double))) == NULL) goto oom;
+    f->bounds = m->a.alloc(m->a.ctx, nb * sizeof(double));
+    if (f->bounds == NULL) goto oom;
     memcpy(f->bounds, buckets, nb * sizeof(double));
     f->nbounds = nb;
   }
-  if (bh__mtab_add(&m->families, &f->e) != 0) goto oom;
+  if (bh__mtab_add(&m->a, &m->families, &f->e) != 0) goto oom;
   if (m->last)
     m->last->next = f;
   else
@@ -226,13 +254,21 @@ int bh__metrics_family(bh__metrics *m, const char *name, const char *type,
   m->last = f;
   return 0;
 oom:
-  bh__family_free(f);
+  bh__family_free(&m->a, f);
   return -ENOMEM;
 }
 
 bh__metrics *bh__metrics_new(void) {
-  bh__metrics *m = calloc(1, sizeof(*m));
+  return bh__metrics_new_with(&bh__libc_allocator);
+}
+
+bh__metrics *bh__metrics_new_with(const bh__allocator *a) {
+  if (a == NULL) a = &bh__libc_allocator;
+  bh__metrics *m = bh__mcalloc(a, 1, sizeof(*m));
   if (m == NULL) return NULL;
+  /* A copy, so the registry does not depend on the caller's struct (which
+   * may be on the stack or outside the shared mapping). */
+  m->a = *a;
   /* Declared first and created with its series at 0 so it is always
    * exported; it is the operator's only sign of a cardinality problem. */
   if (bh__metrics_family(m, BH__METRICS_DROPPED, "counter",
@@ -252,10 +288,12 @@ void bh__metrics_free(bh__metrics *m) {
   if (m == NULL) return;
   for (bh__family *f = m->first, *n; f; f = n) {
     n = f->next;
-    bh__family_free(f);
+    bh__family_free(&m->a, f);
   }
-  free(m->families.slots);
-  free(m);
+  bh__mfree(&m->a, m->families.slots);
+  /* The allocator lives inside the block being freed. */
+  bh__allocator a = m->a;
+  bh__mfree(&a, m);
 }
 
 void bh__metrics_inc(bh__metrics *m, const char *name, const char *labels,

@@ -10,11 +10,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alloc.h"
 #include "buf.h"
 
 typedef struct bh__metrics bh__metrics;
 
+/* On libc's heap. */
 bh__metrics *bh__metrics_new(void);
+/* Every allocation of the registry (itself included) through `a`, which
+ * is copied into it; NULL means libc. For a registry in shared memory, `a`
+ * allocates from the shared arena and the caller holds the shared lock
+ * around every call below. Rendering still builds the caller's bh__buf on
+ * the process's own heap. */
+bh__metrics *bh__metrics_new_with(const bh__allocator *a);
+/* Frees through the registry's allocator. */
 void bh__metrics_free(bh__metrics *m);
 
 /* Declares a family once: type "counter" | "gauge" | "histogram". For

@@ -16,6 +16,7 @@
 #include "bh_version.h"
 #include "daemon.h"
 #include "log.h"
+#include "shm.h"
 
 const char *bh__plugin_state_name(int state) {
   switch (state) {
@@ -23,6 +24,7 @@ const char *bh__plugin_state_name(int state) {
   case BH__PLUGIN_FAILED: return "failed";
   case BH__PLUGIN_INITIALIZED: return "initialized";
   case BH__PLUGIN_LOADED: return "loaded";
+  case BH__PLUGIN_QUARANTINED: return "quarantined";
   }
   return "unknown";
 }
@@ -117,6 +119,16 @@ static int bh__plugin_load(bh__daemon *d, bh__plugin *p, const char *dir) {
              p->name);
     return 0;
   }
+  if (p->shm && p->shm->quarantined) {
+    /* its code does not run again until ops release it */
+    p->state = BH__PLUGIN_QUARANTINED;
+    p->reason = "quarantined";
+    snprintf(p->last_error, sizeof(p->last_error), "%s",
+             p->shm->quarantine_why);
+    bh__logf(BH__WARN, "plugin_quarantined",
+             "plugin %s stays unloaded: quarantined", p->name);
+    return 0;
+  }
   dlerror();
   p->dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
   if (p->dl == NULL) {
@@ -186,11 +198,15 @@ static int bh__plugin_load(bh__daemon *d, bh__plugin *p, const char *dir) {
   p->data_dir = strdup(path);
 
   p->in_init = 1;
+  int64_t mark = bh__shm_enter(p->shm_index, BH__CB_INIT);
   rc = desc->init(&p->ctx, d->svc);
+  bh__shm_leave(mark);
   p->in_init = 0;
   if (rc >= 0 && p->reg_error == NULL) rc = bh__errmap_defaults(p);
   if (rc < 0 || p->reg_error) {
+    mark = bh__shm_enter(p->shm_index, BH__CB_FINI);
     desc->fini(&p->ctx);
+    bh__shm_leave(mark);
     bh__plugin_close(p);
     if (p->reg_error)
       return bh__fail(p, "init_failed", "init failed: %s", p->reg_error);
@@ -224,6 +240,13 @@ int bh__plugins_load(bh__daemon *d) {
     p->name = cfg->plugins[i].name;
     p->ctx.svc = d->svc;
     p->ctx.plugin = p;
+    p->shm_index = -1;
+    if (bh__shm_g) {
+      bh__shm_lock();
+      p->shm = bh__shm_plugin_slot(p->name);
+      p->shm_index = bh__shm_plugin_index(p->shm);
+      bh__shm_unlock();
+    }
     if (bh__plugin_load(d, p, dir) != 0) failed++;
   }
   return failed;
@@ -234,10 +257,14 @@ int bh__plugins_start(bh__daemon *d) {
   for (size_t i = 0; i < d->nplugins; i++) {
     bh__plugin *p = &d->plugins[i];
     if (p->state != BH__PLUGIN_INITIALIZED) continue;
+    int64_t mark = bh__shm_enter(p->shm_index, BH__CB_START);
     int rc = p->desc->start ? p->desc->start(&p->ctx) : 0;
+    bh__shm_leave(mark);
     if (rc < 0) {
+      mark = bh__shm_enter(p->shm_index, BH__CB_STOP);
       if (p->desc->stop) p->desc->stop(&p->ctx);
       p->desc->fini(&p->ctx);
+      bh__shm_leave(mark);
       bh__plugin_close(p);
       bh__fail(p, "start_failed", "start failed: %s (%d)", strerror(-rc), rc);
       failed++;
@@ -252,16 +279,24 @@ int bh__plugins_start(bh__daemon *d) {
 void bh__plugins_stop(bh__daemon *d) {
   for (size_t i = 0; i < d->nplugins; i++) {
     bh__plugin *p = &d->plugins[i];
-    if (p->state == BH__PLUGIN_LOADED && p->desc->stop) p->desc->stop(&p->ctx);
+    if (p->state == BH__PLUGIN_LOADED && p->desc->stop) {
+      int64_t mark = bh__shm_enter(p->shm_index, BH__CB_STOP);
+      p->desc->stop(&p->ctx);
+      bh__shm_leave(mark);
+    }
   }
 }
 
 void bh__plugins_unload(bh__daemon *d) {
   for (size_t i = 0; i < d->nplugins; i++) {
     bh__plugin *p = &d->plugins[i];
-    if (p->desc &&
-        (p->state == BH__PLUGIN_LOADED || p->state == BH__PLUGIN_INITIALIZED))
+    if (p->desc && (p->state == BH__PLUGIN_LOADED ||
+                    p->state == BH__PLUGIN_INITIALIZED ||
+                    p->state == BH__PLUGIN_QUARANTINED)) {
+      int64_t mark = bh__shm_enter(p->shm_index, BH__CB_FINI);
       p->desc->fini(&p->ctx);
+      bh__shm_leave(mark);
+    }
     bh__plugin_close(p);
     for (size_t j = 0; j < p->nroutes; j++) {
       bh__route *r = p->routes[j];
@@ -336,4 +371,64 @@ int bh__catalogue_json(bh__daemon *d, bh__buf *b) {
   }
   bh__buf_puts(b, "]}");
   return bh__buf_failed(b) ? -ENOMEM : 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* What ops see                                                            */
+/* ---------------------------------------------------------------------- */
+
+static void bh__publish_one(bh__plugin *p) {
+  bh__shm_plugin *s = p->shm;
+  s->state = p->state;
+  s->required = p->conf->required;
+  snprintf(s->reason, sizeof(s->reason), "%s", p->reason ? p->reason : "");
+  snprintf(s->version, sizeof(s->version), "%s",
+           p->desc && p->desc->version ? p->desc->version : "");
+  if (p->desc)
+    snprintf(s->abi, sizeof(s->abi), "%u.%u", p->desc->abi_major,
+             p->desc->abi_minor);
+  else
+    s->abi[0] = '\0';
+  snprintf(s->path, sizeof(s->path), "%s", p->path ? p->path : "");
+  snprintf(s->last_error, sizeof(s->last_error), "%s", p->last_error);
+  bh__buf b;
+  bh__buf_init(&b);
+  bh__buf_putc(&b, '[');
+  for (size_t m = 0; m < p->conf->nmounts; m++) {
+    if (m) bh__buf_putc(&b, ',');
+    bh__buf_json_str(&b, p->conf->mounts[m]);
+  }
+  bh__buf_putc(&b, ']');
+  snprintf(s->mounts, sizeof(s->mounts), "%s",
+           b.len < sizeof(s->mounts) ? b.data : "[]");
+  bh__buf_reset(&b);
+  bh__buf_putc(&b, '[');
+  for (size_t r = 0; p->state == BH__PLUGIN_LOADED && r < p->nroutes; r++) {
+    if (r) bh__buf_putc(&b, ',');
+    bh__buf_puts(&b, "{\"method\":");
+    bh__buf_json_str(&b, p->routes[r]->method);
+    bh__buf_puts(&b, ",\"pattern\":");
+    bh__buf_json_str(&b, p->routes[r]->pattern);
+    bh__buf_putc(&b, '}');
+  }
+  bh__buf_putc(&b, ']');
+  snprintf(s->routes, sizeof(s->routes), "%s",
+           b.len < sizeof(s->routes) ? b.data : "[]");
+  bh__buf_free(&b);
+}
+
+void bh__plugins_publish(bh__daemon *d) {
+  if (bh__shm_g == NULL) return;
+  bh__buf cat;
+  bh__buf_init(&cat);
+  bh__catalogue_json(d, &cat);
+  bh__shm_lock();
+  for (size_t i = 0; i < d->nplugins; i++)
+    if (d->plugins[i].shm) bh__publish_one(&d->plugins[i]);
+  if (!bh__buf_failed(&cat) && cat.len < sizeof(bh__shm_g->catalogue)) {
+    memcpy(bh__shm_g->catalogue, cat.data, cat.len);
+    bh__shm_g->catalogue_len = cat.len;
+  }
+  bh__shm_unlock();
+  bh__buf_free(&cat);
 }

@@ -42,6 +42,11 @@ static const bh__code bh__core_codes[] = {
     {"admin.not_ready", 503, NULL, "Required plugins are not running.", 1},
     {"admin.unauthorized", 401, NULL, "A valid admin token is required.", 0},
     {"admin.upstream_not_found", 404, NULL, "No upstream has this name.", 0},
+    {"admin.plugin_not_found", 404, NULL, "No plugin has this name.", 0},
+    {"admin.reload_refused", 400, NULL,
+     "The new configuration is invalid; the running one stays.", 0},
+    {"admin.workers_required", 409, NULL,
+     "This needs worker processes (workers >= 1).", 0},
 };
 
 #define BH__NCORE (sizeof(bh__core_codes) / sizeof(bh__core_codes[0]))

@@ -10,11 +10,17 @@
  * hashes them with SipHash-2-4 under a per-table random key: nobody can aim
  * many keys at one chain. The slot array is sized once from max_keys, never
  * rehashed; a take of a known key is a lookup plus a list splice.
+ *
+ * Every allocation (the table, its slot array, the entries with their key
+ * copies) goes through the bh__allocator the table was created with, kept
+ * inside it, so a table built on a bh__arena in the shared mapping is one
+ * table for every process; the SipHash key, drawn at creation, lives in
+ * the table too. No static mutable state. Not thread-safe: shared tables
+ * are used under the caller's shared lock.
  */
 #include "ratelimit.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -37,6 +43,7 @@ typedef struct bh__rl_entry {
 } bh__rl_entry;
 
 struct bh__rl_table {
+  bh__allocator a;
   bh__rl_policy policy;
   uint64_t win_ms; /* one token, in units */
   uint64_t cap;    /* burst * win_ms */
@@ -111,6 +118,12 @@ static void bh__rl_seed(bh__rl_table *t) {
 }
 
 bh__rl_table *bh__rl_table_new(const bh__rl_policy *policy, size_t max_keys) {
+  return bh__rl_table_new_with(policy, max_keys, &bh__libc_allocator);
+}
+
+bh__rl_table *bh__rl_table_new_with(const bh__rl_policy *policy,
+                                    size_t max_keys, const bh__allocator *a) {
+  if (a == NULL) a = &bh__libc_allocator;
   if (policy == NULL || max_keys == 0 || policy->quota == 0 ||
       policy->window_s == 0) {
     errno = EINVAL;
@@ -123,8 +136,13 @@ bh__rl_table *bh__rl_table_new(const bh__rl_policy *policy, size_t max_keys) {
     errno = EINVAL;
     return NULL;
   }
-  bh__rl_table *t = calloc(1, sizeof(*t));
-  if (t == NULL) return NULL;
+  bh__rl_table *t = a->alloc(a->ctx, sizeof(*t));
+  if (t == NULL) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  memset(t, 0, sizeof(*t));
+  t->a = *a; /* a copy: the caller's struct may not outlive the table */
   t->policy = *policy;
   t->policy.burst = (uint32_t)burst;
   t->policy.name[sizeof(t->policy.name) - 1] = '\0';
@@ -134,12 +152,13 @@ bh__rl_table *bh__rl_table_new(const bh__rl_policy *policy, size_t max_keys) {
   size_t n = 16;
   while (n < max_keys && n < BH__RL_MAX_SLOTS)
     n <<= 1;
-  t->slots = calloc(n, sizeof(*t->slots));
+  t->slots = a->alloc(a->ctx, n * sizeof(*t->slots)); /* n <= 2^22 */
   if (t->slots == NULL) {
-    free(t);
+    a->free(a->ctx, t);
     errno = ENOMEM;
     return NULL;
   }
+  memset(t->slots, 0, n * sizeof(*t->slots));
   t->mask = n - 1;
   bh__rl_seed(t);
   return t;
@@ -149,10 +168,12 @@ void bh__rl_table_free(bh__rl_table *t) {
   if (t == NULL) return;
   for (bh__rl_entry *e = t->head, *next; e; e = next) {
     next = e->next;
-    free(e);
+    t->a.free(t->a.ctx, e);
   }
-  free(t->slots);
-  free(t);
+  t->a.free(t->a.ctx, t->slots);
+  /* The allocator lives inside the block being freed. */
+  bh__allocator a = t->a;
+  a.free(a.ctx, t);
 }
 
 static void bh__lru_unlink(bh__rl_table *t, bh__rl_entry *e) {
@@ -184,7 +205,7 @@ static void bh__rl_evict_lru(bh__rl_table *t) {
     pp = &(*pp)->hnext;
   if (*pp) *pp = e->hnext;
   t->count--;
-  free(e);
+  t->a.free(t->a.ctx, e);
 }
 
 /* Brings tokens up to now_ms. A clock that went back refills nothing. */
@@ -245,7 +266,15 @@ int bh__rl_take(bh__rl_table *t, const char *key, uint64_t now_ms,
     bh__rl_refill(t, e, now_ms);
   } else {
     /* Allocate before evicting so a failure loses nothing. */
-    e = malloc(sizeof(*e) + klen + 1);
+    size_t esize = sizeof(*e) + klen + 1;
+    e = t->a.alloc(t->a.ctx, esize);
+    if (e == NULL && t->count > 0) {
+      /* Out of memory, which in a shared arena can be other tables' doing:
+       * give up the least recently used bucket rather than fail (the
+       * caller fails open) for every new key from now on. */
+      bh__rl_evict_lru(t);
+      e = t->a.alloc(t->a.ctx, esize);
+    }
     if (e == NULL) return -ENOMEM;
     if (t->count >= t->max_keys) bh__rl_evict_lru(t);
     memcpy(e->key, key, klen);

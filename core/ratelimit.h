@@ -10,16 +10,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alloc.h"
 #include "buf.h"
 
-enum bh__rl_key { BH__RL_KEY_CLIENT = 0, BH__RL_KEY_API_KEY, BH__RL_KEY_PRINCIPAL };
+enum bh__rl_key {
+  BH__RL_KEY_CLIENT = 0,
+  BH__RL_KEY_API_KEY,
+  BH__RL_KEY_PRINCIPAL
+};
 
 typedef struct bh__rl_policy {
-  char name[48]; /* [a-z0-9_]+ */
-  uint32_t quota; /* tokens refilled per window */
+  char name[48];     /* [a-z0-9_]+ */
+  uint32_t quota;    /* tokens refilled per window */
   uint32_t window_s; /* refill window in seconds */
-  uint32_t burst; /* bucket capacity (>= 1); default = quota */
-  int key; /* enum bh__rl_key */
+  uint32_t burst;    /* bucket capacity (>= 1); default = quota */
+  int key;           /* enum bh__rl_key */
 } bh__rl_policy;
 
 typedef struct bh__rl_table bh__rl_table;
@@ -28,12 +33,21 @@ typedef struct bh__rl_table bh__rl_table;
  * the least recently used bucket is evicted (a full bucket is equivalent to
  * an absent one, so eviction of idle keys is harmless). */
 bh__rl_table *bh__rl_table_new(const bh__rl_policy *policy, size_t max_keys);
+/* The same, with every allocation of the table (itself, its slots, its
+ * entries) through `a`, which is copied into it; NULL means libc. NULL
+ * with errno EINVAL or ENOMEM. A table on a shared arena serves every
+ * process mapping it; the caller holds the shared lock around each call.
+ * Out of memory in take first evicts the least recently used bucket and
+ * retries, so a full arena does not turn every new key into an error. */
+bh__rl_table *bh__rl_table_new_with(const bh__rl_policy *policy,
+                                    size_t max_keys, const bh__allocator *a);
+/* Frees through the table's allocator. */
 void bh__rl_table_free(bh__rl_table *t);
 
 typedef struct bh__rl_result {
   int allowed;
-  uint32_t remaining; /* whole tokens left after this request */
-  uint32_t reset_s; /* seconds until the bucket is full again (ceil) */
+  uint32_t remaining;     /* whole tokens left after this request */
+  uint32_t reset_s;       /* seconds until the bucket is full again (ceil) */
   uint32_t retry_after_s; /* when refused: seconds until one token (ceil,
                              >= 1); 0 when allowed */
 } bh__rl_result;

@@ -11,6 +11,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "shm.h"
 
 typedef struct bh__write {
   uv_write_t w;
@@ -118,6 +119,7 @@ static void bh__access_log(bh_req *req) {
   bh__log_int(&l, "durationUs",
               (int64_t)((bh__now_ns() - req->start_ns) / 1000));
   bh__log_end(&l);
+  if (bh__shm_self) bh__shm_self->log_dropped = bh__log_dropped();
   if (req->conn == NULL || req->conn->listener->kind == BH__LISTENER_API)
     bh__metrics_request(req);
 }
@@ -160,6 +162,7 @@ void bh__respond(bh_req *req, int status, const char *content_type,
   if (closing) c->keep_alive = 0;
   bh__conn_send(c, &out);
   d->requests_total++;
+  if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
   bh__access_log(req);
   if (c->req == req) bh__conn_request_done(c);
   if (!c->keep_alive) bh__conn_close_when_written(c);
@@ -305,6 +308,7 @@ void bh__respond_end(bh_req *req, int complete) {
              req->id);
   }
   req->d->requests_total++;
+  if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
   bh__access_log(req);
   if (c->req == req) bh__conn_request_done(c);
   if (!c->keep_alive) bh__conn_close_when_written(c);

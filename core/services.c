@@ -440,7 +440,9 @@ static int svc_problem_upstream(bh_req *r, const bh_upstream_result *res) {
   bh__plugin *p = r->plugin;
   bh__errmap_match(p, res, &m, code, sizeof(code));
   bh__logline l;
-  bh__log_begin(&l, BH__WARN, "upstream_problem");
+  /* debug: the access line already names plugin and code; a per-request
+   * warning would double the log volume exactly during an outage */
+  bh__log_begin(&l, BH__DEBUG, "upstream_problem");
   bh__log_str(&l, "requestId", r->id);
   bh__log_str(&l, "plugin", p->name);
   bh__log_int(&l, "outcome", res->outcome);

@@ -9,11 +9,43 @@
 #include "daemon.h"
 #include "log.h"
 #include "metrics.h"
+#include "shm.h"
 #include "upstream.h"
 
+void bh__telemetry_free(bh__daemon *d) {
+  /* a shared registry belongs to the mapping, not to this process */
+  if (d->metrics && !d->metrics_shared) bh__metrics_free(d->metrics);
+  d->metrics = NULL;
+}
+
+static void *bh__make_metrics(const bh__allocator *a, void *arg) {
+  (void)arg;
+  return bh__metrics_new_with(a);
+}
+
+/* The registry is shared by every process: each update and the rendering
+ * hold the shared lock. */
+static void bh__mlock(bh__daemon *d) {
+  if (d->metrics_shared) bh__shm_lock();
+}
+static void bh__munlock(bh__daemon *d) {
+  if (d->metrics_shared) bh__shm_unlock();
+}
+
 int bh__telemetry_init(bh__daemon *d) {
-  bh__metrics *m = bh__metrics_new();
-  if (m == NULL) return -ENOMEM;
+  bh__metrics *m;
+  if (bh__shm_g) {
+    bh__shm_lock();
+    m = bh__shm_named_get("metrics", bh__make_metrics, NULL);
+    d->metrics_shared = 1;
+  } else {
+    m = bh__metrics_new();
+  }
+  if (m == NULL) {
+    if (d->metrics_shared) bh__shm_unlock();
+    d->metrics_shared = 0;
+    return -ENOMEM;
+  }
   d->metrics = m;
   bh__metrics_family(m, "bulkhead_requests_total", "counter",
                      "Requests answered, by plugin, route, status and code.",
@@ -44,6 +76,7 @@ int bh__telemetry_init(bh__daemon *d) {
   bh__metrics_family(m, "bulkhead_log_lines_dropped_total", "counter",
                      "Log lines dropped because the sink failed or lagged.",
                      NULL, 0);
+  if (d->metrics_shared) bh__shm_unlock();
   return 0;
 }
 
@@ -66,12 +99,16 @@ void bh__metrics_request(bh_req *req) {
   bh__label(&l, "status", status);
   bh__label(&l, "code", req->code ? req->code : "");
   if (!bh__buf_failed(&l)) {
-    bh__metrics_inc(d->metrics, "bulkhead_requests_total", l.data, 1);
-    bh__buf_reset(&l);
+    size_t cut = l.len;
     bh__label(&l, "plugin", req->plugin ? req->plugin->name : "");
+    const char *plugin_only = l.data + cut + (cut ? 1 : 0);
+    l.data[cut] = '\0';
+    bh__mlock(d);
+    bh__metrics_inc(d->metrics, "bulkhead_requests_total", l.data, 1);
     bh__metrics_observe(d->metrics, "bulkhead_request_duration_seconds",
-                        l.data ? l.data : "",
+                        plugin_only,
                         (double)(bh__now_ns() - req->start_ns) / 1e9);
+    bh__munlock(d);
   }
   bh__buf_free(&l);
 }
@@ -106,15 +143,20 @@ void bh__metrics_upstream(bh__daemon *d, struct bh_upstream *u, int outcome,
   bh__label(&l, "upstream", u->name);
   bh__label(&l, "outcome",
             bh__outcome_label(outcome, transport, status, tmp, sizeof(tmp)));
+  bh__buf u_only;
+  bh__buf_init(&u_only);
+  bh__label(&u_only, "upstream", u->name);
+  bh__mlock(d);
   bh__metrics_inc(d->metrics, "bulkhead_upstream_calls_total",
                   l.data ? l.data : "", 1);
-  bh__buf_reset(&l);
-  bh__label(&l, "upstream", u->name);
   if (attempts)
     bh__metrics_inc(d->metrics, "bulkhead_upstream_attempts_total",
-                    l.data ? l.data : "", attempts);
+                    u_only.data ? u_only.data : "", attempts);
   bh__metrics_observe(d->metrics, "bulkhead_upstream_call_duration_seconds",
-                      l.data ? l.data : "", (double)duration_ms / 1000.0);
+                      u_only.data ? u_only.data : "",
+                      (double)duration_ms / 1000.0);
+  bh__munlock(d);
+  bh__buf_free(&u_only);
   bh__buf_free(&l);
 }
 
@@ -123,8 +165,10 @@ void bh__metrics_retry(bh__daemon *d, struct bh_upstream *u) {
   bh__buf l;
   bh__buf_init(&l);
   bh__label(&l, "upstream", u->name);
+  bh__mlock(d);
   bh__metrics_inc(d->metrics, "bulkhead_upstream_retries_total",
                   l.data ? l.data : "", 1);
+  bh__munlock(d);
   bh__buf_free(&l);
 }
 
@@ -133,46 +177,58 @@ void bh__metrics_rate_limited(bh__daemon *d, const char *policy) {
   bh__buf l;
   bh__buf_init(&l);
   bh__label(&l, "policy", policy);
+  bh__mlock(d);
   bh__metrics_inc(d->metrics, "bulkhead_rate_limited_total",
                   l.data ? l.data : "", 1);
+  bh__munlock(d);
   bh__buf_free(&l);
 }
 
 int bh__metrics_text(bh__daemon *d, bh__buf *out) {
   bh__metrics *m = d->metrics;
   if (m == NULL) return -EINVAL;
-  uint64_t now = uv_now(d->loop);
+  uint64_t now = bh__shm_now_ms();
   bh__buf l;
   bh__buf_init(&l);
-  /* gauges are sampled now rather than maintained on every change */
-  for (struct bh_upstream *u = d->upstreams; u; u = u->next) {
+  bh__mlock(d);
+  /* gauges are sampled now, from the state every process shares */
+  int64_t conns = bh__shm_g ? bh__shm_g->connections : (int64_t)d->nconns;
+  for (int i = 0; bh__shm_g && i < BH__SHM_WORKERS; i++)
+    if (bh__shm_g->workers[i].pid) conns += bh__shm_g->workers[i].connections;
+  for (int i = 0; bh__shm_g && i < BH__SHM_UPSTREAMS; i++) {
+    const bh__shm_upstream *u = &bh__shm_g->upstreams[i];
+    if (u->name[0] == '\0') continue;
     static const int states[] = {BH__BREAKER_CLOSED, BH__BREAKER_OPEN,
                                  BH__BREAKER_HALF_OPEN};
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t k = 0; k < 3; k++) {
       bh__buf_reset(&l);
       bh__label(&l, "upstream", u->name);
-      bh__label(&l, "state", bh__breaker_state_name(states[i]));
+      bh__label(&l, "state", bh__breaker_state_name(states[k]));
       bh__metrics_set(m, "bulkhead_breaker_state", l.data ? l.data : "",
-                      u->breaker->state == states[i] ? 1 : 0);
+                      u->breaker.state == states[k] ? 1 : 0);
     }
     bh__buf_reset(&l);
     bh__label(&l, "upstream", u->name);
     bh__metrics_set(m, "bulkhead_breaker_transitions_total",
-                    l.data ? l.data : "", (double)u->breaker->transitions);
+                    l.data ? l.data : "", (double)u->breaker.transitions);
     uint32_t calls, fail, slow;
-    bh__breaker_stats(u->breaker, now, &calls, &fail, &slow);
+    bh__breaker_stats(&u->breaker, now, &calls, &fail, &slow);
     bh__metrics_set(m, "bulkhead_breaker_failure_rate", l.data ? l.data : "",
                     fail);
   }
-  for (size_t i = 0; i < d->nplugins; i++) {
+  for (size_t i = 0; i < d->cfg->nplugins; i++) {
+    const bh__plugin_conf *pc = &d->cfg->plugins[i];
+    const bh__shm_plugin *sp = bh__shm_g ? bh__shm_plugin_find(pc->name) : NULL;
     bh__buf_reset(&l);
-    bh__label(&l, "plugin", d->plugins[i].name);
+    bh__label(&l, "plugin", pc->name);
     bh__metrics_set(m, "bulkhead_plugin_up", l.data ? l.data : "",
-                    d->plugins[i].state == BH__PLUGIN_LOADED);
+                    sp && sp->state == BH__PLUGIN_LOADED && !sp->quarantined);
   }
-  bh__metrics_set(m, "bulkhead_connections", "", (double)d->nconns);
+  bh__metrics_set(m, "bulkhead_connections", "", (double)conns);
   bh__metrics_set(m, "bulkhead_log_lines_dropped_total", "",
-                  (double)bh__log_dropped());
+                  (double)bh__shm_log_dropped(bh__log_dropped()));
+  int rc = bh__metrics_render(m, out);
+  bh__munlock(d);
   bh__buf_free(&l);
-  return bh__metrics_render(m, out);
+  return rc;
 }

@@ -16,6 +16,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "shm.h"
 #include "upstream.h"
 
 #define BH__MAX_RESPONSE_DEFAULT (8u << 20)
@@ -228,6 +229,13 @@ static void bh__upstream_note_error(struct bh_upstream *u, bh__call *call,
   if (what) {
     snprintf(u->last_error, sizeof(u->last_error), "%s", what);
     u->last_error_ms = (uint64_t)time(NULL) * 1000;
+    if (u->shared) {
+      bh__shm_lock();
+      snprintf(u->shared->last_error, sizeof(u->shared->last_error), "%s",
+               what);
+      u->shared->last_error_ms = u->last_error_ms;
+      bh__shm_unlock();
+    }
   }
   (void)now;
 }
@@ -262,7 +270,12 @@ static void bh__call_finish(bh__call *call) {
   r.pub.attempts = call->attempts;
   r.pub.duration_ms = (uint32_t)(now - call->start_ms);
   bh_req *req = call->req;
-  if (call->cb) call->cb(req, &r.pub, call->cb_data);
+  if (call->cb) {
+    int64_t mark =
+        bh__shm_enter(call->u->plugin->shm_index, BH__CB_UPSTREAM);
+    call->cb(req, &r.pub, call->cb_data);
+    bh__shm_leave(mark);
+  }
   if (req) bh__req_unref(req);
   uv_close((uv_handle_t *)&call->timer, bh__call_free);
 }
@@ -404,7 +417,9 @@ static void bh__attempt_done(bh__call *call, CURLcode rc) {
    * what the breaker is for */
   int failed = call->outcome == BH_OUTCOME_TRANSPORT || call->status >= 500 ||
                call->status == 429 || call->status == 408;
+  bh__shm_lock();
   bh__breaker_record(u->breaker, now, failed, took);
+  bh__shm_unlock();
   bh__easy_release(call);
 
   if (call->streaming || (call->flags & BH_CALL_NO_RETRY) ||
@@ -421,9 +436,14 @@ static void bh__attempt_done(bh__call *call, CURLcode rc) {
   int64_t ra = call->retry_after >= 0 ? call->retry_after * 1000 : -1;
   int64_t delay = bh__retry_delay_ms(&u->retry, call->attempts, bh__rand64(),
                                      ra);
-  if (delay < 0 ||
-      (call->deadline_ms && now + (uint64_t)delay + 5 >= call->deadline_ms) ||
-      !bh__retry_budget_take(u->budget, &u->retry, now)) {
+  int budget_ok = 0;
+  if (delay >= 0 &&
+      !(call->deadline_ms && now + (uint64_t)delay + 5 >= call->deadline_ms)) {
+    bh__shm_lock();
+    budget_ok = bh__retry_budget_take(u->budget, &u->retry, now);
+    bh__shm_unlock();
+  }
+  if (!budget_ok) {
     bh__call_finish(call);
     return;
   }
@@ -466,7 +486,10 @@ static void bh__call_attempt(bh__call *call) {
       return;
     }
   }
-  if (bh__breaker_allow(u->breaker, now, &retry_ms) != 0) {
+  bh__shm_lock();
+  int refused = bh__breaker_allow(u->breaker, now, &retry_ms) != 0;
+  bh__shm_unlock();
+  if (refused) {
     if (call->attempts == 0) {
       call->outcome = BH_OUTCOME_BREAKER_OPEN;
       call->retry_after = (long)((retry_ms + 999) / 1000);
@@ -547,7 +570,9 @@ static void bh__call_attempt(bh__call *call) {
   return;
 fail:
   /* a local failure, but the slot must be reported: count it failed */
+  bh__shm_lock();
   bh__breaker_record(u->breaker, now, 1, 0);
+  bh__shm_unlock();
   bh__easy_release(call);
   call->outcome = BH_OUTCOME_TRANSPORT;
   call->transport = BH_TRANSPORT_CONNECT;
@@ -636,7 +661,9 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
   call->next = cl->calls;
   if (cl->calls) cl->calls->prev = call;
   cl->calls = call;
+  bh__shm_lock();
   bh__retry_budget_request(u->budget, &u->retry, call->start_ms);
+  bh__shm_unlock();
   bh__call_attempt(call);
   return 0;
 }

@@ -38,6 +38,7 @@ struct bh_upstream {
   bh__retry_budget *budget; /* shared state (shm with workers) */
   bh__breaker *breaker; /* shared state (shm with workers) */
   int owns_state; /* breaker/budget malloc'd here rather than shared */
+  struct bh__shm_upstream *shared; /* the slot every process sees */
   struct bh__limit *limit; /* local rate limit ([upstream] rate_limit) */
   char last_error[160];
   uint64_t last_error_ms;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "shm.h"
 #include "upstream.h"
 
 typedef struct bh__ucfg {
@@ -142,10 +143,23 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
   struct bh_upstream *u = calloc(1, sizeof(*u));
   if (u == NULL) return -ENOMEM;
   u->plugin = p;
-  u->owns_state = 1;
   u->name = strdup(def->name);
-  u->breaker = calloc(1, sizeof(*u->breaker));
-  u->budget = calloc(1, sizeof(*u->budget));
+  int created = 1;
+  if (bh__shm_g) {
+    /* breaker and budget are shared by every worker: one upstream, one
+     * verdict */
+    bh__shm_lock();
+    u->shared = bh__shm_upstream_slot(def->name, p->name, &created);
+    bh__shm_unlock();
+  }
+  if (u->shared) {
+    u->breaker = &u->shared->breaker;
+    u->budget = &u->shared->budget;
+  } else {
+    u->owns_state = 1;
+    u->breaker = calloc(1, sizeof(*u->breaker));
+    u->budget = calloc(1, sizeof(*u->budget));
+  }
   int rc = -ENOMEM;
   if (!u->name || !u->breaker || !u->budget) goto fail;
 
@@ -221,8 +235,16 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
   u->max_response_bytes = maxresp;
   u->tls_verify = (int)tls;
   bh__breaker_cfg_defaults(&bc);
-  bh__breaker_init(u->breaker, &bc);
-  if (mode) bh__breaker_set_mode(u->breaker, (int)mode, uv_now(d->loop));
+  if (bh__shm_g) bh__shm_lock();
+  if (created) {
+    bh__breaker_init(u->breaker, &bc);
+    if (mode) bh__breaker_set_mode(u->breaker, (int)mode, uv_now(d->loop));
+  } else {
+    /* a restarted worker or a reload: keep the shared state, take the
+     * thresholds of this config */
+    u->breaker->cfg = bc;
+  }
+  if (bh__shm_g) bh__shm_unlock();
 
   for (size_t i = 0; c.sec && i < c.sec->nkv; i++) {
     const char *k = c.sec->kv[i].key;

@@ -1,24 +1,31 @@
 #!/usr/bin/env python3
-"""CPU time consumed so far by a process, or by a whole process group, read
-from /proc/<pid>/stat (utime + stime, in clock ticks) and printed in
-microseconds.
+"""CPU time consumed so far, read from /proc, printed in microseconds.
 
-    cpu.py --pid PID      one process (all its threads: the thread-group
-                          leader's stat already sums every thread)
-    cpu.py --pgid PGID    every live process whose process group is PGID
-                          (nginx: master + worker)
-    cpu.py --hz           the clock-tick rate used for the conversion
+    cpu.py SPEC...   prints one line: the CLOCK_MONOTONIC time in
+                     microseconds, then one figure per SPEC, in order
+    cpu.py --hz      prints the clock-tick rate used for the conversion
 
-The figure is tick-granular: with SC_CLK_TCK = 100 one tick is 10 000 us,
-so a measured run must burn many ticks (seconds of CPU) for a per-request
-figure to mean anything. Time of children that already exited and were
-reaped (cutime/cstime) is not counted: the servers measured here do not
-fork per request.
+SPEC is one of
+    pid:N     process N, all its threads (the thread-group leader's
+              /proc/N/stat already sums every thread): utime + stime
+    pgid:N    every live process whose process group is N, summed
+              (nginx: master + worker)
+    core:N    busy time of core N, every process included (user + nice +
+              system + irq + softirq from /proc/stat): compared with the
+              server's own time it shows whether something else ran on
+              the server's core
+
+All figures of one line are read at the same moment, so two lines give a
+window and the CPU spent in it. They are tick-granular: with SC_CLK_TCK =
+100 one tick is 10 000 us, so a measured run must burn many ticks (seconds
+of CPU) for a per-request figure to mean anything. Time of children that
+already exited (cutime/cstime) is not counted: the servers measured here do
+not fork per request.
 """
 
-import argparse
 import os
 import sys
+import time
 
 HZ = os.sysconf("SC_CLK_TCK")
 
@@ -58,20 +65,39 @@ def ticks_of_pgid(pgid):
     return total
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    g = ap.add_mutually_exclusive_group(required=True)
-    g.add_argument("--pid", type=int)
-    g.add_argument("--pgid", type=int)
-    g.add_argument("--hz", action="store_true")
-    a = ap.parse_args()
-    if a.hz:
+def ticks_of_core(n):
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts[0] == "cpu%d" % n:
+                # user nice system idle iowait irq softirq steal ...
+                v = [int(x) for x in parts[1:8]]
+                return v[0] + v[1] + v[2] + v[5] + v[6]
+    raise SystemExit("cpu.py: no core %d in /proc/stat" % n)
+
+
+KINDS = {"pid": ticks_of_pid, "pgid": ticks_of_pgid, "core": ticks_of_core}
+
+
+def main(argv):
+    if argv == ["--hz"]:
         print(HZ)
         return 0
-    t = ticks_of_pid(a.pid) if a.pid is not None else ticks_of_pgid(a.pgid)
-    print(t * 1000000 // HZ)
+    specs = []
+    for a in argv:
+        kind, _, num = a.partition(":")
+        if kind not in KINDS or not num.isdigit():
+            sys.stderr.write(__doc__)
+            return 2
+        specs.append((KINDS[kind], int(num)))
+    if not specs:
+        sys.stderr.write(__doc__)
+        return 2
+    now = time.monotonic_ns() // 1000
+    vals = [fn(n) * 1000000 // HZ for fn, n in specs]
+    print(" ".join(str(v) for v in [now] + vals))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -15,8 +15,12 @@
 #                                      `return 200` of the same body
 #
 # Measured per run: requests/s and p99 (wrk --latency, one thread) and the
-# server's CPU microseconds per request (utime+stime from /proc before and
-# after the measured run, divided by the requests wrk completed).
+# server's CPU microseconds per request: utime+stime from /proc before and
+# after the measured run, divided by the requests wrk completed, summed over
+# the server's process group (nginx: master + worker, worker_processes 1;
+# bulkhead: the daemon, with all its threads, and its workers if it forks
+# any). Both servers write one JSON log line per request to a file in the
+# same temp dir, so both pay for logging.
 #
 # Pinning (the machine has 2 cores): the server under test runs alone on
 # core BENCH_SERVER_CPU (0); wrk and the upstream simulator share core
@@ -27,6 +31,8 @@
 #   BENCH_SECONDS    measured run length per server and scenario (5; 1..300)
 #   BENCH_CONNS      wrk connections (50; 1..10000)
 #   BENCH_WARMUP     warm-up seconds before each measured run (2; 0..60)
+#   BENCH_ROUNDS     rounds per scenario, bulkhead then nginx in each; the
+#                    table shows the median of the rounds (1; 1..20)
 #   BENCH_SCENARIOS  subset, e.g. "local proxy" (all three)
 #   BENCH_BUILD_DIR  build directory (<repo>/build-bench)
 #   BENCH_SERVER_CPU, BENCH_LOAD_CPU   cores (0 and 1)
@@ -43,6 +49,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BENCH_SECONDS=${BENCH_SECONDS:-5}
 BENCH_CONNS=${BENCH_CONNS:-50}
 BENCH_WARMUP=${BENCH_WARMUP:-2}
+BENCH_ROUNDS=${BENCH_ROUNDS:-1}
 BENCH_SCENARIOS=${BENCH_SCENARIOS:-fail-fast proxy local}
 BENCH_BUILD_DIR=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-0}
@@ -53,6 +60,7 @@ is_int() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= $2 && $1 <= $3)); }
 is_int "$BENCH_SECONDS" 1 300 || die "BENCH_SECONDS must be 1..300"
 is_int "$BENCH_CONNS" 1 10000 || die "BENCH_CONNS must be 1..10000"
 is_int "$BENCH_WARMUP" 0 60 || die "BENCH_WARMUP must be 0..60"
+is_int "$BENCH_ROUNDS" 1 20 || die "BENCH_ROUNDS must be 1..20"
 is_int "$BENCH_SERVER_CPU" 0 4095 || die "BENCH_SERVER_CPU must be a core number"
 is_int "$BENCH_LOAD_CPU" 0 4095 || die "BENCH_LOAD_CPU must be a core number"
 for s in $BENCH_SCENARIOS; do
@@ -87,6 +95,9 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 NGINX=$(find_nginx) || die "nginx not found after install"
+# the interpreter itself, not a version-manager shim: the CPU snapshots
+# around a measured run should take milliseconds
+PY=$(python3 -c 'import sys; print(sys.executable)')
 WRK=$(command -v wrk)
 NCPU=$(getconf _NPROCESSORS_ONLN)
 ((BENCH_SERVER_CPU < NCPU && BENCH_LOAD_CPU < NCPU)) ||
@@ -137,9 +148,34 @@ forget_pid() { # drop a stopped pid from PIDS
 }
 
 free_port() {
-  python3 -c 'import socket
+  "$PY" -c 'import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# file [listener]: the port of the first JSON line {"event":"listening",...}
+# on 127.0.0.1 (bulkhead: "address" and "listener"; bulkhead-sim: "listen")
+json_port() {
+  "$PY" - "$@" <<'PYEOF' 2>/dev/null || true
+import json, sys
+want = sys.argv[2] if len(sys.argv) > 2 else None
+for line in open(sys.argv[1]):
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        continue
+    if not isinstance(ev, dict) or ev.get("event") != "listening":
+        continue
+    if want is not None and ev.get("listener") != want:
+        continue
+    addr = ev.get("address") or ev.get("listen") or ""
+    host, _, port = addr.rpartition(":")
+    if host == "127.0.0.1" and port.isdigit():
+        print(port)
+        break
+PYEOF
+}
+
+pgid_of() { ps -o pgid= -p "$1" | tr -d ' '; }
 
 wait_http() { # url: until it answers at all (any status), 10 s at most
   local i
@@ -161,10 +197,16 @@ cmake --build "$BENCH_BUILD_DIR" -j"$NCPU" --target bulkhead bulkhead-sim \
   up_one auth billing webhooks ai >"$TMP/build.log" 2>&1 ||
   { tail -40 "$TMP/build.log" >&2; die "build failed"; }
 BH_BIN=$BENCH_BUILD_DIR/bulkhead
-SIM_BIN=$BENCH_BUILD_DIR/tests/bulkhead-sim
+# the simulator's place in the build tree has moved between versions
+# (tests/bulkhead-sim, then bulkhead-sim): take the one just built
+SIM_BIN=
+for f in "$BENCH_BUILD_DIR/tests/bulkhead-sim" "$BENCH_BUILD_DIR/bulkhead-sim"; do
+  if [ -x "$f" ] && { [ -z "$SIM_BIN" ] || [ "$f" -nt "$SIM_BIN" ]; }; then SIM_BIN=$f; fi
+done
+[ -n "$SIM_BIN" ] || die "bulkhead-sim not built (looked in $BENCH_BUILD_DIR and its tests/)"
 PLUGIN_DIR=$BENCH_BUILD_DIR/plugins
 UP_ONE=$BENCH_BUILD_DIR/test-plugins/up_one.so
-for f in "$BH_BIN" "$SIM_BIN" "$UP_ONE" "$PLUGIN_DIR/auth.so"; do
+for f in "$BH_BIN" "$UP_ONE" "$PLUGIN_DIR/auth.so"; do
   [ -e "$f" ] || die "missing build output $f"
 done
 
@@ -175,28 +217,20 @@ taskset -c "$BENCH_LOAD_CPU" "$SIM_BIN" --listen 127.0.0.1:0 \
   </dev/null >"$TMP/sim.out" 2>"$TMP/sim.err" &
 SIM_PID=$!
 PIDS+=("$SIM_PID")
-SIM_ADDR=
+SIM_PORT=
 for ((i = 0; i < 100; i++)); do
-  SIM_ADDR=$(python3 -c 'import json, sys
-for line in open(sys.argv[1]):
-    try:
-        ev = json.loads(line)
-    except ValueError:
-        continue
-    if ev.get("event") == "listening":
-        print(ev["listen"]); break' "$TMP/sim.out" 2>/dev/null || true)
-  [ -n "$SIM_ADDR" ] && break
+  SIM_PORT=$(json_port "$TMP/sim.out")
+  [ -n "$SIM_PORT" ] && break
   kill -0 "$SIM_PID" 2>/dev/null || { cat "$TMP/sim.err" >&2; die "bulkhead-sim exited"; }
   sleep 0.1
 done
-[ -n "$SIM_ADDR" ] || die "bulkhead-sim did not report its port"
-[[ $SIM_ADDR == 127.0.0.1:* ]] || die "bulkhead-sim is not on loopback: $SIM_ADDR"
-SIM_PORT=${SIM_ADDR##*:}
+[ -n "$SIM_PORT" ] || die "bulkhead-sim did not report a loopback port"
 
 # ---------------------------------------------------------------------------
 # bulkhead
 # ---------------------------------------------------------------------------
 BH_PID=
+BH_PGID=
 BH_PORT=
 BH_LOG= # per scenario
 
@@ -241,8 +275,13 @@ start_bulkhead() { # config
   rm -f "$BH_LOG"
   # a clean environment as far as bulkhead is concerned: no BULKHEAD_*
   # override from the caller's shell changes what is measured
-  env $(env | sed -n 's/^\(BULKHEAD_[A-Za-z0-9_]*\)=.*/-u \1/p') \
-    taskset -c "$BENCH_SERVER_CPU" "$BH_BIN" -c "$1" \
+  # setsid: a process group of its own, so its CPU is the sum over that
+  # group, like nginx's (today one process; master + workers once the
+  # daemon forks workers)
+  local unset_env=() v
+  while IFS= read -r v; do unset_env+=(-u "$v"); done < <(compgen -e | grep '^BULKHEAD_' || true)
+  env "${unset_env[@]}" \
+    setsid taskset -c "$BENCH_SERVER_CPU" "$BH_BIN" -c "$1" \
     </dev/null >"$TMP/bulkhead.stdout" 2>"$TMP/bulkhead.stderr" &
   BH_PID=$!
   PIDS+=("$BH_PID")
@@ -250,7 +289,7 @@ start_bulkhead() { # config
   local i
   for ((i = 0; i < 100; i++)); do
     if [ -f "$BH_LOG" ]; then
-      BH_PORT=$(sed -n 's/.*"event":"listening","listener":"api","address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$BH_LOG" | head -1)
+      BH_PORT=$(json_port "$BH_LOG" api)
       [ -n "$BH_PORT" ] && break
     fi
     kill -0 "$BH_PID" 2>/dev/null || break
@@ -260,6 +299,8 @@ start_bulkhead() { # config
     cat "$TMP/bulkhead.stderr" "$BH_LOG" >&2 2>/dev/null || true
     die "bulkhead did not start"
   fi
+  BH_PGID=$(pgid_of "$BH_PID")
+  [ "$BH_PGID" = "$BH_PID" ] || die "bulkhead is not alone in its process group"
 }
 
 stop_bulkhead() {
@@ -273,6 +314,7 @@ stop_bulkhead() {
 # ---------------------------------------------------------------------------
 NGX_DIR=$TMP/nginx
 NGX_MASTER=
+NGX_PGID=
 NGX_PORT=
 NGX_LOG= # per scenario
 mkdir -p "$NGX_DIR"
@@ -366,6 +408,8 @@ start_nginx() {
   fi
   [ "$NGX_MASTER" = "$launcher" ] || PIDS+=("$NGX_MASTER")
   wait_http "http://127.0.0.1:$NGX_PORT/" || die "nginx does not answer"
+  NGX_PGID=$(pgid_of "$NGX_MASTER")
+  [ "$NGX_PGID" = "$NGX_MASTER" ] || die "nginx is not alone in its process group"
 }
 
 stop_nginx() {
@@ -388,27 +432,33 @@ WRK_CMD=(taskset -c "$BENCH_LOAD_CPU" "$WRK" -t1 -c"$BENCH_CONNS"
 
 lines_of() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 
-# scenario server url cpu-selector(--pid N | --pgid N) logfile
+# scenario server url cpu-spec(pid:N | pgid:N) logfile; uses $status
 measure() {
-  local scenario=$1 server=$2 url=$3 sel=$4 selv=$5 log=$6
+  local scenario=$1 server=$2 url=$3 sel=$4 log=$5
   local out=$TMP/wrk-$scenario-$server.txt
   if ((BENCH_WARMUP > 0)); then
-    timeout $((BENCH_WARMUP + 30)) taskset -c "$BENCH_LOAD_CPU" "$WRK" -t1 \
+    timeout --foreground -k 5 $((BENCH_WARMUP + 30)) taskset -c "$BENCH_LOAD_CPU" "$WRK" -t1 \
       -c"$BENCH_CONNS" -d"${BENCH_WARMUP}s" --timeout 2s "$url" >/dev/null ||
       die "$scenario/$server: warm-up failed"
   fi
   sleep 0.5 # let the log writers catch up before counting lines
-  local cpu0 cpu1 log0 log1
+  local log0 log1 t0 cpu0 sc0 lc0 t1 cpu1 sc1 lc1 expect_non2xx=0
+  [ "$status" = 200 ] || expect_non2xx=1
+  local specs=("$sel" "core:$BENCH_SERVER_CPU" "core:$BENCH_LOAD_CPU")
   log0=$(lines_of "$log")
-  cpu0=$(python3 "$HERE/cpu.py" "$sel" "$selv")
-  timeout $((BENCH_SECONDS + 30)) "${WRK_CMD[@]}" "$url" >"$out" ||
+  read -r t0 cpu0 sc0 lc0 < <("$PY" "$HERE/cpu.py" "${specs[@]}") ||
+    die "$scenario/$server: CPU snapshot failed"
+  timeout --foreground -k 5 $((BENCH_SECONDS + 30)) "${WRK_CMD[@]}" "$url" >"$out" ||
     { cat "$out" >&2; die "$scenario/$server: wrk failed"; }
-  cpu1=$(python3 "$HERE/cpu.py" "$sel" "$selv")
+  read -r t1 cpu1 sc1 lc1 < <("$PY" "$HERE/cpu.py" "${specs[@]}") ||
+    die "$scenario/$server: CPU snapshot failed"
   sleep 0.5
   log1=$(lines_of "$log")
   echo "  \$ ${WRK_CMD[*]} $url" | sed "s|$WRK|wrk|"
-  python3 "$HERE/report.py" record "$RESULTS" "$scenario" "$server" "$out" \
-    "$cpu0" "$cpu1" "$log0" "$log1"
+  "$PY" "$HERE/report.py" record "$RESULTS" "$scenario" "$server" "$out" \
+    t0="$t0" t1="$t1" cpu0="$cpu0" cpu1="$cpu1" log0="$log0" log1="$log1" \
+    score0="$sc0" score1="$sc1" lcore0="$lc0" lcore1="$lc1" \
+    expect_non2xx="$expect_non2xx"
 }
 
 # url expected-status -> body on stdout; dies on another status
@@ -422,45 +472,62 @@ fetch() {
 # ---------------------------------------------------------------------------
 # Scenarios
 # ---------------------------------------------------------------------------
-echo "== bulkhead vs nginx: ${BENCH_SECONDS}s per run after ${BENCH_WARMUP}s warm-up, ${BENCH_CONNS} connections"
-echo "   command: BENCH_SECONDS=$BENCH_SECONDS BENCH_CONNS=$BENCH_CONNS tests/bench/run.sh"
+CMDLINE="BENCH_SECONDS=$BENCH_SECONDS BENCH_CONNS=$BENCH_CONNS"
+[ "$BENCH_WARMUP" = 2 ] || CMDLINE+=" BENCH_WARMUP=$BENCH_WARMUP"
+[ "$BENCH_ROUNDS" = 1 ] || CMDLINE+=" BENCH_ROUNDS=$BENCH_ROUNDS"
+[ "$BENCH_SCENARIOS" = "fail-fast proxy local" ] || CMDLINE+=" BENCH_SCENARIOS='$BENCH_SCENARIOS'"
+CMDLINE+=" tests/bench/run.sh"
+echo "== bulkhead vs nginx: ${BENCH_SECONDS}s per run after ${BENCH_WARMUP}s warm-up, ${BENCH_CONNS} connections, $BENCH_ROUNDS round(s)"
+echo "   command: $CMDLINE"
 echo "   server on core $BENCH_SERVER_CPU (alone); wrk -t1 and bulkhead-sim on core $BENCH_LOAD_CPU"
 echo "   both servers log one JSON line per request to a file in $TMP (same disk)"
 echo "   $("$BH_BIN" --version), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $("$WRK" --version 2>&1 | head -1 | cut -d' ' -f1-2)"
 
+drop_log() { [ "${BENCH_KEEP_TMP:-0}" = 1 ] || rm -f "$1"; }
+
 for scenario in $BENCH_SCENARIOS; do
   case $scenario in
   fail-fast) path=/t/up_one/get/x mode=forced_open status=503 ;;
-  proxy) path=/t/up_one/proxy/x mode= status=200 ;;
-  local) path=/v1/auth/status mode= status=200 ;;
+  proxy) path=/t/up_one/proxy/x mode='' status=200 ;;
+  local) path=/v1/auth/status mode='' status=200 ;;
   esac
-  echo "== $scenario: GET $path"
+  for ((round = 1; round <= BENCH_ROUNDS; round++)); do
+    if ((BENCH_ROUNDS > 1)); then
+      echo "== $scenario: GET $path (round $round of $BENCH_ROUNDS)"
+    else
+      echo "== $scenario: GET $path"
+    fi
 
-  BH_LOG=$TMP/bulkhead-$scenario.log
-  NGX_LOG=$NGX_DIR/access-$scenario.log
-  write_bulkhead_conf "$TMP/bulkhead-$scenario.ini" "$mode"
-  start_bulkhead "$TMP/bulkhead-$scenario.ini"
-  body=$(fetch "http://127.0.0.1:$BH_PORT$path" "$status")
-  measure "$scenario" bulkhead "http://127.0.0.1:$BH_PORT$path" --pid "$BH_PID" "$BH_LOG"
-  stop_bulkhead
+    BH_LOG=$TMP/bulkhead-$scenario-$round.log
+    NGX_LOG=$NGX_DIR/access-$scenario-$round.log
+    write_bulkhead_conf "$TMP/bulkhead-$scenario.ini" "$mode"
+    start_bulkhead "$TMP/bulkhead-$scenario.ini"
+    body=$(fetch "http://127.0.0.1:$BH_PORT$path" "$status")
+    measure "$scenario" bulkhead "http://127.0.0.1:$BH_PORT$path" "pgid:$BH_PGID" "$BH_LOG"
+    stop_bulkhead
+    drop_log "$BH_LOG"
 
-  # nginx answers what bulkhead answered (a fixed copy of it: bulkhead's
-  # 503 body carries a per-request id, nginx repeats the one fetched)
-  case $body in *"'"* | *'$'* | *\\*) die "body has a quote, \$ or backslash, cannot template it: $body" ;; esac
-  NGX_PORT=$(free_port)
-  write_nginx_conf "$scenario" "$body"
-  start_nginx
-  nbody=$(fetch "http://127.0.0.1:$NGX_PORT$path" "$status")
-  if [ "$scenario" != proxy ] && [ "$nbody" != "$body" ]; then
-    die "nginx body differs from bulkhead's: $nbody"
-  fi
-  measure "$scenario" nginx "http://127.0.0.1:$NGX_PORT$path" --pgid "$NGX_MASTER" "$NGX_LOG"
-  stop_nginx
+    # nginx answers what bulkhead answered (a fixed copy of it: bulkhead's
+    # 503 body carries a per-request id, nginx repeats the one fetched)
+    case $body in *"'"* | *'$'* | *\\*) die "body has a quote, \$ or backslash, cannot template it: $body" ;; esac
+    NGX_PORT=$(free_port)
+    write_nginx_conf "$scenario" "$body"
+    start_nginx
+    nbody=$(fetch "http://127.0.0.1:$NGX_PORT$path" "$status")
+    if [ "$scenario" != proxy ] && [ "$nbody" != "$body" ]; then
+      die "nginx body differs from bulkhead's: $nbody"
+    fi
+    measure "$scenario" nginx "http://127.0.0.1:$NGX_PORT$path" "pgid:$NGX_PGID" "$NGX_LOG"
+    stop_nginx
+    drop_log "$NGX_LOG"
+  done
 done
 
 echo
-echo "== results (ratio = bulkhead / nginx; CPU = server utime+stime per request)"
-python3 "$HERE/report.py" table "$RESULTS"
+median_note=
+((BENCH_ROUNDS == 1)) || median_note="; medians of $BENCH_ROUNDS rounds"
+echo "== results (ratio = bulkhead / nginx; CPU = server utime+stime per request$median_note)"
+"$PY" "$HERE/report.py" table "$RESULTS"
 echo
-echo "command: BENCH_SECONDS=$BENCH_SECONDS BENCH_CONNS=$BENCH_CONNS tests/bench/run.sh"
+echo "command: $CMDLINE"
 echo "load:    ${WRK_CMD[*]} URL" | sed "s|$WRK|wrk|"

@@ -19,6 +19,7 @@
 
 #include "daemon.h"
 #include "log.h"
+#include "shm.h"
 
 static uv_loop_t fz_loop;
 static bh__daemon fz_d;
@@ -73,7 +74,9 @@ static void fz_init(void) {
   }
   bh__log_open("off", BH__ERROR);
   uv_loop_init(&fz_loop);
-  if (bh__daemon_init(&fz_d, &fz_cfg, &fz_loop) != 0) abort();
+  if (bh__shm_create((size_t)16 << 20) != 0) abort();
+  if (bh__daemon_init(&fz_d, &fz_cfg, &fz_loop, BH__ROLE_SINGLE, -1) != 0)
+    abort();
 
   /* an in-process plugin, registered through the same path as a .so */
   static char *mounts[] = {"/fz"};

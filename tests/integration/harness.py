@@ -378,11 +378,19 @@ class Daemon(object):
         self.returncode = None
         self._stopped = False
         if start:
-            self.start()
+            try:
+                self.start()
+            except BaseException:
+                self._stopped = True
+                self.kill()
+                raise
 
     # -- process ----------------------------------------------------------
 
     def start(self):
+        if not os.access(BIN, os.X_OK):
+            raise DaemonError("no bulkhead binary at %s (set BULKHEAD_BIN "
+                              "or build into <source>/build)" % BIN)
         if self.stdout_mode == "fd-closed":
             # fd 1 is not even open in the daemon (`bulkhead >&-`)
             self.proc = subprocess.Popen(
@@ -562,6 +570,9 @@ class Daemon(object):
         self._cleanup()
 
     def _cleanup(self):
+        if self.proc is None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
         for t in self._threads:
             t.join(2)
         for f in (self.proc.stdout, self.proc.stderr):
@@ -580,10 +591,13 @@ class Daemon(object):
         if self._stopped:
             return self.returncode
         self._stopped = True
+        if self.proc is None:  # never started (start=False)
+            self._cleanup()
+            return None
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            self.proc.wait(STOP_TIMEOUT + (10 if SANITIZE else 0))
+            self.proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)

@@ -22,6 +22,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 import urllib.parse
 
@@ -49,7 +50,10 @@ class Sim:
             args += ["--control", control]
         args += list(extra_args)
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=stderr)
+                                     stdout=subprocess.PIPE, stderr=stderr,
+                                     preexec_fn=_die_with_parent
+                                     if threading.active_count() == 1
+                                     else None)
         try:
             info = self._read_listening(start_timeout)
         except Exception:
@@ -197,6 +201,18 @@ class Sim:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def _die_with_parent():
+    """Linux: SIGTERM the simulator if the test process dies, so an
+    aborted test run never leaves one behind holding a port. Skipped when
+    the caller runs threads: preexec_fn is not safe with threads."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
 
 
 def _split(hostport):

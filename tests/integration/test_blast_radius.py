@@ -12,7 +12,6 @@ import math
 import os
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -61,7 +60,7 @@ FAULTS = {
         last_error="HTTP 503"),
     "http_429": dict(
         rule={"preset": "stripe_rate_limit"}, status=429,
-        code="rate_limited", retry_after=2, last_error=None),
+        code="rate_limited", retry_after=2, last_error="HTTP 429"),
     "reset_mid_body": dict(
         rule={"status": 200, "action": "reset_mid_body", "body": "x" * 4000},
         status=503, code="unavailable", retry_after=None,

@@ -10,7 +10,6 @@ import math
 import os
 import sys
 import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -32,6 +31,7 @@ class _BreakerCase(harness.DaemonTestCase):
     two simulators for the class."""
 
     SERVER = None
+    UP = UPSTREAM
 
     @classmethod
     def setUpClass(cls):
@@ -47,8 +47,8 @@ class _BreakerCase(harness.DaemonTestCase):
     def setUp(self):
         self.sim1.reset()
         self.sim2.reset()
-        self.d = Daemon(up_config(self.sim1.url, self.sim2.url, one=UPSTREAM,
-                                  two=UPSTREAM, server=self.SERVER))
+        self.d = Daemon(up_config(self.sim1.url, self.sim2.url, one=self.UP,
+                                  two=self.UP, server=self.SERVER))
 
     def tearDown(self):
         self.d.stop()
@@ -266,6 +266,45 @@ class OverrideTest(_BreakerCase):
         set_breaker(self.d, "up_one", "closed")
         self.assertEqual(gauge("up_one", "closed"), 1)
         self.assertEqual(gauge("up_one", "open"), 0)
+
+
+class WindowTest(_BreakerCase):
+    """The verdict comes from a sliding window of breaker_window_ms: old
+    failures are forgotten; slow successes count through the slow-call
+    rate."""
+
+    WINDOW_MS = 1000
+    UP = dict(UPSTREAM, breaker_window_ms=WINDOW_MS, breaker_slow_rate=50,
+              breaker_slow_call_ms=150)
+
+    def test_failures_outside_the_window_are_forgotten(self):
+        self.fail_calls(MIN_CALLS - 1)
+        time.sleep(self.WINDOW_MS / 1000.0 + 0.3)
+        self.fail_calls(1, "/g")
+        b = self.breaker()
+        self.assertEqual(b["state"], "closed",
+                         "failures older than the window tripped it: %r" % b)
+        self.assertEqual(b["calls"], 1, b)
+        self.fail_calls(MIN_CALLS - 1, "/h")
+        self.assertEqual(self.breaker()["state"], "open")
+        hits = self.sim1.stats()["total"]
+        r, dt = timed_get(self.d, "/t/up_one/get/h/x")
+        self.assertFailFast(r, dt)
+        self.assertEqual(self.sim1.stats()["total"], hits)
+
+    def test_slow_successes_trip_it(self):
+        self.sim1.set_behavior(path="/slow/*", delay_ms=300)
+        for i in range(MIN_CALLS):
+            r = self.d.get("/t/up_one/get/slow/%d" % i)
+            self.assertEqual(r.status, 200, r)
+        b = self.breaker()
+        self.assertEqual(b["state"], "open", b)
+        self.assertEqual(b["slowRate"], 100, b)
+        self.assertEqual(b["failureRate"], 0, b)
+        r, dt = timed_get(self.d, "/t/up_one/get/slow/more")
+        self.assertFailFast(r, dt)
+        self.assertEqual(self.sim1.stats()["total"], MIN_CALLS)
+        self.assertEqual(self.d.get("/t/up_two/get/fine").status, 200)
 
 
 class OverrideValidationTest(_BreakerCase):

@@ -205,7 +205,7 @@ class RouteConflictTest(unittest.TestCase):
         try:
             res = run_tool(["-t", "-c", d.config_path])
         finally:
-            shutil.rmtree(d.tmp, ignore_errors=True)
+            d.stop()
         self.assertNotEqual(res.returncode, 0, res.stderr)
         err = res.stderr + res.stdout
         self.assertIn("conflict", err.replace("conflict-target", ""))

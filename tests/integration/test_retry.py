@@ -8,12 +8,9 @@ in these daemons so it never hides a retry."""
 
 import os
 import sys
-import time
-import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon  # noqa: E402
 from upstream_env import (closed_port, metric, scrape,  # noqa: E402
                           start_sim, timed_get, up_config)
 

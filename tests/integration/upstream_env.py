@@ -23,8 +23,19 @@ import harness
 from harness import SANITIZE, test_plugin
 from sim_client import Sim
 
-SIM_BIN = os.environ.get("BULKHEAD_SIM_BIN") or os.path.join(
-    harness.BUILD_DIR, "tests", "bulkhead-sim")
+
+
+def _find_sim():
+    if os.environ.get("BULKHEAD_SIM_BIN"):
+        return os.environ["BULKHEAD_SIM_BIN"]
+    for rel in (("bulkhead-sim",), ("tests", "bulkhead-sim")):
+        p = os.path.join(harness.BUILD_DIR, *rel)
+        if os.access(p, os.X_OK):
+            return p
+    return os.path.join(harness.BUILD_DIR, "bulkhead-sim")
+
+
+SIM_BIN = _find_sim()
 
 # "Fails fast": an answer that needed no upstream at all. Generous enough
 # for the ASan build, far below every upstream timeout the tests configure.

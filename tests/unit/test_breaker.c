@@ -422,12 +422,23 @@ static void test_modes(void) {
   CHECK_INT(sp, 100);
   CHECK_INT(b.state, BH__BREAKER_CLOSED);
   CHECK_INT(b.transitions, 0);
-  /* Back to auto keeps the window: the next failure trips. */
+  /* Back to auto ("closed" from ops) starts a clean window: what was
+   * counted in metrics_only no longer counts, min_calls applies again. */
   bh__breaker_set_mode(&b, BH__BREAKER_AUTO, t + 2);
   CHECK_INT(b.state, BH__BREAKER_CLOSED);
+  bh__breaker_stats(&b, t + 2, &calls, NULL, NULL);
+  CHECK_INT(calls, 0);
   bh__rec(&b, t + 2, 1, 1, 10);
+  CHECK_INT(b.state, BH__BREAKER_CLOSED);
+  bh__rec(&b, t + 2, 3, 1, 10);
   CHECK_INT(b.state, BH__BREAKER_OPEN);
   CHECK_INT(b.transitions, 1);
+  /* and a success alone never trips, whatever the window holds */
+  bh__breaker_set_mode(&b, BH__BREAKER_METRICS_ONLY, t + 3);
+  bh__rec(&b, t + 3, 10, 1, 10);
+  b.mode = BH__BREAKER_AUTO; /* keep the failures: no operator reset */
+  bh__rec(&b, t + 3, 1, 0, 10);
+  CHECK_INT(b.state, BH__BREAKER_CLOSED);
 
   /* metrics_only from half-open: closed, trial bookkeeping dropped. */
   bh__mk(&b, 4, 2);

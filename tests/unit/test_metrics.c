@@ -3,7 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "arena.h"
 #include "check.h"
 #include "metrics.h"
 
@@ -359,6 +363,213 @@ static void test_series_cap(void) {
   bh__metrics_free(m);
 }
 
+/* libc underneath, counting live blocks; fail_at > 0 makes that
+ * allocation (1-based) and every later one fail. */
+typedef struct bh__counting {
+  long live, allocs, fail_at;
+} bh__counting;
+
+static void *bh__c_alloc(void *ctx, size_t n) {
+  bh__counting *c = ctx;
+  c->allocs++;
+  if (c->fail_at && c->allocs >= c->fail_at) return NULL;
+  void *p = malloc(n ? n : 1);
+  if (p) c->live++;
+  return p;
+}
+
+static void *bh__c_realloc(void *ctx, void *p, size_t n) {
+  bh__counting *c = ctx;
+  if (p == NULL) return bh__c_alloc(ctx, n);
+  c->allocs++;
+  if (c->fail_at && c->allocs >= c->fail_at) return NULL;
+  return realloc(p, n ? n : 1);
+}
+
+static void bh__c_free(void *ctx, void *p) {
+  bh__counting *c = ctx;
+  if (p) c->live--;
+  free(p);
+}
+
+/* A registry shaped like the daemon's: histograms, several families, a
+ * table grown past a few rehashes, a dropped series. Returns 0 when every
+ * declaration succeeded. */
+static int bh__workload(bh__metrics *m) {
+  static const double b[] = {0.01, 0.1, 1};
+  int rc = 0;
+  rc |= bh__metrics_family(m, "req_total", "counter", "Requests.", NULL, 0);
+  rc |= bh__metrics_family(m, "lat_seconds", "histogram", "Latency.", b, 3);
+  rc |= bh__metrics_family(m, "dflt_seconds", "histogram", NULL, NULL, 0);
+  rc |= bh__metrics_family(m, "up", "gauge", "Up \\ down\nstate.", NULL, 0);
+  char l[64];
+  for (int i = 0; i < 300; i++) {
+    snprintf(l, sizeof(l), "route=\"r%d\",code=\"%d\"", i % 37, 200 + i % 5);
+    bh__metrics_inc(m, "req_total", l, 1);
+    bh__metrics_observe(m, "lat_seconds", l, (i % 13) * 0.0625);
+    if (i % 10 == 0) bh__metrics_observe(m, "dflt_seconds", "", i * 0.5);
+  }
+  bh__metrics_set(m, "up", "", 1);
+  bh__metrics_set(m, "up", "u=\"b\"", 0);
+  char *huge = malloc(4000);
+  memset(huge, 'x', 3999);
+  huge[3999] = '\0';
+  bh__metrics_inc(m, "req_total", huge, 1); /* dropped and counted */
+  free(huge);
+  return rc;
+}
+
+static void test_allocator(void) {
+  bh__metrics *ref = bh__metrics_new();
+  CHECK_INT(bh__workload(ref), 0);
+  char *want = bh__render(ref);
+  CHECK(strstr(want, "bulkhead_metrics_series_dropped_total 1\n") != NULL);
+  bh__metrics_free(ref);
+
+  /* Everything goes through the given allocator and comes back to it. */
+  bh__counting c = {0, 0, 0};
+  bh__allocator a = {bh__c_alloc, bh__c_realloc, bh__c_free, &c};
+  bh__metrics *m = bh__metrics_new_with(&a);
+  CHECK(m != NULL);
+  memset(&a, 0, sizeof(a)); /* the registry kept its own copy */
+  CHECK_INT(bh__workload(m), 0);
+  CHECK(c.live > 300);
+  char *got = bh__render(m);
+  CHECK_STR(got, want);
+  free(got);
+  bh__metrics_free(m);
+  CHECK_INT(c.live, 0);
+
+  /* NULL means libc. */
+  m = bh__metrics_new_with(NULL);
+  CHECK(m != NULL);
+  bh__metrics_free(m);
+
+  /* Out of memory at every possible allocation: no crash, no leak. */
+  long total = c.allocs, runs = 0;
+  for (long k = 1; k <= total; k++, runs++) {
+    bh__counting f = {0, 0, k};
+    bh__allocator fa = {bh__c_alloc, bh__c_realloc, bh__c_free, &f};
+    m = bh__metrics_new_with(&fa);
+    if (m) {
+      bh__workload(m);
+      bh__buf out;
+      bh__buf_init(&out);
+      bh__metrics_render(m, &out);
+      bh__buf_free(&out);
+    }
+    bh__metrics_free(m);
+    CHECK_INT(f.live, 0);
+    if (f.live) break;
+  }
+  CHECK_INT(runs, total);
+  free(want);
+}
+
+static void test_arena(void) {
+  bh__metrics *ref = bh__metrics_new();
+  bh__workload(ref);
+  char *want = bh__render(ref);
+  bh__metrics_free(ref);
+
+  size_t size = 4 << 20;
+  void *mem = aligned_alloc(64, size);
+  bh__arena *ar = bh__arena_init(mem, size);
+  bh__allocator a = bh__arena_allocator(ar);
+  size_t empty = bh__arena_used(ar);
+  bh__metrics *m = bh__metrics_new_with(&a);
+  CHECK(m != NULL);
+  /* The registry itself is in the arena. */
+  CHECK((char *)m > (char *)mem && (char *)m < (char *)mem + size);
+  CHECK_INT(bh__workload(m), 0);
+  char *got = bh__render(m);
+  CHECK_STR(got, want);
+  free(got);
+  size_t used = bh__arena_used(ar);
+  CHECK(used > empty);
+  bh__metrics_free(m);
+
+  /* Freed memory went back: the same registry again, twice, costs no new
+   * arena memory at all. */
+  for (int round = 0; round < 2; round++) {
+    m = bh__metrics_new_with(&a);
+    CHECK_INT(bh__workload(m), 0);
+    got = bh__render(m);
+    CHECK_STR(got, want);
+    free(got);
+    bh__metrics_free(m);
+    CHECK_INT(bh__arena_used(ar), used);
+  }
+
+  /* A full arena: updates that need memory are dropped, not fatal. */
+  size_t small = 24 << 10;
+  void *smem = aligned_alloc(64, small);
+  bh__arena *sar = bh__arena_init(smem, small);
+  bh__allocator sa = bh__arena_allocator(sar);
+  m = bh__metrics_new_with(&sa);
+  CHECK(m != NULL);
+  CHECK_INT(bh__metrics_family(m, "c", "counter", "C.", NULL, 0), 0);
+  char l[32];
+  for (int i = 0; i < 2000; i++) {
+    snprintf(l, sizeof(l), "id=\"%d\"", i);
+    bh__metrics_inc(m, "c", l, 1);
+  }
+  bh__metrics_inc(m, "c", "id=\"7\"", 1); /* existing: still counts */
+  got = bh__render(m);
+  const char *dropped = bh__value(got, "bulkhead_metrics_series_dropped_total");
+  CHECK(dropped != NULL && atoi(dropped) > 0);
+  CHECK(atoi(dropped) < 2000);
+  CHECK_STR(bh__value(got, "c{id=\"7\"}"), "2");
+  free(got);
+  bh__metrics_free(m);
+  free(smem);
+  free(mem);
+  free(want);
+}
+
+/* One registry, two processes: the child declares and updates (allocating
+ * from the shared arena), the parent renders what it did. */
+static void test_shared(void) {
+  size_t size = 1 << 20;
+  void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CHECK(mem != MAP_FAILED);
+  if (mem == MAP_FAILED) return;
+  bh__arena *ar = bh__arena_init(mem, size);
+  bh__allocator a = bh__arena_allocator(ar);
+  bh__metrics *m = bh__metrics_new_with(&a);
+  CHECK_INT(bh__metrics_family(m, "hits_total", "counter", "Hits.", NULL, 0),
+            0);
+  bh__metrics_inc(m, "hits_total", "by=\"parent\"", 1);
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    int rc =
+        bh__metrics_family(m, "child_g", "gauge", "Set by the child.", NULL, 0);
+    bh__metrics_set(m, "child_g", "", 42);
+    char l[32];
+    for (int i = 0; i < 100; i++) {
+      snprintf(l, sizeof(l), "by=\"child%02d\"", i);
+      bh__metrics_inc(m, "hits_total", l, i);
+    }
+    bh__metrics_inc(m, "hits_total", "by=\"parent\"", 1);
+    _exit(rc == 0 ? 0 : 1);
+  }
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  char *text = bh__render(m);
+  CHECK_STR(bh__value(text, "hits_total{by=\"parent\"}"), "2");
+  CHECK_STR(bh__value(text, "hits_total{by=\"child99\"}"), "99");
+  CHECK_INT(bh__count(text, "\nhits_total{"), 101);
+  CHECK(strstr(text, "# HELP child_g Set by the child.\n# TYPE child_g "
+                     "gauge\nchild_g 42\n") != NULL);
+  free(text);
+  bh__metrics_free(m);
+  munmap(mem, size);
+}
+
 int main(void) {
   test_render_small();
   test_default_buckets();
@@ -367,5 +578,8 @@ int main(void) {
   test_escaping();
   test_families();
   test_series_cap();
+  test_allocator();
+  test_arena();
+  test_shared();
   return check_finish("test_metrics");
 }

@@ -1,8 +1,13 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "arena.h"
 #include "check.h"
 #include "ratelimit.h"
 
@@ -358,6 +363,190 @@ static void test_bad_policies(void) {
   bh__rl_table_free(t);
 }
 
+/* libc underneath, counting live blocks; fail_at > 0 makes that
+ * allocation (1-based) and every later one fail. */
+typedef struct bh__counting {
+  long live, allocs, fail_at;
+} bh__counting;
+
+static void *bh__c_alloc(void *ctx, size_t n) {
+  bh__counting *c = ctx;
+  c->allocs++;
+  if (c->fail_at && c->allocs >= c->fail_at) return NULL;
+  void *p = malloc(n ? n : 1);
+  if (p) c->live++;
+  return p;
+}
+
+static void *bh__c_realloc(void *ctx, void *p, size_t n) {
+  bh__counting *c = ctx;
+  if (p == NULL) return bh__c_alloc(ctx, n);
+  c->allocs++;
+  if (c->fail_at && c->allocs >= c->fail_at) return NULL;
+  return realloc(p, n ? n : 1);
+}
+
+static void bh__c_free(void *ctx, void *p) {
+  bh__counting *c = ctx;
+  if (p) c->live--;
+  free(p);
+}
+
+static void test_allocator(void) {
+  bh__rl_policy p = bh__pol("a", 1, 3600, 1);
+  bh__counting c = {0, 0, 0};
+  bh__allocator a = {bh__c_alloc, bh__c_realloc, bh__c_free, &c};
+  bh__rl_table *t = bh__rl_table_new_with(&p, 50, &a);
+  CHECK(t != NULL);
+  memset(&a, 0, sizeof(a)); /* the table kept its own copy */
+  CHECK_INT(c.live, 2);     /* the table and its slots */
+  char key[32];
+  static char longkey[1000];
+  memset(longkey, 'k', sizeof(longkey) - 1);
+  for (int i = 0; i < 200; i++) {
+    snprintf(key, sizeof(key), "key-%d", i);
+    CHECK_INT(bh__take(t, key, 0).allowed, 1);
+  }
+  CHECK_INT(bh__take(t, longkey, 0).allowed, 1);
+  CHECK_INT(bh__take(t, longkey, 0).allowed, 0);
+  CHECK_INT(c.live, 2 + 50); /* at most max_keys entries */
+  bh__rl_table_free(t);
+  CHECK_INT(c.live, 0);
+
+  /* Creation out of memory: NULL, ENOMEM, nothing leaked. */
+  for (long k = 1; k <= 2; k++) {
+    bh__counting f = {0, 0, k};
+    bh__allocator fa = {bh__c_alloc, bh__c_realloc, bh__c_free, &f};
+    errno = 0;
+    CHECK(bh__rl_table_new_with(&p, 50, &fa) == NULL);
+    CHECK_INT(errno, ENOMEM);
+    CHECK_INT(f.live, 0);
+  }
+  /* Entries out of memory with an empty table: -ENOMEM, table intact. */
+  bh__counting f = {0, 0, 3};
+  bh__allocator fa = {bh__c_alloc, bh__c_realloc, bh__c_free, &f};
+  t = bh__rl_table_new_with(&p, 50, &fa);
+  CHECK(t != NULL);
+  bh__rl_result r;
+  CHECK_INT(bh__rl_take(t, "x", 0, &r), -ENOMEM);
+  bh__rl_table_free(t);
+  CHECK_INT(f.live, 0);
+
+  /* NULL means libc; bad policies are still refused. */
+  t = bh__rl_table_new_with(&p, 10, NULL);
+  CHECK(t != NULL);
+  bh__rl_table_free(t);
+  bh__rl_policy bad = bh__pol("x", 0, 60, 0);
+  errno = 0;
+  CHECK(bh__rl_table_new_with(&bad, 10, &fa) == NULL);
+  CHECK_INT(errno, EINVAL);
+}
+
+static void test_arena(void) {
+  size_t size = 512 << 10;
+  void *mem = aligned_alloc(64, size);
+  bh__arena *ar = bh__arena_init(mem, size);
+  bh__allocator a = bh__arena_allocator(ar);
+  bh__rl_policy p = bh__pol("tight", 1, 3600, 1);
+  bh__rl_table *t = bh__rl_table_new_with(&p, 1000, &a);
+  bh__rl_table *ref = bh__rl_table_new(&p, 1000);
+  CHECK(t != NULL);
+  CHECK((char *)t > (char *)mem && (char *)t < (char *)mem + size);
+
+  /* Eviction churn: 200000 keys through 1000 buckets would need ~30 MB
+   * without reuse; the arena is 512 KiB and its usage stops growing once
+   * the table is full. Answers match a libc table's. */
+  char key[32];
+  size_t warm = 0;
+  int same = 1, fails = 0;
+  for (uint64_t i = 0; i < 200000; i++) {
+    snprintf(key, sizeof(key), "client-%llu", (unsigned long long)(i % 150000));
+    bh__rl_result r1, r2;
+    fails += bh__rl_take(t, key, i, &r1) != 0;
+    bh__rl_take(ref, key, i, &r2);
+    same &= r1.allowed == r2.allowed && r1.remaining == r2.remaining &&
+            r1.reset_s == r2.reset_s && r1.retry_after_s == r2.retry_after_s;
+    if (i == 1500) warm = bh__arena_used(ar);
+  }
+  CHECK_INT(fails, 0);
+  CHECK(same);
+  CHECK(warm > 0);
+  CHECK_INT(bh__arena_used(ar), warm);
+  /* The most recent keys are still there, and refused. */
+  CHECK_INT(bh__take(t, "client-49999", 300000).allowed, 0);
+  bh__rl_table_free(ref);
+  bh__rl_table_free(t);
+
+  /* Freeing gave everything back: a second table of the same shape and
+   * churn (keys of the same lengths, so the same size classes) costs
+   * nothing new. */
+  t = bh__rl_table_new_with(&p, 1000, &a);
+  for (uint64_t i = 0; i < 20000; i++) {
+    snprintf(key, sizeof(key), "second-%llu", (unsigned long long)i);
+    CHECK_INT(bh__take(t, key, i).allowed, 1);
+  }
+  CHECK_INT(bh__arena_used(ar), warm);
+  bh__rl_table_free(t);
+  free(mem);
+
+  /* An arena too small for max_keys: new keys still get a bucket (the
+   * least recently used one is given up), so the limit keeps working. */
+  size = 16 << 10;
+  mem = aligned_alloc(64, size);
+  ar = bh__arena_init(mem, size);
+  a = bh__arena_allocator(ar);
+  t = bh__rl_table_new_with(&p, 100000, &a);
+  CHECK(t == NULL); /* the slot array alone does not fit */
+  t = bh__rl_table_new_with(&p, 256, &a);
+  CHECK(t != NULL);
+  fails = 0;
+  for (uint64_t i = 0; i < 5000; i++) {
+    snprintf(key, sizeof(key), "k%llu", (unsigned long long)i);
+    bh__rl_result r;
+    fails += bh__rl_take(t, key, 0, &r) != 0 || !r.allowed;
+  }
+  CHECK_INT(fails, 0);
+  CHECK(bh__arena_used(ar) <= size);
+  for (uint64_t i = 4990; i < 5000; i++) {
+    snprintf(key, sizeof(key), "k%llu", (unsigned long long)i);
+    CHECK_INT(bh__take(t, key, 1).allowed, 0);
+  }
+  CHECK_INT(bh__take(t, "k0", 1).allowed, 1); /* long evicted */
+  bh__rl_table_free(t);
+  free(mem);
+}
+
+/* One table, two processes: a token the child takes is gone for the
+ * parent, and the keys hash the same (one SipHash key, in the table). */
+static void test_shared(void) {
+  size_t size = 1 << 20;
+  void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CHECK(mem != MAP_FAILED);
+  if (mem == MAP_FAILED) return;
+  bh__arena *ar = bh__arena_init(mem, size);
+  bh__allocator a = bh__arena_allocator(ar);
+  bh__rl_policy p = bh__pol("shared", 1, 3600, 1);
+  bh__rl_table *t = bh__rl_table_new_with(&p, 100, &a);
+  CHECK_INT(bh__take(t, "parent", 0).allowed, 1);
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    bh__rl_result r;
+    int ok = bh__rl_take(t, "child", 0, &r) == 0 && r.allowed;
+    ok &= bh__rl_take(t, "parent", 0, &r) == 0 && !r.allowed;
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK_INT(bh__take(t, "child", 1).allowed, 0);
+  CHECK_INT(bh__take(t, "fresh", 1).allowed, 1);
+  bh__rl_table_free(t);
+  munmap(mem, size);
+}
+
 int main(void) {
   test_burst_then_refusal();
   test_refill();
@@ -366,5 +555,8 @@ int main(void) {
   test_eviction();
   test_keys();
   test_bad_policies();
+  test_allocator();
+  test_arena();
+  test_shared();
   return check_finish("ratelimit");
 }
