@@ -50,13 +50,15 @@ typedef struct bh__writer {
   int own_fd;   /* a file we opened: closed by whoever frees the writer */
   int stop;     /* close requested: drain, then exit */
   int orphaned; /* close gave up waiting: exit, free self, leave the ring */
+  int running; /* past thread start-up, which allocates outside g_mu */
   int exited;
   int failing; /* the last write failed: on stop, drop instead of retrying */
 } bh__writer;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cv_work; /* writer waits for lines or stop */
-static pthread_cond_t g_cv_idle; /* close waits for the writer to exit */
+static pthread_cond_t g_cv_idle; /* close waits for the writer to exit,
+                                   fork_prepare for it to be running */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 /* Serialises open/close against each other (never taken by producers). */
 static pthread_mutex_t g_ctl_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -188,6 +190,8 @@ static void *bh__writer_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
 
   pthread_mutex_lock(&g_mu);
+  w->running = 1;
+  pthread_cond_broadcast(&g_cv_idle);
   for (;;) {
     while (!w->stop && !w->orphaned && g_count == 0) {
       g_waiting = 1;
@@ -211,7 +215,6 @@ static void *bh__writer_main(void *arg) {
     pthread_mutex_unlock(&g_mu);
 
     int rc = bh__writev_all(w->fd, iov, n);
-    for (int i = 0; i < n; i++) free(batch[i].p);
     /* a small batch means light load: wait a moment (without being woken)
      * so the next lines share a syscall; the latency only delays logs */
     if (rc == 0 && n < BH__LOG_BATCH && !stopping) {
@@ -220,6 +223,11 @@ static void *bh__writer_main(void *arg) {
     }
 
     pthread_mutex_lock(&g_mu);
+    /* Freed under g_mu: this thread then never holds an allocator lock
+     * while g_mu is free, which is what makes bh__log_fork_prepare()
+     * sufficient for a fork() (the sanitizer allocators take no locks of
+     * their own around fork). */
+    for (int i = 0; i < n; i++) free(batch[i].p);
     w->failing = rc != 0;
     if (rc != 0) {
       if (n > 1) bh__drop((uint64_t)n - 1);
@@ -359,6 +367,21 @@ static void bh__log_close_locked(void) {
   pthread_cond_broadcast(&g_cv_work);
   pthread_detach(w->tid);
   pthread_mutex_unlock(&g_mu);
+}
+
+void bh__log_fork_prepare(void) {
+  pthread_once(&g_once, bh__log_init_once);
+  pthread_mutex_lock(&g_ctl_mu);
+  pthread_mutex_lock(&g_mu);
+  /* A thread still starting up may be inside the allocator unlocked. */
+  struct timespec dl = bh__deadline(BH__LOG_CLOSE_MS);
+  while (g_w != NULL && !g_w->running && !g_w->exited && !bh__past(&dl))
+    pthread_cond_timedwait(&g_cv_idle, &g_mu, &dl);
+}
+
+void bh__log_fork_parent(void) {
+  pthread_mutex_unlock(&g_mu);
+  pthread_mutex_unlock(&g_ctl_mu);
 }
 
 int bh__log_after_fork(void) {

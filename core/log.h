@@ -17,6 +17,11 @@ enum bh__log_level { BH__DEBUG = 0, BH__INFO, BH__WARN, BH__ERROR };
  * 0640). 0 or negative errno. Until it is called, lines go synchronously to
  * stderr (start-up and `-t` diagnostics). */
 int bh__log_open(const char *target, int min_level);
+/* Around fork() in a process whose log writer runs: prepare holds the log
+ * locks (the writer touches the allocator only under them), the parent then
+ * calls fork_parent, the child bh__log_after_fork. */
+void bh__log_fork_prepare(void);
+void bh__log_fork_parent(void);
 /* In a child after fork(): fresh locks and a writer thread of its own on
  * the same sink; lines the parent had queued are left to the parent. */
 int bh__log_after_fork(void);

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -135,7 +136,12 @@ static void bh__master_signals_stop(void) {
 /* In the child: forget everything of the master's loop that could act on
  * the master's behalf (its signal watchers, its epoll set, the admin
  * sockets), then run as a worker. */
-static void bh__worker_child(int generation) {
+static void bh__worker_child(int generation, pid_t master) {
+  /* A worker outliving its master would keep the listener and its
+   * connections with nobody to supervise it: drain and go with it. The
+   * getppid check closes the race of the master dying before prctl. */
+  if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != master)
+    _exit(1);
   bh__master_signals_stop();
   bh__daemon *md = M.d;
   for (bh__conn *c = md->conns; c; c = c->next) {
@@ -155,12 +161,15 @@ static int bh__spawn(int generation) {
   for (int i = 0; i < BH__SHM_WORKERS && idx < 0; i++)
     if (M.procs[i].pid == 0) idx = i;
   if (idx < 0) return -EAGAIN;
+  pid_t master = getpid();
+  bh__log_fork_prepare();
   pid_t pid = fork();
+  if (pid != 0) bh__log_fork_parent();
   if (pid < 0) {
     bh__logf(BH__ERROR, "worker_spawn_failed", "fork: %s", strerror(errno));
     return -errno;
   }
-  if (pid == 0) bh__worker_child(generation);
+  if (pid == 0) bh__worker_child(generation, master);
   bh__wproc *w = &M.procs[idx];
   memset(w, 0, sizeof(*w));
   w->pid = pid;

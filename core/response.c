@@ -160,10 +160,12 @@ void bh__respond(bh_req *req, int status, const char *content_type,
     return;
   }
   if (closing) c->keep_alive = 0;
-  bh__conn_send(c, &out);
+  /* Counted before the bytes leave: a client that scrapes /metrics right
+   * after its answer must find its request there. */
   d->requests_total++;
   if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
   bh__access_log(req);
+  bh__conn_send(c, &out);
   if (c->req == req) bh__conn_request_done(c);
   if (!c->keep_alive) bh__conn_close_when_written(c);
 }
@@ -294,12 +296,6 @@ void bh__respond_end(bh_req *req, int complete) {
   bh__conn *c = req->conn;
   if (c == NULL || c->closed || !req->streaming) return;
   req->streaming = 0;
-  if (complete && req->chunked && !req->is_head) {
-    bh__buf out;
-    bh__buf_init(&out);
-    bh__buf_puts(&out, "0\r\n\r\n");
-    bh__conn_send(c, &out);
-  }
   if (!complete) {
     /* the body is cut short: only closing tells the client so */
     c->keep_alive = 0;
@@ -310,6 +306,12 @@ void bh__respond_end(bh_req *req, int complete) {
   req->d->requests_total++;
   if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
   bh__access_log(req);
+  if (complete && req->chunked && !req->is_head) {
+    bh__buf out;
+    bh__buf_init(&out);
+    bh__buf_puts(&out, "0\r\n\r\n");
+    bh__conn_send(c, &out);
+  }
   if (c->req == req) bh__conn_request_done(c);
   if (!c->keep_alive) bh__conn_close_when_written(c);
 }

@@ -162,7 +162,8 @@ uint64_t bh__shm_log_dropped(uint64_t own);
 static inline int64_t bh__shm_enter(int plugin, int cb) {
   bh__shm_worker *w = bh__shm_self;
   if (w == NULL) return -1;
-  int64_t prev = ((int64_t)w->plugin << 8) | (w->callback & 0xff);
+  /* plugin may be -1, so offset it rather than shift a negative value. */
+  int64_t prev = ((int64_t)w->plugin + 1) * 256 + (w->callback & 0xff);
   w->enter_ms = bh__shm_now_ms();
   w->callback = cb;
   w->plugin = plugin;
@@ -171,8 +172,8 @@ static inline int64_t bh__shm_enter(int plugin, int cb) {
 static inline void bh__shm_leave(int64_t prev) {
   bh__shm_worker *w = bh__shm_self;
   if (w == NULL) return;
-  w->plugin = (int32_t)(prev >> 8);
-  w->callback = (int32_t)(prev & 0xff);
+  w->plugin = (int32_t)(prev / 256 - 1);
+  w->callback = (int32_t)(prev % 256);
   if (w->plugin >= 0) w->enter_ms = bh__shm_now_ms();
 }
 

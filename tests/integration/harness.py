@@ -397,7 +397,7 @@ class Daemon(object):
                 [BIN, "-c", self.config_path] + self.args,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, env=self.env, cwd=self.tmp,
-                preexec_fn=lambda: os.close(1))
+                start_new_session=True, preexec_fn=lambda: os.close(1))
             t = threading.Thread(target=self._read_stderr, daemon=True)
             t.start()
             self._threads.append(t)
@@ -406,7 +406,8 @@ class Daemon(object):
         self.proc = subprocess.Popen(
             [BIN, "-c", self.config_path] + self.args,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=self.env, cwd=self.tmp)
+            stderr=subprocess.PIPE, env=self.env, cwd=self.tmp,
+            start_new_session=True)
         if self.pipe_size:
             import fcntl
             fcntl.fcntl(self.proc.stdout.fileno(),
@@ -558,21 +559,31 @@ class Daemon(object):
         return ("\n--- daemon stderr ---\n%s--- last %d stdout lines ---\n%s"
                 % (self.stderr, len(tail), "\n".join(tail)))
 
+    def _kill_group(self):
+        """SIGKILL to the master and every worker: the daemon runs in its
+        own session, so no worker outlives a test holding its pipes."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def kill_hard(self):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
 
     def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
+        if self.proc:
+            self._kill_group()
+            if self.proc.poll() is None:
+                self.proc.wait(5)
         self._cleanup()
 
     def _cleanup(self):
         if self.proc is None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
+        self._kill_group()  # a straggler would hold the pipes open
         for t in self._threads:
             t.join(2)
         for f in (self.proc.stdout, self.proc.stderr):
@@ -599,7 +610,7 @@ class Daemon(object):
         try:
             self.proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self._kill_group()
             self.proc.wait(5)
             for t in self._threads:
                 t.join(2)
