@@ -168,7 +168,9 @@ static void bh__status(bh_req *req) {
                    first ? "" : ",", w->pid, w->generation,
                    w->ready ? "true" : "false",
                    w->draining ? "true" : "false",
-                   (unsigned long long)((now - w->started_ms) / 1000));
+                   (unsigned long long)(now > w->started_ms
+                                            ? (now - w->started_ms) / 1000
+                                            : 0));
     first = 0;
   }
   bh__buf_puts(&b, "],\"plugins\":[");

@@ -86,6 +86,17 @@ void bh__config_free(bh__config *cfg);
 
 /* A section by name, or NULL. */
 const bh__section *bh__config_section(const bh__config *cfg, const char *name);
+
+/* Checks of the [upstream.NAME] and [rate_limit.NAME] sections, owned by
+ * upstream_config.c and limits.c and run by bh__config_load so that `-t` and
+ * a reload refuse what a worker would refuse later. 0 or -errno, the reason
+ * ("file:line: [section] key: ...") in why. */
+int bh__upstream_config_check(const bh__config *cfg, const bh__section *s,
+                              char *why, size_t whylen);
+struct bh__rl_policy;
+int bh__limit_policy_parse(const bh__config *cfg, const char *name,
+                           struct bh__rl_policy *out, char *why,
+                           size_t whylen);
 /* A key of a section with the environment override applied at lookup time;
  * NULL when absent. Borrowed until bh__config_free (env values until the
  * environment changes). */

@@ -24,9 +24,12 @@
 #define BH__HEARTBEAT_MS 100
 #define BH__HEALTH_EVERY 10 /* heartbeats between health() calls */
 /* While draining, an idle keep-alive connection is closed only after this
- * long without a request: one that is about to send gets its answer (with
- * Connection: close) instead of a reset. */
-#define BH__DRAIN_IDLE_GRACE_MS 300
+ * long without a request (at most half the drain timeout): a client about to
+ * send gets its answer (with Connection: close) instead of a closed
+ * connection. Closing an idle connection always races with a client that
+ * sends at that instant; the grace makes that need a client idle this long
+ * and then sending within the same millisecond. */
+#define BH__DRAIN_IDLE_GRACE_MS 1000
 
 int bh__workers_count(const bh__config *cfg) {
   if (cfg->workers >= 0) return cfg->workers;
@@ -143,7 +146,9 @@ static void bh__listeners_close(bh__daemon *d) {
 static void bh__drain_tick(uv_timer_t *t) {
   bh__daemon *d = t->data;
   uint64_t now = uv_now(d->loop);
-  bh__conn_close_idle_since(d, now, BH__DRAIN_IDLE_GRACE_MS);
+  uint64_t grace = d->cfg->drain_timeout_ms / 2;
+  if (grace > BH__DRAIN_IDLE_GRACE_MS) grace = BH__DRAIN_IDLE_GRACE_MS;
+  bh__conn_close_idle_since(d, now, grace);
   uint64_t waited = now - d->drain_started_ms;
   if (d->conns == NULL || waited >= d->cfg->drain_timeout_ms) {
     if (d->conns)

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -575,13 +576,22 @@ void bh__conn_close_all(bh__daemon *d) {
   while (d->conns) bh__conn_close(d->conns);
 }
 
+/* Bytes the loop has not read yet: a request already on its way, which
+ * must get an answer rather than a reset. */
+static int bh__conn_has_unread(bh__conn *c) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 0;
+  char b;
+  return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
 void bh__conn_close_idle_since(bh__daemon *d, uint64_t now,
                                uint64_t grace_ms) {
   bh__conn *c = d->conns;
   while (c) {
     bh__conn *next = c->next;
     if (c->state == BH__CONN_IDLE && c->writes_pending == 0 &&
-        now - c->idle_since >= grace_ms)
+        now - c->idle_since >= grace_ms && !bh__conn_has_unread(c))
       bh__conn_close(c);
     c = next;
   }

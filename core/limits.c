@@ -38,20 +38,62 @@ static int bh__rl_take_locked(struct bh__limit *l, const char *key,
   return rc;
 }
 
-static int bh__lnum(const bh__config *cfg, const char *sec, const char *key,
-                    uint32_t lo, uint32_t hi, uint32_t def, uint32_t *out,
-                    char *why, size_t whylen) {
-  const char *v = bh__config_get(cfg, sec, key);
+static int bh__lnum(const bh__config *cfg, const bh__section *s,
+                    const char *key, uint32_t lo, uint32_t hi, uint32_t def,
+                    uint32_t *out, char *why, size_t whylen) {
+  const char *v = bh__config_get(cfg, s->name, key);
   *out = def;
   if (v == NULL) return 0;
   char *end;
   unsigned long long n = strtoull(v, &end, 10);
   if (end == v || *end || v[0] == '-' || n < lo || n > hi) {
-    snprintf(why, whylen, "[%s] %s: expected an integer between %u and %u",
-             sec, key, lo, hi);
+    int line = 0;
+    for (size_t i = 0; i < s->nkv; i++)
+      if (strcmp(s->kv[i].key, key) == 0) line = s->kv[i].line;
+    snprintf(why, whylen,
+             "%s:%d: [%s] %s: expected an integer between %u and %u, got '%s'",
+             cfg->source, line, s->name, key, lo, hi, v);
     return -EINVAL;
   }
   *out = (uint32_t)n;
+  return 0;
+}
+
+int bh__limit_policy_parse(const bh__config *cfg, const char *name,
+                           bh__rl_policy *out, char *why, size_t whylen) {
+  char sec[96];
+  snprintf(sec, sizeof(sec), "rate_limit.%s", name);
+  const bh__section *s = bh__config_section(cfg, sec);
+  if (s == NULL || strlen(name) >= sizeof(out->name)) {
+    snprintf(why, whylen, "rate-limit policy '%s' has no [%s] section", name,
+             sec);
+    return -ENOENT;
+  }
+  static const char *const keys[] = {"quota", "window_s", "burst", "key", NULL};
+  for (size_t i = 0; i < s->nkv; i++) {
+    int known = 0;
+    for (size_t k = 0; keys[k]; k++) known |= strcmp(s->kv[i].key, keys[k]) == 0;
+    if (!known) {
+      snprintf(why, whylen, "%s:%d: [%s] %s: unknown key", cfg->source,
+               s->kv[i].line, sec, s->kv[i].key);
+      return -EINVAL;
+    }
+  }
+  memset(out, 0, sizeof(*out));
+  snprintf(out->name, sizeof(out->name), "%s", name);
+  const char *key = bh__config_get(cfg, sec, "key");
+  out->key = key ? bh__rl_key_parse(key) : BH__RL_KEY_CLIENT;
+  if (out->key < 0) {
+    snprintf(why, whylen, "[%s] key: expected client, api_key or principal",
+             sec);
+    return -EINVAL;
+  }
+  if (bh__lnum(cfg, s, "quota", 1, 10000000, 60, &out->quota, why, whylen) ||
+      bh__lnum(cfg, s, "window_s", 1, 86400, 60, &out->window_s, why,
+               whylen) ||
+      bh__lnum(cfg, s, "burst", 1, 10000000, out->quota, &out->burst, why,
+               whylen))
+    return -EINVAL;
   return 0;
 }
 
@@ -59,44 +101,11 @@ struct bh__limit *bh__limit_get(bh__daemon *d, const char *name, char *why,
                                 size_t whylen) {
   for (struct bh__limit *l = d->limits; l; l = l->next)
     if (strcmp(l->policy.name, name) == 0) return l;
-  char sec[96];
-  snprintf(sec, sizeof(sec), "rate_limit.%s", name);
-  const bh__section *s = bh__config_section(d->cfg, sec);
-  if (s == NULL || strlen(name) >= sizeof(((bh__rl_policy *)0)->name)) {
-    snprintf(why, whylen, "rate-limit policy '%s' has no [%s] section", name,
-             sec);
-    return NULL;
-  }
-  static const char *const keys[] = {"quota", "window_s", "burst", "key", NULL};
-  for (size_t i = 0; i < s->nkv; i++) {
-    int known = 0;
-    for (size_t k = 0; keys[k]; k++) known |= strcmp(s->kv[i].key, keys[k]) == 0;
-    if (!known) {
-      snprintf(why, whylen, "%s:%d: [%s] %s: unknown key", d->cfg->source,
-               s->kv[i].line, sec, s->kv[i].key);
-      return NULL;
-    }
-  }
+  bh__rl_policy policy;
+  if (bh__limit_policy_parse(d->cfg, name, &policy, why, whylen)) return NULL;
   struct bh__limit *l = calloc(1, sizeof(*l));
   if (l == NULL) return NULL;
-  snprintf(l->policy.name, sizeof(l->policy.name), "%s", name);
-  const char *key = bh__config_get(d->cfg, sec, "key");
-  l->policy.key = key ? bh__rl_key_parse(key) : BH__RL_KEY_CLIENT;
-  if (l->policy.key < 0) {
-    snprintf(why, whylen, "[%s] key: expected client, api_key or principal",
-             sec);
-    free(l);
-    return NULL;
-  }
-  if (bh__lnum(d->cfg, sec, "quota", 1, 10000000, 60, &l->policy.quota, why,
-               whylen) ||
-      bh__lnum(d->cfg, sec, "window_s", 1, 86400, 60, &l->policy.window_s, why,
-               whylen) ||
-      bh__lnum(d->cfg, sec, "burst", 1, 10000000, l->policy.quota,
-               &l->policy.burst, why, whylen)) {
-    free(l);
-    return NULL;
-  }
+  l->policy = policy;
   if (bh__shm_g) {
     /* one bucket per key for the whole daemon, whichever worker serves */
     char oname[64];
@@ -109,7 +118,7 @@ struct bh__limit *bh__limit_get(bh__daemon *d, const char *name, char *why,
     l->table = bh__rl_table_new(&l->policy, BH__LIMIT_MAX_KEYS);
   }
   if (l->table == NULL) {
-    snprintf(why, whylen, "[%s]: cannot create the policy", sec);
+    snprintf(why, whylen, "[rate_limit.%s]: cannot create the policy", name);
     free(l);
     return NULL;
   }

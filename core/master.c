@@ -253,16 +253,23 @@ static void bh__hang_check(void) {
     if (w->pid == 0 || w->hang_killed) continue;
     bh__shm_worker *s = bh__slot_of(w->pid);
     if (s == NULL) continue;
+    /* The worker writes its mark while we read it, and after we read the
+     * clock: a mark newer than `now` must not wrap into a huge age, and
+     * the two reads of enter_ms around the plugin read show that the mark
+     * did not change between them. */
+    uint64_t t0 = s->enter_ms;
     int plugin = s->plugin;
-    if (plugin >= 0 && now - s->enter_ms > limit) {
+    uint64_t t1 = s->enter_ms;
+    uint64_t hb = s->heartbeat_ms;
+    if (plugin >= 0 && t0 == t1 && t0 < now && now - t0 > limit) {
       char what[160];
       snprintf(what, sizeof(what), "hang in %s (over %llu ms)",
                bh__cb_name(s->callback), (unsigned long long)limit);
       w->hang_killed = 1;
       kill(w->pid, SIGKILL);
       bh__charge(plugin, what);
-    } else if (plugin < 0 && s->ready &&
-               now - s->heartbeat_ms > (limit > 5000 ? limit * 2 : 10000)) {
+    } else if (plugin < 0 && s->ready && hb < now &&
+               now - hb > (limit > 5000 ? limit * 2 : 10000)) {
       /* stuck outside any plugin: the core's fault, nobody is charged */
       w->hang_killed = 1;
       bh__logf(BH__ERROR, "worker_stuck", "worker %d missed its heartbeat",
@@ -448,6 +455,13 @@ static void bh__on_master_signal(uv_signal_t *s, int signum) {
     uv_close((uv_handle_t *)&M.d->admin.tcp, NULL);
   }
   bh__conn_close_idle(M.d);
+  /* No worker will be spawned again: once the workers close their copies
+   * the kernel refuses new connections instead of queueing them for
+   * nobody. */
+  if (M.d->api_fd >= 0) {
+    close(M.d->api_fd);
+    M.d->api_fd = -1;
+  }
   bh__stop_workers(SIGTERM);
   M.stop_deadline_ms =
       bh__shm_now_ms() + M.d->cfg->drain_timeout_ms + 2000;

@@ -419,6 +419,11 @@ static void bh__publish_one(bh__plugin *p) {
 
 void bh__plugins_publish(bh__daemon *d) {
   if (bh__shm_g == NULL) return;
+  /* A worker of a generation already replaced (a reload, a release) must
+   * not overwrite what the new one published: ops would see a stale
+   * state, such as "quarantined" after a release. */
+  if (bh__shm_self && bh__shm_self->generation < bh__shm_g->generation)
+    return;
   bh__buf cat;
   bh__buf_init(&cat);
   bh__catalogue_json(d, &cat);

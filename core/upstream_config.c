@@ -5,12 +5,14 @@
  * and "@file:PATH" so secrets never sit in the config file.
  */
 #include <errno.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "daemon.h"
+#include "ratelimit.h"
 #include "shm.h"
 #include "upstream.h"
 
@@ -120,6 +122,112 @@ void bh__upstream_free_one(struct bh_upstream *u) {
   free(u);
 }
 
+/* The numeric and enumerated keys of one [upstream.NAME] section, checked
+ * and defaulted; shared by the loader and the config check. */
+typedef struct bh__uvals {
+  uint32_t connect_timeout_ms, timeout_ms, maxresp, tls, mode;
+  bh__retry_cfg retry;
+  bh__breaker_cfg bc;
+} bh__uvals;
+
+static int bh__uparse(bh__ucfg *c, bh__uvals *v) {
+  for (size_t i = 0; c->sec && i < c->sec->nkv; i++)
+    if (!bh__ukey_known(c->sec->kv[i].key))
+      return bh__ufail(c, c->sec->kv[i].key, "unknown key");
+  const char *url = bh__config_get(c->cfg, c->section, "url");
+  if (url && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+    return bh__ufail(c, "url", "must start with http:// or https://");
+  v->maxresp = 8u << 20;
+  v->tls = 1;
+  v->mode = 0;
+  memset(&v->bc, 0, sizeof(v->bc));
+  bh__retry_cfg_defaults(&v->retry);
+  int rc;
+  if ((rc = bh__unum(c, "connect_timeout_ms", 1, 600000,
+                     &v->connect_timeout_ms)) ||
+      (rc = bh__unum(c, "timeout_ms", 1, 3600000, &v->timeout_ms)) ||
+      (rc = bh__unum(c, "max_response_bytes", 1024, 1u << 30, &v->maxresp)) ||
+      (rc = bh__unum(c, "tls_verify", 0, 1, &v->tls)) ||
+      (rc = bh__unum(c, "retries", 0, 10, &v->retry.max_retries)) ||
+      (rc = bh__unum(c, "retry_base_ms", 1, 600000, &v->retry.base_ms)) ||
+      (rc = bh__unum(c, "retry_cap_ms", 1, 600000, &v->retry.cap_ms)) ||
+      (rc = bh__unum(c, "retry_budget_percent", 0, 100,
+                     &v->retry.budget_pct)) ||
+      (rc = bh__unum(c, "retry_budget_min", 0, 1000000,
+                     &v->retry.budget_min)) ||
+      (rc = bh__unum(c, "retry_after_max_s", 0, 3600,
+                     &v->retry.max_retry_after_s)) ||
+      (rc = bh__unum(c, "breaker_window_ms", 100, 3600000,
+                     &v->bc.window_ms)) ||
+      (rc = bh__unum(c, "breaker_min_calls", 1, 1000000, &v->bc.min_calls)) ||
+      (rc = bh__unum(c, "breaker_failure_rate", 1, 100,
+                     &v->bc.failure_rate_pct)) ||
+      (rc = bh__unum(c, "breaker_slow_rate", 1, 100, &v->bc.slow_rate_pct)) ||
+      (rc = bh__unum(c, "breaker_slow_call_ms", 1, 3600000,
+                     &v->bc.slow_call_ms)) ||
+      (rc = bh__unum(c, "breaker_open_ms", 1, 3600000, &v->bc.open_ms)) ||
+      (rc = bh__unum(c, "breaker_half_open_calls", 1, 1000,
+                     &v->bc.half_open_calls)))
+    return rc;
+  const char *ms = bh__config_get(c->cfg, c->section, "breaker_mode");
+  if (ms) {
+    int m = bh__breaker_mode_parse(ms);
+    if (m < 0)
+      return bh__ufail(c, "breaker_mode",
+                       "expected auto, forced_open, disabled or metrics_only");
+    v->mode = (uint32_t)m;
+  }
+  return 0;
+}
+
+/* A header key's value, secrets resolved: "Name: value", or NULL (why set;
+ * errno ENOMEM or EINVAL). */
+static char *bh__uheader(bh__ucfg *c, const char *k) {
+  const char *v = bh__config_get(c->cfg, c->section, k);
+  char *val = bh__secret(c, k, v ? v : "");
+  if (val == NULL) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (strpbrk(val, "\r\n")) {
+    free(val);
+    bh__ufail(c, k, "value contains a line break");
+    errno = EINVAL;
+    return NULL;
+  }
+  size_t n = strlen(k + 7) + strlen(val) + 3;
+  char *h = malloc(n);
+  if (h) snprintf(h, n, "%s: %s", k + 7, val);
+  sodium_memzero(val, strlen(val));
+  free(val);
+  if (h == NULL) errno = ENOMEM;
+  return h;
+}
+
+int bh__upstream_config_check(const bh__config *cfg, const bh__section *s,
+                              char *why, size_t whylen) {
+  bh__ucfg c = {s->name, s, cfg, why, whylen};
+  bh__uvals v;
+  memset(&v, 0, sizeof(v));
+  int rc = bh__uparse(&c, &v);
+  if (rc) return rc;
+  const char *rl = bh__config_get(cfg, s->name, "rate_limit");
+  if (rl) {
+    bh__rl_policy pol;
+    char lwhy[240];
+    if (bh__limit_policy_parse(cfg, rl, &pol, lwhy, sizeof(lwhy)))
+      return bh__ufail(&c, "rate_limit", "%s", lwhy);
+  }
+  for (size_t i = 0; i < s->nkv; i++) {
+    if (strncmp(s->kv[i].key, "header.", 7) != 0) continue;
+    char *h = bh__uheader(&c, s->kv[i].key);
+    if (h == NULL) return errno == ENOMEM ? -ENOMEM : -EINVAL;
+    sodium_memzero(h, strlen(h));
+    free(h);
+  }
+  return 0;
+}
+
 int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
                      struct bh_upstream **out, char *why, size_t whylen) {
   char section[96];
@@ -136,9 +244,22 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
   snprintf(section, sizeof(section), "upstream.%s", def->name);
   bh__ucfg c = {section, bh__config_section(d->cfg, section), d->cfg, why,
                 whylen};
-  for (size_t i = 0; c.sec && i < c.sec->nkv; i++)
-    if (!bh__ukey_known(c.sec->kv[i].key))
-      return bh__ufail(&c, c.sec->kv[i].key, "unknown key");
+  bh__uvals v;
+  memset(&v, 0, sizeof(v));
+  v.connect_timeout_ms = def->connect_timeout_ms ? def->connect_timeout_ms
+                                                 : 2000;
+  v.timeout_ms =
+      def->size >= offsetof(bh_upstream_def, timeout_ms) + sizeof(uint32_t) &&
+              def->timeout_ms
+          ? def->timeout_ms
+          : 10000;
+  int rc = bh__uparse(&c, &v);
+  if (rc) return rc;
+  const char *url = bh__config_get(d->cfg, section, "url");
+  if (url == NULL) url = def->default_url;
+  if (url == NULL) return bh__ufail(&c, "url", "no url configured");
+  if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+    return bh__ufail(&c, "url", "must start with http:// or https://");
 
   struct bh_upstream *u = calloc(1, sizeof(*u));
   if (u == NULL) return -ENOMEM;
@@ -160,69 +281,17 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
     u->breaker = calloc(1, sizeof(*u->breaker));
     u->budget = calloc(1, sizeof(*u->budget));
   }
-  int rc = -ENOMEM;
+  rc = -ENOMEM;
   if (!u->name || !u->breaker || !u->budget) goto fail;
-
-  const char *url = bh__config_get(d->cfg, section, "url");
-  if (url == NULL) url = def->default_url;
-  if (url == NULL) {
-    rc = bh__ufail(&c, "url", "no url configured");
-    goto fail;
-  }
-  if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-    rc = bh__ufail(&c, "url", "must start with http:// or https://");
-    goto fail;
-  }
   u->base_url = strdup(url);
   if (u->base_url == NULL) goto fail;
   size_t ul = strlen(u->base_url);
   while (ul > 8 && u->base_url[ul - 1] == '/') u->base_url[--ul] = '\0';
-
-  u->connect_timeout_ms = def->connect_timeout_ms ? def->connect_timeout_ms : 2000;
-  u->timeout_ms =
-      def->size >= offsetof(bh_upstream_def, timeout_ms) + sizeof(uint32_t) &&
-              def->timeout_ms
-          ? def->timeout_ms
-          : 10000;
-  uint32_t maxresp = 8u << 20, tls = 1, mode = 0;
-  bh__breaker_cfg bc;
-  memset(&bc, 0, sizeof(bc));
-  bh__retry_cfg_defaults(&u->retry);
-  if ((rc = bh__unum(&c, "connect_timeout_ms", 1, 600000,
-                     &u->connect_timeout_ms)) ||
-      (rc = bh__unum(&c, "timeout_ms", 1, 3600000, &u->timeout_ms)) ||
-      (rc = bh__unum(&c, "max_response_bytes", 1024, 1u << 30, &maxresp)) ||
-      (rc = bh__unum(&c, "tls_verify", 0, 1, &tls)) ||
-      (rc = bh__unum(&c, "retries", 0, 10, &u->retry.max_retries)) ||
-      (rc = bh__unum(&c, "retry_base_ms", 1, 600000, &u->retry.base_ms)) ||
-      (rc = bh__unum(&c, "retry_cap_ms", 1, 600000, &u->retry.cap_ms)) ||
-      (rc = bh__unum(&c, "retry_budget_percent", 0, 100,
-                     &u->retry.budget_pct)) ||
-      (rc = bh__unum(&c, "retry_budget_min", 0, 1000000,
-                     &u->retry.budget_min)) ||
-      (rc = bh__unum(&c, "retry_after_max_s", 0, 3600,
-                     &u->retry.max_retry_after_s)) ||
-      (rc = bh__unum(&c, "breaker_window_ms", 100, 3600000, &bc.window_ms)) ||
-      (rc = bh__unum(&c, "breaker_min_calls", 1, 1000000, &bc.min_calls)) ||
-      (rc = bh__unum(&c, "breaker_failure_rate", 1, 100,
-                     &bc.failure_rate_pct)) ||
-      (rc = bh__unum(&c, "breaker_slow_rate", 1, 100, &bc.slow_rate_pct)) ||
-      (rc = bh__unum(&c, "breaker_slow_call_ms", 1, 3600000,
-                     &bc.slow_call_ms)) ||
-      (rc = bh__unum(&c, "breaker_open_ms", 1, 3600000, &bc.open_ms)) ||
-      (rc = bh__unum(&c, "breaker_half_open_calls", 1, 1000,
-                     &bc.half_open_calls)))
-    goto fail;
-  const char *ms = bh__config_get(d->cfg, section, "breaker_mode");
-  if (ms) {
-    int m = bh__breaker_mode_parse(ms);
-    if (m < 0) {
-      rc = bh__ufail(&c, "breaker_mode",
-                     "expected auto, forced_open, disabled or metrics_only");
-      goto fail;
-    }
-    mode = (uint32_t)m;
-  }
+  u->connect_timeout_ms = v.connect_timeout_ms;
+  u->timeout_ms = v.timeout_ms;
+  u->retry = v.retry;
+  bh__breaker_cfg bc = v.bc;
+  uint32_t mode = v.mode;
   const char *rl = bh__config_get(d->cfg, section, "rate_limit");
   if (rl) {
     char lwhy[200];
@@ -232,8 +301,8 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
       goto fail;
     }
   }
-  u->max_response_bytes = maxresp;
-  u->tls_verify = (int)tls;
+  u->max_response_bytes = v.maxresp;
+  u->tls_verify = (int)v.tls;
   bh__breaker_cfg_defaults(&bc);
   if (bh__shm_g) bh__shm_lock();
   if (created) {
@@ -249,25 +318,14 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
   for (size_t i = 0; c.sec && i < c.sec->nkv; i++) {
     const char *k = c.sec->kv[i].key;
     if (strncmp(k, "header.", 7) != 0) continue;
-    const char *v = bh__config_get(d->cfg, section, k);
-    char *val = bh__secret(&c, k, v ? v : "");
-    if (val == NULL) {
-      rc = -EINVAL;
-      goto fail;
-    }
-    size_t n = strlen(k + 7) + strlen(val) + 3;
-    char *h = malloc(n);
     char **list = realloc(u->headers, (u->nheaders + 1) * sizeof(char *));
-    if (h == NULL || list == NULL || strpbrk(val, "\r\n")) {
-      free(h);
-      free(val);
-      if (list) u->headers = list;
-      rc = h && list ? bh__ufail(&c, k, "value contains a line break") : -ENOMEM;
+    if (list == NULL) goto fail;
+    u->headers = list;
+    char *h = bh__uheader(&c, k);
+    if (h == NULL) {
+      rc = errno == ENOMEM ? -ENOMEM : -EINVAL;
       goto fail;
     }
-    u->headers = list;
-    snprintf(h, n, "%s: %s", k + 7, val);
-    free(val);
     u->headers[u->nheaders++] = h;
   }
   u->next = d->upstreams;

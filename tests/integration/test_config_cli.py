@@ -86,6 +86,32 @@ class ConfigCliTest(unittest.TestCase):
         self.assertConfigError(self.good().replace(
             "data_dir", "bogus_key = 1\ndata_dir"), 4, "server", "bogus_key")
 
+    def test_upstream_section_is_checked_without_loading_its_plugin(self):
+        # -t and a reload must refuse what a worker would refuse later
+        base = self.good() + "\n[upstream.echo]\nurl = http://127.0.0.1:9\n"
+        n = base.count("\n")
+        self.assertConfigError(base + "timeout_ms = soon\n", n + 1,
+                               "upstream.echo", "timeout_ms", "soon")
+        self.assertConfigError(base + "breaker_mode = sometimes\n", n + 1,
+                               "upstream.echo", "breaker_mode")
+        self.assertConfigError(base + "colour = blue\n", n + 1,
+                               "upstream.echo", "colour", "unknown key")
+        res = self.check(self.write(
+            base + "header.Authorization = @env:BH_TEST_NOT_SET_ANYWHERE\n"))
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("BH_TEST_NOT_SET_ANYWHERE is not set", res.stderr)
+        res = self.check(self.write(base + "rate_limit = nowhere\n"))
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("[rate_limit.nowhere]", res.stderr)
+
+    def test_rate_limit_section_is_checked_even_unused(self):
+        base = self.good() + "\n[rate_limit.spare]\n"
+        n = base.count("\n")
+        self.assertConfigError(base + "quota = many\n", n + 1,
+                               "rate_limit.spare", "quota", "many")
+        self.assertConfigError(base + "rate = 5\n", n + 1,
+                               "rate_limit.spare", "rate", "unknown key")
+
     def test_timeout_below_minimum(self):
         text = self.good().replace("data_dir",
                                    "header_timeout_ms = 50\ndata_dir")

@@ -10,6 +10,7 @@
 #include <bulkhead/plugin.h>
 
 #include <stdlib.h>
+#include <sys/mman.h>
 
 static void ok_get(bh_req *req, void *data) {
   (void)data;
@@ -19,10 +20,13 @@ static void ok_get(bh_req *req, void *data) {
 static void segv_get(bh_req *req, void *data) {
   (void)req;
   (void)data;
-  /* Both volatile: the pointer so the compiler cannot prove it NULL and
-   * emit a trap instruction (SIGILL) instead, the target so the store is
-   * never dropped as dead. The result is a real store to address 0. */
-  volatile int *volatile p = NULL;
+  /* A store to a page mapped with no access: a genuine SIGSEGV, at an
+   * address no sanitizer flags beforehand (a NULL store would be caught
+   * by UBSan as undefined behaviour, and a compiler may turn it into a
+   * trap instruction). */
+  volatile int *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+                         -1, 0);
+  if (p == MAP_FAILED) abort();
   *p = 1;
 }
 

@@ -18,6 +18,8 @@
  *   GET  /t/echo/config/{key}       200 {"value":..|null} for "public_*" keys,
  *                                   else 403 echo.forbidden_key
  *   GET  /t/echo/reqid              200 {"requestId":..}
+ *   GET  /t/echo/pid                200 {"pid":N}: which worker process
+ *                                   serves this connection
  */
 #include <bulkhead/plugin.h>
 
@@ -25,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -237,6 +240,13 @@ static void reqid_get(bh_req *req, void *data) {
   respond_pairs(req, 1, (const char *const[]){"requestId", bh_req_id(req)});
 }
 
+static void pid_get(bh_req *req, void *data) {
+  (void)data;
+  char body[48];
+  snprintf(body, sizeof(body), "{\"pid\":%ld}", (long)getpid());
+  bh_respond_json(req, 200, body);
+}
+
 /* ---- registration ---- */
 
 #define ROUTE(m, p, h)                                                         \
@@ -263,6 +273,7 @@ static const bh_route routes[] = {
     ROUTE("GET", "/t/echo/conflict-target", conflict_target_get),
     ROUTE("GET", "/t/echo/config/{key}", config_key_get),
     ROUTE("GET", "/t/echo/reqid", reqid_get),
+    ROUTE("GET", "/t/echo/pid", pid_get),
 };
 
 static const bh_error_row errors[] = {

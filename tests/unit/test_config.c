@@ -496,7 +496,7 @@ static void test_env(void) {
                        "milliseconds between 100 and 3600000, got '5m'");
   unsetenv("BULKHEAD_SERVER_HANDLER_TIMEOUT_MS");
   /* An override for a section the file lacks creates [server] only. */
-  const char *p2 = write_tmp("[upstream.idp]\nurl = x\n");
+  const char *p2 = write_tmp("[upstream.idp]\nurl = http://x\n");
   setenv("BULKHEAD_SERVER_DATA_DIR", "/srv/bh", 1);
   setenv("BULKHEAD_PLUGIN_GHOST_MOUNT", "/ghost", 1);
   CHECK_INT(bh__config_load(p2, &cfg, err, sizeof err), 0);
