@@ -30,6 +30,9 @@ const char bh__config_default[] =
     "admin_listen = 127.0.0.1:9901\n"
     "data_dir = ./bulkhead-data\n"
     "\n"
+    "; sessions: every [auth] key at its default (a generated secret)\n"
+    "[auth]\n"
+    "\n"
     "[plugin.auth]\n"
     "mount = /v1/auth, /v1/api-keys\n"
     "\n"
@@ -787,7 +790,8 @@ static int check_sections(loader *ld) {
   static const char *const raw[] = {"upstream.", "rate_limit."};
   for (size_t i = 0; i < ld->cfg->nsections; i++) {
     const bh__section *s = &ld->cfg->sections[i];
-    if (strcmp(s->name, "server") == 0) continue;
+    if (strcmp(s->name, "server") == 0 || strcmp(s->name, "auth") == 0)
+      continue;
     if (strncmp(s->name, "plugin.", 7) == 0) {
       if (!valid_plugin_name(s->name + 7))
         return fail_at(ld, s->line, s->name, NULL,
@@ -801,7 +805,7 @@ static int check_sections(loader *ld) {
     }
     if (!ok)
       return fail_at(ld, s->line, s->name, NULL,
-                     "unknown section (expected server, plugin.NAME, "
+                     "unknown section (expected server, auth, plugin.NAME, "
                      "upstream.NAME or rate_limit.NAME)");
   }
   return 0;
@@ -885,6 +889,15 @@ int bh__config_load(const char *path, bh__config *cfg, char *err,
     }
   }
   if (ld.rc) goto out;
+  /* [auth]: secrets and key files resolved now, so -t and a reload refuse
+   * what a worker would (auth_conf.c) */
+  {
+    int rc = bh__auth_conf_load(cfg, &cfg->auth, err, errlen);
+    if (rc) {
+      ld.rc = rc;
+      goto out;
+    }
+  }
   /* Sections no longer move: point each plugin at its own. */
   for (size_t i = 0; i < cfg->nplugins; i++) {
     char name[64];
@@ -924,6 +937,7 @@ void bh__config_free(bh__config *cfg) {
     free(p->path);
   }
   free(cfg->plugins);
+  bh__auth_conf_free(cfg->auth);
   memset(cfg, 0, sizeof(*cfg));
 }
 

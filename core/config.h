@@ -3,6 +3,7 @@
  * file is given. Sections:
  *   [server]            listeners, limits, paths, logs (typed, checked)
  *   [plugin.<name>]     enabled, path, mount, required, + free keys
+ *   [auth]              session tokens and cookies (auth_conf.c)
  *   [upstream.<name>], [rate_limit.<name>]  kept as raw key/values for the
  *                       modules that own them
  * Environment overrides: BULKHEAD_<SECTION>_<KEY>, section and key upper-
@@ -67,6 +68,8 @@ typedef struct bh__config {
   uint32_t quarantine_after; /* 3 charges (crashes or hangs) ... */
   uint32_t quarantine_window_s; /* 60 ... within this window */
 
+  struct bh__auth_conf *auth; /* [auth], resolved (auth_conf.c) */
+
   bh__section *sections;
   size_t nsections;
   bh__plugin_conf *plugins; /* in file order */
@@ -83,6 +86,12 @@ extern const char bh__config_default[];
 int bh__config_load(const char *path, bh__config *cfg, char *err,
                     size_t errlen);
 void bh__config_free(bh__config *cfg);
+
+/* [auth] (auth_conf.c): read by bh__config_load, freed with the config. */
+struct bh__auth_conf;
+int bh__auth_conf_load(const bh__config *cfg, struct bh__auth_conf **out,
+                       char *err, size_t errlen);
+void bh__auth_conf_free(struct bh__auth_conf *c);
 
 /* A section by name, or NULL. */
 const bh__section *bh__config_section(const bh__config *cfg, const char *name);

@@ -13,8 +13,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "daemon.h"
 #include "log.h"
 #include "metrics.h"
@@ -58,6 +60,7 @@ int bh__daemon_init(bh__daemon *d, bh__config *cfg, uv_loop_t *loop, int role,
   if (rc) return rc;
   if (role == BH__ROLE_MASTER) return 0; /* no plugin code in the master */
   if ((rc = bh__client_init(d)) != 0) return rc;
+  bh__auth_start(d); /* keys and the identity store's thread */
   bh__plugins_load(d);
   bh__plugins_publish(d);
   return 0;
@@ -235,6 +238,7 @@ int bh__daemon_run(bh__daemon *d) {
 
 void bh__daemon_free(bh__daemon *d) {
   bh__client_close(d);
+  bh__auth_stop(d); /* its last callbacks may still reach a plugin */
   bh__plugins_unload(d);
   bh__upstreams_free(d);
   bh__limits_free(d);
@@ -279,24 +283,6 @@ int bh__worker_main(bh__config *cfg, int api_fd, int generation) {
   return rc ? 1 : 0;
 }
 
-/* systemd's readiness protocol (sd_notify(3)): one datagram to
- * $NOTIFY_SOCKET; a no-op when not started by systemd. */
-void bh__sd_notify(const char *state) {
-  const char *path = getenv("NOTIFY_SOCKET");
-  if (path == NULL || (path[0] != '/' && path[0] != '@')) return;
-  struct sockaddr_un {
-    sa_family_t sun_family;
-    char sun_path[108];
-  } sa;
-  size_t n = strlen(path);
-  if (n >= sizeof(sa.sun_path)) return;
-  memset(&sa, 0, sizeof(sa));
-  sa.sun_family = AF_UNIX;
-  memcpy(sa.sun_path, path, n);
-  if (sa.sun_path[0] == '@') sa.sun_path[0] = '\0'; /* abstract namespace */
-  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return;
-  sendto(fd, state, strlen(state), MSG_NOSIGNAL, (struct sockaddr *)&sa,
-         (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n));
-  close(fd);
-}
+/* systemd's readiness protocol through libsystemd: a no-op when not
+ * started by systemd ($NOTIFY_SOCKET unset). */
+void bh__sd_notify(const char *state) { (void)sd_notify(0, state); }

@@ -132,6 +132,8 @@ struct bh_req {
   int answered; /* a response went (or is going) to the client */
   int streaming; /* head sent, body in progress */
   int chunked;
+  int head_held; /* head_out holds the streamed head, not yet written */
+  bh__buf head_out; /* leaves with the first body bytes: one write */
   void (*on_drain)(bh_req *req); /* write queue drained (streaming) */
   void *on_drain_data;
   struct bh__call *calls; /* upstream calls in flight */
@@ -139,6 +141,7 @@ struct bh_req {
 
   bh__body *json; /* body_parse result */
   const char *principal_id; /* set by the session middleware */
+  struct bh__authn *authn; /* the caller of an auth-required route (auth.h) */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -159,7 +162,7 @@ enum bh__conn_state {
   BH__CONN_IDLE = 0, /* between requests */
   BH__CONN_HEADERS, /* reading the request head */
   BH__CONN_BODY, /* reading the body */
-  BH__CONN_PROCESSING, /* request dispatched, reading paused */
+  BH__CONN_PROCESSING, /* request dispatched; later bytes are held */
   BH__CONN_CLOSING
 };
 
@@ -173,6 +176,8 @@ struct bh__conn {
   int handles_open; /* tcp + timer still to be closed */
   int keep_alive;
   int read_eof;
+  int eof_held; /* EOF seen while a request was in flight: acted on once
+                   reading would resume, as if reading had been paused */
   int reading;
   int served; /* requests served on this connection */
   bh_req *req; /* the request being read or processed */
@@ -314,6 +319,9 @@ int bh__dispatch_head(bh_req *req);
 void bh__dispatch(bh_req *req);
 /* The handler deadline fired. */
 void bh__dispatch_deadline(bh_req *req);
+/* The rest of bh__dispatch once the session middleware let the caller in
+ * (after an asynchronous check: API key, silent refresh). */
+void bh__dispatch_resume(bh_req *req);
 
 /* reqid.c */
 /* After fork: a fresh random stream, so workers never share ids. */

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "daemon.h"
 #include "log.h"
 #include "shm.h"
@@ -124,12 +125,16 @@ void bh__dispatch(bh_req *req) {
     bh__unavailable(req, route->plugin);
     return;
   }
-  if (route->flags & BH_ROUTE_AUTH_REQUIRED) {
-    /* fail closed until a session middleware vouches for the caller */
-    bh__respond_problem(req, "auth.unauthenticated", NULL, -1, NULL, 0, NULL,
-                        0);
+  /* the session middleware: 0 let in now, 1 decided later (store), < 0
+   * already answered (401, 302 to the login page, 403, 503) */
+  if ((route->flags & BH_ROUTE_AUTH_REQUIRED) && bh__auth_check(req) != 0)
     return;
-  }
+  bh__dispatch_resume(req);
+}
+
+void bh__dispatch_resume(bh_req *req) {
+  bh__conn *c = req->conn;
+  bh__route *route = req->route;
   if (bh__limit_check(req) != 0) return;
   if (!(route->flags & BH_ROUTE_RAW_BODY) && req->body.len > 0 &&
       !bh__is_json(bh__req_header(req, "content-type"))) {

@@ -4,8 +4,9 @@
  * answer is written is response.c's.
  *
  * One request per connection is in flight at a time: the parser pauses at
- * every message end and reading stops until the answer is queued, so
- * pipelined requests are answered in order and a client cannot make us
+ * every message end, and bytes that arrive before the answer is queued are
+ * held (up to one read buffer, then reading stops) and parsed afterwards,
+ * so pipelined requests are answered in order and a client cannot make us
  * buffer without bound.
  */
 #include <errno.h>
@@ -291,32 +292,69 @@ static void bh__read_stop(bh__conn *c) {
 }
 
 static void bh__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void bh__on_eof(bh__conn *c);
 
 static void bh__read_start(bh__conn *c) {
+  if (c->eof_held && c->state != BH__CONN_PROCESSING) {
+    c->eof_held = 0;
+    bh__on_eof(c);
+    return;
+  }
   if (!c->reading && c->state != BH__CONN_CLOSING && !c->read_eof) {
     if (uv_read_start((uv_stream_t *)&c->tcp, bh__alloc, bh__on_read) == 0)
       c->reading = 1;
   }
 }
 
+/* Bytes that arrive while a request is in flight are the next pipelined
+ * request: kept for later, up to a bound, after which reading stops. Not
+ * stopping reading for every request saves two epoll_ctl calls per request
+ * (libuv forgets a stopped fd's events and re-adds it on restart). */
+static void bh__conn_hold(bh__conn *c, const char *data, size_t len) {
+  char *p = realloc(c->pending, c->pending_len + len);
+  if (p == NULL) {
+    c->keep_alive = 0;
+    bh__read_stop(c);
+    return;
+  }
+  memcpy(p + c->pending_len, data, len);
+  c->pending = p;
+  c->pending_len += len;
+  if (c->pending_len >= BH__READ_BUF_SIZE) bh__read_stop(c);
+}
+
 static void bh__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   bh__conn *c = s->data;
   (void)buf;
-  if (nread > 0) {
+  if (nread > 0 && c->state == BH__CONN_PROCESSING) {
+    bh__conn_hold(c, buf->base, (size_t)nread);
+  } else if (nread > 0 && c->state == BH__CONN_CLOSING) {
+    /* the answer says Connection: close; nothing more is read */
+    bh__read_stop(c);
+  } else if (nread > 0) {
     c->pumping = 1;
     bh__conn_feed(c, buf->base, (size_t)nread);
     c->pumping = 0;
     if (c->state != BH__CONN_PROCESSING) bh__conn_pump(c);
-  } else if (nread < 0) {
-    c->read_eof = 1;
+  } else if (nread < 0 && c->state == BH__CONN_PROCESSING) {
+    /* seen only once the answer is out, as it would be had reading been
+     * paused: held pipelined requests are still answered first */
+    c->eof_held = 1;
     bh__read_stop(c);
-    /* a request being processed still gets its answer; otherwise there is
-     * nobody left to answer */
-    if (c->state != BH__CONN_PROCESSING && c->writes_pending == 0)
-      bh__conn_close(c);
-    else if (c->state != BH__CONN_PROCESSING)
-      bh__conn_close_when_written(c);
+  } else if (nread < 0) {
+    bh__on_eof(c);
   }
+}
+
+static void bh__on_eof(bh__conn *c) {
+  c->read_eof = 1;
+  bh__read_stop(c);
+  /* a request being processed still gets its answer; otherwise there is
+   * nobody left to answer */
+  if (c->state != BH__CONN_PROCESSING && c->writes_pending == 0)
+    bh__conn_close(c);
+  else if (c->state != BH__CONN_PROCESSING)
+    bh__conn_close_when_written(c);
 }
 
 /* Feeds bytes to the parser until they are used up or a request is ready.
@@ -350,7 +388,7 @@ static void bh__conn_feed(bh__conn *c, const char *data, size_t len) {
     }
     c->message_done = 0;
     c->state = BH__CONN_PROCESSING;
-    bh__read_stop(c);
+    /* reading goes on: what arrives meanwhile is held (bh__conn_hold) */
     uv_timer_stop(&c->timer);
     bh__dispatch(c->req);
     return;
@@ -383,6 +421,7 @@ static void bh__conn_pump(bh__conn *c) {
       /* the client is not reading what we send; resumes from the write
        * callback once the queue drains */
       c->write_blocked = 1;
+      bh__read_stop(c);
       return;
     }
     if (c->idle_arm) {
@@ -498,8 +537,11 @@ static void bh__on_connection(uv_stream_t *server, int status) {
   c->tcp.data = c;
   c->timer.data = c;
   c->handles_open = 2;
+  /* Once accepted, a connection is served even while draining (its answer
+   * says Connection: close): closing it unanswered would reset a client
+   * that did nothing wrong. */
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-      d->nconns >= d->cfg->max_connections || d->stopping) {
+      d->nconns >= d->cfg->max_connections) {
     /* over the limit: refuse cheaply rather than degrade everyone */
     c->closed = 1;
     uv_close((uv_handle_t *)&c->timer, bh__conn_free);

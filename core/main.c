@@ -4,6 +4,7 @@
  *   bulkhead [-c FILE] [--listen ADDR] [--admin-listen ADDR]
  *   bulkhead -t [-c FILE]        check config and plugin loading
  *   bulkhead --list-codes [-c FILE]
+ *   bulkhead user add|disable|enable EMAIL [-c FILE]   (auth_cli.c)
  *   bulkhead --version
  */
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bh_version.h"
 #include "daemon.h"
 #include "log.h"
@@ -28,6 +30,8 @@ static void bh__usage(FILE *f) {
           "then exit\n"
           "       bulkhead --list-codes [-c FILE] print the error code "
           "catalogue as JSON\n"
+          "       bulkhead user add|disable|enable EMAIL [-c FILE]  local "
+          "sign-in accounts\n"
           "       bulkhead --version\n"
           "Without -c the embedded default configuration is used.\n");
 }
@@ -63,6 +67,8 @@ static void bh__std_fds(void) {
 
 int main(int argc, char **argv) {
   bh__std_fds();
+  if (argc > 1 && strcmp(argv[1], "user") == 0)
+    return bh__auth_cli(argc - 1, argv + 1);
   const char *config_path = NULL, *listen = NULL, *admin_listen = NULL;
   int test_only = 0, list_codes = 0;
   for (int i = 1; i < argc; i++) {
@@ -124,6 +130,13 @@ int main(int argc, char **argv) {
   bh__daemon d;
   if (test_only || list_codes) {
     /* load (init) every plugin as the daemon would, report, unload */
+    rc = bh__auth_prepare(&cfg, 1, err, sizeof(err));
+    if (rc) {
+      fprintf(stderr, "bulkhead: %s\n", err);
+      bh__config_free(&cfg);
+      bh__shm_destroy();
+      return 1;
+    }
     rc = bh__daemon_init(&d, &cfg, loop, BH__ROLE_SINGLE, -1);
     int failed = 0;
     for (size_t i = 0; rc == 0 && i < d.nplugins; i++)
@@ -155,6 +168,16 @@ int main(int argc, char **argv) {
     return 1;
   }
   bh__logf(BH__INFO, "config", "using %s", cfg.source);
+  /* keys, and the identity store migrated before any worker opens it: a
+   * failed migration stops here, with the file as it was */
+  if (bh__auth_prepare(&cfg, 0, err, sizeof(err)) != 0) {
+    fprintf(stderr, "bulkhead: %s\n", err);
+    bh__logf(BH__ERROR, "start_failed", "%s", err);
+    bh__log_close();
+    bh__config_free(&cfg);
+    bh__shm_destroy();
+    return 1;
+  }
   int single = bh__workers_count(&cfg) == 0;
   /* the master keeps its config on the heap: a reload swaps it */
   bh__config *live = &cfg;

@@ -18,8 +18,11 @@
  * rendering uses libc, for the caller's output and a scratch sort array.
  * There is no static mutable state, for the same reason.
  *
- * Not thread-safe: the registry belongs to the event loop that updates it,
- * or, when shared, to whoever holds the shared lock.
+ * The tables are not thread-safe: lookups and inserts belong to the event
+ * loop that owns the registry, or, when shared, to whoever holds the shared
+ * lock. Values are different: every update is an atomic operation, so a
+ * resolved series (bh__metrics_ref) is updated with no lock at all, from
+ * any process mapping the registry, and rendering reads whole values.
  */
 #include "metrics.h"
 
@@ -91,6 +94,38 @@ static void *bh__mcalloc(const bh__allocator *a, size_t n, size_t size) {
 
 static void bh__mfree(const bh__allocator *a, void *p) {
   if (p) a->free(a->ctx, p);
+}
+
+/* Atomic double updates through the bits (there is no atomic add for
+ * doubles): a compare-and-swap loop that is uncontended almost always. */
+static void bh__atomic_add_double(double *p, double v) {
+  uint64_t *bits = (uint64_t *)(void *)p;
+  uint64_t old = __atomic_load_n(bits, __ATOMIC_RELAXED), nv;
+  do {
+    double cur;
+    memcpy(&cur, &old, sizeof(cur));
+    cur += v;
+    memcpy(&nv, &cur, sizeof(nv));
+  } while (!__atomic_compare_exchange_n(bits, &old, nv, 1, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+}
+
+static void bh__atomic_set_double(double *p, double v) {
+  uint64_t nv;
+  memcpy(&nv, &v, sizeof(nv));
+  __atomic_store_n((uint64_t *)(void *)p, nv, __ATOMIC_RELAXED);
+}
+
+static double bh__atomic_get_double(const double *p) {
+  uint64_t bits =
+      __atomic_load_n((const uint64_t *)(const void *)p, __ATOMIC_RELAXED);
+  double v;
+  memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+
+static uint64_t bh__atomic_get_u64(const uint64_t *p) {
+  return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 
 /* FNV-1a; stops after max + 1 bytes, since a longer key is rejected anyway
@@ -186,7 +221,7 @@ static bh__series *bh__series_get(bh__metrics *m, bh__family *f,
   }
   return s;
 drop:
-  if (m->dropped) m->dropped->value += 1;
+  if (m->dropped) bh__atomic_add_double(&m->dropped->value, 1);
   return NULL;
 }
 
@@ -296,6 +331,19 @@ void bh__metrics_free(bh__metrics *m) {
   bh__mfree(&a, m);
 }
 
+/* One observation: its bucket (none past the last bound: +Inf only), the
+ * count and the sum, each atomically. Rendering may see them a moment
+ * apart, which Prometheus tolerates (scrapes are not snapshots). */
+static void bh__series_observe(const bh__family *f, bh__series *s,
+                               double seconds) {
+  size_t i = 0;
+  while (i < f->nbounds && seconds > f->bounds[i])
+    i++;
+  if (i < f->nbounds) __atomic_fetch_add(&s->buckets[i], 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&s->count, 1, __ATOMIC_RELAXED);
+  bh__atomic_add_double(&s->value, seconds);
+}
+
 void bh__metrics_inc(bh__metrics *m, const char *name, const char *labels,
                      double v) {
   if (m == NULL || name == NULL) return;
@@ -304,7 +352,7 @@ void bh__metrics_inc(bh__metrics *m, const char *name, const char *labels,
   /* A counter only goes up; a negative or NaN step would corrupt rate(). */
   if (f->type == BH__COUNTER && !(v >= 0)) return;
   bh__series *s = bh__series_get(m, f, labels);
-  if (s) s->value += v;
+  if (s) bh__atomic_add_double(&s->value, v);
 }
 
 void bh__metrics_set(bh__metrics *m, const char *name, const char *labels,
@@ -313,7 +361,7 @@ void bh__metrics_set(bh__metrics *m, const char *name, const char *labels,
   bh__family *f = bh__family_find(m, name);
   if (f == NULL || f->type == BH__HISTOGRAM) return;
   bh__series *s = bh__series_get(m, f, labels);
-  if (s) s->value = v;
+  if (s) bh__atomic_set_double(&s->value, v);
 }
 
 void bh__metrics_observe(bh__metrics *m, const char *name, const char *labels,
@@ -323,13 +371,34 @@ void bh__metrics_observe(bh__metrics *m, const char *name, const char *labels,
   /* NaN would poison _sum forever and belongs to no bucket. */
   if (f == NULL || f->type != BH__HISTOGRAM || isnan(seconds)) return;
   bh__series *s = bh__series_get(m, f, labels);
-  if (s == NULL) return;
-  size_t i = 0;
-  while (i < f->nbounds && seconds > f->bounds[i])
-    i++;
-  if (i < f->nbounds) s->buckets[i]++; /* past the last bound: +Inf only */
-  s->count++;
-  s->value += seconds;
+  if (s) bh__series_observe(f, s, seconds);
+}
+
+int bh__metrics_ref_get(bh__metrics *m, const char *name, const char *labels,
+                        bh__metrics_ref *out) {
+  out->family = NULL;
+  out->series = NULL;
+  if (m == NULL || name == NULL) return -ENOENT;
+  bh__family *f = bh__family_find(m, name);
+  if (f == NULL) return -ENOENT;
+  bh__series *s = bh__series_get(m, f, labels);
+  if (s == NULL) return -ENOSPC;
+  out->family = f;
+  out->series = s;
+  return 0;
+}
+
+void bh__metrics_ref_inc(const bh__metrics_ref *r, double v) {
+  const bh__family *f = r->family;
+  if (f == NULL || f->type == BH__HISTOGRAM) return;
+  if (f->type == BH__COUNTER && !(v >= 0)) return;
+  bh__atomic_add_double(&((bh__series *)r->series)->value, v);
+}
+
+void bh__metrics_ref_observe(const bh__metrics_ref *r, double seconds) {
+  const bh__family *f = r->family;
+  if (f == NULL || f->type != BH__HISTOGRAM || isnan(seconds)) return;
+  bh__series_observe(f, r->series, seconds);
 }
 
 void bh__metrics_label_escape(bh__buf *b, const char *value) {
@@ -386,25 +455,30 @@ static void bh__render_series(bh__buf *b, const bh__family *f,
   const char *l = s->e.key;
   if (f->type != BH__HISTOGRAM) {
     bh__series_name(b, f, "", l, NULL);
-    bh__buf_puts(b, bh__fmt_num(num, s->value));
+    bh__buf_puts(b, bh__fmt_num(num, bh__atomic_get_double(&s->value)));
     bh__buf_putc(b, '\n');
     return;
   }
+  /* the count first, and never less than the buckets' sum, so the
+   * cumulative buckets stay monotonic up to +Inf even while observations
+   * land during the scrape */
+  uint64_t count = bh__atomic_get_u64(&s->count);
   uint64_t cum = 0;
   for (size_t i = 0; i < f->nbounds; i++) {
-    cum += s->buckets[i];
+    cum += bh__atomic_get_u64(&s->buckets[i]);
+    if (cum > count) cum = count;
     bh__series_name(b, f, "_bucket", l, bh__fmt_num(num, f->bounds[i]));
     bh__buf_u64(b, cum);
     bh__buf_putc(b, '\n');
   }
   bh__series_name(b, f, "_bucket", l, "+Inf");
-  bh__buf_u64(b, s->count);
+  bh__buf_u64(b, count);
   bh__buf_putc(b, '\n');
   bh__series_name(b, f, "_sum", l, NULL);
-  bh__buf_puts(b, bh__fmt_num(num, s->value));
+  bh__buf_puts(b, bh__fmt_num(num, bh__atomic_get_double(&s->value)));
   bh__buf_putc(b, '\n');
   bh__series_name(b, f, "_count", l, NULL);
-  bh__buf_u64(b, s->count);
+  bh__buf_u64(b, count);
   bh__buf_putc(b, '\n');
 }
 

@@ -43,6 +43,25 @@ void bh__metrics_set(bh__metrics *m, const char *name, const char *labels,
 void bh__metrics_observe(bh__metrics *m, const char *name, const char *labels,
                          double seconds);
 
+/* A series resolved once, for hot paths that update the same series over
+ * and over: no label formatting, hashing or lock per update. Valid as long
+ * as the registry. */
+typedef struct bh__metrics_ref {
+  const void *family; /* NULL: unresolved or dropped, updates are no-ops */
+  void *series;
+} bh__metrics_ref;
+
+/* Resolves (creating it if needed) the series of family `name` with
+ * `labels`. 0, or -ENOENT (unknown family), -ENOSPC (dropped: family full,
+ * labels too long, memory short) with *out unresolved. Same locking rule
+ * as the calls above (it may insert). */
+int bh__metrics_ref_get(bh__metrics *m, const char *name, const char *labels,
+                        bh__metrics_ref *out);
+/* Updates through a ref. Lock-free: every value update of the registry is
+ * an atomic operation, so these need no lock even on a shared registry. */
+void bh__metrics_ref_inc(const bh__metrics_ref *r, double v);
+void bh__metrics_ref_observe(const bh__metrics_ref *r, double seconds);
+
 /* Appends value escaped for a label value (\\, \", \n). */
 void bh__metrics_label_escape(bh__buf *b, const char *value);
 

@@ -22,6 +22,8 @@ static const bh__code bh__core_codes[] = {
      "This session was revoked. Please sign in again.", 0},
     {"auth.forbidden", 403, NULL, "You are not allowed to do this.", 0},
     {"auth.csrf_rejected", 403, NULL, "The request origin is not allowed.", 0},
+    {"auth.session_store_unavailable", 503, NULL,
+     "Sessions cannot be checked right now. Please retry shortly.", 1},
     {"route.not_found", 404, NULL, "No route matches this path.", 0},
     {"route.method_not_allowed", 405, NULL,
      "This method is not allowed on this path.", 0},

@@ -36,12 +36,18 @@ static const char *const bh__hop_by_hop[] = {
     "proxy-authorization", "proxy-authenticate", NULL};
 
 /* Hop-by-hop headers, and any header the Connection header names, stay on
- * their own hop (RFC 9110 7.6.1). */
-static int bh__is_hop(const char *name, const char *connection) {
-  for (size_t i = 0; bh__hop_by_hop[i]; i++)
-    if (strcasecmp(name, bh__hop_by_hop[i]) == 0) return 1;
+ * their own hop (RFC 9110 7.6.1). `name` is n bytes, not necessarily
+ * NUL-terminated. */
+static int bh__is_hop_n(const char *name, size_t n, const char *connection) {
+  if (n == 0) return 0;
+  for (size_t i = 0; bh__hop_by_hop[i]; i++) {
+    const char *h = bh__hop_by_hop[i];
+    /* most names differ in the first byte: no call for them */
+    if ((name[0] | 0x20) == h[0] && strlen(h) == n &&
+        strncasecmp(name, h, n) == 0)
+      return 1;
+  }
   if (connection) {
-    size_t n = strlen(name);
     for (const char *s = connection; *s;) {
       while (*s == ' ' || *s == ',') s++;
       size_t l = strcspn(s, " ,");
@@ -50,6 +56,11 @@ static int bh__is_hop(const char *name, const char *connection) {
     }
   }
   return 0;
+}
+
+static int bh__is_hop(const char *name, const char *connection) {
+  size_t n = strlen(name);
+  return n > 0 && bh__is_hop_n(name, n, connection);
 }
 
 static void bh__proxy_drain(bh_req *req) {
@@ -63,40 +74,42 @@ static int bh__proxy_on_head(bh__call *call, int status, void *data) {
   if (status >= 500 || status == 408 || status == 429 ||
       bh__errmap_status_mapped(pc->px->plugin, status))
     return 0;
-  /* pass the upstream's framing when it gave a length; chunk otherwise */
+  /* pass the upstream's framing when it gave a length; chunk otherwise.
+   * The block is "name: value\r\n" lines with lower-cased names
+   * (bh__on_header): Connection first, since it can name more hop-by-hop
+   * headers, then one pass that copies the end-to-end lines. */
   const char *hs = bh__call_headers(call);
-  const char *conn = NULL;
   long long length = -1;
+  /* every Connection value, comma-joined */
+  bh__buf connv;
+  bh__buf_init(&connv);
+  for (const char *s = strstr(hs, "connection: "); s;
+       s = strstr(s + 1, "connection: ")) {
+    if (s != hs && s[-1] != '\n') continue;
+    if (connv.len) bh__buf_putc(&connv, ',');
+    bh__buf_append(&connv, s + 12, strcspn(s + 12, "\r\n"));
+  }
+  const char *conn = connv.len ? connv.data : NULL;
   bh__buf out;
   bh__buf_init(&out);
-  char name[128];
+  bh__buf_grow(&out, strlen(hs));
   for (const char *s = hs; *s;) {
     const char *eol = strstr(s, "\r\n");
     if (eol == NULL) break;
     const char *colon = memchr(s, ':', (size_t)(eol - s));
-    if (colon && (size_t)(colon - s) < sizeof(name)) {
-      size_t nl = (size_t)(colon - s);
-      memcpy(name, s, nl);
-      name[nl] = '\0';
-      const char *v = colon + 2 <= eol ? colon + 2 : eol;
-      if (strcmp(name, "connection") == 0) conn = v;
-      if (strcmp(name, "content-length") == 0) length = strtoll(v, NULL, 10);
-    }
-    s = eol + 2;
-  }
-  for (const char *s = hs; *s;) {
-    const char *eol = strstr(s, "\r\n");
-    if (eol == NULL) break;
-    const char *colon = memchr(s, ':', (size_t)(eol - s));
-    if (colon && (size_t)(colon - s) < sizeof(name)) {
-      size_t nl = (size_t)(colon - s);
-      memcpy(name, s, nl);
-      name[nl] = '\0';
-      if (!bh__is_hop(name, conn) && strcmp(name, "date") != 0)
+    size_t nl = colon ? (size_t)(colon - s) : 0;
+    if (colon && nl < 128) {
+      if (nl == 14 && memcmp(s, "content-length", 14) == 0) {
+        const char *v = colon + 2 <= eol ? colon + 2 : eol;
+        length = strtoll(v, NULL, 10);
+      }
+      if (!bh__is_hop_n(s, nl, conn) && !(nl == 4 && memcmp(s, "date", 4) == 0))
         bh__buf_append(&out, s, (size_t)(eol - s) + 2);
     }
     s = eol + 2;
   }
+  if (bh__buf_failed(&connv)) out.failed = 1;
+  bh__buf_free(&connv);
   bh_req *req = pc->req;
   int rc = bh__buf_failed(&out) ? -ENOMEM
                                 : bh__respond_head(req, status, out.data,
@@ -169,33 +182,43 @@ static void bh__proxy_handler(bh_req *req, void *data) {
     if (bh__is_hop(h->name, conn) || strcmp(h->name, "x-forwarded-for") == 0)
       continue;
     offs[n++] = tmp.len;
-    bh__buf_printf(&tmp, "%s: %s", h->name, h->value);
+    bh__buf_puts(&tmp, h->name);
+    bh__buf_append(&tmp, ": ", 2);
+    bh__buf_puts(&tmp, h->value);
     bh__buf_putc(&tmp, '\0');
   }
   offs[n++] = tmp.len;
-  if (fwd_for) bh__buf_printf(&tmp, "X-Forwarded-For: %s, %s", fwd_for,
-                              req->client_addr);
-  else bh__buf_printf(&tmp, "X-Forwarded-For: %s", req->client_addr);
+  bh__buf_puts(&tmp, "X-Forwarded-For: ");
+  if (fwd_for) {
+    bh__buf_puts(&tmp, fwd_for);
+    bh__buf_append(&tmp, ", ", 2);
+  }
+  bh__buf_puts(&tmp, req->client_addr);
   bh__buf_putc(&tmp, '\0');
   if (host) {
     offs[n++] = tmp.len;
-    bh__buf_printf(&tmp, "X-Forwarded-Host: %s", host);
+    bh__buf_puts(&tmp, "X-Forwarded-Host: ");
+    bh__buf_puts(&tmp, host);
     bh__buf_putc(&tmp, '\0');
   }
   if (bh__buf_failed(&tmp)) goto oom;
   for (size_t i = 0; i < n; i++) hdrs[i] = tmp.data + offs[i];
   hdrs[n] = NULL;
 
+  /* the target as it came: the path, and the query when there is one
+   * (bh__call_start copies it) */
   char *path = NULL;
   if (req->query[0]) {
-    size_t pl = strlen(req->path) + strlen(req->query) + 2;
-    path = malloc(pl);
-    if (path) snprintf(path, pl, "%s?%s", req->path, req->query);
-  } else {
-    path = strdup(req->path);
+    size_t pl = strlen(req->path), ql = strlen(req->query);
+    path = malloc(pl + ql + 2);
+    if (path) {
+      memcpy(path, req->path, pl);
+      path[pl] = '?';
+      memcpy(path + pl + 1, req->query, ql + 1);
+    }
   }
   bh__proxy_call *pc = calloc(1, sizeof(*pc));
-  if (path == NULL || pc == NULL) {
+  if ((req->query[0] && path == NULL) || pc == NULL) {
     free(path);
     free(pc);
     goto oom;
@@ -206,7 +229,7 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   bh_upstream_request rq = {
       .size = sizeof(rq),
       .method = req->method,
-      .path = path,
+      .path = path ? path : req->path,
       .headers = hdrs,
       .body = req->body.data,
       .body_len = req->body.len,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "daemon.h"
 #include "log.h"
 #include "shm.h"
@@ -21,18 +22,45 @@ typedef struct bh__write {
 
 uint64_t bh__now_ns(void) { return uv_hrtime(); }
 
-/* The Date header, formatted once per second rather than per response. */
-static const char *bh__http_date(void) {
-  static char date[64];
+/* "Date: <IMF-fixdate>\r\n", formatted once per second rather than per
+ * response. */
+static const char *bh__date_line(size_t *len) {
+  static char line[64];
+  static size_t n;
   static time_t last;
   time_t now = time(NULL);
-  if (now != last) {
+  if (now != last || n == 0) {
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    n = strftime(line, sizeof(line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
+                 &tm);
     last = now;
   }
-  return date;
+  *len = n;
+  return line;
+}
+
+/* "HTTP/1.1 <status> <reason>\r\nDate: ...\r\n", without printf. */
+static void bh__status_lines(bh__buf *out, int status) {
+  char st[16] = "HTTP/1.1 ";
+  if (status < 100 || status > 999) {
+    bh__buf_printf(out, "HTTP/1.1 %d %s\r\n", status,
+                   bh__status_reason(status));
+    size_t dl;
+    const char *date = bh__date_line(&dl);
+    bh__buf_append(out, date, dl);
+    return;
+  }
+  st[9] = (char)('0' + status / 100);
+  st[10] = (char)('0' + status / 10 % 10);
+  st[11] = (char)('0' + status % 10);
+  st[12] = ' ';
+  bh__buf_append(out, st, 13);
+  bh__buf_puts(out, bh__status_reason(status));
+  bh__buf_append(out, "\r\n", 2);
+  size_t dl;
+  const char *date = bh__date_line(&dl);
+  bh__buf_append(out, date, dl);
 }
 
 void bh__req_unref(bh_req *req) {
@@ -42,9 +70,11 @@ void bh__req_unref(bh_req *req) {
     free(req->params);
   }
   if (req->json) bh__body_free(req->json);
+  bh__authn_free(req->authn);
   bh__buf_free(&req->raw);
   bh__buf_free(&req->body);
   bh__buf_free(&req->resp_headers);
+  bh__buf_free(&req->head_out);
   free(req->headers);
   free(req);
 }
@@ -138,19 +168,31 @@ void bh__respond(bh_req *req, int status, const char *content_type,
 
   bh__buf out;
   bh__buf_init(&out);
-  bh__buf_printf(&out, "HTTP/1.1 %d %s\r\nDate: %s\r\n", status,
-                 bh__status_reason(status), bh__http_date());
+  size_t extra_len = extra_headers ? strlen(extra_headers) : 0;
+  const char *ctype = content_type ? content_type : "application/json";
+  size_t ctype_len = strlen(ctype);
+  /* one allocation for the whole answer: the head's fixed lines take well
+   * under 256 bytes besides what is counted here */
+  bh__buf_grow(&out, 256 + ctype_len + extra_len + req->resp_headers.len +
+                         (req->is_head ? 0 : len));
+  bh__status_lines(&out, status);
   if (status != 204 && status != 304) {
-    bh__buf_printf(&out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
-                   content_type ? content_type : "application/json", len);
+    bh__buf_append(&out, "Content-Type: ", 14);
+    bh__buf_append(&out, ctype, ctype_len);
+    bh__buf_append(&out, "\r\nContent-Length: ", 18);
+    bh__buf_u64(&out, len);
+    bh__buf_append(&out, "\r\n", 2);
   }
-  bh__buf_printf(&out, "X-Request-ID: %s\r\n", req->id);
-  if (extra_headers) bh__buf_puts(&out, extra_headers);
+  bh__buf_append(&out, "X-Request-ID: ", 14);
+  bh__buf_puts(&out, req->id);
+  bh__buf_append(&out, "\r\n", 2);
+  if (extra_len) bh__buf_append(&out, extra_headers, extra_len);
   if (req->resp_headers.len)
     bh__buf_append(&out, req->resp_headers.data, req->resp_headers.len);
-  if (closing) bh__buf_puts(&out, "Connection: close\r\n");
+  if (closing)
+    bh__buf_append(&out, "Connection: close\r\n", 19);
   else if (c->parser.http_minor == 0)
-    bh__buf_puts(&out, "Connection: keep-alive\r\n");
+    bh__buf_append(&out, "Connection: keep-alive\r\n", 24);
   bh__buf_puts(&out, "\r\n");
   if (!req->is_head && len) bh__buf_append(&out, body, len);
   if (bh__buf_failed(&out)) {
@@ -217,9 +259,15 @@ void bh__respond_problem(bh_req *req, const char *code, const char *detail,
   bh__buf body, hdr;
   bh__buf_init(&body);
   bh__buf_init(&hdr);
+  /* most Problems fit: one allocation each instead of a grow */
+  bh__buf_grow(&body, 511);
   bh__problem_encode(&pb, d->cfg->problem_flat, &body);
   bh__buf_puts(&hdr, "Cache-Control: no-store\r\n");
-  if (retry_after >= 0) bh__buf_printf(&hdr, "Retry-After: %ld\r\n", retry_after);
+  if (retry_after >= 0) {
+    bh__buf_append(&hdr, "Retry-After: ", 13);
+    bh__buf_i64(&hdr, retry_after);
+    bh__buf_append(&hdr, "\r\n", 2);
+  }
   req->code = cd->code;
   if (bh__buf_failed(&body) || bh__buf_failed(&hdr)) {
     static const char fallback[] =
@@ -254,25 +302,49 @@ int bh__respond_head(bh_req *req, int status, const char *headers,
   req->streaming = 1;
   req->chunked = content_length < 0 && !req->is_head && status != 204 &&
                  status != 304;
-  bh__buf out;
-  bh__buf_init(&out);
-  bh__buf_printf(&out, "HTTP/1.1 %d %s\r\nDate: %s\r\nX-Request-ID: %s\r\n",
-                 status, bh__status_reason(status), bh__http_date(), req->id);
-  if (headers) bh__buf_puts(&out, headers);
-  if (req->chunked) bh__buf_puts(&out, "Transfer-Encoding: chunked\r\n");
-  else if (content_length >= 0)
-    bh__buf_printf(&out, "Content-Length: %lld\r\n", content_length);
+  /* The head is held back and leaves with the first body bytes (or at the
+   * end): one write instead of two for a short answer. */
+  bh__buf *out = &req->head_out;
+  bh__buf_reset(out);
+  size_t hlen = headers ? strlen(headers) : 0;
+  bh__buf_grow(out, 256 + hlen + req->resp_headers.len);
+  bh__status_lines(out, status);
+  bh__buf_append(out, "X-Request-ID: ", 14);
+  bh__buf_puts(out, req->id);
+  bh__buf_append(out, "\r\n", 2);
+  if (hlen) bh__buf_append(out, headers, hlen);
+  /* what the core added before the handler (cookies of a silent refresh) */
+  if (req->resp_headers.len)
+    bh__buf_append(out, req->resp_headers.data, req->resp_headers.len);
+  if (req->chunked)
+    bh__buf_puts(out, "Transfer-Encoding: chunked\r\n");
+  else if (content_length >= 0) {
+    bh__buf_append(out, "Content-Length: ", 16);
+    bh__buf_u64(out, (uint64_t)content_length);
+    bh__buf_append(out, "\r\n", 2);
+  }
   if (closing) {
-    bh__buf_puts(&out, "Connection: close\r\n");
+    bh__buf_append(out, "Connection: close\r\n", 19);
     c->keep_alive = 0;
   }
-  bh__buf_puts(&out, "\r\n");
-  if (bh__buf_failed(&out)) {
-    bh__buf_free(&out);
+  bh__buf_append(out, "\r\n", 2);
+  if (bh__buf_failed(out)) {
+    bh__buf_free(out);
     return -ENOMEM;
   }
-  bh__conn_send(c, &out);
+  req->head_held = 1;
   return 0;
+}
+
+/* The output for `req`: its held-back head, if any, then what follows. */
+static void bh__stream_out(bh_req *req, bh__buf *out) {
+  if (req->head_held) {
+    req->head_held = 0;
+    *out = req->head_out;
+    bh__buf_init(&req->head_out);
+  } else {
+    bh__buf_init(out);
+  }
 }
 
 long bh__respond_body(bh_req *req, const char *data, size_t len) {
@@ -280,15 +352,32 @@ long bh__respond_body(bh_req *req, const char *data, size_t len) {
   if (c == NULL || c->closed || !req->streaming) return -ECONNRESET;
   if (req->is_head || len == 0) return 0;
   bh__buf out;
-  bh__buf_init(&out);
-  if (req->chunked) bh__buf_printf(&out, "%zx\r\n", len);
+  bh__stream_out(req, &out);
+  if (req->chunked) {
+    char hex[20];
+    size_t i = sizeof(hex);
+    hex[--i] = '\n';
+    hex[--i] = '\r';
+    size_t v = len;
+    do {
+      hex[--i] = "0123456789abcdef"[v & 15];
+      v >>= 4;
+    } while (v);
+    bh__buf_append(&out, hex + i, sizeof(hex) - i);
+  }
   bh__buf_append(&out, data, len);
-  if (req->chunked) bh__buf_puts(&out, "\r\n");
+  if (req->chunked) bh__buf_append(&out, "\r\n", 2);
   if (bh__buf_failed(&out)) {
     bh__buf_free(&out);
     return -ENOMEM;
   }
   bh__conn_send(c, &out);
+  if (c->close_after_write && c->writes_pending == 0) {
+    /* the write failed at once: the client is gone. Say so, so a stream
+     * stops instead of feeding a dead socket until its upstream ends */
+    bh__conn_close_when_written(c);
+    return -ECONNRESET;
+  }
   return (long)uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
 }
 
@@ -306,11 +395,17 @@ void bh__respond_end(bh_req *req, int complete) {
   req->d->requests_total++;
   if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
   bh__access_log(req);
-  if (complete && req->chunked && !req->is_head) {
-    bh__buf out;
-    bh__buf_init(&out);
-    bh__buf_puts(&out, "0\r\n\r\n");
+  bh__buf out;
+  bh__stream_out(req, &out);
+  if (complete && req->chunked && !req->is_head)
+    bh__buf_append(&out, "0\r\n\r\n", 5);
+  if (bh__buf_failed(&out)) {
+    bh__buf_free(&out);
+    c->keep_alive = 0;
+  } else if (out.len) {
     bh__conn_send(c, &out);
+  } else {
+    bh__buf_free(&out);
   }
   if (c->req == req) bh__conn_request_done(c);
   if (!c->keep_alive) bh__conn_close_when_written(c);

@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "daemon.h"
 #include "log.h"
+#include "shm.h"
 #include "upstream.h"
 
 static bh__plugin *bh__ctx_plugin(bh_ctx *ctx) { return ctx->plugin; }
@@ -344,6 +346,19 @@ static int svc_problem(bh_req *r, const char *code, const char *detail) {
   return 0;
 }
 
+/* ABI 1.2: a Problem with Retry-After, the header and retryAfterSeconds
+ * always equal. */
+static int svc_problem_retry(bh_req *r, const char *code, const char *detail,
+                             long retry_after_s) {
+  int rc = bh__end_begin(r);
+  if (rc) return rc;
+  bh__respond_problem(r, code ? code : "generic.internal", detail,
+                      retry_after_s < 0 ? -1 : retry_after_s, NULL, 0, NULL,
+                      0);
+  bh__req_unref(r);
+  return 0;
+}
+
 /* --- strict JSON bodies ------------------------------------------------ */
 
 static int svc_body_parse(bh_req *r, const bh_body_shape *in, size_t shape_size,
@@ -465,6 +480,235 @@ static int svc_proxy_add(bh_ctx *ctx, const char *prefix, bh_upstream *u,
   return rc;
 }
 
+static int svc_problem_field(bh_req *r, const char *code, const char *detail,
+                             const char *field) {
+  if (field == NULL) return svc_problem(r, code, detail);
+  int rc = bh__end_begin(r);
+  if (rc) return rc;
+  if (code == NULL) code = "generic.internal";
+  bh__field_error fe = {.field = (char *)field, .code = code};
+  /* an unknown code becomes generic.internal: then name no field either */
+  int known = bh__code_find(r->d, r->plugin, code) != NULL;
+  bh__respond_problem(r, code, detail, -1, NULL, 0, known ? &fe : NULL,
+                      known ? 1 : 0);
+  bh__req_unref(r);
+  return 0;
+}
+
+/* --- wakeups (ABI 1.1) ------------------------------------------------ */
+
+struct bh_wakeup {
+  const bh_services *svc; /* bh_handle_head: must stay first */
+  uv_async_t async;
+  bh__plugin *plugin;
+  bh_wakeup_fn cb;
+  void *data;
+  int closed;
+};
+
+static void bh__wakeup_run(uv_async_t *a) {
+  bh_wakeup *w = a->data;
+  if (w->closed) return;
+  bh__plugin *p = w->plugin;
+  /* plugin code on the loop: a crash or hang in it is charged to p */
+  int64_t mark = bh__shm_enter(p->shm_index, BH__CB_HANDLER);
+  w->cb(&p->ctx, w->data);
+  bh__shm_leave(mark);
+}
+
+static void bh__wakeup_free(uv_handle_t *h) { free(h->data); }
+
+static int svc_wakeup_new(bh_ctx *ctx, bh_wakeup_fn cb, void *data,
+                          bh_wakeup **out) {
+  if (ctx == NULL || cb == NULL || out == NULL) return -EINVAL;
+  bh__plugin *p = bh__ctx_plugin(ctx);
+  bh_wakeup *w = calloc(1, sizeof(*w));
+  if (w == NULL) return -ENOMEM;
+  w->svc = p->d->svc;
+  w->plugin = p;
+  w->cb = cb;
+  w->data = data;
+  int rc = uv_async_init(p->d->loop, &w->async, bh__wakeup_run);
+  if (rc) {
+    free(w);
+    return rc;
+  }
+  w->async.data = w;
+  /* like a signal watcher: never what keeps a draining worker running */
+  uv_unref((uv_handle_t *)&w->async);
+  *out = w;
+  return 0;
+}
+
+static int svc_wakeup_send(bh_wakeup *w) {
+  if (w == NULL) return -EINVAL;
+  return uv_async_send(&w->async);
+}
+
+static void svc_wakeup_close(bh_wakeup *w) {
+  if (w == NULL || w->closed) return;
+  w->closed = 1;
+  uv_close((uv_handle_t *)&w->async, bh__wakeup_free);
+}
+
+/* --- streaming (ABI 1.2) ------------------------------------------- */
+
+/* A plugin's streamed upstream call: the core's stream hooks adapted to
+ * the plugin's chunk callback. Freed when the call's callback has run. */
+typedef struct bh__pstream {
+  bh_req *req;
+  bh__plugin *plugin;
+  bh_upstream_chunk_fn on_chunk;
+  bh_upstream_cb cb;
+  void *data;
+  int status;
+} bh__pstream;
+
+static int bh__pstream_head(bh__call *call, int status, void *data) {
+  bh__pstream *ps = data;
+  (void)call;
+  ps->status = status;
+  /* only a success streams: anything else may still be retried or mapped */
+  return status >= 200 && status < 300;
+}
+
+static int bh__pstream_data(bh__call *call, const char *buf, size_t len,
+                            void *data) {
+  bh__pstream *ps = data;
+  (void)call;
+  /* plugin code on the loop: a crash or hang in it is charged to it */
+  int64_t mark = bh__shm_enter(ps->plugin->shm_index, BH__CB_UPSTREAM);
+  int rc = ps->on_chunk(ps->req, ps->status, buf, len, ps->data);
+  bh__shm_leave(mark);
+  return rc < 0 ? -1 : 0;
+}
+
+static void bh__pstream_done(bh_req *req, const bh_upstream_result *res,
+                             void *data) {
+  bh__pstream *ps = data;
+  bh_upstream_cb cb = ps->cb;
+  void *cb_data = ps->data;
+  free(ps);
+  cb(req, res, cb_data);
+}
+
+static int svc_upstream_stream(bh_req *r, bh_upstream *u,
+                               const bh_upstream_request *call,
+                               bh_upstream_chunk_fn on_chunk, bh_upstream_cb cb,
+                               void *data) {
+  if (r == NULL || cb == NULL || on_chunk == NULL || r->plugin == NULL)
+    return -EINVAL;
+  if (!r->plugin_holds) return -EALREADY;
+  bh__pstream *ps = calloc(1, sizeof(*ps));
+  if (ps == NULL) return -ENOMEM;
+  ps->req = r;
+  ps->plugin = r->plugin;
+  ps->on_chunk = on_chunk;
+  ps->cb = cb;
+  ps->data = data;
+  bh__call_stream st = {bh__pstream_head, bh__pstream_data, ps};
+  int rc = bh__call_start(r->d, r, u, call, bh__pstream_done, ps, &st);
+  if (rc != 0) free(ps);
+  return rc;
+}
+
+static int svc_stream_start(bh_req *r, int status, const char *content_type) {
+  if (!r->plugin_holds) return -EALREADY;
+  if (r->answered) return -ECANCELED;
+  if (status < 200 || status > 599 || status == 204 || status == 304 ||
+      (content_type && !bh__value_ok(content_type)))
+    return -EINVAL;
+  if (r->conn == NULL || r->conn->closed) return -ECONNRESET;
+  bh__buf h;
+  bh__buf_init(&h);
+  bh__buf_puts(&h, "Content-Type: ");
+  bh__buf_puts(&h, content_type ? content_type : "application/octet-stream");
+  bh__buf_puts(&h, "\r\n");
+  if (bh__buf_failed(&h)) {
+    bh__buf_free(&h);
+    return -ENOMEM;
+  }
+  int rc = bh__respond_head(r, status, h.data, -1);
+  bh__buf_free(&h);
+  if (rc == -ENOMEM) {
+    /* nothing left: the plugin may still answer with a Problem */
+    r->answered = 0;
+    r->streaming = 0;
+    r->chunked = 0;
+  }
+  return rc;
+}
+
+static long svc_stream_write(bh_req *r, const char *data, size_t len) {
+  if (!r->plugin_holds || !r->streaming || (data == NULL && len))
+    return -EINVAL;
+  return bh__respond_body(r, data, len);
+}
+
+static int svc_stream_end(bh_req *r, int failed) {
+  if (!r->plugin_holds) return -EALREADY;
+  if (!r->streaming) return -EINVAL;
+  r->plugin_holds = 0;
+  int gone = r->conn == NULL || r->conn->closed;
+  bh__respond_end(r, !failed);
+  /* a stream the client left stays marked: respond_end had nobody to end */
+  r->streaming = 0;
+  bh__req_unref(r);
+  return gone ? -ECANCELED : 0;
+}
+
+static int svc_problem_json(bh_req *r, const char *code, const char *detail,
+                            const bh_upstream_result *res, char *buf,
+                            size_t buflen) {
+  if (r == NULL || (buf == NULL && buflen)) return -EINVAL;
+  bh__mapped m = {NULL, -1};
+  char mapped[96];
+  long retry_after = -1;
+  if (res) {
+    if (r->plugin == NULL) return -EINVAL;
+    bh__errmap_match(r->plugin, res, &m, mapped, sizeof(mapped));
+    code = m.code;
+    detail = NULL;
+    retry_after = m.retry_after;
+  }
+  const bh__code *cd = bh__code_find(r->d, r->plugin, code ? code : "");
+  if (cd == NULL) {
+    bh__logf(BH__ERROR, "unknown_code", "plugin %s asked for code %.64s",
+             r->plugin ? r->plugin->name : "?", code ? code : "(null)");
+    cd = bh__code_find(r->d, NULL, "generic.internal");
+    detail = NULL;
+    if (cd == NULL) return -ENOENT;
+  }
+  if (r->id[0] == '\0')
+    bh__reqid(bh__req_header(r, "x-request-id"), r->id, sizeof(r->id));
+  bh__problem pb = {
+      .status = cd->status,
+      .code = cd->code,
+      .title = cd->title,
+      .detail = detail ? detail : cd->detail,
+      .instance = r->path,
+      .retryable = cd->retryable,
+      .retry_after = retry_after,
+      .request_id = r->id,
+  };
+  bh__buf out;
+  bh__buf_init(&out);
+  bh__problem_encode(&pb, r->d->cfg->problem_flat, &out);
+  if (bh__buf_failed(&out)) {
+    bh__buf_free(&out);
+    return -ENOMEM;
+  }
+  r->code = cd->code;
+  if (buflen) {
+    size_t n = out.len < buflen - 1 ? out.len : buflen - 1;
+    memcpy(buf, out.data, n);
+    buf[n] = '\0';
+  }
+  int len = (int)out.len;
+  bh__buf_free(&out);
+  return len;
+}
+
 static const bh_services bh__svc_table = {
     .size = sizeof(bh_services),
     .abi_major = BH_ABI_MAJOR,
@@ -499,6 +743,25 @@ static const bh_services bh__svc_table = {
     .upstream_header = svc_upstream_header,
     .problem_upstream = svc_problem_upstream,
     .proxy_add = svc_proxy_add,
+    .wakeup_new = svc_wakeup_new,
+    .wakeup_send = svc_wakeup_send,
+    .wakeup_close = svc_wakeup_close,
+    .problem_field = svc_problem_field,
+    .req_principal = bh__svc_req_principal,
+    .problem_retry = svc_problem_retry,
+    .session_create = bh__svc_session_create,
+    .session_refresh = bh__svc_session_refresh,
+    .session_revoke = bh__svc_session_revoke,
+    .apikey_create = bh__svc_apikey_create,
+    .apikey_list = bh__svc_apikey_list,
+    .apikey_revoke = bh__svc_apikey_revoke,
+    .login_guard = bh__svc_login_guard,
+    .local_verify = bh__svc_local_verify,
+    .upstream_stream = svc_upstream_stream,
+    .stream_start = svc_stream_start,
+    .stream_write = svc_stream_write,
+    .stream_end = svc_stream_end,
+    .problem_json = svc_problem_json,
 };
 
 const bh_services *bh__services(void) { return &bh__svc_table; }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -21,18 +22,36 @@
 
 #define BH__MAX_RESPONSE_DEFAULT (8u << 20)
 
+/* Easy handles kept for reuse (curl_easy_reset) instead of a fresh one per
+ * attempt: initialising and freeing one cost about a tenth of a proxied
+ * request's instructions. */
+#define BH__EASY_POOL 64
+
 struct bh__client {
   bh__daemon *d;
   CURLM *multi;
   uv_timer_t timer;
   bh__call *calls; /* all live calls, for shutdown */
   int closing;
+  /* poll handles by socket, from the first time libcurl asks to watch a
+   * socket until libcurl closes it (bh__curl_closesocket) */
+  struct bh__sock **socks;
+  size_t nsocks;
+  CURL *easy_pool[BH__EASY_POOL];
+  size_t neasy;
 };
 
+/* One per upstream socket, for the socket's whole life: a keep-alive
+ * connection goes back to libcurl's pool between transfers without its
+ * poll handle being closed and re-created (each costs epoll_ctl calls and
+ * an ioctl). */
 typedef struct bh__sock {
   uv_poll_t poll;
   curl_socket_t fd;
   bh__client *cl;
+  int events;      /* what the poll handle watches now (UV_READABLE...) */
+  int curl_active; /* libcurl watches it (between a transfer's start and
+                      CURL_POLL_REMOVE) */
 } bh__sock;
 
 typedef struct bh__result {
@@ -50,7 +69,9 @@ struct bh__call {
   int has_stream;
   int streaming; /* answer being streamed: no retry */
   int paused;
+  int aborted; /* the stream's reader stopped it: no verdict */
 
+  void *mem; /* one block: the strings and the body below point into it */
   char *method;
   char *url;
   char *body;
@@ -61,7 +82,8 @@ struct bh__call {
   uint32_t timeout_ms;
 
   CURL *easy;
-  struct curl_slist *slist;
+  struct curl_slist *slist; /* built in slist_mem: not curl_slist_append's */
+  void *slist_mem;
   uv_timer_t timer; /* retry backoff, local refusals */
   bh__buf resp;
   bh__buf resp_headers;
@@ -91,9 +113,32 @@ static void bh__check_multi(bh__client *cl);
 
 static void bh__sock_closed(uv_handle_t *h) { free(h->data); }
 
+static bh__sock *bh__sock_get(bh__client *cl, curl_socket_t fd) {
+  return fd >= 0 && (size_t)fd < cl->nsocks ? cl->socks[fd] : NULL;
+}
+
+static void bh__poll_cb(uv_poll_t *h, int status, int events);
+
+/* Watches `events` (0: nothing) on sk, touching epoll only on a change. */
+static void bh__sock_watch(bh__sock *sk, int events) {
+  if (events == sk->events) return;
+  if (events)
+    uv_poll_start(&sk->poll, events, bh__poll_cb);
+  else
+    uv_poll_stop(&sk->poll);
+  sk->events = events;
+}
+
 static void bh__poll_cb(uv_poll_t *h, int status, int events) {
   bh__sock *sk = h->data;
   bh__client *cl = sk->cl;
+  if (!sk->curl_active) {
+    /* an idle pooled connection became readable: the upstream closed it
+     * or sent something unasked. Stop watching (a level-triggered poll
+     * would spin); libcurl's own liveness check at reuse decides its fate */
+    bh__sock_watch(sk, 0);
+    return;
+  }
   int flags = 0, running = 0;
   if (status < 0) flags = CURL_CSELECT_ERR;
   if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
@@ -105,17 +150,31 @@ static void bh__poll_cb(uv_poll_t *h, int status, int events) {
 static int bh__curl_socket(CURL *e, curl_socket_t s, int what, void *userp,
                            void *socketp) {
   bh__client *cl = userp;
-  bh__sock *sk = socketp;
   (void)e;
+  (void)socketp;
+  bh__sock *sk = bh__sock_get(cl, s);
   if (what == CURL_POLL_REMOVE) {
+    /* the transfer is over; the connection may go back to the pool. Keep
+     * watching for readability only (an unchanged watch costs nothing),
+     * so an upstream closing it is noticed and the watch dropped then */
     if (sk) {
-      uv_poll_stop(&sk->poll);
-      uv_close((uv_handle_t *)&sk->poll, bh__sock_closed);
-      curl_multi_assign(cl->multi, s, NULL);
+      sk->curl_active = 0;
+      bh__sock_watch(sk, sk->events & UV_READABLE);
     }
     return 0;
   }
   if (sk == NULL) {
+    if (s < 0) return -1;
+    if ((size_t)s >= cl->nsocks) {
+      size_t n = cl->nsocks ? cl->nsocks : 64;
+      while (n <= (size_t)s)
+        n *= 2;
+      bh__sock **v = realloc(cl->socks, n * sizeof(*v));
+      if (v == NULL) return -1;
+      memset(v + cl->nsocks, 0, (n - cl->nsocks) * sizeof(*v));
+      cl->socks = v;
+      cl->nsocks = n;
+    }
     sk = calloc(1, sizeof(*sk));
     if (sk == NULL) return -1;
     sk->fd = s;
@@ -125,13 +184,28 @@ static int bh__curl_socket(CURL *e, curl_socket_t s, int what, void *userp,
       return -1;
     }
     sk->poll.data = sk;
-    curl_multi_assign(cl->multi, s, sk);
+    cl->socks[s] = sk;
   }
+  sk->curl_active = 1;
   int events = 0;
   if (what & CURL_POLL_IN) events |= UV_READABLE;
   if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-  uv_poll_start(&sk->poll, events, bh__poll_cb);
+  bh__sock_watch(sk, events);
   return 0;
+}
+
+/* libcurl closes every socket it opened through here (set on each easy
+ * handle; a connection keeps the callback of the handle that opened it,
+ * even in the pool): the poll handle goes first, then the socket. */
+static int bh__curl_closesocket(void *clientp, curl_socket_t fd) {
+  bh__client *cl = clientp;
+  bh__sock *sk = bh__sock_get(cl, fd);
+  if (sk) {
+    cl->socks[fd] = NULL;
+    /* uv_close drops the fd from epoll at once; the memory goes later */
+    uv_close((uv_handle_t *)&sk->poll, bh__sock_closed);
+  }
+  return close(fd);
 }
 
 static void bh__multi_timeout(uv_timer_t *t) {
@@ -182,24 +256,56 @@ int bh__client_init(bh__daemon *d) {
 
 static void bh__call_free(uv_handle_t *h) {
   bh__call *call = h->data;
-  free(call->method);
-  free(call->url);
-  free(call->body);
-  for (size_t i = 0; i < call->nheaders; i++) free(call->headers[i]);
-  free(call->headers);
+  free(call->mem);
   bh__buf_free(&call->resp);
   bh__buf_free(&call->resp_headers);
   free(call);
 }
 
 static void bh__easy_release(bh__call *call) {
+  bh__client *cl = call->cl;
   if (call->easy) {
-    curl_multi_remove_handle(call->cl->multi, call->easy);
-    curl_easy_cleanup(call->easy);
+    curl_multi_remove_handle(cl->multi, call->easy);
+    if (cl->neasy < BH__EASY_POOL && !cl->closing) {
+      /* reset now: the handle must not keep pointers into this call */
+      curl_easy_reset(call->easy);
+      cl->easy_pool[cl->neasy++] = call->easy;
+    } else {
+      curl_easy_cleanup(call->easy);
+    }
     call->easy = NULL;
   }
-  curl_slist_free_all(call->slist);
+  free(call->slist_mem);
+  call->slist_mem = NULL;
   call->slist = NULL;
+}
+
+static CURL *bh__easy_get(bh__client *cl) {
+  if (cl->neasy) return cl->easy_pool[--cl->neasy];
+  return curl_easy_init();
+}
+
+/* The request's header list in one allocation: libcurl only reads a
+ * CURLOPT_HTTPHEADER list, so its nodes and strings can live in one block
+ * instead of two allocations per header (curl_slist_append). */
+static struct curl_slist *bh__slist_build(bh__call *call, const char **lines,
+                                          size_t n) {
+  size_t bytes = n * sizeof(struct curl_slist);
+  for (size_t i = 0; i < n; i++)
+    bytes += strlen(lines[i]) + 1;
+  char *mem = malloc(bytes ? bytes : 1);
+  if (mem == NULL) return NULL;
+  struct curl_slist *nodes = (struct curl_slist *)(void *)mem;
+  char *str = mem + n * sizeof(struct curl_slist);
+  for (size_t i = 0; i < n; i++) {
+    size_t l = strlen(lines[i]) + 1;
+    memcpy(str, lines[i], l);
+    nodes[i].data = str;
+    nodes[i].next = i + 1 < n ? &nodes[i + 1] : NULL;
+    str += l;
+  }
+  call->slist_mem = mem;
+  return n ? nodes : NULL;
 }
 
 static void bh__req_calls_remove(bh__call *call) {
@@ -337,7 +443,12 @@ static size_t bh__on_data(char *buf, size_t size, size_t n, void *userp) {
       call->streaming = 1;
   }
   if (call->streaming) {
-    if (call->stream.on_data(call, buf, len, call->stream.data)) {
+    int more = call->stream.on_data(call, buf, len, call->stream.data);
+    if (more < 0) {
+      call->aborted = 1;
+      return 0; /* ends the transfer (CURLE_WRITE_ERROR) */
+    }
+    if (more) {
       call->paused = 1;
       return CURL_WRITEFUNC_PAUSE;
     }
@@ -398,6 +509,18 @@ static void bh__attempt_done(bh__call *call, CURLcode rc) {
   struct bh_upstream *u = call->u;
   uint64_t now = bh__ms(cl);
   uint32_t took = (uint32_t)(now - call->attempt_start_ms);
+  if (call->aborted) {
+    /* the reader stopped a 2xx stream (its client left): the upstream was
+     * answering fine, and the breaker's slot is still owed a record */
+    bh__shm_lock();
+    bh__breaker_record(u->breaker, now, 0, took);
+    bh__shm_unlock();
+    bh__easy_release(call);
+    call->outcome = BH_OUTCOME_CANCELED;
+    call->transport = 0;
+    bh__call_finish(call);
+    return;
+  }
   long code = 0;
   curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &code);
   if (rc == CURLE_OK) {
@@ -503,7 +626,7 @@ static void bh__call_attempt(bh__call *call) {
   uint32_t timeout = call->timeout_ms ? call->timeout_ms : u->timeout_ms;
   if (call->deadline_ms && call->deadline_ms - now < timeout)
     timeout = (uint32_t)(call->deadline_ms - now);
-  CURL *e = curl_easy_init();
+  CURL *e = bh__easy_get(cl);
   if (e == NULL) goto fail;
   call->easy = e;
   call->attempts++;
@@ -513,22 +636,42 @@ static void bh__call_attempt(bh__call *call) {
   bh__buf_reset(&call->resp_headers);
   call->errbuf[0] = '\0';
 
-  char line[128];
-  struct curl_slist *sl = NULL;
-  for (size_t i = 0; i < u->nheaders; i++) sl = curl_slist_append(sl, u->headers[i]);
+  char idline[16 + sizeof(call->req->id)], tline[48];
+  const char *small[16];
+  size_t nl = u->nheaders + call->nheaders + 3;
+  const char **lines = nl <= 16 ? small : malloc(nl * sizeof(*lines));
+  if (lines == NULL) goto fail;
+  nl = 0;
+  for (size_t i = 0; i < u->nheaders; i++)
+    lines[nl++] = u->headers[i];
   for (size_t i = 0; i < call->nheaders; i++)
-    sl = curl_slist_append(sl, call->headers[i]);
+    lines[nl++] = call->headers[i];
   if (call->req && call->req->id[0]) {
-    snprintf(line, sizeof(line), "X-Request-ID: %s", call->req->id);
-    sl = curl_slist_append(sl, line);
+    /* the id is at most sizeof(id) - 1 bytes: it fits */
+    size_t il = strlen(call->req->id);
+    memcpy(idline, "X-Request-ID: ", 14);
+    memcpy(idline + 14, call->req->id, il + 1);
+    lines[nl++] = idline;
   }
   if (call->deadline_ms) {
-    snprintf(line, sizeof(line), "X-Request-Timeout-Ms: %llu",
-             (unsigned long long)(call->deadline_ms - now));
-    sl = curl_slist_append(sl, line);
+    static const char tname[] = "X-Request-Timeout-Ms: ";
+    char digits[24];
+    size_t i = sizeof(digits);
+    uint64_t left = call->deadline_ms - now;
+    digits[--i] = '\0';
+    do {
+      digits[--i] = (char)('0' + left % 10);
+      left /= 10;
+    } while (left);
+    memcpy(tline, tname, sizeof(tname) - 1);
+    memcpy(tline + sizeof(tname) - 1, digits + i, sizeof(digits) - i);
+    lines[nl++] = tline;
   }
   /* no 100-continue round trip: bodies are small and already in memory */
-  sl = curl_slist_append(sl, "Expect:");
+  lines[nl++] = "Expect:";
+  struct curl_slist *sl = bh__slist_build(call, lines, nl);
+  if (lines != small) free((void *)lines);
+  if (sl == NULL) goto fail;
   call->slist = sl;
 
   curl_easy_setopt(e, CURLOPT_URL, call->url);
@@ -546,6 +689,8 @@ static void bh__call_attempt(bh__call *call) {
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, (long)u->tls_verify);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, u->tls_verify ? 2L : 0L);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, bh__curl_closesocket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, cl);
   if ((call->flags & BH_CALL_NO_RETRY) ||
       !bh__retry_method_ok(call->method, call->flags & BH_CALL_RETRY_SAFE)) {
     /* libcurl silently re-sends a request whose reused keep-alive
@@ -608,30 +753,50 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
     call->stream = *stream;
     call->has_stream = 1;
   }
-  call->method = strdup(rq->method);
-  size_t ul = strlen(u->base_url) + strlen(rq->path) + 1;
-  call->url = malloc(ul);
-  if (call->url) snprintf(call->url, ul, "%s%s", u->base_url, rq->path);
-  if (rq->body_len) {
-    call->body = malloc(rq->body_len);
-    if (call->body) memcpy(call->body, rq->body, rq->body_len);
-  }
-  call->body_len = rq->body_len;
-  int bad = call->method == NULL || call->url == NULL ||
-            (rq->body_len && call->body == NULL);
+  /* method, URL, headers and body are copied into one block */
+  const char *const *hdrs = NULL;
+  size_t nh = 0;
+  int bad = 0;
   if (rq->size >= offsetof(bh_upstream_request, headers) + sizeof(rq->headers) &&
       rq->headers) {
-    size_t n = 0;
-    while (rq->headers[n]) n++;
-    call->headers = calloc(n ? n : 1, sizeof(char *));
-    bad |= call->headers == NULL;
-    for (size_t i = 0; !bad && i < n; i++) {
-      const char *h = rq->headers[i];
-      if (strpbrk(h, "\r\n") || strchr(h, ':') == NULL) bad = 1;
-      else if ((call->headers[i] = strdup(h)) == NULL) bad = 1;
-      else call->nheaders++;
+    hdrs = rq->headers;
+    while (hdrs[nh])
+      nh++;
+  }
+  size_t ml = strlen(rq->method) + 1, bl = strlen(u->base_url),
+         pl = strlen(rq->path) + 1;
+  size_t bytes = nh * sizeof(char *) + ml + bl + pl + rq->body_len;
+  for (size_t i = 0; i < nh; i++) {
+    const char *h = hdrs[i];
+    if (strpbrk(h, "\r\n") || strchr(h, ':') == NULL) bad = 1;
+    bytes += strlen(h) + 1;
+  }
+  char *mem = bad ? NULL : malloc(bytes);
+  if (mem) {
+    call->mem = mem;
+    call->headers = (char **)(void *)mem;
+    char *p = mem + nh * sizeof(char *);
+    for (size_t i = 0; i < nh; i++) {
+      size_t l = strlen(hdrs[i]) + 1;
+      memcpy(p, hdrs[i], l);
+      call->headers[i] = p;
+      p += l;
+    }
+    call->nheaders = nh;
+    call->method = p;
+    memcpy(p, rq->method, ml);
+    p += ml;
+    call->url = p;
+    memcpy(p, u->base_url, bl);
+    memcpy(p + bl, rq->path, pl);
+    p += bl + pl;
+    if (rq->body_len) {
+      call->body = p;
+      memcpy(p, rq->body, rq->body_len);
     }
   }
+  call->body_len = rq->body_len;
+  bad |= mem == NULL;
   call->flags = rq->flags;
   if (rq->size >= offsetof(bh_upstream_request, timeout_ms) + sizeof(uint32_t))
     call->timeout_ms = rq->timeout_ms;
@@ -716,7 +881,19 @@ void bh__client_close(bh__daemon *d) {
     cl->calls->outcome = BH_OUTCOME_CANCELED;
     bh__call_finish(cl->calls);
   }
+  while (cl->neasy)
+    curl_easy_cleanup(cl->easy_pool[--cl->neasy]);
+  /* closes the pooled connections, through bh__curl_closesocket */
   curl_multi_cleanup(cl->multi);
+  for (size_t i = 0; i < cl->nsocks; i++) {
+    /* a socket libcurl never closed (it should not happen): its handle
+     * must still be closed before the loop is */
+    if (cl->socks[i])
+      uv_close((uv_handle_t *)&cl->socks[i]->poll, bh__sock_closed);
+  }
+  free(cl->socks);
+  cl->socks = NULL;
+  cl->nsocks = 0;
   uv_close((uv_handle_t *)&cl->timer, bh__client_free);
   d->client = NULL;
 }

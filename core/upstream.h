@@ -47,8 +47,9 @@ struct bh_upstream {
 
 /* Streaming hooks for proxied calls. on_head returns 1 to stream the
  * answer through (no retry from then on), 0 to buffer it (it will be
- * retried or mapped). on_data returns 0, or 1 to pause the transfer until
- * bh__call_resume(). */
+ * retried or mapped). on_data returns 0, 1 to pause the transfer until
+ * bh__call_resume(), or -1 to stop it (the call ends BH_OUTCOME_CANCELED
+ * and the breaker records a success: the upstream was answering). */
 typedef struct bh__call_stream {
   int (*on_head)(bh__call *call, int status, void *data);
   int (*on_data)(bh__call *call, const char *buf, size_t len, void *data);

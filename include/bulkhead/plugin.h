@@ -12,8 +12,12 @@
  *  - BH_ABI_MINOR grows when slots are appended to bh_services. The core
  *    refuses a plugin built for a newer minor than its own, because such a
  *    plugin may call slots this core does not have.
- *  - Every struct here starts with a size or version field and only grows
- *    at its end; reserved slots are zero.
+ *  - Every struct a plugin passes in (descriptor, route, upstream
+ *    definition, call, body shape and field, error row) starts with a size
+ *    field, or has its size passed alongside, and only grows at its end;
+ *    reserved slots are zero. Structs the core hands out (bh_services,
+ *    bh_upstream_result) carry the core's size: check it before using a
+ *    member added after the minor the plugin was built for.
  *
  * Status convention (libuv style): 0 on success, a negative errno value on
  * failure. A call that takes a callback and fails never calls it.
@@ -40,7 +44,7 @@ extern "C" {
 #endif
 
 #define BH_ABI_MAJOR 1
-#define BH_ABI_MINOR 0
+#define BH_ABI_MINOR 2
 
 #define BH_ENTRY_SYMBOL "bulkhead_plugin_entry"
 
@@ -120,7 +124,12 @@ typedef void (*bh_handler_fn)(bh_req *req, void *route_data);
 
 enum bh_route_flags {
   BH_ROUTE_AUTH_REQUIRED = 1u << 0, /* session middleware must pass */
-  BH_ROUTE_RAW_BODY = 1u << 1 /* do not require a JSON content type */
+  BH_ROUTE_RAW_BODY = 1u << 1, /* do not require a JSON content type */
+  /* ABI 1.2. With BH_ROUTE_AUTH_REQUIRED: an expired __session cookie is
+   * NOT refreshed silently from __refresh on this route (the caller gets
+   * 401). The auth plugin's own routes use it: a client refreshes those
+   * explicitly, never as a side effect. An older core ignores the bit. */
+  BH_ROUTE_NO_AUTO_REFRESH = 1u << 2
 };
 
 typedef struct bh_route {
@@ -231,8 +240,10 @@ typedef struct bh_upstream_def {
    * section [upstream.<name>] (url, timeouts, retries, breaker, headers). */
   const char *name;
   const char *default_url; /* when the config has no url; NULL: required */
-  uint32_t connect_timeout_ms; /* 0: config or 2000 */
-  uint32_t timeout_ms; /* 0: config or 10000 */
+  /* Defaults for when [upstream.<name>] does not set them (the config
+   * always wins); 0: 2000 and 10000 ms. */
+  uint32_t connect_timeout_ms;
+  uint32_t timeout_ms;
 } bh_upstream_def;
 
 enum bh_call_flags {
@@ -279,6 +290,115 @@ typedef struct bh_upstream_result {
  * (the end call returns -ECANCELED and releases it). */
 typedef void (*bh_upstream_cb)(bh_req *req, const bh_upstream_result *res,
                                void *data);
+
+/* ---------------------------------------------------------------------- */
+/* Wakeups (ABI 1.1)                                                       */
+/* ---------------------------------------------------------------------- */
+
+/* Lets a thread of the plugin's own (one that runs blocking work: a
+ * database, a client of its own) hand results back to the event loop.
+ * Owned by the core; see wakeup_new in the services table. */
+typedef struct bh_wakeup bh_wakeup;
+
+/* Runs on the loop thread after one or more bh_wakeup_send() calls. */
+typedef void (*bh_wakeup_fn)(bh_ctx *ctx, void *data);
+
+/* ---------------------------------------------------------------------- */
+/* Identity (ABI 1.2)                                                      */
+/* ---------------------------------------------------------------------- */
+
+/* How the caller of an auth-required route proved who it is. */
+enum bh_auth_kind {
+  BH_AUTH_NONE = 0, /* not authenticated (route not auth-required) */
+  BH_AUTH_BEARER = 1, /* Authorization: Bearer <access token> */
+  BH_AUTH_COOKIE = 2, /* the __session cookie (maybe refreshed silently) */
+  BH_AUTH_API_KEY = 3 /* the API key header (X-API-Key) */
+};
+
+/* The caller of an auth-required route, as the core's session middleware
+ * established it. Every string is borrowed until the request ends and is
+ * never NULL ("" when absent). */
+typedef struct bh_principal {
+  uint32_t size; /* sizeof(bh_principal) in the core */
+  int kind; /* enum bh_auth_kind */
+  const char *user_id; /* the access token's "sub", or the key's owner */
+  const char *session_id; /* the token's "sid" (a session family), or "" */
+  const char *scopes; /* space-separated, "" when none */
+  const char *key_id; /* BH_AUTH_API_KEY: the key's id, else "" */
+  int64_t expires_at; /* unix seconds the credential ends; 0: no end */
+} bh_principal;
+
+/* Flags of the session services below. */
+enum bh_session_flags {
+  /* Set (or clear) the __session / __refresh cookies on this request's
+   * response, with the core's attributes (HttpOnly, Secure, SameSite=Lax,
+   * Path=/). */
+  BH_SESSION_COOKIES = 1u << 0,
+  /* Take the refresh token from the __refresh cookie (the token argument is
+   * then ignored). A cookie-borne token passes the same Origin /
+   * Sec-Fetch-Site check as cookie-authenticated routes. */
+  BH_SESSION_FROM_COOKIE = 1u << 1
+};
+
+/* What session_create() records. Copied. */
+typedef struct bh_session_request {
+  uint32_t size; /* sizeof(bh_session_request) */
+  const char *user_id; /* the identity provider's user id; required */
+  const char *scopes; /* space-separated, or NULL */
+  uint32_t flags; /* enum bh_session_flags */
+} bh_session_request;
+
+/* Events for login_guard(). */
+enum bh_login_event {
+  BH_LOGIN_CHECK = 0, /* before trying: is the account/address locked? */
+  BH_LOGIN_FAILED = 1, /* a wrong password: count it */
+  BH_LOGIN_SUCCEEDED = 2 /* forget the account's failures */
+};
+
+/* The outcome of an identity service. Only the members the service names
+ * are set; the others are NULL / 0. Strings are borrowed until the
+ * callback returns: copy what you keep. */
+typedef struct bh_identity_result {
+  uint32_t size; /* sizeof(bh_identity_result) in the core */
+  int status; /* 0, or a negative errno (see each service) */
+  /* On failure, the Problem code that tells the caller the truth
+   * (auth.session_expired, auth.session_revoked, auth.unauthenticated,
+   * auth.csrf_rejected, auth.session_store_unavailable ...): pass it to
+   * bh_problem(). NULL on success. */
+  const char *code;
+  long retry_after; /* login_guard: seconds until allowed, else -1 */
+  const char *user_id;
+  const char *session_id;
+  const char *scopes;
+  const char *access_token; /* a JWT for Authorization: Bearer */
+  int64_t access_expires_at; /* unix seconds */
+  const char *refresh_token; /* opaque; shown to the caller once */
+  int64_t refresh_expires_at;
+  const char *key_id; /* API keys */
+  const char *key; /* apikey_create only: the raw key, shown once */
+  const char *key_prefix; /* the short visible start of the key */
+  const char *json; /* apikey_list: a JSON array of the caller's keys */
+  int disabled; /* local_verify: the account exists but is disabled */
+} bh_identity_result;
+
+/* Called exactly once per successful identity call, on the loop, never
+ * from inside the call itself. `req` is still valid; if the core already
+ * answered it (deadline, client gone), the end call returns -ECANCELED. */
+typedef void (*bh_identity_cb)(bh_req *req, const bh_identity_result *res,
+                               void *data);
+
+/* ---------------------------------------------------------------------- */
+/* Streaming (ABI 1.2)                                                     */
+/* ---------------------------------------------------------------------- */
+
+/* Body bytes of a streamed upstream answer (see upstream_stream), on the
+ * loop thread, as they arrive: `status` is the answer's status (2xx),
+ * `buf` is borrowed until the callback returns. Return 0 to go on, or a
+ * negative value to stop the transfer: the call's callback then runs with
+ * BH_OUTCOME_CANCELED and the upstream is not blamed (its breaker counts
+ * nothing). `req` is valid; never end it here. */
+typedef int (*bh_upstream_chunk_fn)(bh_req *req, int status, const char *buf,
+                                    size_t len, void *data);
 
 /* ---------------------------------------------------------------------- */
 /* Services table                                                          */
@@ -359,7 +479,9 @@ struct bh_services {
    * refuse a non-JSON Content-Type with 415). On success
    * returns 0 and the field getters below work. On failure the core has already ended the
    * request with 400 request.invalid_body listing every failing field in
-   * extensions.errors, and -EINVAL is returned: just return. */
+   * extensions.errors, and -EINVAL is returned: just return. A NULL or
+   * malformed `shape` is the plugin's bug: -EINVAL too, but nothing is
+   * answered, so the plugin must still end the request. */
   int (*body_parse)(bh_req *req, const bh_body_shape *shape,
                     size_t shape_size, size_t field_size);
   /* Getters after body_parse(): NULL / -ENOENT when absent or null. The
@@ -386,29 +508,167 @@ struct bh_services {
   int (*upstream_call)(bh_req *req, bh_upstream *u,
                        const bh_upstream_request *call, bh_upstream_cb cb,
                        void *data);
-  /* A response header of `res` (case-insensitive), NULL when absent.
-   * Borrowed until the callback returns. */
+  /* A response header of `res` (case-insensitive; the first one when
+   * repeated), NULL when absent. The value is copied into a buffer of the
+   * calling thread, truncated to 1023 bytes, and overwritten by the next
+   * call: copy it before asking for another header. */
   const char *(*upstream_header)(const bh_upstream_result *res,
                                  const char *name);
   /* Ends `req` with the Problem the plugin's error map gives for `res`
    * (core defaults for unmatched outcomes; Retry-After passed when the row
    * says so, and always for an open breaker). */
   int (*problem_upstream)(bh_req *req, const bh_upstream_result *res);
-  /* Registers a proxy route during init(): every method on
-   * "<prefix>" and "<prefix>/ *" (no space) goes to `u` as-is (method,
+  /* Registers a proxy route during init(): GET (and so HEAD), POST, PUT,
+   * PATCH, DELETE and OPTIONS on "<prefix>" and "<prefix>/ *" (no space)
+   * go to `u` as-is (method,
    * path, query, end-to-end headers, body), streaming the answer back, with
    * the same policies and error map. flags: bh_route_flags. */
   int (*proxy_add)(bh_ctx *ctx, const char *prefix, bh_upstream *u,
                    uint32_t flags);
 
   void *reserved[8];
+
+  /* --- waking the loop from the plugin's own threads (ABI 1.1) --- */
+
+  /* Creates a wakeup, on the loop thread (init() or later). After each
+   * wakeup_send(), `cb(ctx, data)` runs on the loop thread; sends that
+   * arrive before it runs coalesce into one run, so the callback drains
+   * everything its threads queued. The handle does not keep the worker
+   * alive. 0 and *out (owned by the core until wakeup_close()), or
+   * -EINVAL / -ENOMEM. `data` is borrowed until wakeup_close(). */
+  int (*wakeup_new)(bh_ctx *ctx, bh_wakeup_fn cb, void *data,
+                    bh_wakeup **out);
+  /* Schedules a run of the callback. The one service that may be called
+   * from any thread (it is also async-signal-safe). 0 or a negative errno.
+   * Never call it after wakeup_close(). */
+  int (*wakeup_send)(bh_wakeup *w);
+  /* Loop thread: the callback never runs again and the core frees `w`
+   * once the loop lets go of it. Join every thread that may still send
+   * first; close each wakeup in fini() at the latest. */
+  void (*wakeup_close)(bh_wakeup *w);
+
+  /* --- field errors from the plugin's own checks (ABI 1.1) --- */
+
+  /* Ends `req` like problem() and names the failing field: the Problem
+   * gets extensions.errors = [{"field": field, "code": code}], the shape
+   * body validation uses, for checks a bh_body_shape cannot express (a
+   * URL's scheme). `field` is copied; NULL behaves as problem(). */
+  int (*problem_field)(bh_req *req, const char *code, const char *detail,
+                       const char *field);
+
+  /* --- identity (ABI 1.2) ---
+   * The session store is the core's (SQLite, off the loop); these slots
+   * let the auth plugin drive it. Each asynchronous one returns 0 and
+   * calls `cb` later exactly once, or returns a negative errno (-EINVAL
+   * bad argument, -ENOTSUP no store, -ENOMEM, -EALREADY the request was
+   * ended) and never calls it. */
+
+  /* The principal of an auth-required route, or NULL on other routes.
+   * Borrowed until the request ends. No I/O: the core verified the
+   * caller before the handler ran. */
+  const bh_principal *(*req_principal)(bh_req *req);
+  /* Ends `req` like problem(), with a Retry-After header and
+   * extensions.retryAfterSeconds of `retry_after_s` (< 0: none). */
+  int (*problem_retry)(bh_req *req, const char *code, const char *detail,
+                       long retry_after_s);
+  /* Creates a session (a new refresh-token family) and signs its first
+   * access token. res: user_id, session_id, scopes, access_token,
+   * access_expires_at, refresh_token, refresh_expires_at. `in` copied. */
+  int (*session_create)(bh_req *req, const bh_session_request *in,
+                        bh_identity_cb cb, void *data);
+  /* Exchanges a refresh token for a new pair (rotation: the old token is
+   * spent). res as session_create, or status < 0 with res->code:
+   * auth.unauthenticated (unknown token), auth.session_expired,
+   * auth.session_revoked (a spent token presented again: the whole family
+   * is revoked), auth.csrf_rejected. `refresh_token` copied. */
+  int (*session_refresh)(bh_req *req, const char *refresh_token,
+                         uint32_t flags, bh_identity_cb cb, void *data);
+  /* Revokes the family of `refresh_token` (or, when NULL and not
+   * BH_SESSION_FROM_COOKIE, the family of the request's principal).
+   * BH_SESSION_COOKIES clears both cookies. status 0 also when there was
+   * nothing to revoke (logout is idempotent). */
+  int (*session_revoke)(bh_req *req, const char *refresh_token,
+                        uint32_t flags, bh_identity_cb cb, void *data);
+  /* Creates an API key for the request's principal. res: key_id, key
+   * (raw, shown once: only its hash is stored), key_prefix. `name` and
+   * `scopes` (space-separated) copied, either may be NULL. */
+  int (*apikey_create)(bh_req *req, const char *name, const char *scopes,
+                       bh_identity_cb cb, void *data);
+  /* The principal's live API keys: res->json = [{"id","name","prefix",
+   * "scopes","createdAt","lastUsedAt"}]; never the keys themselves. */
+  int (*apikey_list)(bh_req *req, bh_identity_cb cb, void *data);
+  /* Revokes one of the principal's keys: status 0, or -ENOENT. */
+  int (*apikey_revoke)(bh_req *req, const char *key_id, bh_identity_cb cb,
+                       void *data);
+  /* Failed-login accounting shared by every worker, per account (any
+   * string naming it, stored hashed) and per client address. CHECK and
+   * FAILED answer status -EBUSY with res->retry_after while locked. */
+  int (*login_guard)(bh_req *req, const char *account, int event,
+                     bh_identity_cb cb, void *data);
+  /* The embedded identity provider (a local users table, Argon2id
+   * hashes; `bulkhead user add EMAIL`): status 0 and res->user_id (and
+   * res->disabled), or -ENOENT (no such user) / -EACCES (wrong
+   * password). The password is hashed off the loop and wiped. */
+  int (*local_verify)(bh_req *req, const char *email, const char *password,
+                      bh_identity_cb cb, void *data);
+
+  /* --- streaming (ABI 1.2) ---
+   * A plugin that relays an answer as it is produced (server-sent events
+   * from an LLM) reads its upstream with upstream_stream() and writes its
+   * own answer with stream_start() / stream_write() / stream_end(). */
+
+  /* upstream_call(), except that a 2xx answer is not buffered: its body
+   * goes to `on_chunk` as it arrives, and from the first byte no retry
+   * happens (and max_response_bytes does not apply). Any other answer is
+   * buffered, retried and mapped as with upstream_call(). `cb` runs last,
+   * exactly once: after a streamed answer, res->body is empty and the
+   * outcome tells how the stream ended (BH_OUTCOME_RESPONSE: complete;
+   * BH_OUTCOME_TRANSPORT: cut by a reset or the timeout, which covers the
+   * whole transfer; BH_OUTCOME_CANCELED: on_chunk stopped it, or the
+   * request was answered first). Returns and copies like upstream_call();
+   * `data` goes to both callbacks. */
+  int (*upstream_stream)(bh_req *req, bh_upstream *u,
+                         const bh_upstream_request *call,
+                         bh_upstream_chunk_fn on_chunk, bh_upstream_cb cb,
+                         void *data);
+  /* Sends the head of a streamed answer: `status`, `content_type`
+   * (copied; NULL: application/octet-stream), the headers set with
+   * set_header() and a chunked body. 0: the request must now be ended with
+   * stream_end() and no other end call. Negative: nothing was sent and the
+   * request is still to be ended with any end call: -EINVAL bad status or
+   * content type, -EALREADY not held, -ECANCELED the core answered first
+   * (the deadline), -ECONNRESET the client is gone, -ENOMEM. The route
+   * deadline no longer applies once the head is sent: bound the stream
+   * yourself (an upstream call is still capped by it). */
+  int (*stream_start)(bh_req *req, int status, const char *content_type);
+  /* Queues body bytes (copied) of a started stream. Returns the bytes the
+   * connection still has to send (back pressure: stop producing while it
+   * grows), or -ECONNRESET when the client is gone (end the stream anyway
+   * once your work is done, or stop it), -EINVAL when not streaming. */
+  long (*stream_write)(bh_req *req, const char *data, size_t len);
+  /* The end call of a started stream. failed = 0 ends the body properly;
+   * nonzero cuts it short (the connection closes, so the client can tell
+   * it is incomplete). 0, -ECANCELED (the client was gone; released
+   * anyway), -EINVAL (no stream was started: use another end call),
+   * -EALREADY. */
+  int (*stream_end)(bh_req *req, int failed);
+  /* The Problem JSON the one encoder makes for `req`, without ending it:
+   * for a failure inside an answer already streaming (an SSE "event:
+   * error" whose data is the Problem). With `res` (a result from an
+   * upstream callback of this request, still in that callback): the error
+   * map's answer, as problem_upstream() would send it; otherwise `code`
+   * and `detail` as problem(). Written NUL-terminated into buf (truncated
+   * to buflen - 1 bytes); returns the full length (like snprintf) or a
+   * negative errno. The request's access log line then names the code. */
+  int (*problem_json)(bh_req *req, const char *code, const char *detail,
+                      const bh_upstream_result *res, char *buf, size_t buflen);
 };
 
 /* ---------------------------------------------------------------------- */
 /* Inline wrappers: plugin code reads naturally                            */
 /* ---------------------------------------------------------------------- */
 
-/* Every bh_ctx and bh_req begins with this head, so the wrappers reach the
+/* Every bh_ctx, bh_req and bh_wakeup begins with this head, so the wrappers reach the
  * services table without a global in the plugin. Plugins never touch it. */
 typedef struct bh_handle_head {
   const bh_services *svc;
@@ -514,6 +774,90 @@ static inline int bh_proxy_add(bh_ctx *c, const char *prefix, bh_upstream *u,
 static inline const char *bh_body_string_at(bh_req *r, const char *field,
                                             size_t i) {
   return BH__SVC(r)->body_string_at(r, field, i);
+}
+/* ABI 1.1: check BH_SVC_HAS(svc, wakeup_new) before the first use. */
+static inline int bh_wakeup_new(bh_ctx *c, bh_wakeup_fn cb, void *data,
+                                bh_wakeup **out) {
+  return BH__SVC(c)->wakeup_new(c, cb, data, out);
+}
+static inline int bh_wakeup_send(bh_wakeup *w) {
+  return BH__SVC(w)->wakeup_send(w);
+}
+static inline void bh_wakeup_close(bh_wakeup *w) {
+  BH__SVC(w)->wakeup_close(w);
+}
+/* ABI 1.1: check BH_SVC_HAS(svc, problem_field) before the first use. */
+static inline int bh_problem_field(bh_req *r, const char *code,
+                                   const char *detail, const char *field) {
+  return BH__SVC(r)->problem_field(r, code, detail, field);
+}
+/* ABI 1.2. NULL on an older core too, so no check is needed. */
+static inline const bh_principal *bh_req_principal(bh_req *r) {
+  const bh_services *s = BH__SVC(r);
+  return BH_SVC_HAS(s, req_principal) ? s->req_principal(r) : NULL;
+}
+/* ABI 1.2: check BH_SVC_HAS(svc, session_create) before using these. */
+static inline int bh_problem_retry(bh_req *r, const char *code,
+                                   const char *detail, long retry_after_s) {
+  return BH__SVC(r)->problem_retry(r, code, detail, retry_after_s);
+}
+static inline int bh_session_create(bh_req *r, const bh_session_request *in,
+                                    bh_identity_cb cb, void *data) {
+  return BH__SVC(r)->session_create(r, in, cb, data);
+}
+static inline int bh_session_refresh(bh_req *r, const char *token,
+                                     uint32_t flags, bh_identity_cb cb,
+                                     void *data) {
+  return BH__SVC(r)->session_refresh(r, token, flags, cb, data);
+}
+static inline int bh_session_revoke(bh_req *r, const char *token,
+                                    uint32_t flags, bh_identity_cb cb,
+                                    void *data) {
+  return BH__SVC(r)->session_revoke(r, token, flags, cb, data);
+}
+static inline int bh_apikey_create(bh_req *r, const char *name,
+                                   const char *scopes, bh_identity_cb cb,
+                                   void *data) {
+  return BH__SVC(r)->apikey_create(r, name, scopes, cb, data);
+}
+static inline int bh_apikey_list(bh_req *r, bh_identity_cb cb, void *data) {
+  return BH__SVC(r)->apikey_list(r, cb, data);
+}
+static inline int bh_apikey_revoke(bh_req *r, const char *key_id,
+                                   bh_identity_cb cb, void *data) {
+  return BH__SVC(r)->apikey_revoke(r, key_id, cb, data);
+}
+static inline int bh_login_guard(bh_req *r, const char *account, int event,
+                                 bh_identity_cb cb, void *data) {
+  return BH__SVC(r)->login_guard(r, account, event, cb, data);
+}
+static inline int bh_local_verify(bh_req *r, const char *email,
+                                  const char *password, bh_identity_cb cb,
+                                  void *data) {
+  return BH__SVC(r)->local_verify(r, email, password, cb, data);
+}
+/* ABI 1.2: check BH_SVC_HAS(svc, upstream_stream) before using these. */
+static inline int bh_upstream_stream(bh_req *r, bh_upstream *u,
+                                     const bh_upstream_request *call,
+                                     bh_upstream_chunk_fn on_chunk,
+                                     bh_upstream_cb cb, void *data) {
+  return BH__SVC(r)->upstream_stream(r, u, call, on_chunk, cb, data);
+}
+static inline int bh_stream_start(bh_req *r, int status,
+                                  const char *content_type) {
+  return BH__SVC(r)->stream_start(r, status, content_type);
+}
+static inline long bh_stream_write(bh_req *r, const char *data, size_t len) {
+  return BH__SVC(r)->stream_write(r, data, len);
+}
+static inline int bh_stream_end(bh_req *r, int failed) {
+  return BH__SVC(r)->stream_end(r, failed);
+}
+static inline int bh_problem_json(bh_req *r, const char *code,
+                                  const char *detail,
+                                  const bh_upstream_result *res, char *buf,
+                                  size_t buflen) {
+  return BH__SVC(r)->problem_json(r, code, detail, res, buf, buflen);
 }
 
 #ifdef __cplusplus

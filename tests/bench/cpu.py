@@ -13,7 +13,7 @@ SPEC is one of
     core:N    busy time of core N, every process included (user + nice +
               system + irq + softirq from /proc/stat): compared with the
               server's own time it shows whether something else ran on
-              the server's core
+              the server's core; core:N,M,... sums several cores
 
 All figures of one line are read at the same moment, so two lines give a
 window and the CPU spent in it. They are tick-granular: with SC_CLK_TCK =
@@ -65,15 +65,21 @@ def ticks_of_pgid(pgid):
     return total
 
 
-def ticks_of_core(n):
+def ticks_of_core(cores):
+    want = set("cpu%d" % n for n in cores)
+    total, seen = 0, set()
     with open("/proc/stat") as f:
         for line in f:
             parts = line.split()
-            if parts[0] == "cpu%d" % n:
+            if parts[0] in want:
                 # user nice system idle iowait irq softirq steal ...
                 v = [int(x) for x in parts[1:8]]
-                return v[0] + v[1] + v[2] + v[5] + v[6]
-    raise SystemExit("cpu.py: no core %d in /proc/stat" % n)
+                total += v[0] + v[1] + v[2] + v[5] + v[6]
+                seen.add(parts[0])
+    if seen != want:
+        raise SystemExit("cpu.py: no core %s in /proc/stat"
+                         % ",".join(sorted(want - seen)))
+    return total
 
 
 KINDS = {"pid": ticks_of_pid, "pgid": ticks_of_pgid, "core": ticks_of_core}
@@ -86,10 +92,13 @@ def main(argv):
     specs = []
     for a in argv:
         kind, _, num = a.partition(":")
-        if kind not in KINDS or not num.isdigit():
+        nums = num.split(",")
+        if (kind not in KINDS or not all(n.isdigit() for n in nums) or
+                (kind != "core" and len(nums) != 1)):
             sys.stderr.write(__doc__)
             return 2
-        specs.append((KINDS[kind], int(num)))
+        arg = [int(n) for n in nums] if kind == "core" else int(num)
+        specs.append((KINDS[kind], arg))
     if not specs:
         sys.stderr.write(__doc__)
         return 2

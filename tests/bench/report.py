@@ -151,7 +151,9 @@ def table(argv):
             fmt_us(bcpu), fmt_us(ncpu), ratio(bcpu, ncpu)))
     print()
     print("Every measured run (server busy: the server's own CPU over the "
-          "window; core busy: every process on that core):")
+          "window; core busy: every process on the server's / the load's "
+          "cores; in % of one core, so with several cores above 100% is "
+          "possible):")
     print()
     print("| scenario | server | req/s | requests | non-2xx | socket errors "
           "| log lines | p50 | p99 | CPU/req | server busy "

@@ -3,8 +3,11 @@
 #
 #   tests/bench/run.sh                  # 5 s per measured run, 50 connections
 #   BENCH_SECONDS=10 BENCH_CONNS=100 tests/bench/run.sh
+#   BENCH_WORKERS=2 tests/bench/run.sh  # workers = 2 vs worker_processes 2
 #
-# Scenarios (each served by bulkhead, then by nginx, same URL, same wrk):
+# Scenarios (each served by bulkhead, then by nginx, same URL, same wrk;
+# see scenario_def and nginx_location below, the two places a new scenario
+# is described):
 #   fail-fast  GET /t/up_one/get/x     bulkhead: up_one's breaker forced open,
 #                                      the 503 Problem JSON; nginx: `return
 #                                      503` of the very same body
@@ -13,19 +16,33 @@
 #                                      the same bulkhead-sim
 #   local      GET /v1/auth/status     auth plugin's local JSON vs nginx
 #                                      `return 200` of the same body
+#   auth-proxy GET /t/whoami/proxy/x   an auth-required proxy route (the
+#                                      whoami test plugin): the HS256 access
+#                                      token in Authorization is verified on
+#                                      every request, then proxied; nginx:
+#                                      the same plain proxy_pass (no auth)
 #
-# Measured per run: requests/s and p99 (wrk --latency, one thread) and the
-# server's CPU microseconds per request: utime+stime from /proc before and
-# after the measured run, divided by the requests wrk completed, summed over
-# the server's process group (nginx: master + worker, worker_processes 1;
-# bulkhead: the daemon, with all its threads, and its workers if it forks
-# any). Both servers write one JSON log line per request to a file in the
-# same temp dir, so both pay for logging.
+# Measured per run: requests/s and p99 (wrk --latency) and the server's CPU
+# microseconds per request: utime+stime from /proc before and after the
+# measured run, divided by the requests wrk completed, summed over the
+# server's process group (nginx: master + workers; bulkhead: master +
+# workers, every thread). Both servers write one JSON log line per request
+# to a file in the same temp dir, so both pay for logging.
 #
-# Pinning (the machine has 2 cores): the server under test runs alone on
-# core BENCH_SERVER_CPU (0); wrk and the upstream simulator share core
-# BENCH_LOAD_CPU (1). The simulator is the same process for both servers,
-# so it loads both equally and never takes CPU from the server measured.
+# Workers and pinning (the machine this was written on has 2 cores):
+#   BENCH_WORKERS=1 (default): bulkhead `workers = 1`, nginx
+#     `worker_processes 1`. The server under test runs alone on core
+#     BENCH_SERVER_CPU (0); wrk (-t1) and the upstream simulator share core
+#     BENCH_LOAD_CPU (1). The simulator is the same process for both
+#     servers, so it loads both equally and never takes CPU from the server
+#     measured.
+#   BENCH_WORKERS=2: `workers = 2` vs `worker_processes 2`, wrk -t2. With 4
+#     or more cores the server gets cores 0,1 and wrk and the simulator
+#     2,3. With fewer, there is no core to spare: server, wrk and simulator
+#     all run on cores 0,1 and the kernel shares them out. That is the same
+#     for both servers, and CPU per request still counts only the server's
+#     own processes, so it stays comparable; requests/s then also depends
+#     on how much CPU wrk and the simulator took (see the busy columns).
 #
 # Environment:
 #   BENCH_SECONDS    measured run length per server and scenario (5; 1..300)
@@ -33,9 +50,11 @@
 #   BENCH_WARMUP     warm-up seconds before each measured run (2; 0..60)
 #   BENCH_ROUNDS     rounds per scenario, bulkhead then nginx in each; the
 #                    table shows the median of the rounds (1; 1..20)
-#   BENCH_SCENARIOS  subset, e.g. "local proxy" (all three)
+#   BENCH_SCENARIOS  subset, e.g. "local proxy" (all four)
+#   BENCH_WORKERS    worker processes of each server (1; 1..16)
 #   BENCH_BUILD_DIR  build directory (<repo>/build-bench)
-#   BENCH_SERVER_CPU, BENCH_LOAD_CPU   cores (0 and 1)
+#   BENCH_SERVER_CPU, BENCH_LOAD_CPU   cores, or comma-separated lists of
+#                    cores (see above for the defaults)
 #   BENCH_KEEP_TMP=1 keep the temp dir (configs, logs, wrk outputs)
 #
 # Safety: loopback only, every duration bounded, every process this script
@@ -46,14 +65,15 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
+ALL_SCENARIOS="fail-fast proxy local auth-proxy" # see scenario_def / nginx_location
+
 BENCH_SECONDS=${BENCH_SECONDS:-5}
 BENCH_CONNS=${BENCH_CONNS:-50}
 BENCH_WARMUP=${BENCH_WARMUP:-2}
 BENCH_ROUNDS=${BENCH_ROUNDS:-1}
-BENCH_SCENARIOS=${BENCH_SCENARIOS:-fail-fast proxy local}
+BENCH_SCENARIOS=${BENCH_SCENARIOS:-$ALL_SCENARIOS}
+BENCH_WORKERS=${BENCH_WORKERS:-1}
 BENCH_BUILD_DIR=${BENCH_BUILD_DIR:-$ROOT/build-bench}
-BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-0}
-BENCH_LOAD_CPU=${BENCH_LOAD_CPU:-1}
 
 die() { echo "bench: $*" >&2; exit 1; }
 is_int() { [[ $1 =~ ^[0-9]+$ ]] && (($1 >= $2 && $1 <= $3)); }
@@ -61,11 +81,37 @@ is_int "$BENCH_SECONDS" 1 300 || die "BENCH_SECONDS must be 1..300"
 is_int "$BENCH_CONNS" 1 10000 || die "BENCH_CONNS must be 1..10000"
 is_int "$BENCH_WARMUP" 0 60 || die "BENCH_WARMUP must be 0..60"
 is_int "$BENCH_ROUNDS" 1 20 || die "BENCH_ROUNDS must be 1..20"
-is_int "$BENCH_SERVER_CPU" 0 4095 || die "BENCH_SERVER_CPU must be a core number"
-is_int "$BENCH_LOAD_CPU" 0 4095 || die "BENCH_LOAD_CPU must be a core number"
+is_int "$BENCH_WORKERS" 1 16 || die "BENCH_WORKERS must be 1..16"
 for s in $BENCH_SCENARIOS; do
-  case $s in fail-fast | proxy | local) ;; *) die "unknown scenario '$s'" ;; esac
+  [[ " $ALL_SCENARIOS " == *" $s "* ]] || die "unknown scenario '$s'"
 done
+
+# Cores: see the header. A list is "N" or "N,M,..."; lists of w cores
+# starting at 0 for the server, and the next w for the load when there
+# are that many, else the same ones.
+NCPU=$(getconf _NPROCESSORS_ONLN)
+core_list() { # first count -> "first,first+1,..."
+  local i out=
+  for ((i = $1; i < $1 + $2; i++)); do out+=${out:+,}$i; done
+  echo "$out"
+}
+if [ "$BENCH_WORKERS" = 1 ]; then
+  BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-0}
+  BENCH_LOAD_CPU=${BENCH_LOAD_CPU:-1}
+elif ((NCPU >= 2 * BENCH_WORKERS)); then
+  BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-$(core_list 0 "$BENCH_WORKERS")}
+  BENCH_LOAD_CPU=${BENCH_LOAD_CPU:-$(core_list "$BENCH_WORKERS" "$BENCH_WORKERS")}
+else
+  BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-$(core_list 0 "$BENCH_WORKERS")}
+  BENCH_LOAD_CPU=${BENCH_LOAD_CPU:-$BENCH_SERVER_CPU}
+fi
+for v in BENCH_SERVER_CPU BENCH_LOAD_CPU; do
+  [[ ${!v} =~ ^[0-9]+(,[0-9]+)*$ ]] || die "$v must be a core or a list of cores"
+  for c in ${!v//,/ }; do ((c < NCPU)) || die "$v: core $c is not online ($NCPU cores)"; done
+done
+# wrk: a thread per worker, so the client is not one core's worth short
+WRK_THREADS=$BENCH_WORKERS
+((WRK_THREADS <= BENCH_CONNS)) || WRK_THREADS=$BENCH_CONNS
 
 # ---------------------------------------------------------------------------
 # Tools: nginx and wrk come from Debian and are installed when missing.
@@ -99,11 +145,9 @@ NGINX=$(find_nginx) || die "nginx not found after install"
 # around a measured run should take milliseconds
 PY=$(python3 -c 'import sys; print(sys.executable)')
 WRK=$(command -v wrk)
-NCPU=$(getconf _NPROCESSORS_ONLN)
-((BENCH_SERVER_CPU < NCPU && BENCH_LOAD_CPU < NCPU)) ||
-  die "cores $BENCH_SERVER_CPU/$BENCH_LOAD_CPU not online ($NCPU cores)"
-[ "$BENCH_SERVER_CPU" != "$BENCH_LOAD_CPU" ] ||
-  echo "bench: warning: server and load generator share core $BENCH_SERVER_CPU" >&2
+if [ "$BENCH_SERVER_CPU" = "$BENCH_LOAD_CPU" ]; then
+  echo "bench: note: server, wrk and simulator share cores $BENCH_SERVER_CPU" >&2
+fi
 
 # ---------------------------------------------------------------------------
 # Processes and cleanup
@@ -194,7 +238,7 @@ cmake -S "$ROOT" -B "$BENCH_BUILD_DIR" -DCMAKE_BUILD_TYPE=Release \
   -DBULKHEAD_TESTS=ON >"$TMP/cmake.log" 2>&1 ||
   { cat "$TMP/cmake.log" >&2; die "cmake configure failed"; }
 cmake --build "$BENCH_BUILD_DIR" -j"$NCPU" --target bulkhead bulkhead-sim \
-  up_one auth billing webhooks ai >"$TMP/build.log" 2>&1 ||
+  up_one whoami auth billing webhooks ai >"$TMP/build.log" 2>&1 ||
   { tail -40 "$TMP/build.log" >&2; die "build failed"; }
 BH_BIN=$BENCH_BUILD_DIR/bulkhead
 # the simulator's place in the build tree has moved between versions
@@ -234,7 +278,7 @@ BH_PGID=
 BH_PORT=
 BH_LOG= # per scenario
 
-write_bulkhead_conf() { # file breaker_mode ("" = the default)
+write_bulkhead_conf() { # file; the scenario's S_UPSTREAM_CONF, S_BH_CONF
   cat >"$1" <<EOF
 # written by tests/bench/run.sh
 [server]
@@ -244,6 +288,7 @@ data_dir = $TMP/bulkhead-data
 plugin_dir = $PLUGIN_DIR
 log = $BH_LOG
 log_level = info
+workers = $BENCH_WORKERS
 
 [plugin.auth]
 path = auth.so
@@ -268,7 +313,8 @@ mount = /t/up_one
 [upstream.up_one]
 url = http://127.0.0.1:$SIM_PORT
 EOF
-  if [ -n "$2" ]; then echo "breaker_mode = $2" >>"$1"; fi
+  if [ -n "$S_UPSTREAM_CONF" ]; then printf '%s\n' "$S_UPSTREAM_CONF" >>"$1"; fi
+  if [ -n "$S_BH_CONF" ]; then printf '\n%s\n' "$S_BH_CONF" >>"$1"; fi
 }
 
 start_bulkhead() { # config
@@ -310,7 +356,7 @@ stop_bulkhead() {
 }
 
 # ---------------------------------------------------------------------------
-# nginx: worker_processes 1, master on, daemon off, own process group
+# nginx: worker_processes BENCH_WORKERS, master on, daemon off, own group
 # ---------------------------------------------------------------------------
 NGX_DIR=$TMP/nginx
 NGX_MASTER=
@@ -319,41 +365,18 @@ NGX_PORT=
 NGX_LOG= # per scenario
 mkdir -p "$NGX_DIR"
 
-# $1 = scenario, $2 = body (fail-fast, local)
+# $1 = scenario, $2 = body (what bulkhead answered, for S_SAME_BODY)
 write_nginx_conf() {
   local user_line=""
   # as root, nginx would switch its worker to "nobody", which cannot enter
   # the 0700 temp dir: keep the worker as the invoking user
   if [ "$(id -u)" -eq 0 ]; then user_line="user $(id -un) $(id -gn);"; fi
   local location
-  case $1 in
-  fail-fast)
-    location="location / {
-      default_type application/problem+json;
-      add_header X-Request-ID \$request_id always;
-      add_header Cache-Control no-store always;
-      add_header Retry-After 30 always;
-      return 503 '$2';
-    }" ;;
-  local)
-    location="location / {
-      default_type application/json;
-      add_header X-Request-ID \$request_id always;
-      return 200 '$2';
-    }" ;;
-  proxy)
-    location="location / {
-      proxy_pass http://sim;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-      proxy_set_header X-Request-ID \$request_id;
-      add_header X-Request-ID \$request_id always;
-    }" ;;
-  esac
+  location=$(nginx_location "$1" "$2")
   cat >"$NGX_DIR/nginx.conf" <<EOF
 # written by tests/bench/run.sh
 $user_line
-worker_processes 1;
+worker_processes $BENCH_WORKERS;
 daemon off;
 master_process on;
 pid $NGX_DIR/nginx.pid;
@@ -423,104 +446,209 @@ stop_nginx() {
 }
 
 # ---------------------------------------------------------------------------
+# Scenarios. Adding one: its name in ALL_SCENARIOS (top), a case in
+# scenario_def (the request and bulkhead's side) and one in nginx_location
+# (nginx's side, doing the same work).
+# ---------------------------------------------------------------------------
+
+# scenario_def NAME sets:
+#   S_PATH           request path, the same for both servers
+#   S_STATUS         the status every answer must have
+#   S_HEADERS        request headers ("Name: value" each; curl and wrk send
+#                    them to both servers)
+#   S_UPSTREAM_CONF  lines added to bulkhead's [upstream.up_one]
+#   S_BH_CONF        more bulkhead config (whole sections), appended
+#   S_SAME_BODY      1: nginx answers a fixed copy of bulkhead's body
+#                    (fetched first; it must not contain ' $ or \);
+#                    0: both relay the upstream simulator's answer
+scenario_def() {
+  S_PATH= S_STATUS=200 S_HEADERS=() S_UPSTREAM_CONF= S_BH_CONF= S_SAME_BODY=1
+  case $1 in
+  fail-fast)
+    S_PATH=/t/up_one/get/x S_STATUS=503
+    S_UPSTREAM_CONF="breaker_mode = forced_open" ;;
+  proxy) S_PATH=/t/up_one/proxy/x S_SAME_BODY=0 ;;
+  local) S_PATH=/v1/auth/status ;;
+  auth-proxy)
+    # a token minted like the tests do (tests/integration/auth_tokens.py),
+    # valid for the whole run; the daemon checks its signature and claims on
+    # every request (no cache), then proxies
+    local secret=bench-secret-0123456789-abcdefghijklmnop tok
+    tok=$("$PY" -c "import sys; sys.path.insert(0, sys.argv[1])
+import auth_tokens as a
+print(a.mint_access_token(sys.argv[2], 'bench-user', ttl_s=86400,
+                          sid='ses_bench', scope='read write'))" \
+      "$ROOT/tests/integration" "$secret") || die "cannot mint a token"
+    S_PATH=/t/whoami/proxy/x S_SAME_BODY=0
+    S_HEADERS=("Authorization: Bearer $tok")
+    S_BH_CONF="[auth]
+jwt_secret = $secret
+
+[plugin.whoami]
+path = $BENCH_BUILD_DIR/test-plugins/whoami.so
+mount = /t/whoami
+
+[upstream.whoami]
+url = http://127.0.0.1:$SIM_PORT" ;;
+  *) die "scenario '$1' has no definition" ;;
+  esac
+}
+
+# nginx_location NAME BODY: the location block nginx serves S_PATH with.
+# Every location sends X-Request-ID (bulkhead always does).
+nginx_location() {
+  case $1 in
+  fail-fast)
+    cat <<EOF
+location / {
+      default_type application/problem+json;
+      add_header X-Request-ID \$request_id always;
+      add_header Cache-Control no-store always;
+      add_header Retry-After 30 always;
+      return 503 '$2';
+    }
+EOF
+    ;;
+  local)
+    cat <<EOF
+location / {
+      default_type application/json;
+      add_header X-Request-ID \$request_id always;
+      return 200 '$2';
+    }
+EOF
+    ;;
+  proxy | auth-proxy)
+    cat <<EOF
+location / {
+      proxy_pass http://sim;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Request-ID \$request_id;
+      add_header X-Request-ID \$request_id always;
+    }
+EOF
+    ;;
+  *) die "scenario '$1' has no nginx location" ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------
 # One measured run
 # ---------------------------------------------------------------------------
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
-WRK_CMD=(taskset -c "$BENCH_LOAD_CPU" "$WRK" -t1 -c"$BENCH_CONNS"
+WRK_CMD=(taskset -c "$BENCH_LOAD_CPU" "$WRK" -t"$WRK_THREADS" -c"$BENCH_CONNS"
   -d"${BENCH_SECONDS}s" --latency --timeout 2s)
 
 lines_of() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
 
-# scenario server url cpu-spec(pid:N | pgid:N) logfile; uses $status
+# the scenario's request headers as options: hdr_opts -H -> (-H "a: b" ...)
+hdr_opts() {
+  local h
+  HDR_OPTS=()
+  for h in "${S_HEADERS[@]}"; do HDR_OPTS+=("$1" "$h"); done
+}
+
+# scenario server url cpu-spec(pid:N | pgid:N) logfile; uses S_STATUS and
+# S_HEADERS
 measure() {
   local scenario=$1 server=$2 url=$3 sel=$4 log=$5
   local out=$TMP/wrk-$scenario-$server.txt
+  hdr_opts -H
   if ((BENCH_WARMUP > 0)); then
-    timeout --foreground -k 5 $((BENCH_WARMUP + 30)) taskset -c "$BENCH_LOAD_CPU" "$WRK" -t1 \
-      -c"$BENCH_CONNS" -d"${BENCH_WARMUP}s" --timeout 2s "$url" >/dev/null ||
+    timeout --foreground -k 5 $((BENCH_WARMUP + 30)) taskset -c "$BENCH_LOAD_CPU" \
+      "$WRK" -t"$WRK_THREADS" -c"$BENCH_CONNS" -d"${BENCH_WARMUP}s" --timeout 2s \
+      "${HDR_OPTS[@]}" "$url" >/dev/null ||
       die "$scenario/$server: warm-up failed"
   fi
   sleep 0.5 # let the log writers catch up before counting lines
   local log0 log1 t0 cpu0 sc0 lc0 t1 cpu1 sc1 lc1 expect_non2xx=0
-  [ "$status" = 200 ] || expect_non2xx=1
+  [ "$S_STATUS" = 200 ] || expect_non2xx=1
   local specs=("$sel" "core:$BENCH_SERVER_CPU" "core:$BENCH_LOAD_CPU")
   log0=$(lines_of "$log")
   read -r t0 cpu0 sc0 lc0 < <("$PY" "$HERE/cpu.py" "${specs[@]}") ||
     die "$scenario/$server: CPU snapshot failed"
-  timeout --foreground -k 5 $((BENCH_SECONDS + 30)) "${WRK_CMD[@]}" "$url" >"$out" ||
+  timeout --foreground -k 5 $((BENCH_SECONDS + 30)) "${WRK_CMD[@]}" \
+    "${HDR_OPTS[@]}" "$url" >"$out" ||
     { cat "$out" >&2; die "$scenario/$server: wrk failed"; }
   read -r t1 cpu1 sc1 lc1 < <("$PY" "$HERE/cpu.py" "${specs[@]}") ||
     die "$scenario/$server: CPU snapshot failed"
   sleep 0.5
   log1=$(lines_of "$log")
-  echo "  \$ ${WRK_CMD[*]} $url" | sed "s|$WRK|wrk|"
+  local shown= h
+  for h in "${S_HEADERS[@]}"; do shown+=" -H '$h'"; done
+  echo "  \$ ${WRK_CMD[*]}$shown $url" | sed "s|$WRK|wrk|"
   "$PY" "$HERE/report.py" record "$RESULTS" "$scenario" "$server" "$out" \
     t0="$t0" t1="$t1" cpu0="$cpu0" cpu1="$cpu1" log0="$log0" log1="$log1" \
     score0="$sc0" score1="$sc1" lcore0="$lc0" lcore1="$lc1" \
     expect_non2xx="$expect_non2xx"
 }
 
-# url expected-status -> body on stdout; dies on another status
+# url expected-status -> body on stdout; dies on another status. Sends the
+# scenario's S_HEADERS.
 fetch() {
   local code
-  code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 5 "$1") || true
+  hdr_opts -H
+  code=$(curl -s -o "$TMP/body" -w '%{http_code}' --max-time 5 "${HDR_OPTS[@]}" "$1") || true
   [ "$code" = "$2" ] || { cat "$TMP/body" >&2 2>/dev/null; die "GET $1: status $code, expected $2"; }
   cat "$TMP/body"
 }
 
 # ---------------------------------------------------------------------------
-# Scenarios
+# The runs
 # ---------------------------------------------------------------------------
 CMDLINE="BENCH_SECONDS=$BENCH_SECONDS BENCH_CONNS=$BENCH_CONNS"
 [ "$BENCH_WARMUP" = 2 ] || CMDLINE+=" BENCH_WARMUP=$BENCH_WARMUP"
 [ "$BENCH_ROUNDS" = 1 ] || CMDLINE+=" BENCH_ROUNDS=$BENCH_ROUNDS"
-[ "$BENCH_SCENARIOS" = "fail-fast proxy local" ] || CMDLINE+=" BENCH_SCENARIOS='$BENCH_SCENARIOS'"
+[ "$BENCH_WORKERS" = 1 ] || CMDLINE+=" BENCH_WORKERS=$BENCH_WORKERS"
+[ "$BENCH_SCENARIOS" = "$ALL_SCENARIOS" ] || CMDLINE+=" BENCH_SCENARIOS='$BENCH_SCENARIOS'"
 CMDLINE+=" tests/bench/run.sh"
 echo "== bulkhead vs nginx: ${BENCH_SECONDS}s per run after ${BENCH_WARMUP}s warm-up, ${BENCH_CONNS} connections, $BENCH_ROUNDS round(s)"
 echo "   command: $CMDLINE"
-echo "   server on core $BENCH_SERVER_CPU (alone); wrk -t1 and bulkhead-sim on core $BENCH_LOAD_CPU"
+echo "   bulkhead workers = $BENCH_WORKERS (plus its master), nginx worker_processes $BENCH_WORKERS (plus its master)"
+if [ "$BENCH_SERVER_CPU" = "$BENCH_LOAD_CPU" ]; then
+  echo "   server, wrk -t$WRK_THREADS and bulkhead-sim all on cores $BENCH_SERVER_CPU (no core to spare)"
+else
+  echo "   server on core(s) $BENCH_SERVER_CPU (alone); wrk -t$WRK_THREADS and bulkhead-sim on core(s) $BENCH_LOAD_CPU"
+fi
 echo "   both servers log one JSON line per request to a file in $TMP (same disk)"
 echo "   $("$BH_BIN" --version), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $("$WRK" --version 2>&1 | head -1 | cut -d' ' -f1-2)"
 
 drop_log() { [ "${BENCH_KEEP_TMP:-0}" = 1 ] || rm -f "$1"; }
 
 for scenario in $BENCH_SCENARIOS; do
-  case $scenario in
-  fail-fast) path=/t/up_one/get/x mode=forced_open status=503 ;;
-  proxy) path=/t/up_one/proxy/x mode='' status=200 ;;
-  local) path=/v1/auth/status mode='' status=200 ;;
-  esac
+  scenario_def "$scenario"
   for ((round = 1; round <= BENCH_ROUNDS; round++)); do
     if ((BENCH_ROUNDS > 1)); then
-      echo "== $scenario: GET $path (round $round of $BENCH_ROUNDS)"
+      echo "== $scenario: GET $S_PATH (round $round of $BENCH_ROUNDS)"
     else
-      echo "== $scenario: GET $path"
+      echo "== $scenario: GET $S_PATH"
     fi
 
     BH_LOG=$TMP/bulkhead-$scenario-$round.log
     NGX_LOG=$NGX_DIR/access-$scenario-$round.log
-    write_bulkhead_conf "$TMP/bulkhead-$scenario.ini" "$mode"
+    write_bulkhead_conf "$TMP/bulkhead-$scenario.ini"
     start_bulkhead "$TMP/bulkhead-$scenario.ini"
-    body=$(fetch "http://127.0.0.1:$BH_PORT$path" "$status")
-    measure "$scenario" bulkhead "http://127.0.0.1:$BH_PORT$path" "pgid:$BH_PGID" "$BH_LOG"
+    body=$(fetch "http://127.0.0.1:$BH_PORT$S_PATH" "$S_STATUS")
+    measure "$scenario" bulkhead "http://127.0.0.1:$BH_PORT$S_PATH" "pgid:$BH_PGID" "$BH_LOG"
     stop_bulkhead
     drop_log "$BH_LOG"
 
     # nginx answers what bulkhead answered (a fixed copy of it: bulkhead's
-    # 503 body carries a per-request id, nginx repeats the one fetched); in
-    # the proxy scenario both relay the simulator's answer
-    if [ "$scenario" != proxy ]; then
+    # 503 body carries a per-request id, nginx repeats the one fetched), or
+    # both relay the simulator's answer
+    if [ "$S_SAME_BODY" = 1 ]; then
       case $body in *"'"* | *'$'* | *\\*) die "body has a quote, \$ or backslash, cannot template it: $body" ;; esac
     fi
     NGX_PORT=$(free_port)
     write_nginx_conf "$scenario" "$body"
     start_nginx
-    nbody=$(fetch "http://127.0.0.1:$NGX_PORT$path" "$status")
+    nbody=$(fetch "http://127.0.0.1:$NGX_PORT$S_PATH" "$S_STATUS")
     if [ "$nbody" != "$body" ]; then
       die "nginx body differs from bulkhead's: $nbody"
     fi
-    measure "$scenario" nginx "http://127.0.0.1:$NGX_PORT$path" "pgid:$NGX_PGID" "$NGX_LOG"
+    measure "$scenario" nginx "http://127.0.0.1:$NGX_PORT$S_PATH" "pgid:$NGX_PGID" "$NGX_LOG"
     stop_nginx
     drop_log "$NGX_LOG"
   done

@@ -150,7 +150,8 @@ class Sim:
 
     def requests(self, path=None, limit=1000, method=None):
         """Recorded requests, oldest first: dicts with method, path, query,
-        headers ([name, value] list), body, body_size, time_ms..."""
+        headers ([name, value] list), body, body_size, time_ms, and what
+        was answered: status (null for close/reset/hang) and action..."""
         q = {"limit": str(limit)}
         if path:
             q["path"] = path

@@ -134,8 +134,11 @@ class BlastRadiusTest(harness.DaemonTestCase):
         port = closed_port() if refused else None
         urls = {faulty: ("http://127.0.0.1:%d" % port) if refused else
                 sim.url, healthy: self.sims[healthy].url}
+        # the healthy plugin's upstream gets room for a loaded machine: a
+        # 300 ms budget there would measure the machine, not the isolation
         cfg = up_config(urls["up_one"], urls["up_two"], one=UPSTREAM,
-                        two=UPSTREAM, plugin_one=PLUGIN, plugin_two=PLUGIN)
+                        two=dict(UPSTREAM, timeout_ms=3000),
+                        plugin_one=PLUGIN, plugin_two=PLUGIN)
         base = "/t/%s" % faulty
         bg_get = "/t/%s/get/bg/%s" % (healthy, name)
         state = {}

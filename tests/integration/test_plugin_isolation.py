@@ -141,7 +141,9 @@ class FailedPluginsTest(DaemonTestCase):
         echo = plugins["echo"]
         self.assertEqual(echo["state"], "loaded", echo)
         self.assertEqual(echo["version"], "0.1.0", echo)
-        self.assertEqual(echo["abi"], "1.0", echo)
+        # echo is built against this tree's header: the core's own ABI
+        abi = harness.run_tool(["--version"]).stdout.split("plugin ABI ")[1]
+        self.assertEqual(echo["abi"], abi.strip().rstrip(")"), echo)
         self.assertEqual(echo["mounts"], ["/t/echo"], echo)
         self.assertTrue(echo["required"], echo)
         self.assertIsNone(echo["lastError"], echo)

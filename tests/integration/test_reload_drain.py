@@ -15,9 +15,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Daemon, echo_section, render_config  # noqa: E402
-from upstream_env import Background, plugin_section, start_sim  # noqa: E402
-from workers import (PinnedLoad, pinned_conns, status,  # noqa: E402
-                     wait_workers)
+from upstream_env import Background, plugin_section  # noqa: E402
+from workers import (PinnedLoad, SimDaemonCase, pinned_conns,  # noqa: E402
+                     status, wait_workers)
 
 SLOW_MS = 1500
 
@@ -34,25 +34,10 @@ def config(sim_url, drain_ms=5000, **server):
     }
 
 
-class _SimCase(harness.DaemonTestCase):
+class _SimCase(SimDaemonCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.deaths = []
-        cls.sim = start_sim()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
-
-    def setUp(self):
-        self.sim.reset()
-        self.d = Daemon(config(self.sim.url))
-        wait_workers(self.d, 2)
-
-    def tearDown(self):
-        if self.d:
-            self.d.stop()
+    def config(self, sim_url):
+        return config(sim_url)
 
 
 class ReloadTest(_SimCase):
@@ -93,7 +78,10 @@ class ReloadTest(_SimCase):
         results = fresh.stop()
 
         self.assertEqual(load.failures, {}, "keep-alive requests failed "
-                         "during reload")
+                         "during reload: %r" % [
+                             e for e in self.d.events() if e.get("event") in (
+                                 "worker_started", "worker_exited",
+                                 "shutdown", "drain_timeout", "reload")])
         bad = [x for x in results if x[1] != 200 or x[4]]
         self.assertEqual(bad, [], "requests on fresh connections failed")
         self.assertGreater(load.total_ok(), 50)

@@ -11,8 +11,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Daemon, echo_section  # noqa: E402
 from upstream_env import (FAST, metric, plugin_section, scrape,  # noqa: E402
-                          start_sim, upstream_status)
-from workers import pinned_conns  # noqa: E402
+                          upstream_status)
+from workers import SimDaemonCase, pinned_conns  # noqa: E402
 
 MIN_CALLS = 4
 
@@ -39,27 +39,20 @@ def get(conn, path):
     return r
 
 
-class SharedStateTest(harness.DaemonTestCase):
+class SharedStateTest(SimDaemonCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.deaths = []
-        cls.sim = start_sim()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.sim.stop()
+    def config(self, sim_url):
+        return config(sim_url)
 
     def setUp(self):
-        self.sim.reset()
-        self.d = Daemon(config(self.sim.url))
+        super().setUp()
         conns = pinned_conns(self.d, per_worker=1)
         (self.pa, [self.a]), (self.pb, [self.b]) = sorted(conns.items())
 
     def tearDown(self):
         self.a.close()
         self.b.close()
-        self.d.stop()
+        super().tearDown()
 
     def test_breaker_opened_in_one_worker_fails_fast_in_the_other(self):
         self.sim.set_behavior(path="/boom/*", status=500)

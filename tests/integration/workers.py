@@ -6,15 +6,21 @@ and /admin/status readers. Standard library only."""
 import threading
 import time
 
-from harness import RawConn
+import harness
+from harness import Daemon, RawConn
+from upstream_env import start_sim
 
 
-def pid_of(conn):
-    """Which worker serves this keep-alive connection (echo's /t/echo/pid)."""
+def pid_of(conn, closing=None):
+    """Which worker serves this keep-alive connection (echo's /t/echo/pid).
+    With a list as `closing`, appends whether the answer said
+    "Connection: close" (a draining worker's does)."""
     conn.send("GET /t/echo/pid HTTP/1.1\r\nHost: t\r\n\r\n")
     r = conn.read_response(5.0)
     if r is None or r.status != 200:
         raise AssertionError("GET /t/echo/pid answered %r" % (r,))
+    if closing is not None:
+        closing.append(r.closes())
     return r.json()["pid"]
 
 
@@ -93,7 +99,13 @@ class PinnedLoad(object):
         while not self.stop_flag.is_set():
             try:
                 c = RawConn(self.d.port())
-                return c, pid_of(c)
+                closing = []
+                pid = pid_of(c, closing)
+                if closing[0]:
+                    # a draining worker took it: it said it closes
+                    c.close()
+                    continue
+                return c, pid
             except (OSError, AssertionError, TimeoutError):
                 # the listener never goes away; say so if it ever does
                 self._count(self.failures, None, "reconnect failed")
@@ -182,3 +194,30 @@ def wait_workers(d, n, exclude=(), timeout=10.0):
         time.sleep(0.05)
     raise AssertionError("only %r ready workers (excluding %r) after %.0fs: %r"
                          % (pids, list(exclude), timeout, status(d)["workers"]))
+
+
+class SimDaemonCase(harness.DaemonTestCase):
+    """One simulator for the class, a fresh daemon with worker processes
+    per test (process state must not leak between tests). Subclasses
+    define config(sim_url)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.deaths = []
+        cls.sim = start_sim()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.sim.stop()
+
+    def config(self, sim_url):
+        raise NotImplementedError
+
+    def setUp(self):
+        self.sim.reset()
+        self.d = Daemon(self.config(self.sim.url))
+        wait_workers(self.d, 2)
+
+    def tearDown(self):
+        if self.d:
+            self.d.stop()

@@ -107,7 +107,10 @@ enum sim_action {
   SIM_ACT_HANG,
   SIM_ACT_RESET_MID_BODY,
   SIM_ACT_STREAM,
-  SIM_ACT_STREAM_FAIL_AFTER
+  SIM_ACT_STREAM_FAIL_AFTER,
+  /* Anthropic's in-stream failure: an "event: error" after N events, then
+   * the stream ends properly */
+  SIM_ACT_STREAM_ERROR_AFTER
 };
 
 typedef struct sim_listener {
@@ -210,6 +213,12 @@ json_t *sim_rules_json(void);
 /* The stage to apply for this request, consuming one use; NULL = default. */
 const sim_spec *sim_rules_match(const char *path, const char *method);
 
+/* ---- the identity provider (sim_idp.c) ---------------------------------- */
+
+/* The default answer of an identity-toolkit call (sign-in, lookup) into b:
+ * its status, or 0 when r is not one. */
+int sim_idp_answer(const sim_req *r, sim_buf *b);
+
 /* ---- presets and built-in bodies (sim_presets.c) ----------------------- */
 
 struct sim_preset {
@@ -225,6 +234,8 @@ const char *sim_reason(int status);
 /* Anthropic-style SSE events of the canned reply. */
 extern const char *const sim_sse_events[];
 extern const int sim_sse_nevents;
+/* The error event Anthropic sends mid-stream when it is overloaded. */
+extern const char sim_sse_error_event[];
 
 /* ---- stats and recorded requests (sim_record.c) ------------------------ */
 
@@ -233,6 +244,9 @@ void sim_stats_count(sim_conn *c);
 json_t *sim_stats_json(const sim_conn *asker);
 void sim_stats_reset(void);
 void sim_record(const sim_req *r);
+/* What the simulator answered the request just recorded: the status line
+ * it sends (0: none, for close / reset / hang) and the rule's action. */
+void sim_record_answer(int status, int action);
 json_t *sim_requests_json(const char *path, const char *method, long limit);
 void sim_record_clear(void);
 void sim_record_free(void);

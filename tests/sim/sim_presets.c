@@ -161,3 +161,6 @@ const char *const sim_sse_events[] = {
 };
 const int sim_sse_nevents =
     (int)(sizeof(sim_sse_events) / sizeof(sim_sse_events[0]));
+const char sim_sse_error_event[] =
+    SSE("error", "{\"type\":\"error\",\"error\":{\"type\":"
+                 "\"overloaded_error\",\"message\":\"Overloaded\"}}");

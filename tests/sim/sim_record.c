@@ -22,6 +22,8 @@ typedef struct rec {
   size_t nhdrs, hdr_cap;
   uint32_t path_off, path_len, query_off, query_len;
   size_t body_off, body_len, body_total;
+  int status; /* answered status line, 0 none */
+  int action; /* enum sim_action */
 } rec;
 
 static rec ring[SIM_RING_SIZE];
@@ -116,7 +118,30 @@ void sim_record(const sim_req *r) {
   s->query_len = r->query_len;
   s->method = r->method;
   s->time_ms = sim_wall_ms();
+  s->status = 0;
+  s->action = SIM_ACT_RESPOND;
   s->seq = ++rec_seq;
+}
+
+void sim_record_answer(int status, int action) {
+  if (rec_seq == 0) return;
+  rec *s = &ring[(rec_seq - 1) % SIM_RING_SIZE];
+  s->status = status;
+  s->action = action;
+}
+
+static const char *action_name(int a) {
+  switch (a) {
+  case SIM_ACT_CLOSE: return "close";
+  case SIM_ACT_RESET: return "reset";
+  case SIM_ACT_TRICKLE: return "trickle";
+  case SIM_ACT_HANG: return "hang";
+  case SIM_ACT_RESET_MID_BODY: return "reset_mid_body";
+  case SIM_ACT_STREAM: return "stream";
+  case SIM_ACT_STREAM_FAIL_AFTER: return "stream_fail_after";
+  case SIM_ACT_STREAM_ERROR_AFTER: return "stream_error_after";
+  default: return "respond";
+  }
 }
 
 static json_t *rec_json(const rec *s) {
@@ -137,6 +162,10 @@ static json_t *rec_json(const rec *s) {
       sim_json_bytes(d + s->query_off, s->query_len), "headers", hdrs, "body",
       sim_json_bytes(body, blen), "body_size", (json_int_t)s->body_total,
       "body_truncated", s->body_total > s->body_len);
+  /* what was answered: "status" null when no status line went out */
+  json_object_set_new(o, "status",
+                      s->status ? json_integer(s->status) : json_null());
+  json_object_set_new(o, "action", json_string(action_name(s->action)));
   /* Binary bodies: the string above is lossy, so also give the bytes. */
   if (!sim_utf8_valid(body, s->body_len)) {
     sim_buf b64 = {0};

@@ -16,12 +16,6 @@ static int path_is(const sim_req *r, const char *p) {
   return strcmp(sim_req_path(r), p) == 0;
 }
 
-static int path_ends(const sim_req *r, const char *suffix) {
-  size_t n = strlen(suffix);
-  return r->path_len >= n &&
-         memcmp(sim_req_path(r) + r->path_len - n, suffix, n) == 0;
-}
-
 /* An Anthropic Messages call that asked for SSE. */
 static int wants_stream(const sim_req *r) {
   if (r->method != HTTP_POST || !path_is(r, "/v1/messages")) return 0;
@@ -33,27 +27,6 @@ static int wants_stream(const sim_req *r) {
   int on = json_is_true(json_object_get(doc, "stream"));
   json_decref(doc);
   return on;
-}
-
-/* The "email" of an identity-toolkit sign-in body, for a believable reply. */
-static void idp_signin(const sim_req *r, sim_buf *b, unsigned long long id) {
-  json_t *doc = json_loadb(r->body.data, r->body.len, 0, NULL);
-  const char *email = json_string_value(json_object_get(doc, "email"));
-  if (!email) email = "user@example.invalid";
-  unsigned h = 2166136261u; /* FNV-1a: a stable user id per email */
-  for (const char *p = email; *p; p++)
-    h = (h ^ (unsigned char)*p) * 16777619u;
-  sim_buf_printf(b,
-                 "{\"kind\":\"identitytoolkit#VerifyPasswordResponse\","
-                 "\"localId\":\"sim_%08x\",\"email\":",
-                 h);
-  sim_buf_json_str(b, email, strlen(email));
-  sim_buf_printf(b,
-                 ",\"displayName\":\"\",\"idToken\":\"sim-id-token-%llu\","
-                 "\"registered\":true,\"refreshToken\":\"sim-refresh-%llu\","
-                 "\"expiresIn\":\"3600\"}",
-                 id, id);
-  json_decref(doc);
 }
 
 static void default_body(const sim_req *r, sim_buf *b, int status) {
@@ -86,10 +59,18 @@ static void default_body(const sim_req *r, sim_buf *b, int status) {
                      id, id);
       return;
     }
-    if (path_ends(r, "accounts:signInWithPassword")) {
-      idp_signin(r, b, ++sim_g.seq);
-      return;
-    }
+  }
+  if (r->method == HTTP_GET && path_is(r, "/v1/subscriptions")) {
+    /* Stripe's list of a customer's subscriptions: one active plan */
+    sim_buf_puts(b, "{\"object\":\"list\",\"url\":\"/v1/subscriptions\","
+                    "\"has_more\":false,\"data\":[{\"id\":\"sub_sim\","
+                    "\"object\":\"subscription\",\"status\":\"active\","
+                    "\"cancel_at_period_end\":false,\"current_period_end\":"
+                    "4102444800,\"items\":{\"object\":\"list\",\"data\":[{"
+                    "\"id\":\"si_sim\",\"price\":{\"id\":\"price_sim_pro\","
+                    "\"object\":\"price\",\"nickname\":\"Pro\",\"product\":"
+                    "\"prod_sim\"}}]}}]}");
+    return;
   }
   /* Echo: enough for a test to see what arrived. */
   sim_buf_puts(b, status < 400 ? "{\"ok\":true,\"path\":"
@@ -117,12 +98,16 @@ static void build(sim_conn *c, const sim_spec *sp, const char *ctype,
                   const char *extra, int chunked) {
   sim_req *r = &c->req;
   sim_pending *pd = &c->pend;
-  int status = sp && sp->status ? sp->status : 200;
+  int status = sp && sp->status ? sp->status : 200, idp;
   pd->head.len = pd->body.len = 0;
   if (chunked)
     ; /* events are written later */
   else if (sp && sp->body)
     sim_buf_append(&pd->body, sp->body, sp->body_len);
+  else if (!(sp && sp->status) && (idp = sim_idp_answer(r, &pd->body)) > 0) {
+    status = idp; /* the identity provider's own answer (sim_idp.c) */
+    sim_record_answer(status, SIM_ACT_RESPOND);
+  }
   else
     default_body(r, &pd->body, status);
   if (!ctype) ctype = sp && sp->ctype ? sp->ctype : "application/json";
@@ -192,6 +177,7 @@ static void on_timer(uv_timer_t *t) {
     return;
   case SIM_ACT_STREAM:
   case SIM_ACT_STREAM_FAIL_AFTER:
+  case SIM_ACT_STREAM_ERROR_AFTER:
     if (pd->step++ == 0) {
       sim_conn_write(c, pd->head.data, pd->head.len);
       if (pd->head_only) {
@@ -199,6 +185,15 @@ static void on_timer(uv_timer_t *t) {
         sim_conn_async_done(c);
         return;
       }
+    }
+    if (pd->action == SIM_ACT_STREAM_ERROR_AFTER &&
+        pd->events_sent >= pd->fail_after) {
+      /* Anthropic's way: an error event, then a properly ended stream. */
+      write_chunk(c, sim_sse_error_event, strlen(sim_sse_error_event));
+      sim_conn_write(c, "0\r\n\r\n", 5);
+      sim_conn_flush(c);
+      sim_conn_async_done(c);
+      return;
     }
     if (pd->fail_after >= 0 && pd->events_sent >= pd->fail_after) {
       /* Mid-stream failure: no terminating chunk, just FIN. */
@@ -243,6 +238,11 @@ int sim_respond(sim_conn *c) {
   pd->keep_alive = r->keep_alive;
   pd->head_only = r->method == HTTP_HEAD;
   pd->action = action;
+  sim_record_answer(action == SIM_ACT_CLOSE || action == SIM_ACT_RESET ||
+                            action == SIM_ACT_HANG
+                        ? 0
+                        : sp && sp->status ? sp->status : 200,
+                    action);
   pd->step = 0;
   pd->off = 0;
   pd->events_sent = 0;
@@ -258,12 +258,15 @@ int sim_respond(sim_conn *c) {
   switch (action) {
   case SIM_ACT_HANG: return 1;
   case SIM_ACT_STREAM:
-  case SIM_ACT_STREAM_FAIL_AFTER: {
+  case SIM_ACT_STREAM_FAIL_AFTER:
+  case SIM_ACT_STREAM_ERROR_AFTER: {
     long long sd = sp && sp->stream_delay_ms >= 0 ? sp->stream_delay_ms
                                                   : sim_g.stream_delay_ms;
     pd->tick_ms = (uint64_t)sd;
     pd->fail_after = sp ? sp->fail_after : -1;
-    if (action == SIM_ACT_STREAM_FAIL_AFTER && pd->fail_after < 0)
+    if ((action == SIM_ACT_STREAM_FAIL_AFTER ||
+         action == SIM_ACT_STREAM_ERROR_AFTER) &&
+        pd->fail_after < 0)
       pd->fail_after = 2;
     build(c, sp, "text/event-stream; charset=utf-8",
           "Cache-Control: no-cache\r\n", 1);

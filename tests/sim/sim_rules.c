@@ -43,6 +43,7 @@ static const struct {
     {"reset_mid_body", SIM_ACT_RESET_MID_BODY},
     {"stream", SIM_ACT_STREAM},
     {"stream_fail_after", SIM_ACT_STREAM_FAIL_AFTER},
+    {"stream_error_after", SIM_ACT_STREAM_ERROR_AFTER},
 };
 
 static const char *const spec_keys[] = {"status",
@@ -197,10 +198,12 @@ static sim_spec *parse_spec(json_t *o, int depth, int is_rule, char *err,
         break;
     if (i == na)
       FAIL("'action' must be one of respond, close, reset, trickle, hang, "
-           "reset_mid_body, stream, stream_fail_after");
+           "reset_mid_body, stream, stream_fail_after, stream_error_after");
     s->action = actions[i].action;
   }
-  if (s->action == SIM_ACT_STREAM_FAIL_AFTER) s->fail_after = 2;
+  if (s->action == SIM_ACT_STREAM_FAIL_AFTER ||
+      s->action == SIM_ACT_STREAM_ERROR_AFTER)
+    s->fail_after = 2;
   if (get_int(o, "status", 100, 999, &n, err, errlen)) goto fail;
   if (json_object_get(o, "status")) s->status = (int)n;
   if (get_int(o, "delay_ms", 0, 86400000, &s->delay_ms, err, errlen) ||

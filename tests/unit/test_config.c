@@ -102,7 +102,7 @@ static void test_defaults(void) {
   CHECK_STR(cfg.log_target, "stdout");
   CHECK_INT(cfg.log_level, BH__INFO);
   CHECK_STR(cfg.login_page, "/login");
-  CHECK_INT(cfg.nsections, 7); /* server, 4 plugins, 2 upstreams */
+  CHECK_INT(cfg.nsections, 8); /* server, auth, 4 plugins, 2 upstreams */
   CHECK_INT(cfg.nplugins, 4);
   static const char *const names[] = {"auth", "billing", "webhooks", "ai"};
   for (size_t i = 0; i < 4 && i < cfg.nplugins; i++) {

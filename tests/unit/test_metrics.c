@@ -570,6 +570,97 @@ static void test_shared(void) {
   munmap(mem, size);
 }
 
+/* Resolved series: updates land where the named calls would put them, a
+ * full family or an unknown one gives an unresolved ref whose updates are
+ * no-ops, and two processes updating the same refs at once lose nothing
+ * (every value update is atomic, no lock is taken). */
+static void test_refs(void) {
+  size_t size = 1 << 20;
+  void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CHECK(mem != MAP_FAILED);
+  if (mem == MAP_FAILED) return;
+  bh__arena *ar = bh__arena_init(mem, size);
+  bh__allocator a = bh__arena_allocator(ar);
+  bh__metrics *m = bh__metrics_new_with(&a);
+  static const double b[] = {0.01, 0.1, 1};
+  CHECK_INT(bh__metrics_family(m, "req_total", "counter", "R.", NULL, 0), 0);
+  CHECK_INT(bh__metrics_family(m, "lat_seconds", "histogram", "L.", b, 3), 0);
+  bh__metrics_ref c, h, none;
+  CHECK_INT(bh__metrics_ref_get(m, "req_total", "route=\"/a\"", &c), 0);
+  CHECK_INT(bh__metrics_ref_get(m, "lat_seconds", "route=\"/a\"", &h), 0);
+  CHECK_INT(bh__metrics_ref_get(m, "nope_total", "", &none), -ENOENT);
+  CHECK(none.family == NULL);
+  bh__metrics_ref_inc(&none, 1);     /* no-op, no crash */
+  bh__metrics_ref_observe(&none, 1); /* same */
+  bh__metrics_ref_inc(&c, -1);       /* a counter never goes down */
+  bh__metrics_ref_observe(&c, 0.5);  /* wrong type: ignored */
+  bh__metrics_ref_inc(&h, 1);        /* same */
+  bh__metrics_ref_observe(&h, NAN);  /* NaN: ignored */
+  /* the named call and the ref hit the same series */
+  bh__metrics_inc(m, "req_total", "route=\"/a\"", 1);
+  bh__metrics_ref_inc(&c, 2);
+  bh__metrics_observe(m, "lat_seconds", "route=\"/a\"", 0.005);
+  bh__metrics_ref_observe(&h, 0.05);
+  bh__metrics_ref_observe(&h, 5);
+  char *text = bh__render(m);
+  CHECK_STR(bh__value(text, "req_total{route=\"/a\"}"), "3");
+  CHECK_STR(bh__value(text, "lat_seconds_bucket{route=\"/a\",le=\"0.01\"}"),
+            "1");
+  CHECK_STR(bh__value(text, "lat_seconds_bucket{route=\"/a\",le=\"0.1\"}"),
+            "2");
+  CHECK_STR(bh__value(text, "lat_seconds_bucket{route=\"/a\",le=\"1\"}"), "2");
+  CHECK_STR(bh__value(text, "lat_seconds_bucket{route=\"/a\",le=\"+Inf\"}"),
+            "3");
+  CHECK_STR(bh__value(text, "lat_seconds_count{route=\"/a\"}"), "3");
+  const char *sum = bh__value(text, "lat_seconds_sum{route=\"/a\"}");
+  CHECK(sum && fabs(strtod(sum, NULL) - 5.055) < 1e-9);
+  free(text);
+
+  /* labels too long: dropped and counted, the ref stays unresolved */
+  char huge[1100];
+  memset(huge, 'x', sizeof(huge) - 1);
+  huge[sizeof(huge) - 1] = '\0';
+  bh__metrics_ref big;
+  CHECK_INT(bh__metrics_ref_get(m, "req_total", huge, &big), -ENOSPC);
+  CHECK(big.family == NULL);
+  text = bh__render(m);
+  CHECK_STR(bh__value(text, "bulkhead_metrics_series_dropped_total"), "1");
+  free(text);
+
+  /* two processes, the same refs, no lock: every update counts */
+  enum { N = 20000 };
+  fflush(NULL);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    for (int i = 0; i < N; i++) {
+      bh__metrics_ref_inc(&c, 1);
+      bh__metrics_ref_observe(&h, 0.5);
+    }
+    _exit(0);
+  }
+  for (int i = 0; i < N; i++) {
+    bh__metrics_ref_inc(&c, 1);
+    bh__metrics_ref_observe(&h, 0.5);
+  }
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  text = bh__render(m);
+  char want[32];
+  snprintf(want, sizeof(want), "%d", 3 + 2 * N);
+  CHECK_STR(bh__value(text, "req_total{route=\"/a\"}"), want);
+  CHECK_STR(bh__value(text, "lat_seconds_count{route=\"/a\"}"), want);
+  snprintf(want, sizeof(want), "%d", 2 + 2 * N);
+  CHECK_STR(bh__value(text, "lat_seconds_bucket{route=\"/a\",le=\"1\"}"), want);
+  sum = bh__value(text, "lat_seconds_sum{route=\"/a\"}");
+  CHECK(sum && fabs(strtod(sum, NULL) - (5.055 + N)) < 1e-6);
+  free(text);
+  bh__metrics_free(m);
+  munmap(mem, size);
+}
+
 int main(void) {
   test_render_small();
   test_default_buckets();
@@ -581,5 +672,6 @@ int main(void) {
   test_allocator();
   test_arena();
   test_shared();
+  test_refs();
   return check_finish("test_metrics");
 }

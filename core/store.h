@@ -1,0 +1,73 @@
+/*
+ * The core's identity store: one SQLite file (WAL, busy timeout, foreign
+ * keys) with its schema migrations, and a thread of its own that runs
+ * every statement, so no SQLite call ever blocks an event loop.
+ *
+ * Each worker process opens its own connection and thread; WAL lets them
+ * read concurrently and the busy timeout serialises their writes. The
+ * master (or the single process) migrates the file once before any worker
+ * opens it.
+ *
+ * Jobs: the caller embeds a bh__sjob in its own struct, fills work (runs
+ * on the store thread with the connection) and done (runs on the loop
+ * thread afterwards), and submits it. Jobs run one at a time, in order.
+ */
+#ifndef BH_CORE_STORE_H
+#define BH_CORE_STORE_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct bh__migration {
+  int version;      /* the file's leading number: 1, 2, ... ascending */
+  const char *name; /* "001_sessions.sql" */
+  const char *sql;
+} bh__migration;
+
+/* the files of schema/core, embedded at build time (bh_schema_core.c) */
+extern const bh__migration bh__core_migrations[];
+extern const size_t bh__core_nmigrations;
+
+/* Opens (creating) `path` with mode 0600 and the pragmas above, then
+ * applies the pending migrations. 0 and *out, or a negative errno with one
+ * line in err (the file, the migration, SQLite's message). */
+int bh__store_open(const char *path, const bh__migration *m, size_t n,
+                   sqlite3 **out, char *err, size_t errlen);
+/* Applies every migration newer than PRAGMA user_version in ONE
+ * transaction: all of them or none (a failure rolls back and the file
+ * stays at its old version). A file newer than the last migration is
+ * refused. 0, or -EINVAL / -EIO with the reason in err. */
+int bh__store_migrate(sqlite3 *db, const bh__migration *m, size_t n, char *err,
+                      size_t errlen);
+/* PRAGMA user_version, or a negative value on error. */
+int bh__store_version(sqlite3 *db);
+
+typedef struct bh__sjob bh__sjob;
+struct bh__sjob {
+  void (*work)(sqlite3 *db, bh__sjob *j); /* store thread */
+  void (*done)(bh__sjob *j);              /* loop thread, after work */
+  bh__sjob *next;                         /* the store's */
+};
+
+typedef struct bh__store bh__store;
+
+/* Starts the thread for `db` (owned by the store from now on) and the
+ * loop-side wakeup (unreferenced: it never keeps a loop alive). */
+int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out);
+/* Queues `j`; 0, or -ESHUTDOWN once stopping (then `done` never runs). */
+int bh__store_submit(bh__store *s, bh__sjob *j);
+/* Lets the thread finish the queued jobs, joins it, runs the pending done
+ * callbacks on the caller's (loop) thread, closes the connection and
+ * frees the store (after the loop closes its handle). */
+void bh__store_stop(bh__store *s);
+
+/* Helpers for job code. */
+/* Random id "<prefix><22 base64url chars>" (16 random bytes). */
+void bh__store_id(const char *prefix, char *out, size_t outlen);
+/* SHA-256 of a credential, as stored. */
+void bh__store_hash(const char *s, size_t n, unsigned char out[32]);
+int64_t bh__store_now(void);
+
+#endif

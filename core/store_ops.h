@@ -1,0 +1,86 @@
+/*
+ * The identity store's statements (store_ops.c). Each function runs on the
+ * store thread (or in the `bulkhead user` command) with the connection,
+ * never on an event loop, and keeps its transaction to itself.
+ */
+#ifndef BH_CORE_STORE_OPS_H
+#define BH_CORE_STORE_OPS_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Raw credentials: "rt_" + 43 and "bhk_" + 32 base64url characters. */
+#define BH__REFRESH_MAX 64
+#define BH__APIKEY_MAX 64
+#define BH__APIKEY_PREFIX_LEN 12
+
+typedef struct bh__sess {
+  char session_id[64];
+  char user_id[128];
+  char scopes[512];
+  char refresh[BH__REFRESH_MAX]; /* the new raw refresh token */
+  int64_t refresh_exp;
+} bh__sess;
+
+enum bh__refresh_outcome {
+  BH__RT_OK = 0,  /* rotated: out has the new token */
+  BH__RT_UNKNOWN, /* no such token */
+  BH__RT_EXPIRED,
+  BH__RT_REVOKED, /* its session was revoked earlier (logout, reuse) */
+  BH__RT_REUSED,  /* a spent token again: the session is revoked now */
+  BH__RT_GRACE,   /* spent moments ago (a concurrent request): no new token */
+  BH__RT_ERROR    /* the database failed */
+};
+
+/* New session with its first refresh token. 0 or -EIO. */
+int bh__op_session_create(sqlite3 *db, const char *user_id, const char *scopes,
+                          int64_t now, int64_t ttl, bh__sess *out);
+/* Rotation and reuse detection: enum bh__refresh_outcome. out->user_id,
+ * session_id and scopes are set for OK and GRACE. */
+int bh__op_session_refresh(sqlite3 *db, const char *token, int64_t now,
+                           int64_t ttl, int64_t grace, bh__sess *out);
+/* Revokes the session of `token`, or `session_id` when token is NULL. 0
+ * (also when nothing matched) or -EIO. */
+int bh__op_session_revoke(sqlite3 *db, const char *token,
+                          const char *session_id, const char *reason,
+                          int64_t now);
+
+typedef struct bh__keyrec {
+  char id[48];
+  char user_id[128];
+  char scopes[512];
+  char prefix[BH__APIKEY_PREFIX_LEN + 1];
+  char key[BH__APIKEY_MAX]; /* create only */
+} bh__keyrec;
+
+int bh__op_apikey_create(sqlite3 *db, const char *user_id, const char *name,
+                         const char *scopes, int64_t now, bh__keyrec *out);
+/* The live key `key`: 0 and out (no raw key), -ENOENT, -EIO. */
+int bh__op_apikey_auth(sqlite3 *db, const char *key, int64_t now,
+                       bh__keyrec *out);
+/* The user's live keys as a malloc'd JSON array, NULL on error. */
+char *bh__op_apikey_list(sqlite3 *db, const char *user_id);
+int bh__op_apikey_revoke(sqlite3 *db, const char *user_id, const char *id,
+                         int64_t now);
+
+typedef struct bh__guard_conf {
+  uint32_t max_account; /* failures per account before a lock */
+  uint32_t max_address; /* failures per client address */
+  uint32_t lockout_s;   /* the counting window and the lock */
+} bh__guard_conf;
+
+/* event: BH_LOGIN_CHECK / FAILED / SUCCEEDED. 0, -EBUSY with
+ * *retry_after while locked, -EIO. */
+int bh__op_login_guard(sqlite3 *db, const char *account, const char *addr,
+                       int event, int64_t now, const bh__guard_conf *g,
+                       long *retry_after);
+
+/* The embedded identity provider's users. */
+int bh__op_user_get(sqlite3 *db, const char *email, char *id, size_t idlen,
+                    char *hash, size_t hashlen, int *disabled);
+int bh__op_user_add(sqlite3 *db, const char *email, const char *hash,
+                    int64_t now, char *id, size_t idlen);
+int bh__op_user_set_disabled(sqlite3 *db, const char *email, int disabled);
+
+#endif

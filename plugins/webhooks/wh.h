@@ -1,0 +1,317 @@
+/*
+ * webhooks plugin internals, shared by its files:
+ *   webhooks.c    descriptor, config, lifecycle, routes, error map
+ *   wh_api.c      HTTP handlers (loop thread): checks, jobs, answers
+ *   wh_store.c    the store thread: a job queue run against SQLite
+ *   wh_ops.c      the SQL of every API operation (store thread)
+ *   wh_db.c       opening, migrating and watching the database file
+ *   wh_dispatch.c the dispatcher thread: claim, send, record
+ *   wh_send.c     one HTTP delivery on libcurl (dispatcher thread)
+ *   wh_sign.c     secrets and Standard Webhooks signatures
+ *   wh_url.c      endpoint URL checks and address classes (SSRF)
+ *
+ * Threads: the loop thread runs handlers and answers requests; the store
+ * thread owns one SQLite connection and runs API jobs; the dispatcher
+ * thread owns another connection and a curl multi handle. They meet only
+ * through the job and log queues (mutex + condition), one mutex that
+ * serialises the two connections' write transactions, atomic flags, and
+ * the wakeup the core offers (ABI 1.1); no thread but the loop's touches
+ * a bh_req or calls a service other than bh_wakeup_send().
+ */
+#ifndef WH_H
+#define WH_H
+
+#include <bulkhead/plugin.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define WH_VERSION "1.0.0"
+#define WH_MAX_SCHEDULE 32
+#define WH_ID_MAX 64
+
+typedef struct sqlite3 sqlite3;
+
+/* ---- configuration (webhooks.c) ----------------------------------------- */
+
+typedef struct wh_config {
+  char db_path[4096];
+  int64_t schedule_ms[WH_MAX_SCHEDULE]; /* wait before attempt i+1 */
+  int nschedule;                        /* attempts per round */
+  int jitter_pct;
+  int64_t retry_after_max_ms;
+  int64_t timeout_ms; /* one attempt */
+  int64_t connect_timeout_ms;
+  int64_t lease_ms;  /* > timeout_ms: a claim outlives its attempt */
+  int64_t poll_ms;   /* look for work of other processes this often */
+  int max_in_flight; /* all processes sharing the database */
+  int max_per_endpoint;
+  int breaker_failures; /* consecutive failures that open it */
+  int64_t breaker_open_ms;
+  int64_t rotation_grace_ms;
+  int allow_loopback, allow_private, allow_link_local;
+  int64_t busy_timeout_ms;
+  int sync_full;      /* synchronous = FULL (else NORMAL) */
+  size_t max_payload; /* event body limit */
+} wh_config;
+
+/* ---- time and ids (wh_sign.c) ------------------------------------------ */
+
+int64_t wh_now_ms(void); /* wall clock: stored, shared across processes */
+int64_t wh_mono_ms(void);
+/* "<prefix>_" + 24 lowercase hex characters of random bytes. */
+void wh_new_id(char *out, size_t len, const char *prefix);
+/* RFC 3339 UTC with milliseconds, "2024-05-01T12:00:00.000Z". */
+void wh_time_str(int64_t ms, char *out, size_t len);
+int wh_id_ok(const char *s); /* an id we could have made */
+
+/* ---- secrets and signatures (wh_sign.c) -------------------------------- */
+
+/* A fresh "whsec_<base64 of 32 random bytes>". out >= 64 bytes. */
+void wh_secret_new(char *out, size_t len);
+/* "v1,<base64 HMAC-SHA256(key, id.timestamp.body)>" appended to out (with
+ * a leading space when out is not empty). 0, or -EINVAL for a malformed
+ * secret, -ENOSPC when out is too small. */
+int wh_sign(const char *secret, const char *msg_id, int64_t ts_s,
+            const char *body, size_t body_len, char *out, size_t outlen);
+
+/* ---- URLs and addresses (wh_url.c) ------------------------------------- */
+
+enum wh_addr_class {
+  WH_ADDR_PUBLIC = 0,
+  WH_ADDR_LOOPBACK,
+  WH_ADDR_PRIVATE,    /* RFC 1918, unique local, carrier-grade NAT */
+  WH_ADDR_LINK_LOCAL, /* 169.254/16 (cloud metadata), fe80::/10 */
+  WH_ADDR_RESERVED    /* unspecified, multicast, broadcast, documentation */
+};
+
+struct sockaddr;
+int wh_addr_class(const struct sockaddr *sa);
+/* The config allows sending to this class. */
+int wh_addr_allowed(const wh_config *cfg, int cls);
+/* Checks an endpoint URL: http or https, a host, no credentials, no
+ * fragment, and a literal address or well-known local name of a class
+ * the config allows. 0, or -EINVAL with a user-safe reason in why. */
+int wh_url_check(const wh_config *cfg, const char *url, const char **why);
+
+/* ---- the database (wh_db.c) -------------------------------------------- */
+
+typedef struct sqlite3_stmt sqlite3_stmt;
+
+typedef struct wh_db {
+  sqlite3 *h;
+  struct {
+    const char *sql; /* a static string: cached by its address */
+    sqlite3_stmt *st;
+  } cache[64];
+  int ncache;
+  const wh_config *cfg;
+  dev_t dev;
+  ino_t ino;
+  int64_t retry_at_ms; /* monotonic: no reopen attempt before this */
+  int failing;         /* last open or check failed */
+  int ever_opened;     /* once it existed, a missing file is not recreated */
+  int relaxed;         /* synchronous = NORMAL whatever the config says */
+  int64_t busy_since;  /* monotonic ms, for the busy handler */
+  /* serialises the writes of this process's connections, so they hand the
+   * write lock over at once instead of polling for it */
+  pthread_mutex_t *write_mu;
+} wh_db;
+
+/* Opens (create: may create the file) and migrates; 0 or -errno. */
+int wh_db_open(wh_db *db, const wh_config *cfg, int create);
+/* 0 when the connection still refers to the file at the configured path
+ * (opening or reopening it if not, at most every 100 ms); negative:
+ * unavailable. db->cfg must be set. */
+int wh_db_ensure(wh_db *db);
+void wh_db_close(wh_db *db);
+/* A statement result code that means the store itself is failing (disk,
+ * permissions, corruption, locked past the busy timeout): the connection
+ * is dropped and reopened on the next use. */
+int wh_db_fatal(int sqlite_rc);
+int wh_db_exec(wh_db *db, const char *sql);
+/* BEGIN IMMEDIATE under the process's write mutex / COMMIT (or ROLLBACK
+ * when commit is 0 or the commit fails) and release it. */
+int wh_db_write_begin(wh_db *db);
+int wh_db_write_end(wh_db *db, int commit);
+/* A prepared statement for the static string `sql`, reset and unbound,
+ * owned by the connection; NULL on failure (*rc set). */
+sqlite3_stmt *wh_db_stmt(wh_db *db, const char *sql, int *rc);
+
+/* ---- API jobs (wh_store.c, wh_ops.c) ----------------------------------- */
+
+typedef enum wh_op {
+  WH_OP_EP_CREATE = 1,
+  WH_OP_EP_LIST,
+  WH_OP_EP_GET,
+  WH_OP_EP_PATCH,
+  WH_OP_EP_DELETE,
+  WH_OP_EP_ROTATE,
+  WH_OP_EVENT_CREATE,
+  WH_OP_DLV_LIST,
+  WH_OP_DLV_GET,
+  WH_OP_DLV_RETRY
+} wh_op;
+
+typedef struct wh_job {
+  struct wh_job *next;
+  wh_op op;
+  bh_req *req; /* touched on the loop thread only */
+  const wh_config *cfg;
+  /* inputs, owned by the job */
+  char id[WH_ID_MAX]; /* endpoint or delivery */
+  char *url, *description, *type, *data, *idem_key;
+  char **events;
+  size_t nevents;
+  int set_url, set_events, set_description, set_enabled, enabled;
+  char status_filter[16];
+  char endpoint_filter[WH_ID_MAX];
+  int64_t limit, cursor; /* cursor 0: first page */
+  /* outputs */
+  int status;          /* HTTP status of a success */
+  char *body;          /* its JSON body */
+  const char *code;    /* or the Problem code */
+  int replayed;        /* an idempotent replay of an earlier event */
+  int wake_dispatcher; /* new work for the dispatcher */
+} wh_job;
+
+wh_job *wh_job_new(wh_op op, bh_req *req, const wh_config *cfg);
+void wh_job_free(wh_job *j);
+/* Runs one job inside the store's open transaction (wh_ops.c). 0, or a
+ * SQLite error code that means the store is failing (the batch is then
+ * rolled back and every job answered webhooks.unavailable). */
+int wh_ops_run(wh_db *db, wh_job *j);
+
+typedef struct wh_plugin wh_plugin;
+
+/* The store thread. Jobs go in on the loop thread and come back, done,
+ * through the plugin's wakeup. */
+typedef struct wh_store {
+  wh_plugin *wp;
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  wh_job *q_head, *q_tail;
+  size_t queued;
+  wh_job *done_head, *done_tail;
+  int stopping;
+  wh_db db;
+} wh_store;
+
+int wh_store_start(wh_store *s, wh_plugin *wp);
+/* Queues a job (loop thread). -EAGAIN when the queue is full, -ESHUTDOWN
+ * once stopping; the job stays the caller's then. */
+int wh_store_submit(wh_store *s, wh_job *j);
+/* Takes the finished jobs (loop thread), oldest first. */
+wh_job *wh_store_take_done(wh_store *s);
+/* Runs what is queued, then joins the thread. */
+void wh_store_stop(wh_store *s);
+/* After stop and the last take_done. */
+void wh_store_destroy(wh_store *s);
+
+/* ---- the dispatcher (wh_dispatch.c) ------------------------------------ */
+
+typedef struct wh_dispatcher wh_dispatcher;
+
+int wh_dispatch_start(wh_dispatcher **out, wh_plugin *wp);
+/* Any thread: look for due work now. */
+void wh_dispatch_kick(wh_dispatcher *d);
+/* Any thread: stop claiming; transfers in flight get a second to finish,
+ * then are abandoned and their leases given back; the thread exits. */
+void wh_dispatch_signal_stop(wh_dispatcher *d);
+/* Signals, joins the thread and frees `d`. */
+void wh_dispatch_stop(wh_dispatcher *d);
+
+/* ---- one delivery over HTTP (wh_send.c) -------------------------------- */
+
+typedef struct wh_send {
+  /* filled by the dispatcher */
+  int64_t seq;
+  char id[WH_ID_MAX]; /* delivery */
+  char event_id[WH_ID_MAX];
+  char endpoint_id[WH_ID_MAX];
+  char *url;
+  char *payload;
+  size_t payload_len;
+  char signature[512];
+  int64_t timestamp_s;
+  int attempt;        /* 1-based, over the delivery's life */
+  int round_attempt;  /* 1-based, within the current retry round */
+  int64_t started_ms; /* wall clock */
+  int64_t started_mono;
+  /* results */
+  int status;             /* HTTP status, 0 when none arrived */
+  char error[96];         /* transport failure, user-safe */
+  int64_t retry_after_ms; /* -1 none */
+  int64_t duration_ms;
+  void *easy;    /* CURL * */
+  void *headers; /* struct curl_slist * */
+  size_t received;
+  const wh_config *cfg;
+  struct wh_send *next;
+} wh_send;
+
+/* Prepares the transfer (easy handle, headers). 0 or -ENOMEM. */
+int wh_send_prepare(wh_send *s);
+/* After the transfer ended with curl code `cc`: fills status / error. */
+void wh_send_finish(wh_send *s, int cc);
+void wh_send_free(wh_send *s);
+
+/* ---- the plugin (webhooks.c) ------------------------------------------- */
+
+typedef struct wh_logline {
+  struct wh_logline *next;
+  int level;
+  char msg[];
+} wh_logline;
+
+struct wh_plugin {
+  bh_ctx *ctx;
+  wh_config cfg;
+  wh_store store;
+  wh_dispatcher *disp;
+  bh_wakeup *wakeup;
+  volatile int store_down;  /* atomic: the store thread cannot reach it */
+  volatile int disp_down;   /* atomic: the dispatcher cannot */
+  pthread_mutex_t write_mu; /* see wh_db.write_mu */
+  pthread_mutex_t log_mu;
+  wh_logline *logs, *logs_tail;
+  int nlogs;
+};
+
+/* Sets a *_down flag from its thread and logs the transitions. */
+void wh_set_down(wh_plugin *wp, volatile int *flag, int down, const char *who);
+
+/* Any thread: a log line for the loop to write (services are loop-only).
+ * Dropped when the queue is long: logs never hold a delivery up. */
+void wh_log_post(wh_plugin *wp, int level, const char *fmt, ...)
+    BH_PRINTF(3, 4);
+
+/* Loop thread, from the wakeup: answers finished jobs. */
+void wh_api_complete(wh_plugin *wp);
+/* Every route's handler (wh_api.c). */
+void wh_endpoints_post(bh_req *req, void *data);
+void wh_endpoints_list(bh_req *req, void *data);
+void wh_endpoint_get(bh_req *req, void *data);
+void wh_endpoint_patch(bh_req *req, void *data);
+void wh_endpoint_delete(bh_req *req, void *data);
+void wh_endpoint_rotate(bh_req *req, void *data);
+void wh_events_post(bh_req *req, void *data);
+void wh_deliveries_list(bh_req *req, void *data);
+void wh_delivery_get(bh_req *req, void *data);
+void wh_delivery_retry(bh_req *req, void *data);
+
+/* Atomic flag helpers. */
+static inline void wh_flag_set(volatile int *f, int v) {
+  __atomic_store_n(f, v, __ATOMIC_RELAXED);
+}
+static inline int wh_flag_swap(volatile int *f, int v) {
+  return __atomic_exchange_n(f, v, __ATOMIC_RELAXED);
+}
+static inline int wh_flag_get(volatile int *f) {
+  return __atomic_load_n(f, __ATOMIC_RELAXED);
+}
+
+#endif

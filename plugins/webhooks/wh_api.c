@@ -1,0 +1,383 @@
+/*
+ * The HTTP API, on the loop thread: each handler checks its input (the
+ * core checks the JSON shape, these checks are what a shape cannot say),
+ * turns the request into a job for the store thread, and returns. The
+ * answer goes out when the job comes back (wh_api_complete, called from the
+ * plugin's wakeup), or at once when the input is refused.
+ *
+ * Errors, all through the plugin's error map: webhooks.unavailable (503,
+ * the store failed or is overloaded), webhooks.endpoint_not_found and
+ * webhooks.delivery_not_found (404), webhooks.invalid_url (400, naming the
+ * field), webhooks.invalid_event_type (400), webhooks.invalid_query (400).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wh.h"
+
+#define WH_TYPE_MAX 128
+#define WH_PAGE_DEFAULT 20
+#define WH_PAGE_MAX 100
+
+/* ---- shapes ------------------------------------------------------------- */
+
+static const bh_field ep_create_fields[] = {
+    {.name = "url",
+     .type = BH_FIELD_STRING,
+     .flags = BH_FIELD_REQUIRED,
+     .min = 1,
+     .max = 2048},
+    {.name = "events",
+     .type = BH_FIELD_STRING_ARRAY,
+     .flags = BH_FIELD_REQUIRED,
+     .min = 1,
+     .max = 100},
+    {.name = "description",
+     .type = BH_FIELD_STRING,
+     .flags = BH_FIELD_NULLABLE,
+     .min = 0,
+     .max = 512},
+};
+static const bh_body_shape ep_create_shape = {ep_create_fields, 3, 0};
+
+static const bh_field ep_patch_fields[] = {
+    {.name = "url", .type = BH_FIELD_STRING, .min = 1, .max = 2048},
+    {.name = "events", .type = BH_FIELD_STRING_ARRAY, .min = 1, .max = 100},
+    {.name = "description", .type = BH_FIELD_STRING, .min = 0, .max = 512},
+    {.name = "enabled", .type = BH_FIELD_BOOL},
+};
+static const bh_body_shape ep_patch_shape = {ep_patch_fields, 4, 0};
+
+static const bh_field event_fields[] = {
+    {.name = "type",
+     .type = BH_FIELD_STRING,
+     .flags = BH_FIELD_REQUIRED,
+     .min = 1,
+     .max = WH_TYPE_MAX},
+    {.name = "data", .type = BH_FIELD_OBJECT, .flags = BH_FIELD_REQUIRED},
+    {.name = "idempotencyKey",
+     .type = BH_FIELD_STRING,
+     .flags = BH_FIELD_NULLABLE,
+     .min = 1,
+     .max = 255},
+};
+static const bh_body_shape event_shape = {event_fields, 3, 0};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static int type_ok(const char *t, int star_ok) {
+  if (star_ok && strcmp(t, "*") == 0) return 1;
+  size_t n = strlen(t);
+  if (n == 0 || n > WH_TYPE_MAX) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = t[i];
+    int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                (c >= '0' && c <= '9');
+    if (!alnum && (i == 0 || !strchr("._:-", c))) return 0;
+  }
+  return 1;
+}
+
+/* Ends req with the store's verdict on its way back; the job is the
+ * request's until then. */
+static void submit(bh_req *req, wh_plugin *wp, wh_job *j) {
+  if (j == NULL) {
+    bh_problem(req, "generic.internal", NULL);
+    return;
+  }
+  if (wh_store_submit(&wp->store, j) != 0) {
+    wh_job_free(j);
+    bh_problem(req, "webhooks.unavailable", NULL);
+  }
+}
+
+static void answer(wh_job *j) {
+  bh_req *req = j->req;
+  if (j->code) {
+    bh_problem(req, j->code, NULL);
+    return;
+  }
+  if (j->replayed) bh_set_header(req, "Idempotent-Replayed", "true");
+  bh_respond(req, j->status, NULL, j->body, strlen(j->body));
+}
+
+void wh_api_complete(wh_plugin *wp) {
+  wh_job *j = wh_store_take_done(&wp->store);
+  while (j) {
+    wh_job *next = j->next;
+    answer(j);
+    wh_job_free(j);
+    j = next;
+  }
+}
+
+/* The {id} of the route, or NULL after answering not_found: an id this
+ * plugin could never have made names nothing. */
+static const char *route_id(bh_req *req, const char *not_found) {
+  const char *id = bh_req_param(req, "id");
+  if (!wh_id_ok(id)) {
+    bh_problem(req, not_found, NULL);
+    return NULL;
+  }
+  return id;
+}
+
+/* Copies events[] into the job, deduplicated; 0, or -EINVAL after
+ * answering, -ENOMEM. */
+static int take_events(bh_req *req, wh_job *j) {
+  size_t n = 0;
+  while (bh_body_string_at(req, "events", n))
+    n++;
+  j->events = calloc(n ? n : 1, sizeof(char *));
+  if (j->events == NULL) return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    const char *t = bh_body_string_at(req, "events", i);
+    if (!type_ok(t, 1)) {
+      bh_problem_field(req, "webhooks.invalid_event_type", NULL, "events");
+      return -EINVAL;
+    }
+    int dup = 0;
+    for (size_t k = 0; k < j->nevents && !dup; k++)
+      dup = strcmp(j->events[k], t) == 0;
+    if (dup) continue;
+    if ((j->events[j->nevents] = strdup(t)) == NULL) return -ENOMEM;
+    j->nevents++;
+  }
+  return 0;
+}
+
+/* Checks a URL from the body; 0, or -EINVAL after answering. */
+static int url_ok(bh_req *req, wh_plugin *wp, const char *url) {
+  const char *why;
+  if (wh_url_check(&wp->cfg, url, &why) == 0) return 0;
+  bh_problem_field(req, "webhooks.invalid_url", why, "url");
+  return -EINVAL;
+}
+
+static char *dup_or_null(const char *s, int *oom) {
+  if (s == NULL) return NULL;
+  char *d = strdup(s);
+  if (d == NULL) *oom = 1;
+  return d;
+}
+
+/* ---- endpoints ---------------------------------------------------------- */
+
+void wh_endpoints_post(bh_req *req, void *data) {
+  wh_plugin *wp = data;
+  if (bh_body_parse(req, &ep_create_shape) < 0) return;
+  const char *url = bh_body_string(req, "url");
+  if (url_ok(req, wp, url) < 0) return;
+  wh_job *j = wh_job_new(WH_OP_EP_CREATE, req, &wp->cfg);
+  if (j == NULL) {
+    bh_problem(req, "generic.internal", NULL);
+    return;
+  }
+  int rc = take_events(req, j), oom = 0;
+  if (rc == -EINVAL) {
+    wh_job_free(j);
+    return;
+  }
+  j->url = dup_or_null(url, &oom);
+  j->description = dup_or_null(bh_body_string(req, "description"), &oom);
+  if (rc || oom) {
+    wh_job_free(j);
+    bh_problem(req, "generic.internal", NULL);
+    return;
+  }
+  submit(req, wp, j);
+}
+
+void wh_endpoint_patch(bh_req *req, void *data) {
+  wh_plugin *wp = data;
+  const char *id = route_id(req, "webhooks.endpoint_not_found");
+  if (id == NULL) return;
+  if (bh_body_parse(req, &ep_patch_shape) < 0) return;
+  const char *url = bh_body_string(req, "url");
+  if (url && url_ok(req, wp, url) < 0) return;
+  wh_job *j = wh_job_new(WH_OP_EP_PATCH, req, &wp->cfg);
+  if (j == NULL) {
+    bh_problem(req, "generic.internal", NULL);
+    return;
+  }
+  snprintf(j->id, sizeof(j->id), "%s", id);
+  int rc = 0, oom = 0;
+  if (bh_body_string_at(req, "events", 0)) {
+    j->set_events = 1;
+    if ((rc = take_events(req, j)) == -EINVAL) {
+      wh_job_free(j);
+      return;
+    }
+  }
+  j->set_url = url != NULL;
+  j->url = dup_or_null(url, &oom);
+  const char *desc = bh_body_string(req, "description");
+  j->set_description = desc != NULL;
+  j->description = dup_or_null(desc, &oom);
+  j->set_enabled = bh_body_bool(req, "enabled", &j->enabled) == 0;
+  if (rc || oom) {
+    wh_job_free(j);
+    bh_problem(req, "generic.internal", NULL);
+    return;
+  }
+  submit(req, wp, j);
+}
+
+static void by_id(bh_req *req, wh_plugin *wp, wh_op op, const char *nf) {
+  const char *id = route_id(req, nf);
+  if (id == NULL) return;
+  wh_job *j = wh_job_new(op, req, &wp->cfg);
+  if (j) snprintf(j->id, sizeof(j->id), "%s", id);
+  submit(req, wp, j);
+}
+
+void wh_endpoint_get(bh_req *req, void *data) {
+  by_id(req, data, WH_OP_EP_GET, "webhooks.endpoint_not_found");
+}
+
+void wh_endpoint_delete(bh_req *req, void *data) {
+  by_id(req, data, WH_OP_EP_DELETE, "webhooks.endpoint_not_found");
+}
+
+void wh_endpoint_rotate(bh_req *req, void *data) {
+  by_id(req, data, WH_OP_EP_ROTATE, "webhooks.endpoint_not_found");
+}
+
+void wh_delivery_get(bh_req *req, void *data) {
+  by_id(req, data, WH_OP_DLV_GET, "webhooks.delivery_not_found");
+}
+
+void wh_delivery_retry(bh_req *req, void *data) {
+  by_id(req, data, WH_OP_DLV_RETRY, "webhooks.delivery_not_found");
+}
+
+/* ---- lists -------------------------------------------------------------- */
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* Decodes a query value (%XX, '+') into out; -1 when it does not fit. */
+static int qdecode(const char *s, size_t n, char *out, size_t outlen) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (c == '+')
+      c = ' ';
+    else if (c == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 &&
+             hexval(s[i + 2]) >= 0) {
+      c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+      i += 2;
+    }
+    if (o + 1 >= outlen || c == '\0') return -1;
+    out[o++] = c;
+  }
+  out[o] = '\0';
+  return 0;
+}
+
+static int parse_int(const char *v, int64_t lo, int64_t hi, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long n = strtoll(v, &end, 10);
+  if (errno || end == v || *end || n < lo || n > hi) return -1;
+  *out = n;
+  return 0;
+}
+
+/* limit, cursor, and for deliveries status and endpoint. 0, or -EINVAL
+ * after answering webhooks.invalid_query naming the parameter. */
+static int parse_query(bh_req *req, wh_job *j, int deliveries) {
+  static const char *const states[] = {"pending", "succeeded", "failed", NULL};
+  const char *q = bh_req_query(req);
+  j->limit = WH_PAGE_DEFAULT;
+  while (q && *q) {
+    size_t len = strcspn(q, "&");
+    const char *eq = memchr(q, '=', len);
+    size_t klen = eq ? (size_t)(eq - q) : len;
+    char key[16], val[WH_ID_MAX];
+    const char *bad = NULL;
+    if (klen < sizeof(key) && qdecode(q, klen, key, sizeof(key)) == 0) {
+      int ok = eq && qdecode(eq + 1, len - klen - 1, val, sizeof(val)) == 0;
+      if (strcmp(key, "limit") == 0) {
+        if (!ok || parse_int(val, 1, WH_PAGE_MAX, &j->limit)) bad = "limit";
+      } else if (strcmp(key, "cursor") == 0) {
+        if (!ok || parse_int(val, 1, INT64_MAX, &j->cursor)) bad = "cursor";
+      } else if (deliveries && strcmp(key, "status") == 0) {
+        int known = 0;
+        for (size_t i = 0; ok && states[i]; i++)
+          known |= strcmp(val, states[i]) == 0;
+        if (known && strlen(val) < sizeof(j->status_filter))
+          memcpy(j->status_filter, val, strlen(val) + 1);
+        else
+          bad = "status";
+      } else if (deliveries && strcmp(key, "endpoint") == 0) {
+        if (ok && wh_id_ok(val))
+          snprintf(j->endpoint_filter, sizeof(j->endpoint_filter), "%s", val);
+        else
+          bad = "endpoint";
+      }
+    }
+    if (bad) {
+      char detail[160];
+      snprintf(detail, sizeof(detail),
+               "The query parameter '%s' is not valid%s.", bad,
+               strcmp(bad, "limit") == 0    ? " (1 to 100)"
+               : strcmp(bad, "status") == 0 ? " (pending, succeeded or failed)"
+                                            : "");
+      bh_problem_field(req, "webhooks.invalid_query", detail, bad);
+      return -EINVAL;
+    }
+    q += len;
+    if (*q == '&') q++;
+  }
+  return 0;
+}
+
+static void list(bh_req *req, wh_plugin *wp, wh_op op, int deliveries) {
+  wh_job *j = wh_job_new(op, req, &wp->cfg);
+  if (j && parse_query(req, j, deliveries) < 0) {
+    wh_job_free(j);
+    return;
+  }
+  submit(req, wp, j);
+}
+
+void wh_endpoints_list(bh_req *req, void *data) {
+  list(req, data, WH_OP_EP_LIST, 0);
+}
+
+void wh_deliveries_list(bh_req *req, void *data) {
+  list(req, data, WH_OP_DLV_LIST, 1);
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+void wh_events_post(bh_req *req, void *data) {
+  wh_plugin *wp = data;
+  if (bh_body_parse(req, &event_shape) < 0) return;
+  const char *type = bh_body_string(req, "type");
+  if (!type_ok(type, 0)) {
+    bh_problem_field(req, "webhooks.invalid_event_type", NULL, "type");
+    return;
+  }
+  const char *payload = bh_body_json(req, "data");
+  wh_job *j = wh_job_new(WH_OP_EVENT_CREATE, req, &wp->cfg);
+  int oom = j == NULL || payload == NULL;
+  if (j) {
+    j->type = dup_or_null(type, &oom);
+    j->data = dup_or_null(payload, &oom);
+    j->idem_key = dup_or_null(bh_body_string(req, "idempotencyKey"), &oom);
+  }
+  if (oom) {
+    wh_job_free(j);
+    bh_problem(req, "generic.internal", NULL);
+    return;
+  }
+  submit(req, wp, j);
+}

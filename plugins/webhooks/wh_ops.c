@@ -1,0 +1,523 @@
+/*
+ * The SQL behind every API operation, run by the store thread inside the
+ * batch's transaction (wh_store.c), and the JSON the API answers with.
+ *
+ * Each operation returns SQLITE_OK with either j->body (+ j->status) or
+ * j->code set, or a SQLite error code when the store itself failed. Every
+ * statement is a static string, prepared once per connection.
+ */
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wh.h"
+
+#define EP_COLS                                                                \
+  "seq, id, url, description, events, enabled, disabled_reason, "              \
+  "old_secret_until, breaker_failures, breaker_open_until, created_at, "       \
+  "updated_at"
+
+#define DLV_COLS                                                               \
+  "d.seq, d.id, d.event_id, ev.type, d.endpoint_id, d.state, d.attempts, "     \
+  "d.next_at, d.lease_until, d.last_status, d.last_error, d.created_at, "      \
+  "d.updated_at, d.completed_at"
+#define DLV_FROM " FROM deliveries d JOIN events ev ON ev.id = d.event_id "
+
+#define STEP_ERR(rc) ((rc) != SQLITE_ROW && (rc) != SQLITE_DONE)
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s) {
+  if (s)
+    sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static const char *col_text(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? (const char *)t : "";
+}
+
+static json_t *jtime(int64_t ms) {
+  char buf[40];
+  wh_time_str(ms, buf, sizeof(buf));
+  return json_string(buf);
+}
+
+static json_t *jtime_or_null(sqlite3_stmt *st, int i) {
+  if (sqlite3_column_type(st, i) == SQLITE_NULL) return json_null();
+  return jtime(sqlite3_column_int64(st, i));
+}
+
+static json_t *jint_or_null(sqlite3_stmt *st, int i) {
+  if (sqlite3_column_type(st, i) == SQLITE_NULL) return json_null();
+  return json_integer(sqlite3_column_int64(st, i));
+}
+
+static json_t *jtext_or_null(sqlite3_stmt *st, int i) {
+  if (sqlite3_column_type(st, i) == SQLITE_NULL) return json_null();
+  return json_string(col_text(st, i));
+}
+
+/* Hands `doc` to the job as its answer (steals the reference). */
+static int answer(wh_job *j, int status, json_t *doc) {
+  j->body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+  json_decref(doc);
+  if (j->body == NULL) return SQLITE_NOMEM;
+  j->status = status;
+  return SQLITE_OK;
+}
+
+static int refuse(wh_job *j, const char *code) {
+  j->code = code;
+  return SQLITE_OK;
+}
+
+/* ---- endpoints ---------------------------------------------------------- */
+
+static json_t *endpoint_json(const wh_config *cfg, sqlite3_stmt *st) {
+  int64_t now = wh_now_ms();
+  json_t *events = json_loads(col_text(st, 4), 0, NULL);
+  int64_t fails = sqlite3_column_int64(st, 8);
+  int64_t open_until = sqlite3_column_int64(st, 9);
+  const char *breaker = fails < cfg->breaker_failures ? "closed"
+                        : open_until > now            ? "open"
+                                                      : "half_open";
+  json_t *o = json_pack(
+      "{s:s,s:s,s:s,s:o,s:b,s:o,s:{s:s,s:I},s:o,s:o}", "id", col_text(st, 1),
+      "url", col_text(st, 2), "description", col_text(st, 3), "events",
+      events ? events : json_array(), "enabled", sqlite3_column_int(st, 5),
+      "disabledReason", jtext_or_null(st, 6), "breaker", "state", breaker,
+      "consecutiveFailures", (json_int_t)fails, "createdAt",
+      jtime(sqlite3_column_int64(st, 10)), "updatedAt",
+      jtime(sqlite3_column_int64(st, 11)));
+  int64_t old_until = sqlite3_column_int64(st, 7);
+  if (o && old_until > now)
+    json_object_set_new(o, "previousSecretExpiresAt", jtime(old_until));
+  return o;
+}
+
+static const char SQL_EP_BY_ID[] =
+    "SELECT " EP_COLS " FROM endpoints WHERE id = ?1";
+
+/* Answers the endpoint `id` (status), or webhooks.endpoint_not_found. */
+static int endpoint_answer(wh_db *db, wh_job *j, const char *id, int status,
+                           const char *secret) {
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_BY_ID, &rc);
+  if (st == NULL) return rc;
+  bind_text(st, 1, id);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return refuse(j, "webhooks.endpoint_not_found");
+  if (rc != SQLITE_ROW) return rc;
+  json_t *o = endpoint_json(j->cfg, st);
+  if (o && secret) json_object_set_new(o, "secret", json_string(secret));
+  sqlite3_reset(st);
+  return answer(j, status, o);
+}
+
+static const char SQL_SUB_DEL[] =
+    "DELETE FROM endpoint_events WHERE endpoint_id = ?1";
+static const char SQL_SUB_ADD[] =
+    "INSERT OR IGNORE INTO endpoint_events (event_type, endpoint_id) "
+    "VALUES (?1, ?2)";
+
+static int subscriptions_set(wh_db *db, wh_job *j, const char *id) {
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_SUB_DEL, &rc);
+  if (st == NULL) return rc;
+  bind_text(st, 1, id);
+  if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
+  for (size_t i = 0; i < j->nevents; i++) {
+    if ((st = wh_db_stmt(db, SQL_SUB_ADD, &rc)) == NULL) return rc;
+    bind_text(st, 1, j->events[i]);
+    bind_text(st, 2, id);
+    if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
+  }
+  return SQLITE_OK;
+}
+
+static char *events_text(const wh_job *j) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < j->nevents; i++)
+    json_array_append_new(a, json_string(j->events[i]));
+  char *s = json_dumps(a, JSON_COMPACT);
+  json_decref(a);
+  return s;
+}
+
+static const char SQL_EP_INSERT[] =
+    "INSERT INTO endpoints (id, url, description, events, secret, "
+    "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)";
+
+static int ep_create(wh_db *db, wh_job *j) {
+  char id[WH_ID_MAX], secret[96];
+  wh_new_id(id, sizeof(id), "ep");
+  wh_secret_new(secret, sizeof(secret));
+  char *events = events_text(j);
+  if (events == NULL) return SQLITE_NOMEM;
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_INSERT, &rc);
+  if (st) {
+    bind_text(st, 1, id);
+    bind_text(st, 2, j->url);
+    bind_text(st, 3, j->description ? j->description : "");
+    bind_text(st, 4, events);
+    bind_text(st, 5, secret);
+    sqlite3_bind_int64(st, 6, wh_now_ms());
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) rc = subscriptions_set(db, j, id);
+    if (rc == SQLITE_OK) rc = endpoint_answer(db, j, id, 201, secret);
+  }
+  free(events);
+  memset(secret, 0, sizeof(secret));
+  return rc;
+}
+
+static const char SQL_EP_LIST[] = "SELECT " EP_COLS " FROM endpoints "
+                                  "WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2";
+
+/* {"data": [...], "nextCursor": "..." | null}: rows newest first, one more
+ * than the page asked to learn whether another page follows. */
+static int page_answer(wh_job *j, sqlite3_stmt *st,
+                       json_t *(*row)(const wh_config *, sqlite3_stmt *)) {
+  json_t *data = json_array();
+  int64_t last = 0;
+  int more = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if ((int64_t)json_array_size(data) == j->limit) {
+      more = 1;
+      break;
+    }
+    last = sqlite3_column_int64(st, 0);
+    json_array_append_new(data, row(j->cfg, st));
+  }
+  sqlite3_reset(st);
+  if (STEP_ERR(rc)) {
+    json_decref(data);
+    return rc;
+  }
+  char cursor[24];
+  snprintf(cursor, sizeof(cursor), "%lld", (long long)last);
+  return answer(j, 200,
+                json_pack("{s:o,s:o}", "data", data, "nextCursor",
+                          more ? json_string(cursor) : json_null()));
+}
+
+static int ep_list(wh_db *db, wh_job *j) {
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_LIST, &rc);
+  if (st == NULL) return rc;
+  sqlite3_bind_int64(st, 1, j->cursor > 0 ? j->cursor : INT64_MAX);
+  sqlite3_bind_int64(st, 2, j->limit + 1);
+  return page_answer(j, st, endpoint_json);
+}
+
+static const char SQL_EP_PATCH[] =
+    "UPDATE endpoints SET "
+    "url = CASE WHEN ?2 THEN ?3 ELSE url END, "
+    "description = CASE WHEN ?4 THEN ?5 ELSE description END, "
+    "events = CASE WHEN ?6 THEN ?7 ELSE events END, "
+    "enabled = CASE WHEN ?8 THEN ?9 ELSE enabled END, "
+    "disabled_reason = CASE WHEN ?8 THEN (CASE WHEN ?9 THEN NULL "
+    "  ELSE 'manual' END) ELSE disabled_reason END, "
+    /* enabling again starts with a closed breaker */
+    "breaker_failures = CASE WHEN ?8 AND ?9 THEN 0 ELSE breaker_failures END, "
+    "breaker_open_until = CASE WHEN ?8 AND ?9 THEN 0 "
+    "  ELSE breaker_open_until END, "
+    "updated_at = ?10 WHERE id = ?1";
+
+static int ep_patch(wh_db *db, wh_job *j) {
+  char *events = j->set_events ? events_text(j) : NULL;
+  if (j->set_events && events == NULL) return SQLITE_NOMEM;
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_PATCH, &rc);
+  if (st) {
+    bind_text(st, 1, j->id);
+    sqlite3_bind_int(st, 2, j->set_url);
+    bind_text(st, 3, j->url);
+    sqlite3_bind_int(st, 4, j->set_description);
+    bind_text(st, 5, j->description ? j->description : "");
+    sqlite3_bind_int(st, 6, j->set_events);
+    bind_text(st, 7, events);
+    sqlite3_bind_int(st, 8, j->set_enabled);
+    sqlite3_bind_int(st, 9, j->enabled);
+    sqlite3_bind_int64(st, 10, wh_now_ms());
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE && sqlite3_changes(db->h) == 0) {
+      rc = refuse(j, "webhooks.endpoint_not_found");
+    } else if (rc == SQLITE_DONE) {
+      rc = j->set_events ? subscriptions_set(db, j, j->id) : SQLITE_OK;
+      if (rc == SQLITE_OK) rc = endpoint_answer(db, j, j->id, 200, NULL);
+      j->wake_dispatcher = j->set_enabled && j->enabled;
+    }
+  }
+  free(events);
+  return rc;
+}
+
+static const char SQL_EP_DELETE[] = "DELETE FROM endpoints WHERE id = ?1";
+
+static int ep_delete(wh_db *db, wh_job *j) {
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_DELETE, &rc);
+  if (st == NULL) return rc;
+  bind_text(st, 1, j->id);
+  if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
+  if (sqlite3_changes(db->h) == 0)
+    return refuse(j, "webhooks.endpoint_not_found");
+  j->status = 204;
+  j->body = strdup("");
+  return j->body ? SQLITE_OK : SQLITE_NOMEM;
+}
+
+static const char SQL_EP_ROTATE[] =
+    "UPDATE endpoints SET old_secret = secret, old_secret_until = ?2, "
+    "secret = ?3, updated_at = ?4 WHERE id = ?1";
+
+static int ep_rotate(wh_db *db, wh_job *j) {
+  char secret[96];
+  wh_secret_new(secret, sizeof(secret));
+  int64_t now = wh_now_ms();
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_ROTATE, &rc);
+  if (st) {
+    bind_text(st, 1, j->id);
+    sqlite3_bind_int64(st, 2, now + j->cfg->rotation_grace_ms);
+    bind_text(st, 3, secret);
+    sqlite3_bind_int64(st, 4, now);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE && sqlite3_changes(db->h) == 0)
+      rc = refuse(j, "webhooks.endpoint_not_found");
+    else if (rc == SQLITE_DONE)
+      rc = endpoint_answer(db, j, j->id, 200, secret);
+  }
+  memset(secret, 0, sizeof(secret));
+  return rc;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static const char SQL_EVENT_BY_KEY[] =
+    "SELECT id, type, deliveries, created_at FROM events "
+    "WHERE idempotency_key = ?1";
+static const char SQL_EVENT_INSERT[] =
+    "INSERT INTO events (id, type, payload, idempotency_key, created_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5)";
+static const char SQL_FANOUT[] =
+    "INSERT INTO deliveries (id, event_id, endpoint_id, next_at, "
+    "created_at, updated_at) "
+    "SELECT 'dlv_' || lower(hex(randomblob(12))), ?1, e.id, ?4, ?2, ?2 "
+    "FROM endpoints e WHERE e.enabled = 1 AND e.id IN "
+    "(SELECT endpoint_id FROM endpoint_events WHERE event_type IN (?3, '*'))";
+static const char SQL_EVENT_COUNT[] =
+    "UPDATE events SET deliveries = ?2 WHERE id = ?1";
+
+static int event_answer(wh_job *j, const char *id, const char *type, int64_t n,
+                        int64_t created) {
+  return answer(j, 202,
+                json_pack("{s:s,s:s,s:I,s:o}", "id", id, "type", type,
+                          "deliveries", (json_int_t)n, "createdAt",
+                          jtime(created)));
+}
+
+/* The body every delivery of the event sends, in the Standard Webhooks
+ * shape: {"type", "timestamp", "data"}. */
+static char *payload_text(const wh_job *j, int64_t now) {
+  json_t *t = json_string(j->type);
+  char *type = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL;
+  json_decref(t);
+  if (type == NULL) return NULL;
+  char ts[40];
+  wh_time_str(now, ts, sizeof(ts));
+  size_t n = strlen(type) + strlen(j->data) + 64;
+  char *out = malloc(n);
+  if (out)
+    snprintf(out, n, "{\"type\":%s,\"timestamp\":\"%s\",\"data\":%s}", type, ts,
+             j->data);
+  free(type);
+  return out;
+}
+
+static int event_create(wh_db *db, wh_job *j) {
+  int rc;
+  sqlite3_stmt *st;
+  if (j->idem_key) {
+    if ((st = wh_db_stmt(db, SQL_EVENT_BY_KEY, &rc)) == NULL) return rc;
+    bind_text(st, 1, j->idem_key);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      j->replayed = 1;
+      char id[WH_ID_MAX], type[256];
+      snprintf(id, sizeof(id), "%s", col_text(st, 0));
+      snprintf(type, sizeof(type), "%s", col_text(st, 1));
+      int64_t n = sqlite3_column_int64(st, 2), at = sqlite3_column_int64(st, 3);
+      sqlite3_reset(st);
+      return event_answer(j, id, type, n, at);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) return rc;
+  }
+  char id[WH_ID_MAX];
+  wh_new_id(id, sizeof(id), "evt");
+  int64_t now = wh_now_ms();
+  char *payload = payload_text(j, now);
+  if (payload == NULL) return SQLITE_NOMEM;
+  if ((st = wh_db_stmt(db, SQL_EVENT_INSERT, &rc)) == NULL) {
+    free(payload);
+    return rc;
+  }
+  bind_text(st, 1, id);
+  bind_text(st, 2, j->type);
+  bind_text(st, 3, payload);
+  bind_text(st, 4, j->idem_key);
+  sqlite3_bind_int64(st, 5, now);
+  rc = sqlite3_step(st);
+  free(payload);
+  if (rc != SQLITE_DONE) return rc;
+  if ((st = wh_db_stmt(db, SQL_FANOUT, &rc)) == NULL) return rc;
+  bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, now);
+  bind_text(st, 3, j->type);
+  sqlite3_bind_int64(st, 4, now + j->cfg->schedule_ms[0]); /* 1st wait */
+  if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
+  int64_t n = sqlite3_changes(db->h);
+  if ((st = wh_db_stmt(db, SQL_EVENT_COUNT, &rc)) == NULL) return rc;
+  bind_text(st, 1, id);
+  sqlite3_bind_int64(st, 2, n);
+  if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
+  j->wake_dispatcher = n > 0;
+  return event_answer(j, id, j->type, n, now);
+}
+
+/* ---- deliveries --------------------------------------------------------- */
+
+static json_t *delivery_json(const wh_config *cfg, sqlite3_stmt *st) {
+  (void)cfg;
+  const char *state = col_text(st, 5);
+  int pending = strcmp(state, "pending") == 0;
+  int64_t now = wh_now_ms();
+  return json_pack(
+      "{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:b,s:o,s:o,s:o,s:o,s:o}", "id",
+      col_text(st, 1), "eventId", col_text(st, 2), "eventType", col_text(st, 3),
+      "endpointId", col_text(st, 4), "status", state, "attemptCount",
+      (json_int_t)sqlite3_column_int64(st, 6), "nextAttemptAt",
+      pending ? jtime(sqlite3_column_int64(st, 7)) : json_null(), "inFlight",
+      pending && sqlite3_column_int64(st, 8) > now, "lastStatusCode",
+      jint_or_null(st, 9), "lastError", jtext_or_null(st, 10), "createdAt",
+      jtime(sqlite3_column_int64(st, 11)), "updatedAt",
+      jtime(sqlite3_column_int64(st, 12)), "completedAt",
+      jtime_or_null(st, 13));
+}
+
+static const char SQL_DLV_ALL[] =
+    "SELECT " DLV_COLS DLV_FROM "WHERE d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
+static const char SQL_DLV_STATE[] =
+    "SELECT " DLV_COLS DLV_FROM
+    "WHERE d.state = ?3 AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
+static const char SQL_DLV_EP[] =
+    "SELECT " DLV_COLS DLV_FROM
+    "WHERE d.endpoint_id = ?4 AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
+static const char SQL_DLV_EP_STATE[] =
+    "SELECT " DLV_COLS DLV_FROM
+    "WHERE d.endpoint_id = ?4 AND d.state = ?3 AND d.seq < ?1 "
+    "ORDER BY d.seq DESC LIMIT ?2";
+
+static int dlv_list(wh_db *db, wh_job *j) {
+  int by_state = j->status_filter[0] != '\0';
+  int by_ep = j->endpoint_filter[0] != '\0';
+  const char *sql = by_state && by_ep ? SQL_DLV_EP_STATE
+                    : by_ep           ? SQL_DLV_EP
+                    : by_state        ? SQL_DLV_STATE
+                                      : SQL_DLV_ALL;
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, sql, &rc);
+  if (st == NULL) return rc;
+  sqlite3_bind_int64(st, 1, j->cursor > 0 ? j->cursor : INT64_MAX);
+  sqlite3_bind_int64(st, 2, j->limit + 1);
+  if (by_state) bind_text(st, 3, j->status_filter);
+  if (by_ep) bind_text(st, 4, j->endpoint_filter);
+  return page_answer(j, st, delivery_json);
+}
+
+static const char SQL_DLV_BY_ID[] =
+    "SELECT " DLV_COLS DLV_FROM "WHERE d.id = ?1";
+static const char SQL_ATTEMPTS[] =
+    "SELECT n, at, duration_ms, status, error FROM attempts "
+    "WHERE delivery_seq = ?1 ORDER BY n";
+
+static int delivery_answer(wh_db *db, wh_job *j, int status, int attempts) {
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_DLV_BY_ID, &rc);
+  if (st == NULL) return rc;
+  bind_text(st, 1, j->id);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) return refuse(j, "webhooks.delivery_not_found");
+  if (rc != SQLITE_ROW) return rc;
+  json_t *o = delivery_json(j->cfg, st);
+  int64_t seq = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  if (attempts && o) {
+    json_t *list = json_array();
+    if ((st = wh_db_stmt(db, SQL_ATTEMPTS, &rc)) == NULL) {
+      json_decref(list);
+      json_decref(o);
+      return rc;
+    }
+    sqlite3_bind_int64(st, 1, seq);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      json_array_append_new(
+          list, json_pack("{s:I,s:o,s:I,s:o,s:o}", "attempt",
+                          (json_int_t)sqlite3_column_int64(st, 0), "at",
+                          jtime(sqlite3_column_int64(st, 1)), "latencyMs",
+                          (json_int_t)sqlite3_column_int64(st, 2), "statusCode",
+                          jint_or_null(st, 3), "error", jtext_or_null(st, 4)));
+    sqlite3_reset(st);
+    json_object_set_new(o, "attempts", list);
+    if (STEP_ERR(rc)) {
+      json_decref(o);
+      return rc;
+    }
+  }
+  return answer(j, status, o);
+}
+
+/* A failed or succeeded delivery goes back to pending with a fresh retry
+ * round; a pending one is made due now. One being sent right now is left
+ * alone: its attempt decides. */
+static const char SQL_DLV_RETRY[] =
+    "UPDATE deliveries SET state = 'pending', next_at = ?2, "
+    "round_attempts = CASE WHEN state = 'pending' THEN round_attempts "
+    "  ELSE 0 END, completed_at = NULL, updated_at = ?2 "
+    "WHERE id = ?1 AND NOT (state = 'pending' AND lease_until > ?2)";
+
+static int dlv_retry(wh_db *db, wh_job *j) {
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_DLV_RETRY, &rc);
+  if (st == NULL) return rc;
+  bind_text(st, 1, j->id);
+  sqlite3_bind_int64(st, 2, wh_now_ms());
+  if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
+  j->wake_dispatcher = sqlite3_changes(db->h) > 0;
+  return delivery_answer(db, j, 202, 0);
+}
+
+int wh_ops_run(wh_db *db, wh_job *j) {
+  switch (j->op) {
+  case WH_OP_EP_CREATE: return ep_create(db, j);
+  case WH_OP_EP_LIST: return ep_list(db, j);
+  case WH_OP_EP_GET: return endpoint_answer(db, j, j->id, 200, NULL);
+  case WH_OP_EP_PATCH: return ep_patch(db, j);
+  case WH_OP_EP_DELETE: return ep_delete(db, j);
+  case WH_OP_EP_ROTATE: return ep_rotate(db, j);
+  case WH_OP_EVENT_CREATE: return event_create(db, j);
+  case WH_OP_DLV_LIST: return dlv_list(db, j);
+  case WH_OP_DLV_GET: return delivery_answer(db, j, 200, 1);
+  case WH_OP_DLV_RETRY: return dlv_retry(db, j);
+  }
+  return SQLITE_MISUSE;
+}
