@@ -35,8 +35,8 @@ static int bh__admin_authorized(bh_req *req) {
   size_t n = strlen(token);
   unsigned char a[crypto_generichash_BYTES], b[crypto_generichash_BYTES];
   crypto_generichash(a, sizeof(a), (const unsigned char *)token, n, NULL, 0);
-  crypto_generichash(b, sizeof(b), (const unsigned char *)given,
-                     strlen(given), NULL, 0);
+  crypto_generichash(b, sizeof(b), (const unsigned char *)given, strlen(given),
+                     NULL, 0);
   return sodium_memcmp(a, b, sizeof(a)) == 0;
 }
 
@@ -79,11 +79,10 @@ static void bh__status_plugin(bh__buf *b, const bh__plugin_conf *pc,
                               const bh__shm_plugin *s) {
   bh__buf_puts(b, "{\"name\":");
   bh__buf_json_str(b, pc->name);
-  const char *state = !pc->enabled ? "disabled"
-                      : s == NULL  ? "starting"
-                      : s->quarantined
-                          ? "quarantined"
-                          : bh__plugin_state_name(s->state);
+  const char *state = !pc->enabled     ? "disabled"
+                      : s == NULL      ? "starting"
+                      : s->quarantined ? "quarantined"
+                                       : bh__plugin_state_name(s->state);
   bh__buf_printf(b, ",\"state\":\"%s\",\"reason\":", state);
   const char *reason = s && s->quarantined ? "quarantined"
                        : s && s->reason[0] ? s->reason
@@ -94,8 +93,8 @@ static void bh__status_plugin(bh__buf *b, const bh__plugin_conf *pc,
   bh__buf_json_str(b, s && s->version[0] ? s->version : NULL);
   bh__buf_puts(b, ",\"abi\":");
   bh__buf_json_str(b, s && s->abi[0] ? s->abi : NULL);
-  bh__buf_printf(b, ",\"required\":%s,\"path\":",
-                 pc->required ? "true" : "false");
+  bh__buf_printf(b,
+                 ",\"required\":%s,\"path\":", pc->required ? "true" : "false");
   bh__buf_json_str(b, s && s->path[0] ? s->path : NULL);
   bh__buf_puts(b, ",\"mounts\":[");
   for (size_t m = 0; m < pc->nmounts; m++) {
@@ -105,8 +104,8 @@ static void bh__status_plugin(bh__buf *b, const bh__plugin_conf *pc,
   bh__buf_printf(b, "],\"routes\":%s,\"lastError\":",
                  s && s->routes[0] && bh__shm_serving(s) ? s->routes : "[]");
   bh__buf_json_str(b, s && s->last_error[0] ? s->last_error : NULL);
-  bh__buf_printf(b, ",\"crashes\":%u,\"quarantined\":%s",
-                 s ? s->crashes : 0, s && s->quarantined ? "true" : "false");
+  bh__buf_printf(b, ",\"crashes\":%u,\"quarantined\":%s", s ? s->crashes : 0,
+                 s && s->quarantined ? "true" : "false");
   if (s && s->quarantined) {
     bh__buf_printf(b, ",\"quarantinedAt\":%llu,\"quarantineReason\":",
                    (unsigned long long)s->quarantined_at);
@@ -138,13 +137,12 @@ static void bh__status(bh_req *req) {
     if (cfg->plugins[i].enabled &&
         !bh__shm_serving(bh__shm_view(&cfg->plugins[i])))
       degraded = 1;
-  bh__buf_printf(&b,
-                 "{\"status\":\"%s\",\"version\":\"%s\",\"abi\":\"%d.%d\","
-                 "\"uptimeSeconds\":%llu,\"listeners\":{\"api\":",
-                 degraded ? "degraded" : "ok", BH_VERSION, BH_ABI_MAJOR,
-                 BH_ABI_MINOR,
-                 (unsigned long long)((uv_now(d->loop) - d->started_ms) /
-                                      1000));
+  bh__buf_printf(
+      &b,
+      "{\"status\":\"%s\",\"version\":\"%s\",\"abi\":\"%d.%d\","
+      "\"uptimeSeconds\":%llu,\"listeners\":{\"api\":",
+      degraded ? "degraded" : "ok", BH_VERSION, BH_ABI_MAJOR, BH_ABI_MINOR,
+      (unsigned long long)((uv_now(d->loop) - d->started_ms) / 1000));
   bh__buf_json_str(&b, d->api.address);
   bh__buf_puts(&b, ",\"admin\":");
   bh__buf_json_str(&b, d->admin.address);
@@ -166,8 +164,7 @@ static void bh__status(bh_req *req) {
                    "%s{\"pid\":%d,\"generation\":%d,\"ready\":%s,"
                    "\"draining\":%s,\"uptimeSeconds\":%llu}",
                    first ? "" : ",", w->pid, w->generation,
-                   w->ready ? "true" : "false",
-                   w->draining ? "true" : "false",
+                   w->ready ? "true" : "false", w->draining ? "true" : "false",
                    (unsigned long long)(now > w->started_ms
                                             ? (now - w->started_ms) / 1000
                                             : 0));
@@ -192,18 +189,17 @@ static void bh__status(bh_req *req) {
     bh__buf_json_str(&b, u->name);
     bh__buf_puts(&b, ",\"plugin\":");
     bh__buf_json_str(&b, u->plugin);
-    bh__buf_printf(&b,
-                   ",\"breaker\":{\"state\":\"%s\",\"mode\":\"%s\","
-                   "\"calls\":%u,\"failureRate\":%u,\"slowRate\":%u,"
-                   "\"transitions\":%llu,\"secondsSinceTransition\":%llu},"
-                   "\"lastError\":",
-                   bh__breaker_state_name(br->state),
-                   bh__breaker_mode_name(br->mode), calls, fail, slow,
-                   (unsigned long long)br->transitions,
-                   (unsigned long long)(br->transition_ms &&
-                                                now > br->transition_ms
-                                            ? (now - br->transition_ms) / 1000
-                                            : 0));
+    bh__buf_printf(
+        &b,
+        ",\"breaker\":{\"state\":\"%s\",\"mode\":\"%s\","
+        "\"calls\":%u,\"failureRate\":%u,\"slowRate\":%u,"
+        "\"transitions\":%llu,\"secondsSinceTransition\":%llu},"
+        "\"lastError\":",
+        bh__breaker_state_name(br->state), bh__breaker_mode_name(br->mode),
+        calls, fail, slow, (unsigned long long)br->transitions,
+        (unsigned long long)(br->transition_ms && now > br->transition_ms
+                                 ? (now - br->transition_ms) / 1000
+                                 : 0));
     bh__buf_json_str(&b, u->last_error[0] ? u->last_error : NULL);
     if (u->last_error_ms)
       bh__buf_printf(&b, ",\"lastErrorAt\":%llu",
@@ -217,7 +213,7 @@ static void bh__status(bh_req *req) {
 
 /* POST /admin/upstreams/{name}/breaker {"state": "..."}: ops overrides. */
 static void bh__breaker_override(bh_req *req, const char *name) {
-  static const char *const modes[] = {"closed", "auto", "forced_open",
+  static const char *const modes[] = {"closed",   "auto",         "forced_open",
                                       "disabled", "metrics_only", NULL};
   static const bh_field fields[] = {
       {"state", BH_FIELD_STRING, BH_FIELD_REQUIRED, 1, 32, modes}};
@@ -323,7 +319,8 @@ void bh__admin_dispatch(bh_req *req) {
     bh__admin_unauthorized(req);
     return;
   }
-  if (strcmp(path, "/admin/status") == 0 || strcmp(path, "/admin/errors") == 0) {
+  if (strcmp(path, "/admin/status") == 0 ||
+      strcmp(path, "/admin/errors") == 0) {
     if (!bh__is_get(req)) {
       bh__admin_method(req, "GET, HEAD");
     } else if (path[7] == 's') {
@@ -409,8 +406,10 @@ void bh__admin_dispatch(bh_req *req) {
     }
     memcpy(name, path + ul, nl);
     name[nl] = '\0';
-    if (strcmp(req->method, "POST") != 0) bh__admin_method(req, "POST");
-    else bh__breaker_override(req, name);
+    if (strcmp(req->method, "POST") != 0)
+      bh__admin_method(req, "POST");
+    else
+      bh__breaker_override(req, name);
     return;
   }
   bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);

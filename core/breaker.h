@@ -24,18 +24,18 @@ enum bh__breaker_state {
 enum bh__breaker_mode {
   BH__BREAKER_AUTO = 0,
   BH__BREAKER_FORCED_OPEN, /* every call refused */
-  BH__BREAKER_DISABLED, /* every call allowed, nothing counted */
+  BH__BREAKER_DISABLED,    /* every call allowed, nothing counted */
   BH__BREAKER_METRICS_ONLY /* counted and reported, never trips */
 };
 
 typedef struct bh__breaker_cfg {
-  uint32_t window_ms; /* sliding window length, default 10000 */
-  uint32_t min_calls; /* no verdict below this many calls, default 10 */
+  uint32_t window_ms;        /* sliding window length, default 10000 */
+  uint32_t min_calls;        /* no verdict below this many calls, default 10 */
   uint32_t failure_rate_pct; /* trip at >= this failure %, default 50 */
-  uint32_t slow_rate_pct; /* trip at >= this slow-call %, default 100 */
-  uint32_t slow_call_ms; /* a call slower than this is slow, default 5000 */
-  uint32_t open_ms; /* open -> half-open after, default 30000 */
-  uint32_t half_open_calls; /* trial calls allowed in half-open, default 5 */
+  uint32_t slow_rate_pct;    /* trip at >= this slow-call %, default 100 */
+  uint32_t slow_call_ms;     /* a call slower than this is slow, default 5000 */
+  uint32_t open_ms;          /* open -> half-open after, default 30000 */
+  uint32_t half_open_calls;  /* trial calls allowed in half-open, default 5 */
 } bh__breaker_cfg;
 
 typedef struct bh__breaker_bucket {
@@ -45,13 +45,13 @@ typedef struct bh__breaker_bucket {
 
 typedef struct bh__breaker {
   bh__breaker_cfg cfg;
-  int state; /* enum bh__breaker_state */
-  int mode; /* enum bh__breaker_mode */
-  uint64_t opened_ms; /* when it last opened */
-  uint64_t transition_ms; /* time of the last state change */
-  uint64_t transitions; /* count of state changes */
+  int state;                   /* enum bh__breaker_state */
+  int mode;                    /* enum bh__breaker_mode */
+  uint64_t opened_ms;          /* when it last opened */
+  uint64_t transition_ms;      /* time of the last state change */
+  uint64_t transitions;        /* count of state changes */
   uint32_t half_open_inflight; /* trial calls admitted, not yet recorded */
-  uint32_t half_open_ok; /* successful trials in this half-open period */
+  uint32_t half_open_ok;       /* successful trials in this half-open period */
   bh__breaker_bucket buckets[BH__BREAKER_BUCKETS];
 } bh__breaker;
 
@@ -64,7 +64,8 @@ void bh__breaker_init(bh__breaker *b, const bh__breaker_cfg *cfg);
  * *retry_after_ms is the time until a trial call may be admitted (>= 1). An
  * open breaker whose open_ms has passed moves to half-open here and admits
  * up to half_open_calls trial calls at once. */
-int bh__breaker_allow(bh__breaker *b, uint64_t now_ms, uint64_t *retry_after_ms);
+int bh__breaker_allow(bh__breaker *b, uint64_t now_ms,
+                      uint64_t *retry_after_ms);
 
 /* Records the outcome of an admitted call. In half-open: any failure
  * re-opens; half_open_calls successes close (and clear the window). In

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-void bh__buf_init(bh__buf *b) { memset(b, 0, sizeof(*b)); }
+void bh__buf_init(bh__buf *b) {
+  memset(b, 0, sizeof(*b));
+}
 
 void bh__buf_free(bh__buf *b) {
   free(b->data);
@@ -18,7 +20,9 @@ void bh__buf_reset(bh__buf *b) {
   if (b->data) b->data[0] = '\0';
 }
 
-int bh__buf_failed(const bh__buf *b) { return b->failed; }
+int bh__buf_failed(const bh__buf *b) {
+  return b->failed;
+}
 
 int bh__buf_grow(bh__buf *b, size_t extra) {
   if (b->failed) return -ENOMEM;

@@ -31,13 +31,13 @@ typedef struct bh__section {
 } bh__section;
 
 typedef struct bh__plugin_conf {
-  char *name; /* from the section name */
-  int enabled; /* default 1 */
-  char *path; /* default "<name>.so"; relative paths resolve against
-                 server.plugin_dir */
+  char *name;    /* from the section name */
+  int enabled;   /* default 1 */
+  char *path;    /* default "<name>.so"; relative paths resolve against
+                    server.plugin_dir */
   char **mounts; /* "mount = /v1/auth, /v1/api-keys"; at least one */
   size_t nmounts;
-  int required; /* default 0 */
+  int required;               /* default 0 */
   const bh__section *section; /* all keys, free ones included */
   int line;
 } bh__plugin_conf;
@@ -46,26 +46,26 @@ typedef struct bh__config {
   char *source; /* file path, or "(embedded default)" */
 
   /* [server] */
-  char *listen; /* "127.0.0.1:8080" */
-  char *admin_listen; /* "127.0.0.1:9901" */
-  char *data_dir; /* "./bulkhead-data" */
-  char *plugin_dir; /* NULL: next to the executable */
-  char *admin_token; /* NULL: admin API open (it listens on loopback) */
-  int problem_flat; /* problem_style = nested | flat */
+  char *listen;            /* "127.0.0.1:8080" */
+  char *admin_listen;      /* "127.0.0.1:9901" */
+  char *data_dir;          /* "./bulkhead-data" */
+  char *plugin_dir;        /* NULL: next to the executable */
+  char *admin_token;       /* NULL: admin API open (it listens on loopback) */
+  int problem_flat;        /* problem_style = nested | flat */
   size_t max_header_bytes; /* 16384 */
-  size_t max_body_bytes; /* 1048576 */
-  uint32_t header_timeout_ms; /* 10000 */
-  uint32_t body_timeout_ms; /* 30000 */
+  size_t max_body_bytes;   /* 1048576 */
+  uint32_t header_timeout_ms;    /* 10000 */
+  uint32_t body_timeout_ms;      /* 30000 */
   uint32_t keepalive_timeout_ms; /* 75000 */
-  uint32_t handler_timeout_ms; /* 30000 */
-  uint32_t max_connections; /* 10000 */
-  char *log_target; /* "stdout" */
-  int log_level; /* BH__INFO */
-  char *login_page; /* "/login" (used by the session middleware) */
+  uint32_t handler_timeout_ms;   /* 30000 */
+  uint32_t max_connections;      /* 10000 */
+  char *log_target;              /* "stdout" */
+  int log_level;                 /* BH__INFO */
+  char *login_page;              /* "/login" (used by the session middleware) */
   int workers; /* worker processes: 1; 0 = one process; -1 = auto */
-  uint32_t drain_timeout_ms; /* 10000 */
-  uint32_t plugin_hang_ms; /* 5000: a callback running longer is a hang */
-  uint32_t quarantine_after; /* 3 charges (crashes or hangs) ... */
+  uint32_t drain_timeout_ms;    /* 10000 */
+  uint32_t plugin_hang_ms;      /* 5000: a callback running longer is a hang */
+  uint32_t quarantine_after;    /* 3 charges (crashes or hangs) ... */
   uint32_t quarantine_window_s; /* 60 ... within this window */
 
   struct bh__auth_conf *auth; /* [auth], resolved (auth_conf.c) */
@@ -104,15 +104,13 @@ int bh__upstream_config_check(const bh__config *cfg, const bh__section *s,
                               char *why, size_t whylen);
 struct bh__rl_policy;
 int bh__limit_policy_parse(const bh__config *cfg, const char *name,
-                           struct bh__rl_policy *out, char *why,
-                           size_t whylen);
+                           struct bh__rl_policy *out, char *why, size_t whylen);
 /* A key of a section with the environment override applied at lookup time;
  * NULL when absent. Borrowed until bh__config_free (env values until the
  * environment changes). */
 const char *bh__config_get(const bh__config *cfg, const char *section,
                            const char *key);
 /* Parses "host:port" / "[v6]:port"; 0 or -EINVAL. port 0 = ephemeral. */
-int bh__config_parse_addr(const char *s, char *host, size_t hostlen,
-                          int *port);
+int bh__config_parse_addr(const char *s, char *host, size_t hostlen, int *port);
 
 #endif

@@ -105,9 +105,12 @@ static int bh__listen_inherited(bh__daemon *d) {
 int bh__daemon_listen(bh__daemon *d) {
   int rc = 0;
   const char *what = d->cfg->listen;
-  if (d->role == BH__ROLE_WORKER) rc = bh__listen_inherited(d);
-  else if (d->role == BH__ROLE_MASTER) rc = bh__bind_fd(d);
-  else rc = bh__listen(d, &d->api, BH__LISTENER_API, d->cfg->listen);
+  if (d->role == BH__ROLE_WORKER)
+    rc = bh__listen_inherited(d);
+  else if (d->role == BH__ROLE_MASTER)
+    rc = bh__bind_fd(d);
+  else
+    rc = bh__listen(d, &d->api, BH__LISTENER_API, d->cfg->listen);
   if (rc == 0 && d->role != BH__ROLE_WORKER) {
     what = d->cfg->admin_listen;
     rc = bh__listen(d, &d->admin, BH__LISTENER_ADMIN, d->cfg->admin_listen);
@@ -133,7 +136,9 @@ void bh__daemon_announce(bh__daemon *d) {
   }
 }
 
-static void bh__listener_closed(uv_handle_t *h) { (void)h; }
+static void bh__listener_closed(uv_handle_t *h) {
+  (void)h;
+}
 
 static void bh__listeners_close(bh__daemon *d) {
   if (d->api.open) {
@@ -230,8 +235,8 @@ int bh__daemon_run(bh__daemon *d) {
     if (bh__shm_self) bh__shm_self->ready = 1;
   } else {
     bh__sd_notify("READY=1");
-    bh__logf(BH__INFO, "started", "serving on %s, admin on %s",
-             d->api.address, d->admin.address);
+    bh__logf(BH__INFO, "started", "serving on %s, admin on %s", d->api.address,
+             d->admin.address);
   }
   return uv_run(d->loop, UV_RUN_DEFAULT);
 }
@@ -285,4 +290,6 @@ int bh__worker_main(bh__config *cfg, int api_fd, int generation) {
 
 /* systemd's readiness protocol through libsystemd: a no-op when not
  * started by systemd ($NOTIFY_SOCKET unset). */
-void bh__sd_notify(const char *state) { (void)sd_notify(0, state); }
+void bh__sd_notify(const char *state) {
+  (void)sd_notify(0, state);
+}

@@ -28,10 +28,10 @@ typedef struct bh__plugin bh__plugin;
 
 enum bh__plugin_state {
   BH__PLUGIN_DISABLED = 0, /* enabled = false in config */
-  BH__PLUGIN_FAILED, /* load or init or start failed */
-  BH__PLUGIN_INITIALIZED, /* init done, loop not started yet */
-  BH__PLUGIN_LOADED, /* serving */
-  BH__PLUGIN_QUARANTINED /* charged with too many crashes or hangs */
+  BH__PLUGIN_FAILED,       /* load or init or start failed */
+  BH__PLUGIN_INITIALIZED,  /* init done, loop not started yet */
+  BH__PLUGIN_LOADED,       /* serving */
+  BH__PLUGIN_QUARANTINED   /* charged with too many crashes or hangs */
 };
 
 struct bh_ctx {
@@ -46,7 +46,7 @@ typedef struct bh__route {
   void *data;
   uint32_t flags;
   size_t max_body_bytes; /* resolved: never 0 */
-  uint32_t timeout_ms; /* resolved: never 0 */
+  uint32_t timeout_ms;   /* resolved: never 0 */
   char *rate_limit;
   struct bh__limit *limit; /* resolved rate_limit policy */
   bh__plugin *plugin;
@@ -62,14 +62,14 @@ struct bh__plugin {
   void *dl;
   const bh_plugin_desc *desc;
   int state;
-  int in_init; /* registration services are allowed only then */
-  char *reg_error; /* first registration failure during init */
+  int in_init;                /* registration services are allowed only then */
+  char *reg_error;            /* first registration failure during init */
   struct bh__shm_plugin *shm; /* containment state and what ops see */
   int shm_index;
   char last_error[256];
   const char *reason; /* why not serving: "disabled", "load_failed",
                          "init_failed", "start_failed" */
-  void *data; /* bh_set_data */
+  void *data;         /* bh_set_data */
 
   bh_error_row *rows; /* copied error map, strings owned */
   size_t nrows;
@@ -95,15 +95,15 @@ struct bh_req {
   const bh_services *svc; /* bh_handle_head: must stay first */
   bh__daemon *d;
   bh__conn *conn; /* NULL once the connection is gone or moved on */
-  int refs; /* connection + plugin */
+  int refs;       /* connection + plugin */
 
   /* parsed request; strings point into `raw` once headers are complete */
   bh__buf raw; /* url NUL, then name NUL value NUL pairs */
   size_t url_len;
-  int in_value; /* llhttp field/value callback state */
+  int in_value;     /* llhttp field/value callback state */
   int headers_done; /* later field callbacks are chunked trailers */
   const char *method;
-  const char *path; /* raw path, NUL-terminated copy */
+  const char *path;  /* raw path, NUL-terminated copy */
   const char *query; /* after '?' or "" */
   bh__header *headers;
   size_t nheaders;
@@ -115,7 +115,7 @@ struct bh_req {
 
   /* routing */
   int match_result; /* enum bh__match_result */
-  char allow[96]; /* for 405 */
+  char allow[96];   /* for 405 */
   bh__route *route;
   bh__plugin *plugin; /* owner of the path (route or mount) */
   bh__match match;
@@ -129,19 +129,19 @@ struct bh_req {
   bh__buf resp_headers; /* "Name: value\r\n" lines set by the plugin */
   int status;
   const char *code; /* problem code answered, for the access log */
-  int answered; /* a response went (or is going) to the client */
-  int streaming; /* head sent, body in progress */
+  int answered;     /* a response went (or is going) to the client */
+  int streaming;    /* head sent, body in progress */
   int chunked;
-  int head_held; /* head_out holds the streamed head, not yet written */
+  int head_held;    /* head_out holds the streamed head, not yet written */
   bh__buf head_out; /* leaves with the first body bytes: one write */
   void (*on_drain)(bh_req *req); /* write queue drained (streaming) */
   void *on_drain_data;
   struct bh__call *calls; /* upstream calls in flight */
-  int plugin_holds; /* handler called and not yet ended */
+  int plugin_holds;       /* handler called and not yet ended */
 
-  bh__body *json; /* body_parse result */
+  bh__body *json;           /* body_parse result */
   const char *principal_id; /* set by the session middleware */
-  struct bh__authn *authn; /* the caller of an auth-required route (auth.h) */
+  struct bh__authn *authn;  /* the caller of an auth-required route (auth.h) */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -159,9 +159,9 @@ typedef struct bh__listener {
 } bh__listener;
 
 enum bh__conn_state {
-  BH__CONN_IDLE = 0, /* between requests */
-  BH__CONN_HEADERS, /* reading the request head */
-  BH__CONN_BODY, /* reading the body */
+  BH__CONN_IDLE = 0,   /* between requests */
+  BH__CONN_HEADERS,    /* reading the request head */
+  BH__CONN_BODY,       /* reading the body */
   BH__CONN_PROCESSING, /* request dispatched; later bytes are held */
   BH__CONN_CLOSING
 };
@@ -179,18 +179,18 @@ struct bh__conn {
   int eof_held; /* EOF seen while a request was in flight: acted on once
                    reading would resume, as if reading had been paused */
   int reading;
-  int served; /* requests served on this connection */
-  bh_req *req; /* the request being read or processed */
+  int served;        /* requests served on this connection */
+  bh_req *req;       /* the request being read or processed */
   size_t head_bytes; /* bytes of the current request head */
-  int fold_state; /* obs-fold detector state, see http.c */
-  char *pending; /* bytes read past a paused parser */
+  int fold_state;    /* obs-fold detector state, see http.c */
+  char *pending;     /* bytes read past a paused parser */
   size_t pending_len;
   const char *early_code; /* answer chosen inside a parser callback */
-  int message_done; /* the parser paused at a message end */
-  int pumping; /* inside bh__conn_pump or a read: no re-entry */
-  int write_blocked; /* reading waits for the write queue to drain */
-  int idle_arm; /* entered idle: (re)arm the keep-alive timer once */
-  uint64_t idle_since; /* loop time it last became idle */
+  int message_done;       /* the parser paused at a message end */
+  int pumping;            /* inside bh__conn_pump or a read: no re-entry */
+  int write_blocked;      /* reading waits for the write queue to drain */
+  int idle_arm;           /* entered idle: (re)arm the keep-alive timer once */
+  uint64_t idle_since;    /* loop time it last became idle */
   int writes_pending;
   int close_after_write;
   int closed;
@@ -204,8 +204,8 @@ struct bh__conn {
 
 enum bh__role {
   BH__ROLE_SINGLE = 0, /* workers = 0: everything in one process */
-  BH__ROLE_MASTER, /* admin listener, supervises workers, runs no plugin */
-  BH__ROLE_WORKER /* API listener and plugins */
+  BH__ROLE_MASTER,     /* admin listener, supervises workers, runs no plugin */
+  BH__ROLE_WORKER      /* API listener and plugins */
 };
 
 struct bh__daemon {
@@ -216,7 +216,7 @@ struct bh__daemon {
   struct bh__client *client; /* upstream client */
   struct bh_upstream *upstreams;
   struct bh__metrics *metrics;
-  int metrics_shared; /* the registry lives in the shared mapping */
+  int metrics_shared;       /* the registry lives in the shared mapping */
   struct bh__limit *limits; /* rate-limit policies in use */
   bh__config *cfg;
   const bh_services *svc;

@@ -36,7 +36,8 @@ static int bh__path_ok(const char *p) {
 static int bh__is_json(const char *ct) {
   if (ct == NULL) return 0;
   size_t n = strcspn(ct, ";");
-  while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t')) n--;
+  while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+    n--;
   if (n == 16 && strncasecmp(ct, "application/json", 16) == 0) return 1;
   return n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
          strncasecmp(ct + n - 5, "+json", 5) == 0;
@@ -63,9 +64,8 @@ int bh__dispatch_head(bh_req *req) {
   }
   req->body_limit = d->cfg->max_body_bytes;
   if (req->bad_path) return 0;
-  req->match_result = bh__router_match(d->router, req->method, url,
-                                       &req->match, req->allow,
-                                       sizeof(req->allow));
+  req->match_result = bh__router_match(d->router, req->method, url, &req->match,
+                                       req->allow, sizeof(req->allow));
   if (req->match_result == BH__ROUTE_FOUND) {
     req->route = req->match.route;
     req->plugin = req->route->plugin;

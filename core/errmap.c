@@ -14,7 +14,9 @@
 #include "daemon.h"
 #include "upstream.h"
 
-static char *bh__dup(const char *s) { return s ? strdup(s) : NULL; }
+static char *bh__dup(const char *s) {
+  return s ? strdup(s) : NULL;
+}
 
 static int bh__snake(const char *s) {
   if (!(*s >= 'a' && *s <= 'z')) return 0;
@@ -39,12 +41,12 @@ static int bh__retryable_4xx_ok(int status) {
 static int bh__row_check(const bh__plugin *p, const bh_error_row *r, size_t i,
                          char *why, size_t whylen) {
   size_t nl = strlen(p->name);
-#define BH__FAIL(...)                                                        \
-  do {                                                                       \
-    int off = snprintf(why, whylen, "error map row %zu: ", i);               \
-    if (off > 0 && (size_t)off < whylen)                                     \
-      snprintf(why + off, whylen - (size_t)off, __VA_ARGS__);                \
-    return -EINVAL;                                                          \
+#define BH__FAIL(...)                                                          \
+  do {                                                                         \
+    int off = snprintf(why, whylen, "error map row %zu: ", i);                 \
+    if (off > 0 && (size_t)off < whylen)                                       \
+      snprintf(why + off, whylen - (size_t)off, __VA_ARGS__);                  \
+    return -EINVAL;                                                            \
   } while (0)
   if (r->code == NULL) BH__FAIL("code is missing");
   if (strncmp(r->code, p->name, nl) != 0 || r->code[nl] != '.')
@@ -54,8 +56,7 @@ static int bh__row_check(const bh__plugin *p, const bh_error_row *r, size_t i,
   if (bh__problem_core_code(r->code))
     BH__FAIL("code '%s' is a core code", r->code);
   if (r->http_status < 400 || r->http_status > 599)
-    BH__FAIL("code '%s': status %d is not 4xx or 5xx", r->code,
-             r->http_status);
+    BH__FAIL("code '%s': status %d is not 4xx or 5xx", r->code, r->http_status);
   if (r->retryable && r->http_status < 500 &&
       !bh__retryable_4xx_ok(r->http_status))
     BH__FAIL("code '%s': a retryable %d would make clients repeat a request "
@@ -65,15 +66,15 @@ static int bh__row_check(const bh__plugin *p, const bh_error_row *r, size_t i,
   case BH_ON_CODE:
   case BH_ON_BREAKER_OPEN:
   case BH_ON_RATE_LIMITED:
-    if (r->body_field) BH__FAIL("code '%s': body_field needs a status match",
-                                r->code);
+    if (r->body_field)
+      BH__FAIL("code '%s': body_field needs a status match", r->code);
     break;
   case BH_ON_TRANSPORT:
     if (r->transport == 0 || (r->transport & ~(uint32_t)BH_TRANSPORT_ANY))
       BH__FAIL("code '%s': transport mask 0x%x is invalid", r->code,
                r->transport);
-    if (r->body_field) BH__FAIL("code '%s': body_field needs a status match",
-                                r->code);
+    if (r->body_field)
+      BH__FAIL("code '%s': body_field needs a status match", r->code);
     break;
   case BH_ON_STATUS:
     if (r->status < 100 || r->status > 599)
@@ -160,8 +161,7 @@ int bh__errmap_defaults(bh__plugin *p) {
     const char *detail;
   } defs[] = {
       {"timeout", 504, "The service did not answer in time."},
-      {"upstream_unavailable", 503,
-       "The service is temporarily unavailable."},
+      {"upstream_unavailable", 503, "The service is temporarily unavailable."},
       {"upstream_timeout", 504, "The service did not answer in time."},
       {"upstream_error", 502, "The service answered with an error."},
   };

@@ -55,7 +55,9 @@ static void bh__conn_timer(bh__conn *c, uint32_t ms) {
   uv_timer_start(&c->timer, bh__conn_timeout, ms, 0);
 }
 
-void bh__conn_deadline(bh__conn *c, uint32_t ms) { bh__conn_timer(c, ms); }
+void bh__conn_deadline(bh__conn *c, uint32_t ms) {
+  bh__conn_timer(c, ms);
+}
 
 /* ---------------------------------------------------------------------- */
 /* llhttp callbacks                                                        */
@@ -154,7 +156,8 @@ static int bh__headers_finish(bh_req *req) {
     char *v = (char *)s;
     size_t vl = strlen(v);
     s += vl + 1;
-    while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) v[--vl] = '\0';
+    while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+      v[--vl] = '\0';
     req->headers[i].value = v;
   }
   return 0;
@@ -261,7 +264,9 @@ static int bh__fold_scan(bh__conn *c, const char *data, size_t len) {
       break;
     case BH__FOLD_LINE_START:
       if (ch == ' ' || ch == '\t') return -EPROTO;
-      st = ch == '\r' ? BH__FOLD_CR : ch == '\n' ? BH__FOLD_DONE : BH__FOLD_LINE;
+      st = ch == '\r'   ? BH__FOLD_CR
+           : ch == '\n' ? BH__FOLD_DONE
+                        : BH__FOLD_LINE;
       break;
     case BH__FOLD_CR: st = ch == '\n' ? BH__FOLD_DONE : BH__FOLD_LINE; break;
     }
@@ -479,12 +484,16 @@ static void bh__conn_close(bh__conn *c) {
   c->closed = 1;
   c->state = BH__CONN_CLOSING;
   bh__daemon *d = c->d;
-  if (c->prev) c->prev->next = c->next;
-  else d->conns = c->next;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    d->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   d->nconns--;
-  if (bh__shm_self) bh__shm_gauge(&bh__shm_self->connections, -1);
-  else if (bh__shm_g) bh__shm_gauge(&bh__shm_g->connections, -1);
+  if (bh__shm_self)
+    bh__shm_gauge(&bh__shm_self->connections, -1);
+  else if (bh__shm_g)
+    bh__shm_gauge(&bh__shm_g->connections, -1);
   if (c->req) {
     /* the plugin may still hold the request; it just has nobody to answer */
     bh_req *req = c->req;
@@ -498,8 +507,10 @@ static void bh__conn_close(bh__conn *c) {
 
 /* Closes once every queued write has been flushed (or failed). */
 void bh__conn_close_when_written(bh__conn *c) {
-  if (c->writes_pending == 0) bh__conn_close(c);
-  else c->close_after_write = 1;
+  if (c->writes_pending == 0)
+    bh__conn_close(c);
+  else
+    c->close_after_write = 1;
 }
 
 void bh__conn_on_written(bh__conn *c, int status) {
@@ -552,8 +563,10 @@ static void bh__on_connection(uv_stream_t *server, int status) {
   if (d->conns) d->conns->prev = c;
   d->conns = c;
   d->nconns++;
-  if (bh__shm_self) bh__shm_gauge(&bh__shm_self->connections, 1);
-  else if (bh__shm_g) bh__shm_gauge(&bh__shm_g->connections, 1);
+  if (bh__shm_self)
+    bh__shm_gauge(&bh__shm_self->connections, 1);
+  else if (bh__shm_g)
+    bh__shm_gauge(&bh__shm_g->connections, 1);
   uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -615,7 +628,8 @@ int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr) {
 }
 
 void bh__conn_close_all(bh__daemon *d) {
-  while (d->conns) bh__conn_close(d->conns);
+  while (d->conns)
+    bh__conn_close(d->conns);
 }
 
 /* Bytes the loop has not read yet: a request already on its way, which
@@ -627,8 +641,7 @@ static int bh__conn_has_unread(bh__conn *c) {
   return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
-void bh__conn_close_idle_since(bh__daemon *d, uint64_t now,
-                               uint64_t grace_ms) {
+void bh__conn_close_idle_since(bh__daemon *d, uint64_t now, uint64_t grace_ms) {
   bh__conn *c = d->conns;
   while (c) {
     bh__conn *next = c->next;

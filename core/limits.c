@@ -72,7 +72,8 @@ int bh__limit_policy_parse(const bh__config *cfg, const char *name,
   static const char *const keys[] = {"quota", "window_s", "burst", "key", NULL};
   for (size_t i = 0; i < s->nkv; i++) {
     int known = 0;
-    for (size_t k = 0; keys[k]; k++) known |= strcmp(s->kv[i].key, keys[k]) == 0;
+    for (size_t k = 0; keys[k]; k++)
+      known |= strcmp(s->kv[i].key, keys[k]) == 0;
     if (!known) {
       snprintf(why, whylen, "%s:%d: [%s] %s: unknown key", cfg->source,
                s->kv[i].line, sec, s->kv[i].key);
@@ -89,8 +90,7 @@ int bh__limit_policy_parse(const bh__config *cfg, const char *name,
     return -EINVAL;
   }
   if (bh__lnum(cfg, s, "quota", 1, 10000000, 60, &out->quota, why, whylen) ||
-      bh__lnum(cfg, s, "window_s", 1, 86400, 60, &out->window_s, why,
-               whylen) ||
+      bh__lnum(cfg, s, "window_s", 1, 86400, 60, &out->window_s, why, whylen) ||
       bh__lnum(cfg, s, "burst", 1, 10000000, out->quota, &out->burst, why,
                whylen))
     return -EINVAL;
@@ -149,8 +149,10 @@ int bh__limit_take_key(struct bh__limit *l, const char *key, uint64_t now_ms,
  * the table; an anonymous caller falls back to its address. */
 static void bh__limit_key(bh_req *req, int kind, char *out, size_t len) {
   const char *v = NULL;
-  if (kind == BH__RL_KEY_API_KEY) v = bh__req_header(req, "x-api-key");
-  else if (kind == BH__RL_KEY_PRINCIPAL) v = req->principal_id;
+  if (kind == BH__RL_KEY_API_KEY)
+    v = bh__req_header(req, "x-api-key");
+  else if (kind == BH__RL_KEY_PRINCIPAL)
+    v = req->principal_id;
   if (v && v[0]) {
     unsigned char h[16];
     crypto_generichash(h, sizeof(h), (const unsigned char *)v, strlen(v), NULL,

@@ -25,8 +25,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BH__LOG_MAX_LINES 4096u
@@ -50,7 +50,7 @@ typedef struct bh__writer {
   int own_fd;   /* a file we opened: closed by whoever frees the writer */
   int stop;     /* close requested: drain, then exit */
   int orphaned; /* close gave up waiting: exit, free self, leave the ring */
-  int running; /* past thread start-up, which allocates outside g_mu */
+  int running;  /* past thread start-up, which allocates outside g_mu */
   int exited;
   int failing; /* the last write failed: on stop, drop instead of retrying */
 } bh__writer;
@@ -227,7 +227,8 @@ static void *bh__writer_main(void *arg) {
      * while g_mu is free, which is what makes bh__log_fork_prepare()
      * sufficient for a fork() (the sanitizer allocators take no locks of
      * their own around fork). */
-    for (int i = 0; i < n; i++) free(batch[i].p);
+    for (int i = 0; i < n; i++)
+      free(batch[i].p);
     w->failing = rc != 0;
     if (rc != 0) {
       if (n > 1) bh__drop((uint64_t)n - 1);

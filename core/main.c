@@ -9,12 +9,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <unistd.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "bh_version.h"
@@ -23,17 +23,16 @@
 #include "shm.h"
 
 static void bh__usage(FILE *f) {
-  fprintf(f,
-          "usage: bulkhead [-c FILE] [--listen HOST:PORT] "
-          "[--admin-listen HOST:PORT]\n"
-          "       bulkhead -t [-c FILE]          check config and plugins, "
-          "then exit\n"
-          "       bulkhead --list-codes [-c FILE] print the error code "
-          "catalogue as JSON\n"
-          "       bulkhead user add|disable|enable EMAIL [-c FILE]  local "
-          "sign-in accounts\n"
-          "       bulkhead --version\n"
-          "Without -c the embedded default configuration is used.\n");
+  fprintf(f, "usage: bulkhead [-c FILE] [--listen HOST:PORT] "
+             "[--admin-listen HOST:PORT]\n"
+             "       bulkhead -t [-c FILE]          check config and plugins, "
+             "then exit\n"
+             "       bulkhead --list-codes [-c FILE] print the error code "
+             "catalogue as JSON\n"
+             "       bulkhead user add|disable|enable EMAIL [-c FILE]  local "
+             "sign-in accounts\n"
+             "       bulkhead --version\n"
+             "Without -c the embedded default configuration is used.\n");
 }
 
 static int bh__replace(char **slot, const char *value, const char *what) {
@@ -121,8 +120,7 @@ int main(int argc, char **argv) {
   /* shared state first: upstream breakers live there even in -t */
   rc = bh__shm_create((size_t)256 << 20);
   if (rc != 0) {
-    fprintf(stderr, "bulkhead: cannot map shared memory: %s\n",
-            strerror(-rc));
+    fprintf(stderr, "bulkhead: cannot map shared memory: %s\n", strerror(-rc));
     bh__config_free(&cfg);
     return 1;
   }
@@ -190,8 +188,10 @@ int main(int argc, char **argv) {
   rc = bh__daemon_init(&d, live, loop,
                        single ? BH__ROLE_SINGLE : BH__ROLE_MASTER, -1);
   if (rc == 0) rc = bh__daemon_listen(&d);
-  if (rc == 0) rc = single ? bh__daemon_run(&d) : bh__master_run(&d, config_path);
-  else uv_run(loop, UV_RUN_NOWAIT);
+  if (rc == 0)
+    rc = single ? bh__daemon_run(&d) : bh__master_run(&d, config_path);
+  else
+    uv_run(loop, UV_RUN_NOWAIT);
   if (d.api_fd > 0) close(d.api_fd);
   live = d.cfg;
   bh__daemon_free(&d);

@@ -17,8 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,8 +36,8 @@ typedef struct bh__wproc {
   int pid; /* 0: free */
   int generation;
   uint64_t started_ms;
-  int retiring; /* an older generation, told to drain */
-  int termed; /* SIGTERM sent */
+  int retiring;    /* an older generation, told to drain */
+  int termed;      /* SIGTERM sent */
   int hang_killed; /* killed by us for a hang (already charged) */
 } bh__wproc;
 
@@ -72,9 +72,9 @@ static const char *bh__sig_name(int sig) {
 }
 
 static const char *bh__cb_name(int cb) {
-  static const char *const names[] = {"none",     "init", "start",
-                                      "handler",  "upstream callback",
-                                      "stop",     "fini", "health"};
+  static const char *const names[] = {
+      "none", "init", "start", "handler", "upstream callback",
+      "stop", "fini", "health"};
   return cb >= 0 && cb <= BH__CB_HEALTH ? names[cb] : "callback";
 }
 
@@ -140,8 +140,7 @@ static void bh__worker_child(int generation, pid_t master) {
   /* A worker outliving its master would keep the listener and its
    * connections with nobody to supervise it: drain and go with it. The
    * getppid check closes the race of the master dying before prctl. */
-  if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != master)
-    _exit(1);
+  if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != master) _exit(1);
   bh__master_signals_stop();
   bh__daemon *md = M.d;
   for (bh__conn *c = md->conns; c; c = c->next) {
@@ -219,8 +218,10 @@ static void bh__reap(void) {
     bh__log_begin(&l, abnormal ? BH__ERROR : BH__INFO, "worker_exited");
     bh__log_int(&l, "pid", w->pid);
     bh__log_int(&l, "generation", w->generation);
-    if (WIFSIGNALED(st)) bh__log_str(&l, "signal", bh__sig_name(WTERMSIG(st)));
-    else bh__log_int(&l, "status", WEXITSTATUS(st));
+    if (WIFSIGNALED(st))
+      bh__log_str(&l, "signal", bh__sig_name(WTERMSIG(st)));
+    else
+      bh__log_int(&l, "status", WEXITSTATUS(st));
     if (abnormal && plugin >= 0)
       bh__log_str(&l, "plugin", bh__shm_g->plugins[plugin].name);
     bh__log_end(&l);
@@ -292,7 +293,8 @@ static void bh__new_generation(void) {
   M.reload_started_ms = bh__shm_now_ms();
   M.backoff_ms = 0;
   bh__sd_notify("RELOADING=1");
-  for (int i = 0; i < M.nworkers; i++) bh__spawn(M.generation);
+  for (int i = 0; i < M.nworkers; i++)
+    bh__spawn(M.generation);
 }
 
 int bh__master_reload(char *err, size_t errlen) {
@@ -309,8 +311,7 @@ int bh__master_reload(char *err, size_t errlen) {
   int rc = bh__config_load(M.config_path, cfg, err, errlen);
   if (rc != 0) {
     free(cfg);
-    bh__logf(BH__ERROR, "reload_refused", "%s; the running config stays",
-             err);
+    bh__logf(BH__ERROR, "reload_refused", "%s; the running config stays", err);
     return rc;
   }
   bh__config *old = M.d->cfg;
@@ -394,7 +395,8 @@ static void bh__watch(uv_timer_t *t) {
   uint64_t now = bh__shm_now_ms();
   if (M.stopping) {
     int any = 0;
-    for (int i = 0; i < BH__SHM_WORKERS; i++) any |= M.procs[i].pid != 0;
+    for (int i = 0; i < BH__SHM_WORKERS; i++)
+      any |= M.procs[i].pid != 0;
     if (!any) {
       bh__master_finish();
       return;
@@ -463,8 +465,7 @@ static void bh__on_master_signal(uv_signal_t *s, int signum) {
     M.d->api_fd = -1;
   }
   bh__stop_workers(SIGTERM);
-  M.stop_deadline_ms =
-      bh__shm_now_ms() + M.d->cfg->drain_timeout_ms + 2000;
+  M.stop_deadline_ms = bh__shm_now_ms() + M.d->cfg->drain_timeout_ms + 2000;
 }
 
 int bh__master_run(bh__daemon *d, const char *config_path) {
@@ -489,7 +490,8 @@ int bh__master_run(bh__daemon *d, const char *config_path) {
   bh__logf(BH__INFO, "started",
            "master %d: %d worker(s), serving on %s, admin on %s", getpid(),
            M.nworkers, d->api.address, d->admin.address);
-  for (int i = 0; i < M.nworkers; i++) bh__spawn(M.generation);
+  for (int i = 0; i < M.nworkers; i++)
+    bh__spawn(M.generation);
   int rc = uv_run(d->loop, UV_RUN_DEFAULT);
   M.d = NULL;
   return rc;

@@ -227,8 +227,10 @@ static int bh__plugin_load(bh__daemon *d, bh__plugin *p, const char *dir) {
 int bh__plugins_load(bh__daemon *d) {
   bh__config *cfg = d->cfg;
   char dir[PATH_MAX];
-  if (cfg->plugin_dir) snprintf(dir, sizeof(dir), "%s", cfg->plugin_dir);
-  else bh__default_plugin_dir(dir, sizeof(dir));
+  if (cfg->plugin_dir)
+    snprintf(dir, sizeof(dir), "%s", cfg->plugin_dir);
+  else
+    bh__default_plugin_dir(dir, sizeof(dir));
   d->plugins = calloc(cfg->nplugins ? cfg->nplugins : 1, sizeof(*d->plugins));
   if (d->plugins == NULL) return -ENOMEM;
   d->nplugins = cfg->nplugins;
@@ -290,9 +292,9 @@ void bh__plugins_stop(bh__daemon *d) {
 void bh__plugins_unload(bh__daemon *d) {
   for (size_t i = 0; i < d->nplugins; i++) {
     bh__plugin *p = &d->plugins[i];
-    if (p->desc && (p->state == BH__PLUGIN_LOADED ||
-                    p->state == BH__PLUGIN_INITIALIZED ||
-                    p->state == BH__PLUGIN_QUARANTINED)) {
+    if (p->desc &&
+        (p->state == BH__PLUGIN_LOADED || p->state == BH__PLUGIN_INITIALIZED ||
+         p->state == BH__PLUGIN_QUARANTINED)) {
       int64_t mark = bh__shm_enter(p->shm_index, BH__CB_FINI);
       p->desc->fini(&p->ctx);
       bh__shm_leave(mark);
@@ -306,7 +308,8 @@ void bh__plugins_unload(bh__daemon *d) {
       free(r);
     }
     free(p->routes);
-    for (size_t j = 0; j < p->nproxies; j++) free(p->proxies[j]);
+    for (size_t j = 0; j < p->nproxies; j++)
+      free(p->proxies[j]);
     free(p->proxies);
     bh__errmap_free(p);
     free(p->reg_error);
@@ -343,8 +346,8 @@ static void bh__code_json(bh__buf *b, const bh__code *c, const char *owner) {
   bh__buf_json_str(b, c->title ? c->title : bh__status_reason(c->status));
   bh__buf_puts(b, ",\"detail\":");
   bh__buf_json_str(b, c->detail);
-  bh__buf_printf(b, ",\"retryable\":%s,\"owner\":",
-                 c->retryable ? "true" : "false");
+  bh__buf_printf(
+      b, ",\"retryable\":%s,\"owner\":", c->retryable ? "true" : "false");
   bh__buf_json_str(b, owner);
   bh__buf_putc(b, '}');
 }
@@ -422,8 +425,7 @@ void bh__plugins_publish(bh__daemon *d) {
   /* A worker of a generation already replaced (a reload, a release) must
    * not overwrite what the new one published: ops would see a stale
    * state, such as "quarantined" after a release. */
-  if (bh__shm_self && bh__shm_self->generation < bh__shm_g->generation)
-    return;
+  if (bh__shm_self && bh__shm_self->generation < bh__shm_g->generation) return;
   bh__buf cat;
   bh__buf_init(&cat);
   bh__catalogue_json(d, &cat);

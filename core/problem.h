@@ -14,7 +14,7 @@
 typedef struct bh__code {
   const char *code; /* "<area>.<reason>" */
   int status;
-  const char *title; /* NULL: reason phrase of status */
+  const char *title;  /* NULL: reason phrase of status */
   const char *detail; /* default user-safe detail */
   int retryable;
 } bh__code;
@@ -38,7 +38,7 @@ const char *bh__status_reason(int status);
 extern const char *const bh__field_error_codes[];
 
 typedef struct bh__field_error {
-  char *field; /* owned by whoever built the array */
+  char *field;      /* owned by whoever built the array */
   const char *code; /* one of BH_FIELD_ERR_* (static) */
 } bh__field_error;
 
@@ -51,11 +51,11 @@ typedef struct bh__ext {
 typedef struct bh__problem {
   int status;
   const char *code;
-  const char *title; /* NULL: bh__status_reason(status) */
-  const char *detail; /* NULL: omitted */
+  const char *title;    /* NULL: bh__status_reason(status) */
+  const char *detail;   /* NULL: omitted */
   const char *instance; /* request path (no query), NULL: omitted */
   int retryable;
-  long retry_after; /* seconds, < 0 unknown (then no member/header) */
+  long retry_after;       /* seconds, < 0 unknown (then no member/header) */
   const char *request_id; /* NULL: omitted */
   const bh__field_error *errors;
   size_t nerrors;

@@ -30,10 +30,20 @@ typedef struct bh__proxy_call {
   int streamed;
 } bh__proxy_call;
 
-static const char *const bh__hop_by_hop[] = {
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
-    "trailer", "upgrade", "host", "content-length", "expect", "x-request-id",
-    "proxy-authorization", "proxy-authenticate", NULL};
+static const char *const bh__hop_by_hop[] = {"connection",
+                                             "keep-alive",
+                                             "proxy-connection",
+                                             "transfer-encoding",
+                                             "te",
+                                             "trailer",
+                                             "upgrade",
+                                             "host",
+                                             "content-length",
+                                             "expect",
+                                             "x-request-id",
+                                             "proxy-authorization",
+                                             "proxy-authenticate",
+                                             NULL};
 
 /* Hop-by-hop headers, and any header the Connection header names, stay on
  * their own hop (RFC 9110 7.6.1). `name` is n bytes, not necessarily
@@ -49,7 +59,8 @@ static int bh__is_hop_n(const char *name, size_t n, const char *connection) {
   }
   if (connection) {
     for (const char *s = connection; *s;) {
-      while (*s == ' ' || *s == ',') s++;
+      while (*s == ' ' || *s == ',')
+        s++;
       size_t l = strcspn(s, " ,");
       if (l == n && strncasecmp(s, name, n) == 0) return 1;
       s += l;
@@ -111,9 +122,9 @@ static int bh__proxy_on_head(bh__call *call, int status, void *data) {
   if (bh__buf_failed(&connv)) out.failed = 1;
   bh__buf_free(&connv);
   bh_req *req = pc->req;
-  int rc = bh__buf_failed(&out) ? -ENOMEM
-                                : bh__respond_head(req, status, out.data,
-                                                   length);
+  int rc = bh__buf_failed(&out)
+               ? -ENOMEM
+               : bh__respond_head(req, status, out.data, length);
   bh__buf_free(&out);
   if (rc == 0) {
     pc->streamed = 1;
@@ -140,8 +151,7 @@ static void bh__proxy_done(bh_req *req, const bh_upstream_result *res,
   if (pc->streamed) {
     bh__respond_end(req, res->outcome == BH_OUTCOME_RESPONSE);
   } else if (!req->answered && res->outcome == BH_OUTCOME_RESPONSE &&
-             !(res->status >= 500 || res->status == 408 ||
-               res->status == 429 ||
+             !(res->status >= 500 || res->status == 408 || res->status == 429 ||
                bh__errmap_status_mapped(pc->px->plugin, res->status))) {
     /* a short answer that arrived in one piece */
     const char *ct = bh__result_header(res, "content-type");
@@ -202,7 +212,8 @@ static void bh__proxy_handler(bh_req *req, void *data) {
     bh__buf_putc(&tmp, '\0');
   }
   if (bh__buf_failed(&tmp)) goto oom;
-  for (size_t i = 0; i < n; i++) hdrs[i] = tmp.data + offs[i];
+  for (size_t i = 0; i < n; i++)
+    hdrs[i] = tmp.data + offs[i];
   hdrs[n] = NULL;
 
   /* the target as it came: the path, and the query when there is one
@@ -244,9 +255,9 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   if (rc != 0) {
     free(pc);
     req->plugin_holds = 0;
-    bh__respond_problem(req, rc == -EINVAL ? "request.bad_request"
-                                           : "generic.internal",
-                        NULL, -1, NULL, 0, NULL, 0);
+    bh__respond_problem(
+        req, rc == -EINVAL ? "request.bad_request" : "generic.internal", NULL,
+        -1, NULL, 0, NULL, 0);
     bh__req_unref(req);
   }
   return;
@@ -261,7 +272,7 @@ oom:
 
 int bh__proxy_add(bh__plugin *p, const char *prefix, struct bh_upstream *u,
                   uint32_t flags) {
-  static const char *const methods[] = {"GET", "POST", "PUT", "PATCH",
+  static const char *const methods[] = {"GET",    "POST",    "PUT", "PATCH",
                                         "DELETE", "OPTIONS", NULL};
   if (prefix == NULL || u == NULL || u->plugin != p || strchr(prefix, '{') ||
       strchr(prefix, '*'))

@@ -20,7 +20,9 @@ typedef struct bh__write {
   char *data;
 } bh__write;
 
-uint64_t bh__now_ns(void) { return uv_hrtime(); }
+uint64_t bh__now_ns(void) {
+  return uv_hrtime();
+}
 
 /* "Date: <IMF-fixdate>\r\n", formatted once per second rather than per
  * response. */
@@ -66,7 +68,8 @@ static void bh__status_lines(bh__buf *out, int status) {
 void bh__req_unref(bh_req *req) {
   if (--req->refs > 0) return;
   if (req->params) {
-    for (size_t i = 0; i < req->match.nparams; i++) free(req->params[i]);
+    for (size_t i = 0; i < req->match.nparams; i++)
+      free(req->params[i]);
     free(req->params);
   }
   if (req->json) bh__body_free(req->json);
@@ -300,8 +303,8 @@ int bh__respond_head(bh_req *req, int status, const char *headers,
     bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
   int closing = !c->keep_alive || c->read_eof || req->d->stopping;
   req->streaming = 1;
-  req->chunked = content_length < 0 && !req->is_head && status != 204 &&
-                 status != 304;
+  req->chunked =
+      content_length < 0 && !req->is_head && status != 204 && status != 304;
   /* The head is held back and leaves with the first body bytes (or at the
    * end): one write instead of two for a short answer. */
   bh__buf *out = &req->head_out;

@@ -17,7 +17,7 @@ typedef struct bh__router bh__router;
 typedef struct bh__param {
   const char *name; /* borrowed from the router (pattern's name; "*" for
                        the tail) */
-  size_t off, len; /* span inside the matched path */
+  size_t off, len;  /* span inside the matched path */
 } bh__param;
 
 typedef struct bh__match {

@@ -16,7 +16,9 @@
 #include "shm.h"
 #include "upstream.h"
 
-static bh__plugin *bh__ctx_plugin(bh_ctx *ctx) { return ctx->plugin; }
+static bh__plugin *bh__ctx_plugin(bh_ctx *ctx) {
+  return ctx->plugin;
+}
 
 /* --- plugin context ---------------------------------------------------- */
 
@@ -46,7 +48,9 @@ static void svc_set_data(bh_ctx *ctx, void *data) {
   bh__ctx_plugin(ctx)->data = data;
 }
 
-static void *svc_get_data(bh_ctx *ctx) { return bh__ctx_plugin(ctx)->data; }
+static void *svc_get_data(bh_ctx *ctx) {
+  return bh__ctx_plugin(ctx)->data;
+}
 
 static const char *svc_data_dir(bh_ctx *ctx) {
   return bh__ctx_plugin(ctx)->data_dir;
@@ -98,8 +102,8 @@ int bh__route_register(bh__plugin *p, const bh_route *r) {
     return -EINVAL;
   }
   if (!bh__method_ok(r->method) || bh__router_pattern_valid(r->pattern)) {
-    bh__reg_fail(p, "route %.16s %.128s: invalid method or pattern",
-                 r->method, r->pattern);
+    bh__reg_fail(p, "route %.16s %.128s: invalid method or pattern", r->method,
+                 r->pattern);
     return -EINVAL;
   }
   if (!bh__under_mount(p, r->pattern)) {
@@ -205,11 +209,21 @@ static int svc_error_map(bh_ctx *ctx, const bh_error_row *rows, size_t n,
 
 /* --- request accessors ------------------------------------------------- */
 
-static const char *svc_req_method(bh_req *r) { return r->method; }
-static const char *svc_req_path(bh_req *r) { return r->path; }
-static const char *svc_req_query(bh_req *r) { return r->query; }
-static const char *svc_req_id(bh_req *r) { return r->id; }
-static const char *svc_req_client_addr(bh_req *r) { return r->client_addr; }
+static const char *svc_req_method(bh_req *r) {
+  return r->method;
+}
+static const char *svc_req_path(bh_req *r) {
+  return r->path;
+}
+static const char *svc_req_query(bh_req *r) {
+  return r->query;
+}
+static const char *svc_req_id(bh_req *r) {
+  return r->id;
+}
+static const char *svc_req_client_addr(bh_req *r) {
+  return r->client_addr;
+}
 
 static const char *svc_req_header(bh_req *r, const char *name) {
   return bh__req_header(r, name);
@@ -305,9 +319,9 @@ static int bh__value_ok(const char *s) {
 static int svc_set_header(bh_req *r, const char *name, const char *value) {
   /* the core owns framing and identity headers */
   static const char *const refused[] = {
-      "connection", "keep-alive", "transfer-encoding", "content-length",
-      "upgrade", "te", "trailer", "proxy-connection", "date", "x-request-id",
-      "content-type", NULL};
+      "connection", "keep-alive",   "transfer-encoding", "content-length",
+      "upgrade",    "te",           "trailer",           "proxy-connection",
+      "date",       "x-request-id", "content-type",      NULL};
   if (!r->plugin_holds || r->answered) return -EALREADY;
   if (name == NULL || value == NULL || !bh__token_ok(name) ||
       !bh__value_ok(value))
@@ -353,8 +367,7 @@ static int svc_problem_retry(bh_req *r, const char *code, const char *detail,
   int rc = bh__end_begin(r);
   if (rc) return rc;
   bh__respond_problem(r, code ? code : "generic.internal", detail,
-                      retry_after_s < 0 ? -1 : retry_after_s, NULL, 0, NULL,
-                      0);
+                      retry_after_s < 0 ? -1 : retry_after_s, NULL, 0, NULL, 0);
   bh__req_unref(r);
   return 0;
 }
@@ -364,8 +377,8 @@ static int svc_problem_retry(bh_req *r, const char *code, const char *detail,
 static int svc_body_parse(bh_req *r, const bh_body_shape *in, size_t shape_size,
                           size_t field_size) {
   if (!r->plugin_holds || r->answered) return -EALREADY;
-  if (in == NULL || shape_size < offsetof(bh_body_shape, allow_unknown) +
-                                     sizeof(int) ||
+  if (in == NULL ||
+      shape_size < offsetof(bh_body_shape, allow_unknown) + sizeof(int) ||
       shape_size > sizeof(bh_body_shape) ||
       field_size < offsetof(bh_field, one_of) + sizeof(void *) ||
       field_size > sizeof(bh_field) || (in->fields == NULL && in->nfields))
@@ -373,8 +386,8 @@ static int svc_body_parse(bh_req *r, const bh_body_shape *in, size_t shape_size,
   bh_body_shape local;
   memset(&local, 0, sizeof(local));
   memcpy(&local, in, shape_size);
-  bh_field *fields = bh__normalize(in->fields, in->nfields, field_size,
-                                   sizeof(bh_field));
+  bh_field *fields =
+      bh__normalize(in->fields, in->nfields, field_size, sizeof(bh_field));
   if (fields == NULL) return -ENOMEM;
   local.fields = fields;
   const bh_body_shape *shape = &local;
@@ -393,10 +406,10 @@ static int svc_body_parse(bh_req *r, const bh_body_shape *in, size_t shape_size,
   }
   int end = bh__end_begin(r);
   if (end == 0) {
-    bh__respond_problem(r, rc == -ENOMEM ? "generic.internal"
-                                         : "request.invalid_body",
-                        rc == -ENOMEM ? NULL : res.detail, -1, NULL, 0,
-                        res.errors, res.nerrors);
+    bh__respond_problem(
+        r, rc == -ENOMEM ? "generic.internal" : "request.invalid_body",
+        rc == -ENOMEM ? NULL : res.detail, -1, NULL, 0, res.errors,
+        res.nerrors);
     bh__req_unref(r);
   }
   bh__field_errors_free(res.errors, res.nerrors);
@@ -461,8 +474,10 @@ static int svc_problem_upstream(bh_req *r, const bh_upstream_result *res) {
   bh__log_str(&l, "requestId", r->id);
   bh__log_str(&l, "plugin", p->name);
   bh__log_int(&l, "outcome", res->outcome);
-  if (res->outcome == BH_OUTCOME_RESPONSE) bh__log_int(&l, "upstreamStatus", res->status);
-  if (res->outcome == BH_OUTCOME_TRANSPORT) bh__log_int(&l, "transport", res->transport);
+  if (res->outcome == BH_OUTCOME_RESPONSE)
+    bh__log_int(&l, "upstreamStatus", res->status);
+  if (res->outcome == BH_OUTCOME_TRANSPORT)
+    bh__log_int(&l, "transport", res->transport);
   bh__log_str(&l, "code", m.code);
   bh__log_end(&l);
   bh__respond_problem(r, m.code, NULL, m.retry_after, NULL, 0, NULL, 0);
@@ -516,7 +531,9 @@ static void bh__wakeup_run(uv_async_t *a) {
   bh__shm_leave(mark);
 }
 
-static void bh__wakeup_free(uv_handle_t *h) { free(h->data); }
+static void bh__wakeup_free(uv_handle_t *h) {
+  free(h->data);
+}
 
 static int svc_wakeup_new(bh_ctx *ctx, bh_wakeup_fn cb, void *data,
                           bh_wakeup **out) {
@@ -764,4 +781,6 @@ static const bh_services bh__svc_table = {
     .problem_json = svc_problem_json,
 };
 
-const bh_services *bh__services(void) { return &bh__svc_table; }
+const bh_services *bh__services(void) {
+  return &bh__svc_table;
+}

@@ -42,7 +42,8 @@ int bh__shm_create(size_t size) {
     munmap(p, size);
     return -rc;
   }
-  for (int i = 0; i < BH__SHM_WORKERS; i++) s->workers[i].plugin = -1;
+  for (int i = 0; i < BH__SHM_WORKERS; i++)
+    s->workers[i].plugin = -1;
   s->arena = bh__arena_init((char *)p + head, size - head);
   if (s->arena == NULL) {
     munmap(p, size);
@@ -68,7 +69,9 @@ void bh__shm_lock(void) {
   if (rc == EOWNERDEAD) pthread_mutex_consistent(&bh__shm_g->lock);
 }
 
-void bh__shm_unlock(void) { pthread_mutex_unlock(&bh__shm_g->lock); }
+void bh__shm_unlock(void) {
+  pthread_mutex_unlock(&bh__shm_g->lock);
+}
 
 bh__shm_plugin *bh__shm_plugin_find(const char *name) {
   for (int i = 0; i < BH__SHM_PLUGINS; i++)
@@ -118,7 +121,9 @@ static void *bh__shm_a_alloc(void *ctx, size_t n) {
 static void *bh__shm_a_realloc(void *ctx, void *p, size_t n) {
   return bh__arena_realloc(ctx, p, n);
 }
-static void bh__shm_a_free(void *ctx, void *p) { bh__arena_free(ctx, p); }
+static void bh__shm_a_free(void *ctx, void *p) {
+  bh__arena_free(ctx, p);
+}
 
 bh__allocator bh__shm_allocator(void) {
   bh__allocator a = {bh__shm_a_alloc, bh__shm_a_realloc, bh__shm_a_free,

@@ -40,17 +40,17 @@ enum bh__callback {
 };
 
 typedef struct bh__shm_worker {
-  volatile int32_t pid; /* 0: free slot */
+  volatile int32_t pid;        /* 0: free slot */
   volatile int32_t generation; /* config generation it runs */
-  volatile int32_t ready; /* listening and plugins started */
+  volatile int32_t ready;      /* listening and plugins started */
   volatile int32_t draining;
-  volatile int32_t plugin; /* slot of the plugin executing, -1 none */
-  volatile int32_t callback; /* enum bh__callback */
-  volatile uint64_t enter_ms; /* when that callback began (monotonic) */
+  volatile int32_t plugin;        /* slot of the plugin executing, -1 none */
+  volatile int32_t callback;      /* enum bh__callback */
+  volatile uint64_t enter_ms;     /* when that callback began (monotonic) */
   volatile uint64_t heartbeat_ms; /* last loop turn (monotonic) */
-  volatile int64_t connections; /* its open client connections: a slot
-                                   dies with its worker, so does this */
-  volatile uint64_t log_dropped; /* its dropped log lines, published */
+  volatile int64_t connections;   /* its open client connections: a slot
+                                     dies with its worker, so does this */
+  volatile uint64_t log_dropped;  /* its dropped log lines, published */
   uint64_t started_ms;
 } bh__shm_worker;
 
@@ -64,12 +64,12 @@ typedef struct bh__shm_plugin {
   char abi[16];
   char path[256];
   char last_error[256];
-  char mounts[512]; /* JSON array text */
+  char mounts[512];  /* JSON array text */
   char routes[4096]; /* JSON array text */
-  int32_t healthy; /* -1 unknown, 0, 1 */
+  int32_t healthy;   /* -1 unknown, 0, 1 */
   char health_detail[128];
   /* containment, maintained by the master */
-  uint32_t crashes; /* charges since start */
+  uint32_t crashes;                  /* charges since start */
   uint64_t charges[BH__SHM_CHARGES]; /* ring of charge times, monotonic ms */
   uint32_t charge_next;
   int32_t quarantined;
@@ -98,9 +98,9 @@ typedef struct bh__shm {
   pthread_mutex_t lock;
   volatile int32_t generation; /* current config generation */
   volatile int32_t master_pid;
-  volatile int32_t reload_requested; /* set by admin, acted on by master */
-  volatile uint64_t requests_total; /* atomic: every worker's answers */
-  volatile int64_t connections; /* atomic: the master's own connections */
+  volatile int32_t reload_requested;  /* set by admin, acted on by master */
+  volatile uint64_t requests_total;   /* atomic: every worker's answers */
+  volatile int64_t connections;       /* atomic: the master's own connections */
   volatile uint64_t log_dropped_gone; /* dropped by workers that exited */
   bh__shm_worker workers[BH__SHM_WORKERS];
   bh__shm_plugin plugins[BH__SHM_PLUGINS];

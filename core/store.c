@@ -14,7 +14,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 /* A writer in another worker holds the lock for milliseconds; a statement
  * waits this long before it fails (and its caller answers 503). */
 #define BH__STORE_BUSY_MS 5000

@@ -88,6 +88,14 @@ static bh__mentry *bh__mc_slot(const bh__metrics *m, const void *a,
   }
 }
 
+/* Undoes the insertion bh__mc_slot just made (its refs could not be
+ * resolved): nothing was inserted after it, so no probe chain runs through
+ * the slot yet. */
+static void bh__mc_forget(bh__mentry *e) {
+  memset(e, 0, sizeof(*e));
+  bh__mc->n--;
+}
+
 void bh__telemetry_free(bh__daemon *d) {
   /* a shared registry belongs to the mapping, not to this process */
   if (d->metrics && !d->metrics_shared) bh__metrics_free(d->metrics);
@@ -200,19 +208,24 @@ void bh__metrics_request(bh_req *req) {
     bh__buf l;
     bh__buf_init(&l);
     const char *plugin_only;
+    int ok = 0;
     if (bh__request_labels(req, &l, &plugin_only) == 0) {
       bh__mlock(d);
-      bh__metrics_ref_get(d->metrics, "bulkhead_requests_total", l.data,
-                          &e->ref[0]);
-      bh__metrics_ref_get(d->metrics, "bulkhead_request_duration_seconds",
-                          plugin_only, &e->ref[1]);
+      ok = bh__metrics_ref_get(d->metrics, "bulkhead_requests_total", l.data,
+                               &e->ref[0]) == 0 &&
+           bh__metrics_ref_get(d->metrics, "bulkhead_request_duration_seconds",
+                               plugin_only, &e->ref[1]) == 0;
       bh__munlock(d);
     }
     bh__buf_free(&l);
+    if (!ok) {
+      /* out of memory or a full family: the uncached path below counts
+       * what it drops, every time, as before */
+      bh__mc_forget(e);
+      e = NULL;
+    }
   }
   if (e) {
-    /* a ref that could not be resolved (registry full) stays a no-op, as
-     * the uncached update would have been dropped too */
     bh__metrics_ref_inc(&e->ref[0], 1);
     bh__metrics_ref_observe(&e->ref[1], seconds);
     return;
@@ -266,18 +279,24 @@ void bh__metrics_upstream(bh__daemon *d, struct bh_upstream *u, int outcome,
     bh__label(&l, "upstream", u->name);
     bh__label(&l, "outcome", label);
     bh__label(&u_only, "upstream", u->name);
+    int ok = 0;
     if (!bh__buf_failed(&l) && !bh__buf_failed(&u_only)) {
       bh__mlock(d);
-      bh__metrics_ref_get(d->metrics, "bulkhead_upstream_calls_total", l.data,
-                          &e->ref[0]);
-      bh__metrics_ref_get(d->metrics, "bulkhead_upstream_attempts_total",
-                          u_only.data, &e->ref[1]);
-      bh__metrics_ref_get(d->metrics, "bulkhead_upstream_call_duration_seconds",
-                          u_only.data, &e->ref[2]);
+      ok = bh__metrics_ref_get(d->metrics, "bulkhead_upstream_calls_total",
+                               l.data, &e->ref[0]) == 0 &&
+           bh__metrics_ref_get(d->metrics, "bulkhead_upstream_attempts_total",
+                               u_only.data, &e->ref[1]) == 0 &&
+           bh__metrics_ref_get(d->metrics,
+                               "bulkhead_upstream_call_duration_seconds",
+                               u_only.data, &e->ref[2]) == 0;
       bh__munlock(d);
     }
     bh__buf_free(&l);
     bh__buf_free(&u_only);
+    if (!ok) {
+      bh__mc_forget(e);
+      e = NULL;
+    }
   }
   if (e) {
     bh__metrics_ref_inc(&e->ref[0], 1);

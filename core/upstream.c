@@ -100,10 +100,12 @@ struct bh__call {
   int finished;
 
   bh__call *next, *prev; /* client list */
-  bh__call *req_next; /* request's list */
+  bh__call *req_next;    /* request's list */
 };
 
-static uint64_t bh__ms(bh__client *cl) { return uv_now(cl->d->loop); }
+static uint64_t bh__ms(bh__client *cl) {
+  return uv_now(cl->d->loop);
+}
 
 /* ---------------------------------------------------------------------- */
 /* curl <-> libuv glue                                                     */
@@ -111,7 +113,9 @@ static uint64_t bh__ms(bh__client *cl) { return uv_now(cl->d->loop); }
 
 static void bh__check_multi(bh__client *cl);
 
-static void bh__sock_closed(uv_handle_t *h) { free(h->data); }
+static void bh__sock_closed(uv_handle_t *h) {
+  free(h->data);
+}
 
 static bh__sock *bh__sock_get(bh__client *cl, curl_socket_t fd) {
   return fd >= 0 && (size_t)fd < cl->nsocks ? cl->socks[fd] : NULL;
@@ -218,8 +222,10 @@ static void bh__multi_timeout(uv_timer_t *t) {
 static int bh__curl_timer(CURLM *m, long timeout_ms, void *userp) {
   bh__client *cl = userp;
   (void)m;
-  if (timeout_ms < 0) uv_timer_stop(&cl->timer);
-  else uv_timer_start(&cl->timer, bh__multi_timeout, (uint64_t)timeout_ms, 0);
+  if (timeout_ms < 0)
+    uv_timer_stop(&cl->timer);
+  else
+    uv_timer_start(&cl->timer, bh__multi_timeout, (uint64_t)timeout_ms, 0);
   return 0;
 }
 
@@ -312,7 +318,8 @@ static void bh__req_calls_remove(bh__call *call) {
   bh_req *req = call->req;
   if (req == NULL) return;
   bh__call **pp = (bh__call **)&req->calls;
-  while (*pp && *pp != call) pp = &(*pp)->req_next;
+  while (*pp && *pp != call)
+    pp = &(*pp)->req_next;
   if (*pp) *pp = call->req_next;
 }
 
@@ -328,7 +335,9 @@ static void bh__upstream_note_error(struct bh_upstream *u, bh__call *call,
     case BH_TRANSPORT_TIMEOUT: what = "timeout"; break;
     default: what = "connection reset"; break;
     }
-  } else if (call->outcome == BH_OUTCOME_RESPONSE && (call->status >= 500 || call->status == 429 || call->status == 408)) {
+  } else if (call->outcome == BH_OUTCOME_RESPONSE &&
+             (call->status >= 500 || call->status == 429 ||
+              call->status == 408)) {
     snprintf(tmp, sizeof(tmp), "HTTP %d", call->status);
     what = tmp;
   }
@@ -353,8 +362,10 @@ static void bh__call_finish(bh__call *call) {
   bh__client *cl = call->cl;
   bh__easy_release(call);
   uv_timer_stop(&call->timer);
-  if (call->prev) call->prev->next = call->next;
-  else cl->calls = call->next;
+  if (call->prev)
+    call->prev->next = call->next;
+  else
+    cl->calls = call->next;
   if (call->next) call->next->prev = call->prev;
   bh__req_calls_remove(call);
 
@@ -377,8 +388,7 @@ static void bh__call_finish(bh__call *call) {
   r.pub.duration_ms = (uint32_t)(now - call->start_ms);
   bh_req *req = call->req;
   if (call->cb) {
-    int64_t mark =
-        bh__shm_enter(call->u->plugin->shm_index, BH__CB_UPSTREAM);
+    int64_t mark = bh__shm_enter(call->u->plugin->shm_index, BH__CB_UPSTREAM);
     call->cb(req, &r.pub, call->cb_data);
     bh__shm_leave(mark);
   }
@@ -390,8 +400,10 @@ static void bh__call_attempt(bh__call *call);
 
 static void bh__timer_fire(uv_timer_t *t) {
   bh__call *call = t->data;
-  if (call->outcome == -1) bh__call_attempt(call);
-  else bh__call_finish(call);
+  if (call->outcome == -1)
+    bh__call_attempt(call);
+  else
+    bh__call_finish(call);
 }
 
 /* Finishes on the next loop turn: a callback never runs inside the call
@@ -417,7 +429,8 @@ static size_t bh__on_header(char *buf, size_t size, size_t n, void *userp) {
   size_t nl = (size_t)(colon - buf);
   const char *v = colon + 1;
   size_t vl = len - nl - 1;
-  while (vl && (*v == ' ' || *v == '\t')) v++, vl--;
+  while (vl && (*v == ' ' || *v == '\t'))
+    v++, vl--;
   while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
     vl--;
   for (size_t i = 0; i < nl; i++) {
@@ -548,17 +561,15 @@ static void bh__attempt_done(bh__call *call, CURLcode rc) {
   if (call->streaming || (call->flags & BH_CALL_NO_RETRY) ||
       call->attempts > u->retry.max_retries ||
       !bh__retry_method_ok(call->method, call->flags & BH_CALL_RETRY_SAFE) ||
-      !bh__retry_outcome_ok(call->outcome == BH_OUTCOME_TRANSPORT
-                                ? call->transport
-                                : 0,
-                            call->outcome == BH_OUTCOME_RESPONSE ? call->status
-                                                                 : 0)) {
+      !bh__retry_outcome_ok(
+          call->outcome == BH_OUTCOME_TRANSPORT ? call->transport : 0,
+          call->outcome == BH_OUTCOME_RESPONSE ? call->status : 0)) {
     bh__call_finish(call);
     return;
   }
   int64_t ra = call->retry_after >= 0 ? call->retry_after * 1000 : -1;
-  int64_t delay = bh__retry_delay_ms(&u->retry, call->attempts, bh__rand64(),
-                                     ra);
+  int64_t delay =
+      bh__retry_delay_ms(&u->retry, call->attempts, bh__rand64(), ra);
   int budget_ok = 0;
   if (delay >= 0 &&
       !(call->deadline_ms && now + (uint64_t)delay + 5 >= call->deadline_ms)) {
@@ -705,7 +716,8 @@ static void bh__call_attempt(bh__call *call) {
   } else {
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, call->method);
     if (call->body_len || strcmp(call->method, "POST") == 0 ||
-        strcmp(call->method, "PUT") == 0 || strcmp(call->method, "PATCH") == 0) {
+        strcmp(call->method, "PUT") == 0 ||
+        strcmp(call->method, "PATCH") == 0) {
       curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body ? call->body : "");
       curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
                        (curl_off_t)call->body_len);
@@ -733,8 +745,9 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
                    const bh__call_stream *stream) {
   bh__client *cl = d->client;
   if (cl == NULL || cl->closing) return -ESHUTDOWN;
-  if (u == NULL || rq == NULL || rq->size < offsetof(bh_upstream_request, flags) ||
-      rq->method == NULL || rq->path == NULL || rq->path[0] != '/' ||
+  if (u == NULL || rq == NULL ||
+      rq->size < offsetof(bh_upstream_request, flags) || rq->method == NULL ||
+      rq->path == NULL || rq->path[0] != '/' ||
       (rq->body == NULL && rq->body_len))
     return -EINVAL;
   for (const char *m = rq->method; *m; m++)
@@ -757,7 +770,8 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
   const char *const *hdrs = NULL;
   size_t nh = 0;
   int bad = 0;
-  if (rq->size >= offsetof(bh_upstream_request, headers) + sizeof(rq->headers) &&
+  if (rq->size >=
+          offsetof(bh_upstream_request, headers) + sizeof(rq->headers) &&
       rq->headers) {
     hdrs = rq->headers;
     while (hdrs[nh])
@@ -820,7 +834,8 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
     if (req->route) {
       uint64_t elapsed = (bh__now_ns() - req->start_ns) / 1000000;
       uint64_t limit = req->route->timeout_ms;
-      call->deadline_ms = call->start_ms + (limit > elapsed ? limit - elapsed : 1);
+      call->deadline_ms =
+          call->start_ms + (limit > elapsed ? limit - elapsed : 1);
     }
   }
   call->next = cl->calls;
@@ -871,7 +886,9 @@ void bh__calls_cancel(bh_req *req) {
   bh__req_unref(req);
 }
 
-static void bh__client_free(uv_handle_t *h) { free(h->data); }
+static void bh__client_free(uv_handle_t *h) {
+  free(h->data);
+}
 
 void bh__client_close(bh__daemon *d) {
   bh__client *cl = d->client;

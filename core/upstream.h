@@ -36,7 +36,7 @@ struct bh_upstream {
   size_t nheaders;
   bh__retry_cfg retry;
   bh__retry_budget *budget; /* shared state (shm with workers) */
-  bh__breaker *breaker; /* shared state (shm with workers) */
+  bh__breaker *breaker;     /* shared state (shm with workers) */
   int owns_state; /* breaker/budget malloc'd here rather than shared */
   struct bh__shm_upstream *shared; /* the slot every process sees */
   struct bh__limit *limit; /* local rate limit ([upstream] rate_limit) */

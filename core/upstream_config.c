@@ -31,9 +31,10 @@ static int bh__ufail(bh__ucfg *c, const char *key, const char *fmt, ...) {
   int line = 0;
   for (size_t i = 0; c->sec && i < c->sec->nkv; i++)
     if (strcmp(c->sec->kv[i].key, key) == 0) line = c->sec->kv[i].line;
-  int off = line ? snprintf(c->why, c->whylen, "%s:%d: [%s] %s: ",
-                            c->cfg->source, line, c->section, key)
-                 : snprintf(c->why, c->whylen, "[%s] %s: ", c->section, key);
+  int off =
+      line ? snprintf(c->why, c->whylen, "%s:%d: [%s] %s: ", c->cfg->source,
+                      line, c->section, key)
+           : snprintf(c->why, c->whylen, "[%s] %s: ", c->section, key);
   if (off > 0 && (size_t)off < c->whylen) {
     va_list ap;
     va_start(ap, fmt);
@@ -95,13 +96,27 @@ static int bh__uname_ok(const char *plugin, const char *name) {
   return 1;
 }
 
-static const char *const bh__ukeys[] = {
-    "url", "connect_timeout_ms", "timeout_ms", "max_response_bytes",
-    "tls_verify", "retries", "retry_base_ms", "retry_cap_ms",
-    "retry_budget_percent", "retry_budget_min", "retry_after_max_s",
-    "breaker_window_ms", "breaker_min_calls", "breaker_failure_rate",
-    "breaker_slow_rate", "breaker_slow_call_ms", "breaker_open_ms",
-    "breaker_half_open_calls", "breaker_mode", "rate_limit", NULL};
+static const char *const bh__ukeys[] = {"url",
+                                        "connect_timeout_ms",
+                                        "timeout_ms",
+                                        "max_response_bytes",
+                                        "tls_verify",
+                                        "retries",
+                                        "retry_base_ms",
+                                        "retry_cap_ms",
+                                        "retry_budget_percent",
+                                        "retry_budget_min",
+                                        "retry_after_max_s",
+                                        "breaker_window_ms",
+                                        "breaker_min_calls",
+                                        "breaker_failure_rate",
+                                        "breaker_slow_rate",
+                                        "breaker_slow_call_ms",
+                                        "breaker_open_ms",
+                                        "breaker_half_open_calls",
+                                        "breaker_mode",
+                                        "rate_limit",
+                                        NULL};
 
 static int bh__ukey_known(const char *k) {
   if (strncmp(k, "header.", 7) == 0) return k[7] != '\0';
@@ -113,7 +128,8 @@ static int bh__ukey_known(const char *k) {
 void bh__upstream_free_one(struct bh_upstream *u) {
   free(u->name);
   free(u->base_url);
-  for (size_t i = 0; i < u->nheaders; i++) free(u->headers[i]);
+  for (size_t i = 0; i < u->nheaders; i++)
+    free(u->headers[i]);
   free(u->headers);
   if (u->owns_state) {
     free(u->breaker);
@@ -135,7 +151,8 @@ static int bh__uparse(bh__ucfg *c, bh__uvals *v) {
     if (!bh__ukey_known(c->sec->kv[i].key))
       return bh__ufail(c, c->sec->kv[i].key, "unknown key");
   const char *url = bh__config_get(c->cfg, c->section, "url");
-  if (url && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+  if (url && strncmp(url, "http://", 7) != 0 &&
+      strncmp(url, "https://", 8) != 0)
     return bh__ufail(c, "url", "must start with http:// or https://");
   v->maxresp = 8u << 20;
   v->tls = 1;
@@ -151,14 +168,13 @@ static int bh__uparse(bh__ucfg *c, bh__uvals *v) {
       (rc = bh__unum(c, "retries", 0, 10, &v->retry.max_retries)) ||
       (rc = bh__unum(c, "retry_base_ms", 1, 600000, &v->retry.base_ms)) ||
       (rc = bh__unum(c, "retry_cap_ms", 1, 600000, &v->retry.cap_ms)) ||
-      (rc = bh__unum(c, "retry_budget_percent", 0, 100,
-                     &v->retry.budget_pct)) ||
-      (rc = bh__unum(c, "retry_budget_min", 0, 1000000,
-                     &v->retry.budget_min)) ||
+      (rc =
+           bh__unum(c, "retry_budget_percent", 0, 100, &v->retry.budget_pct)) ||
+      (rc =
+           bh__unum(c, "retry_budget_min", 0, 1000000, &v->retry.budget_min)) ||
       (rc = bh__unum(c, "retry_after_max_s", 0, 3600,
                      &v->retry.max_retry_after_s)) ||
-      (rc = bh__unum(c, "breaker_window_ms", 100, 3600000,
-                     &v->bc.window_ms)) ||
+      (rc = bh__unum(c, "breaker_window_ms", 100, 3600000, &v->bc.window_ms)) ||
       (rc = bh__unum(c, "breaker_min_calls", 1, 1000000, &v->bc.min_calls)) ||
       (rc = bh__unum(c, "breaker_failure_rate", 1, 100,
                      &v->bc.failure_rate_pct)) ||
@@ -231,7 +247,8 @@ int bh__upstream_config_check(const bh__config *cfg, const bh__section *s,
 int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
                      struct bh_upstream **out, char *why, size_t whylen) {
   char section[96];
-  if (def == NULL || def->size < offsetof(bh_upstream_def, connect_timeout_ms) ||
+  if (def == NULL ||
+      def->size < offsetof(bh_upstream_def, connect_timeout_ms) ||
       def->name == NULL || !bh__uname_ok(p->name, def->name)) {
     snprintf(why, whylen, "upstream name must be '%s' or '%s_<suffix>'",
              p->name, p->name);
@@ -246,8 +263,8 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
                 whylen};
   bh__uvals v;
   memset(&v, 0, sizeof(v));
-  v.connect_timeout_ms = def->connect_timeout_ms ? def->connect_timeout_ms
-                                                 : 2000;
+  v.connect_timeout_ms =
+      def->connect_timeout_ms ? def->connect_timeout_ms : 2000;
   v.timeout_ms =
       def->size >= offsetof(bh_upstream_def, timeout_ms) + sizeof(uint32_t) &&
               def->timeout_ms
@@ -286,7 +303,8 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
   u->base_url = strdup(url);
   if (u->base_url == NULL) goto fail;
   size_t ul = strlen(u->base_url);
-  while (ul > 8 && u->base_url[ul - 1] == '/') u->base_url[--ul] = '\0';
+  while (ul > 8 && u->base_url[ul - 1] == '/')
+    u->base_url[--ul] = '\0';
   u->connect_timeout_ms = v.connect_timeout_ms;
   u->timeout_ms = v.timeout_ms;
   u->retry = v.retry;

@@ -14,8 +14,8 @@
 typedef struct bh__body bh__body;
 
 typedef struct bh__body_result {
-  bh__body *body; /* on success; free with bh__body_free */
-  const char *detail; /* on failure: static user-safe summary */
+  bh__body *body;          /* on success; free with bh__body_free */
+  const char *detail;      /* on failure: static user-safe summary */
   bh__field_error *errors; /* on failure: every failing field; free with
                               bh__field_errors_free */
   size_t nerrors;

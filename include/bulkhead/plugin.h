@@ -67,10 +67,10 @@ typedef struct bh_services bh_services;
 /* ---------------------------------------------------------------------- */
 
 typedef struct bh_plugin_desc {
-  uint32_t size; /* sizeof(bh_plugin_desc) as the plugin was built */
-  uint16_t abi_major; /* BH_ABI_MAJOR the plugin was built against */
-  uint16_t abi_minor; /* BH_ABI_MINOR the plugin was built against */
-  const char *name; /* [a-z][a-z0-9_]{0,31}; codes are prefixed "name." */
+  uint32_t size;       /* sizeof(bh_plugin_desc) as the plugin was built */
+  uint16_t abi_major;  /* BH_ABI_MAJOR the plugin was built against */
+  uint16_t abi_minor;  /* BH_ABI_MINOR the plugin was built against */
+  const char *name;    /* [a-z][a-z0-9_]{0,31}; codes are prefixed "name." */
   const char *version; /* free text, e.g. "1.2.0" */
 
   /* Mandatory. Register routes, error map, read config. `svc` is borrowed
@@ -105,11 +105,11 @@ BH_EXPORT const bh_plugin_desc *bulkhead_plugin_entry(uint16_t core_abi_major,
 /* Convenience for plugin sources:
  *   BH_PLUGIN_ENTRY(my_desc)
  * defines the entry symbol with default visibility and an ABI refusal. */
-#define BH_PLUGIN_ENTRY(desc)                                                \
-  BH_EXPORT const bh_plugin_desc *bulkhead_plugin_entry(uint16_t maj,        \
-                                                        uint16_t min) {      \
-    (void)min;                                                               \
-    return maj == BH_ABI_MAJOR ? &(desc) : NULL;                             \
+#define BH_PLUGIN_ENTRY(desc)                                                  \
+  BH_EXPORT const bh_plugin_desc *bulkhead_plugin_entry(uint16_t maj,          \
+                                                        uint16_t min) {        \
+    (void)min;                                                                 \
+    return maj == BH_ABI_MAJOR ? &(desc) : NULL;                               \
   }
 
 /* ---------------------------------------------------------------------- */
@@ -124,7 +124,7 @@ typedef void (*bh_handler_fn)(bh_req *req, void *route_data);
 
 enum bh_route_flags {
   BH_ROUTE_AUTH_REQUIRED = 1u << 0, /* session middleware must pass */
-  BH_ROUTE_RAW_BODY = 1u << 1, /* do not require a JSON content type */
+  BH_ROUTE_RAW_BODY = 1u << 1,      /* do not require a JSON content type */
   /* ABI 1.2. With BH_ROUTE_AUTH_REQUIRED: an expired __session cookie is
    * NOT refreshed silently from __refresh on this route (the caller gets
    * 401). The auth plugin's own routes use it: a client refreshes those
@@ -133,17 +133,17 @@ enum bh_route_flags {
 };
 
 typedef struct bh_route {
-  uint32_t size; /* sizeof(bh_route) */
+  uint32_t size;      /* sizeof(bh_route) */
   const char *method; /* "GET", "POST", ...; copied */
   /* Literal segments, "{name}" segments, and an optional trailing "*":
-   * "/v1/billing/subscription", "/v1/api-keys/{id}", "/v1/proxy/ *" (no space). Must lie
-   * under one of the plugin's configured mounts. Copied. */
+   * "/v1/billing/subscription", "/v1/api-keys/{id}", "/v1/proxy/ *" (no space).
+   * Must lie under one of the plugin's configured mounts. Copied. */
   const char *pattern;
   bh_handler_fn handler;
-  void *data; /* passed to handler; borrowed until fini() */
-  uint32_t flags; /* enum bh_route_flags */
-  size_t max_body_bytes; /* 0: the server default */
-  uint32_t timeout_ms; /* handler deadline; 0: the server default */
+  void *data;             /* passed to handler; borrowed until fini() */
+  uint32_t flags;         /* enum bh_route_flags */
+  size_t max_body_bytes;  /* 0: the server default */
+  uint32_t timeout_ms;    /* handler deadline; 0: the server default */
   const char *rate_limit; /* named policy, or NULL; copied */
 } bh_route;
 
@@ -155,12 +155,12 @@ typedef struct bh_route {
  * a handler names with bh_problem(); the others are matched, first row
  * wins, against the outcome of an upstream call. */
 enum bh_match_on {
-  BH_ON_CODE = 0, /* named explicitly by the plugin */
-  BH_ON_TRANSPORT = 1, /* transport failure of a kind in `transport` */
+  BH_ON_CODE = 0,         /* named explicitly by the plugin */
+  BH_ON_TRANSPORT = 1,    /* transport failure of a kind in `transport` */
   BH_ON_BREAKER_OPEN = 2, /* circuit breaker open: no call made */
-  BH_ON_STATUS = 3, /* exact upstream HTTP status `status` */
+  BH_ON_STATUS = 3,       /* exact upstream HTTP status `status` */
   BH_ON_STATUS_CLASS = 4, /* status / 100 == `status` (e.g. 5 for 5xx) */
-  BH_ON_RATE_LIMITED = 5 /* local rate limit for the upstream */
+  BH_ON_RATE_LIMITED = 5  /* local rate limit for the upstream */
 };
 
 enum bh_transport_kind {
@@ -174,18 +174,18 @@ enum bh_transport_kind {
 
 typedef struct bh_error_row {
   /* match */
-  int on; /* enum bh_match_on */
-  uint32_t transport; /* mask of bh_transport_kind, for BH_ON_TRANSPORT */
-  int status; /* for BH_ON_STATUS / BH_ON_STATUS_CLASS */
+  int on;                 /* enum bh_match_on */
+  uint32_t transport;     /* mask of bh_transport_kind, for BH_ON_TRANSPORT */
+  int status;             /* for BH_ON_STATUS / BH_ON_STATUS_CLASS */
   const char *body_field; /* optional dotted path in the upstream JSON
                              error body, e.g. "error.type" */
   const char *body_value; /* the string that field must equal */
   /* answer */
-  const char *code; /* "<plugin>.<reason>", lower snake case, unique */
-  int http_status; /* 4xx or 5xx */
-  const char *title; /* NULL: the status reason phrase */
-  const char *detail; /* user-safe text; never secrets or personal data */
-  int retryable; /* 0 / 1 */
+  const char *code;     /* "<plugin>.<reason>", lower snake case, unique */
+  int http_status;      /* 4xx or 5xx */
+  const char *title;    /* NULL: the status reason phrase */
+  const char *detail;   /* user-safe text; never secrets or personal data */
+  int retryable;        /* 0 / 1 */
   int pass_retry_after; /* forward the upstream's Retry-After */
 } bh_error_row;
 
@@ -253,33 +253,33 @@ enum bh_call_flags {
 };
 
 typedef struct bh_upstream_request {
-  uint32_t size; /* sizeof(bh_upstream_request) */
+  uint32_t size;      /* sizeof(bh_upstream_request) */
   const char *method; /* copied */
-  const char *path; /* "/v1/x?y=z", appended to the base URL; copied */
+  const char *path;   /* "/v1/x?y=z", appended to the base URL; copied */
   const char *const *headers; /* NULL-terminated "Name: value"; copied */
-  const char *body; /* copied */
+  const char *body;           /* copied */
   size_t body_len;
-  uint32_t flags; /* enum bh_call_flags */
+  uint32_t flags;      /* enum bh_call_flags */
   uint32_t timeout_ms; /* per attempt; 0: the upstream's; always capped by
                           the request's deadline */
 } bh_upstream_request;
 
 enum bh_outcome {
-  BH_OUTCOME_RESPONSE = 0, /* an HTTP response arrived: see status */
-  BH_OUTCOME_TRANSPORT = 1, /* see transport (one bh_transport_kind bit) */
+  BH_OUTCOME_RESPONSE = 0,     /* an HTTP response arrived: see status */
+  BH_OUTCOME_TRANSPORT = 1,    /* see transport (one bh_transport_kind bit) */
   BH_OUTCOME_BREAKER_OPEN = 2, /* refused locally, no socket touched */
   BH_OUTCOME_RATE_LIMITED = 3, /* refused by the upstream's local limit */
-  BH_OUTCOME_CANCELED = 4 /* the request was answered first (deadline) */
+  BH_OUTCOME_CANCELED = 4      /* the request was answered first (deadline) */
 };
 
 typedef struct bh_upstream_result {
-  uint32_t size; /* sizeof(bh_upstream_result) in the core */
-  int outcome; /* enum bh_outcome */
+  uint32_t size;      /* sizeof(bh_upstream_result) in the core */
+  int outcome;        /* enum bh_outcome */
   uint32_t transport; /* for BH_OUTCOME_TRANSPORT */
-  int status; /* for BH_OUTCOME_RESPONSE */
-  const char *body; /* borrowed until the callback returns; NUL-terminated */
+  int status;         /* for BH_OUTCOME_RESPONSE */
+  const char *body;   /* borrowed until the callback returns; NUL-terminated */
   size_t body_len;
-  long retry_after; /* seconds from the upstream or the breaker, -1 unknown */
+  long retry_after;  /* seconds from the upstream or the breaker, -1 unknown */
   uint32_t attempts; /* attempts made (0 when refused locally) */
   uint32_t duration_ms; /* all attempts and waits */
 } bh_upstream_result;
@@ -309,7 +309,7 @@ typedef void (*bh_wakeup_fn)(bh_ctx *ctx, void *data);
 
 /* How the caller of an auth-required route proved who it is. */
 enum bh_auth_kind {
-  BH_AUTH_NONE = 0, /* not authenticated (route not auth-required) */
+  BH_AUTH_NONE = 0,   /* not authenticated (route not auth-required) */
   BH_AUTH_BEARER = 1, /* Authorization: Bearer <access token> */
   BH_AUTH_COOKIE = 2, /* the __session cookie (maybe refreshed silently) */
   BH_AUTH_API_KEY = 3 /* the API key header (X-API-Key) */
@@ -319,13 +319,13 @@ enum bh_auth_kind {
  * established it. Every string is borrowed until the request ends and is
  * never NULL ("" when absent). */
 typedef struct bh_principal {
-  uint32_t size; /* sizeof(bh_principal) in the core */
-  int kind; /* enum bh_auth_kind */
-  const char *user_id; /* the access token's "sub", or the key's owner */
+  uint32_t size;          /* sizeof(bh_principal) in the core */
+  int kind;               /* enum bh_auth_kind */
+  const char *user_id;    /* the access token's "sub", or the key's owner */
   const char *session_id; /* the token's "sid" (a session family), or "" */
-  const char *scopes; /* space-separated, "" when none */
-  const char *key_id; /* BH_AUTH_API_KEY: the key's id, else "" */
-  int64_t expires_at; /* unix seconds the credential ends; 0: no end */
+  const char *scopes;     /* space-separated, "" when none */
+  const char *key_id;     /* BH_AUTH_API_KEY: the key's id, else "" */
+  int64_t expires_at;     /* unix seconds the credential ends; 0: no end */
 } bh_principal;
 
 /* Flags of the session services below. */
@@ -342,16 +342,16 @@ enum bh_session_flags {
 
 /* What session_create() records. Copied. */
 typedef struct bh_session_request {
-  uint32_t size; /* sizeof(bh_session_request) */
+  uint32_t size;       /* sizeof(bh_session_request) */
   const char *user_id; /* the identity provider's user id; required */
-  const char *scopes; /* space-separated, or NULL */
-  uint32_t flags; /* enum bh_session_flags */
+  const char *scopes;  /* space-separated, or NULL */
+  uint32_t flags;      /* enum bh_session_flags */
 } bh_session_request;
 
 /* Events for login_guard(). */
 enum bh_login_event {
-  BH_LOGIN_CHECK = 0, /* before trying: is the account/address locked? */
-  BH_LOGIN_FAILED = 1, /* a wrong password: count it */
+  BH_LOGIN_CHECK = 0,    /* before trying: is the account/address locked? */
+  BH_LOGIN_FAILED = 1,   /* a wrong password: count it */
   BH_LOGIN_SUCCEEDED = 2 /* forget the account's failures */
 };
 
@@ -360,7 +360,7 @@ enum bh_login_event {
  * callback returns: copy what you keep. */
 typedef struct bh_identity_result {
   uint32_t size; /* sizeof(bh_identity_result) in the core */
-  int status; /* 0, or a negative errno (see each service) */
+  int status;    /* 0, or a negative errno (see each service) */
   /* On failure, the Problem code that tells the caller the truth
    * (auth.session_expired, auth.session_revoked, auth.unauthenticated,
    * auth.csrf_rejected, auth.session_store_unavailable ...): pass it to
@@ -370,15 +370,15 @@ typedef struct bh_identity_result {
   const char *user_id;
   const char *session_id;
   const char *scopes;
-  const char *access_token; /* a JWT for Authorization: Bearer */
+  const char *access_token;  /* a JWT for Authorization: Bearer */
   int64_t access_expires_at; /* unix seconds */
   const char *refresh_token; /* opaque; shown to the caller once */
   int64_t refresh_expires_at;
-  const char *key_id; /* API keys */
-  const char *key; /* apikey_create only: the raw key, shown once */
+  const char *key_id;     /* API keys */
+  const char *key;        /* apikey_create only: the raw key, shown once */
   const char *key_prefix; /* the short visible start of the key */
-  const char *json; /* apikey_list: a JSON array of the caller's keys */
-  int disabled; /* local_verify: the account exists but is disabled */
+  const char *json;       /* apikey_list: a JSON array of the caller's keys */
+  int disabled;           /* local_verify: the account exists but is disabled */
 } bh_identity_result;
 
 /* Called exactly once per successful identity call, on the loop, never
@@ -447,7 +447,7 @@ struct bh_services {
    *     request ends --- */
 
   const char *(*req_method)(bh_req *req);
-  const char *(*req_path)(bh_req *req); /* decoded path without query */
+  const char *(*req_path)(bh_req *req);  /* decoded path without query */
   const char *(*req_query)(bh_req *req); /* raw query or "" */
   /* A {name} or "*" parameter, percent-decoded; NULL when absent or when
    * it decodes to a NUL byte. */
@@ -477,13 +477,13 @@ struct bh_services {
   /* Parse the request body against `shape` (sizes as the plugin was built;
    * the wrapper passes them; routes without BH_ROUTE_RAW_BODY already
    * refuse a non-JSON Content-Type with 415). On success
-   * returns 0 and the field getters below work. On failure the core has already ended the
-   * request with 400 request.invalid_body listing every failing field in
-   * extensions.errors, and -EINVAL is returned: just return. A NULL or
+   * returns 0 and the field getters below work. On failure the core has already
+   * ended the request with 400 request.invalid_body listing every failing field
+   * in extensions.errors, and -EINVAL is returned: just return. A NULL or
    * malformed `shape` is the plugin's bug: -EINVAL too, but nothing is
    * answered, so the plugin must still end the request. */
-  int (*body_parse)(bh_req *req, const bh_body_shape *shape,
-                    size_t shape_size, size_t field_size);
+  int (*body_parse)(bh_req *req, const bh_body_shape *shape, size_t shape_size,
+                    size_t field_size);
   /* Getters after body_parse(): NULL / -ENOENT when absent or null. The
    * string is borrowed until the request ends. */
   const char *(*body_string)(bh_req *req, const char *field);
@@ -536,8 +536,7 @@ struct bh_services {
    * everything its threads queued. The handle does not keep the worker
    * alive. 0 and *out (owned by the core until wakeup_close()), or
    * -EINVAL / -ENOMEM. `data` is borrowed until wakeup_close(). */
-  int (*wakeup_new)(bh_ctx *ctx, bh_wakeup_fn cb, void *data,
-                    bh_wakeup **out);
+  int (*wakeup_new)(bh_ctx *ctx, bh_wakeup_fn cb, void *data, bh_wakeup **out);
   /* Schedules a run of the callback. The one service that may be called
    * from any thread (it is also async-signal-safe). 0 or a negative errno.
    * Never call it after wakeup_close(). */
@@ -581,14 +580,14 @@ struct bh_services {
    * auth.unauthenticated (unknown token), auth.session_expired,
    * auth.session_revoked (a spent token presented again: the whole family
    * is revoked), auth.csrf_rejected. `refresh_token` copied. */
-  int (*session_refresh)(bh_req *req, const char *refresh_token,
-                         uint32_t flags, bh_identity_cb cb, void *data);
+  int (*session_refresh)(bh_req *req, const char *refresh_token, uint32_t flags,
+                         bh_identity_cb cb, void *data);
   /* Revokes the family of `refresh_token` (or, when NULL and not
    * BH_SESSION_FROM_COOKIE, the family of the request's principal).
    * BH_SESSION_COOKIES clears both cookies. status 0 also when there was
    * nothing to revoke (logout is idempotent). */
-  int (*session_revoke)(bh_req *req, const char *refresh_token,
-                        uint32_t flags, bh_identity_cb cb, void *data);
+  int (*session_revoke)(bh_req *req, const char *refresh_token, uint32_t flags,
+                        bh_identity_cb cb, void *data);
   /* Creates an API key for the request's principal. res: key_id, key
    * (raw, shown once: only its hash is stored), key_prefix. `name` and
    * `scopes` (space-separated) copied, either may be NULL. */
@@ -668,8 +667,9 @@ struct bh_services {
 /* Inline wrappers: plugin code reads naturally                            */
 /* ---------------------------------------------------------------------- */
 
-/* Every bh_ctx, bh_req and bh_wakeup begins with this head, so the wrappers reach the
- * services table without a global in the plugin. Plugins never touch it. */
+/* Every bh_ctx, bh_req and bh_wakeup begins with this head, so the wrappers
+ * reach the services table without a global in the plugin. Plugins never touch
+ * it. */
 typedef struct bh_handle_head {
   const bh_services *svc;
 } bh_handle_head;
@@ -678,8 +678,8 @@ typedef struct bh_handle_head {
 
 /* True when the core's table has slot `member` (slots appended after the
  * plugin's minor are absent in an older core). */
-#define BH_SVC_HAS(svc, member)                                              \
-  ((svc)->size >= offsetof(bh_services, member) + sizeof((svc)->member) &&   \
+#define BH_SVC_HAS(svc, member)                                                \
+  ((svc)->size >= offsetof(bh_services, member) + sizeof((svc)->member) &&     \
    (svc)->member != NULL)
 
 #define bh_log(ctx, level, ...) BH__SVC(ctx)->log((ctx), (level), __VA_ARGS__)
@@ -687,8 +687,12 @@ typedef struct bh_handle_head {
 static inline const char *bh_config(bh_ctx *c, const char *key) {
   return BH__SVC(c)->config_get(c, key);
 }
-static inline void bh_set_data(bh_ctx *c, void *d) { BH__SVC(c)->set_data(c, d); }
-static inline void *bh_data(bh_ctx *c) { return BH__SVC(c)->get_data(c); }
+static inline void bh_set_data(bh_ctx *c, void *d) {
+  BH__SVC(c)->set_data(c, d);
+}
+static inline void *bh_data(bh_ctx *c) {
+  return BH__SVC(c)->get_data(c);
+}
 static inline const char *bh_data_dir(bh_ctx *c) {
   return BH__SVC(c)->data_dir(c);
 }
@@ -701,7 +705,9 @@ static inline int bh_error_map(bh_ctx *c, const bh_error_row *rows, size_t n) {
 static inline const char *bh_req_method(bh_req *r) {
   return BH__SVC(r)->req_method(r);
 }
-static inline const char *bh_req_path(bh_req *r) { return BH__SVC(r)->req_path(r); }
+static inline const char *bh_req_path(bh_req *r) {
+  return BH__SVC(r)->req_path(r);
+}
 static inline const char *bh_req_query(bh_req *r) {
   return BH__SVC(r)->req_query(r);
 }
@@ -714,12 +720,17 @@ static inline const char *bh_req_header(bh_req *r, const char *name) {
 static inline const char *bh_req_body(bh_req *r, size_t *len) {
   return BH__SVC(r)->req_body(r, len);
 }
-static inline const char *bh_req_id(bh_req *r) { return BH__SVC(r)->req_id(r); }
+static inline const char *bh_req_id(bh_req *r) {
+  return BH__SVC(r)->req_id(r);
+}
 static inline const char *bh_req_client_addr(bh_req *r) {
   return BH__SVC(r)->req_client_addr(r);
 }
-static inline bh_ctx *bh_req_ctx(bh_req *r) { return BH__SVC(r)->req_ctx(r); }
-static inline int bh_set_header(bh_req *r, const char *name, const char *value) {
+static inline bh_ctx *bh_req_ctx(bh_req *r) {
+  return BH__SVC(r)->req_ctx(r);
+}
+static inline int bh_set_header(bh_req *r, const char *name,
+                                const char *value) {
   return BH__SVC(r)->set_header(r, name, value);
 }
 static inline int bh_respond(bh_req *r, int status, const char *content_type,
@@ -728,7 +739,8 @@ static inline int bh_respond(bh_req *r, int status, const char *content_type,
 }
 static inline int bh_respond_json(bh_req *r, int status, const char *json) {
   size_t n = 0;
-  while (json[n] != '\0') n++;
+  while (json[n] != '\0')
+    n++;
   return BH__SVC(r)->respond(r, status, NULL, json, n);
 }
 static inline int bh_problem(bh_req *r, const char *code, const char *detail) {
@@ -759,12 +771,12 @@ static inline int bh_upstream_call(bh_req *r, bh_upstream *u,
                                    bh_upstream_cb cb, void *data) {
   return BH__SVC(r)->upstream_call(r, u, call, cb, data);
 }
-static inline const char *bh_upstream_header(bh_req *r,
-                                             const bh_upstream_result *res,
-                                             const char *name) {
+static inline const char *
+bh_upstream_header(bh_req *r, const bh_upstream_result *res, const char *name) {
   return BH__SVC(r)->upstream_header(res, name);
 }
-static inline int bh_problem_upstream(bh_req *r, const bh_upstream_result *res) {
+static inline int bh_problem_upstream(bh_req *r,
+                                      const bh_upstream_result *res) {
   return BH__SVC(r)->problem_upstream(r, res);
 }
 static inline int bh_proxy_add(bh_ctx *c, const char *prefix, bh_upstream *u,

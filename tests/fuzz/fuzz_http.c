@@ -100,9 +100,10 @@ static void fz_init(void) {
   };
   for (size_t i = 0; i < 3; i++)
     if (bh__route_register(p, &routes[i]) != 0) abort();
-  static const bh_error_row rows[] = {
-      {.on = BH_ON_CODE, .code = "fz.bad", .http_status = 400,
-       .detail = "bad"}};
+  static const bh_error_row rows[] = {{.on = BH_ON_CODE,
+                                       .code = "fz.bad",
+                                       .http_status = 400,
+                                       .detail = "bad"}};
   char why[256];
   if (bh__errmap_register(p, rows, 1, why, sizeof(why)) ||
       bh__errmap_defaults(p))
@@ -120,7 +121,8 @@ static void fz_check(const char *out, size_t len) {
   size_t pos = 0;
   while (pos < len) {
     if (len - pos < 9 || memcmp(out + pos, "HTTP/1.1 ", 9) != 0) {
-      if (len - pos >= 25 && memcmp(out + pos, "HTTP/1.1 100 Continue", 21) == 0)
+      if (len - pos >= 25 &&
+          memcmp(out + pos, "HTTP/1.1 100 Continue", 21) == 0)
         ;
       else
         abort();
@@ -143,7 +145,8 @@ static void fz_check(const char *out, size_t len) {
     int is_head_req = 0;
     free(head);
     pos += hlen;
-    if (pos == len || (len - pos >= 9 && memcmp(out + pos, "HTTP/1.1 ", 9) == 0)) {
+    if (pos == len ||
+        (len - pos >= 9 && memcmp(out + pos, "HTTP/1.1 ", 9) == 0)) {
       is_head_req = 1;
       blen = 0;
     }
@@ -175,8 +178,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   while (!closed && uv_hrtime() - start < 3000000000ull) {
     if (sent < size) {
       ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
-      if (n > 0) sent += (size_t)n;
-      else if (n < 0 && errno != EAGAIN) sent = size;
+      if (n > 0)
+        sent += (size_t)n;
+      else if (n < 0 && errno != EAGAIN)
+        sent = size;
       if (sent == size) shutdown(fd, SHUT_WR);
     }
     uv_run(&fz_loop, UV_RUN_NOWAIT);
@@ -192,7 +197,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
   }
   close(fd);
-  for (int i = 0; i < 4; i++) uv_run(&fz_loop, UV_RUN_NOWAIT);
+  for (int i = 0; i < 4; i++)
+    uv_run(&fz_loop, UV_RUN_NOWAIT);
   if (!closed) abort(); /* the daemon must always end the exchange */
   fz_check(out, got);
   free(out);

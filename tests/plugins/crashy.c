@@ -24,8 +24,8 @@ static void segv_get(bh_req *req, void *data) {
    * address no sanitizer flags beforehand (a NULL store would be caught
    * by UBSan as undefined behaviour, and a compiler may turn it into a
    * trap instruction). */
-  volatile int *p = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
-                         -1, 0);
+  volatile int *p =
+      mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) abort();
   *p = 1;
 }

@@ -107,8 +107,7 @@ static void build(sim_conn *c, const sim_spec *sp, const char *ctype,
   else if (!(sp && sp->status) && (idp = sim_idp_answer(r, &pd->body)) > 0) {
     status = idp; /* the identity provider's own answer (sim_idp.c) */
     sim_record_answer(status, SIM_ACT_RESPOND);
-  }
-  else
+  } else
     default_body(r, &pd->body, status);
   if (!ctype) ctype = sp && sp->ctype ? sp->ctype : "application/json";
   if (status < 200 || status == 204 || status == 304) pd->body.len = 0;
@@ -241,7 +240,8 @@ int sim_respond(sim_conn *c) {
   sim_record_answer(action == SIM_ACT_CLOSE || action == SIM_ACT_RESET ||
                             action == SIM_ACT_HANG
                         ? 0
-                        : sp && sp->status ? sp->status : 200,
+                    : sp && sp->status ? sp->status
+                                       : 200,
                     action);
   pd->step = 0;
   pd->off = 0;
