@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "auth_plugin.h"
 
@@ -48,6 +49,21 @@ json_t *auth_scopes_json(const char *scopes) {
     s += n;
   }
   return arr;
+}
+
+json_t *auth_token_doc(const bh_identity_result *res, int with_refresh) {
+  int64_t now = (int64_t)time(NULL);
+  json_t *doc =
+      json_pack("{s:{s:s},s:s,s:s,s:I,s:I}", "user", "id", res->user_id,
+                "accessToken", res->access_token, "tokenType", "Bearer",
+                "expiresIn", (json_int_t)(res->access_expires_at - now),
+                "expiresAt", (json_int_t)res->access_expires_at);
+  if (doc && with_refresh) {
+    json_object_set_new(doc, "refreshToken", json_string(res->refresh_token));
+    json_object_set_new(doc, "refreshExpiresAt",
+                        json_integer(res->refresh_expires_at));
+  }
+  return doc;
 }
 
 void auth_fail(bh_req *req, int status, const char *code) {

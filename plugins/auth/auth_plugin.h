@@ -31,6 +31,10 @@ extern auth_state auth_g;
 void auth_reply(bh_req *req, int status, json_t *doc);
 /* A space-separated scope string as a JSON array (new reference). */
 json_t *auth_scopes_json(const char *scopes);
+/* The body of a successful login or refresh: user, access token and its
+ * expiry, and with `with_refresh` the refresh token (new reference, NULL
+ * when out of memory). */
+json_t *auth_token_doc(const bh_identity_result *res, int with_refresh);
 /* Answers a failed identity call: res->code, or the service's errno. */
 void auth_fail(bh_req *req, int status, const char *code);
 

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "auth_plugin.h"
 
@@ -54,17 +53,7 @@ static void on_created(bh_req *req, const bh_identity_result *res, void *data) {
     login_free(l);
     return;
   }
-  int64_t now = (int64_t)time(NULL);
-  json_t *doc =
-      json_pack("{s:{s:s},s:s,s:s,s:I,s:I}", "user", "id", res->user_id,
-                "accessToken", res->access_token, "tokenType", "Bearer",
-                "expiresIn", (json_int_t)(res->access_expires_at - now),
-                "expiresAt", (json_int_t)res->access_expires_at);
-  if (doc && l->include_refresh) {
-    json_object_set_new(doc, "refreshToken", json_string(res->refresh_token));
-    json_object_set_new(doc, "refreshExpiresAt",
-                        json_integer(res->refresh_expires_at));
-  }
+  json_t *doc = auth_token_doc(res, l->include_refresh);
   auth_reply(req, 200, doc);
   login_free(l);
 }

@@ -21,7 +21,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import SLACK  # noqa: E402
-from upstream_env import metric, parse_metrics, start_sim, up_config  # noqa
+from upstream_env import (TwoSimsCase, metric, parse_metrics,  # noqa
+                          start_sim, up_config)
 
 
 def get(path, rid, extra=()):
@@ -56,39 +57,23 @@ def free_port():
     return port
 
 
-class HotPathTest(harness.DaemonTestCase):
+class HotPathTest(TwoSimsCase):
 
     @classmethod
-    def setUpClass(cls):
+    def start_sims(cls):
         # a port of our own, so a second simulator can take the first one's
         # place (the upstream URL stays the same)
         cls.port = free_port()
-        cls.sim1 = start_sim(listen="127.0.0.1:%d" % cls.port)
-        cls.sim2 = start_sim()
-        cls.CONFIG = up_config(
-            cls.sim1.url, cls.sim2.url,
+        return start_sim(listen="127.0.0.1:%d" % cls.port), start_sim()
+
+    @classmethod
+    def make_config(cls, one_url, two_url):
+        return up_config(
+            one_url, two_url,
             one={"timeout_ms": 2000, "retries": 0,
                  "breaker_min_calls": 1000},
             plugin_one={"route_timeout_ms": 4000},
             server={"workers": "1"})
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.sim1.stop()
-            cls.sim2.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.sim1.stop()
-            cls.sim2.stop()
-
-    def setUp(self):
-        super().setUp()
-        self.sim1.reset()
 
     # -- pipelining behind upstream calls ---------------------------------
 

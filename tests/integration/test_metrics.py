@@ -13,8 +13,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from upstream_env import (metric, metric_sum, parse_metrics,  # noqa: E402
-                          scrape, set_breaker, start_sim, up_config)
+from upstream_env import (TwoSimsCase, metric, metric_sum,  # noqa: E402
+                          parse_metrics, scrape, set_breaker, up_config)
 
 FAMILIES = {
     "bulkhead_requests_total": "counter",
@@ -27,14 +27,12 @@ FAMILIES = {
 GET_ROUTE = "/t/up_one/get/*"
 
 
-class MetricsTest(harness.DaemonTestCase):
+class MetricsTest(TwoSimsCase):
 
     @classmethod
-    def setUpClass(cls):
-        cls.sim1 = start_sim()
-        cls.sim2 = start_sim()
-        cls.CONFIG = up_config(
-            cls.sim1.url, cls.sim2.url,
+    def make_config(cls, one_url, two_url):
+        return up_config(
+            one_url, two_url,
             one={"timeout_ms": 400, "retries": 1, "retry_base_ms": 5,
                  "retry_cap_ms": 10, "retry_budget_percent": 100,
                  "retry_budget_min": 1000, "breaker_min_calls": 1000},
@@ -43,25 +41,6 @@ class MetricsTest(harness.DaemonTestCase):
             plugin_one={"ok_rate_limit": "metered", "route_timeout_ms": 3000},
             extra={"rate_limit.metered": {"quota": 1, "window_s": 60,
                                           "burst": 2}})
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.sim1.stop()
-            cls.sim2.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.sim1.stop()
-            cls.sim2.stop()
-
-    def setUp(self):
-        super().setUp()
-        self.sim1.reset()
-        self.sim2.reset()
 
     def delta(self, before, after, name, **labels):
         return metric(after, name, **labels) - metric(before, name, **labels)

@@ -15,8 +15,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from upstream_env import (FAST, set_breaker, start_sim, timed_get,  # noqa
-                          up_config)
+from upstream_env import (FAST, TwoSimsCase, set_breaker,  # noqa
+                          timed_get, up_config)
 
 ROUTE_TIMEOUT_MS = 4000
 UPSTREAM_TIMEOUT_MS = 2000
@@ -36,38 +36,17 @@ def body_bytes(rec):
     return rec["body"].encode("utf-8")
 
 
-class ProxyTest(harness.DaemonTestCase):
+class ProxyTest(TwoSimsCase):
 
     @classmethod
-    def setUpClass(cls):
-        cls.sim1 = start_sim()
-        cls.sim2 = start_sim()
-        cls.CONFIG = up_config(
-            cls.sim1.url, cls.sim2.url,
+    def make_config(cls, one_url, two_url):
+        return up_config(
+            one_url, two_url,
             one={"timeout_ms": UPSTREAM_TIMEOUT_MS, "retries": 1,
                  "retry_base_ms": 10, "retry_cap_ms": 20,
                  "retry_after_max_s": 2, "retry_budget_percent": 100,
                  "retry_budget_min": 1000, "breaker_min_calls": 1000},
             plugin_one={"route_timeout_ms": ROUTE_TIMEOUT_MS})
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.sim1.stop()
-            cls.sim2.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.sim1.stop()
-            cls.sim2.stop()
-
-    def setUp(self):
-        super().setUp()
-        self.sim1.reset()
-        self.sim2.reset()
 
     def last(self, path):
         reqs = self.sim1.requests(path)

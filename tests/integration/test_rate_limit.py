@@ -13,35 +13,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from upstream_env import metric, scrape, start_sim, up_config  # noqa: E402
+from upstream_env import TwoSimsCase, metric, scrape, up_config  # noqa: E402
 
 RL_FIELD = re.compile(r'^"([a-z0-9_]+)";r=(\d+);t=(\d+)$')
 
 
-class _RateCase(harness.DaemonTestCase):
-    @classmethod
-    def make_config(cls, one_url, two_url):
-        raise NotImplementedError
-
-    @classmethod
-    def setUpClass(cls):
-        cls.sim1 = start_sim()
-        cls.sim2 = start_sim()
-        cls.CONFIG = cls.make_config(cls.sim1.url, cls.sim2.url)
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.sim1.stop()
-            cls.sim2.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.sim1.stop()
-            cls.sim2.stop()
+class _RateCase(TwoSimsCase):
+    RESET_SIMS = False
 
     def ratelimit(self, r):
         """(name, remaining, reset) from the RateLimit field."""

@@ -11,46 +11,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from upstream_env import (closed_port, metric, scrape,  # noqa: E402
-                          start_sim, timed_get, up_config)
+from upstream_env import (TwoSimsCase, closed_port, metric, scrape,  # noqa: E402
+                          timed_get, up_config)
 
 DEADLINE_MS = 1000  # up_two's route deadline
 
 
-class _SimsCase(harness.DaemonTestCase):
-    """Two simulators for the class, reset before each test."""
-
-    @classmethod
-    def make_config(cls, one_url, two_url):
-        raise NotImplementedError
-
-    @classmethod
-    def setUpClass(cls):
-        cls.sim1 = start_sim()
-        cls.sim2 = start_sim()
-        cls.CONFIG = cls.make_config(cls.sim1.url, cls.sim2.url)
-        try:
-            super().setUpClass()
-        except Exception:
-            cls.sim1.stop()
-            cls.sim2.stop()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            cls.sim1.stop()
-            cls.sim2.stop()
-
-    def setUp(self):
-        super().setUp()
-        self.sim1.reset()
-        self.sim2.reset()
-
-
-class RetryTest(_SimsCase):
+class RetryTest(TwoSimsCase):
 
     @classmethod
     def make_config(cls, one_url, two_url):
@@ -322,7 +289,7 @@ class RetryOnConnectErrorTest(harness.DaemonTestCase):
         self.assertEqual((a2 - a1, r2 - r1), (3, 2))
 
 
-class RetryBudgetTest(_SimsCase):
+class RetryBudgetTest(TwoSimsCase):
     """A full outage of up_one: retries are capped by the budget
     (20 % of requests, floor 3) instead of tripling the load."""
 

@@ -84,6 +84,48 @@ def up_config(one_url, two_url, one=None, two=None, plugin_one=None,
     return cfg
 
 
+class TwoSimsCase(harness.DaemonTestCase):
+    """A daemon shared by the class, configured by make_config(one_url,
+    two_url) against two simulators of its own (start_sims() may place
+    them). Both simulators are reset before each test unless RESET_SIMS
+    is false; they stop with the class."""
+
+    RESET_SIMS = True
+
+    @classmethod
+    def start_sims(cls):
+        return start_sim(), start_sim()
+
+    @classmethod
+    def make_config(cls, one_url, two_url):
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim1, cls.sim2 = cls.start_sims()
+        cls.CONFIG = cls.make_config(cls.sim1.url, cls.sim2.url)
+        try:
+            super().setUpClass()
+        except Exception:
+            cls.sim1.stop()
+            cls.sim2.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.sim1.stop()
+            cls.sim2.stop()
+
+    def setUp(self):
+        super().setUp()
+        if self.RESET_SIMS:
+            self.sim1.reset()
+            self.sim2.reset()
+
+
 # --------------------------------------------------------------------------
 # Admin
 # --------------------------------------------------------------------------

@@ -9,6 +9,7 @@
 
 #include "arena.h"
 #include "check.h"
+#include "counting_alloc.h"
 #include "metrics.h"
 
 #define DROPPED_HEAD                                                           \
@@ -361,35 +362,6 @@ static void test_series_cap(void) {
   CHECK_INT(bh__count(text, "h_count"), 1);
   free(text);
   bh__metrics_free(m);
-}
-
-/* libc underneath, counting live blocks; fail_at > 0 makes that
- * allocation (1-based) and every later one fail. */
-typedef struct bh__counting {
-  long live, allocs, fail_at;
-} bh__counting;
-
-static void *bh__c_alloc(void *ctx, size_t n) {
-  bh__counting *c = ctx;
-  c->allocs++;
-  if (c->fail_at && c->allocs >= c->fail_at) return NULL;
-  void *p = malloc(n ? n : 1);
-  if (p) c->live++;
-  return p;
-}
-
-static void *bh__c_realloc(void *ctx, void *p, size_t n) {
-  bh__counting *c = ctx;
-  if (p == NULL) return bh__c_alloc(ctx, n);
-  c->allocs++;
-  if (c->fail_at && c->allocs >= c->fail_at) return NULL;
-  return realloc(p, n ? n : 1);
-}
-
-static void bh__c_free(void *ctx, void *p) {
-  bh__counting *c = ctx;
-  if (p) c->live--;
-  free(p);
 }
 
 /* A registry shaped like the daemon's: histograms, several families, a

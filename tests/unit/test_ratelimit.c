@@ -9,6 +9,7 @@
 
 #include "arena.h"
 #include "check.h"
+#include "counting_alloc.h"
 #include "ratelimit.h"
 
 static bh__rl_policy bh__pol(const char *name, uint32_t quota,
@@ -361,35 +362,6 @@ static void test_bad_policies(void) {
   CHECK_INT(r.retry_after_s, 86400 * 365);
   CHECK_INT(r.reset_s, UINT32_MAX); /* 1000 years saturates */
   bh__rl_table_free(t);
-}
-
-/* libc underneath, counting live blocks; fail_at > 0 makes that
- * allocation (1-based) and every later one fail. */
-typedef struct bh__counting {
-  long live, allocs, fail_at;
-} bh__counting;
-
-static void *bh__c_alloc(void *ctx, size_t n) {
-  bh__counting *c = ctx;
-  c->allocs++;
-  if (c->fail_at && c->allocs >= c->fail_at) return NULL;
-  void *p = malloc(n ? n : 1);
-  if (p) c->live++;
-  return p;
-}
-
-static void *bh__c_realloc(void *ctx, void *p, size_t n) {
-  bh__counting *c = ctx;
-  if (p == NULL) return bh__c_alloc(ctx, n);
-  c->allocs++;
-  if (c->fail_at && c->allocs >= c->fail_at) return NULL;
-  return realloc(p, n ? n : 1);
-}
-
-static void bh__c_free(void *ctx, void *p) {
-  bh__counting *c = ctx;
-  if (p) c->live--;
-  free(p);
 }
 
 static void test_allocator(void) {
