@@ -17,9 +17,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "log.h"
-#include "shm.h"
+#include "proc/daemon.h"
+#include "base/log.h"
+#include "state/shm.h"
 
 static uv_loop_t fz_loop;
 static bh__daemon fz_d;

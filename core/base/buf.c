@@ -1,0 +1,239 @@
+#include "base/buf.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void bh__buf_init(bh__buf *b) {
+  memset(b, 0, sizeof(*b));
+}
+
+void bh__buf_free(bh__buf *b) {
+  free(b->data);
+  memset(b, 0, sizeof(*b));
+}
+
+void bh__buf_reset(bh__buf *b) {
+  b->len = 0;
+  b->failed = 0;
+  if (b->data) b->data[0] = '\0';
+}
+
+int bh__buf_failed(const bh__buf *b) {
+  return b->failed;
+}
+
+int bh__buf_grow(bh__buf *b, size_t extra) {
+  if (b->failed) return -ENOMEM;
+  if (extra > SIZE_MAX - b->len - 1) goto oom;
+  size_t need = b->len + extra + 1;
+  if (need <= b->cap) return 0;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < need) {
+    if (cap > SIZE_MAX / 2) goto oom;
+    cap *= 2;
+  }
+  char *p = realloc(b->data, cap);
+  if (p == NULL) goto oom;
+  b->data = p;
+  b->cap = cap;
+  return 0;
+oom:
+  b->failed = 1;
+  return -ENOMEM;
+}
+
+static int bh__buf_reserve(bh__buf *b, size_t extra) {
+  if (!b->failed && b->cap - b->len > extra) return 0;
+  return bh__buf_grow(b, extra);
+}
+
+int bh__buf_vprintf(bh__buf *b, const char *fmt, va_list ap) {
+  /* one pass when the result fits the room already there, which is the
+   * common case; a second only after growing */
+  va_list cp;
+  va_copy(cp, ap);
+  size_t room = b->failed ? 0 : b->cap - b->len;
+  int n = vsnprintf(room ? b->data + b->len : NULL, room, fmt, cp);
+  va_end(cp);
+  if (n < 0) {
+    if (room) b->data[b->len] = '\0';
+    b->failed = 1;
+    return -EINVAL;
+  }
+  if ((size_t)n < room) {
+    b->len += (size_t)n;
+    return 0;
+  }
+  if (room) b->data[b->len] = '\0'; /* undo the truncated attempt */
+  if (bh__buf_reserve(b, (size_t)n) != 0) return -ENOMEM;
+  vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+  b->len += (size_t)n;
+  return 0;
+}
+
+int bh__buf_printf(bh__buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = bh__buf_vprintf(b, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+int bh__buf_u64(bh__buf *b, uint64_t v) {
+  char tmp[24];
+  size_t i = sizeof(tmp);
+  do {
+    tmp[--i] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return bh__buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
+int bh__buf_i64(bh__buf *b, int64_t v) {
+  if (v < 0) {
+    if (bh__buf_putc(b, '-') != 0) return -ENOMEM;
+    return bh__buf_u64(b, (uint64_t)0 - (uint64_t)v);
+  }
+  return bh__buf_u64(b, (uint64_t)v);
+}
+
+/* Length of a valid UTF-8 sequence at s (n bytes left), or 0 if invalid.
+ * Rejects overlongs, surrogates and code points past U+10FFFF. */
+static size_t bh__utf8_seq(const unsigned char *s, size_t n) {
+  unsigned c = s[0];
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) {
+    if (n >= 2 && (s[1] & 0xc0) == 0x80) return 2;
+    return 0;
+  }
+  if (c >= 0xe0 && c <= 0xef) {
+    if (n < 3 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80) return 0;
+    if (c == 0xe0 && s[1] < 0xa0) return 0;
+    if (c == 0xed && s[1] >= 0xa0) return 0;
+    return 3;
+  }
+  if (c >= 0xf0 && c <= 0xf4) {
+    if (n < 4 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80 ||
+        (s[3] & 0xc0) != 0x80)
+      return 0;
+    if (c == 0xf0 && s[1] < 0x90) return 0;
+    if (c == 0xf4 && s[1] >= 0x90) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+/* 1 for the bytes a JSON string may carry as they are: printable ASCII
+ * except " \\ < > &. */
+/* clang-format off */
+static const unsigned char bh__json_plain[256] = {
+#define BH__R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    BH__R16(0), BH__R16(0), /* 0x00..0x1f: control */
+    /* 0x20..0x2f:  ! " # $ % & ' ( ) * + , - . / */
+    1, 1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    /* 0x30..0x3f: 0-9 : ; < = > ? */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1,
+    BH__R16(1), /* 0x40..0x4f */
+    /* 0x50..0x5f: P..Z [ \ ] ^ _ */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    BH__R16(1), BH__R16(1), /* 0x60..0x7f (DEL is allowed by JSON) */
+    BH__R16(0), BH__R16(0), BH__R16(0), BH__R16(0), /* 0x80..0xff */
+    BH__R16(0), BH__R16(0), BH__R16(0), BH__R16(0),
+#undef BH__R16
+};
+/* clang-format on */
+
+#define BH__ONES8 0x0101010101010101ull
+#define BH__HIGHS8 0x8080808080808080ull
+
+/* Nonzero when a byte of x is zero (exact as a yes/no answer). */
+static inline uint64_t bh__zero8(uint64_t x) {
+  return (x - BH__ONES8) & ~x & BH__HIGHS8;
+}
+
+/* Nonzero when one of the 8 bytes of x needs escaping (see bh__json_plain):
+ * a control byte, a byte >= 0x80, or one of " \\ < > &. Eight bytes per
+ * step instead of one: log lines and Problems are mostly plain text. */
+static inline uint64_t bh__json_special8(uint64_t x) {
+  uint64_t m = x & BH__HIGHS8;                   /* >= 0x80 */
+  m |= (x - BH__ONES8 * 0x20) & ~x & BH__HIGHS8; /* < 0x20 */
+  m |= bh__zero8(x ^ (BH__ONES8 * '"'));
+  m |= bh__zero8(x ^ (BH__ONES8 * '\\'));
+  m |= bh__zero8(x ^ (BH__ONES8 * '<'));
+  m |= bh__zero8(x ^ (BH__ONES8 * '>'));
+  m |= bh__zero8(x ^ (BH__ONES8 * '&'));
+  return m;
+}
+
+/* Length of the run of plain bytes at s (at most n). */
+static size_t bh__json_plain_run(const unsigned char *s, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x;
+    memcpy(&x, s + i, 8);
+    if (bh__json_special8(x)) break; /* the byte loop finds which one */
+  }
+  while (i < n && bh__json_plain[s[i]])
+    i++;
+  return i;
+}
+
+int bh__buf_json_strn(bh__buf *b, const char *str, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  const unsigned char *s = (const unsigned char *)str;
+  /* room for the common case (nothing to escape) up front, so the loop
+   * below appends without growing */
+  if (len < SIZE_MAX - 2 && bh__buf_reserve(b, len + 2) != 0) return -ENOMEM;
+  bh__buf_putc(b, '"');
+  size_t i = 0;
+  while (i < len) {
+    size_t run = i + bh__json_plain_run(s + i, len - i);
+    if (run > i) bh__buf_append(b, s + i, run - i);
+    i = run;
+    if (i >= len) break;
+    unsigned c = s[i];
+    if (c >= 0x80) {
+      size_t n = bh__utf8_seq(s + i, len - i);
+      if (n == 0) {
+        bh__buf_append(b, "\\ufffd", 6);
+        i++;
+      } else {
+        bh__buf_append(b, s + i, n);
+        i += n;
+      }
+      continue;
+    }
+    switch (c) {
+    case '"': bh__buf_append(b, "\\\"", 2); break;
+    case '\\': bh__buf_append(b, "\\\\", 2); break;
+    case '\n': bh__buf_append(b, "\\n", 2); break;
+    case '\r': bh__buf_append(b, "\\r", 2); break;
+    case '\t': bh__buf_append(b, "\\t", 2); break;
+    default: {
+      char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+      bh__buf_append(b, e, 6);
+    }
+    }
+    i++;
+  }
+  return bh__buf_putc(b, '"');
+}
+
+int bh__buf_json_str(bh__buf *b, const char *s) {
+  if (s == NULL) return bh__buf_puts(b, "null");
+  return bh__buf_json_strn(b, s, strlen(s));
+}
+
+char *bh__buf_steal(bh__buf *b, size_t *len) {
+  if (b->failed || b->data == NULL) {
+    bh__buf_free(b);
+    if (len) *len = 0;
+    return NULL;
+  }
+  char *d = b->data;
+  if (len) *len = b->len;
+  memset(b, 0, sizeof(*b));
+  return d;
+}

@@ -1,0 +1,586 @@
+/*
+ * Structured JSON logs with a non-blocking producer side.
+ *
+ * Producers (event loops, any thread) format a line into their own buffer,
+ * then hand the heap block to a bounded ring under a mutex held only for a
+ * few pointer moves. One writer thread pops lines and does blocking write()
+ * calls to the sink. When the ring is full, or the sink fails, lines are
+ * dropped and counted: a stalled stdout pipe or a full disk must never stall
+ * request handling.
+ *
+ * The ring and its lock are static and live forever. Each bh__log_open()
+ * gets its own heap "writer" (fd, flags); if close gives up on a writer that
+ * is stuck in write(), it detaches it and the writer frees itself when it
+ * wakes, without touching the ring again. A later open is therefore safe.
+ */
+#include "base/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BH__LOG_MAX_LINES 4096u
+#define BH__LOG_MAX_BYTES (4u << 20)
+#define BH__LOG_BACKOFF_MS 100
+#define BH__LOG_CLOSE_MS 2000
+
+#define BH__LOG_BATCH 64
+#define BH__LOG_COALESCE_NS 1000000L
+
+enum { BH__LOG_SYNC = 0, BH__LOG_ASYNC = 1, BH__LOG_OFF = 2 };
+
+typedef struct bh__logent {
+  char *p;
+  size_t n;
+} bh__logent;
+
+typedef struct bh__writer {
+  pthread_t tid;
+  int fd;
+  int own_fd;   /* a file we opened: closed by whoever frees the writer */
+  int stop;     /* close requested: drain, then exit */
+  int orphaned; /* close gave up waiting: exit, free self, leave the ring */
+  int running;  /* past thread start-up, which allocates outside g_mu */
+  int exited;
+  int failing; /* the last write failed: on stop, drop instead of retrying */
+} bh__writer;
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv_work; /* writer waits for lines or stop */
+static pthread_cond_t g_cv_idle; /* close waits for the writer to exit,
+                                   fork_prepare for it to be running */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+/* Serialises open/close against each other (never taken by producers). */
+static pthread_mutex_t g_ctl_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Serialises the synchronous stderr path so concurrent lines don't mix. */
+static pthread_mutex_t g_sync_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static bh__logent g_ring[BH__LOG_MAX_LINES];
+static size_t g_head, g_count, g_bytes; /* under g_mu */
+static bh__writer *g_w;                 /* under g_mu */
+static int g_waiting; /* under g_mu: the writer sleeps on an empty ring */
+
+static atomic_int g_mode = BH__LOG_SYNC;
+static atomic_int g_min = BH__INFO;
+static atomic_uint_fast64_t g_dropped;
+
+static const char *const g_level_names[] = {"debug", "info", "warn", "error"};
+
+/* Condition variables on the monotonic clock, so a wall-clock step cannot
+ * stretch the close bound or the error back-off. */
+static void bh__log_init_once(void) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(&g_cv_work, &a);
+  pthread_cond_init(&g_cv_idle, &a);
+  pthread_condattr_destroy(&a);
+}
+
+static struct timespec bh__deadline(long ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return ts;
+}
+
+static int bh__past(const struct timespec *dl) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return now.tv_sec > dl->tv_sec ||
+         (now.tv_sec == dl->tv_sec && now.tv_nsec >= dl->tv_nsec);
+}
+
+static void bh__drop(uint64_t n) {
+  atomic_fetch_add_explicit(&g_dropped, n, memory_order_relaxed);
+}
+
+uint64_t bh__log_dropped(void) {
+  return atomic_load_explicit(&g_dropped, memory_order_relaxed);
+}
+
+/* Whole line or an error. EINTR retried; EAGAIN (someone made the sink
+ * non-blocking, e.g. a shared stdout pipe) waits for room instead of
+ * spinning. 0 or negative errno. */
+static int bh__write_all(int fd, const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w > 0) {
+      p += w;
+      n -= (size_t)w;
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+      if (poll(&pfd, 1, -1) < 0 && errno != EINTR) return -errno;
+      continue;
+    }
+    return w < 0 ? -errno : -EIO;
+  }
+  return 0;
+}
+
+/* Writes a batch of lines with as few syscalls as the kernel allows. */
+static int bh__writev_all(int fd, struct iovec *iov, int n) {
+  while (n > 0) {
+    ssize_t w = writev(fd, iov, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+      if (poll(&pfd, 1, -1) < 0 && errno != EINTR) return -errno;
+      continue;
+    }
+    if (w <= 0) return w < 0 ? -errno : -EIO;
+    size_t left = (size_t)w;
+    while (n > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      iov++;
+      n--;
+    }
+    if (n > 0) {
+      iov->iov_base = (char *)iov->iov_base + left;
+      iov->iov_len -= left;
+    }
+  }
+  return 0;
+}
+
+/* Ring helpers; g_mu held. */
+static void bh__ring_pop(bh__logent *e) {
+  *e = g_ring[g_head];
+  g_head = (g_head + 1) % BH__LOG_MAX_LINES;
+  g_count--;
+  g_bytes -= e->n;
+}
+
+static void bh__ring_drop_all(void) {
+  uint64_t n = g_count;
+  while (g_count > 0) {
+    bh__logent e;
+    bh__ring_pop(&e);
+    free(e.p);
+  }
+  bh__drop(n);
+}
+
+static void *bh__writer_main(void *arg) {
+  bh__writer *w = arg;
+  /* SIGPIPE from a write() is directed at the writing thread; blocking it
+   * here keeps a closed pipe from killing the process even if something
+   * later restores the default disposition. The error arrives as EPIPE. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+  pthread_mutex_lock(&g_mu);
+  w->running = 1;
+  pthread_cond_broadcast(&g_cv_idle);
+  for (;;) {
+    while (!w->stop && !w->orphaned && g_count == 0) {
+      g_waiting = 1;
+      pthread_cond_wait(&g_cv_work, &g_mu);
+      g_waiting = 0;
+    }
+    if (w->orphaned) break;
+    if (w->stop && w->failing) bh__ring_drop_all();
+    if (g_count == 0) break; /* only reached with stop set */
+    /* a batch per syscall: under load, lines leave many at a time */
+    bh__logent batch[BH__LOG_BATCH];
+    struct iovec iov[BH__LOG_BATCH];
+    int n = 0;
+    while (g_count > 0 && n < BH__LOG_BATCH) {
+      bh__ring_pop(&batch[n]);
+      iov[n].iov_base = batch[n].p;
+      iov[n].iov_len = batch[n].n;
+      n++;
+    }
+    int stopping = w->stop;
+    pthread_mutex_unlock(&g_mu);
+
+    int rc = bh__writev_all(w->fd, iov, n);
+    /* a small batch means light load: wait a moment (without being woken)
+     * so the next lines share a syscall; the latency only delays logs */
+    if (rc == 0 && n < BH__LOG_BATCH && !stopping) {
+      struct timespec pause = {0, BH__LOG_COALESCE_NS};
+      nanosleep(&pause, NULL);
+    }
+
+    pthread_mutex_lock(&g_mu);
+    /* Freed under g_mu: this thread then never holds an allocator lock
+     * while g_mu is free, which is what makes bh__log_fork_prepare()
+     * sufficient for a fork() (the sanitizer allocators take no locks of
+     * their own around fork). */
+    for (int i = 0; i < n; i++)
+      free(batch[i].p);
+    w->failing = rc != 0;
+    if (rc != 0) {
+      if (n > 1) bh__drop((uint64_t)n - 1);
+      /* EPIPE, EBADF, ENOSPC, EIO...: the sink may recover (disk freed,
+       * log rotated), so keep going, but pause so a dead sink costs no CPU;
+       * meanwhile the ring fills and producers drop cheaply. */
+      bh__drop(1);
+      struct timespec dl = bh__deadline(BH__LOG_BACKOFF_MS);
+      while (!w->stop && !w->orphaned && !bh__past(&dl))
+        pthread_cond_timedwait(&g_cv_work, &g_mu, &dl);
+    }
+  }
+  w->exited = 1;
+  int orphaned = w->orphaned;
+  pthread_cond_broadcast(&g_cv_idle);
+  pthread_mutex_unlock(&g_mu);
+  if (orphaned) {
+    /* close() has forgotten us: nobody else references w any more */
+    if (w->own_fd) close(w->fd);
+    free(w);
+  }
+  return NULL;
+}
+
+int bh__log_level_parse(const char *s) {
+  if (s == NULL) return -EINVAL;
+  for (int i = 0; i < 4; i++)
+    if (strcmp(s, g_level_names[i]) == 0) return i;
+  return -EINVAL;
+}
+
+static int bh__log_open_locked(const char *target, int min_level) {
+  if (atomic_load(&g_mode) != BH__LOG_SYNC) return -EALREADY;
+
+  if (strcmp(target, "off") == 0) {
+    atomic_store(&g_min, min_level);
+    atomic_store(&g_mode, BH__LOG_OFF);
+    return 0;
+  }
+
+  int fd, own = 0;
+  if (strcmp(target, "stdout") == 0) {
+    fd = STDOUT_FILENO;
+  } else if (strcmp(target, "stderr") == 0) {
+    fd = STDERR_FILENO;
+  } else {
+    if (target[0] == '\0') return -EINVAL;
+    fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) return -errno;
+    own = 1;
+  }
+
+  /* Process-wide too, not only in the writer: the synchronous stderr path
+   * (before open / after close) writes from any thread, and so do the event
+   * loops on sockets; a peer or a log reader going away must surface as
+   * EPIPE, never kill the daemon. A handler someone installed on purpose is
+   * left alone. */
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL &&
+      !(sa.sa_flags & SA_SIGINFO)) {
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+
+  bh__writer *w = calloc(1, sizeof(*w));
+  if (w == NULL) {
+    if (own) close(fd);
+    return -ENOMEM;
+  }
+  w->fd = fd;
+  w->own_fd = own;
+
+  /* The writer starts with every signal blocked so SIGINT/SIGTERM/SIGHUP
+   * are delivered to the loop threads that handle them. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&w->tid, NULL, bh__writer_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0) {
+    if (own) close(fd);
+    free(w);
+    return -rc;
+  }
+#ifdef __GLIBC__
+  pthread_setname_np(w->tid, "bh-log");
+#endif
+
+  pthread_mutex_lock(&g_mu);
+  g_w = w;
+  atomic_store(&g_min, min_level);
+  atomic_store(&g_mode, BH__LOG_ASYNC);
+  pthread_mutex_unlock(&g_mu);
+  return 0;
+}
+
+int bh__log_open(const char *target, int min_level) {
+  if (target == NULL || min_level < BH__DEBUG || min_level > BH__ERROR)
+    return -EINVAL;
+  pthread_once(&g_once, bh__log_init_once);
+  pthread_mutex_lock(&g_ctl_mu);
+  int rc = bh__log_open_locked(target, min_level);
+  pthread_mutex_unlock(&g_ctl_mu);
+  return rc;
+}
+
+static void bh__log_close_locked(void) {
+  pthread_mutex_lock(&g_mu);
+  int mode = atomic_load(&g_mode);
+  /* from here on new lines take the synchronous stderr path */
+  atomic_store(&g_mode, BH__LOG_SYNC);
+  bh__writer *w = g_w;
+  g_w = NULL;
+  if (mode != BH__LOG_ASYNC || w == NULL) {
+    pthread_mutex_unlock(&g_mu);
+    return;
+  }
+  w->stop = 1;
+  pthread_cond_broadcast(&g_cv_work);
+  struct timespec dl = bh__deadline(BH__LOG_CLOSE_MS);
+  while (!w->exited && !bh__past(&dl))
+    pthread_cond_timedwait(&g_cv_idle, &g_mu, &dl);
+  if (w->exited) {
+    pthread_mutex_unlock(&g_mu);
+    pthread_join(w->tid, NULL);
+    if (w->own_fd) close(w->fd);
+    free(w);
+    return;
+  }
+  /* Still blocked in write() (a stalled pipe): what is queued will never
+   * get out in time. Drop it, and let the writer free itself whenever the
+   * write returns; it owns w and its fd from now on. */
+  w->orphaned = 1;
+  bh__ring_drop_all();
+  pthread_cond_broadcast(&g_cv_work);
+  pthread_detach(w->tid);
+  pthread_mutex_unlock(&g_mu);
+}
+
+void bh__log_fork_prepare(void) {
+  pthread_once(&g_once, bh__log_init_once);
+  pthread_mutex_lock(&g_ctl_mu);
+  pthread_mutex_lock(&g_mu);
+  /* A thread still starting up may be inside the allocator unlocked. */
+  struct timespec dl = bh__deadline(BH__LOG_CLOSE_MS);
+  while (g_w != NULL && !g_w->running && !g_w->exited && !bh__past(&dl))
+    pthread_cond_timedwait(&g_cv_idle, &g_mu, &dl);
+}
+
+void bh__log_fork_parent(void) {
+  pthread_mutex_unlock(&g_mu);
+  pthread_mutex_unlock(&g_ctl_mu);
+}
+
+int bh__log_after_fork(void) {
+  /* The child has no writer thread, and the parent's may have held any of
+   * these locks at the instant of fork(): start over from fresh locks. */
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  g_mu = fresh;
+  g_ctl_mu = fresh;
+  g_sync_mu = fresh;
+  bh__log_init_once();
+  int mode = atomic_load(&g_mode);
+  bh__writer *old = g_w;
+  g_w = NULL;
+  /* queued lines belong to the parent, which writes them */
+  for (size_t i = 0; i < g_count; i++)
+    free(g_ring[(g_head + i) % BH__LOG_MAX_LINES].p);
+  g_head = g_count = g_bytes = 0;
+  if (mode != BH__LOG_ASYNC || old == NULL) return 0;
+  bh__writer *w = calloc(1, sizeof(*w));
+  if (w == NULL) {
+    atomic_store(&g_mode, BH__LOG_SYNC);
+    return -ENOMEM;
+  }
+  w->fd = old->fd;
+  w->own_fd = old->own_fd;
+  free(old);
+  sigset_t all, prev;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &prev);
+  int rc = pthread_create(&w->tid, NULL, bh__writer_main, w);
+  pthread_sigmask(SIG_SETMASK, &prev, NULL);
+  if (rc != 0) {
+    free(w);
+    atomic_store(&g_mode, BH__LOG_SYNC);
+    return -rc;
+  }
+  g_w = w;
+  return 0;
+}
+
+void bh__log_close(void) {
+  pthread_once(&g_once, bh__log_init_once);
+  pthread_mutex_lock(&g_ctl_mu);
+  bh__log_close_locked();
+  pthread_mutex_unlock(&g_ctl_mu);
+}
+
+/* Before open and after close: straight to stderr, one write per line. */
+static void bh__write_sync(const char *p, size_t n) {
+  pthread_mutex_lock(&g_sync_mu);
+  if (bh__write_all(STDERR_FILENO, p, n) != 0) bh__drop(1);
+  pthread_mutex_unlock(&g_sync_mu);
+}
+
+static void bh__dispatch(bh__logline *l) {
+  if (bh__buf_failed(&l->b)) {
+    bh__buf_free(&l->b);
+    bh__drop(1);
+    return;
+  }
+  if (atomic_load_explicit(&g_mode, memory_order_relaxed) == BH__LOG_ASYNC) {
+    pthread_mutex_lock(&g_mu);
+    if (atomic_load_explicit(&g_mode, memory_order_relaxed) == BH__LOG_ASYNC) {
+      if (g_count >= BH__LOG_MAX_LINES ||
+          l->b.len > BH__LOG_MAX_BYTES - g_bytes) {
+        pthread_mutex_unlock(&g_mu);
+        bh__buf_free(&l->b);
+        bh__drop(1);
+        return;
+      }
+      bh__logent *e = &g_ring[(g_head + g_count) % BH__LOG_MAX_LINES];
+      e->n = l->b.len;
+      e->p = bh__buf_steal(&l->b, NULL);
+      g_count++;
+      g_bytes += e->n;
+      /* wake the writer only when it waits for work, not while it
+       * coalesces or writes */
+      if (g_waiting) pthread_cond_signal(&g_cv_work);
+      pthread_mutex_unlock(&g_mu);
+      return;
+    }
+    pthread_mutex_unlock(&g_mu); /* closed meanwhile: go synchronous */
+  }
+  if (atomic_load_explicit(&g_mode, memory_order_relaxed) != BH__LOG_OFF)
+    bh__write_sync(l->b.data, l->b.len);
+  bh__buf_free(&l->b);
+}
+
+/* "2026-01-02T03:04:05.678Z". The formatted seconds are cached per thread:
+ * gmtime_r once a second instead of once a line. */
+static void bh__log_time(char out[25]) {
+  static _Thread_local time_t cached_sec = (time_t)-1;
+  static _Thread_local char cached[21]; /* "YYYY-MM-DDTHH:MM:SS." */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (ts.tv_sec != cached_sec) {
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    /* by hand: fixed width, and no format-truncation reasoning needed */
+    int v[6] = {(tm.tm_year + 1900) % 10000,
+                tm.tm_mon + 1,
+                tm.tm_mday,
+                tm.tm_hour,
+                tm.tm_min,
+                tm.tm_sec};
+    static const char sep[] = "--T::.";
+    char *o = cached;
+    for (int i = 0; i < 6; i++) {
+      if (i == 0) {
+        *o++ = (char)('0' + v[0] / 1000);
+        *o++ = (char)('0' + v[0] / 100 % 10);
+      }
+      *o++ = (char)('0' + v[i] / 10 % 10);
+      *o++ = (char)('0' + v[i] % 10);
+      *o++ = sep[i];
+    }
+    *o = '\0';
+    cached_sec = ts.tv_sec;
+  }
+  unsigned ms = (unsigned)(ts.tv_nsec / 1000000L);
+  memcpy(out, cached, 20);
+  out[20] = (char)('0' + ms / 100);
+  out[21] = (char)('0' + ms / 10 % 10);
+  out[22] = (char)('0' + ms % 10);
+  out[23] = 'Z';
+  out[24] = '\0';
+}
+
+void bh__log_begin(bh__logline *l, int level, const char *event) {
+  bh__buf_init(&l->b);
+  l->level = level;
+  l->skip = level < atomic_load_explicit(&g_min, memory_order_relaxed) ||
+            atomic_load_explicit(&g_mode, memory_order_relaxed) == BH__LOG_OFF;
+  if (l->skip) return;
+  if (level < BH__DEBUG) level = BH__DEBUG;
+  if (level > BH__ERROR) level = BH__ERROR;
+  char t[25];
+  bh__log_time(t);
+  bh__buf_puts(&l->b, "{\"time\":\"");
+  bh__buf_append(&l->b, t, 24);
+  bh__buf_puts(&l->b, "\",\"level\":\"");
+  bh__buf_puts(&l->b, g_level_names[level]);
+  bh__buf_puts(&l->b, "\",\"event\":");
+  bh__buf_json_str(&l->b, event);
+}
+
+void bh__log_str(bh__logline *l, const char *key, const char *value) {
+  if (l->skip) return;
+  bh__buf_putc(&l->b, ',');
+  bh__buf_json_str(&l->b, key);
+  bh__buf_putc(&l->b, ':');
+  bh__buf_json_str(&l->b, value);
+}
+
+void bh__log_int(bh__logline *l, const char *key, int64_t value) {
+  if (l->skip) return;
+  bh__buf_putc(&l->b, ',');
+  bh__buf_json_str(&l->b, key);
+  bh__buf_putc(&l->b, ':');
+  bh__buf_i64(&l->b, value);
+}
+
+void bh__log_end(bh__logline *l) {
+  if (l->skip) {
+    bh__buf_free(&l->b);
+    return;
+  }
+  bh__buf_puts(&l->b, "}\n");
+  bh__dispatch(l);
+}
+
+void bh__logf(int level, const char *event, const char *fmt, ...) {
+  bh__logline l;
+  bh__log_begin(&l, level, event);
+  if (l.skip) return;
+  /* most messages fit the stack buffer; longer ones take one allocation */
+  char small[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(small, sizeof(small), fmt, ap);
+  va_end(ap);
+  if (n < 0) {
+    bh__log_str(&l, "msg", "");
+  } else if ((size_t)n < sizeof(small)) {
+    bh__buf_puts(&l.b, ",\"msg\":");
+    bh__buf_json_strn(&l.b, small, (size_t)n);
+  } else {
+    bh__buf tmp;
+    bh__buf_init(&tmp);
+    va_start(ap, fmt);
+    bh__buf_vprintf(&tmp, fmt, ap);
+    va_end(ap);
+    bh__buf_puts(&l.b, ",\"msg\":");
+    if (bh__buf_failed(&tmp))
+      l.b.failed = 1;
+    else
+      bh__buf_json_strn(&l.b, tmp.data, tmp.len);
+    bh__buf_free(&tmp);
+  }
+  bh__log_end(&l);
+}

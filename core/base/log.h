@@ -1,0 +1,52 @@
+/*
+ * Structured JSON logs, one line per event. Writers on the loop never block:
+ * lines go into a bounded in-memory queue drained by a dedicated thread; a
+ * sink that fails or blocks (closed stdout, full disk, a stalled pipe) only
+ * makes lines drop, counted in bh__log_dropped().
+ */
+#ifndef BH_CORE_LOG_H
+#define BH_CORE_LOG_H
+
+#include <stdint.h>
+
+#include "base/buf.h"
+
+enum bh__log_level { BH__DEBUG = 0, BH__INFO, BH__WARN, BH__ERROR };
+
+/* target: "stdout", "stderr", "off", or a file path (appended, created
+ * 0640). 0 or negative errno. Until it is called, lines go synchronously to
+ * stderr (start-up and `-t` diagnostics). */
+int bh__log_open(const char *target, int min_level);
+/* Around fork() in a process whose log writer runs: prepare holds the log
+ * locks (the writer touches the allocator only under them), the parent then
+ * calls fork_parent, the child bh__log_after_fork. */
+void bh__log_fork_prepare(void);
+void bh__log_fork_parent(void);
+/* In a child after fork(): fresh locks and a writer thread of its own on
+ * the same sink; lines the parent had queued are left to the parent. */
+int bh__log_after_fork(void);
+/* Flushes what is queued (bounded wait) and stops the thread. */
+void bh__log_close(void);
+/* "debug" | "info" | "warn" | "error" -> level, or -EINVAL. */
+int bh__log_level_parse(const char *s);
+
+/* A line under construction: {"time":"...","level":"...","event":"..." */
+typedef struct bh__logline {
+  bh__buf b;
+  int level;
+  int skip; /* below the minimum level: builders are no-ops */
+} bh__logline;
+
+void bh__log_begin(bh__logline *l, int level, const char *event);
+void bh__log_str(bh__logline *l, const char *key, const char *value);
+void bh__log_int(bh__logline *l, const char *key, int64_t value);
+/* Closes the object and queues the line (or drops it, counted). */
+void bh__log_end(bh__logline *l);
+
+/* One-shot: an event with a printf-formatted "msg". */
+void bh__logf(int level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+uint64_t bh__log_dropped(void);
+
+#endif

@@ -1,0 +1,308 @@
+/*
+ * Proxy routes: a plugin fronts an internal service in one line. Requests
+ * go upstream as they came (method, path, query, end-to-end headers, body)
+ * through the same client, retries, breaker and error map as any call; the
+ * answer streams back as it arrives.
+ *
+ * Answers that may still be retried or mapped (5xx, 408, 429, statuses the
+ * error map names) are buffered; everything else streams, and from the first
+ * streamed byte no retry happens.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proc/daemon.h"
+#include "base/log.h"
+#include "upstream/upstream.h"
+
+typedef struct bh__proxy {
+  struct bh_upstream *u;
+  bh__plugin *plugin;
+} bh__proxy;
+
+typedef struct bh__proxy_call {
+  bh_req *req;
+  bh__proxy *px;
+  bh__call *call;
+  int streamed;
+} bh__proxy_call;
+
+static const char *const bh__hop_by_hop[] = {"connection",
+                                             "keep-alive",
+                                             "proxy-connection",
+                                             "transfer-encoding",
+                                             "te",
+                                             "trailer",
+                                             "upgrade",
+                                             "host",
+                                             "content-length",
+                                             "expect",
+                                             "x-request-id",
+                                             "proxy-authorization",
+                                             "proxy-authenticate",
+                                             NULL};
+
+/* Hop-by-hop headers, and any header the Connection header names, stay on
+ * their own hop (RFC 9110 7.6.1). `name` is n bytes, not necessarily
+ * NUL-terminated. */
+static int bh__is_hop_n(const char *name, size_t n, const char *connection) {
+  if (n == 0) return 0;
+  for (size_t i = 0; bh__hop_by_hop[i]; i++) {
+    const char *h = bh__hop_by_hop[i];
+    /* most names differ in the first byte: no call for them */
+    if ((name[0] | 0x20) == h[0] && strlen(h) == n &&
+        strncasecmp(name, h, n) == 0)
+      return 1;
+  }
+  if (connection) {
+    for (const char *s = connection; *s;) {
+      while (*s == ' ' || *s == ',')
+        s++;
+      size_t l = strcspn(s, " ,");
+      if (l == n && strncasecmp(s, name, n) == 0) return 1;
+      s += l;
+    }
+  }
+  return 0;
+}
+
+static int bh__is_hop(const char *name, const char *connection) {
+  size_t n = strlen(name);
+  return n > 0 && bh__is_hop_n(name, n, connection);
+}
+
+static void bh__proxy_drain(bh_req *req) {
+  bh__proxy_call *pc = req->on_drain_data;
+  if (pc && pc->call) bh__call_resume(pc->call);
+}
+
+static int bh__proxy_on_head(bh__call *call, int status, void *data) {
+  bh__proxy_call *pc = data;
+  pc->call = call;
+  if (status >= 500 || status == 408 || status == 429 ||
+      bh__errmap_status_mapped(pc->px->plugin, status))
+    return 0;
+  /* pass the upstream's framing when it gave a length; chunk otherwise.
+   * The block is "name: value\r\n" lines with lower-cased names
+   * (bh__on_header): Connection first, since it can name more hop-by-hop
+   * headers, then one pass that copies the end-to-end lines. */
+  const char *hs = bh__call_headers(call);
+  long long length = -1;
+  /* every Connection value, comma-joined */
+  bh__buf connv;
+  bh__buf_init(&connv);
+  for (const char *s = strstr(hs, "connection: "); s;
+       s = strstr(s + 1, "connection: ")) {
+    if (s != hs && s[-1] != '\n') continue;
+    if (connv.len) bh__buf_putc(&connv, ',');
+    bh__buf_append(&connv, s + 12, strcspn(s + 12, "\r\n"));
+  }
+  const char *conn = connv.len ? connv.data : NULL;
+  bh__buf out;
+  bh__buf_init(&out);
+  bh__buf_grow(&out, strlen(hs));
+  for (const char *s = hs; *s;) {
+    const char *eol = strstr(s, "\r\n");
+    if (eol == NULL) break;
+    const char *colon = memchr(s, ':', (size_t)(eol - s));
+    size_t nl = colon ? (size_t)(colon - s) : 0;
+    if (colon && nl < 128) {
+      if (nl == 14 && memcmp(s, "content-length", 14) == 0) {
+        const char *v = colon + 2 <= eol ? colon + 2 : eol;
+        length = strtoll(v, NULL, 10);
+      }
+      if (!bh__is_hop_n(s, nl, conn) && !(nl == 4 && memcmp(s, "date", 4) == 0))
+        bh__buf_append(&out, s, (size_t)(eol - s) + 2);
+    }
+    s = eol + 2;
+  }
+  if (bh__buf_failed(&connv)) out.failed = 1;
+  bh__buf_free(&connv);
+  bh_req *req = pc->req;
+  int rc = bh__buf_failed(&out)
+               ? -ENOMEM
+               : bh__respond_head(req, status, out.data, length);
+  bh__buf_free(&out);
+  if (rc == 0) {
+    pc->streamed = 1;
+    req->on_drain = bh__proxy_drain;
+    req->on_drain_data = pc;
+  }
+  return 1;
+}
+
+static int bh__proxy_on_data(bh__call *call, const char *buf, size_t len,
+                             void *data) {
+  bh__proxy_call *pc = data;
+  (void)call;
+  if (!pc->streamed) return 0; /* client gone: drain and discard */
+  long queued = bh__respond_body(pc->req, buf, len);
+  return queued > (long)(1u << 20);
+}
+
+static void bh__proxy_done(bh_req *req, const bh_upstream_result *res,
+                           void *data) {
+  bh__proxy_call *pc = data;
+  req->on_drain = NULL;
+  req->on_drain_data = NULL;
+  if (pc->streamed) {
+    bh__respond_end(req, res->outcome == BH_OUTCOME_RESPONSE);
+  } else if (!req->answered && res->outcome == BH_OUTCOME_RESPONSE &&
+             !(res->status >= 500 || res->status == 408 || res->status == 429 ||
+               bh__errmap_status_mapped(pc->px->plugin, res->status))) {
+    /* a short answer that arrived in one piece */
+    const char *ct = bh__result_header(res, "content-type");
+    char ctype[256];
+    snprintf(ctype, sizeof(ctype), "%s", ct ? ct : "application/octet-stream");
+    bh__respond(req, res->status, ctype, res->body, res->body_len, NULL);
+  } else if (!req->answered) {
+    bh__mapped m;
+    char code[96];
+    bh__errmap_match(pc->px->plugin, res, &m, code, sizeof(code));
+    bh__respond_problem(req, m.code, NULL, m.retry_after, NULL, 0, NULL, 0);
+  }
+  /* the handler's hold on the request ends with the call */
+  if (req->plugin_holds) {
+    req->plugin_holds = 0;
+    bh__req_unref(req);
+  }
+  free(pc);
+}
+
+static void bh__proxy_handler(bh_req *req, void *data) {
+  bh__proxy *px = data;
+  bh__daemon *d = req->d;
+  const char *conn = bh__req_header(req, "connection");
+  size_t n = 0;
+  const char **hdrs = calloc(req->nheaders + 4, sizeof(char *));
+  bh__buf tmp;
+  bh__buf_init(&tmp);
+  /* header lines are built in one buffer; offsets first, pointers after,
+   * since the buffer may move while it grows */
+  size_t *offs = calloc(req->nheaders + 4, sizeof(size_t));
+  if (hdrs == NULL || offs == NULL) goto oom;
+  const char *fwd_for = NULL, *host = NULL;
+  for (size_t i = 0; i < req->nheaders; i++) {
+    const bh__header *h = &req->headers[i];
+    if (strcmp(h->name, "x-forwarded-for") == 0) fwd_for = h->value;
+    if (strcmp(h->name, "host") == 0) host = h->value;
+    if (bh__is_hop(h->name, conn) || strcmp(h->name, "x-forwarded-for") == 0)
+      continue;
+    offs[n++] = tmp.len;
+    bh__buf_puts(&tmp, h->name);
+    bh__buf_append(&tmp, ": ", 2);
+    bh__buf_puts(&tmp, h->value);
+    bh__buf_putc(&tmp, '\0');
+  }
+  offs[n++] = tmp.len;
+  bh__buf_puts(&tmp, "X-Forwarded-For: ");
+  if (fwd_for) {
+    bh__buf_puts(&tmp, fwd_for);
+    bh__buf_append(&tmp, ", ", 2);
+  }
+  bh__buf_puts(&tmp, req->client_addr);
+  bh__buf_putc(&tmp, '\0');
+  if (host) {
+    offs[n++] = tmp.len;
+    bh__buf_puts(&tmp, "X-Forwarded-Host: ");
+    bh__buf_puts(&tmp, host);
+    bh__buf_putc(&tmp, '\0');
+  }
+  if (bh__buf_failed(&tmp)) goto oom;
+  for (size_t i = 0; i < n; i++)
+    hdrs[i] = tmp.data + offs[i];
+  hdrs[n] = NULL;
+
+  /* the target as it came: the path, and the query when there is one
+   * (bh__call_start copies it) */
+  char *path = NULL;
+  if (req->query[0]) {
+    size_t pl = strlen(req->path), ql = strlen(req->query);
+    path = malloc(pl + ql + 2);
+    if (path) {
+      memcpy(path, req->path, pl);
+      path[pl] = '?';
+      memcpy(path + pl + 1, req->query, ql + 1);
+    }
+  }
+  bh__proxy_call *pc = calloc(1, sizeof(*pc));
+  if ((req->query[0] && path == NULL) || pc == NULL) {
+    free(path);
+    free(pc);
+    goto oom;
+  }
+  pc->req = req;
+  pc->px = px;
+  int marked = bh__req_header(req, "idempotency-key") != NULL;
+  bh_upstream_request rq = {
+      .size = sizeof(rq),
+      .method = req->method,
+      .path = path ? path : req->path,
+      .headers = hdrs,
+      .body = req->body.data,
+      .body_len = req->body.len,
+      .flags = marked ? BH_CALL_RETRY_SAFE : 0,
+  };
+  bh__call_stream st = {bh__proxy_on_head, bh__proxy_on_data, pc};
+  int rc = bh__call_start(d, req, px->u, &rq, bh__proxy_done, pc, &st);
+  free(path);
+  free(hdrs);
+  free(offs);
+  bh__buf_free(&tmp);
+  if (rc != 0) {
+    free(pc);
+    req->plugin_holds = 0;
+    bh__respond_problem(
+        req, rc == -EINVAL ? "request.bad_request" : "generic.internal", NULL,
+        -1, NULL, 0, NULL, 0);
+    bh__req_unref(req);
+  }
+  return;
+oom:
+  free(hdrs);
+  free(offs);
+  bh__buf_free(&tmp);
+  req->plugin_holds = 0;
+  bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+  bh__req_unref(req);
+}
+
+int bh__proxy_add(bh__plugin *p, const char *prefix, struct bh_upstream *u,
+                  uint32_t flags) {
+  static const char *const methods[] = {"GET",    "POST",    "PUT", "PATCH",
+                                        "DELETE", "OPTIONS", NULL};
+  if (prefix == NULL || u == NULL || u->plugin != p || strchr(prefix, '{') ||
+      strchr(prefix, '*'))
+    return -EINVAL;
+  bh__proxy *px = calloc(1, sizeof(*px));
+  if (px == NULL) return -ENOMEM;
+  px->u = u;
+  px->plugin = p;
+  p->proxies = realloc(p->proxies, (p->nproxies + 1) * sizeof(void *));
+  if (p->proxies == NULL) {
+    free(px);
+    return -ENOMEM;
+  }
+  p->proxies[p->nproxies++] = px;
+  char wild[512];
+  size_t pl = strlen(prefix);
+  snprintf(wild, sizeof(wild), "%s%s*", prefix,
+           pl && prefix[pl - 1] == '/' ? "" : "/");
+  for (size_t i = 0; methods[i]; i++) {
+    bh_route r = {.size = sizeof(r),
+                  .method = methods[i],
+                  .pattern = prefix,
+                  .handler = bh__proxy_handler,
+                  .data = px,
+                  .flags = flags | BH_ROUTE_RAW_BODY};
+    int rc = bh__route_register(p, &r);
+    if (rc) return rc;
+    r.pattern = wild;
+    rc = bh__route_register(p, &r);
+    if (rc) return rc;
+  }
+  return 0;
+}

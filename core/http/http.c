@@ -1,0 +1,663 @@
+/*
+ * Listeners and connections: accept, read, llhttp parsing with limits and
+ * timeouts, pipelining. What a request means is dispatch.c's concern; how an
+ * answer is written is response.c's.
+ *
+ * One request per connection is in flight at a time: the parser pauses at
+ * every message end, and bytes that arrive before the answer is queued are
+ * held (up to one read buffer, then reading stops) and parsed afterwards,
+ * so pipelined requests are answered in order and a client cannot make us
+ * buffer without bound.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "proc/daemon.h"
+#include "base/log.h"
+#include "state/shm.h"
+
+#define BH__READ_BUF_SIZE 65536
+#define BH__MAX_HEADERS 100
+/* Stop reading while this much of our output is still unsent. */
+#define BH__WRITE_QUEUE_HIGH (1u << 20)
+
+static void bh__conn_close(bh__conn *c);
+static void bh__conn_feed(bh__conn *c, const char *data, size_t len);
+static void bh__conn_pump(bh__conn *c);
+void bh__conn_close_when_written(bh__conn *c);
+
+/* ---------------------------------------------------------------------- */
+/* Timers                                                                  */
+/* ---------------------------------------------------------------------- */
+
+static void bh__conn_timeout(uv_timer_t *t) {
+  bh__conn *c = t->data;
+  switch (c->state) {
+  case BH__CONN_IDLE:
+    /* nothing was started: no answer owed */
+    bh__conn_close(c);
+    break;
+  case BH__CONN_HEADERS:
+  case BH__CONN_BODY:
+    c->keep_alive = 0;
+    bh__conn_problem(c, "request.timeout");
+    break;
+  case BH__CONN_PROCESSING:
+    if (c->req) bh__dispatch_deadline(c->req);
+    break;
+  default: break;
+  }
+}
+
+static void bh__conn_timer(bh__conn *c, uint32_t ms) {
+  uv_timer_start(&c->timer, bh__conn_timeout, ms, 0);
+}
+
+void bh__conn_deadline(bh__conn *c, uint32_t ms) {
+  bh__conn_timer(c, ms);
+}
+
+/* ---------------------------------------------------------------------- */
+/* llhttp callbacks                                                        */
+/* ---------------------------------------------------------------------- */
+
+static int bh__head_grow(bh__conn *c, size_t n) {
+  c->head_bytes += n;
+  if (c->head_bytes > c->d->cfg->max_header_bytes) {
+    c->early_code = "request.headers_too_large";
+    return HPE_USER;
+  }
+  return 0;
+}
+
+static int bh__on_message_begin(llhttp_t *p) {
+  bh__conn *c = p->data;
+  bh_req *req = calloc(1, sizeof(*req));
+  if (req == NULL) {
+    c->early_code = "generic.internal";
+    return HPE_USER;
+  }
+  req->svc = c->d->svc;
+  req->d = c->d;
+  req->conn = c;
+  req->refs = 1;
+  req->start_ns = bh__now_ns();
+  memcpy(req->client_addr, c->client_addr, sizeof(req->client_addr));
+  bh__buf_init(&req->raw);
+  bh__buf_init(&req->body);
+  bh__buf_init(&req->resp_headers);
+  c->req = req;
+  c->head_bytes = 0;
+  c->state = BH__CONN_HEADERS;
+  bh__conn_timer(c, c->d->cfg->header_timeout_ms);
+  return 0;
+}
+
+static int bh__on_url(llhttp_t *p, const char *at, size_t n) {
+  bh__conn *c = p->data;
+  if (bh__head_grow(c, n)) return HPE_USER;
+  c->req->url_len += n;
+  return bh__buf_append(&c->req->raw, at, n) ? HPE_USER : 0;
+}
+
+static int bh__on_header_field(llhttp_t *p, const char *at, size_t n) {
+  bh__conn *c = p->data;
+  bh_req *req = c->req;
+  /* chunked trailer fields come after the head was parsed: they are not
+   * exposed (nothing may depend on them), only counted */
+  if (req->headers_done) return bh__head_grow(c, n + 4);
+  if (bh__head_grow(c, n + (req->in_value ? 4 : 0))) return HPE_USER;
+  if (req->in_value || req->nheaders == 0) {
+    /* a new header starts: terminate the url or the previous value */
+    if (req->nheaders >= BH__MAX_HEADERS) {
+      c->early_code = "request.headers_too_large";
+      return HPE_USER;
+    }
+    bh__buf_putc(&req->raw, '\0');
+    req->nheaders++;
+    req->in_value = 0;
+  }
+  for (size_t i = 0; i < n; i++) {
+    char ch = at[i];
+    if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
+    bh__buf_putc(&req->raw, ch);
+  }
+  return bh__buf_failed(&req->raw) ? HPE_USER : 0;
+}
+
+static int bh__on_header_value(llhttp_t *p, const char *at, size_t n) {
+  bh__conn *c = p->data;
+  bh_req *req = c->req;
+  if (req->headers_done) return bh__head_grow(c, n);
+  if (bh__head_grow(c, n)) return HPE_USER;
+  if (!req->in_value) {
+    bh__buf_putc(&req->raw, '\0');
+    req->in_value = 1;
+  }
+  return bh__buf_append(&req->raw, at, n) ? HPE_USER : 0;
+}
+
+/* Splits req->raw ("url\0name\0value\0...") into the header array. */
+static int bh__headers_finish(bh_req *req) {
+  if (req->nheaders > 0 && !req->in_value) bh__buf_putc(&req->raw, '\0');
+  bh__buf_putc(&req->raw, '\0');
+  if (bh__buf_failed(&req->raw)) return -ENOMEM;
+  if (req->nheaders) {
+    req->headers = calloc(req->nheaders, sizeof(*req->headers));
+    if (req->headers == NULL) return -ENOMEM;
+  }
+  const char *s = req->raw.data + req->url_len + 1;
+  for (size_t i = 0; i < req->nheaders; i++) {
+    req->headers[i].name = s;
+    s += strlen(s) + 1;
+    /* llhttp leaves trailing whitespace in values (OWS) */
+    char *v = (char *)s;
+    size_t vl = strlen(v);
+    s += vl + 1;
+    while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+      v[--vl] = '\0';
+    req->headers[i].value = v;
+  }
+  return 0;
+}
+
+static int bh__on_headers_complete(llhttp_t *p) {
+  bh__conn *c = p->data;
+  bh_req *req = c->req;
+  req->headers_done = 1;
+  if (bh__headers_finish(req) != 0) {
+    c->early_code = "generic.internal";
+    return HPE_USER;
+  }
+  req->method = llhttp_method_name(llhttp_get_method(p));
+  req->is_head = llhttp_get_method(p) == HTTP_HEAD;
+  if (llhttp_get_upgrade(p)) {
+    /* no upgrades (websocket, h2c) through this front */
+    c->early_code = "request.bad_request";
+    return HPE_USER;
+  }
+  /* RFC 9112 3.2: an HTTP/1.1 request needs exactly one Host; two hosts
+   * are how routing confusion between hops starts */
+  size_t hosts = 0;
+  for (size_t i = 0; i < req->nheaders; i++)
+    hosts += strcmp(req->headers[i].name, "host") == 0;
+  if (hosts > 1 || (hosts == 0 && p->http_major == 1 && p->http_minor == 1)) {
+    c->early_code = "request.bad_request";
+    return HPE_USER;
+  }
+  c->state = BH__CONN_BODY;
+  bh__conn_timer(c, c->d->cfg->body_timeout_ms);
+  if (bh__dispatch_head(req) != 0) {
+    c->early_code = req->code ? req->code : "request.bad_request";
+    return HPE_USER;
+  }
+  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > req->body_limit) {
+    c->early_code = "request.too_large";
+    return HPE_USER;
+  }
+  if (req->expect_continue && p->content_length > 0) {
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
+    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  }
+  return 0;
+}
+
+static int bh__on_body(llhttp_t *p, const char *at, size_t n) {
+  bh__conn *c = p->data;
+  bh_req *req = c->req;
+  if (req->body.len + n > req->body_limit) {
+    c->early_code = "request.too_large";
+    return HPE_USER;
+  }
+  return bh__buf_append(&req->body, at, n) ? HPE_USER : 0;
+}
+
+static int bh__on_message_complete(llhttp_t *p) {
+  bh__conn *c = p->data;
+  c->keep_alive = llhttp_should_keep_alive(p);
+  c->message_done = 1;
+  /* stop here: the next pipelined request waits for this answer */
+  return HPE_PAUSED;
+}
+
+void bh__http_settings_init(llhttp_settings_t *s) {
+  llhttp_settings_init(s);
+  s->on_message_begin = bh__on_message_begin;
+  s->on_url = bh__on_url;
+  s->on_header_field = bh__on_header_field;
+  s->on_header_value = bh__on_header_value;
+  s->on_headers_complete = bh__on_headers_complete;
+  s->on_body = bh__on_body;
+  s->on_message_complete = bh__on_message_complete;
+}
+
+/* ---------------------------------------------------------------------- */
+/* obs-fold detection                                                      */
+/* ---------------------------------------------------------------------- */
+
+/* llhttp 8.1.0 accepts obs-folded header lines (CVE-2023-30589 era), and
+ * its callbacks cannot tell a fold from a value split across reads, so the
+ * raw head bytes are scanned here: a line that starts with SP or HT inside
+ * the head is refused. The scan starts at each message start (connection
+ * start, or where the parser paused) and stops at the empty line. */
+enum {
+  BH__FOLD_START = 0,
+  BH__FOLD_LINE,
+  BH__FOLD_LINE_START,
+  BH__FOLD_CR,
+  BH__FOLD_DONE
+};
+
+static int bh__fold_scan(bh__conn *c, const char *data, size_t len) {
+  int st = c->fold_state;
+  for (size_t i = 0; i < len && st != BH__FOLD_DONE; i++) {
+    char ch = data[i];
+    switch (st) {
+    case BH__FOLD_START:
+      if (ch != '\r' && ch != '\n') st = BH__FOLD_LINE;
+      break;
+    case BH__FOLD_LINE:
+      if (ch == '\n') st = BH__FOLD_LINE_START;
+      break;
+    case BH__FOLD_LINE_START:
+      if (ch == ' ' || ch == '\t') return -EPROTO;
+      st = ch == '\r'   ? BH__FOLD_CR
+           : ch == '\n' ? BH__FOLD_DONE
+                        : BH__FOLD_LINE;
+      break;
+    case BH__FOLD_CR: st = ch == '\n' ? BH__FOLD_DONE : BH__FOLD_LINE; break;
+    }
+  }
+  c->fold_state = st;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Reading                                                                 */
+/* ---------------------------------------------------------------------- */
+
+static void bh__alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  /* One buffer for the whole loop: every read is parsed before the next one
+   * and whatever a paused parser leaves is copied to its connection. */
+  static char slab[BH__READ_BUF_SIZE];
+  (void)h;
+  (void)suggested;
+  buf->base = slab;
+  buf->len = sizeof(slab);
+}
+
+static void bh__read_stop(bh__conn *c) {
+  if (c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+}
+
+static void bh__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void bh__on_eof(bh__conn *c);
+
+static void bh__read_start(bh__conn *c) {
+  if (c->eof_held && c->state != BH__CONN_PROCESSING) {
+    c->eof_held = 0;
+    bh__on_eof(c);
+    return;
+  }
+  if (!c->reading && c->state != BH__CONN_CLOSING && !c->read_eof) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, bh__alloc, bh__on_read) == 0)
+      c->reading = 1;
+  }
+}
+
+/* Bytes that arrive while a request is in flight are the next pipelined
+ * request: kept for later, up to a bound, after which reading stops. Not
+ * stopping reading for every request saves two epoll_ctl calls per request
+ * (libuv forgets a stopped fd's events and re-adds it on restart). */
+static void bh__conn_hold(bh__conn *c, const char *data, size_t len) {
+  char *p = realloc(c->pending, c->pending_len + len);
+  if (p == NULL) {
+    c->keep_alive = 0;
+    bh__read_stop(c);
+    return;
+  }
+  memcpy(p + c->pending_len, data, len);
+  c->pending = p;
+  c->pending_len += len;
+  if (c->pending_len >= BH__READ_BUF_SIZE) bh__read_stop(c);
+}
+
+static void bh__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  bh__conn *c = s->data;
+  (void)buf;
+  if (nread > 0 && c->state == BH__CONN_PROCESSING) {
+    bh__conn_hold(c, buf->base, (size_t)nread);
+  } else if (nread > 0 && c->state == BH__CONN_CLOSING) {
+    /* the answer says Connection: close; nothing more is read */
+    bh__read_stop(c);
+  } else if (nread > 0) {
+    c->pumping = 1;
+    bh__conn_feed(c, buf->base, (size_t)nread);
+    c->pumping = 0;
+    if (c->state != BH__CONN_PROCESSING) bh__conn_pump(c);
+  } else if (nread < 0 && c->state == BH__CONN_PROCESSING) {
+    /* seen only once the answer is out, as it would be had reading been
+     * paused: held pipelined requests are still answered first */
+    c->eof_held = 1;
+    bh__read_stop(c);
+  } else if (nread < 0) {
+    bh__on_eof(c);
+  }
+}
+
+static void bh__on_eof(bh__conn *c) {
+  c->read_eof = 1;
+  bh__read_stop(c);
+  /* a request being processed still gets its answer; otherwise there is
+   * nobody left to answer */
+  if (c->state != BH__CONN_PROCESSING && c->writes_pending == 0)
+    bh__conn_close(c);
+  else if (c->state != BH__CONN_PROCESSING)
+    bh__conn_close_when_written(c);
+}
+
+/* Feeds bytes to the parser until they are used up or a request is ready.
+ * Called from reads and when a request ends with bytes left over. */
+static void bh__conn_feed(bh__conn *c, const char *data, size_t len) {
+  if (c->state == BH__CONN_CLOSING) return;
+  /* bytes alone do not reset the idle timer: a client trickling empty lines
+   * must still be cut when the keep-alive (or first-request) time is up */
+  if (c->fold_state != BH__FOLD_DONE && bh__fold_scan(c, data, len) != 0) {
+    c->keep_alive = 0;
+    bh__conn_problem(c, "request.bad_request");
+    return;
+  }
+  llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
+  if (err == HPE_OK) return;
+  if (err == HPE_PAUSED && c->message_done) {
+    const char *pos = llhttp_get_error_pos(&c->parser);
+    size_t used = pos ? (size_t)(pos - data) : len;
+    if (used < len) {
+      /* pipelined bytes: keep them for when this request is answered */
+      char *rest = malloc(len - used);
+      if (rest == NULL) {
+        c->keep_alive = 0;
+        bh__conn_problem(c, "generic.internal");
+        return;
+      }
+      memcpy(rest, data + used, len - used);
+      free(c->pending);
+      c->pending = rest;
+      c->pending_len = len - used;
+    }
+    c->message_done = 0;
+    c->state = BH__CONN_PROCESSING;
+    /* reading goes on: what arrives meanwhile is held (bh__conn_hold) */
+    uv_timer_stop(&c->timer);
+    bh__dispatch(c->req);
+    return;
+  }
+  /* a limit or a malformed request: answer and close, since the rest of the
+   * stream can no longer be trusted to frame requests */
+  c->keep_alive = 0;
+  bh__conn_problem(c, c->early_code ? c->early_code : "request.bad_request");
+}
+
+/* Continues with pipelined bytes, or waits for the next request. Runs as a
+ * loop, not by recursion, so a burst of pipelined requests answered
+ * synchronously cannot grow the stack. */
+static void bh__conn_pump(bh__conn *c) {
+  if (c->pumping) return;
+  c->pumping = 1;
+  while (c->state == BH__CONN_IDLE && c->pending != NULL) {
+    char *p = c->pending;
+    size_t n = c->pending_len;
+    c->pending = NULL;
+    c->pending_len = 0;
+    bh__conn_feed(c, p, n);
+    free(p);
+  }
+  c->pumping = 0;
+  if (c->state == BH__CONN_PROCESSING || c->state == BH__CONN_CLOSING) return;
+  if (c->state == BH__CONN_IDLE) {
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
+        BH__WRITE_QUEUE_HIGH) {
+      /* the client is not reading what we send; resumes from the write
+       * callback once the queue drains */
+      c->write_blocked = 1;
+      bh__read_stop(c);
+      return;
+    }
+    if (c->idle_arm) {
+      c->idle_arm = 0;
+      bh__conn_timer(c, c->d->cfg->keepalive_timeout_ms);
+    }
+  }
+  /* idle, or part of a pipelined request is in: read the rest */
+  bh__read_start(c);
+}
+
+void bh__conn_write_drained(bh__conn *c) {
+  if (c->write_blocked && c->state == BH__CONN_IDLE) {
+    c->write_blocked = 0;
+    bh__conn_pump(c);
+  }
+}
+
+void bh__conn_request_done(bh__conn *c) {
+  bh_req *req = c->req;
+  c->req = NULL;
+  if (req) {
+    req->conn = NULL;
+    bh__req_unref(req);
+  }
+  c->served++;
+  if (!c->keep_alive || c->read_eof || c->d->stopping) {
+    /* response.c closes the connection once the answer is written */
+    c->state = BH__CONN_CLOSING;
+    uv_timer_stop(&c->timer);
+    bh__read_stop(c);
+    return;
+  }
+  c->state = BH__CONN_IDLE;
+  c->idle_arm = 1;
+  c->idle_since = uv_now(c->d->loop);
+  c->fold_state = BH__FOLD_START;
+  llhttp_resume(&c->parser);
+  bh__conn_pump(c);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Accept and close                                                        */
+/* ---------------------------------------------------------------------- */
+
+static void bh__conn_free(uv_handle_t *h) {
+  bh__conn *c = h->data;
+  if (--c->handles_open > 0) return;
+  free(c->pending);
+  free(c);
+}
+
+static void bh__conn_close(bh__conn *c) {
+  if (c->closed) return;
+  c->closed = 1;
+  c->state = BH__CONN_CLOSING;
+  bh__daemon *d = c->d;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    d->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  d->nconns--;
+  if (bh__shm_self)
+    bh__shm_gauge(&bh__shm_self->connections, -1);
+  else if (bh__shm_g)
+    bh__shm_gauge(&bh__shm_g->connections, -1);
+  if (c->req) {
+    /* the plugin may still hold the request; it just has nobody to answer */
+    bh_req *req = c->req;
+    c->req = NULL;
+    req->conn = NULL;
+    bh__req_unref(req);
+  }
+  uv_close((uv_handle_t *)&c->timer, bh__conn_free);
+  uv_close((uv_handle_t *)&c->tcp, bh__conn_free);
+}
+
+/* Closes once every queued write has been flushed (or failed). */
+void bh__conn_close_when_written(bh__conn *c) {
+  if (c->writes_pending == 0)
+    bh__conn_close(c);
+  else
+    c->close_after_write = 1;
+}
+
+void bh__conn_on_written(bh__conn *c, int status) {
+  c->writes_pending--;
+  if (status < 0) {
+    bh__conn_close(c);
+    return;
+  }
+  if (c->req && c->req->on_drain &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <
+          BH__WRITE_QUEUE_HIGH / 2)
+    c->req->on_drain(c->req);
+  if (c->writes_pending == 0) {
+    if (c->close_after_write || c->state == BH__CONN_CLOSING) {
+      bh__conn_close(c);
+      return;
+    }
+    bh__conn_write_drained(c);
+  }
+}
+
+static void bh__on_connection(uv_stream_t *server, int status) {
+  bh__listener *l = server->data;
+  bh__daemon *d = l->d;
+  if (status < 0) {
+    bh__logf(BH__WARN, "accept_failed", "%s", uv_strerror(status));
+    return;
+  }
+  bh__conn *c = calloc(1, sizeof(*c));
+  if (c == NULL) return;
+  c->d = d;
+  c->listener = l;
+  uv_tcp_init(d->loop, &c->tcp);
+  uv_timer_init(d->loop, &c->timer);
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->handles_open = 2;
+  /* Once accepted, a connection is served even while draining (its answer
+   * says Connection: close): closing it unanswered would reset a client
+   * that did nothing wrong. */
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+      d->nconns >= d->cfg->max_connections) {
+    /* over the limit: refuse cheaply rather than degrade everyone */
+    c->closed = 1;
+    uv_close((uv_handle_t *)&c->timer, bh__conn_free);
+    uv_close((uv_handle_t *)&c->tcp, bh__conn_free);
+    return;
+  }
+  c->next = d->conns;
+  if (d->conns) d->conns->prev = c;
+  d->conns = c;
+  d->nconns++;
+  if (bh__shm_self)
+    bh__shm_gauge(&bh__shm_self->connections, 1);
+  else if (bh__shm_g)
+    bh__shm_gauge(&bh__shm_g->connections, 1);
+  uv_tcp_nodelay(&c->tcp, 1);
+  struct sockaddr_storage ss;
+  int len = sizeof(ss);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    if (ss.ss_family == AF_INET6)
+      uv_ip6_name((struct sockaddr_in6 *)&ss, c->client_addr,
+                  sizeof(c->client_addr));
+    else
+      uv_ip4_name((struct sockaddr_in *)&ss, c->client_addr,
+                  sizeof(c->client_addr));
+  }
+  llhttp_init(&c->parser, HTTP_REQUEST, &d->parser_settings);
+  c->parser.data = c;
+  c->state = BH__CONN_IDLE;
+  c->idle_since = uv_now(d->loop);
+  c->keep_alive = 1;
+  /* a fresh connection gets the header timeout, not the keep-alive one */
+  bh__conn_timer(c, d->cfg->header_timeout_ms);
+  bh__read_start(c);
+}
+
+int bh__listen_start(bh__listener *l) {
+  return uv_listen((uv_stream_t *)&l->tcp, 511, bh__on_connection);
+}
+
+int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr) {
+  char host[64];
+  int port;
+  if (bh__config_parse_addr(addr, host, sizeof(host), &port) != 0)
+    return -EINVAL;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof(ss));
+  if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
+    return -EINVAL;
+  l->d = d;
+  l->kind = kind;
+  int rc = uv_tcp_init(d->loop, &l->tcp);
+  if (rc) return rc;
+  l->tcp.data = l;
+  l->open = 1;
+  rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&ss, 0);
+  if (rc == 0) rc = bh__listen_start(l);
+  if (rc) return rc;
+  int len = sizeof(ss);
+  uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
+  char name[64] = "";
+  if (ss.ss_family == AF_INET6) {
+    uv_ip6_name((struct sockaddr_in6 *)&ss, name, sizeof(name));
+    snprintf(l->address, sizeof(l->address), "[%s]:%d", name,
+             ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+  } else {
+    uv_ip4_name((struct sockaddr_in *)&ss, name, sizeof(name));
+    snprintf(l->address, sizeof(l->address), "%s:%d", name,
+             ntohs(((struct sockaddr_in *)&ss)->sin_port));
+  }
+  return 0;
+}
+
+void bh__conn_close_all(bh__daemon *d) {
+  while (d->conns)
+    bh__conn_close(d->conns);
+}
+
+/* Bytes the loop has not read yet: a request already on its way, which
+ * must get an answer rather than a reset. */
+static int bh__conn_has_unread(bh__conn *c) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 0;
+  char b;
+  return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+void bh__conn_close_idle_since(bh__daemon *d, uint64_t now, uint64_t grace_ms) {
+  bh__conn *c = d->conns;
+  while (c) {
+    bh__conn *next = c->next;
+    if (c->state == BH__CONN_IDLE && c->writes_pending == 0 &&
+        now - c->idle_since >= grace_ms && !bh__conn_has_unread(c))
+      bh__conn_close(c);
+    c = next;
+  }
+}
+
+/* Closes idle connections (shutdown: in-flight ones finish first). */
+void bh__conn_close_idle(bh__daemon *d) {
+  bh__conn *c = d->conns;
+  while (c) {
+    bh__conn *next = c->next;
+    if (c->state == BH__CONN_IDLE && c->writes_pending == 0) bh__conn_close(c);
+    c = next;
+  }
+}

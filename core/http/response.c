@@ -1,0 +1,442 @@
+/*
+ * Writing answers. Every response of the daemon — plugin bodies, Problem
+ * JSON, admin documents — leaves through bh__respond(), and every error
+ * through bh__respond_problem(), so headers, request ids and the access log
+ * are the same everywhere.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "identity/auth.h"
+#include "proc/daemon.h"
+#include "base/log.h"
+#include "state/shm.h"
+
+typedef struct bh__write {
+  uv_write_t w;
+  bh__conn *c;
+  char *data;
+} bh__write;
+
+uint64_t bh__now_ns(void) {
+  return uv_hrtime();
+}
+
+/* "Date: <IMF-fixdate>\r\n", formatted once per second rather than per
+ * response. */
+static const char *bh__date_line(size_t *len) {
+  static char line[64];
+  static size_t n;
+  static time_t last;
+  time_t now = time(NULL);
+  if (now != last || n == 0) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    n = strftime(line, sizeof(line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
+                 &tm);
+    last = now;
+  }
+  *len = n;
+  return line;
+}
+
+/* "HTTP/1.1 <status> <reason>\r\nDate: ...\r\n", without printf. */
+static void bh__status_lines(bh__buf *out, int status) {
+  char st[16] = "HTTP/1.1 ";
+  if (status < 100 || status > 999) {
+    bh__buf_printf(out, "HTTP/1.1 %d %s\r\n", status,
+                   bh__status_reason(status));
+    size_t dl;
+    const char *date = bh__date_line(&dl);
+    bh__buf_append(out, date, dl);
+    return;
+  }
+  st[9] = (char)('0' + status / 100);
+  st[10] = (char)('0' + status / 10 % 10);
+  st[11] = (char)('0' + status % 10);
+  st[12] = ' ';
+  bh__buf_append(out, st, 13);
+  bh__buf_puts(out, bh__status_reason(status));
+  bh__buf_append(out, "\r\n", 2);
+  size_t dl;
+  const char *date = bh__date_line(&dl);
+  bh__buf_append(out, date, dl);
+}
+
+void bh__req_unref(bh_req *req) {
+  if (--req->refs > 0) return;
+  if (req->params) {
+    for (size_t i = 0; i < req->match.nparams; i++)
+      free(req->params[i]);
+    free(req->params);
+  }
+  if (req->json) bh__body_free(req->json);
+  bh__authn_free(req->authn);
+  bh__buf_free(&req->raw);
+  bh__buf_free(&req->body);
+  bh__buf_free(&req->resp_headers);
+  bh__buf_free(&req->head_out);
+  free(req->headers);
+  free(req);
+}
+
+const char *bh__req_header(bh_req *req, const char *name) {
+  if (req->headers == NULL) return NULL; /* head not complete */
+  for (size_t i = 0; i < req->nheaders; i++)
+    if (strcasecmp(req->headers[i].name, name) == 0)
+      return req->headers[i].value;
+  return NULL;
+}
+
+static void bh__on_write(uv_write_t *w, int status) {
+  bh__write *wr = (bh__write *)w;
+  bh__conn *c = wr->c;
+  free(wr->data);
+  free(wr);
+  bh__conn_on_written(c, status);
+}
+
+/* Sends what it can at once and queues the rest: most answers fit in the
+ * socket buffer, which saves an allocation and a callback per request. */
+static void bh__conn_send(bh__conn *c, bh__buf *out) {
+  uv_buf_t b = uv_buf_init(out->data, (unsigned)out->len);
+  int n = 0;
+  if (c->writes_pending == 0) {
+    n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+      bh__buf_free(out);
+      c->keep_alive = 0;
+      c->close_after_write = 1;
+      return;
+    }
+    if (n < 0) n = 0;
+  }
+  if ((size_t)n == out->len) {
+    bh__buf_free(out);
+    return;
+  }
+  bh__write *wr = malloc(sizeof(*wr));
+  if (wr == NULL) {
+    bh__buf_free(out);
+    c->keep_alive = 0;
+    c->close_after_write = 1;
+    return;
+  }
+  wr->c = c;
+  wr->data = bh__buf_steal(out, NULL);
+  b = uv_buf_init(wr->data + n, (unsigned)(b.len - (size_t)n));
+  if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &b, 1, bh__on_write) != 0) {
+    free(wr->data);
+    free(wr);
+    c->keep_alive = 0;
+    c->close_after_write = 1;
+    return;
+  }
+  c->writes_pending++;
+}
+
+static void bh__access_log(bh_req *req) {
+  bh__logline l;
+  bh__log_begin(&l, BH__INFO, "request");
+  bh__log_str(&l, "requestId", req->id);
+  bh__log_str(&l, "method", req->method ? req->method : "-");
+  /* the path only: a query string may carry tokens */
+  bh__log_str(&l, "path", req->path ? req->path : "-");
+  bh__log_int(&l, "status", req->status);
+  if (req->code) bh__log_str(&l, "code", req->code);
+  if (req->plugin) bh__log_str(&l, "plugin", req->plugin->name);
+  if (req->conn && req->conn->listener->kind == BH__LISTENER_ADMIN)
+    bh__log_str(&l, "listener", "admin");
+  bh__log_int(&l, "durationUs",
+              (int64_t)((bh__now_ns() - req->start_ns) / 1000));
+  bh__log_end(&l);
+  if (bh__shm_self) bh__shm_self->log_dropped = bh__log_dropped();
+  if (req->conn == NULL || req->conn->listener->kind == BH__LISTENER_API)
+    bh__metrics_request(req);
+}
+
+void bh__respond(bh_req *req, int status, const char *content_type,
+                 const char *body, size_t len, const char *extra_headers) {
+  if (req->answered) return;
+  req->answered = 1;
+  req->status = status;
+  bh__conn *c = req->conn;
+  if (c == NULL || c->closed) return;
+  if (req->id[0] == '\0')
+    bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__daemon *d = req->d;
+  int closing = !c->keep_alive || c->read_eof || d->stopping;
+
+  bh__buf out;
+  bh__buf_init(&out);
+  size_t extra_len = extra_headers ? strlen(extra_headers) : 0;
+  const char *ctype = content_type ? content_type : "application/json";
+  size_t ctype_len = strlen(ctype);
+  /* one allocation for the whole answer: the head's fixed lines take well
+   * under 256 bytes besides what is counted here */
+  bh__buf_grow(&out, 256 + ctype_len + extra_len + req->resp_headers.len +
+                         (req->is_head ? 0 : len));
+  bh__status_lines(&out, status);
+  if (status != 204 && status != 304) {
+    bh__buf_append(&out, "Content-Type: ", 14);
+    bh__buf_append(&out, ctype, ctype_len);
+    bh__buf_append(&out, "\r\nContent-Length: ", 18);
+    bh__buf_u64(&out, len);
+    bh__buf_append(&out, "\r\n", 2);
+  }
+  bh__buf_append(&out, "X-Request-ID: ", 14);
+  bh__buf_puts(&out, req->id);
+  bh__buf_append(&out, "\r\n", 2);
+  if (extra_len) bh__buf_append(&out, extra_headers, extra_len);
+  if (req->resp_headers.len)
+    bh__buf_append(&out, req->resp_headers.data, req->resp_headers.len);
+  if (closing)
+    bh__buf_append(&out, "Connection: close\r\n", 19);
+  else if (c->parser.http_minor == 0)
+    bh__buf_append(&out, "Connection: keep-alive\r\n", 24);
+  bh__buf_puts(&out, "\r\n");
+  if (!req->is_head && len) bh__buf_append(&out, body, len);
+  if (bh__buf_failed(&out)) {
+    bh__buf_free(&out);
+    c->keep_alive = 0;
+    bh__conn_close_when_written(c);
+    return;
+  }
+  if (closing) c->keep_alive = 0;
+  /* Counted before the bytes leave: a client that scrapes /metrics right
+   * after its answer must find its request there. */
+  d->requests_total++;
+  if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
+  bh__access_log(req);
+  bh__conn_send(c, &out);
+  if (c->req == req) bh__conn_request_done(c);
+  if (!c->keep_alive) bh__conn_close_when_written(c);
+}
+
+const bh__code *bh__code_find(bh__daemon *d, bh__plugin *p, const char *code) {
+  const bh__code *cd = NULL;
+  if (p) cd = bh__errmap_code(p, code);
+  for (size_t i = 0; cd == NULL && i < d->nplugins; i++)
+    cd = bh__errmap_code(&d->plugins[i], code);
+  if (cd == NULL) cd = bh__problem_core_code(code);
+  return cd;
+}
+
+void bh__respond_problem(bh_req *req, const char *code, const char *detail,
+                         long retry_after, const bh__ext *ext, size_t next,
+                         const bh__field_error *errs, size_t nerrs) {
+  bh__daemon *d = req->d;
+  const bh__code *cd = bh__code_find(d, req->plugin, code);
+  if (cd == NULL) {
+    /* an unknown code is a plugin bug: the client still gets an honest
+     * internal error, the details stay in the log */
+    bh__logline l;
+    bh__log_begin(&l, BH__ERROR, "unknown_code");
+    bh__log_str(&l, "requestId", req->id);
+    bh__log_str(&l, "code", code);
+    if (req->plugin) bh__log_str(&l, "plugin", req->plugin->name);
+    bh__log_end(&l);
+    cd = bh__problem_core_code("generic.internal");
+    detail = NULL;
+    ext = NULL;
+    next = 0;
+  }
+  if (req->id[0] == '\0')
+    bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__problem pb = {
+      .status = cd->status,
+      .code = cd->code,
+      .title = cd->title,
+      .detail = detail ? detail : cd->detail,
+      .instance = req->path,
+      .retryable = cd->retryable,
+      .retry_after = retry_after,
+      .request_id = req->id,
+      .errors = errs,
+      .nerrors = nerrs,
+      .ext = ext,
+      .next = next,
+  };
+  bh__buf body, hdr;
+  bh__buf_init(&body);
+  bh__buf_init(&hdr);
+  /* most Problems fit: one allocation each instead of a grow */
+  bh__buf_grow(&body, 511);
+  bh__problem_encode(&pb, d->cfg->problem_flat, &body);
+  bh__buf_puts(&hdr, "Cache-Control: no-store\r\n");
+  if (retry_after >= 0) {
+    bh__buf_append(&hdr, "Retry-After: ", 13);
+    bh__buf_i64(&hdr, retry_after);
+    bh__buf_append(&hdr, "\r\n", 2);
+  }
+  req->code = cd->code;
+  if (bh__buf_failed(&body) || bh__buf_failed(&hdr)) {
+    static const char fallback[] =
+        "{\"type\":\"about:blank\",\"title\":\"Internal Server Error\","
+        "\"status\":500,\"extensions\":{\"code\":\"generic.internal\","
+        "\"retryable\":false}}";
+    req->code = "generic.internal";
+    bh__respond(req, 500, "application/problem+json", fallback,
+                sizeof(fallback) - 1, "Cache-Control: no-store\r\n");
+  } else {
+    bh__respond(req, cd->status, "application/problem+json", body.data,
+                body.len, hdr.data);
+  }
+  bh__buf_free(&body);
+  bh__buf_free(&hdr);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Streamed answers (proxy, server-sent events)                            */
+/* ---------------------------------------------------------------------- */
+
+int bh__respond_head(bh_req *req, int status, const char *headers,
+                     long long content_length) {
+  if (req->answered) return -EALREADY;
+  req->answered = 1;
+  req->status = status;
+  bh__conn *c = req->conn;
+  if (c == NULL || c->closed) return -ECONNRESET;
+  if (req->id[0] == '\0')
+    bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  int closing = !c->keep_alive || c->read_eof || req->d->stopping;
+  req->streaming = 1;
+  req->chunked =
+      content_length < 0 && !req->is_head && status != 204 && status != 304;
+  /* The head is held back and leaves with the first body bytes (or at the
+   * end): one write instead of two for a short answer. */
+  bh__buf *out = &req->head_out;
+  bh__buf_reset(out);
+  size_t hlen = headers ? strlen(headers) : 0;
+  bh__buf_grow(out, 256 + hlen + req->resp_headers.len);
+  bh__status_lines(out, status);
+  bh__buf_append(out, "X-Request-ID: ", 14);
+  bh__buf_puts(out, req->id);
+  bh__buf_append(out, "\r\n", 2);
+  if (hlen) bh__buf_append(out, headers, hlen);
+  /* what the core added before the handler (cookies of a silent refresh) */
+  if (req->resp_headers.len)
+    bh__buf_append(out, req->resp_headers.data, req->resp_headers.len);
+  if (req->chunked)
+    bh__buf_puts(out, "Transfer-Encoding: chunked\r\n");
+  else if (content_length >= 0) {
+    bh__buf_append(out, "Content-Length: ", 16);
+    bh__buf_u64(out, (uint64_t)content_length);
+    bh__buf_append(out, "\r\n", 2);
+  }
+  if (closing) {
+    bh__buf_append(out, "Connection: close\r\n", 19);
+    c->keep_alive = 0;
+  }
+  bh__buf_append(out, "\r\n", 2);
+  if (bh__buf_failed(out)) {
+    bh__buf_free(out);
+    return -ENOMEM;
+  }
+  req->head_held = 1;
+  return 0;
+}
+
+/* The output for `req`: its held-back head, if any, then what follows. */
+static void bh__stream_out(bh_req *req, bh__buf *out) {
+  if (req->head_held) {
+    req->head_held = 0;
+    *out = req->head_out;
+    bh__buf_init(&req->head_out);
+  } else {
+    bh__buf_init(out);
+  }
+}
+
+long bh__respond_body(bh_req *req, const char *data, size_t len) {
+  bh__conn *c = req->conn;
+  if (c == NULL || c->closed || !req->streaming) return -ECONNRESET;
+  if (req->is_head || len == 0) return 0;
+  bh__buf out;
+  bh__stream_out(req, &out);
+  if (req->chunked) {
+    char hex[20];
+    size_t i = sizeof(hex);
+    hex[--i] = '\n';
+    hex[--i] = '\r';
+    size_t v = len;
+    do {
+      hex[--i] = "0123456789abcdef"[v & 15];
+      v >>= 4;
+    } while (v);
+    bh__buf_append(&out, hex + i, sizeof(hex) - i);
+  }
+  bh__buf_append(&out, data, len);
+  if (req->chunked) bh__buf_append(&out, "\r\n", 2);
+  if (bh__buf_failed(&out)) {
+    bh__buf_free(&out);
+    return -ENOMEM;
+  }
+  bh__conn_send(c, &out);
+  if (c->close_after_write && c->writes_pending == 0) {
+    /* the write failed at once: the client is gone. Say so, so a stream
+     * stops instead of feeding a dead socket until its upstream ends */
+    bh__conn_close_when_written(c);
+    return -ECONNRESET;
+  }
+  return (long)uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
+void bh__respond_end(bh_req *req, int complete) {
+  bh__conn *c = req->conn;
+  if (c == NULL || c->closed || !req->streaming) return;
+  req->streaming = 0;
+  if (!complete) {
+    /* the body is cut short: only closing tells the client so */
+    c->keep_alive = 0;
+    bh__logf(BH__WARN, "stream_aborted",
+             "request %s: the upstream failed mid-answer; connection closed",
+             req->id);
+  }
+  req->d->requests_total++;
+  if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
+  bh__access_log(req);
+  bh__buf out;
+  bh__stream_out(req, &out);
+  if (complete && req->chunked && !req->is_head)
+    bh__buf_append(&out, "0\r\n\r\n", 5);
+  if (bh__buf_failed(&out)) {
+    bh__buf_free(&out);
+    c->keep_alive = 0;
+  } else if (out.len) {
+    bh__conn_send(c, &out);
+  } else {
+    bh__buf_free(&out);
+  }
+  if (c->req == req) bh__conn_request_done(c);
+  if (!c->keep_alive) bh__conn_close_when_written(c);
+}
+
+void bh__conn_problem(bh__conn *c, const char *code) {
+  c->keep_alive = 0;
+  bh_req *req = c->req;
+  if (req == NULL || req->answered) {
+    /* nothing parsed yet (e.g. a fold in the first line): make a request
+     * shell so the answer still carries an id and is logged */
+    req = calloc(1, sizeof(*req));
+    if (req == NULL) {
+      bh__conn_close_when_written(c);
+      return;
+    }
+    req->svc = c->d->svc;
+    req->d = c->d;
+    req->conn = c;
+    req->refs = 1;
+    req->start_ns = bh__now_ns();
+    if (c->req) {
+      c->req->conn = NULL;
+      bh__req_unref(c->req);
+    }
+    c->req = req;
+  }
+  c->state = BH__CONN_PROCESSING;
+  uv_timer_stop(&c->timer);
+  bh__respond_problem(req, code, NULL, -1, NULL, 0, NULL, 0);
+}

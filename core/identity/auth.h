@@ -1,0 +1,145 @@
+/*
+ * Sessions and identity in the core: the [auth] configuration, the session
+ * middleware in front of auth-required routes, and the services the auth
+ * plugin drives the store with.
+ *
+ *   auth_conf.c      [auth] keys, secrets and key files, checked at load
+ *   auth.c           per-process state: keys, store, prepare / start / stop
+ *   auth_mw.c        the middleware: credentials, cookies, CSRF, refresh,
+ *                    401 / 302 answers
+ *   auth_services.c  the identity slots of the services table
+ *   auth_cli.c       `bulkhead user add|disable|enable EMAIL`
+ *   jwt_token.c      signing and verification (libjwt, pinned algorithm)
+ *   store*.c         the SQLite store on its own thread
+ */
+#ifndef BH_CORE_AUTH_H
+#define BH_CORE_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bulkhead/plugin.h"
+#include "config/config.h"
+#include "identity/jwt_token.h"
+
+struct bh__daemon;
+struct bh__store;
+
+/* [auth], resolved: secrets read from @env / @file, key files loaded. */
+typedef struct bh__auth_conf {
+  int alg;               /* BH__JWT_HS256 / RS256 / ES256 */
+  unsigned char *secret; /* HS256; NULL: the generated one in data_dir */
+  size_t secret_len;
+  char *private_pem; /* RS256 / ES256: signs (NULL: verify only) */
+  size_t private_len;
+  char *public_pem; /* RS256 / ES256: verifies */
+  size_t public_len;
+  char *issuer;             /* "bulkhead" */
+  char *audience;           /* "bulkhead" */
+  uint32_t access_ttl_s;    /* 900 */
+  uint32_t refresh_ttl_s;   /* 2592000 */
+  uint32_t leeway_s;        /* 30 */
+  uint32_t refresh_grace_s; /* 5 */
+  int cookie_secure;        /* 1 */
+  char **origins; /* csrf_origins, "scheme://host[:port]" lower-cased */
+  size_t norigins;
+  char *api_key_header;        /* "x-api-key", lower-cased */
+  char *store_file;            /* "identity.db"; relative: under data_dir */
+  uint32_t login_max_failures; /* 5 per account ... */
+  uint32_t login_max_failures_per_address; /* 50 per client address ... */
+  uint32_t login_lockout_s; /* ... within this window, then locked */
+} bh__auth_conf;
+
+/* The generated HS256 secret, when [auth] gives none. */
+#define BH__AUTH_SECRET_FILE "jwt.secret"
+#define BH__AUTH_MIN_SECRET 32
+
+/* auth_conf.c. Reads [auth] of cfg (environment overrides applied) into
+ * *out (allocated). 0, or -EINVAL / -ENOMEM with one line
+ * "FILE:LINE: [auth] KEY: problem" in err. */
+int bh__auth_conf_load(const bh__config *cfg, bh__auth_conf **out, char *err,
+                       size_t errlen);
+void bh__auth_conf_free(bh__auth_conf *c);
+
+/* auth.c: the process's auth state. */
+typedef struct bh__auth {
+  const bh__auth_conf *conf;
+  bh__jwt_keys keys;
+  struct bh__store *store; /* NULL: refresh / API keys answer 503 */
+  char *store_path;
+} bh__auth;
+
+/* Before the daemon starts (main.c), in the process that will serve or
+ * fork the workers. check_only (-t, --list-codes): the keys are resolved
+ * and nothing is written. Otherwise the generated secret is created when
+ * needed (0600), and the store is opened and migrated, then closed: a
+ * failure stops start-up with one line in err. */
+int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
+                     size_t errlen);
+/* In a process that serves requests (single or worker): keys from
+ * d->cfg, the store opened on its own thread. Without a prepare (-t),
+ * nothing: auth-required routes then refuse everyone. Never fails the
+ * daemon: a store that does not open is logged and only refresh and API
+ * keys answer 503. */
+void bh__auth_start(struct bh__daemon *d);
+/* Joins the store thread, delivering the completions still queued (their
+ * callbacks run), and closes the store. Idempotent. */
+void bh__auth_stop(struct bh__daemon *d);
+/* The process's state, or NULL before bh__auth_start. */
+bh__auth *bh__auth_get(void);
+
+/* What the middleware attaches to a request it let through. */
+typedef struct bh__authn {
+  bh_principal p; /* points into the arrays below */
+  char user_id[128];
+  char session_id[64];
+  char scopes[512];
+  char key_id[48];
+} bh__authn;
+
+/* auth_mw.c: the middleware. */
+/* For an auth-required route: 0 the caller is authenticated (carry on),
+ * 1 pending (bh__dispatch_resume runs later, or the request is answered),
+ * -1 answered (401 / 302 / 403 / 503). */
+int bh__auth_check(bh_req *req);
+/* The principal of req, or NULL. */
+const bh_principal *bh__auth_principal(bh_req *req);
+/* Frees what the middleware attached to req (response.c, at unref). */
+void bh__authn_free(bh__authn *a);
+
+/* auth_cli.c: `bulkhead user add|disable|enable EMAIL [-c FILE]`; argv[0]
+ * is "user". The exit status. */
+int bh__auth_cli(int argc, char **argv);
+
+/* auth_services.c: the identity slots of the services table. */
+const bh_principal *bh__svc_req_principal(bh_req *req);
+int bh__svc_session_create(bh_req *req, const bh_session_request *in,
+                           bh_identity_cb cb, void *data);
+int bh__svc_session_refresh(bh_req *req, const char *token, uint32_t flags,
+                            bh_identity_cb cb, void *data);
+int bh__svc_session_revoke(bh_req *req, const char *token, uint32_t flags,
+                           bh_identity_cb cb, void *data);
+int bh__svc_apikey_create(bh_req *req, const char *name, const char *scopes,
+                          bh_identity_cb cb, void *data);
+int bh__svc_apikey_list(bh_req *req, bh_identity_cb cb, void *data);
+int bh__svc_apikey_revoke(bh_req *req, const char *key_id, bh_identity_cb cb,
+                          void *data);
+int bh__svc_login_guard(bh_req *req, const char *account, int event,
+                        bh_identity_cb cb, void *data);
+int bh__svc_local_verify(bh_req *req, const char *email, const char *password,
+                         bh_identity_cb cb, void *data);
+
+/* Cookie helpers shared with auth_services.c. */
+/* The value of cookie `name` in the request's Cookie header(s), copied to
+ * out (NUL-terminated); 0, or -ENOENT / -ENOSPC. */
+int bh__cookie_get(bh_req *req, const char *name, char *out, size_t outlen);
+/* Appends Set-Cookie lines for both cookies (values NULL: clear them). */
+void bh__cookies_set(bh_req *req, const char *access, const char *refresh);
+/* The Origin / Sec-Fetch-Site check for cookie-borne credentials on an
+ * unsafe method: 0 pass, -EPERM refuse. */
+int bh__csrf_check(bh_req *req);
+/* Issues an access token for a session: a malloc'd JWT, *exp set. */
+char *bh__auth_issue(const char *user_id, const char *session_id,
+                     const char *scopes, int64_t now, int64_t *exp);
+
+#endif

@@ -1,0 +1,512 @@
+/*
+ * The session middleware: runs before the handler of every route flagged
+ * BH_ROUTE_AUTH_REQUIRED and decides who the caller is.
+ *
+ *   Authorization: Bearer <jwt>  verified in memory; refused -> 401
+ *   <api key header>             looked up in the store (its thread)
+ *   __session cookie             verified in memory; unsafe methods must
+ *                                pass the Origin / Sec-Fetch-Site check
+ *   expired or missing __session + __refresh
+ *                                rotated in the store (silent refresh): new
+ *                                cookies on this very response, then the
+ *                                handler runs as if nothing happened
+ *   nothing valid                401 Problem for API clients; a browser
+ *                                navigation gets 302 to the login page
+ *
+ * A valid access token costs no I/O at all: the identity provider and the
+ * store may both be down and logged-in users keep working.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "identity/auth.h"
+#include "proc/daemon.h"
+#include "base/log.h"
+#include "identity/store.h"
+#include "identity/store_ops.h"
+
+#define BH__COOKIE_SESSION "__session"
+#define BH__COOKIE_REFRESH "__refresh"
+/* Cookies outlive their tokens by a week, so an expired refresh token is
+ * still presented and the answer can say "session expired" rather than
+ * "who are you". */
+#define BH__COOKIE_EXTRA_S (7 * 86400)
+#define BH__MAX_TOKEN 4096
+
+const bh_principal *bh__auth_principal(bh_req *req) {
+  return req->authn ? &req->authn->p : NULL;
+}
+
+void bh__authn_free(bh__authn *a) {
+  free(a);
+}
+
+static bh__authn *bh__authn_set(bh_req *req, int kind, const char *user,
+                                const char *sid, const char *scopes,
+                                const char *key_id, int64_t exp) {
+  bh__authn *a = req->authn;
+  if (a == NULL && (a = calloc(1, sizeof(*a))) == NULL) return NULL;
+  snprintf(a->user_id, sizeof(a->user_id), "%s", user);
+  snprintf(a->session_id, sizeof(a->session_id), "%s", sid ? sid : "");
+  snprintf(a->scopes, sizeof(a->scopes), "%s", scopes ? scopes : "");
+  snprintf(a->key_id, sizeof(a->key_id), "%s", key_id ? key_id : "");
+  a->p.size = sizeof(a->p);
+  a->p.kind = kind;
+  a->p.user_id = a->user_id;
+  a->p.session_id = a->session_id;
+  a->p.scopes = a->scopes;
+  a->p.key_id = a->key_id;
+  a->p.expires_at = exp;
+  req->authn = a;
+  req->principal_id = a->user_id; /* rate limits keyed by principal */
+  return a;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Cookies                                                                 */
+/* ---------------------------------------------------------------------- */
+
+int bh__cookie_get(bh_req *req, const char *name, char *out, size_t outlen) {
+  size_t nl = strlen(name);
+  for (size_t i = 0; i < req->nheaders; i++) {
+    if (strcmp(req->headers[i].name, "cookie") != 0) continue;
+    const char *s = req->headers[i].value;
+    while (*s) {
+      while (*s == ' ' || *s == '\t' || *s == ';')
+        s++;
+      const char *eq = strchr(s, '=');
+      const char *end = s + strcspn(s, ";");
+      if (eq && eq < end && (size_t)(eq - s) == nl &&
+          memcmp(s, name, nl) == 0) {
+        const char *v = eq + 1;
+        size_t vl = (size_t)(end - v);
+        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+          vl--;
+        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') v++, vl -= 2;
+        if (vl == 0) return -ENOENT; /* a cleared cookie */
+        if (vl >= outlen) return -ENOSPC;
+        memcpy(out, v, vl);
+        out[vl] = '\0';
+        return 0;
+      }
+      s = end;
+    }
+  }
+  return -ENOENT;
+}
+
+static void bh__cookie_line(bh__buf *b, const bh__auth_conf *c,
+                            const char *name, const char *value, long age) {
+  bh__buf_printf(b,
+                 "Set-Cookie: %s=%s; Path=/; Max-Age=%ld; HttpOnly;%s "
+                 "SameSite=Lax\r\n",
+                 name, value ? value : "", value ? age : 0L,
+                 c->cookie_secure ? " Secure;" : "");
+}
+
+void bh__cookies_set(bh_req *req, const char *access, const char *refresh) {
+  bh__auth *a = bh__auth_get();
+  if (a == NULL) return;
+  long age = (long)a->conf->refresh_ttl_s + BH__COOKIE_EXTRA_S;
+  bh__cookie_line(&req->resp_headers, a->conf, BH__COOKIE_SESSION, access, age);
+  bh__cookie_line(&req->resp_headers, a->conf, BH__COOKIE_REFRESH, refresh,
+                  age);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Request shape                                                           */
+/* ---------------------------------------------------------------------- */
+
+static int bh__safe_method(const char *m) {
+  return m && (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 ||
+               strcmp(m, "OPTIONS") == 0 || strcmp(m, "TRACE") == 0);
+}
+
+/* The highest q of `type` in an Accept header (0 when absent). */
+static double bh__accept_q(const char *accept, const char *type) {
+  double best = 0;
+  size_t tl = strlen(type);
+  for (const char *s = accept; *s;) {
+    while (*s == ' ' || *s == ',')
+      s++;
+    const char *end = s + strcspn(s, ",");
+    const char *semi = memchr(s, ';', (size_t)(end - s));
+    const char *te = semi ? semi : end;
+    while (te > s && (te[-1] == ' ' || te[-1] == '\t'))
+      te--;
+    if ((size_t)(te - s) == tl && strncasecmp(s, type, tl) == 0) {
+      double q = 1.0;
+      for (const char *p = semi; p != NULL;) {
+        const char *x = p + 1;
+        while (x < end && (*x == ' ' || *x == '\t'))
+          x++;
+        if (x + 1 < end && (x[0] == 'q' || x[0] == 'Q') && x[1] == '=')
+          q = strtod(x + 2, NULL);
+        p = memchr(x, ';', (size_t)(end - x));
+      }
+      if (q > best) best = q;
+    }
+    s = end;
+  }
+  return best;
+}
+
+/* A browser navigating (a page load, not fetch()): GET whose Accept
+ * prefers HTML, or any GET the browser marks as a navigation. */
+static int bh__browser_nav(bh_req *req) {
+  if (!req->method ||
+      (strcmp(req->method, "GET") && strcmp(req->method, "HEAD")))
+    return 0;
+  const char *mode = bh__req_header(req, "sec-fetch-mode");
+  if (mode && strcasecmp(mode, "navigate") == 0) return 1;
+  const char *acc = bh__req_header(req, "accept");
+  if (acc == NULL) return 0;
+  double html = bh__accept_q(acc, "text/html");
+  double xhtml = bh__accept_q(acc, "application/xhtml+xml");
+  double json = bh__accept_q(acc, "application/json");
+  double pjson = bh__accept_q(acc, "application/problem+json");
+  if (xhtml > html) html = xhtml;
+  if (pjson > json) json = pjson;
+  return html > 0 && html > json;
+}
+
+int bh__csrf_check(bh_req *req) {
+  if (bh__safe_method(req->method)) return 0;
+  bh__auth *a = bh__auth_get();
+  const char *origin = bh__req_header(req, "origin");
+  if (origin && strcmp(origin, "null") != 0) {
+    for (size_t i = 0; a && i < a->conf->norigins; i++)
+      if (strcasecmp(origin, a->conf->origins[i]) == 0) return 0;
+    /* same origin: the page came from this very host */
+    const char *host = bh__req_header(req, "host");
+    const char *oh = strncasecmp(origin, "https://", 8) == 0  ? origin + 8
+                     : strncasecmp(origin, "http://", 7) == 0 ? origin + 7
+                                                              : NULL;
+    if (host && oh && strcasecmp(oh, host) == 0) return 0;
+    return -EPERM;
+  }
+  const char *site = bh__req_header(req, "sec-fetch-site");
+  if (site) return strcasecmp(site, "same-origin") == 0 ? 0 : -EPERM;
+  /* cookies without either header: not a browser request we can vouch
+   * for; such clients use Authorization: Bearer or an API key */
+  return -EPERM;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Answers                                                                 */
+/* ---------------------------------------------------------------------- */
+
+static void bh__pct(bh__buf *b, const char *s) {
+  static const char hex[] = "0123456789ABCDEF";
+  for (; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+        (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' ||
+        c == '~' || c == '/') {
+      bh__buf_putc(b, (char)c);
+    } else {
+      bh__buf_putc(b, '%');
+      bh__buf_putc(b, hex[c >> 4]);
+      bh__buf_putc(b, hex[c & 15]);
+    }
+  }
+}
+
+static void bh__log_refusal(bh_req *req, const char *code, const char *why) {
+  bh__logline l;
+  bh__log_begin(&l, BH__DEBUG, "auth_refused");
+  bh__log_str(&l, "requestId", req->id);
+  bh__log_str(&l, "code", code);
+  bh__log_str(&l, "reason", why);
+  bh__log_end(&l);
+}
+
+/* Refuses the request: 302 to the login page for a browser navigation,
+ * else the Problem for `code`. clear: also expire both cookies. */
+static void bh__deny(bh_req *req, const char *code, int clear,
+                     const char *why) {
+  bh__log_refusal(req, code, why);
+  if (clear) bh__cookies_set(req, NULL, NULL);
+  int auth_code = strcmp(code, "auth.unauthenticated") == 0 ||
+                  strcmp(code, "auth.session_expired") == 0 ||
+                  strcmp(code, "auth.session_revoked") == 0;
+  if (auth_code && bh__browser_nav(req)) {
+    bh__buf loc;
+    bh__buf_init(&loc);
+    bh__buf_puts(&loc, "Location: ");
+    bh__buf_puts(&loc, req->d->cfg->login_page);
+    bh__buf_putc(&loc, strchr(req->d->cfg->login_page, '?') ? '&' : '?');
+    if (strcmp(code, "auth.session_expired") == 0) {
+      bh__buf_puts(&loc, "reason=session_expired");
+    } else if (strcmp(code, "auth.session_revoked") == 0) {
+      bh__buf_puts(&loc, "reason=session_revoked");
+    } else {
+      /* back to where the user was, but only ever on this site: a path
+       * that a browser would read as another host becomes "/" */
+      const char *p = req->path;
+      int local = p && p[0] == '/' && p[1] != '/' && p[1] != '\\' &&
+                  strlen(p) + strlen(req->query) < 2048;
+      bh__buf_puts(&loc, "redirect=");
+      if (local) {
+        bh__pct(&loc, p);
+        if (req->query[0]) {
+          bh__buf_puts(&loc, "%3F");
+          bh__pct(&loc, req->query);
+        }
+      } else {
+        bh__buf_puts(&loc, "%2F");
+      }
+    }
+    bh__buf_puts(&loc, "\r\nCache-Control: no-store\r\n");
+    if (!bh__buf_failed(&loc)) {
+      req->code = code;
+      bh__respond(req, 302, "text/plain; charset=utf-8", "", 0, loc.data);
+      bh__buf_free(&loc);
+      return;
+    }
+    bh__buf_free(&loc);
+  }
+  if (auth_code)
+    bh__buf_puts(&req->resp_headers,
+                 "WWW-Authenticate: Bearer realm=\"bulkhead\"\r\n");
+  bh__respond_problem(req, code, NULL, -1, NULL, 0, NULL, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Asynchronous checks: API keys and silent refresh                        */
+/* ---------------------------------------------------------------------- */
+
+enum { BH__MW_APIKEY = 1, BH__MW_REFRESH = 2 };
+
+typedef struct bh__mwjob {
+  bh__sjob job;
+  bh_req *req;
+  int kind;
+  char
+      cred[BH__APIKEY_MAX > BH__REFRESH_MAX ? BH__APIKEY_MAX : BH__REFRESH_MAX];
+  int64_t now, ttl, grace;
+  int rc;
+  bh__sess sess;
+  bh__keyrec key;
+  char *access; /* signed on the store thread */
+  int64_t access_exp;
+} bh__mwjob;
+
+static void bh__mw_work(sqlite3 *db, bh__sjob *sj) {
+  bh__mwjob *j = (bh__mwjob *)sj;
+  if (j->kind == BH__MW_APIKEY)
+    j->rc = bh__op_apikey_auth(db, j->cred, j->now, &j->key);
+  else
+    j->rc =
+        bh__op_session_refresh(db, j->cred, j->now, j->ttl, j->grace, &j->sess);
+  if (j->kind == BH__MW_REFRESH && j->rc == BH__RT_OK) {
+    j->access = bh__auth_issue(j->sess.user_id, j->sess.session_id,
+                               j->sess.scopes, j->now, &j->access_exp);
+    if (j->access == NULL) j->rc = BH__RT_ERROR;
+  }
+}
+
+static void bh__mw_refreshed(bh_req *req, bh__mwjob *j) {
+  switch (j->rc) {
+  case BH__RT_OK:
+    bh__cookies_set(req, j->access, j->sess.refresh);
+    /* whatever the handler answers carries credentials: never cached */
+    bh__buf_puts(&req->resp_headers, "Cache-Control: no-store\r\n");
+    if (!bh__authn_set(req, BH_AUTH_COOKIE, j->sess.user_id, j->sess.session_id,
+                       j->sess.scopes, NULL, j->access_exp)) {
+      bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+      return;
+    }
+    bh__dispatch_resume(req);
+    return;
+  case BH__RT_GRACE:
+    /* a concurrent request rotated this token a moment ago and its answer
+     * carries the new cookies: serve this one without new ones */
+    if (!bh__authn_set(req, BH_AUTH_COOKIE, j->sess.user_id, j->sess.session_id,
+                       j->sess.scopes, NULL, 0)) {
+      bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+      return;
+    }
+    bh__dispatch_resume(req);
+    return;
+  case BH__RT_EXPIRED:
+    bh__deny(req, "auth.session_expired", 1, "refresh token expired");
+    return;
+  case BH__RT_REUSED:
+    bh__logf(BH__WARN, "refresh_reuse",
+             "request %s: a spent refresh token was presented again; "
+             "session %s revoked",
+             req->id, j->sess.session_id);
+    bh__deny(req, "auth.session_revoked", 1, "refresh token reused");
+    return;
+  case BH__RT_REVOKED:
+    bh__deny(req, "auth.session_revoked", 1, "session revoked");
+    return;
+  case BH__RT_UNKNOWN:
+    bh__deny(req, "auth.unauthenticated", 1, "unknown refresh token");
+    return;
+  default:
+    bh__respond_problem(req, "auth.session_store_unavailable", NULL, -1, NULL,
+                        0, NULL, 0);
+  }
+}
+
+static void bh__mw_done(bh__sjob *sj) {
+  bh__mwjob *j = (bh__mwjob *)sj;
+  bh_req *req = j->req;
+  /* answered meanwhile (deadline) or the client left: nothing to do */
+  if (!req->answered && req->conn != NULL) {
+    if (j->kind == BH__MW_REFRESH) {
+      bh__mw_refreshed(req, j);
+    } else if (j->rc == 0) {
+      if (bh__authn_set(req, BH_AUTH_API_KEY, j->key.user_id, NULL,
+                        j->key.scopes, j->key.id, 0))
+        bh__dispatch_resume(req);
+      else
+        bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL,
+                            0);
+    } else if (j->rc == -ENOENT) {
+      bh__log_refusal(req, "auth.unauthenticated",
+                      "unknown or revoked API key");
+      bh__buf_puts(&req->resp_headers,
+                   "WWW-Authenticate: Bearer realm=\"bulkhead\"\r\n");
+      bh__respond_problem(req, "auth.unauthenticated", NULL, -1, NULL, 0, NULL,
+                          0);
+    } else {
+      bh__respond_problem(req, "auth.session_store_unavailable", NULL, -1, NULL,
+                          0, NULL, 0);
+    }
+  }
+  bh__req_unref(req);
+  if (j->access) {
+    sodium_memzero(j->access, strlen(j->access));
+    free(j->access);
+  }
+  sodium_memzero(j, sizeof(*j));
+  free(j);
+}
+
+static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred) {
+  if (a->store == NULL) {
+    bh__respond_problem(req, "auth.session_store_unavailable", NULL, -1, NULL,
+                        0, NULL, 0);
+    return -1;
+  }
+  bh__mwjob *j = calloc(1, sizeof(*j));
+  if (j == NULL) {
+    bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+    return -1;
+  }
+  j->job.work = bh__mw_work;
+  j->job.done = bh__mw_done;
+  j->req = req;
+  j->kind = kind;
+  snprintf(j->cred, sizeof(j->cred), "%s", cred);
+  j->now = bh__store_now();
+  j->ttl = a->conf->refresh_ttl_s;
+  j->grace = a->conf->refresh_grace_s;
+  req->refs++;
+  if (bh__store_submit(a->store, &j->job) != 0) {
+    req->refs--;
+    free(j);
+    bh__respond_problem(req, "auth.session_store_unavailable", NULL, -1, NULL,
+                        0, NULL, 0);
+    return -1;
+  }
+  /* the store is another compartment: the route's deadline covers it */
+  if (req->conn) bh__conn_deadline(req->conn, req->route->timeout_ms);
+  return 1;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The check                                                               */
+/* ---------------------------------------------------------------------- */
+
+static int bh__verify(bh__auth *a, const char *token, int64_t now,
+                      bh__claims *cl) {
+  return bh__jwt_verify(&a->keys, token, now, cl);
+}
+
+int bh__auth_check(bh_req *req) {
+  bh__auth *a = bh__auth_get();
+  if (a == NULL) {
+    /* no keys in this process (-t, or a failed start): fail closed */
+    bh__deny(req, "auth.unauthenticated", 0, "authentication not configured");
+    return -1;
+  }
+  int64_t now = bh__store_now();
+  bh__claims cl;
+  const char *authz = bh__req_header(req, "authorization");
+  if (authz) {
+    if (strncasecmp(authz, "Bearer ", 7) != 0) {
+      bh__deny(req, "auth.unauthenticated", 0, "not a bearer credential");
+      return -1;
+    }
+    const char *tok = authz + 7;
+    while (*tok == ' ')
+      tok++;
+    int rc = bh__verify(a, tok, now, &cl);
+    if (rc != BH__JWT_OK) {
+      bh__deny(req, "auth.unauthenticated", 0, bh__jwt_strerror(rc));
+      return -1;
+    }
+    if (!bh__authn_set(req, BH_AUTH_BEARER, cl.sub, cl.sid, cl.scope, NULL,
+                       cl.exp)) {
+      bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+      return -1;
+    }
+    return 0;
+  }
+  const char *key = bh__req_header(req, a->conf->api_key_header);
+  if (key) {
+    if (*key == '\0' || strlen(key) >= BH__APIKEY_MAX) {
+      bh__deny(req, "auth.unauthenticated", 0, "malformed API key");
+      return -1;
+    }
+    return bh__mw_submit(req, a, BH__MW_APIKEY, key);
+  }
+  static char tok[BH__MAX_TOKEN]; /* the loop thread's: one check at a time */
+  char refresh[BH__REFRESH_MAX];
+  int has_session =
+      bh__cookie_get(req, BH__COOKIE_SESSION, tok, sizeof(tok)) == 0;
+  int has_refresh =
+      bh__cookie_get(req, BH__COOKIE_REFRESH, refresh, sizeof(refresh)) == 0;
+  const char *why = "no credentials";
+  if (has_session) {
+    int rc = bh__verify(a, tok, now, &cl);
+    if (rc == BH__JWT_OK) {
+      if (bh__csrf_check(req) != 0) {
+        bh__deny(req, "auth.csrf_rejected", 0, "origin check failed");
+        return -1;
+      }
+      if (!bh__authn_set(req, BH_AUTH_COOKIE, cl.sub, cl.sid, cl.scope, NULL,
+                         cl.exp)) {
+        bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL,
+                            0);
+        return -1;
+      }
+      return 0;
+    }
+    why = bh__jwt_strerror(rc);
+  }
+  if (has_refresh) {
+    if (req->route->flags & BH_ROUTE_NO_AUTO_REFRESH) {
+      bh__deny(req, "auth.unauthenticated", 0,
+               "access token invalid; this route is never refreshed "
+               "silently");
+      return -1;
+    }
+    if (bh__csrf_check(req) != 0) {
+      bh__deny(req, "auth.csrf_rejected", 0, "origin check failed");
+      return -1;
+    }
+    return bh__mw_submit(req, a, BH__MW_REFRESH, refresh);
+  }
+  bh__deny(req, "auth.unauthenticated", has_session, why);
+  return -1;
+}

@@ -1,0 +1,275 @@
+/*
+ * Access tokens with libjwt 1.10; see jwt.h for why the algorithm is pinned
+ * twice and every claim is checked here rather than by the library.
+ */
+#include "identity/jwt_token.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <jwt.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* Far above any token we issue (~400 bytes); a bound before any work. */
+#define BH__JWT_MAX_TOKEN 8192
+#define BH__JWT_MAX_HEADER 1024
+
+static const struct {
+  int alg;
+  const char *name;
+  jwt_alg_t lib;
+  /* base64url of {"alg":"<name>","typ":"JWT"}: the header we write (and
+   * the usual one), recognised without decoding */
+  const char *header;
+} bh__algs[] = {
+    {BH__JWT_HS256, "HS256", JWT_ALG_HS256,
+     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"},
+    {BH__JWT_RS256, "RS256", JWT_ALG_RS256,
+     "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9"},
+    {BH__JWT_ES256, "ES256", JWT_ALG_ES256,
+     "eyJhbGciOiJFUzI1NiIsInR5cCI6IkpXVCJ9"},
+};
+#define BH__NALGS (sizeof(bh__algs) / sizeof(bh__algs[0]))
+
+static int bh__alg_index(int alg) {
+  for (size_t i = 0; i < BH__NALGS; i++)
+    if (bh__algs[i].alg == alg) return (int)i;
+  return -1;
+}
+
+const char *bh__jwt_alg_name(int alg) {
+  int i = bh__alg_index(alg);
+  return i < 0 ? NULL : bh__algs[i].name;
+}
+
+int bh__jwt_alg_parse(const char *name) {
+  for (size_t i = 0; name && i < BH__NALGS; i++)
+    if (strcmp(bh__algs[i].name, name) == 0) return bh__algs[i].alg;
+  return 0;
+}
+
+const char *bh__jwt_strerror(int err) {
+  switch (err) {
+  case BH__JWT_OK: return "ok";
+  case BH__JWT_MALFORMED: return "malformed";
+  case BH__JWT_ALG: return "algorithm not allowed";
+  case BH__JWT_SIGNATURE: return "bad signature";
+  case BH__JWT_EXPIRED: return "expired";
+  case BH__JWT_NOT_YET: return "not valid yet";
+  case BH__JWT_ISSUER: return "wrong issuer";
+  case BH__JWT_AUDIENCE: return "wrong audience";
+  case BH__JWT_TYPE: return "not an access token";
+  case BH__JWT_CLAIMS: return "missing or mistyped claims";
+  case BH__JWT_NO_KEY: return "no verification key";
+  case BH__JWT_NOMEM: return "out of memory";
+  default: return "invalid";
+  }
+}
+
+static int bh__b64url_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+static unsigned bh__b64url_val(char c) {
+  return c >= 'A' && c <= 'Z'   ? (unsigned)(c - 'A')
+         : c >= 'a' && c <= 'z' ? (unsigned)(c - 'a' + 26)
+         : c >= '0' && c <= '9' ? (unsigned)(c - '0' + 52)
+         : c == '-'             ? 62u
+                                : 63u;
+}
+
+/* Unpadded base64url of public bytes (the payload is not secret, so this
+ * need not be constant-time like libsodium's decoder, which costs more
+ * than the HMAC). The characters were checked already. -1 on an
+ * impossible length or non-zero trailing bits. */
+static long bh__b64url_decode(const char *in, size_t n, unsigned char *out,
+                              size_t outlen) {
+  if (n % 4 == 1 || n / 4 * 3 + 3 > outlen) return -1;
+  size_t o = 0, i = 0;
+  for (; i + 4 <= n; i += 4) {
+    unsigned v = bh__b64url_val(in[i]) << 18 | bh__b64url_val(in[i + 1]) << 12 |
+                 bh__b64url_val(in[i + 2]) << 6 | bh__b64url_val(in[i + 3]);
+    out[o++] = (unsigned char)(v >> 16);
+    out[o++] = (unsigned char)(v >> 8);
+    out[o++] = (unsigned char)v;
+  }
+  if (n - i >= 2) {
+    unsigned v = bh__b64url_val(in[i]) << 18 | bh__b64url_val(in[i + 1]) << 12;
+    if (n - i == 3) v |= bh__b64url_val(in[i + 2]) << 6;
+    if (v & (n - i == 2 ? 0xffffu : 0xffu)) return -1; /* stray bits */
+    out[o++] = (unsigned char)(v >> 16);
+    if (n - i == 3) out[o++] = (unsigned char)(v >> 8);
+  }
+  return (long)o;
+}
+
+/* The header names exactly our algorithm, with nothing we would have to
+ * understand ("crit") and the type JWT if any. */
+static int bh__header_ok(const char *h, size_t n, int ai) {
+  const char *want = bh__algs[ai].header;
+  if (n == strlen(want) && memcmp(h, want, n) == 0) return BH__JWT_OK;
+  if (n > BH__JWT_MAX_HEADER) return BH__JWT_MALFORMED;
+  unsigned char raw[BH__JWT_MAX_HEADER];
+  size_t rawlen = 0;
+  if (sodium_base642bin(raw, sizeof(raw) - 1, h, n, NULL, &rawlen, NULL,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+    return BH__JWT_MALFORMED;
+  json_t *doc =
+      json_loadb((const char *)raw, rawlen, JSON_REJECT_DUPLICATES, NULL);
+  if (!json_is_object(doc)) {
+    json_decref(doc);
+    return BH__JWT_MALFORMED;
+  }
+  int rc = BH__JWT_OK;
+  const char *alg = json_string_value(json_object_get(doc, "alg"));
+  json_t *typ = json_object_get(doc, "typ");
+  if (alg == NULL || strcmp(alg, bh__algs[ai].name) != 0)
+    rc = BH__JWT_ALG;
+  else if (json_object_get(doc, "crit"))
+    rc = BH__JWT_MALFORMED;
+  else if (typ && (!json_is_string(typ) ||
+                   strcasecmp(json_string_value(typ), "JWT") != 0))
+    rc = BH__JWT_TYPE; /* libjwt 1.10 refuses any other type too */
+  json_decref(doc);
+  return rc;
+}
+
+/* An optional integer claim: 0 absent, 1 present, -1 wrong type. */
+static int bh__int_claim(json_t *doc, const char *name, int64_t *out) {
+  json_t *v = json_object_get(doc, name);
+  if (v == NULL) return 0;
+  if (!json_is_integer(v)) return -1;
+  *out = (int64_t)json_integer_value(v);
+  return 1;
+}
+
+/* A string claim copied into out; 0 absent, 1 present, -1 wrong type,
+ * too long, empty or with control characters. */
+static int bh__str_claim(json_t *doc, const char *name, char *out,
+                         size_t outlen) {
+  json_t *v = json_object_get(doc, name);
+  if (v == NULL) return 0;
+  if (!json_is_string(v)) return -1;
+  size_t n = json_string_length(v);
+  const char *s = json_string_value(v);
+  if (n == 0 || n >= outlen) return -1;
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return -1;
+  memcpy(out, s, n + 1);
+  return 1;
+}
+
+static int bh__audience_ok(json_t *aud, const char *want) {
+  if (json_is_string(aud)) return strcmp(json_string_value(aud), want) == 0;
+  if (!json_is_array(aud)) return 0;
+  size_t i;
+  json_t *v;
+  json_array_foreach(aud, i, v) {
+    if (json_is_string(v) && strcmp(json_string_value(v), want) == 0) return 1;
+  }
+  return 0;
+}
+
+static int bh__claims_check(const bh__jwt_keys *k, json_t *doc, int64_t now,
+                            bh__claims *out) {
+  if (!json_is_object(doc)) return BH__JWT_MALFORMED;
+  memset(out, 0, sizeof(*out));
+  int has_exp = bh__int_claim(doc, "exp", &out->exp);
+  int has_nbf = bh__int_claim(doc, "nbf", &out->nbf);
+  int has_iat = bh__int_claim(doc, "iat", &out->iat);
+  if (has_exp <= 0 || has_nbf < 0 || has_iat < 0) return BH__JWT_CLAIMS;
+  /* the signature was good; time next, so an old token reads "expired" */
+  if (now >= out->exp + k->leeway_s) return BH__JWT_EXPIRED;
+  if (has_nbf && now + k->leeway_s < out->nbf) return BH__JWT_NOT_YET;
+  if (has_iat && out->iat > now + k->leeway_s) return BH__JWT_NOT_YET;
+  const char *iss = json_string_value(json_object_get(doc, "iss"));
+  if (iss == NULL || strcmp(iss, k->issuer) != 0) return BH__JWT_ISSUER;
+  if (!bh__audience_ok(json_object_get(doc, "aud"), k->audience))
+    return BH__JWT_AUDIENCE;
+  const char *typ = json_string_value(json_object_get(doc, "typ"));
+  if (typ == NULL || strcmp(typ, "access") != 0) return BH__JWT_TYPE;
+  if (bh__str_claim(doc, "sub", out->sub, sizeof(out->sub)) <= 0 ||
+      bh__str_claim(doc, "sid", out->sid, sizeof(out->sid)) < 0 ||
+      bh__str_claim(doc, "scope", out->scope, sizeof(out->scope)) < 0)
+    return BH__JWT_CLAIMS;
+  return BH__JWT_OK;
+}
+
+int bh__jwt_verify(const bh__jwt_keys *k, const char *token, int64_t now,
+                   bh__claims *out) {
+  int ai = bh__alg_index(k->alg);
+  if (ai < 0 || k->verify == NULL || k->verify_len == 0) return BH__JWT_NO_KEY;
+  if (token == NULL) return BH__JWT_MALFORMED;
+  size_t n = strnlen(token, BH__JWT_MAX_TOKEN + 1);
+  if (n == 0 || n > BH__JWT_MAX_TOKEN) return BH__JWT_MALFORMED;
+  const char *dot[2] = {NULL, NULL};
+  int ndots = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (token[i] == '.') {
+      if (ndots == 2) return BH__JWT_MALFORMED;
+      dot[ndots++] = token + i;
+    } else if (!bh__b64url_char(token[i])) {
+      return BH__JWT_MALFORMED;
+    }
+  }
+  /* three non-empty parts: an unsigned token ("x.y.") never reaches
+   * libjwt */
+  if (ndots != 2 || dot[0] == token || dot[1] == dot[0] + 1 ||
+      dot[1] + 1 == token + n)
+    return BH__JWT_MALFORMED;
+  int rc = bh__header_ok(token, (size_t)(dot[0] - token), ai);
+  if (rc != BH__JWT_OK) return rc;
+
+  /* The claims first, from our own decoding of the payload: a token that
+   * is expired or meant for someone else costs no signature check, and
+   * libjwt's copy is never trusted for a type or a time. */
+  const char *p = dot[0] + 1;
+  size_t plen = (size_t)(dot[1] - p);
+  unsigned char payload[BH__JWT_MAX_TOKEN];
+  long paylen = bh__b64url_decode(p, plen, payload, sizeof(payload));
+  if (paylen < 0) return BH__JWT_MALFORMED;
+  json_t *doc = json_loadb((const char *)payload, (size_t)paylen,
+                           JSON_REJECT_DUPLICATES, NULL);
+  if (doc == NULL) return BH__JWT_MALFORMED;
+  rc = bh__claims_check(k, doc, now, out);
+  json_decref(doc);
+  if (rc != BH__JWT_OK) return rc;
+
+  jwt_t *jwt = NULL;
+  /* the key is never NULL nor empty here (checked above) */
+  if (jwt_decode(&jwt, token, k->verify, (int)k->verify_len) != 0 ||
+      jwt == NULL) {
+    if (jwt) jwt_free(jwt);
+    return BH__JWT_SIGNATURE;
+  }
+  /* pinned again: the algorithm libjwt actually verified with */
+  rc = jwt_get_alg(jwt) == bh__algs[ai].lib ? BH__JWT_OK : BH__JWT_ALG;
+  jwt_free(jwt);
+  return rc;
+}
+
+int bh__jwt_sign(const bh__jwt_keys *k, const bh__claims *c, char **out) {
+  int ai = bh__alg_index(k->alg);
+  *out = NULL;
+  if (ai < 0 || k->sign == NULL || k->sign_len == 0) return BH__JWT_NO_KEY;
+  jwt_t *jwt = NULL;
+  if (jwt_new(&jwt) != 0) return BH__JWT_NOMEM;
+  int rc = jwt_set_alg(jwt, bh__algs[ai].lib, k->sign, (int)k->sign_len);
+  rc = rc ? rc : jwt_add_grant(jwt, "iss", k->issuer);
+  rc = rc ? rc : jwt_add_grant(jwt, "aud", k->audience);
+  rc = rc ? rc : jwt_add_grant(jwt, "sub", c->sub);
+  if (!rc && c->sid[0]) rc = jwt_add_grant(jwt, "sid", c->sid);
+  if (!rc && c->scope[0]) rc = jwt_add_grant(jwt, "scope", c->scope);
+  rc = rc ? rc : jwt_add_grant(jwt, "typ", "access");
+  rc = rc ? rc : jwt_add_grant_int(jwt, "iat", (long)c->iat);
+  rc = rc ? rc : jwt_add_grant_int(jwt, "exp", (long)c->exp);
+  char *tok = rc ? NULL : jwt_encode_str(jwt);
+  jwt_free(jwt);
+  if (tok == NULL) return rc == EINVAL ? BH__JWT_NO_KEY : BH__JWT_NOMEM;
+  *out = tok; /* libjwt 1.10 returns malloc'd strings */
+  return BH__JWT_OK;
+}

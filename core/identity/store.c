@@ -1,0 +1,291 @@
+/*
+ * The identity store's file, migrations and thread (see store.h).
+ */
+#include "identity/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* A writer in another worker holds the lock for milliseconds; a statement
+ * waits this long before it fails (and its caller answers 503). */
+#define BH__STORE_BUSY_MS 5000
+
+struct bh__store {
+  uv_async_t async; /* loop side: completions are ready */
+  sqlite3 *db;
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bh__sjob *queue, *queue_tail; /* to run */
+  bh__sjob *done, *done_tail;   /* ran, waiting for the loop */
+  int stopping;
+  int started;
+};
+
+/* Not time(NULL): that reads the coarse clock, which can lag the precise
+ * one by a tick at a second boundary, and a token minted elsewhere in that
+ * millisecond would then look issued in the future. */
+int64_t bh__store_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec;
+}
+
+void bh__store_id(const char *prefix, char *out, size_t outlen) {
+  unsigned char raw[16];
+  char b64[32];
+  randombytes_buf(raw, sizeof(raw));
+  sodium_bin2base64(b64, sizeof(b64), raw, sizeof(raw),
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  snprintf(out, outlen, "%s%s", prefix, b64);
+}
+
+void bh__store_hash(const char *s, size_t n, unsigned char out[32]) {
+  crypto_hash_sha256(out, (const unsigned char *)s, n);
+}
+
+/* ---------------------------------------------------------------------- */
+/* File and migrations                                                     */
+/* ---------------------------------------------------------------------- */
+
+int bh__store_version(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  int v = -1;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) ==
+          SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+int bh__store_migrate(sqlite3 *db, const bh__migration *m, size_t n, char *err,
+                      size_t errlen) {
+  int cur = bh__store_version(db);
+  if (cur < 0) {
+    snprintf(err, errlen, "cannot read the schema version: %s",
+             sqlite3_errmsg(db));
+    return -EIO;
+  }
+  int last = n ? m[n - 1].version : 0;
+  if (cur > last) {
+    snprintf(err, errlen,
+             "the database is at schema version %d, newer than this "
+             "bulkhead knows (%d): refusing to run an older binary on it",
+             cur, last);
+    return -EINVAL;
+  }
+  if (cur == last) return 0;
+  char *msg = NULL;
+  /* IMMEDIATE: a second process migrating at the same time waits for us
+   * (busy timeout), then finds the work done */
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) != SQLITE_OK) {
+    snprintf(err, errlen, "cannot start the migration: %s",
+             msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    return -EIO;
+  }
+  cur = bh__store_version(db); /* another process may have won the race */
+  int rc = 0;
+  const char *failed = NULL;
+  if (sqlite3_exec(db,
+                   "CREATE TABLE IF NOT EXISTS bh_schema_migrations ("
+                   "version INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                   "applied_at INTEGER NOT NULL)",
+                   NULL, NULL, &msg) != SQLITE_OK)
+    failed = "bh_schema_migrations";
+  for (size_t i = 0; !failed && i < n; i++) {
+    if (m[i].version <= cur) continue;
+    if (sqlite3_exec(db, m[i].sql, NULL, NULL, &msg) != SQLITE_OK) {
+      failed = m[i].name;
+      break;
+    }
+    char ins[200];
+    snprintf(ins, sizeof(ins),
+             "INSERT INTO bh_schema_migrations VALUES (%d, '%s', %lld)",
+             m[i].version, m[i].name, (long long)bh__store_now());
+    if (strchr(m[i].name, '\'') ||
+        sqlite3_exec(db, ins, NULL, NULL, &msg) != SQLITE_OK)
+      failed = m[i].name;
+  }
+  if (!failed) {
+    char pragma[64];
+    snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", last);
+    if (sqlite3_exec(db, pragma, NULL, NULL, &msg) != SQLITE_OK ||
+        sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK)
+      failed = "commit";
+  }
+  if (failed) {
+    snprintf(err, errlen,
+             "migration schema/core/%s failed: %s (nothing applied; the "
+             "file stays at schema version %d)",
+             failed, msg ? msg : sqlite3_errmsg(db), cur);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    rc = -EIO;
+  }
+  sqlite3_free(msg);
+  return rc;
+}
+
+int bh__store_open(const char *path, const bh__migration *m, size_t n,
+                   sqlite3 **out, char *err, size_t errlen) {
+  *out = NULL;
+  /* created 0600 before SQLite touches it: it holds credential hashes */
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int e = errno;
+    snprintf(err, errlen, "cannot open %s: %s", path, strerror(e));
+    return -e;
+  }
+  close(fd);
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open_v2(path, &db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL);
+  char *msg = NULL;
+  if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(db, BH__STORE_BUSY_MS);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db,
+                      "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+                      " PRAGMA foreign_keys = ON;",
+                      NULL, NULL, &msg);
+  if (rc != SQLITE_OK) {
+    snprintf(err, errlen, "cannot open %s: %s", path,
+             msg  ? msg
+             : db ? sqlite3_errmsg(db)
+                  : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    sqlite3_close_v2(db);
+    return -EIO;
+  }
+  char why[400];
+  rc = bh__store_migrate(db, m, n, why, sizeof(why));
+  if (rc) {
+    snprintf(err, errlen, "%s: %s", path, why);
+    sqlite3_close_v2(db);
+    return rc;
+  }
+  *out = db;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The thread                                                              */
+/* ---------------------------------------------------------------------- */
+
+static void *bh__store_main(void *arg) {
+  bh__store *s = arg;
+  pthread_mutex_lock(&s->mu);
+  for (;;) {
+    while (s->queue == NULL && !s->stopping)
+      pthread_cond_wait(&s->cv, &s->mu);
+    bh__sjob *j = s->queue;
+    if (j == NULL) break; /* stopping and drained */
+    s->queue = j->next;
+    if (s->queue == NULL) s->queue_tail = NULL;
+    pthread_mutex_unlock(&s->mu);
+    j->next = NULL;
+    j->work(s->db, j);
+    pthread_mutex_lock(&s->mu);
+    if (s->done_tail)
+      s->done_tail->next = j;
+    else
+      s->done = j;
+    s->done_tail = j;
+    /* wake the loop only when the list becomes non-empty */
+    if (s->done == j) uv_async_send(&s->async);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+static void bh__store_run_done(bh__store *s) {
+  pthread_mutex_lock(&s->mu);
+  bh__sjob *j = s->done;
+  s->done = s->done_tail = NULL;
+  pthread_mutex_unlock(&s->mu);
+  while (j) {
+    bh__sjob *next = j->next;
+    j->done(j); /* may free j */
+    j = next;
+  }
+}
+
+static void bh__store_on_async(uv_async_t *a) {
+  bh__store_run_done(a->data);
+}
+
+int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out) {
+  bh__store *s = calloc(1, sizeof(*s));
+  if (s == NULL) {
+    sqlite3_close_v2(db);
+    return -ENOMEM;
+  }
+  s->db = db;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  int rc = uv_async_init(loop, &s->async, bh__store_on_async);
+  if (rc) {
+    sqlite3_close_v2(db);
+    free(s);
+    return rc;
+  }
+  s->async.data = s;
+  uv_unref((uv_handle_t *)&s->async);
+  if ((rc = pthread_create(&s->thread, NULL, bh__store_main, s)) != 0) {
+    s->thread = 0;
+    bh__store_stop(s);
+    return -rc;
+  }
+  s->started = 1;
+  *out = s;
+  return 0;
+}
+
+int bh__store_submit(bh__store *s, bh__sjob *j) {
+  if (s == NULL || j == NULL || j->work == NULL || j->done == NULL)
+    return -EINVAL;
+  j->next = NULL;
+  pthread_mutex_lock(&s->mu);
+  if (s->stopping) {
+    pthread_mutex_unlock(&s->mu);
+    return -ESHUTDOWN;
+  }
+  if (s->queue_tail)
+    s->queue_tail->next = j;
+  else
+    s->queue = j;
+  s->queue_tail = j;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static void bh__store_free(uv_handle_t *h) {
+  bh__store *s = h->data;
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  free(s);
+}
+
+void bh__store_stop(bh__store *s) {
+  if (s == NULL) return;
+  pthread_mutex_lock(&s->mu);
+  s->stopping = 1;
+  pthread_cond_signal(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+  if (s->started) pthread_join(s->thread, NULL);
+  /* jobs finished after the loop stopped: their callbacks still run, so
+   * nothing they own leaks and every request they hold is released */
+  bh__store_run_done(s);
+  sqlite3_close_v2(s->db);
+  s->db = NULL;
+  uv_close((uv_handle_t *)&s->async, bh__store_free);
+}

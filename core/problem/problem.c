@@ -1,0 +1,223 @@
+/*
+ * RFC 9457 Problem JSON encoder and the core code catalogue.
+ *
+ * The encoder writes straight into the caller's buffer: no intermediate
+ * document, no allocation besides the buffer growth, so the error path costs
+ * no more than a success response.
+ */
+#include "problem/problem.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Titles are NULL on purpose: the title of a core code is the reason phrase
+ * of its status, so clients that only look at "title" still read HTTP. */
+static const bh__code bh__core_codes[] = {
+    {"request.invalid_body", 400, NULL, "The request body is invalid.", 0},
+    {"request.bad_request", 400, NULL, "The request is malformed.", 0},
+    {"auth.unauthenticated", 401, NULL, "Authentication is required.", 0},
+    {"auth.session_expired", 401, NULL,
+     "Your session has expired. Please sign in again.", 0},
+    {"auth.session_revoked", 401, NULL,
+     "This session was revoked. Please sign in again.", 0},
+    {"auth.forbidden", 403, NULL, "You are not allowed to do this.", 0},
+    {"auth.csrf_rejected", 403, NULL, "The request origin is not allowed.", 0},
+    {"auth.session_store_unavailable", 503, NULL,
+     "Sessions cannot be checked right now. Please retry shortly.", 1},
+    {"route.not_found", 404, NULL, "No route matches this path.", 0},
+    {"route.method_not_allowed", 405, NULL,
+     "This method is not allowed on this path.", 0},
+    {"request.timeout", 408, NULL, "The request was not received in time.", 1},
+    {"request.too_large", 413, NULL, "The request body is too large.", 0},
+    {"request.unsupported_media_type", 415, NULL,
+     "The request body must be JSON (Content-Type: application/json).", 0},
+    {"rate_limit.exceeded", 429, NULL, "Too many requests. Please retry later.",
+     1},
+    {"request.headers_too_large", 431, NULL,
+     "The request headers are too large.", 0},
+    {"generic.internal", 500, NULL, "An internal error occurred.", 0},
+    {"plugin.unavailable", 503, NULL,
+     "This service is temporarily unavailable.", 1},
+    {"server.overloaded", 503, NULL,
+     "The server is overloaded. Please retry later.", 1},
+    {"generic.timeout", 504, NULL, "The service did not answer in time.", 1},
+    {"admin.not_ready", 503, NULL, "Required plugins are not running.", 1},
+    {"admin.unauthorized", 401, NULL, "A valid admin token is required.", 0},
+    {"admin.upstream_not_found", 404, NULL, "No upstream has this name.", 0},
+    {"admin.plugin_not_found", 404, NULL, "No plugin has this name.", 0},
+    {"admin.reload_refused", 400, NULL,
+     "The new configuration is invalid; the running one stays.", 0},
+    {"admin.workers_required", 409, NULL,
+     "This needs worker processes (workers >= 1).", 0},
+};
+
+#define BH__NCORE (sizeof(bh__core_codes) / sizeof(bh__core_codes[0]))
+
+const char *const bh__field_error_codes[] = {
+    BH_FIELD_ERR_REQUIRED,    BH_FIELD_ERR_TYPE,
+    BH_FIELD_ERR_UNKNOWN,     BH_FIELD_ERR_TOO_SHORT,
+    BH_FIELD_ERR_TOO_LONG,    BH_FIELD_ERR_OUT_OF_RANGE,
+    BH_FIELD_ERR_NOT_ALLOWED, NULL,
+};
+
+const bh__code *bh__problem_core_codes(size_t *n) {
+  if (n) *n = BH__NCORE;
+  return bh__core_codes;
+}
+
+const bh__code *bh__problem_core_code(const char *code) {
+  if (code == NULL) return NULL;
+  for (size_t i = 0; i < BH__NCORE; i++)
+    if (strcmp(bh__core_codes[i].code, code) == 0) return &bh__core_codes[i];
+  return NULL;
+}
+
+/* The IANA HTTP status code registry, with the RFC 9110 phrases. Codes the
+ * registry marks "(Unused)" (306, 418) or that are only temporary are not
+ * listed: they answer "Unknown" like any unregistered code. */
+const char *bh__status_reason(int status) {
+  switch (status) {
+  case 100: return "Continue";
+  case 101: return "Switching Protocols";
+  case 102: return "Processing";
+  case 103: return "Early Hints";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 203: return "Non-Authoritative Information";
+  case 204: return "No Content";
+  case 205: return "Reset Content";
+  case 206: return "Partial Content";
+  case 207: return "Multi-Status";
+  case 208: return "Already Reported";
+  case 226: return "IM Used";
+  case 300: return "Multiple Choices";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 303: return "See Other";
+  case 304: return "Not Modified";
+  case 305: return "Use Proxy";
+  case 307: return "Temporary Redirect";
+  case 308: return "Permanent Redirect";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 402: return "Payment Required";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 406: return "Not Acceptable";
+  case 407: return "Proxy Authentication Required";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 410: return "Gone";
+  case 411: return "Length Required";
+  case 412: return "Precondition Failed";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 416: return "Range Not Satisfiable";
+  case 417: return "Expectation Failed";
+  case 421: return "Misdirected Request";
+  case 422: return "Unprocessable Content";
+  case 423: return "Locked";
+  case 424: return "Failed Dependency";
+  case 425: return "Too Early";
+  case 426: return "Upgrade Required";
+  case 428: return "Precondition Required";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 451: return "Unavailable For Legal Reasons";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  case 506: return "Variant Also Negotiates";
+  case 507: return "Insufficient Storage";
+  case 508: return "Loop Detected";
+  case 510: return "Not Extended";
+  case 511: return "Network Authentication Required";
+  default: return "Unknown";
+  }
+}
+
+/* Member names the encoder writes itself. An ext[] entry with one of these
+ * keys would make a duplicate member (which parsers resolve differently, so
+ * a client could read another code than the log shows): it is skipped. */
+static int bh__reserved_key(const char *k) {
+  static const char *const keys[] = {
+      "type",      "title",     "status",
+      "detail",    "instance",  "extensions",
+      "code",      "retryable", "retryAfterSeconds",
+      "requestId", "errors",
+  };
+  for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+    if (strcmp(k, keys[i]) == 0) return 1;
+  return 0;
+}
+
+/* ,"key": — keys are static literals here, so no escaping is needed. */
+static void bh__member(bh__buf *out, const char *key) {
+  bh__buf_putc(out, ',');
+  bh__buf_putc(out, '"');
+  bh__buf_puts(out, key);
+  bh__buf_puts(out, "\":");
+}
+
+int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
+  const char *title = p->title ? p->title : bh__status_reason(p->status);
+  /* code is mandatory in the contract; never emit a Problem without one */
+  const char *code = p->code ? p->code : "generic.internal";
+
+  bh__buf_puts(out, "{\"type\":\"about:blank\",\"title\":");
+  bh__buf_json_str(out, title);
+  bh__member(out, "status");
+  bh__buf_i64(out, p->status);
+  if (p->detail) {
+    bh__member(out, "detail");
+    bh__buf_json_str(out, p->detail);
+  }
+  if (p->instance) {
+    bh__member(out, "instance");
+    bh__buf_json_str(out, p->instance);
+  }
+
+  if (flat)
+    bh__buf_puts(out, ",\"code\":");
+  else
+    bh__buf_puts(out, ",\"extensions\":{\"code\":");
+  bh__buf_json_str(out, code);
+  bh__buf_puts(out,
+               p->retryable ? ",\"retryable\":true" : ",\"retryable\":false");
+  if (p->retry_after >= 0) {
+    bh__member(out, "retryAfterSeconds");
+    bh__buf_i64(out, p->retry_after);
+  }
+  if (p->request_id) {
+    bh__member(out, "requestId");
+    bh__buf_json_str(out, p->request_id);
+  }
+  for (size_t i = 0; p->ext && i < p->next; i++) {
+    const bh__ext *e = &p->ext[i];
+    if (e->key == NULL || bh__reserved_key(e->key)) continue;
+    bh__buf_putc(out, ',');
+    bh__buf_json_str(out, e->key);
+    bh__buf_putc(out, ':');
+    bh__buf_json_str(out, e->value);
+  }
+  if (p->errors && p->nerrors > 0) {
+    bh__buf_puts(out, ",\"errors\":[");
+    for (size_t i = 0; i < p->nerrors; i++) {
+      bh__buf_puts(out, i ? ",{\"field\":" : "{\"field\":");
+      bh__buf_json_str(out, p->errors[i].field);
+      bh__buf_puts(out, ",\"code\":");
+      bh__buf_json_str(out, p->errors[i].code);
+      bh__buf_putc(out, '}');
+    }
+    bh__buf_putc(out, ']');
+  }
+  if (!flat) bh__buf_putc(out, '}');
+  bh__buf_putc(out, '}');
+  return bh__buf_failed(out) ? -ENOMEM : 0;
+}

@@ -1,0 +1,416 @@
+/*
+ * The admin listener: /healthz, /readyz, /admin/status, /admin/errors. It
+ * runs on its own address so that ops can always see the truth, whatever
+ * the API listener is going through.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <string.h>
+#include <strings.h>
+
+#include "bh_version.h"
+#include "proc/daemon.h"
+#include "base/log.h"
+#include "state/shm.h"
+#include "upstream/upstream.h"
+
+static void bh__admin_json(bh_req *req, int status, bh__buf *b) {
+  if (bh__buf_failed(b)) {
+    bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+  } else {
+    bh__respond(req, status, "application/json", b->data, b->len,
+                "Cache-Control: no-store\r\n");
+  }
+  bh__buf_free(b);
+}
+
+/* Constant-time compare: the token is a secret and the admin port may be
+ * reachable by more than ops. */
+static int bh__admin_authorized(bh_req *req) {
+  const char *token = req->d->cfg->admin_token;
+  if (token == NULL || token[0] == '\0') return 1;
+  const char *auth = bh__req_header(req, "authorization");
+  if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) return 0;
+  const char *given = auth + 7;
+  size_t n = strlen(token);
+  unsigned char a[crypto_generichash_BYTES], b[crypto_generichash_BYTES];
+  crypto_generichash(a, sizeof(a), (const unsigned char *)token, n, NULL, 0);
+  crypto_generichash(b, sizeof(b), (const unsigned char *)given, strlen(given),
+                     NULL, 0);
+  return sodium_memcmp(a, b, sizeof(a)) == 0;
+}
+
+/* Plugins as every process agrees on them: the current config's, with
+ * what workers published and what the master decided (quarantine). */
+static const bh__shm_plugin *bh__shm_view(const bh__plugin_conf *pc) {
+  return bh__shm_plugin_find(pc->name);
+}
+
+static int bh__shm_serving(const bh__shm_plugin *s) {
+  return s && s->state == BH__PLUGIN_LOADED && !s->quarantined;
+}
+
+static void bh__readyz(bh_req *req) {
+  const bh__config *cfg = req->d->cfg;
+  bh__buf missing;
+  bh__buf_init(&missing);
+  bh__shm_lock();
+  for (size_t i = 0; i < cfg->nplugins; i++) {
+    const bh__plugin_conf *pc = &cfg->plugins[i];
+    if (pc->required && !bh__shm_serving(bh__shm_view(pc))) {
+      if (missing.len) bh__buf_putc(&missing, ',');
+      bh__buf_puts(&missing, pc->name);
+    }
+  }
+  bh__shm_unlock();
+  if (missing.len) {
+    bh__ext ext[1] = {{"plugins", missing.data}};
+    bh__respond_problem(req, "admin.not_ready", NULL, -1, ext, 1, NULL, 0);
+  } else {
+    bh__buf b;
+    bh__buf_init(&b);
+    bh__buf_puts(&b, "{\"status\":\"ready\"}");
+    bh__admin_json(req, 200, &b);
+  }
+  bh__buf_free(&missing);
+}
+
+static void bh__status_plugin(bh__buf *b, const bh__plugin_conf *pc,
+                              const bh__shm_plugin *s) {
+  bh__buf_puts(b, "{\"name\":");
+  bh__buf_json_str(b, pc->name);
+  const char *state = !pc->enabled     ? "disabled"
+                      : s == NULL      ? "starting"
+                      : s->quarantined ? "quarantined"
+                                       : bh__plugin_state_name(s->state);
+  bh__buf_printf(b, ",\"state\":\"%s\",\"reason\":", state);
+  const char *reason = s && s->quarantined ? "quarantined"
+                       : s && s->reason[0] ? s->reason
+                       : !pc->enabled      ? "disabled"
+                                           : NULL;
+  bh__buf_json_str(b, reason);
+  bh__buf_puts(b, ",\"version\":");
+  bh__buf_json_str(b, s && s->version[0] ? s->version : NULL);
+  bh__buf_puts(b, ",\"abi\":");
+  bh__buf_json_str(b, s && s->abi[0] ? s->abi : NULL);
+  bh__buf_printf(b,
+                 ",\"required\":%s,\"path\":", pc->required ? "true" : "false");
+  bh__buf_json_str(b, s && s->path[0] ? s->path : NULL);
+  bh__buf_puts(b, ",\"mounts\":[");
+  for (size_t m = 0; m < pc->nmounts; m++) {
+    if (m) bh__buf_putc(b, ',');
+    bh__buf_json_str(b, pc->mounts[m]);
+  }
+  bh__buf_printf(b, "],\"routes\":%s,\"lastError\":",
+                 s && s->routes[0] && bh__shm_serving(s) ? s->routes : "[]");
+  bh__buf_json_str(b, s && s->last_error[0] ? s->last_error : NULL);
+  bh__buf_printf(b, ",\"crashes\":%u,\"quarantined\":%s", s ? s->crashes : 0,
+                 s && s->quarantined ? "true" : "false");
+  if (s && s->quarantined) {
+    bh__buf_printf(b, ",\"quarantinedAt\":%llu,\"quarantineReason\":",
+                   (unsigned long long)s->quarantined_at);
+    bh__buf_json_str(b, s->quarantine_why);
+  }
+  if (s && s->last_crash[0]) {
+    bh__buf_puts(b, ",\"lastCrash\":");
+    bh__buf_json_str(b, s->last_crash);
+  }
+  if (s && s->healthy >= 0 && bh__shm_serving(s)) {
+    bh__buf_printf(b, ",\"healthy\":%s", s->healthy ? "true" : "false");
+    if (!s->healthy) {
+      bh__buf_puts(b, ",\"healthDetail\":");
+      bh__buf_json_str(b, s->health_detail);
+    }
+  }
+  bh__buf_putc(b, '}');
+}
+
+static void bh__status(bh_req *req) {
+  bh__daemon *d = req->d;
+  const bh__config *cfg = d->cfg;
+  uint64_t now = bh__shm_now_ms();
+  bh__buf b;
+  bh__buf_init(&b);
+  bh__shm_lock();
+  int degraded = 0;
+  for (size_t i = 0; i < cfg->nplugins; i++)
+    if (cfg->plugins[i].enabled &&
+        !bh__shm_serving(bh__shm_view(&cfg->plugins[i])))
+      degraded = 1;
+  bh__buf_printf(
+      &b,
+      "{\"status\":\"%s\",\"version\":\"%s\",\"abi\":\"%d.%d\","
+      "\"uptimeSeconds\":%llu,\"listeners\":{\"api\":",
+      degraded ? "degraded" : "ok", BH_VERSION, BH_ABI_MAJOR, BH_ABI_MINOR,
+      (unsigned long long)((uv_now(d->loop) - d->started_ms) / 1000));
+  bh__buf_json_str(&b, d->api.address);
+  bh__buf_puts(&b, ",\"admin\":");
+  bh__buf_json_str(&b, d->admin.address);
+  int64_t conns = bh__shm_g->connections;
+  for (int i = 0; i < BH__SHM_WORKERS; i++)
+    if (bh__shm_g->workers[i].pid) conns += bh__shm_g->workers[i].connections;
+  bh__buf_printf(&b,
+                 "},\"generation\":%d,\"connections\":%lld,"
+                 "\"requestsTotal\":%llu,\"logLinesDropped\":%llu,"
+                 "\"workers\":[",
+                 bh__shm_g->generation, (long long)conns,
+                 (unsigned long long)bh__shm_g->requests_total,
+                 (unsigned long long)bh__shm_log_dropped(bh__log_dropped()));
+  int first = 1;
+  for (int i = 0; i < BH__SHM_WORKERS; i++) {
+    const bh__shm_worker *w = &bh__shm_g->workers[i];
+    if (w->pid == 0) continue;
+    bh__buf_printf(&b,
+                   "%s{\"pid\":%d,\"generation\":%d,\"ready\":%s,"
+                   "\"draining\":%s,\"uptimeSeconds\":%llu}",
+                   first ? "" : ",", w->pid, w->generation,
+                   w->ready ? "true" : "false", w->draining ? "true" : "false",
+                   (unsigned long long)(now > w->started_ms
+                                            ? (now - w->started_ms) / 1000
+                                            : 0));
+    first = 0;
+  }
+  bh__buf_puts(&b, "],\"plugins\":[");
+  for (size_t i = 0; i < cfg->nplugins; i++) {
+    if (i) bh__buf_putc(&b, ',');
+    bh__status_plugin(&b, &cfg->plugins[i], bh__shm_view(&cfg->plugins[i]));
+  }
+  bh__buf_puts(&b, "],\"upstreams\":[");
+  first = 1;
+  for (int i = 0; i < BH__SHM_UPSTREAMS; i++) {
+    const bh__shm_upstream *u = &bh__shm_g->upstreams[i];
+    if (u->name[0] == '\0') continue;
+    const bh__breaker *br = &u->breaker;
+    uint32_t calls, fail, slow;
+    bh__breaker_stats(br, now, &calls, &fail, &slow);
+    if (!first) bh__buf_putc(&b, ',');
+    first = 0;
+    bh__buf_puts(&b, "{\"name\":");
+    bh__buf_json_str(&b, u->name);
+    bh__buf_puts(&b, ",\"plugin\":");
+    bh__buf_json_str(&b, u->plugin);
+    bh__buf_printf(
+        &b,
+        ",\"breaker\":{\"state\":\"%s\",\"mode\":\"%s\","
+        "\"calls\":%u,\"failureRate\":%u,\"slowRate\":%u,"
+        "\"transitions\":%llu,\"secondsSinceTransition\":%llu},"
+        "\"lastError\":",
+        bh__breaker_state_name(br->state), bh__breaker_mode_name(br->mode),
+        calls, fail, slow, (unsigned long long)br->transitions,
+        (unsigned long long)(br->transition_ms && now > br->transition_ms
+                                 ? (now - br->transition_ms) / 1000
+                                 : 0));
+    bh__buf_json_str(&b, u->last_error[0] ? u->last_error : NULL);
+    if (u->last_error_ms)
+      bh__buf_printf(&b, ",\"lastErrorAt\":%llu",
+                     (unsigned long long)(u->last_error_ms / 1000));
+    bh__buf_putc(&b, '}');
+  }
+  bh__shm_unlock();
+  bh__buf_puts(&b, "]}");
+  bh__admin_json(req, 200, &b);
+}
+
+/* POST /admin/upstreams/{name}/breaker {"state": "..."}: ops overrides. */
+static void bh__breaker_override(bh_req *req, const char *name) {
+  static const char *const modes[] = {"closed",   "auto",         "forced_open",
+                                      "disabled", "metrics_only", NULL};
+  static const bh_field fields[] = {
+      {"state", BH_FIELD_STRING, BH_FIELD_REQUIRED, 1, 32, modes}};
+  static const bh_body_shape shape = {fields, 1, 0};
+  bh__shm_upstream *u = NULL;
+  bh__shm_lock();
+  for (int i = 0; i < BH__SHM_UPSTREAMS && u == NULL; i++)
+    if (strcmp(bh__shm_g->upstreams[i].name, name) == 0)
+      u = &bh__shm_g->upstreams[i];
+  bh__shm_unlock();
+  if (u == NULL) {
+    bh__respond_problem(req, "admin.upstream_not_found", NULL, -1, NULL, 0,
+                        NULL, 0);
+    return;
+  }
+  bh__body_result res;
+  memset(&res, 0, sizeof(res));
+  if (bh__body_validate(req->body.data ? req->body.data : "", req->body.len,
+                        &shape, &res) != 0) {
+    bh__respond_problem(req, "request.invalid_body", res.detail, -1, NULL, 0,
+                        res.errors, res.nerrors);
+    bh__field_errors_free(res.errors, res.nerrors);
+    return;
+  }
+  int mode = bh__breaker_mode_parse(bh__body_string(res.body, "state"));
+  bh__body_free(res.body);
+  bh__shm_lock();
+  bh__breaker_set_mode(&u->breaker, mode, bh__shm_now_ms());
+  int st = u->breaker.state, md = u->breaker.mode;
+  bh__shm_unlock();
+  bh__logline l;
+  bh__log_begin(&l, BH__WARN, "breaker_override");
+  bh__log_str(&l, "upstream", u->name);
+  bh__log_str(&l, "mode", bh__breaker_mode_name(md));
+  bh__log_str(&l, "state", bh__breaker_state_name(st));
+  bh__log_end(&l);
+  bh__buf b;
+  bh__buf_init(&b);
+  bh__buf_puts(&b, "{\"upstream\":");
+  bh__buf_json_str(&b, u->name);
+  bh__buf_printf(&b, ",\"state\":\"%s\",\"mode\":\"%s\"}",
+                 bh__breaker_state_name(st), bh__breaker_mode_name(md));
+  bh__admin_json(req, 200, &b);
+}
+
+static void bh__metrics_endpoint(bh_req *req) {
+  bh__buf b;
+  bh__buf_init(&b);
+  if (bh__metrics_text(req->d, &b) != 0 || bh__buf_failed(&b)) {
+    bh__buf_free(&b);
+    bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+    return;
+  }
+  bh__respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data,
+              b.len, "Cache-Control: no-store\r\n");
+  bh__buf_free(&b);
+}
+
+static void bh__admin_unauthorized(bh_req *req) {
+  bh__buf_puts(&req->resp_headers, "WWW-Authenticate: Bearer\r\n");
+  bh__respond_problem(req, "admin.unauthorized", NULL, -1, NULL, 0, NULL, 0);
+}
+
+static void bh__admin_method(bh_req *req, const char *allow) {
+  bh__buf_printf(&req->resp_headers, "Allow: %s\r\n", allow);
+  bh__respond_problem(req, "route.method_not_allowed", NULL, -1, NULL, 0, NULL,
+                      0);
+}
+
+static int bh__is_get(const bh_req *req) {
+  return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+}
+
+void bh__admin_dispatch(bh_req *req) {
+  const char *path = req->path;
+  if (req->bad_path) {
+    bh__respond_problem(req, "request.bad_request", NULL, -1, NULL, 0, NULL, 0);
+    return;
+  }
+  /* probes and scrapes stay open; everything under /admin/ needs the token
+   * (checked before the path, so its absence reveals nothing) */
+  if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+      strcmp(path, "/metrics") == 0) {
+    if (!bh__is_get(req)) {
+      bh__admin_method(req, "GET, HEAD");
+    } else if (path[1] == 'h') {
+      bh__buf b;
+      bh__buf_init(&b);
+      bh__buf_puts(&b, "{\"status\":\"ok\"}");
+      bh__admin_json(req, 200, &b);
+    } else if (path[1] == 'r') {
+      bh__readyz(req);
+    } else {
+      bh__metrics_endpoint(req);
+    }
+    return;
+  }
+  if (strncmp(path, "/admin/", 7) != 0) {
+    bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+    return;
+  }
+  if (!bh__admin_authorized(req)) {
+    bh__admin_unauthorized(req);
+    return;
+  }
+  if (strcmp(path, "/admin/status") == 0 ||
+      strcmp(path, "/admin/errors") == 0) {
+    if (!bh__is_get(req)) {
+      bh__admin_method(req, "GET, HEAD");
+    } else if (path[7] == 's') {
+      bh__status(req);
+    } else {
+      /* the catalogue workers published: the master loads no plugin */
+      bh__buf b;
+      bh__buf_init(&b);
+      bh__shm_lock();
+      if (bh__shm_g->catalogue_len)
+        bh__buf_append(&b, bh__shm_g->catalogue, bh__shm_g->catalogue_len);
+      bh__shm_unlock();
+      if (b.len == 0) bh__catalogue_json(req->d, &b);
+      bh__admin_json(req, 200, &b);
+    }
+    return;
+  }
+  if (strcmp(path, "/admin/reload") == 0) {
+    if (strcmp(req->method, "POST") != 0) {
+      bh__admin_method(req, "POST");
+      return;
+    }
+    char err[512] = "";
+    int rc = bh__master_reload(err, sizeof(err));
+    if (rc != 0) {
+      bh__respond_problem(req,
+                          rc == -ENOTSUP ? "admin.workers_required"
+                                         : "admin.reload_refused",
+                          err[0] ? err : NULL, -1, NULL, 0, NULL, 0);
+      return;
+    }
+    bh__buf b;
+    bh__buf_init(&b);
+    bh__buf_printf(&b, "{\"status\":\"reloading\",\"generation\":%d}",
+                   bh__shm_g->generation);
+    bh__admin_json(req, 202, &b);
+    return;
+  }
+  static const char plugs[] = "/admin/plugins/";
+  const char *rel = "/release";
+  size_t pll = sizeof(plugs) - 1, rl = strlen(rel), plen = strlen(path);
+  if (plen > pll + rl && strncmp(path, plugs, pll) == 0 &&
+      strcmp(path + plen - rl, rel) == 0) {
+    char name[64];
+    size_t nl = plen - pll - rl;
+    if (nl >= sizeof(name) || memchr(path + pll, '/', nl)) {
+      bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+      return;
+    }
+    memcpy(name, path + pll, nl);
+    name[nl] = '\0';
+    if (strcmp(req->method, "POST") != 0) {
+      bh__admin_method(req, "POST");
+      return;
+    }
+    char err[256] = "";
+    int rc = bh__master_release(name, err, sizeof(err));
+    if (rc != 0) {
+      bh__respond_problem(req,
+                          rc == -ENOTSUP ? "admin.workers_required"
+                                         : "admin.plugin_not_found",
+                          NULL, -1, NULL, 0, NULL, 0);
+      return;
+    }
+    bh__buf b;
+    bh__buf_init(&b);
+    bh__buf_puts(&b, "{\"plugin\":");
+    bh__buf_json_str(&b, name);
+    bh__buf_puts(&b, ",\"status\":\"released\"}");
+    bh__admin_json(req, 200, &b);
+    return;
+  }
+  static const char up[] = "/admin/upstreams/";
+  const char *tail = "/breaker";
+  size_t pl = strlen(path), ul = sizeof(up) - 1, tl = strlen(tail);
+  if (pl > ul + tl && strncmp(path, up, ul) == 0 &&
+      strcmp(path + pl - tl, tail) == 0) {
+    char name[64];
+    size_t nl = pl - ul - tl;
+    if (nl >= sizeof(name) || memchr(path + ul, '/', nl)) {
+      bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+      return;
+    }
+    memcpy(name, path + ul, nl);
+    name[nl] = '\0';
+    if (strcmp(req->method, "POST") != 0)
+      bh__admin_method(req, "POST");
+    else
+      bh__breaker_override(req, name);
+    return;
+  }
+  bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+}

@@ -1,0 +1,205 @@
+/*
+ * bulkhead: command line.
+ *
+ *   bulkhead [-c FILE] [--listen ADDR] [--admin-listen ADDR]
+ *   bulkhead -t [-c FILE]        check config and plugin loading
+ *   bulkhead --list-codes [-c FILE]
+ *   bulkhead user add|disable|enable EMAIL [-c FILE]   (auth_cli.c)
+ *   bulkhead --version
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "identity/auth.h"
+#include "bh_version.h"
+#include "proc/daemon.h"
+#include "base/log.h"
+#include "state/shm.h"
+
+static void bh__usage(FILE *f) {
+  fprintf(f, "usage: bulkhead [-c FILE] [--listen HOST:PORT] "
+             "[--admin-listen HOST:PORT]\n"
+             "       bulkhead -t [-c FILE]          check config and plugins, "
+             "then exit\n"
+             "       bulkhead --list-codes [-c FILE] print the error code "
+             "catalogue as JSON\n"
+             "       bulkhead user add|disable|enable EMAIL [-c FILE]  local "
+             "sign-in accounts\n"
+             "       bulkhead --version\n"
+             "Without -c the embedded default configuration is used.\n");
+}
+
+static int bh__replace(char **slot, const char *value, const char *what) {
+  char host[64];
+  int port;
+  if (bh__config_parse_addr(value, host, sizeof(host), &port) != 0) {
+    fprintf(stderr, "bulkhead: %s: invalid address '%s' (HOST:PORT)\n", what,
+            value);
+    return -EINVAL;
+  }
+  char *dup = strdup(value);
+  if (dup == NULL) return -ENOMEM;
+  free(*slot);
+  *slot = dup;
+  return 0;
+}
+
+/* A daemon started with stdin, stdout or stderr closed would hand those
+ * numbers to its first sockets, and then log lines or libuv's own checks
+ * would hit them: keep 0..2 taken. */
+static void bh__std_fds(void) {
+  for (int fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+    if (n >= 0 && n != fd) {
+      dup2(n, fd);
+      close(n);
+    }
+  }
+}
+
+int main(int argc, char **argv) {
+  bh__std_fds();
+  if (argc > 1 && strcmp(argv[1], "user") == 0)
+    return bh__auth_cli(argc - 1, argv + 1);
+  const char *config_path = NULL, *listen = NULL, *admin_listen = NULL;
+  int test_only = 0, list_codes = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc)
+      config_path = argv[++i];
+    else if (strcmp(a, "-t") == 0 || strcmp(a, "--test") == 0)
+      test_only = 1;
+    else if (strcmp(a, "--list-codes") == 0)
+      list_codes = 1;
+    else if (strcmp(a, "--listen") == 0 && i + 1 < argc)
+      listen = argv[++i];
+    else if (strcmp(a, "--admin-listen") == 0 && i + 1 < argc)
+      admin_listen = argv[++i];
+    else if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
+      printf("bulkhead %s (plugin ABI %d.%d)\n", BH_VERSION, BH_ABI_MAJOR,
+             BH_ABI_MINOR);
+      return 0;
+    } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      bh__usage(stdout);
+      return 0;
+    } else {
+      fprintf(stderr, "bulkhead: unknown or incomplete argument '%s'\n", a);
+      bh__usage(stderr);
+      return 2;
+    }
+  }
+  if (sodium_init() < 0) {
+    fprintf(stderr, "bulkhead: libsodium failed to initialise\n");
+    return 1;
+  }
+  /* a client that goes away must not kill the daemon mid-write */
+  signal(SIGPIPE, SIG_IGN);
+
+  bh__config cfg;
+  char err[512];
+  int rc;
+  memset(&cfg, 0, sizeof(cfg));
+  if (bh__config_load(config_path, &cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "bulkhead: %s\n", err);
+    return 2;
+  }
+  if ((listen && bh__replace(&cfg.listen, listen, "--listen")) ||
+      (admin_listen &&
+       bh__replace(&cfg.admin_listen, admin_listen, "--admin-listen"))) {
+    bh__config_free(&cfg);
+    return 2;
+  }
+
+  /* shared state first: upstream breakers live there even in -t */
+  rc = bh__shm_create((size_t)256 << 20);
+  if (rc != 0) {
+    fprintf(stderr, "bulkhead: cannot map shared memory: %s\n", strerror(-rc));
+    bh__config_free(&cfg);
+    return 1;
+  }
+  uv_loop_t *loop = uv_default_loop();
+  bh__daemon d;
+  if (test_only || list_codes) {
+    /* load (init) every plugin as the daemon would, report, unload */
+    rc = bh__auth_prepare(&cfg, 1, err, sizeof(err));
+    if (rc) {
+      fprintf(stderr, "bulkhead: %s\n", err);
+      bh__config_free(&cfg);
+      bh__shm_destroy();
+      return 1;
+    }
+    rc = bh__daemon_init(&d, &cfg, loop, BH__ROLE_SINGLE, -1);
+    int failed = 0;
+    for (size_t i = 0; rc == 0 && i < d.nplugins; i++)
+      if (d.plugins[i].state == BH__PLUGIN_FAILED) failed++;
+    if (rc == 0 && list_codes) {
+      bh__buf b;
+      bh__buf_init(&b);
+      bh__catalogue_json(&d, &b);
+      printf("%s\n", b.data ? b.data : "{}");
+      bh__buf_free(&b);
+    } else if (rc == 0) {
+      if (failed)
+        fprintf(stderr, "bulkhead: %s: %d plugin(s) failed to load\n",
+                cfg.source, failed);
+      else
+        fprintf(stderr, "bulkhead: %s: configuration OK, %zu plugin(s)\n",
+                cfg.source, d.nplugins);
+    }
+    bh__daemon_free(&d);
+    bh__config_free(&cfg);
+    bh__loop_close(loop);
+    bh__shm_destroy();
+    return rc ? 1 : (test_only && failed) ? 1 : 0;
+  }
+
+  if (bh__log_open(cfg.log_target, cfg.log_level) != 0) {
+    fprintf(stderr, "bulkhead: cannot open log '%s'\n", cfg.log_target);
+    bh__config_free(&cfg);
+    return 1;
+  }
+  bh__logf(BH__INFO, "config", "using %s", cfg.source);
+  /* keys, and the identity store migrated before any worker opens it: a
+   * failed migration stops here, with the file as it was */
+  if (bh__auth_prepare(&cfg, 0, err, sizeof(err)) != 0) {
+    fprintf(stderr, "bulkhead: %s\n", err);
+    bh__logf(BH__ERROR, "start_failed", "%s", err);
+    bh__log_close();
+    bh__config_free(&cfg);
+    bh__shm_destroy();
+    return 1;
+  }
+  int single = bh__workers_count(&cfg) == 0;
+  /* the master keeps its config on the heap: a reload swaps it */
+  bh__config *live = &cfg;
+  if (!single) {
+    live = malloc(sizeof(*live));
+    if (live == NULL) return 1;
+    *live = cfg;
+    memset(&cfg, 0, sizeof(cfg));
+  }
+  rc = bh__daemon_init(&d, live, loop,
+                       single ? BH__ROLE_SINGLE : BH__ROLE_MASTER, -1);
+  if (rc == 0) rc = bh__daemon_listen(&d);
+  if (rc == 0)
+    rc = single ? bh__daemon_run(&d) : bh__master_run(&d, config_path);
+  else
+    uv_run(loop, UV_RUN_NOWAIT);
+  if (d.api_fd > 0) close(d.api_fd);
+  live = d.cfg;
+  bh__daemon_free(&d);
+  bh__loop_close(loop);
+  bh__logf(BH__INFO, "stopped", "exit %d", rc ? 1 : 0);
+  bh__log_close();
+  bh__config_free(live);
+  if (live != &cfg) free(live);
+  bh__shm_destroy();
+  return rc ? 1 : 0;
+}

@@ -1,0 +1,916 @@
+/*
+ * Upstream calls: libcurl multi on the libuv loop (the socket/timer
+ * callback pattern of curl's multi_socket API), with retries, the circuit
+ * breaker and the retry budget applied to each attempt.
+ *
+ * A call is owned by the core from bh__call_start until its callback has
+ * run; it holds a reference on its request so the plugin's `req` stays
+ * valid in the callback whatever happened to the connection.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proc/daemon.h"
+#include "base/log.h"
+#include "state/shm.h"
+#include "upstream/upstream.h"
+
+#define BH__MAX_RESPONSE_DEFAULT (8u << 20)
+
+/* Easy handles kept for reuse (curl_easy_reset) instead of a fresh one per
+ * attempt: initialising and freeing one cost about a tenth of a proxied
+ * request's instructions. */
+#define BH__EASY_POOL 64
+
+struct bh__client {
+  bh__daemon *d;
+  CURLM *multi;
+  uv_timer_t timer;
+  bh__call *calls; /* all live calls, for shutdown */
+  int closing;
+  /* poll handles by socket, from the first time libcurl asks to watch a
+   * socket until libcurl closes it (bh__curl_closesocket) */
+  struct bh__sock **socks;
+  size_t nsocks;
+  CURL *easy_pool[BH__EASY_POOL];
+  size_t neasy;
+};
+
+/* One per upstream socket, for the socket's whole life: a keep-alive
+ * connection goes back to libcurl's pool between transfers without its
+ * poll handle being closed and re-created (each costs epoll_ctl calls and
+ * an ioctl). */
+typedef struct bh__sock {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  bh__client *cl;
+  int events;      /* what the poll handle watches now (UV_READABLE...) */
+  int curl_active; /* libcurl watches it (between a transfer's start and
+                      CURL_POLL_REMOVE) */
+} bh__sock;
+
+typedef struct bh__result {
+  bh_upstream_result pub; /* first: the plugin sees only this */
+  bh__call *call;
+} bh__result;
+
+struct bh__call {
+  bh__client *cl;
+  struct bh_upstream *u;
+  bh_req *req;
+  bh_upstream_cb cb;
+  void *cb_data;
+  bh__call_stream stream;
+  int has_stream;
+  int streaming; /* answer being streamed: no retry */
+  int paused;
+  int aborted; /* the stream's reader stopped it: no verdict */
+
+  void *mem; /* one block: the strings and the body below point into it */
+  char *method;
+  char *url;
+  char *body;
+  size_t body_len;
+  char **headers;
+  size_t nheaders;
+  uint32_t flags;
+  uint32_t timeout_ms;
+
+  CURL *easy;
+  struct curl_slist *slist; /* built in slist_mem: not curl_slist_append's */
+  void *slist_mem;
+  uv_timer_t timer; /* retry backoff, local refusals */
+  bh__buf resp;
+  bh__buf resp_headers;
+  char errbuf[CURL_ERROR_SIZE];
+
+  int outcome;
+  uint32_t transport;
+  int status;
+  long retry_after;
+  uint32_t attempts;
+  uint64_t start_ms;
+  uint64_t attempt_start_ms;
+  uint64_t deadline_ms; /* 0: none */
+  int finished;
+
+  bh__call *next, *prev; /* client list */
+  bh__call *req_next;    /* request's list */
+};
+
+static uint64_t bh__ms(bh__client *cl) {
+  return uv_now(cl->d->loop);
+}
+
+/* ---------------------------------------------------------------------- */
+/* curl <-> libuv glue                                                     */
+/* ---------------------------------------------------------------------- */
+
+static void bh__check_multi(bh__client *cl);
+
+static void bh__sock_closed(uv_handle_t *h) {
+  free(h->data);
+}
+
+static bh__sock *bh__sock_get(bh__client *cl, curl_socket_t fd) {
+  return fd >= 0 && (size_t)fd < cl->nsocks ? cl->socks[fd] : NULL;
+}
+
+static void bh__poll_cb(uv_poll_t *h, int status, int events);
+
+/* Watches `events` (0: nothing) on sk, touching epoll only on a change. */
+static void bh__sock_watch(bh__sock *sk, int events) {
+  if (events == sk->events) return;
+  if (events)
+    uv_poll_start(&sk->poll, events, bh__poll_cb);
+  else
+    uv_poll_stop(&sk->poll);
+  sk->events = events;
+}
+
+static void bh__poll_cb(uv_poll_t *h, int status, int events) {
+  bh__sock *sk = h->data;
+  bh__client *cl = sk->cl;
+  if (!sk->curl_active) {
+    /* an idle pooled connection became readable: the upstream closed it
+     * or sent something unasked. Stop watching (a level-triggered poll
+     * would spin); libcurl's own liveness check at reuse decides its fate */
+    bh__sock_watch(sk, 0);
+    return;
+  }
+  int flags = 0, running = 0;
+  if (status < 0) flags = CURL_CSELECT_ERR;
+  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  curl_multi_socket_action(cl->multi, sk->fd, flags, &running);
+  bh__check_multi(cl);
+}
+
+static int bh__curl_socket(CURL *e, curl_socket_t s, int what, void *userp,
+                           void *socketp) {
+  bh__client *cl = userp;
+  (void)e;
+  (void)socketp;
+  bh__sock *sk = bh__sock_get(cl, s);
+  if (what == CURL_POLL_REMOVE) {
+    /* the transfer is over; the connection may go back to the pool. Keep
+     * watching for readability only (an unchanged watch costs nothing),
+     * so an upstream closing it is noticed and the watch dropped then */
+    if (sk) {
+      sk->curl_active = 0;
+      bh__sock_watch(sk, sk->events & UV_READABLE);
+    }
+    return 0;
+  }
+  if (sk == NULL) {
+    if (s < 0) return -1;
+    if ((size_t)s >= cl->nsocks) {
+      size_t n = cl->nsocks ? cl->nsocks : 64;
+      while (n <= (size_t)s)
+        n *= 2;
+      bh__sock **v = realloc(cl->socks, n * sizeof(*v));
+      if (v == NULL) return -1;
+      memset(v + cl->nsocks, 0, (n - cl->nsocks) * sizeof(*v));
+      cl->socks = v;
+      cl->nsocks = n;
+    }
+    sk = calloc(1, sizeof(*sk));
+    if (sk == NULL) return -1;
+    sk->fd = s;
+    sk->cl = cl;
+    if (uv_poll_init_socket(cl->d->loop, &sk->poll, s) != 0) {
+      free(sk);
+      return -1;
+    }
+    sk->poll.data = sk;
+    cl->socks[s] = sk;
+  }
+  sk->curl_active = 1;
+  int events = 0;
+  if (what & CURL_POLL_IN) events |= UV_READABLE;
+  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
+  bh__sock_watch(sk, events);
+  return 0;
+}
+
+/* libcurl closes every socket it opened through here (set on each easy
+ * handle; a connection keeps the callback of the handle that opened it,
+ * even in the pool): the poll handle goes first, then the socket. */
+static int bh__curl_closesocket(void *clientp, curl_socket_t fd) {
+  bh__client *cl = clientp;
+  bh__sock *sk = bh__sock_get(cl, fd);
+  if (sk) {
+    cl->socks[fd] = NULL;
+    /* uv_close drops the fd from epoll at once; the memory goes later */
+    uv_close((uv_handle_t *)&sk->poll, bh__sock_closed);
+  }
+  return close(fd);
+}
+
+static void bh__multi_timeout(uv_timer_t *t) {
+  bh__client *cl = t->data;
+  int running = 0;
+  curl_multi_socket_action(cl->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  bh__check_multi(cl);
+}
+
+static int bh__curl_timer(CURLM *m, long timeout_ms, void *userp) {
+  bh__client *cl = userp;
+  (void)m;
+  if (timeout_ms < 0)
+    uv_timer_stop(&cl->timer);
+  else
+    uv_timer_start(&cl->timer, bh__multi_timeout, (uint64_t)timeout_ms, 0);
+  return 0;
+}
+
+int bh__client_init(bh__daemon *d) {
+  static int global_done;
+  if (!global_done) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return -EIO;
+    global_done = 1;
+  }
+  bh__client *cl = calloc(1, sizeof(*cl));
+  if (cl == NULL) return -ENOMEM;
+  cl->d = d;
+  cl->multi = curl_multi_init();
+  if (cl->multi == NULL) {
+    free(cl);
+    return -ENOMEM;
+  }
+  uv_timer_init(d->loop, &cl->timer);
+  cl->timer.data = cl;
+  curl_multi_setopt(cl->multi, CURLMOPT_SOCKETFUNCTION, bh__curl_socket);
+  curl_multi_setopt(cl->multi, CURLMOPT_SOCKETDATA, cl);
+  curl_multi_setopt(cl->multi, CURLMOPT_TIMERFUNCTION, bh__curl_timer);
+  curl_multi_setopt(cl->multi, CURLMOPT_TIMERDATA, cl);
+  /* keep-alive pool: idle connections are kept and reused per host */
+  curl_multi_setopt(cl->multi, CURLMOPT_MAXCONNECTS, 256L);
+  curl_multi_setopt(cl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+  d->client = cl;
+  return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Call lifecycle                                                          */
+/* ---------------------------------------------------------------------- */
+
+static void bh__call_free(uv_handle_t *h) {
+  bh__call *call = h->data;
+  free(call->mem);
+  bh__buf_free(&call->resp);
+  bh__buf_free(&call->resp_headers);
+  free(call);
+}
+
+static void bh__easy_release(bh__call *call) {
+  bh__client *cl = call->cl;
+  if (call->easy) {
+    curl_multi_remove_handle(cl->multi, call->easy);
+    if (cl->neasy < BH__EASY_POOL && !cl->closing) {
+      /* reset now: the handle must not keep pointers into this call */
+      curl_easy_reset(call->easy);
+      cl->easy_pool[cl->neasy++] = call->easy;
+    } else {
+      curl_easy_cleanup(call->easy);
+    }
+    call->easy = NULL;
+  }
+  free(call->slist_mem);
+  call->slist_mem = NULL;
+  call->slist = NULL;
+}
+
+static CURL *bh__easy_get(bh__client *cl) {
+  if (cl->neasy) return cl->easy_pool[--cl->neasy];
+  return curl_easy_init();
+}
+
+/* The request's header list in one allocation: libcurl only reads a
+ * CURLOPT_HTTPHEADER list, so its nodes and strings can live in one block
+ * instead of two allocations per header (curl_slist_append). */
+static struct curl_slist *bh__slist_build(bh__call *call, const char **lines,
+                                          size_t n) {
+  size_t bytes = n * sizeof(struct curl_slist);
+  for (size_t i = 0; i < n; i++)
+    bytes += strlen(lines[i]) + 1;
+  char *mem = malloc(bytes ? bytes : 1);
+  if (mem == NULL) return NULL;
+  struct curl_slist *nodes = (struct curl_slist *)(void *)mem;
+  char *str = mem + n * sizeof(struct curl_slist);
+  for (size_t i = 0; i < n; i++) {
+    size_t l = strlen(lines[i]) + 1;
+    memcpy(str, lines[i], l);
+    nodes[i].data = str;
+    nodes[i].next = i + 1 < n ? &nodes[i + 1] : NULL;
+    str += l;
+  }
+  call->slist_mem = mem;
+  return n ? nodes : NULL;
+}
+
+static void bh__req_calls_remove(bh__call *call) {
+  bh_req *req = call->req;
+  if (req == NULL) return;
+  bh__call **pp = (bh__call **)&req->calls;
+  while (*pp && *pp != call)
+    pp = &(*pp)->req_next;
+  if (*pp) *pp = call->req_next;
+}
+
+static void bh__upstream_note_error(struct bh_upstream *u, bh__call *call,
+                                    uint64_t now) {
+  const char *what = NULL;
+  char tmp[64];
+  if (call->outcome == BH_OUTCOME_TRANSPORT) {
+    switch (call->transport) {
+    case BH_TRANSPORT_CONNECT: what = "connect failed"; break;
+    case BH_TRANSPORT_DNS: what = "DNS failure"; break;
+    case BH_TRANSPORT_TLS: what = "TLS failure"; break;
+    case BH_TRANSPORT_TIMEOUT: what = "timeout"; break;
+    default: what = "connection reset"; break;
+    }
+  } else if (call->outcome == BH_OUTCOME_RESPONSE &&
+             (call->status >= 500 || call->status == 429 ||
+              call->status == 408)) {
+    snprintf(tmp, sizeof(tmp), "HTTP %d", call->status);
+    what = tmp;
+  }
+  if (what) {
+    snprintf(u->last_error, sizeof(u->last_error), "%s", what);
+    u->last_error_ms = (uint64_t)time(NULL) * 1000;
+    if (u->shared) {
+      bh__shm_lock();
+      snprintf(u->shared->last_error, sizeof(u->shared->last_error), "%s",
+               what);
+      u->shared->last_error_ms = u->last_error_ms;
+      bh__shm_unlock();
+    }
+  }
+  (void)now;
+}
+
+/* Delivers the result and frees the call. */
+static void bh__call_finish(bh__call *call) {
+  if (call->finished) return;
+  call->finished = 1;
+  bh__client *cl = call->cl;
+  bh__easy_release(call);
+  uv_timer_stop(&call->timer);
+  if (call->prev)
+    call->prev->next = call->next;
+  else
+    cl->calls = call->next;
+  if (call->next) call->next->prev = call->prev;
+  bh__req_calls_remove(call);
+
+  uint64_t now = bh__ms(cl);
+  bh__upstream_note_error(call->u, call, now);
+  bh__metrics_upstream(cl->d, call->u, call->outcome, call->transport,
+                       call->status, call->attempts, now - call->start_ms);
+
+  bh__result r;
+  memset(&r, 0, sizeof(r));
+  r.call = call;
+  r.pub.size = sizeof(r.pub);
+  r.pub.outcome = call->outcome;
+  r.pub.transport = call->transport;
+  r.pub.status = call->status;
+  r.pub.body = call->resp.data ? call->resp.data : "";
+  r.pub.body_len = call->resp.len;
+  r.pub.retry_after = call->retry_after;
+  r.pub.attempts = call->attempts;
+  r.pub.duration_ms = (uint32_t)(now - call->start_ms);
+  bh_req *req = call->req;
+  if (call->cb) {
+    int64_t mark = bh__shm_enter(call->u->plugin->shm_index, BH__CB_UPSTREAM);
+    call->cb(req, &r.pub, call->cb_data);
+    bh__shm_leave(mark);
+  }
+  if (req) bh__req_unref(req);
+  uv_close((uv_handle_t *)&call->timer, bh__call_free);
+}
+
+static void bh__call_attempt(bh__call *call);
+
+static void bh__timer_fire(uv_timer_t *t) {
+  bh__call *call = t->data;
+  if (call->outcome == -1)
+    bh__call_attempt(call);
+  else
+    bh__call_finish(call);
+}
+
+/* Finishes on the next loop turn: a callback never runs inside the call
+ * that started it. */
+static void bh__call_finish_soon(bh__call *call) {
+  uv_timer_start(&call->timer, bh__timer_fire, 0, 0);
+}
+
+/* ---------------------------------------------------------------------- */
+/* One attempt                                                             */
+/* ---------------------------------------------------------------------- */
+
+static size_t bh__on_header(char *buf, size_t size, size_t n, void *userp) {
+  bh__call *call = userp;
+  size_t len = size * n;
+  if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
+    /* a new response (after 1xx): forget the previous header block */
+    bh__buf_reset(&call->resp_headers);
+    return len;
+  }
+  const char *colon = memchr(buf, ':', len);
+  if (colon == NULL) return len;
+  size_t nl = (size_t)(colon - buf);
+  const char *v = colon + 1;
+  size_t vl = len - nl - 1;
+  while (vl && (*v == ' ' || *v == '\t'))
+    v++, vl--;
+  while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+    vl--;
+  for (size_t i = 0; i < nl; i++) {
+    char c = buf[i];
+    bh__buf_putc(&call->resp_headers,
+                 (char)(c >= 'A' && c <= 'Z' ? c + 32 : c));
+  }
+  bh__buf_puts(&call->resp_headers, ": ");
+  bh__buf_append(&call->resp_headers, v, vl);
+  bh__buf_puts(&call->resp_headers, "\r\n");
+  return bh__buf_failed(&call->resp_headers) ? 0 : len;
+}
+
+static size_t bh__on_data(char *buf, size_t size, size_t n, void *userp) {
+  bh__call *call = userp;
+  size_t len = size * n;
+  if (call->has_stream && !call->streaming && call->resp.len == 0 &&
+      call->status == 0) {
+    long code = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &code);
+    call->status = (int)code;
+    if (call->stream.on_head(call, (int)code, call->stream.data))
+      call->streaming = 1;
+  }
+  if (call->streaming) {
+    int more = call->stream.on_data(call, buf, len, call->stream.data);
+    if (more < 0) {
+      call->aborted = 1;
+      return 0; /* ends the transfer (CURLE_WRITE_ERROR) */
+    }
+    if (more) {
+      call->paused = 1;
+      return CURL_WRITEFUNC_PAUSE;
+    }
+    return len;
+  }
+  if (call->resp.len + len > call->u->max_response_bytes) return 0;
+  return bh__buf_append(&call->resp, buf, len) ? 0 : len;
+}
+
+void bh__call_resume(bh__call *call) {
+  if (call->paused && call->easy) {
+    call->paused = 0;
+    curl_easy_pause(call->easy, CURLPAUSE_CONT);
+  }
+}
+
+static uint32_t bh__transport_kind(CURLcode rc) {
+  switch (rc) {
+  case CURLE_COULDNT_CONNECT: return BH_TRANSPORT_CONNECT;
+  case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY: return BH_TRANSPORT_DNS;
+  case CURLE_OPERATION_TIMEDOUT: return BH_TRANSPORT_TIMEOUT;
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH: return BH_TRANSPORT_TLS;
+  default: return BH_TRANSPORT_RESET;
+  }
+}
+
+static long bh__header_retry_after(bh__call *call) {
+  const char *v = bh__call_headers(call);
+  const char *h = v ? strstr(v, "retry-after: ") : NULL;
+  if (h == NULL || (h != v && h[-1] != '\n')) return -1;
+  char val[64];
+  h += 13;
+  size_t n = strcspn(h, "\r\n");
+  if (n >= sizeof(val)) return -1;
+  memcpy(val, h, n);
+  val[n] = '\0';
+  int64_t s = bh__retry_after_parse(val, (int64_t)time(NULL));
+  /* a day is already "do not retry"; clamping keeps later arithmetic safe */
+  return s < 0 ? -1 : (long)(s > 86400 ? 86400 : s);
+}
+
+static uint64_t bh__rand64(void) {
+  uint64_t r;
+  randombytes_buf(&r, sizeof(r));
+  return r;
+}
+
+/* After an attempt: retry, or deliver. */
+static void bh__attempt_done(bh__call *call, CURLcode rc) {
+  bh__client *cl = call->cl;
+  struct bh_upstream *u = call->u;
+  uint64_t now = bh__ms(cl);
+  uint32_t took = (uint32_t)(now - call->attempt_start_ms);
+  if (call->aborted) {
+    /* the reader stopped a 2xx stream (its client left): the upstream was
+     * answering fine, and the breaker's slot is still owed a record */
+    bh__shm_lock();
+    bh__breaker_record(u->breaker, now, 0, took);
+    bh__shm_unlock();
+    bh__easy_release(call);
+    call->outcome = BH_OUTCOME_CANCELED;
+    call->transport = 0;
+    bh__call_finish(call);
+    return;
+  }
+  long code = 0;
+  curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &code);
+  if (rc == CURLE_OK) {
+    call->outcome = BH_OUTCOME_RESPONSE;
+    call->status = (int)code;
+    call->transport = 0;
+  } else {
+    call->outcome = BH_OUTCOME_TRANSPORT;
+    call->transport = bh__transport_kind(rc);
+    if (rc == CURLE_WRITE_ERROR && !call->streaming)
+      snprintf(call->errbuf, sizeof(call->errbuf), "response too large");
+    call->status = 0;
+  }
+  call->retry_after =
+      call->outcome == BH_OUTCOME_RESPONSE ? bh__header_retry_after(call) : -1;
+  /* 429 and 408 count too: an upstream asking us to back off is exactly
+   * what the breaker is for */
+  int failed = call->outcome == BH_OUTCOME_TRANSPORT || call->status >= 500 ||
+               call->status == 429 || call->status == 408;
+  bh__shm_lock();
+  bh__breaker_record(u->breaker, now, failed, took);
+  bh__shm_unlock();
+  bh__easy_release(call);
+
+  if (call->streaming || (call->flags & BH_CALL_NO_RETRY) ||
+      call->attempts > u->retry.max_retries ||
+      !bh__retry_method_ok(call->method, call->flags & BH_CALL_RETRY_SAFE) ||
+      !bh__retry_outcome_ok(
+          call->outcome == BH_OUTCOME_TRANSPORT ? call->transport : 0,
+          call->outcome == BH_OUTCOME_RESPONSE ? call->status : 0)) {
+    bh__call_finish(call);
+    return;
+  }
+  int64_t ra = call->retry_after >= 0 ? call->retry_after * 1000 : -1;
+  int64_t delay =
+      bh__retry_delay_ms(&u->retry, call->attempts, bh__rand64(), ra);
+  int budget_ok = 0;
+  if (delay >= 0 &&
+      !(call->deadline_ms && now + (uint64_t)delay + 5 >= call->deadline_ms)) {
+    bh__shm_lock();
+    budget_ok = bh__retry_budget_take(u->budget, &u->retry, now);
+    bh__shm_unlock();
+  }
+  if (!budget_ok) {
+    bh__call_finish(call);
+    return;
+  }
+  bh__metrics_retry(cl->d, u);
+  call->outcome = -1; /* the timer starts the next attempt */
+  bh__buf_reset(&call->resp);
+  uv_timer_start(&call->timer, bh__timer_fire, (uint64_t)delay, 0);
+}
+
+static void bh__check_multi(bh__client *cl) {
+  CURLMsg *msg;
+  int left;
+  while ((msg = curl_multi_info_read(cl->multi, &left)) != NULL) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    bh__call *call = NULL;
+    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+    if (call) bh__attempt_done(call, msg->data.result);
+  }
+}
+
+static void bh__call_attempt(bh__call *call) {
+  bh__client *cl = call->cl;
+  struct bh_upstream *u = call->u;
+  uint64_t now = bh__ms(cl);
+  uint64_t retry_ms = 0;
+  /* the deadline first: a call that cannot go out must not take a breaker
+   * slot it would then have to report */
+  if (call->deadline_ms && now >= call->deadline_ms) {
+    call->outcome = BH_OUTCOME_TRANSPORT;
+    call->transport = BH_TRANSPORT_TIMEOUT;
+    bh__call_finish_soon(call);
+    return;
+  }
+  if (call->attempts == 0 && u->limit) {
+    uint32_t wait_s = 0;
+    if (bh__limit_take_key(u->limit, u->name, now, &wait_s) != 0) {
+      call->outcome = BH_OUTCOME_RATE_LIMITED;
+      call->retry_after = wait_s;
+      bh__call_finish_soon(call);
+      return;
+    }
+  }
+  bh__shm_lock();
+  int refused = bh__breaker_allow(u->breaker, now, &retry_ms) != 0;
+  bh__shm_unlock();
+  if (refused) {
+    if (call->attempts == 0) {
+      call->outcome = BH_OUTCOME_BREAKER_OPEN;
+      call->retry_after = (long)((retry_ms + 999) / 1000);
+    } else {
+      /* keep the last real answer: it is the truer story */
+      call->outcome = call->status ? BH_OUTCOME_RESPONSE : BH_OUTCOME_TRANSPORT;
+    }
+    bh__call_finish_soon(call);
+    return;
+  }
+  uint32_t timeout = call->timeout_ms ? call->timeout_ms : u->timeout_ms;
+  if (call->deadline_ms && call->deadline_ms - now < timeout)
+    timeout = (uint32_t)(call->deadline_ms - now);
+  CURL *e = bh__easy_get(cl);
+  if (e == NULL) goto fail;
+  call->easy = e;
+  call->attempts++;
+  call->attempt_start_ms = now;
+  call->status = 0;
+  bh__buf_reset(&call->resp);
+  bh__buf_reset(&call->resp_headers);
+  call->errbuf[0] = '\0';
+
+  char idline[16 + sizeof(call->req->id)], tline[48];
+  const char *small[16];
+  size_t nl = u->nheaders + call->nheaders + 3;
+  const char **lines = nl <= 16 ? small : malloc(nl * sizeof(*lines));
+  if (lines == NULL) goto fail;
+  nl = 0;
+  for (size_t i = 0; i < u->nheaders; i++)
+    lines[nl++] = u->headers[i];
+  for (size_t i = 0; i < call->nheaders; i++)
+    lines[nl++] = call->headers[i];
+  if (call->req && call->req->id[0]) {
+    /* the id is at most sizeof(id) - 1 bytes: it fits */
+    size_t il = strlen(call->req->id);
+    memcpy(idline, "X-Request-ID: ", 14);
+    memcpy(idline + 14, call->req->id, il + 1);
+    lines[nl++] = idline;
+  }
+  if (call->deadline_ms) {
+    static const char tname[] = "X-Request-Timeout-Ms: ";
+    char digits[24];
+    size_t i = sizeof(digits);
+    uint64_t left = call->deadline_ms - now;
+    digits[--i] = '\0';
+    do {
+      digits[--i] = (char)('0' + left % 10);
+      left /= 10;
+    } while (left);
+    memcpy(tline, tname, sizeof(tname) - 1);
+    memcpy(tline + sizeof(tname) - 1, digits + i, sizeof(digits) - i);
+    lines[nl++] = tline;
+  }
+  /* no 100-continue round trip: bodies are small and already in memory */
+  lines[nl++] = "Expect:";
+  struct curl_slist *sl = bh__slist_build(call, lines, nl);
+  if (lines != small) free((void *)lines);
+  if (sl == NULL) goto fail;
+  call->slist = sl;
+
+  curl_easy_setopt(e, CURLOPT_URL, call->url);
+  curl_easy_setopt(e, CURLOPT_PRIVATE, call);
+  curl_easy_setopt(e, CURLOPT_HTTPHEADER, sl);
+  curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)u->connect_timeout_ms);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout);
+  curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, bh__on_header);
+  curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
+  curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, bh__on_data);
+  curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+  curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->errbuf);
+  curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, (long)u->tls_verify);
+  curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, u->tls_verify ? 2L : 0L);
+  curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, bh__curl_closesocket);
+  curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, cl);
+  if ((call->flags & BH_CALL_NO_RETRY) ||
+      !bh__retry_method_ok(call->method, call->flags & BH_CALL_RETRY_SAFE)) {
+    /* libcurl silently re-sends a request whose reused keep-alive
+     * connection turns out dead; for a request that must reach the
+     * upstream at most once, only a fresh connection is safe */
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+  }
+  if (strcmp(call->method, "GET") == 0) {
+    curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+  } else if (strcmp(call->method, "HEAD") == 0) {
+    curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+  } else {
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, call->method);
+    if (call->body_len || strcmp(call->method, "POST") == 0 ||
+        strcmp(call->method, "PUT") == 0 ||
+        strcmp(call->method, "PATCH") == 0) {
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body ? call->body : "");
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                       (curl_off_t)call->body_len);
+    }
+  }
+  if (curl_multi_add_handle(cl->multi, e) != CURLM_OK) goto fail;
+  return;
+fail:
+  /* a local failure, but the slot must be reported: count it failed */
+  bh__shm_lock();
+  bh__breaker_record(u->breaker, now, 1, 0);
+  bh__shm_unlock();
+  bh__easy_release(call);
+  call->outcome = BH_OUTCOME_TRANSPORT;
+  call->transport = BH_TRANSPORT_CONNECT;
+  bh__call_finish_soon(call);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Public entry points                                                     */
+/* ---------------------------------------------------------------------- */
+
+int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
+                   const bh_upstream_request *rq, bh_upstream_cb cb, void *data,
+                   const bh__call_stream *stream) {
+  bh__client *cl = d->client;
+  if (cl == NULL || cl->closing) return -ESHUTDOWN;
+  if (u == NULL || rq == NULL ||
+      rq->size < offsetof(bh_upstream_request, flags) || rq->method == NULL ||
+      rq->path == NULL || rq->path[0] != '/' ||
+      (rq->body == NULL && rq->body_len))
+    return -EINVAL;
+  for (const char *m = rq->method; *m; m++)
+    if (*m < 'A' || *m > 'Z') return -EINVAL;
+  for (const char *p = rq->path; *p; p++)
+    if ((unsigned char)*p <= ' ' || *p == 127) return -EINVAL;
+  if (req && req->answered) return -ECANCELED;
+
+  bh__call *call = calloc(1, sizeof(*call));
+  if (call == NULL) return -ENOMEM;
+  call->cl = cl;
+  call->u = u;
+  call->cb = cb;
+  call->cb_data = data;
+  if (stream) {
+    call->stream = *stream;
+    call->has_stream = 1;
+  }
+  /* method, URL, headers and body are copied into one block */
+  const char *const *hdrs = NULL;
+  size_t nh = 0;
+  int bad = 0;
+  if (rq->size >=
+          offsetof(bh_upstream_request, headers) + sizeof(rq->headers) &&
+      rq->headers) {
+    hdrs = rq->headers;
+    while (hdrs[nh])
+      nh++;
+  }
+  size_t ml = strlen(rq->method) + 1, bl = strlen(u->base_url),
+         pl = strlen(rq->path) + 1;
+  size_t bytes = nh * sizeof(char *) + ml + bl + pl + rq->body_len;
+  for (size_t i = 0; i < nh; i++) {
+    const char *h = hdrs[i];
+    if (strpbrk(h, "\r\n") || strchr(h, ':') == NULL) bad = 1;
+    bytes += strlen(h) + 1;
+  }
+  char *mem = bad ? NULL : malloc(bytes);
+  if (mem) {
+    call->mem = mem;
+    call->headers = (char **)(void *)mem;
+    char *p = mem + nh * sizeof(char *);
+    for (size_t i = 0; i < nh; i++) {
+      size_t l = strlen(hdrs[i]) + 1;
+      memcpy(p, hdrs[i], l);
+      call->headers[i] = p;
+      p += l;
+    }
+    call->nheaders = nh;
+    call->method = p;
+    memcpy(p, rq->method, ml);
+    p += ml;
+    call->url = p;
+    memcpy(p, u->base_url, bl);
+    memcpy(p + bl, rq->path, pl);
+    p += bl + pl;
+    if (rq->body_len) {
+      call->body = p;
+      memcpy(p, rq->body, rq->body_len);
+    }
+  }
+  call->body_len = rq->body_len;
+  bad |= mem == NULL;
+  call->flags = rq->flags;
+  if (rq->size >= offsetof(bh_upstream_request, timeout_ms) + sizeof(uint32_t))
+    call->timeout_ms = rq->timeout_ms;
+  bh__buf_init(&call->resp);
+  bh__buf_init(&call->resp_headers);
+  call->retry_after = -1;
+  if (bad) {
+    uv_timer_init(d->loop, &call->timer);
+    call->timer.data = call;
+    uv_close((uv_handle_t *)&call->timer, bh__call_free);
+    return -EINVAL;
+  }
+  uv_timer_init(d->loop, &call->timer);
+  call->timer.data = call;
+  call->start_ms = bh__ms(cl);
+  if (req) {
+    call->req = req;
+    req->refs++;
+    call->req_next = req->calls;
+    req->calls = call;
+    if (req->route) {
+      uint64_t elapsed = (bh__now_ns() - req->start_ns) / 1000000;
+      uint64_t limit = req->route->timeout_ms;
+      call->deadline_ms =
+          call->start_ms + (limit > elapsed ? limit - elapsed : 1);
+    }
+  }
+  call->next = cl->calls;
+  if (cl->calls) cl->calls->prev = call;
+  cl->calls = call;
+  bh__shm_lock();
+  bh__retry_budget_request(u->budget, &u->retry, call->start_ms);
+  bh__shm_unlock();
+  bh__call_attempt(call);
+  return 0;
+}
+
+const char *bh__call_headers(bh__call *call) {
+  return call->resp_headers.data ? call->resp_headers.data : "";
+}
+
+const char *bh__result_header(const bh_upstream_result *res, const char *name) {
+  bh__call *call = ((const bh__result *)(const void *)res)->call;
+  static __thread char value[1024];
+  size_t nl = strlen(name);
+  const char *s = bh__call_headers(call);
+  while (*s) {
+    const char *eol = strstr(s, "\r\n");
+    if (eol == NULL) break;
+    if ((size_t)(eol - s) > nl + 1 && strncasecmp(s, name, nl) == 0 &&
+        s[nl] == ':') {
+      const char *v = s + nl + 2;
+      size_t vl = (size_t)(eol - v);
+      if (vl >= sizeof(value)) vl = sizeof(value) - 1;
+      memcpy(value, v, vl);
+      value[vl] = '\0';
+      return value;
+    }
+    s = eol + 2;
+  }
+  return NULL;
+}
+
+void bh__calls_cancel(bh_req *req) {
+  /* each finish may drop a reference: keep the request until the end */
+  req->refs++;
+  while (req->calls) {
+    bh__call *call = req->calls;
+    call->outcome = BH_OUTCOME_CANCELED;
+    call->transport = 0;
+    bh__call_finish(call);
+  }
+  bh__req_unref(req);
+}
+
+static void bh__client_free(uv_handle_t *h) {
+  free(h->data);
+}
+
+void bh__client_close(bh__daemon *d) {
+  bh__client *cl = d->client;
+  if (cl == NULL) return;
+  cl->closing = 1;
+  while (cl->calls) {
+    cl->calls->outcome = BH_OUTCOME_CANCELED;
+    bh__call_finish(cl->calls);
+  }
+  while (cl->neasy)
+    curl_easy_cleanup(cl->easy_pool[--cl->neasy]);
+  /* closes the pooled connections, through bh__curl_closesocket */
+  curl_multi_cleanup(cl->multi);
+  for (size_t i = 0; i < cl->nsocks; i++) {
+    /* a socket libcurl never closed (it should not happen): its handle
+     * must still be closed before the loop is */
+    if (cl->socks[i])
+      uv_close((uv_handle_t *)&cl->socks[i]->poll, bh__sock_closed);
+  }
+  free(cl->socks);
+  cl->socks = NULL;
+  cl->nsocks = 0;
+  uv_close((uv_handle_t *)&cl->timer, bh__client_free);
+  d->client = NULL;
+}

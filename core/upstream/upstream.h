@@ -1,0 +1,96 @@
+/*
+ * The upstream client: libcurl's multi interface driven by the libuv loop
+ * (socket and timer callbacks; nothing blocks the loop), with the shared
+ * retry, breaker and budget policies applied to every call.
+ */
+#ifndef BH_CORE_UPSTREAM_H
+#define BH_CORE_UPSTREAM_H
+
+#include <curl/curl.h>
+#include <stdint.h>
+
+#include "policy/breaker.h"
+#include "base/buf.h"
+#include "bulkhead/plugin.h"
+#include "policy/retry.h"
+
+struct bh__limit;
+/* limits.c: a token for `key` from a policy; 0, or -EAGAIN with the wait
+ * in seconds. */
+int bh__limit_take_key(struct bh__limit *l, const char *key, uint64_t now_ms,
+                       uint32_t *wait_s);
+
+typedef struct bh__daemon bh__daemon;
+typedef struct bh__plugin bh__plugin;
+typedef struct bh__call bh__call;
+
+struct bh_upstream {
+  char *name;
+  char *base_url; /* no trailing slash */
+  bh__plugin *plugin;
+  uint32_t connect_timeout_ms;
+  uint32_t timeout_ms;
+  size_t max_response_bytes;
+  int tls_verify;
+  char **headers; /* "Name: value" from [upstream.NAME] header.* keys */
+  size_t nheaders;
+  bh__retry_cfg retry;
+  bh__retry_budget *budget; /* shared state (shm with workers) */
+  bh__breaker *breaker;     /* shared state (shm with workers) */
+  int owns_state; /* breaker/budget malloc'd here rather than shared */
+  struct bh__shm_upstream *shared; /* the slot every process sees */
+  struct bh__limit *limit; /* local rate limit ([upstream] rate_limit) */
+  char last_error[160];
+  uint64_t last_error_ms;
+  struct bh_upstream *next; /* daemon's list */
+};
+
+/* Streaming hooks for proxied calls. on_head returns 1 to stream the
+ * answer through (no retry from then on), 0 to buffer it (it will be
+ * retried or mapped). on_data returns 0, 1 to pause the transfer until
+ * bh__call_resume(), or -1 to stop it (the call ends BH_OUTCOME_CANCELED
+ * and the breaker records a success: the upstream was answering). */
+typedef struct bh__call_stream {
+  int (*on_head)(bh__call *call, int status, void *data);
+  int (*on_data)(bh__call *call, const char *buf, size_t len, void *data);
+  void *data;
+} bh__call_stream;
+
+typedef struct bh__client bh__client;
+
+int bh__client_init(bh__daemon *d);
+/* Cancels every call (callbacks get BH_OUTCOME_CANCELED) and frees the
+ * client once its handles are closed. */
+void bh__client_close(bh__daemon *d);
+
+/* Creates an upstream from def + [upstream.NAME] config. 0 or -errno with
+ * a reason in why. */
+int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
+                     struct bh_upstream **out, char *why, size_t whylen);
+void bh__upstreams_free(bh__daemon *d);
+void bh__upstream_free_one(struct bh_upstream *u);
+struct bh_upstream *bh__upstream_find(bh__daemon *d, const char *name);
+
+/* Starts a call (see bh_services.upstream_call). stream may be NULL. */
+int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
+                   const bh_upstream_request *rq, bh_upstream_cb cb, void *data,
+                   const bh__call_stream *stream);
+void bh__call_resume(bh__call *call);
+/* Response headers of the current attempt as "name: value\r\n" lines. */
+const char *bh__call_headers(bh__call *call);
+const char *bh__result_header(const bh_upstream_result *res, const char *name);
+/* Cancels the calls of a request that was answered (deadline). */
+void bh__calls_cancel(bh_req *req);
+
+/* errmap matching: the code, status and Retry-After for an outcome. */
+typedef struct bh__mapped {
+  const char *code;
+  long retry_after; /* -1: none */
+} bh__mapped;
+void bh__errmap_match(const bh__plugin *p, const bh_upstream_result *res,
+                      bh__mapped *out, char *codebuf, size_t codelen);
+/* 1 when an error-map row matches this HTTP status on its own (used by the
+ * proxy to decide whether to buffer an answer). */
+int bh__errmap_status_mapped(const bh__plugin *p, int status);
+
+#endif
