@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "proc/daemon.h"
+#include "base/reqid.h"
 
 #define BH__REQID_MAX 64
 

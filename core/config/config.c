@@ -6,7 +6,6 @@
  * identically.
  */
 #include "config/config.h"
-#include "policy/ratelimit.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -873,31 +872,6 @@ int bh__config_load(const char *path, bh__config *cfg, char *err,
     if (strncmp(cfg->sections[i].name, "plugin.", 7) == 0 &&
         load_plugin(&ld, i))
       goto out;
-  for (size_t i = 0; i < cfg->nsections && !ld.rc; i++) {
-    const bh__section *s = &cfg->sections[i];
-    char why[512];
-    int rc = 0;
-    if (strncmp(s->name, "upstream.", 9) == 0) {
-      rc = bh__upstream_config_check(cfg, s, why, sizeof why);
-    } else if (strncmp(s->name, "rate_limit.", 11) == 0) {
-      bh__rl_policy pol;
-      rc = bh__limit_policy_parse(cfg, s->name + 11, &pol, why, sizeof why);
-    }
-    if (rc) {
-      ld.rc = rc;
-      if (err && errlen) snprintf(err, errlen, "%s", why);
-    }
-  }
-  if (ld.rc) goto out;
-  /* [auth]: secrets and key files resolved now, so -t and a reload refuse
-   * what a worker would (auth_conf.c) */
-  {
-    int rc = bh__auth_conf_load(cfg, &cfg->auth, err, errlen);
-    if (rc) {
-      ld.rc = rc;
-      goto out;
-    }
-  }
   /* Sections no longer move: point each plugin at its own. */
   for (size_t i = 0; i < cfg->nplugins; i++) {
     char name[64];
@@ -937,7 +911,6 @@ void bh__config_free(bh__config *cfg) {
     free(p->path);
   }
   free(cfg->plugins);
-  bh__auth_conf_free(cfg->auth);
   memset(cfg, 0, sizeof(*cfg));
 }
 

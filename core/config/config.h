@@ -3,9 +3,10 @@
  * file is given. Sections:
  *   [server]            listeners, limits, paths, logs (typed, checked)
  *   [plugin.<name>]     enabled, path, mount, required, + free keys
- *   [auth]              session tokens and cookies (auth_conf.c)
- *   [upstream.<name>], [rate_limit.<name>]  kept as raw key/values for the
- *                       modules that own them
+ *   [auth], [upstream.<name>], [rate_limit.<name>]  kept as raw key/values
+ *                       for the modules that own them (identity/auth_conf.c,
+ *                       upstream/upstream_config.c, upstream/limits.c), whose
+ *                       checks proc/load.c runs after parsing
  * Environment overrides: BULKHEAD_<SECTION>_<KEY>, section and key upper-
  * cased with every non-alphanumeric byte as '_' (BULKHEAD_SERVER_ADMIN_TOKEN,
  * BULKHEAD_PLUGIN_BILLING_SECRET_KEY). They win over the file and may supply
@@ -68,7 +69,8 @@ typedef struct bh__config {
   uint32_t quarantine_after;    /* 3 charges (crashes or hangs) ... */
   uint32_t quarantine_window_s; /* 60 ... within this window */
 
-  struct bh__auth_conf *auth; /* [auth], resolved (auth_conf.c) */
+  struct bh__auth_conf *auth; /* [auth], resolved by proc/load.c (identity/
+                                 auth_conf.c); NULL after bh__config_load */
 
   bh__section *sections;
   size_t nsections;
@@ -81,30 +83,16 @@ extern const char bh__config_default[];
 
 /* Loads `path`, or the embedded default when path is NULL; applies the
  * environment overrides; checks every [server] key and every plugin
- * section. On error returns -EINVAL (or -ENOENT / -EACCES for the file)
+ * section (the other sections are checked by their owners: proc/load.c).
+ * On error returns -EINVAL (or -ENOENT / -EACCES for the file)
  * and writes one line "FILE:LINE: [SECTION] KEY: problem" to err. */
 int bh__config_load(const char *path, bh__config *cfg, char *err,
                     size_t errlen);
 void bh__config_free(bh__config *cfg);
 
-/* [auth] (auth_conf.c): read by bh__config_load, freed with the config. */
-struct bh__auth_conf;
-int bh__auth_conf_load(const bh__config *cfg, struct bh__auth_conf **out,
-                       char *err, size_t errlen);
-void bh__auth_conf_free(struct bh__auth_conf *c);
-
 /* A section by name, or NULL. */
 const bh__section *bh__config_section(const bh__config *cfg, const char *name);
 
-/* Checks of the [upstream.NAME] and [rate_limit.NAME] sections, owned by
- * upstream_config.c and limits.c and run by bh__config_load so that `-t` and
- * a reload refuse what a worker would refuse later. 0 or -errno, the reason
- * ("file:line: [section] key: ...") in why. */
-int bh__upstream_config_check(const bh__config *cfg, const bh__section *s,
-                              char *why, size_t whylen);
-struct bh__rl_policy;
-int bh__limit_policy_parse(const bh__config *cfg, const char *name,
-                           struct bh__rl_policy *out, char *why, size_t whylen);
 /* A key of a section with the environment override applied at lookup time;
  * NULL when absent. Borrowed until bh__config_free (env values until the
  * environment changes). */

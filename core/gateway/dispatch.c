@@ -1,6 +1,8 @@
 /*
- * The request path: target parsing, route and mount lookup, limits, plugin
- * state, then the handler under a deadline. Every refusal is a Problem from
+ * The request path of the API listener, reached through its hooks: target
+ * parsing, route and mount lookup, plugin state, the session check
+ * (identity/), the route's rate limit (limit_check.c), then the handler
+ * under a deadline. Every refusal is a Problem from
  * the catalogue.
  */
 #include <errno.h>
@@ -9,28 +11,17 @@
 #include <string.h>
 #include <strings.h>
 
-#include "identity/auth.h"
-#include "proc/daemon.h"
 #include "base/log.h"
+#include "base/reqid.h"
+#include "config/config.h"
+#include "gateway/dispatch.h"
+#include "host/host.h"
+#include "http/http.h"
+#include "http/router.h"
+#include "identity/auth.h"
+#include "proc/daemon-t.h"
 #include "state/shm.h"
 #include "upstream/upstream.h"
-
-#define BH__ADMIN_BODY_LIMIT 65536
-
-/* "." and ".." segments are refused rather than normalised: a gateway that
- * resolves them differently from the upstream behind it invites route
- * confusion. */
-static int bh__path_ok(const char *p) {
-  if (p[0] != '/') return 0;
-  for (const char *s = p; *s; s++) {
-    if (*s == '#') return 0;
-    if (s[0] == '/' && s[1] == '.') {
-      if (s[2] == '/' || s[2] == '\0') return 0;
-      if (s[2] == '.' && (s[3] == '/' || s[3] == '\0')) return 0;
-    }
-  }
-  return 1;
-}
 
 /* application/json or any application/<x>+json, parameters allowed. */
 static int bh__is_json(const char *ct) {
@@ -43,25 +34,13 @@ static int bh__is_json(const char *ct) {
          strncasecmp(ct + n - 5, "+json", 5) == 0;
 }
 
-int bh__dispatch_head(bh_req *req) {
+static void bh__dispatch_resume(bh_req *req);
+
+/* Headers complete: route, mount and body limit. The body is read next. */
+static int bh__dispatch_head(bh_req *req) {
   bh__daemon *d = req->d;
+  bh__req_parse_target(req);
   char *url = req->raw.data;
-  char *q = strchr(url, '?');
-  if (q) {
-    *q = '\0';
-    req->query = q + 1;
-  } else {
-    req->query = "";
-  }
-  req->path = url;
-  req->bad_path = !bh__path_ok(url);
-  const char *expect = bh__req_header(req, "expect");
-  if (expect && strcasecmp(expect, "100-continue") == 0)
-    req->expect_continue = 1;
-  if (req->conn->listener->kind == BH__LISTENER_ADMIN) {
-    req->body_limit = BH__ADMIN_BODY_LIMIT;
-    return 0;
-  }
   req->body_limit = d->cfg->max_body_bytes;
   if (req->bad_path) return 0;
   req->match_result = bh__router_match(d->router, req->method, url, &req->match,
@@ -91,14 +70,10 @@ static void bh__unavailable(bh_req *req, bh__plugin *p) {
   bh__respond_problem(req, "plugin.unavailable", NULL, -1, ext, 2, NULL, 0);
 }
 
-void bh__dispatch(bh_req *req) {
+/* Message complete: refusals, the session check, then the handler. */
+static void bh__dispatch(bh_req *req) {
   bh__daemon *d = req->d;
-  bh__conn *c = req->conn;
   bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
-  if (c->listener->kind == BH__LISTENER_ADMIN) {
-    bh__admin_dispatch(req);
-    return;
-  }
   if (req->bad_path) {
     bh__respond_problem(req, "request.bad_request", NULL, -1, NULL, 0, NULL, 0);
     return;
@@ -127,12 +102,15 @@ void bh__dispatch(bh_req *req) {
   }
   /* the session middleware: 0 let in now, 1 decided later (store), < 0
    * already answered (401, 302 to the login page, 403, 503) */
-  if ((route->flags & BH_ROUTE_AUTH_REQUIRED) && bh__auth_check(req) != 0)
+  if ((route->flags & BH_ROUTE_AUTH_REQUIRED) &&
+      bh__auth_check(req, bh__dispatch_resume) != 0)
     return;
   bh__dispatch_resume(req);
 }
 
-void bh__dispatch_resume(bh_req *req) {
+/* The rest of bh__dispatch once the session middleware let the caller in
+ * (now, or after an asynchronous check: API key, silent refresh). */
+static void bh__dispatch_resume(bh_req *req) {
   bh__conn *c = req->conn;
   bh__route *route = req->route;
   if (bh__limit_check(req) != 0) return;
@@ -165,3 +143,9 @@ void bh__dispatch_deadline(bh_req *req) {
   /* nobody is waiting for these answers any more */
   bh__calls_cancel(req);
 }
+
+const bh__http_hooks bh__dispatch_hooks = {
+    .on_head = bh__dispatch_head,
+    .on_request = bh__dispatch,
+    .on_deadline = bh__dispatch_deadline,
+};

@@ -13,9 +13,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "bh_version.h"
-#include "proc/daemon.h"
 #include "base/log.h"
+#include "bh_version.h"
+#include "config/config.h"
+#include "host/host.h"
+#include "http/router.h"
+#include "problem/errmap.h"
+#include "proc/daemon-t.h"
 #include "state/shm.h"
 
 const char *bh__plugin_state_name(int state) {

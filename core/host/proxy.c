@@ -14,8 +14,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "proc/daemon.h"
 #include "base/log.h"
+#include "config/config.h"
+#include "host/host.h"
+#include "http/http.h"
+#include "problem/errmap.h"
+#include "proc/daemon-t.h"
 #include "upstream/upstream.h"
 
 typedef struct bh__proxy {

@@ -10,10 +10,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "identity/auth.h"
-#include "proc/daemon.h"
 #include "base/log.h"
+#include "base/reqid.h"
+#include "config/config.h"
+#include "host/host.h"
+#include "http/http.h"
+#include "http/validate.h"
+#include "identity/auth.h"
+#include "obs/telemetry.h"
+#include "problem/errmap.h"
+#include "proc/daemon-t.h"
 #include "state/shm.h"
+#include "upstream/limits.h"
 #include "upstream/upstream.h"
 
 static bh__plugin *bh__ctx_plugin(bh_ctx *ctx) {
@@ -58,118 +66,10 @@ static const char *svc_data_dir(bh_ctx *ctx) {
 
 /* --- registration ------------------------------------------------------ */
 
-static void bh__reg_fail(bh__plugin *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void bh__reg_fail(bh__plugin *p, const char *fmt, ...) {
-  char why[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(why, sizeof(why), fmt, ap);
-  va_end(ap);
-  if (p->reg_error == NULL) p->reg_error = strdup(why);
-}
-
-static int bh__method_ok(const char *m) {
-  size_t n = 0;
-  for (; m[n]; n++)
-    if (m[n] < 'A' || m[n] > 'Z') return 0;
-  return n > 0 && n <= 16;
-}
-
-static int bh__under_mount(const bh__plugin *p, const char *pattern) {
-  for (size_t i = 0; i < p->conf->nmounts; i++) {
-    const char *mt = p->conf->mounts[i];
-    size_t n = strlen(mt);
-    if (strncmp(pattern, mt, n) == 0 &&
-        (pattern[n] == '/' || pattern[n] == '\0'))
-      return 1;
-  }
-  return 0;
-}
-
 static int svc_route_add(bh_ctx *ctx, const bh_route *r) {
   bh__plugin *p = bh__ctx_plugin(ctx);
   if (!p->in_init) return -EPERM;
   return bh__route_register(p, r);
-}
-
-int bh__route_register(bh__plugin *p, const bh_route *r) {
-  bh__daemon *d = p->d;
-  if (r == NULL || r->size < offsetof(bh_route, rate_limit) ||
-      r->method == NULL || r->pattern == NULL || r->handler == NULL) {
-    bh__reg_fail(p, "route: incomplete bh_route");
-    return -EINVAL;
-  }
-  if (!bh__method_ok(r->method) || bh__router_pattern_valid(r->pattern)) {
-    bh__reg_fail(p, "route %.16s %.128s: invalid method or pattern", r->method,
-                 r->pattern);
-    return -EINVAL;
-  }
-  if (!bh__under_mount(p, r->pattern)) {
-    bh__reg_fail(p, "route %s %.128s: outside the plugin's mounts", r->method,
-                 r->pattern);
-    return -EINVAL;
-  }
-  bh__route *rt = calloc(1, sizeof(*rt));
-  bh__route **list = realloc(p->routes, (p->nroutes + 1) * sizeof(*list));
-  if (rt == NULL || list == NULL) {
-    free(rt);
-    if (list) p->routes = list;
-    return -ENOMEM;
-  }
-  p->routes = list;
-  rt->method = strdup(r->method);
-  rt->pattern = strdup(r->pattern);
-  rt->handler = r->handler;
-  rt->data = r->data;
-  rt->flags = r->flags;
-  rt->max_body_bytes =
-      r->max_body_bytes ? r->max_body_bytes : d->cfg->max_body_bytes;
-  rt->timeout_ms = r->timeout_ms ? r->timeout_ms : d->cfg->handler_timeout_ms;
-  if (r->size >= offsetof(bh_route, rate_limit) + sizeof(r->rate_limit) &&
-      r->rate_limit)
-    rt->rate_limit = strdup(r->rate_limit);
-  rt->plugin = p;
-  if (rt->rate_limit) {
-    char why[200];
-    rt->limit = bh__limit_get(d, rt->rate_limit, why, sizeof(why));
-    if (rt->limit == NULL) {
-      bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern, why);
-      free(rt->method);
-      free(rt->pattern);
-      free(rt->rate_limit);
-      free(rt);
-      return -EINVAL;
-    }
-  }
-  if (rt->method == NULL || rt->pattern == NULL) {
-    free(rt->method);
-    free(rt->pattern);
-    free(rt->rate_limit);
-    free(rt);
-    return -ENOMEM;
-  }
-  void *conflict = NULL;
-  int rc = bh__router_add(d->router, rt->method, rt->pattern, rt, &conflict);
-  if (rc != 0) {
-    if (rc == -EEXIST && conflict) {
-      bh__route *o = conflict;
-      bh__reg_fail(p, "route %s %s conflicts with plugin '%s' (%s %s)",
-                   rt->method, rt->pattern, o->plugin->name, o->method,
-                   o->pattern);
-    } else {
-      bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern,
-                   strerror(-rc));
-    }
-    free(rt->method);
-    free(rt->pattern);
-    free(rt->rate_limit);
-    free(rt);
-    return rc;
-  }
-  p->routes[p->nroutes++] = rt;
-  return 0;
 }
 
 /* Copies `n` elements of `size` bytes into `n` zeroed elements of `want`

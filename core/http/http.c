@@ -1,7 +1,9 @@
 /*
  * Listeners and connections: accept, read, llhttp parsing with limits and
- * timeouts, pipelining. What a request means is dispatch.c's concern; how an
- * answer is written is response.c's.
+ * timeouts, pipelining. What a request means is the concern of the hooks
+ * each listener was given (bh__http_hooks: the gateway for the API, the
+ * admin API for the admin listener); how an answer is written is
+ * response.c's.
  *
  * One request per connection is in flight at a time: the parser pauses at
  * every message end, and bytes that arrive before the answer is queued are
@@ -14,8 +16,11 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "proc/daemon.h"
+#include "base/clock.h"
 #include "base/log.h"
+#include "config/config.h"
+#include "http/http.h"
+#include "proc/daemon-t.h"
 #include "state/shm.h"
 
 #define BH__READ_BUF_SIZE 65536
@@ -45,7 +50,7 @@ static void bh__conn_timeout(uv_timer_t *t) {
     bh__conn_problem(c, "request.timeout");
     break;
   case BH__CONN_PROCESSING:
-    if (c->req) bh__dispatch_deadline(c->req);
+    if (c->req) c->listener->hooks->on_deadline(c->req);
     break;
   default: break;
   }
@@ -189,7 +194,7 @@ static int bh__on_headers_complete(llhttp_t *p) {
   }
   c->state = BH__CONN_BODY;
   bh__conn_timer(c, c->d->cfg->body_timeout_ms);
-  if (bh__dispatch_head(req) != 0) {
+  if (c->listener->hooks->on_head(req) != 0) {
     c->early_code = req->code ? req->code : "request.bad_request";
     return HPE_USER;
   }
@@ -395,7 +400,7 @@ static void bh__conn_feed(bh__conn *c, const char *data, size_t len) {
     c->state = BH__CONN_PROCESSING;
     /* reading goes on: what arrives meanwhile is held (bh__conn_hold) */
     uv_timer_stop(&c->timer);
-    bh__dispatch(c->req);
+    c->listener->hooks->on_request(c->req);
     return;
   }
   /* a limit or a malformed request: answer and close, since the rest of the
@@ -592,7 +597,8 @@ int bh__listen_start(bh__listener *l) {
   return uv_listen((uv_stream_t *)&l->tcp, 511, bh__on_connection);
 }
 
-int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr) {
+int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr,
+               const bh__http_hooks *hooks) {
   char host[64];
   int port;
   if (bh__config_parse_addr(addr, host, sizeof(host), &port) != 0)
@@ -605,6 +611,7 @@ int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr) {
     return -EINVAL;
   l->d = d;
   l->kind = kind;
+  l->hooks = hooks;
   int rc = uv_tcp_init(d->loop, &l->tcp);
   if (rc) return rc;
   l->tcp.data = l;

@@ -9,9 +9,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "identity/auth.h"
-#include "proc/daemon.h"
+#include "base/clock.h"
 #include "base/log.h"
+#include "base/reqid.h"
+#include "config/config.h"
+#include "host/plugin-t.h"
+#include "http/http.h"
+#include "obs/telemetry.h"
+#include "problem/errmap.h"
+#include "proc/daemon-t.h"
 #include "state/shm.h"
 
 typedef struct bh__write {
@@ -19,10 +25,6 @@ typedef struct bh__write {
   bh__conn *c;
   char *data;
 } bh__write;
-
-uint64_t bh__now_ns(void) {
-  return uv_hrtime();
-}
 
 /* "Date: <IMF-fixdate>\r\n", formatted once per second rather than per
  * response. */
@@ -63,31 +65,6 @@ static void bh__status_lines(bh__buf *out, int status) {
   size_t dl;
   const char *date = bh__date_line(&dl);
   bh__buf_append(out, date, dl);
-}
-
-void bh__req_unref(bh_req *req) {
-  if (--req->refs > 0) return;
-  if (req->params) {
-    for (size_t i = 0; i < req->match.nparams; i++)
-      free(req->params[i]);
-    free(req->params);
-  }
-  if (req->json) bh__body_free(req->json);
-  bh__authn_free(req->authn);
-  bh__buf_free(&req->raw);
-  bh__buf_free(&req->body);
-  bh__buf_free(&req->resp_headers);
-  bh__buf_free(&req->head_out);
-  free(req->headers);
-  free(req);
-}
-
-const char *bh__req_header(bh_req *req, const char *name) {
-  if (req->headers == NULL) return NULL; /* head not complete */
-  for (size_t i = 0; i < req->nheaders; i++)
-    if (strcasecmp(req->headers[i].name, name) == 0)
-      return req->headers[i].value;
-  return NULL;
 }
 
 static void bh__on_write(uv_write_t *w, int status) {

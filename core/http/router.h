@@ -10,27 +10,7 @@
 
 #include <stddef.h>
 
-#define BH__ROUTER_MAX_PARAMS 8
-
-typedef struct bh__router bh__router;
-
-typedef struct bh__param {
-  const char *name; /* borrowed from the router (pattern's name; "*" for
-                       the tail) */
-  size_t off, len;  /* span inside the matched path */
-} bh__param;
-
-typedef struct bh__match {
-  void *route; /* the pointer given to bh__router_add */
-  size_t nparams;
-  bh__param params[BH__ROUTER_MAX_PARAMS];
-} bh__match;
-
-enum bh__match_result {
-  BH__ROUTE_FOUND = 0,
-  BH__ROUTE_NOT_FOUND = 1,
-  BH__ROUTE_METHOD_NOT_ALLOWED = 2
-};
+#include "http/router-t.h"
 
 bh__router *bh__router_new(void);
 void bh__router_free(bh__router *r); /* does not free the route pointers */

@@ -5,6 +5,12 @@
  * serving process).
  */
 #include "identity/auth.h"
+#include "base/log.h"
+#include "config/config.h"
+#include "host/plugin-t.h"
+#include "http/http.h"
+#include "identity/store.h"
+#include "proc/daemon-t.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +20,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "proc/daemon.h"
-#include "base/log.h"
-#include "identity/store.h"
 
 enum { BH__AUTH_NONE = 0, BH__AUTH_CHECK = 1, BH__AUTH_RUN = 2 };
 

@@ -88,7 +88,8 @@ void bh__auth_stop(struct bh__daemon *d);
 /* The process's state, or NULL before bh__auth_start. */
 bh__auth *bh__auth_get(void);
 
-/* What the middleware attaches to a request it let through. */
+/* What the middleware attaches to a request it let through: plain data,
+ * freed with free() when the request goes (http/request.c). */
 typedef struct bh__authn {
   bh_principal p; /* points into the arrays below */
   char user_id[128];
@@ -99,13 +100,11 @@ typedef struct bh__authn {
 
 /* auth_mw.c: the middleware. */
 /* For an auth-required route: 0 the caller is authenticated (carry on),
- * 1 pending (bh__dispatch_resume runs later, or the request is answered),
- * -1 answered (401 / 302 / 403 / 503). */
-int bh__auth_check(bh_req *req);
+ * 1 pending (`resume` runs later once the store let the caller in, or the
+ * request is answered), -1 answered (401 / 302 / 403 / 503). */
+int bh__auth_check(bh_req *req, void (*resume)(bh_req *req));
 /* The principal of req, or NULL. */
 const bh_principal *bh__auth_principal(bh_req *req);
-/* Frees what the middleware attached to req (response.c, at unref). */
-void bh__authn_free(bh__authn *a);
 
 /* auth_cli.c: `bulkhead user add|disable|enable EMAIL [-c FILE]`; argv[0]
  * is "user". The exit status. */

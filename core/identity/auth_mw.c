@@ -24,11 +24,14 @@
 #include <strings.h>
 #include <time.h>
 
-#include "identity/auth.h"
-#include "proc/daemon.h"
 #include "base/log.h"
+#include "config/config.h"
+#include "host/plugin-t.h"
+#include "http/http.h"
+#include "identity/auth.h"
 #include "identity/store.h"
 #include "identity/store_ops.h"
+#include "proc/daemon-t.h"
 
 #define BH__COOKIE_SESSION "__session"
 #define BH__COOKIE_REFRESH "__refresh"
@@ -40,10 +43,6 @@
 
 const bh_principal *bh__auth_principal(bh_req *req) {
   return req->authn ? &req->authn->p : NULL;
-}
-
-void bh__authn_free(bh__authn *a) {
-  free(a);
 }
 
 static bh__authn *bh__authn_set(bh_req *req, int kind, const char *user,
@@ -286,6 +285,7 @@ enum { BH__MW_APIKEY = 1, BH__MW_REFRESH = 2 };
 typedef struct bh__mwjob {
   bh__sjob job;
   bh_req *req;
+  void (*resume)(bh_req *req); /* the rest of the request path */
   int kind;
   char
       cred[BH__APIKEY_MAX > BH__REFRESH_MAX ? BH__APIKEY_MAX : BH__REFRESH_MAX];
@@ -322,7 +322,7 @@ static void bh__mw_refreshed(bh_req *req, bh__mwjob *j) {
       bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
       return;
     }
-    bh__dispatch_resume(req);
+    j->resume(req);
     return;
   case BH__RT_GRACE:
     /* a concurrent request rotated this token a moment ago and its answer
@@ -332,7 +332,7 @@ static void bh__mw_refreshed(bh_req *req, bh__mwjob *j) {
       bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
       return;
     }
-    bh__dispatch_resume(req);
+    j->resume(req);
     return;
   case BH__RT_EXPIRED:
     bh__deny(req, "auth.session_expired", 1, "refresh token expired");
@@ -366,7 +366,7 @@ static void bh__mw_done(bh__sjob *sj) {
     } else if (j->rc == 0) {
       if (bh__authn_set(req, BH_AUTH_API_KEY, j->key.user_id, NULL,
                         j->key.scopes, j->key.id, 0))
-        bh__dispatch_resume(req);
+        j->resume(req);
       else
         bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL,
                             0);
@@ -391,7 +391,8 @@ static void bh__mw_done(bh__sjob *sj) {
   free(j);
 }
 
-static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred) {
+static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred,
+                         void (*resume)(bh_req *req)) {
   if (a->store == NULL) {
     bh__respond_problem(req, "auth.session_store_unavailable", NULL, -1, NULL,
                         0, NULL, 0);
@@ -405,6 +406,7 @@ static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred) {
   j->job.work = bh__mw_work;
   j->job.done = bh__mw_done;
   j->req = req;
+  j->resume = resume;
   j->kind = kind;
   snprintf(j->cred, sizeof(j->cred), "%s", cred);
   j->now = bh__store_now();
@@ -432,7 +434,7 @@ static int bh__verify(bh__auth *a, const char *token, int64_t now,
   return bh__jwt_verify(&a->keys, token, now, cl);
 }
 
-int bh__auth_check(bh_req *req) {
+int bh__auth_check(bh_req *req, void (*resume)(bh_req *req)) {
   bh__auth *a = bh__auth_get();
   if (a == NULL) {
     /* no keys in this process (-t, or a failed start): fail closed */
@@ -468,7 +470,7 @@ int bh__auth_check(bh_req *req) {
       bh__deny(req, "auth.unauthenticated", 0, "malformed API key");
       return -1;
     }
-    return bh__mw_submit(req, a, BH__MW_APIKEY, key);
+    return bh__mw_submit(req, a, BH__MW_APIKEY, key, resume);
   }
   static char tok[BH__MAX_TOKEN]; /* the loop thread's: one check at a time */
   char refresh[BH__REFRESH_MAX];
@@ -505,7 +507,7 @@ int bh__auth_check(bh_req *req) {
       bh__deny(req, "auth.csrf_rejected", 0, "origin check failed");
       return -1;
     }
-    return bh__mw_submit(req, a, BH__MW_REFRESH, refresh);
+    return bh__mw_submit(req, a, BH__MW_REFRESH, refresh, resume);
   }
   bh__deny(req, "auth.unauthenticated", has_session, why);
   return -1;

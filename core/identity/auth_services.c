@@ -13,12 +13,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "identity/auth.h"
-#include "proc/daemon.h"
 #include "base/log.h"
-#include "state/shm.h"
+#include "config/config.h"
+#include "host/plugin-t.h"
+#include "http/http.h"
+#include "identity/auth.h"
 #include "identity/store.h"
 #include "identity/store_ops.h"
+#include "proc/daemon-t.h"
+#include "state/shm.h"
 
 #define BH__PASSWORD_MAX 1024
 

@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bulkhead/plugin.h"
 #include "base/log.h"
+#include "bulkhead/plugin.h"
 #include "identity/store.h"
 
 static void bh__op_log(sqlite3 *db, const char *what) {

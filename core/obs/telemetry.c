@@ -9,11 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proc/daemon.h"
+#include "base/clock.h"
 #include "base/log.h"
+#include "config/config.h"
+#include "host/plugin-t.h"
 #include "obs/metrics.h"
+#include "obs/telemetry.h"
+#include "proc/daemon-t.h"
 #include "state/shm.h"
-#include "upstream/upstream.h"
 
 /* Series resolved per (plugin, route, status, code) and per (upstream,
  * outcome), so the request path updates its counters without formatting,
@@ -263,7 +266,7 @@ static const char *bh__outcome_label(int outcome, uint32_t transport,
   }
 }
 
-void bh__metrics_upstream(bh__daemon *d, struct bh_upstream *u, int outcome,
+void bh__metrics_upstream(bh__daemon *d, const char *upstream, int outcome,
                           uint32_t transport, int status, uint32_t attempts,
                           uint64_t duration_ms) {
   if (d->metrics == NULL) return;
@@ -271,14 +274,14 @@ void bh__metrics_upstream(bh__daemon *d, struct bh_upstream *u, int outcome,
   const char *label =
       bh__outcome_label(outcome, transport, status, tmp, sizeof(tmp));
   int fresh;
-  bh__mentry *e = bh__mc_slot(d->metrics, u, NULL, -1, label, &fresh);
+  bh__mentry *e = bh__mc_slot(d->metrics, upstream, NULL, -1, label, &fresh);
   if (e && fresh) {
     bh__buf l, u_only;
     bh__buf_init(&l);
     bh__buf_init(&u_only);
-    bh__label(&l, "upstream", u->name);
+    bh__label(&l, "upstream", upstream);
     bh__label(&l, "outcome", label);
-    bh__label(&u_only, "upstream", u->name);
+    bh__label(&u_only, "upstream", upstream);
     int ok = 0;
     if (!bh__buf_failed(&l) && !bh__buf_failed(&u_only)) {
       bh__mlock(d);
@@ -306,11 +309,11 @@ void bh__metrics_upstream(bh__daemon *d, struct bh_upstream *u, int outcome,
   }
   bh__buf l;
   bh__buf_init(&l);
-  bh__label(&l, "upstream", u->name);
+  bh__label(&l, "upstream", upstream);
   bh__label(&l, "outcome", label);
   bh__buf u_only;
   bh__buf_init(&u_only);
-  bh__label(&u_only, "upstream", u->name);
+  bh__label(&u_only, "upstream", upstream);
   bh__mlock(d);
   bh__metrics_inc(d->metrics, "bulkhead_upstream_calls_total",
                   l.data ? l.data : "", 1);
@@ -325,11 +328,11 @@ void bh__metrics_upstream(bh__daemon *d, struct bh_upstream *u, int outcome,
   bh__buf_free(&l);
 }
 
-void bh__metrics_retry(bh__daemon *d, struct bh_upstream *u) {
+void bh__metrics_retry(bh__daemon *d, const char *upstream) {
   if (d->metrics == NULL) return;
   bh__buf l;
   bh__buf_init(&l);
-  bh__label(&l, "upstream", u->name);
+  bh__label(&l, "upstream", upstream);
   bh__mlock(d);
   bh__metrics_inc(d->metrics, "bulkhead_upstream_retries_total",
                   l.data ? l.data : "", 1);

@@ -11,8 +11,7 @@
 
 #include <jansson.h>
 
-#include "proc/daemon.h"
-#include "upstream/upstream.h"
+#include "problem/errmap.h"
 
 static char *bh__dup(const char *s) {
   return s ? strdup(s) : NULL;

@@ -8,11 +8,27 @@
 #include <string.h>
 #include <strings.h>
 
-#include "bh_version.h"
-#include "proc/daemon.h"
 #include "base/log.h"
+#include "base/reqid.h"
+#include "bh_version.h"
+#include "config/config.h"
+#include "gateway/dispatch.h"
+#include "host/host.h"
+#include "http/http.h"
+#include "http/validate.h"
+#include "obs/telemetry.h"
+#include "proc/admin.h"
+#include "proc/daemon-t.h"
 #include "state/shm.h"
 #include "upstream/upstream.h"
+
+#define BH__ADMIN_BODY_LIMIT 65536
+
+static const bh__admin_ops *bh__ops;
+
+void bh__admin_set_ops(const bh__admin_ops *ops) {
+  bh__ops = ops;
+}
 
 static void bh__admin_json(bh_req *req, int status, bh__buf *b) {
   if (bh__buf_failed(b)) {
@@ -287,7 +303,7 @@ static int bh__is_get(const bh_req *req) {
   return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
 }
 
-void bh__admin_dispatch(bh_req *req) {
+static void bh__admin_dispatch(bh_req *req) {
   const char *path = req->path;
   if (req->bad_path) {
     bh__respond_problem(req, "request.bad_request", NULL, -1, NULL, 0, NULL, 0);
@@ -344,7 +360,7 @@ void bh__admin_dispatch(bh_req *req) {
       return;
     }
     char err[512] = "";
-    int rc = bh__master_reload(err, sizeof(err));
+    int rc = bh__ops ? bh__ops->reload(err, sizeof(err)) : -ENOTSUP;
     if (rc != 0) {
       bh__respond_problem(req,
                           rc == -ENOTSUP ? "admin.workers_required"
@@ -377,7 +393,7 @@ void bh__admin_dispatch(bh_req *req) {
       return;
     }
     char err[256] = "";
-    int rc = bh__master_release(name, err, sizeof(err));
+    int rc = bh__ops ? bh__ops->release(name, err, sizeof(err)) : -ENOTSUP;
     if (rc != 0) {
       bh__respond_problem(req,
                           rc == -ENOTSUP ? "admin.workers_required"
@@ -414,3 +430,23 @@ void bh__admin_dispatch(bh_req *req) {
   }
   bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
 }
+
+/* Headers complete: the target, and the admin API's own body limit. */
+static int bh__admin_head(bh_req *req) {
+  bh__req_parse_target(req);
+  req->body_limit = BH__ADMIN_BODY_LIMIT;
+  return 0;
+}
+
+static void bh__admin_request(bh_req *req) {
+  bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__admin_dispatch(req);
+}
+
+/* No admin endpoint arms a deadline; should one ever, it is answered like
+ * any other (generic.timeout). */
+const bh__http_hooks bh__admin_hooks = {
+    .on_head = bh__admin_head,
+    .on_request = bh__admin_request,
+    .on_deadline = bh__dispatch_deadline,
+};

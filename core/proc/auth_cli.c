@@ -17,6 +17,7 @@
 #include "identity/auth.h"
 #include "identity/store.h"
 #include "identity/store_ops.h"
+#include "proc/load.h"
 
 #define BH__PW_MIN 8
 #define BH__PW_MAX 1024
@@ -116,7 +117,7 @@ int bh__auth_cli(int argc, char **argv) {
   }
   bh__config cfg;
   char err[600];
-  if (bh__config_load(config_path, &cfg, err, sizeof(err)) != 0) {
+  if (bh__load(config_path, &cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "bulkhead: %s\n", err);
     return 2;
   }
@@ -183,6 +184,6 @@ int bh__auth_cli(int argc, char **argv) {
   rc = 0;
 out:
   sqlite3_close_v2(db);
-  bh__config_free(&cfg);
+  bh__unload(&cfg);
   return rc;
 }

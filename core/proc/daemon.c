@@ -16,11 +16,19 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "identity/auth.h"
-#include "proc/daemon.h"
 #include "base/log.h"
+#include "base/reqid.h"
+#include "gateway/dispatch.h"
+#include "host/host.h"
+#include "http/http.h"
+#include "http/router.h"
+#include "identity/auth.h"
 #include "obs/metrics.h"
+#include "obs/telemetry.h"
+#include "proc/admin.h"
+#include "proc/daemon.h"
 #include "state/shm.h"
+#include "upstream/limits.h"
 #include "upstream/upstream.h"
 
 #define BH__HEARTBEAT_MS 100
@@ -71,7 +79,8 @@ int bh__daemon_init(bh__daemon *d, bh__config *cfg, uv_loop_t *loop, int role,
 static int bh__bind_fd(bh__daemon *d) {
   bh__listener tmp;
   memset(&tmp, 0, sizeof(tmp));
-  int rc = bh__listen(d, &tmp, BH__LISTENER_API, d->cfg->listen);
+  int rc = bh__listen(d, &tmp, BH__LISTENER_API, d->cfg->listen,
+                      &bh__dispatch_hooks);
   if (rc == 0) {
     uv_os_fd_t fd;
     rc = uv_fileno((uv_handle_t *)&tmp.tcp, &fd);
@@ -94,6 +103,7 @@ static int bh__listen_inherited(bh__daemon *d) {
   bh__listener *l = &d->api;
   l->d = d;
   l->kind = BH__LISTENER_API;
+  l->hooks = &bh__dispatch_hooks;
   int rc = uv_tcp_init(d->loop, &l->tcp);
   if (rc) return rc;
   l->tcp.data = l;
@@ -110,10 +120,12 @@ int bh__daemon_listen(bh__daemon *d) {
   else if (d->role == BH__ROLE_MASTER)
     rc = bh__bind_fd(d);
   else
-    rc = bh__listen(d, &d->api, BH__LISTENER_API, d->cfg->listen);
+    rc = bh__listen(d, &d->api, BH__LISTENER_API, d->cfg->listen,
+                    &bh__dispatch_hooks);
   if (rc == 0 && d->role != BH__ROLE_WORKER) {
     what = d->cfg->admin_listen;
-    rc = bh__listen(d, &d->admin, BH__LISTENER_ADMIN, d->cfg->admin_listen);
+    rc = bh__listen(d, &d->admin, BH__LISTENER_ADMIN, d->cfg->admin_listen,
+                    &bh__admin_hooks);
   }
   if (rc) {
     bh__logf(BH__ERROR, "listen_failed", "cannot listen on %s: %s", what,

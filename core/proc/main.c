@@ -16,11 +16,21 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "identity/auth.h"
-#include "bh_version.h"
-#include "proc/daemon.h"
 #include "base/log.h"
+#include "bh_version.h"
+#include "host/host.h"
+#include "identity/auth.h"
+#include "proc/admin.h"
+#include "proc/daemon.h"
+#include "proc/load.h"
 #include "state/shm.h"
+
+/* The admin API reaches the master through these (-ENOTSUP in one
+ * process). */
+static const bh__admin_ops bh__master_ops = {
+    .reload = bh__master_reload,
+    .release = bh__master_release,
+};
 
 static void bh__usage(FILE *f) {
   fprintf(f, "usage: bulkhead [-c FILE] [--listen HOST:PORT] "
@@ -106,14 +116,14 @@ int main(int argc, char **argv) {
   char err[512];
   int rc;
   memset(&cfg, 0, sizeof(cfg));
-  if (bh__config_load(config_path, &cfg, err, sizeof(err)) != 0) {
+  if (bh__load(config_path, &cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "bulkhead: %s\n", err);
     return 2;
   }
   if ((listen && bh__replace(&cfg.listen, listen, "--listen")) ||
       (admin_listen &&
        bh__replace(&cfg.admin_listen, admin_listen, "--admin-listen"))) {
-    bh__config_free(&cfg);
+    bh__unload(&cfg);
     return 2;
   }
 
@@ -121,7 +131,7 @@ int main(int argc, char **argv) {
   rc = bh__shm_create((size_t)256 << 20);
   if (rc != 0) {
     fprintf(stderr, "bulkhead: cannot map shared memory: %s\n", strerror(-rc));
-    bh__config_free(&cfg);
+    bh__unload(&cfg);
     return 1;
   }
   uv_loop_t *loop = uv_default_loop();
@@ -131,7 +141,7 @@ int main(int argc, char **argv) {
     rc = bh__auth_prepare(&cfg, 1, err, sizeof(err));
     if (rc) {
       fprintf(stderr, "bulkhead: %s\n", err);
-      bh__config_free(&cfg);
+      bh__unload(&cfg);
       bh__shm_destroy();
       return 1;
     }
@@ -154,7 +164,7 @@ int main(int argc, char **argv) {
                 cfg.source, d.nplugins);
     }
     bh__daemon_free(&d);
-    bh__config_free(&cfg);
+    bh__unload(&cfg);
     bh__loop_close(loop);
     bh__shm_destroy();
     return rc ? 1 : (test_only && failed) ? 1 : 0;
@@ -162,7 +172,7 @@ int main(int argc, char **argv) {
 
   if (bh__log_open(cfg.log_target, cfg.log_level) != 0) {
     fprintf(stderr, "bulkhead: cannot open log '%s'\n", cfg.log_target);
-    bh__config_free(&cfg);
+    bh__unload(&cfg);
     return 1;
   }
   bh__logf(BH__INFO, "config", "using %s", cfg.source);
@@ -172,11 +182,12 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bulkhead: %s\n", err);
     bh__logf(BH__ERROR, "start_failed", "%s", err);
     bh__log_close();
-    bh__config_free(&cfg);
+    bh__unload(&cfg);
     bh__shm_destroy();
     return 1;
   }
   int single = bh__workers_count(&cfg) == 0;
+  bh__admin_set_ops(&bh__master_ops);
   /* the master keeps its config on the heap: a reload swaps it */
   bh__config *live = &cfg;
   if (!single) {
@@ -198,7 +209,7 @@ int main(int argc, char **argv) {
   bh__loop_close(loop);
   bh__logf(BH__INFO, "stopped", "exit %d", rc ? 1 : 0);
   bh__log_close();
-  bh__config_free(live);
+  bh__unload(live);
   if (live != &cfg) free(live);
   bh__shm_destroy();
   return rc ? 1 : 0;

@@ -23,8 +23,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proc/daemon.h"
 #include "base/log.h"
+#include "host/host.h"
+#include "http/http.h"
+#include "proc/daemon.h"
+#include "proc/load.h"
 #include "state/shm.h"
 
 #define BH__WATCH_MS 50
@@ -308,7 +311,7 @@ int bh__master_reload(char *err, size_t errlen) {
   }
   bh__config *cfg = calloc(1, sizeof(*cfg));
   if (cfg == NULL) return -ENOMEM;
-  int rc = bh__config_load(M.config_path, cfg, err, errlen);
+  int rc = bh__load(M.config_path, cfg, err, errlen);
   if (rc != 0) {
     free(cfg);
     bh__logf(BH__ERROR, "reload_refused", "%s; the running config stays", err);
@@ -327,7 +330,7 @@ int bh__master_reload(char *err, size_t errlen) {
   cfg->admin_listen = strdup(old->admin_listen);
   M.d->cfg = cfg;
   M.nworkers = bh__workers_count(cfg);
-  bh__config_free(old);
+  bh__unload(old);
   free(old);
   bh__logf(BH__INFO, "reload", "config %s: generation %d", cfg->source,
            M.generation + 1);

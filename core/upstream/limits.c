@@ -1,9 +1,9 @@
 /*
- * Named rate-limit policies ([rate_limit.NAME]) applied to routes, keyed by
- * principal, API key or client address, and to upstreams as a local limit.
- * A refusal is 429 rate_limit.exceeded whose retryAfterSeconds equals the
- * Retry-After header; every answer of a limited route carries the IETF
- * draft's RateLimit-Policy and RateLimit fields.
+ * Named rate-limit policies ([rate_limit.NAME]): parsed and checked,
+ * created once per daemon (in the shared mapping when there are workers),
+ * and taken from by key. Routes are checked against them by the gateway
+ * (gateway/limit_check.c, which answers the 429); upstreams use them as a
+ * local limit (bh__limit_take_key).
  */
 #include <errno.h>
 #include <sodium.h>
@@ -11,10 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proc/daemon.h"
 #include "base/log.h"
 #include "policy/ratelimit.h"
+#include "proc/daemon-t.h"
 #include "state/shm.h"
+#include "upstream/limits.h"
 #include "upstream/upstream.h"
 
 #define BH__LIMIT_MAX_KEYS 100000
@@ -30,8 +31,8 @@ static void *bh__make_table(const bh__allocator *a, void *arg) {
   return bh__rl_table_new_with(arg, BH__LIMIT_MAX_KEYS, a);
 }
 
-static int bh__rl_take_locked(struct bh__limit *l, const char *key,
-                              uint64_t now_ms, bh__rl_result *r) {
+int bh__limit_take(struct bh__limit *l, const char *key, uint64_t now_ms,
+                   bh__rl_result *r) {
   if (l->shared) bh__shm_lock();
   int rc = bh__rl_take(l->table, key, now_ms, r);
   if (l->shared) bh__shm_unlock();
@@ -139,51 +140,12 @@ void bh__limits_free(bh__daemon *d) {
 int bh__limit_take_key(struct bh__limit *l, const char *key, uint64_t now_ms,
                        uint32_t *wait_s) {
   bh__rl_result r;
-  if (bh__rl_take_locked(l, key, now_ms, &r) != 0) return 0; /* fail open */
+  if (bh__limit_take(l, key, now_ms, &r) != 0) return 0; /* fail open */
   if (r.allowed) return 0;
   *wait_s = r.retry_after_s;
   return -EAGAIN;
 }
 
-/* The bucket key. API keys are hashed so the secret itself never sits in
- * the table; an anonymous caller falls back to its address. */
-static void bh__limit_key(bh_req *req, int kind, char *out, size_t len) {
-  const char *v = NULL;
-  if (kind == BH__RL_KEY_API_KEY)
-    v = bh__req_header(req, "x-api-key");
-  else if (kind == BH__RL_KEY_PRINCIPAL)
-    v = req->principal_id;
-  if (v && v[0]) {
-    unsigned char h[16];
-    crypto_generichash(h, sizeof(h), (const unsigned char *)v, strlen(v), NULL,
-                       0);
-    char hex[33];
-    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-    snprintf(out, len, "%c:%s", kind == BH__RL_KEY_API_KEY ? 'k' : 'p', hex);
-    return;
-  }
-  snprintf(out, len, "a:%s", req->client_addr);
-}
-
-int bh__limit_check(bh_req *req) {
-  bh__route *rt = req->route;
-  if (rt == NULL || rt->limit == NULL) return 0;
-  struct bh__limit *l = rt->limit;
-  char key[96];
-  bh__limit_key(req, l->policy.key, key, sizeof(key));
-  bh__rl_result r;
-  if (bh__rl_take_locked(l, key, bh__shm_now_ms(), &r) != 0) return 0;
-  if (r.allowed) {
-    bh__rl_headers(&l->policy, &r, &req->resp_headers);
-    return 0;
-  }
-  /* Retry-After comes from the Problem so header and body agree */
-  bh__rl_result shown = r;
-  shown.allowed = 1;
-  shown.retry_after_s = 0;
-  bh__rl_headers(&l->policy, &shown, &req->resp_headers);
-  bh__metrics_rate_limited(req->d, l->policy.name);
-  bh__respond_problem(req, "rate_limit.exceeded", NULL, (long)r.retry_after_s,
-                      NULL, 0, NULL, 0);
-  return -EAGAIN;
+const bh__rl_policy *bh__limit_policy(const struct bh__limit *l) {
+  return &l->policy;
 }

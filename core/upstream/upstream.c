@@ -15,9 +15,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proc/daemon.h"
+#include "base/clock.h"
 #include "base/log.h"
+#include "config/config.h"
+#include "host/plugin-t.h"
+#include "http/http.h"
+#include "obs/telemetry.h"
+#include "problem/errmap.h"
+#include "proc/daemon-t.h"
 #include "state/shm.h"
+#include "upstream/limits.h"
 #include "upstream/upstream.h"
 
 #define BH__MAX_RESPONSE_DEFAULT (8u << 20)
@@ -371,7 +378,7 @@ static void bh__call_finish(bh__call *call) {
 
   uint64_t now = bh__ms(cl);
   bh__upstream_note_error(call->u, call, now);
-  bh__metrics_upstream(cl->d, call->u, call->outcome, call->transport,
+  bh__metrics_upstream(cl->d, call->u->name, call->outcome, call->transport,
                        call->status, call->attempts, now - call->start_ms);
 
   bh__result r;
@@ -581,7 +588,7 @@ static void bh__attempt_done(bh__call *call, CURLcode rc) {
     bh__call_finish(call);
     return;
   }
-  bh__metrics_retry(cl->d, u);
+  bh__metrics_retry(cl->d, u->name);
   call->outcome = -1; /* the timer starts the next attempt */
   bh__buf_reset(&call->resp);
   uv_timer_start(&call->timer, bh__timer_fire, (uint64_t)delay, 0);

@@ -9,16 +9,11 @@
 #include <curl/curl.h>
 #include <stdint.h>
 
-#include "policy/breaker.h"
 #include "base/buf.h"
 #include "bulkhead/plugin.h"
+#include "config/config.h"
+#include "policy/breaker.h"
 #include "policy/retry.h"
-
-struct bh__limit;
-/* limits.c: a token for `key` from a policy; 0, or -EAGAIN with the wait
- * in seconds. */
-int bh__limit_take_key(struct bh__limit *l, const char *key, uint64_t now_ms,
-                       uint32_t *wait_s);
 
 typedef struct bh__daemon bh__daemon;
 typedef struct bh__plugin bh__plugin;
@@ -68,6 +63,12 @@ void bh__client_close(bh__daemon *d);
 int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
                      struct bh_upstream **out, char *why, size_t whylen);
 void bh__upstreams_free(bh__daemon *d);
+/* upstream_config.c: checks one [upstream.NAME] section (run at config
+ * load by proc/load.c, so that `-t` and a reload refuse what a worker
+ * would). 0 or -errno, the reason ("file:line: [section] key: ...") in
+ * why. */
+int bh__upstream_config_check(const bh__config *cfg, const bh__section *s,
+                              char *why, size_t whylen);
 void bh__upstream_free_one(struct bh_upstream *u);
 struct bh_upstream *bh__upstream_find(bh__daemon *d, const char *name);
 
@@ -81,16 +82,5 @@ const char *bh__call_headers(bh__call *call);
 const char *bh__result_header(const bh_upstream_result *res, const char *name);
 /* Cancels the calls of a request that was answered (deadline). */
 void bh__calls_cancel(bh_req *req);
-
-/* errmap matching: the code, status and Retry-After for an outcome. */
-typedef struct bh__mapped {
-  const char *code;
-  long retry_after; /* -1: none */
-} bh__mapped;
-void bh__errmap_match(const bh__plugin *p, const bh_upstream_result *res,
-                      bh__mapped *out, char *codebuf, size_t codelen);
-/* 1 when an error-map row matches this HTTP status on its own (used by the
- * proxy to decide whether to buffer an answer). */
-int bh__errmap_status_mapped(const bh__plugin *p, int status);
 
 #endif

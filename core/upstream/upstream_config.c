@@ -11,9 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proc/daemon.h"
+#include "config/config.h"
+#include "host/plugin-t.h"
 #include "policy/ratelimit.h"
+#include "proc/daemon-t.h"
 #include "state/shm.h"
+#include "upstream/limits.h"
 #include "upstream/upstream.h"
 
 typedef struct bh__ucfg {

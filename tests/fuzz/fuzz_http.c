@@ -17,8 +17,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proc/daemon.h"
 #include "base/log.h"
+#include "host/host.h"
+#include "problem/errmap.h"
+#include "proc/daemon.h"
+#include "proc/load.h"
 #include "state/shm.h"
 
 static uv_loop_t fz_loop;
@@ -68,7 +71,7 @@ static void fz_init(void) {
           dir);
   fclose(f);
   char err[512];
-  if (bh__config_load(path, &fz_cfg, err, sizeof(err)) != 0) {
+  if (bh__load(path, &fz_cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "%s\n", err);
     abort();
   }

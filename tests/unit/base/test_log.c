@@ -10,8 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "check.h"
 #include "base/log.h"
+#include "check.h"
 
 static double bh__now(void) {
   struct timespec ts;

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "check.h"
 #include "base/log.h"
+#include "check.h"
 
 static char tmp_path[256];
 

@@ -1,6 +1,6 @@
 /*
- * core/identity/jwt_token.c: signing and verification, and every forged token the
- * middleware must refuse (alg none, HS256 signed with the RS256 public key,
+ * core/identity/jwt_token.c: signing and verification, and every forged token
+ * the middleware must refuse (alg none, HS256 signed with the RS256 public key,
  * wrong signature, expired, wrong aud/iss, missing exp, garbage).
  */
 #include <sodium.h>

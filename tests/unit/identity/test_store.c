@@ -1,7 +1,7 @@
 /*
- * core/identity/store.c and core/identity/store_ops.c on an in-memory database: migrations
- * all or nothing, refresh rotation and reuse detection, API keys, the
- * failed-login guard.
+ * core/identity/store.c and core/identity/store_ops.c on an in-memory database:
+ * migrations all or nothing, refresh rotation and reuse detection, API keys,
+ * the failed-login guard.
  */
 #include <errno.h>
 #include <sodium.h>

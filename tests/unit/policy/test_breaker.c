@@ -2,8 +2,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "policy/breaker.h"
 #include "check.h"
+#include "policy/breaker.h"
 
 /* Default thresholds but a small min_calls and trial count, so each test
  * reads as a short story. Window 10 s, buckets of 1 s. */

@@ -1,0 +1,21 @@
+/*
+ * The request path of the API listener (dispatch.c): target, route and
+ * mount, plugin state, session check, rate limit (limit_check.c), then the
+ * handler under its deadline.
+ */
+#ifndef BH_CORE_GATEWAY_DISPATCH_H
+#define BH_CORE_GATEWAY_DISPATCH_H
+
+#include "http/http-t.h"
+
+/* The hooks the API listener is given (proc/daemon.c). */
+extern const bh__http_hooks bh__dispatch_hooks;
+/* The handler deadline: answers "<plugin>.timeout" and cancels the
+ * request's upstream calls. */
+void bh__dispatch_deadline(bh_req *req);
+
+/* limit_check.c: 0 allowed (RateLimit headers added); negative: answered
+ * 429 rate_limit.exceeded. */
+int bh__limit_check(bh_req *req);
+
+#endif

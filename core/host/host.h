@@ -1,0 +1,47 @@
+/*
+ * The plugin host: the loader (plugins.c), the services table handed to
+ * plugins (services.c), route registration (routes.c) and proxy routes
+ * (proxy.c).
+ */
+#ifndef BH_CORE_HOST_HOST_H
+#define BH_CORE_HOST_HOST_H
+
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "bulkhead/plugin.h"
+#include "host/plugin-t.h"
+
+struct bh_upstream;
+
+/* plugins.c: loader */
+/* Writes what ops see of every plugin (state, routes, catalogue) to the
+ * shared mapping. */
+void bh__plugins_publish(bh__daemon *d);
+int bh__plugins_load(bh__daemon *d);
+int bh__plugins_start(bh__daemon *d);
+void bh__plugins_stop(bh__daemon *d);
+void bh__plugins_unload(bh__daemon *d);
+/* The plugin owning `path` by longest mount prefix, or NULL. */
+bh__plugin *bh__plugin_for_path(bh__daemon *d, const char *path);
+const char *bh__plugin_state_name(int state);
+/* The code catalogue as JSON (for --list-codes and GET /admin/errors). */
+int bh__catalogue_json(bh__daemon *d, bh__buf *out);
+
+/* services.c */
+const bh_services *bh__services(void);
+
+/* routes.c */
+/* Registers a route for p (init only); the one path for plugin routes and
+ * proxy routes. */
+int bh__route_register(bh__plugin *p, const bh_route *r);
+/* Records the first registration failure of p's init (reported by the
+ * loader). */
+void bh__reg_fail(bh__plugin *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* proxy.c */
+int bh__proxy_add(bh__plugin *p, const char *prefix, struct bh_upstream *u,
+                  uint32_t flags);
+
+#endif

@@ -1,0 +1,123 @@
+/*
+ * Route registration: the one path by which a route enters the router,
+ * for a plugin's own routes (services.c, route_add) and for the routes a
+ * proxy prefix expands to (proxy.c). Checks method, pattern and mount,
+ * resolves the route's defaults and rate-limit policy, and records the
+ * first failure of the plugin's init for the loader to report.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "host/host.h"
+#include "http/router.h"
+#include "proc/daemon-t.h"
+#include "upstream/limits.h"
+
+void bh__reg_fail(bh__plugin *p, const char *fmt, ...) {
+  char why[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof(why), fmt, ap);
+  va_end(ap);
+  if (p->reg_error == NULL) p->reg_error = strdup(why);
+}
+
+static int bh__method_ok(const char *m) {
+  size_t n = 0;
+  for (; m[n]; n++)
+    if (m[n] < 'A' || m[n] > 'Z') return 0;
+  return n > 0 && n <= 16;
+}
+
+static int bh__under_mount(const bh__plugin *p, const char *pattern) {
+  for (size_t i = 0; i < p->conf->nmounts; i++) {
+    const char *mt = p->conf->mounts[i];
+    size_t n = strlen(mt);
+    if (strncmp(pattern, mt, n) == 0 &&
+        (pattern[n] == '/' || pattern[n] == '\0'))
+      return 1;
+  }
+  return 0;
+}
+
+int bh__route_register(bh__plugin *p, const bh_route *r) {
+  bh__daemon *d = p->d;
+  if (r == NULL || r->size < offsetof(bh_route, rate_limit) ||
+      r->method == NULL || r->pattern == NULL || r->handler == NULL) {
+    bh__reg_fail(p, "route: incomplete bh_route");
+    return -EINVAL;
+  }
+  if (!bh__method_ok(r->method) || bh__router_pattern_valid(r->pattern)) {
+    bh__reg_fail(p, "route %.16s %.128s: invalid method or pattern", r->method,
+                 r->pattern);
+    return -EINVAL;
+  }
+  if (!bh__under_mount(p, r->pattern)) {
+    bh__reg_fail(p, "route %s %.128s: outside the plugin's mounts", r->method,
+                 r->pattern);
+    return -EINVAL;
+  }
+  bh__route *rt = calloc(1, sizeof(*rt));
+  bh__route **list = realloc(p->routes, (p->nroutes + 1) * sizeof(*list));
+  if (rt == NULL || list == NULL) {
+    free(rt);
+    if (list) p->routes = list;
+    return -ENOMEM;
+  }
+  p->routes = list;
+  rt->method = strdup(r->method);
+  rt->pattern = strdup(r->pattern);
+  rt->handler = r->handler;
+  rt->data = r->data;
+  rt->flags = r->flags;
+  rt->max_body_bytes =
+      r->max_body_bytes ? r->max_body_bytes : d->cfg->max_body_bytes;
+  rt->timeout_ms = r->timeout_ms ? r->timeout_ms : d->cfg->handler_timeout_ms;
+  if (r->size >= offsetof(bh_route, rate_limit) + sizeof(r->rate_limit) &&
+      r->rate_limit)
+    rt->rate_limit = strdup(r->rate_limit);
+  rt->plugin = p;
+  if (rt->rate_limit) {
+    char why[200];
+    rt->limit = bh__limit_get(d, rt->rate_limit, why, sizeof(why));
+    if (rt->limit == NULL) {
+      bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern, why);
+      free(rt->method);
+      free(rt->pattern);
+      free(rt->rate_limit);
+      free(rt);
+      return -EINVAL;
+    }
+  }
+  if (rt->method == NULL || rt->pattern == NULL) {
+    free(rt->method);
+    free(rt->pattern);
+    free(rt->rate_limit);
+    free(rt);
+    return -ENOMEM;
+  }
+  void *conflict = NULL;
+  int rc = bh__router_add(d->router, rt->method, rt->pattern, rt, &conflict);
+  if (rc != 0) {
+    if (rc == -EEXIST && conflict) {
+      bh__route *o = conflict;
+      bh__reg_fail(p, "route %s %s conflicts with plugin '%s' (%s %s)",
+                   rt->method, rt->pattern, o->plugin->name, o->method,
+                   o->pattern);
+    } else {
+      bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern,
+                   strerror(-rc));
+    }
+    free(rt->method);
+    free(rt->pattern);
+    free(rt->rate_limit);
+    free(rt);
+    return rc;
+  }
+  p->routes[p->nroutes++] = rt;
+  return 0;
+}

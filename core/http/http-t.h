@@ -1,0 +1,144 @@
+/*
+ * The HTTP front's types: requests, connections, listeners, and the hooks
+ * through which a listener hands each request to the layer that serves it
+ * (the gateway for the API, the admin API for the admin listener).
+ */
+#ifndef BH_CORE_HTTP_HTTP_T_H
+#define BH_CORE_HTTP_HTTP_T_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/buf.h"
+#include "bulkhead/plugin.h"
+#include "http/router-t.h"
+#include "llhttp.h"
+
+typedef struct bh__daemon bh__daemon;
+typedef struct bh__conn bh__conn;
+typedef struct bh__plugin bh__plugin;
+typedef struct bh__route bh__route;
+typedef struct bh__body bh__body;
+
+/* What a listener calls, all on the loop thread. on_head at headers
+ * complete: route, set req->body_limit; 0 to read the body, negative when
+ * the request was already answered. on_request at message complete: serve
+ * it (answer now or later). on_deadline: the handler deadline armed with
+ * bh__conn_deadline fired while the request was in flight. */
+typedef struct bh__http_hooks {
+  int (*on_head)(bh_req *req);
+  void (*on_request)(bh_req *req);
+  void (*on_deadline)(bh_req *req);
+} bh__http_hooks;
+
+typedef struct bh__header {
+  const char *name; /* lower-cased */
+  const char *value;
+} bh__header;
+
+struct bh_req {
+  const bh_services *svc; /* bh_handle_head: must stay first */
+  bh__daemon *d;
+  bh__conn *conn; /* NULL once the connection is gone or moved on */
+  int refs;       /* connection + plugin */
+
+  /* parsed request; strings point into `raw` once headers are complete */
+  bh__buf raw; /* url NUL, then name NUL value NUL pairs */
+  size_t url_len;
+  int in_value;     /* llhttp field/value callback state */
+  int headers_done; /* later field callbacks are chunked trailers */
+  const char *method;
+  const char *path;  /* raw path, NUL-terminated copy */
+  const char *query; /* after '?' or "" */
+  bh__header *headers;
+  size_t nheaders;
+  bh__buf body;
+  size_t body_limit;
+  int bad_path; /* the target is not an origin-form path we serve */
+  int is_head;
+  int expect_continue;
+
+  /* routing */
+  int match_result; /* enum bh__match_result */
+  char allow[96];   /* for 405 */
+  bh__route *route;
+  bh__plugin *plugin; /* owner of the path (route or mount) */
+  bh__match match;
+  char **params; /* decoded param values, lazily */
+
+  char id[80];
+  char client_addr[64];
+  uint64_t start_ns;
+
+  /* response */
+  bh__buf resp_headers; /* "Name: value\r\n" lines set by the plugin */
+  int status;
+  const char *code; /* problem code answered, for the access log */
+  int answered;     /* a response went (or is going) to the client */
+  int streaming;    /* head sent, body in progress */
+  int chunked;
+  int head_held;    /* head_out holds the streamed head, not yet written */
+  bh__buf head_out; /* leaves with the first body bytes: one write */
+  void (*on_drain)(bh_req *req); /* write queue drained (streaming) */
+  void *on_drain_data;
+  struct bh__call *calls; /* upstream calls in flight */
+  int plugin_holds;       /* handler called and not yet ended */
+
+  bh__body *json;           /* body_parse result */
+  const char *principal_id; /* set by the session middleware */
+  struct bh__authn *authn;  /* the caller of an auth-required route (auth.h) */
+};
+
+enum bh__listener_kind { BH__LISTENER_API = 0, BH__LISTENER_ADMIN = 1 };
+
+typedef struct bh__listener {
+  uv_tcp_t tcp;
+  bh__daemon *d;
+  int kind;
+  int open;
+  const bh__http_hooks *hooks; /* the layer that serves its requests */
+  char address[80];            /* bound "host:port" */
+} bh__listener;
+
+enum bh__conn_state {
+  BH__CONN_IDLE = 0,   /* between requests */
+  BH__CONN_HEADERS,    /* reading the request head */
+  BH__CONN_BODY,       /* reading the body */
+  BH__CONN_PROCESSING, /* request dispatched; later bytes are held */
+  BH__CONN_CLOSING
+};
+
+struct bh__conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer; /* idle / header / body timeout, then handler deadline */
+  bh__daemon *d;
+  bh__listener *listener;
+  llhttp_t parser;
+  int state;
+  int handles_open; /* tcp + timer still to be closed */
+  int keep_alive;
+  int read_eof;
+  int eof_held; /* EOF seen while a request was in flight: acted on once
+                   reading would resume, as if reading had been paused */
+  int reading;
+  int served;        /* requests served on this connection */
+  bh_req *req;       /* the request being read or processed */
+  size_t head_bytes; /* bytes of the current request head */
+  int fold_state;    /* obs-fold detector state, see http.c */
+  char *pending;     /* bytes read past a paused parser */
+  size_t pending_len;
+  const char *early_code; /* answer chosen inside a parser callback */
+  int message_done;       /* the parser paused at a message end */
+  int pumping;            /* inside bh__conn_pump or a read: no re-entry */
+  int write_blocked;      /* reading waits for the write queue to drain */
+  int idle_arm;           /* entered idle: (re)arm the keep-alive timer once */
+  uint64_t idle_since;    /* loop time it last became idle */
+  int writes_pending;
+  int close_after_write;
+  int closed;
+  char client_addr[64];
+  struct bh__conn *next, *prev; /* daemon's list, for shutdown */
+};
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * The HTTP front: listeners and connections (http.c), requests
+ * (request.c), answers (response.c). It knows nothing of what a request
+ * means: each listener hands its requests to the hooks it was given.
+ */
+#ifndef BH_CORE_HTTP_HTTP_H
+#define BH_CORE_HTTP_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+#include "http/http-t.h"
+#include "problem/problem.h"
+
+/* http.c: listeners and connections */
+/* Binds and listens on addr; each request on it goes to `hooks`. */
+int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr,
+               const bh__http_hooks *hooks);
+/* Starts accepting on an initialised (opened) listener. */
+int bh__listen_start(bh__listener *l);
+/* Draining: closes connections idle for at least grace_ms. */
+void bh__conn_close_idle_since(bh__daemon *d, uint64_t now, uint64_t grace_ms);
+void bh__http_settings_init(llhttp_settings_t *s);
+void bh__conn_close_all(bh__daemon *d);
+void bh__conn_close_idle(bh__daemon *d);
+void bh__conn_close_when_written(bh__conn *c);
+/* response.c reports each finished write here. */
+void bh__conn_on_written(bh__conn *c, int status);
+/* Arms the connection timer as the handler deadline. */
+void bh__conn_deadline(bh__conn *c, uint32_t ms);
+/* Called once the response for conn->req is queued: resume the connection
+ * (next pipelined request, idle timer, or close). */
+void bh__conn_request_done(bh__conn *c);
+
+/* response.c: writing answers */
+/* Queues the response for `req` on its connection. Body copied. Marks the
+ * request answered. extra_headers: preformatted "Name: v\r\n" lines or NULL.
+ */
+void bh__respond(bh_req *req, int status, const char *content_type,
+                 const char *body, size_t len, const char *extra_headers);
+/* Answers `code` (core or plugin catalogue) as Problem JSON. retry_after < 0
+ * unknown. ext may be NULL. */
+void bh__respond_problem(bh_req *req, const char *code, const char *detail,
+                         long retry_after, const bh__ext *ext, size_t next,
+                         const bh__field_error *errs, size_t nerrs);
+/* Looks a code up: the route's plugin first, then every plugin, then the
+ * core. NULL when unknown. */
+const bh__code *bh__code_find(bh__daemon *d, bh__plugin *p, const char *code);
+/* Streamed answers. head: headers are preformatted lines; content_length
+ * < 0 means chunked. body returns the connection's unsent bytes (for back
+ * pressure) or a negative errno. end: complete = 0 cuts the stream (the
+ * connection closes). */
+int bh__respond_head(bh_req *req, int status, const char *headers,
+                     long long content_length);
+long bh__respond_body(bh_req *req, const char *data, size_t len);
+void bh__respond_end(bh_req *req, int complete);
+/* Raw problem write for failures before a request exists (parse errors). */
+void bh__conn_problem(bh__conn *c, const char *code);
+
+/* request.c: a request's life cycle */
+/* At headers complete: splits the target into path and query (in place),
+ * flags a target we never serve (bad_path: not origin-form, "." or ".."
+ * segments, a fragment), notes Expect: 100-continue. */
+void bh__req_parse_target(bh_req *req);
+/* First value of a request header (name case-insensitive), or NULL. */
+const char *bh__req_header(bh_req *req, const char *name);
+/* Drops one reference; frees the request at zero. */
+void bh__req_unref(bh_req *req);
+
+#endif
