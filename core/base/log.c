@@ -437,7 +437,9 @@ static void bh__write_sync(const char *p, size_t n) {
   pthread_mutex_unlock(&g_sync_mu);
 }
 
-static void bh__dispatch(bh__logline *l) {
+/* A finished line: queued for the writer thread, or written here when the
+ * log is synchronous (or the ring is closed meanwhile). */
+static void bh__log_submit(bh__logline *l) {
   if (bh__buf_failed(&l->b)) {
     bh__buf_free(&l->b);
     bh__drop(1);
@@ -551,7 +553,7 @@ void bh__log_end(bh__logline *l) {
     return;
   }
   bh__buf_puts(&l->b, "}\n");
-  bh__dispatch(l);
+  bh__log_submit(l);
 }
 
 void bh__logf(int level, const char *event, const char *fmt, ...) {

@@ -107,6 +107,87 @@ static void bh__plugin_close(bh__plugin *p) {
   p->desc = NULL;
 }
 
+/* What is wrong with p's descriptor (ABI, callbacks, name), or NULL. buf
+ * holds the reason when one needs formatting. */
+static const char *bh__desc_check(bh__daemon *d, bh__plugin *p,
+                                  const bh_plugin_desc *desc, char *buf,
+                                  size_t buflen) {
+  const char *why = NULL;
+  if (desc == NULL) {
+    snprintf(buf, buflen, "the plugin refused core ABI %d.%d", BH_ABI_MAJOR,
+             BH_ABI_MINOR);
+    why = buf;
+  } else if (desc->size < offsetof(bh_plugin_desc, reserved)) {
+    snprintf(buf, buflen, "descriptor is %u bytes, expected at least %zu",
+             desc->size, offsetof(bh_plugin_desc, reserved));
+    why = buf;
+  } else if (desc->abi_major != BH_ABI_MAJOR) {
+    snprintf(buf, buflen, "ABI major %u, core has %d", desc->abi_major,
+             BH_ABI_MAJOR);
+    why = buf;
+  } else if (desc->abi_minor > BH_ABI_MINOR) {
+    snprintf(buf, buflen, "built for ABI %u.%u, newer than core %d.%d",
+             desc->abi_major, desc->abi_minor, BH_ABI_MAJOR, BH_ABI_MINOR);
+    why = buf;
+  } else if (desc->init == NULL || desc->fini == NULL) {
+    snprintf(buf, buflen, "missing mandatory callback %s",
+             desc->init == NULL ? "init" : "fini");
+    why = buf;
+  } else if (desc->name == NULL || !bh__name_ok(desc->name)) {
+    why = "descriptor name is missing or not [a-z][a-z0-9_]{0,31}";
+  } else if (strcmp(desc->name, p->name) != 0) {
+    snprintf(buf, buflen,
+             "descriptor name '%s' does not match section [plugin.%s]",
+             desc->name, p->name);
+    why = buf;
+  }
+  if (why == NULL) {
+    for (bh__plugin *o = d->plugins; o < p; o++) {
+      if (o->desc && strcmp(o->desc->name, desc->name) == 0) {
+        snprintf(buf, buflen, "duplicate plugin name '%s' (also %s)",
+                 desc->name, o->path);
+        why = buf;
+      }
+    }
+  }
+  return why;
+}
+
+/* p's data directory, then its init() with registration open; on a
+ * failure fini() runs and the library is closed. */
+static int bh__plugin_init(bh__daemon *d, bh__plugin *p) {
+  const bh_plugin_desc *desc = p->desc;
+  char path[PATH_MAX];
+  int n =
+      snprintf(path, sizeof(path), "%s/plugins/%s", d->cfg->data_dir, p->name);
+  int rc = n > 0 && (size_t)n < sizeof(path) ? bh__mkdirs(path, 0700)
+                                             : -ENAMETOOLONG;
+  if (rc) {
+    bh__plugin_close(p);
+    return bh__fail(p, "load_failed", "cannot create data directory: %s",
+                    strerror(-rc));
+  }
+  p->data_dir = strdup(path);
+
+  p->in_init = 1;
+  int64_t mark = bh__shm_enter(p->shm_index, BH__CB_INIT);
+  rc = desc->init(&p->ctx, d->svc);
+  bh__shm_leave(mark);
+  p->in_init = 0;
+  if (rc >= 0 && p->reg_error == NULL) rc = bh__errmap_defaults(p);
+  if (rc < 0 || p->reg_error) {
+    mark = bh__shm_enter(p->shm_index, BH__CB_FINI);
+    desc->fini(&p->ctx);
+    bh__shm_leave(mark);
+    bh__plugin_close(p);
+    if (p->reg_error)
+      return bh__fail(p, "init_failed", "init failed: %s", p->reg_error);
+    return bh__fail(p, "init_failed", "init failed: %s (%d)", strerror(-rc),
+                    rc);
+  }
+  return 0;
+}
+
 static int bh__plugin_load(bh__daemon *d, bh__plugin *p, const char *dir) {
   const bh__plugin_conf *pc = p->conf;
   char path[PATH_MAX];
@@ -146,77 +227,16 @@ static int bh__plugin_load(bh__daemon *d, bh__plugin *p, const char *dir) {
     return bh__fail(p, "load_failed", "no entry symbol %s", BH_ENTRY_SYMBOL);
   }
   const bh_plugin_desc *desc = entry(BH_ABI_MAJOR, BH_ABI_MINOR);
-  const char *why = NULL;
   char buf[160];
-  if (desc == NULL) {
-    snprintf(buf, sizeof(buf), "the plugin refused core ABI %d.%d",
-             BH_ABI_MAJOR, BH_ABI_MINOR);
-    why = buf;
-  } else if (desc->size < offsetof(bh_plugin_desc, reserved)) {
-    snprintf(buf, sizeof(buf), "descriptor is %u bytes, expected at least %zu",
-             desc->size, offsetof(bh_plugin_desc, reserved));
-    why = buf;
-  } else if (desc->abi_major != BH_ABI_MAJOR) {
-    snprintf(buf, sizeof(buf), "ABI major %u, core has %d", desc->abi_major,
-             BH_ABI_MAJOR);
-    why = buf;
-  } else if (desc->abi_minor > BH_ABI_MINOR) {
-    snprintf(buf, sizeof(buf), "built for ABI %u.%u, newer than core %d.%d",
-             desc->abi_major, desc->abi_minor, BH_ABI_MAJOR, BH_ABI_MINOR);
-    why = buf;
-  } else if (desc->init == NULL || desc->fini == NULL) {
-    snprintf(buf, sizeof(buf), "missing mandatory callback %s",
-             desc->init == NULL ? "init" : "fini");
-    why = buf;
-  } else if (desc->name == NULL || !bh__name_ok(desc->name)) {
-    why = "descriptor name is missing or not [a-z][a-z0-9_]{0,31}";
-  } else if (strcmp(desc->name, p->name) != 0) {
-    snprintf(buf, sizeof(buf),
-             "descriptor name '%s' does not match section [plugin.%s]",
-             desc->name, p->name);
-    why = buf;
-  }
-  if (why == NULL) {
-    for (bh__plugin *o = d->plugins; o < p; o++) {
-      if (o->desc && strcmp(o->desc->name, desc->name) == 0) {
-        snprintf(buf, sizeof(buf), "duplicate plugin name '%s' (also %s)",
-                 desc->name, o->path);
-        why = buf;
-      }
-    }
-  }
+  const char *why = bh__desc_check(d, p, desc, buf, sizeof(buf));
   if (why) {
     bh__plugin_close(p);
     return bh__fail(p, "load_failed", "%s", why);
   }
   p->desc = desc;
 
-  n = snprintf(path, sizeof(path), "%s/plugins/%s", d->cfg->data_dir, p->name);
-  int rc = n > 0 && (size_t)n < sizeof(path) ? bh__mkdirs(path, 0700)
-                                             : -ENAMETOOLONG;
-  if (rc) {
-    bh__plugin_close(p);
-    return bh__fail(p, "load_failed", "cannot create data directory: %s",
-                    strerror(-rc));
-  }
-  p->data_dir = strdup(path);
-
-  p->in_init = 1;
-  int64_t mark = bh__shm_enter(p->shm_index, BH__CB_INIT);
-  rc = desc->init(&p->ctx, d->svc);
-  bh__shm_leave(mark);
-  p->in_init = 0;
-  if (rc >= 0 && p->reg_error == NULL) rc = bh__errmap_defaults(p);
-  if (rc < 0 || p->reg_error) {
-    mark = bh__shm_enter(p->shm_index, BH__CB_FINI);
-    desc->fini(&p->ctx);
-    bh__shm_leave(mark);
-    bh__plugin_close(p);
-    if (p->reg_error)
-      return bh__fail(p, "init_failed", "init failed: %s", p->reg_error);
-    return bh__fail(p, "init_failed", "init failed: %s (%d)", strerror(-rc),
-                    rc);
-  }
+  int rc = bh__plugin_init(d, p);
+  if (rc) return rc;
   p->state = BH__PLUGIN_INITIALIZED;
   bh__logline l;
   bh__log_begin(&l, BH__INFO, "plugin_initialized");

@@ -106,9 +106,6 @@ int bh__auth_check(bh_req *req, void (*resume)(bh_req *req));
 /* The principal of req, or NULL. */
 const bh_principal *bh__auth_principal(bh_req *req);
 
-/* auth_cli.c: `bulkhead user add|disable|enable EMAIL [-c FILE]`; argv[0]
- * is "user". The exit status. */
-int bh__auth_cli(int argc, char **argv);
 
 /* auth_services.c: the identity slots of the services table. */
 const bh_principal *bh__svc_req_principal(bh_req *req);

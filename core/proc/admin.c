@@ -303,6 +303,95 @@ static int bh__is_get(const bh_req *req) {
   return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
 }
 
+/* /healthz, /readyz, /metrics: open to probes and scrapes. */
+static void bh__admin_open(bh_req *req) {
+  const char *path = req->path;
+  if (!bh__is_get(req)) {
+    bh__admin_method(req, "GET, HEAD");
+  } else if (path[1] == 'h') {
+    bh__buf b;
+    bh__buf_init(&b);
+    bh__buf_puts(&b, "{\"status\":\"ok\"}");
+    bh__admin_json(req, 200, &b);
+  } else if (path[1] == 'r') {
+    bh__readyz(req);
+  } else {
+    bh__metrics_endpoint(req);
+  }
+}
+
+/* GET /admin/errors: the catalogue workers published (the master loads no
+ * plugin), else this process's own. */
+static void bh__admin_errors(bh_req *req) {
+  bh__buf b;
+  bh__buf_init(&b);
+  bh__shm_lock();
+  if (bh__shm_g->catalogue_len)
+    bh__buf_append(&b, bh__shm_g->catalogue, bh__shm_g->catalogue_len);
+  bh__shm_unlock();
+  if (b.len == 0) bh__catalogue_json(req->d, &b);
+  bh__admin_json(req, 200, &b);
+}
+
+/* POST /admin/reload */
+static void bh__admin_reload(bh_req *req) {
+  if (strcmp(req->method, "POST") != 0) {
+    bh__admin_method(req, "POST");
+    return;
+  }
+  char err[512] = "";
+  int rc = bh__ops ? bh__ops->reload(err, sizeof(err)) : -ENOTSUP;
+  if (rc != 0) {
+    bh__respond_problem(
+        req, rc == -ENOTSUP ? "admin.workers_required" : "admin.reload_refused",
+        err[0] ? err : NULL, -1, NULL, 0, NULL, 0);
+    return;
+  }
+  bh__buf b;
+  bh__buf_init(&b);
+  bh__buf_printf(&b, "{\"status\":\"reloading\",\"generation\":%d}",
+                 bh__shm_g->generation);
+  bh__admin_json(req, 202, &b);
+}
+
+/* POST /admin/plugins/NAME/release */
+static void bh__admin_release(bh_req *req, const char *name) {
+  if (strcmp(req->method, "POST") != 0) {
+    bh__admin_method(req, "POST");
+    return;
+  }
+  char err[256] = "";
+  int rc = bh__ops ? bh__ops->release(name, err, sizeof(err)) : -ENOTSUP;
+  if (rc != 0) {
+    bh__respond_problem(req,
+                        rc == -ENOTSUP ? "admin.workers_required"
+                                       : "admin.plugin_not_found",
+                        NULL, -1, NULL, 0, NULL, 0);
+    return;
+  }
+  bh__buf b;
+  bh__buf_init(&b);
+  bh__buf_puts(&b, "{\"plugin\":");
+  bh__buf_json_str(&b, name);
+  bh__buf_puts(&b, ",\"status\":\"released\"}");
+  bh__admin_json(req, 200, &b);
+}
+
+/* "<prefix>NAME<suffix>": 1 with NAME copied out, 0 when path has another
+ * shape, -1 when NAME is too long or holds a '/'. */
+static int bh__admin_named(const char *path, const char *prefix,
+                           const char *suffix, char *name, size_t namelen) {
+  size_t pl = strlen(path), xl = strlen(prefix), sl = strlen(suffix);
+  if (pl <= xl + sl || strncmp(path, prefix, xl) != 0 ||
+      strcmp(path + pl - sl, suffix) != 0)
+    return 0;
+  size_t nl = pl - xl - sl;
+  if (nl >= namelen || memchr(path + xl, '/', nl)) return -1;
+  memcpy(name, path + xl, nl);
+  name[nl] = '\0';
+  return 1;
+}
+
 static void bh__admin_dispatch(bh_req *req) {
   const char *path = req->path;
   if (req->bad_path) {
@@ -313,18 +402,7 @@ static void bh__admin_dispatch(bh_req *req) {
    * (checked before the path, so its absence reveals nothing) */
   if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
       strcmp(path, "/metrics") == 0) {
-    if (!bh__is_get(req)) {
-      bh__admin_method(req, "GET, HEAD");
-    } else if (path[1] == 'h') {
-      bh__buf b;
-      bh__buf_init(&b);
-      bh__buf_puts(&b, "{\"status\":\"ok\"}");
-      bh__admin_json(req, 200, &b);
-    } else if (path[1] == 'r') {
-      bh__readyz(req);
-    } else {
-      bh__metrics_endpoint(req);
-    }
+    bh__admin_open(req);
     return;
   }
   if (strncmp(path, "/admin/", 7) != 0) {
@@ -337,96 +415,35 @@ static void bh__admin_dispatch(bh_req *req) {
   }
   if (strcmp(path, "/admin/status") == 0 ||
       strcmp(path, "/admin/errors") == 0) {
-    if (!bh__is_get(req)) {
+    if (!bh__is_get(req))
       bh__admin_method(req, "GET, HEAD");
-    } else if (path[7] == 's') {
+    else if (path[7] == 's')
       bh__status(req);
-    } else {
-      /* the catalogue workers published: the master loads no plugin */
-      bh__buf b;
-      bh__buf_init(&b);
-      bh__shm_lock();
-      if (bh__shm_g->catalogue_len)
-        bh__buf_append(&b, bh__shm_g->catalogue, bh__shm_g->catalogue_len);
-      bh__shm_unlock();
-      if (b.len == 0) bh__catalogue_json(req->d, &b);
-      bh__admin_json(req, 200, &b);
-    }
+    else
+      bh__admin_errors(req);
     return;
   }
   if (strcmp(path, "/admin/reload") == 0) {
-    if (strcmp(req->method, "POST") != 0) {
-      bh__admin_method(req, "POST");
-      return;
-    }
-    char err[512] = "";
-    int rc = bh__ops ? bh__ops->reload(err, sizeof(err)) : -ENOTSUP;
-    if (rc != 0) {
-      bh__respond_problem(req,
-                          rc == -ENOTSUP ? "admin.workers_required"
-                                         : "admin.reload_refused",
-                          err[0] ? err : NULL, -1, NULL, 0, NULL, 0);
-      return;
-    }
-    bh__buf b;
-    bh__buf_init(&b);
-    bh__buf_printf(&b, "{\"status\":\"reloading\",\"generation\":%d}",
-                   bh__shm_g->generation);
-    bh__admin_json(req, 202, &b);
+    bh__admin_reload(req);
     return;
   }
-  static const char plugs[] = "/admin/plugins/";
-  const char *rel = "/release";
-  size_t pll = sizeof(plugs) - 1, rl = strlen(rel), plen = strlen(path);
-  if (plen > pll + rl && strncmp(path, plugs, pll) == 0 &&
-      strcmp(path + plen - rl, rel) == 0) {
-    char name[64];
-    size_t nl = plen - pll - rl;
-    if (nl >= sizeof(name) || memchr(path + pll, '/', nl)) {
-      bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
-      return;
-    }
-    memcpy(name, path + pll, nl);
-    name[nl] = '\0';
-    if (strcmp(req->method, "POST") != 0) {
-      bh__admin_method(req, "POST");
-      return;
-    }
-    char err[256] = "";
-    int rc = bh__ops ? bh__ops->release(name, err, sizeof(err)) : -ENOTSUP;
-    if (rc != 0) {
-      bh__respond_problem(req,
-                          rc == -ENOTSUP ? "admin.workers_required"
-                                         : "admin.plugin_not_found",
-                          NULL, -1, NULL, 0, NULL, 0);
-      return;
-    }
-    bh__buf b;
-    bh__buf_init(&b);
-    bh__buf_puts(&b, "{\"plugin\":");
-    bh__buf_json_str(&b, name);
-    bh__buf_puts(&b, ",\"status\":\"released\"}");
-    bh__admin_json(req, 200, &b);
+  char name[64];
+  int m =
+      bh__admin_named(path, "/admin/plugins/", "/release", name, sizeof(name));
+  if (m > 0) {
+    bh__admin_release(req, name);
     return;
   }
-  static const char up[] = "/admin/upstreams/";
-  const char *tail = "/breaker";
-  size_t pl = strlen(path), ul = sizeof(up) - 1, tl = strlen(tail);
-  if (pl > ul + tl && strncmp(path, up, ul) == 0 &&
-      strcmp(path + pl - tl, tail) == 0) {
-    char name[64];
-    size_t nl = pl - ul - tl;
-    if (nl >= sizeof(name) || memchr(path + ul, '/', nl)) {
-      bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+  if (m == 0) {
+    m = bh__admin_named(path, "/admin/upstreams/", "/breaker", name,
+                        sizeof(name));
+    if (m > 0) {
+      if (strcmp(req->method, "POST") != 0)
+        bh__admin_method(req, "POST");
+      else
+        bh__breaker_override(req, name);
       return;
     }
-    memcpy(name, path + ul, nl);
-    name[nl] = '\0';
-    if (strcmp(req->method, "POST") != 0)
-      bh__admin_method(req, "POST");
-    else
-      bh__breaker_override(req, name);
-    return;
   }
   bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
 }

@@ -17,6 +17,7 @@
 #include "identity/auth.h"
 #include "identity/store.h"
 #include "identity/store_ops.h"
+#include "proc/auth_cli.h"
 #include "proc/load.h"
 
 #define BH__PW_MIN 8

@@ -21,6 +21,7 @@
 #include "host/host.h"
 #include "identity/auth.h"
 #include "proc/admin.h"
+#include "proc/auth_cli.h"
 #include "proc/daemon.h"
 #include "proc/load.h"
 #include "state/shm.h"
@@ -74,24 +75,26 @@ static void bh__std_fds(void) {
   }
 }
 
-int main(int argc, char **argv) {
-  bh__std_fds();
-  if (argc > 1 && strcmp(argv[1], "user") == 0)
-    return bh__auth_cli(argc - 1, argv + 1);
-  const char *config_path = NULL, *listen = NULL, *admin_listen = NULL;
-  int test_only = 0, list_codes = 0;
+typedef struct bh__opts {
+  const char *config_path, *listen, *admin_listen;
+  int test_only, list_codes;
+} bh__opts;
+
+/* The command line into o. -1 to go on, else the exit status. */
+static int bh__parse_args(int argc, char **argv, bh__opts *o) {
+  memset(o, 0, sizeof(*o));
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc)
-      config_path = argv[++i];
+      o->config_path = argv[++i];
     else if (strcmp(a, "-t") == 0 || strcmp(a, "--test") == 0)
-      test_only = 1;
+      o->test_only = 1;
     else if (strcmp(a, "--list-codes") == 0)
-      list_codes = 1;
+      o->list_codes = 1;
     else if (strcmp(a, "--listen") == 0 && i + 1 < argc)
-      listen = argv[++i];
+      o->listen = argv[++i];
     else if (strcmp(a, "--admin-listen") == 0 && i + 1 < argc)
-      admin_listen = argv[++i];
+      o->admin_listen = argv[++i];
     else if (strcmp(a, "--version") == 0 || strcmp(a, "-v") == 0) {
       printf("bulkhead %s (plugin ABI %d.%d)\n", BH_VERSION, BH_ABI_MAJOR,
              BH_ABI_MINOR);
@@ -105,102 +108,82 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (sodium_init() < 0) {
-    fprintf(stderr, "bulkhead: libsodium failed to initialise\n");
-    return 1;
-  }
-  /* a client that goes away must not kill the daemon mid-write */
-  signal(SIGPIPE, SIG_IGN);
+  return -1;
+}
 
-  bh__config cfg;
+/* -t and --list-codes: load (init) every plugin as the daemon would,
+ * report, unload. The exit status; cfg is freed. */
+static int bh__check_only(const bh__opts *o, bh__config *cfg, uv_loop_t *loop) {
   char err[512];
-  int rc;
-  memset(&cfg, 0, sizeof(cfg));
-  if (bh__load(config_path, &cfg, err, sizeof(err)) != 0) {
-    fprintf(stderr, "bulkhead: %s\n", err);
-    return 2;
-  }
-  if ((listen && bh__replace(&cfg.listen, listen, "--listen")) ||
-      (admin_listen &&
-       bh__replace(&cfg.admin_listen, admin_listen, "--admin-listen"))) {
-    bh__unload(&cfg);
-    return 2;
-  }
-
-  /* shared state first: upstream breakers live there even in -t */
-  rc = bh__shm_create((size_t)256 << 20);
-  if (rc != 0) {
-    fprintf(stderr, "bulkhead: cannot map shared memory: %s\n", strerror(-rc));
-    bh__unload(&cfg);
-    return 1;
-  }
-  uv_loop_t *loop = uv_default_loop();
   bh__daemon d;
-  if (test_only || list_codes) {
-    /* load (init) every plugin as the daemon would, report, unload */
-    rc = bh__auth_prepare(&cfg, 1, err, sizeof(err));
-    if (rc) {
-      fprintf(stderr, "bulkhead: %s\n", err);
-      bh__unload(&cfg);
-      bh__shm_destroy();
-      return 1;
-    }
-    rc = bh__daemon_init(&d, &cfg, loop, BH__ROLE_SINGLE, -1);
-    int failed = 0;
-    for (size_t i = 0; rc == 0 && i < d.nplugins; i++)
-      if (d.plugins[i].state == BH__PLUGIN_FAILED) failed++;
-    if (rc == 0 && list_codes) {
-      bh__buf b;
-      bh__buf_init(&b);
-      bh__catalogue_json(&d, &b);
-      printf("%s\n", b.data ? b.data : "{}");
-      bh__buf_free(&b);
-    } else if (rc == 0) {
-      if (failed)
-        fprintf(stderr, "bulkhead: %s: %d plugin(s) failed to load\n",
-                cfg.source, failed);
-      else
-        fprintf(stderr, "bulkhead: %s: configuration OK, %zu plugin(s)\n",
-                cfg.source, d.nplugins);
-    }
-    bh__daemon_free(&d);
-    bh__unload(&cfg);
-    bh__loop_close(loop);
+  int rc = bh__auth_prepare(cfg, 1, err, sizeof(err));
+  if (rc) {
+    fprintf(stderr, "bulkhead: %s\n", err);
+    bh__unload(cfg);
     bh__shm_destroy();
-    return rc ? 1 : (test_only && failed) ? 1 : 0;
-  }
-
-  if (bh__log_open(cfg.log_target, cfg.log_level) != 0) {
-    fprintf(stderr, "bulkhead: cannot open log '%s'\n", cfg.log_target);
-    bh__unload(&cfg);
     return 1;
   }
-  bh__logf(BH__INFO, "config", "using %s", cfg.source);
+  rc = bh__daemon_init(&d, cfg, loop, BH__ROLE_SINGLE, -1);
+  int failed = 0;
+  for (size_t i = 0; rc == 0 && i < d.nplugins; i++)
+    if (d.plugins[i].state == BH__PLUGIN_FAILED) failed++;
+  if (rc == 0 && o->list_codes) {
+    bh__buf b;
+    bh__buf_init(&b);
+    bh__catalogue_json(&d, &b);
+    printf("%s\n", b.data ? b.data : "{}");
+    bh__buf_free(&b);
+  } else if (rc == 0) {
+    if (failed)
+      fprintf(stderr, "bulkhead: %s: %d plugin(s) failed to load\n",
+              cfg->source, failed);
+    else
+      fprintf(stderr, "bulkhead: %s: configuration OK, %zu plugin(s)\n",
+              cfg->source, d.nplugins);
+  }
+  bh__daemon_free(&d);
+  bh__unload(cfg);
+  bh__loop_close(loop);
+  bh__shm_destroy();
+  return rc ? 1 : (o->test_only && failed) ? 1 : 0;
+}
+
+/* The daemon's life: log, identity store, then one process or a master
+ * with workers until a drain completes. The exit status; cfg is freed. */
+static int bh__serve(const bh__opts *o, bh__config *cfg, uv_loop_t *loop) {
+  char err[512];
+  bh__daemon d;
+  if (bh__log_open(cfg->log_target, cfg->log_level) != 0) {
+    fprintf(stderr, "bulkhead: cannot open log '%s'\n", cfg->log_target);
+    bh__unload(cfg);
+    return 1;
+  }
+  bh__logf(BH__INFO, "config", "using %s", cfg->source);
   /* keys, and the identity store migrated before any worker opens it: a
    * failed migration stops here, with the file as it was */
-  if (bh__auth_prepare(&cfg, 0, err, sizeof(err)) != 0) {
+  if (bh__auth_prepare(cfg, 0, err, sizeof(err)) != 0) {
     fprintf(stderr, "bulkhead: %s\n", err);
     bh__logf(BH__ERROR, "start_failed", "%s", err);
     bh__log_close();
-    bh__unload(&cfg);
+    bh__unload(cfg);
     bh__shm_destroy();
     return 1;
   }
-  int single = bh__workers_count(&cfg) == 0;
+  int single = bh__workers_count(cfg) == 0;
   bh__admin_set_ops(&bh__master_ops);
   /* the master keeps its config on the heap: a reload swaps it */
-  bh__config *live = &cfg;
+  bh__config *live = cfg;
   if (!single) {
     live = malloc(sizeof(*live));
     if (live == NULL) return 1;
-    *live = cfg;
-    memset(&cfg, 0, sizeof(cfg));
+    *live = *cfg;
+    memset(cfg, 0, sizeof(*cfg));
   }
-  rc = bh__daemon_init(&d, live, loop,
-                       single ? BH__ROLE_SINGLE : BH__ROLE_MASTER, -1);
+  int rc = bh__daemon_init(&d, live, loop,
+                           single ? BH__ROLE_SINGLE : BH__ROLE_MASTER, -1);
   if (rc == 0) rc = bh__daemon_listen(&d);
   if (rc == 0)
-    rc = single ? bh__daemon_run(&d) : bh__master_run(&d, config_path);
+    rc = single ? bh__daemon_run(&d) : bh__master_run(&d, o->config_path);
   else
     uv_run(loop, UV_RUN_NOWAIT);
   if (d.api_fd > 0) close(d.api_fd);
@@ -210,7 +193,46 @@ int main(int argc, char **argv) {
   bh__logf(BH__INFO, "stopped", "exit %d", rc ? 1 : 0);
   bh__log_close();
   bh__unload(live);
-  if (live != &cfg) free(live);
+  if (live != cfg) free(live);
   bh__shm_destroy();
   return rc ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+  bh__std_fds();
+  if (argc > 1 && strcmp(argv[1], "user") == 0)
+    return bh__auth_cli(argc - 1, argv + 1);
+  bh__opts o;
+  int rc = bh__parse_args(argc, argv, &o);
+  if (rc >= 0) return rc;
+  if (sodium_init() < 0) {
+    fprintf(stderr, "bulkhead: libsodium failed to initialise\n");
+    return 1;
+  }
+  /* a client that goes away must not kill the daemon mid-write */
+  signal(SIGPIPE, SIG_IGN);
+
+  bh__config cfg;
+  char err[512];
+  memset(&cfg, 0, sizeof(cfg));
+  if (bh__load(o.config_path, &cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "bulkhead: %s\n", err);
+    return 2;
+  }
+  if ((o.listen && bh__replace(&cfg.listen, o.listen, "--listen")) ||
+      (o.admin_listen &&
+       bh__replace(&cfg.admin_listen, o.admin_listen, "--admin-listen"))) {
+    bh__unload(&cfg);
+    return 2;
+  }
+  /* shared state first: upstream breakers live there even in -t */
+  rc = bh__shm_create((size_t)256 << 20);
+  if (rc != 0) {
+    fprintf(stderr, "bulkhead: cannot map shared memory: %s\n", strerror(-rc));
+    bh__unload(&cfg);
+    return 1;
+  }
+  uv_loop_t *loop = uv_default_loop();
+  if (o.test_only || o.list_codes) return bh__check_only(&o, &cfg, loop);
+  return bh__serve(&o, &cfg, loop);
 }

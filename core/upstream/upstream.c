@@ -1,6 +1,5 @@
 /*
- * Upstream calls: libcurl multi on the libuv loop (the socket/timer
- * callback pattern of curl's multi_socket API), with retries, the circuit
+ * Upstream calls on the client (client.c), with retries, the circuit
  * breaker and the retry budget applied to each attempt.
  *
  * A call is owned by the core from bh__call_start until its callback has
@@ -24,244 +23,11 @@
 #include "problem/errmap.h"
 #include "proc/daemon-t.h"
 #include "state/shm.h"
+#include "upstream/client.h"
 #include "upstream/limits.h"
 #include "upstream/upstream.h"
 
 #define BH__MAX_RESPONSE_DEFAULT (8u << 20)
-
-/* Easy handles kept for reuse (curl_easy_reset) instead of a fresh one per
- * attempt: initialising and freeing one cost about a tenth of a proxied
- * request's instructions. */
-#define BH__EASY_POOL 64
-
-struct bh__client {
-  bh__daemon *d;
-  CURLM *multi;
-  uv_timer_t timer;
-  bh__call *calls; /* all live calls, for shutdown */
-  int closing;
-  /* poll handles by socket, from the first time libcurl asks to watch a
-   * socket until libcurl closes it (bh__curl_closesocket) */
-  struct bh__sock **socks;
-  size_t nsocks;
-  CURL *easy_pool[BH__EASY_POOL];
-  size_t neasy;
-};
-
-/* One per upstream socket, for the socket's whole life: a keep-alive
- * connection goes back to libcurl's pool between transfers without its
- * poll handle being closed and re-created (each costs epoll_ctl calls and
- * an ioctl). */
-typedef struct bh__sock {
-  uv_poll_t poll;
-  curl_socket_t fd;
-  bh__client *cl;
-  int events;      /* what the poll handle watches now (UV_READABLE...) */
-  int curl_active; /* libcurl watches it (between a transfer's start and
-                      CURL_POLL_REMOVE) */
-} bh__sock;
-
-typedef struct bh__result {
-  bh_upstream_result pub; /* first: the plugin sees only this */
-  bh__call *call;
-} bh__result;
-
-struct bh__call {
-  bh__client *cl;
-  struct bh_upstream *u;
-  bh_req *req;
-  bh_upstream_cb cb;
-  void *cb_data;
-  bh__call_stream stream;
-  int has_stream;
-  int streaming; /* answer being streamed: no retry */
-  int paused;
-  int aborted; /* the stream's reader stopped it: no verdict */
-
-  void *mem; /* one block: the strings and the body below point into it */
-  char *method;
-  char *url;
-  char *body;
-  size_t body_len;
-  char **headers;
-  size_t nheaders;
-  uint32_t flags;
-  uint32_t timeout_ms;
-
-  CURL *easy;
-  struct curl_slist *slist; /* built in slist_mem: not curl_slist_append's */
-  void *slist_mem;
-  uv_timer_t timer; /* retry backoff, local refusals */
-  bh__buf resp;
-  bh__buf resp_headers;
-  char errbuf[CURL_ERROR_SIZE];
-
-  int outcome;
-  uint32_t transport;
-  int status;
-  long retry_after;
-  uint32_t attempts;
-  uint64_t start_ms;
-  uint64_t attempt_start_ms;
-  uint64_t deadline_ms; /* 0: none */
-  int finished;
-
-  bh__call *next, *prev; /* client list */
-  bh__call *req_next;    /* request's list */
-};
-
-static uint64_t bh__ms(bh__client *cl) {
-  return uv_now(cl->d->loop);
-}
-
-/* ---------------------------------------------------------------------- */
-/* curl <-> libuv glue                                                     */
-/* ---------------------------------------------------------------------- */
-
-static void bh__check_multi(bh__client *cl);
-
-static void bh__sock_closed(uv_handle_t *h) {
-  free(h->data);
-}
-
-static bh__sock *bh__sock_get(bh__client *cl, curl_socket_t fd) {
-  return fd >= 0 && (size_t)fd < cl->nsocks ? cl->socks[fd] : NULL;
-}
-
-static void bh__poll_cb(uv_poll_t *h, int status, int events);
-
-/* Watches `events` (0: nothing) on sk, touching epoll only on a change. */
-static void bh__sock_watch(bh__sock *sk, int events) {
-  if (events == sk->events) return;
-  if (events)
-    uv_poll_start(&sk->poll, events, bh__poll_cb);
-  else
-    uv_poll_stop(&sk->poll);
-  sk->events = events;
-}
-
-static void bh__poll_cb(uv_poll_t *h, int status, int events) {
-  bh__sock *sk = h->data;
-  bh__client *cl = sk->cl;
-  if (!sk->curl_active) {
-    /* an idle pooled connection became readable: the upstream closed it
-     * or sent something unasked. Stop watching (a level-triggered poll
-     * would spin); libcurl's own liveness check at reuse decides its fate */
-    bh__sock_watch(sk, 0);
-    return;
-  }
-  int flags = 0, running = 0;
-  if (status < 0) flags = CURL_CSELECT_ERR;
-  if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
-  if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
-  curl_multi_socket_action(cl->multi, sk->fd, flags, &running);
-  bh__check_multi(cl);
-}
-
-static int bh__curl_socket(CURL *e, curl_socket_t s, int what, void *userp,
-                           void *socketp) {
-  bh__client *cl = userp;
-  (void)e;
-  (void)socketp;
-  bh__sock *sk = bh__sock_get(cl, s);
-  if (what == CURL_POLL_REMOVE) {
-    /* the transfer is over; the connection may go back to the pool. Keep
-     * watching for readability only (an unchanged watch costs nothing),
-     * so an upstream closing it is noticed and the watch dropped then */
-    if (sk) {
-      sk->curl_active = 0;
-      bh__sock_watch(sk, sk->events & UV_READABLE);
-    }
-    return 0;
-  }
-  if (sk == NULL) {
-    if (s < 0) return -1;
-    if ((size_t)s >= cl->nsocks) {
-      size_t n = cl->nsocks ? cl->nsocks : 64;
-      while (n <= (size_t)s)
-        n *= 2;
-      bh__sock **v = realloc(cl->socks, n * sizeof(*v));
-      if (v == NULL) return -1;
-      memset(v + cl->nsocks, 0, (n - cl->nsocks) * sizeof(*v));
-      cl->socks = v;
-      cl->nsocks = n;
-    }
-    sk = calloc(1, sizeof(*sk));
-    if (sk == NULL) return -1;
-    sk->fd = s;
-    sk->cl = cl;
-    if (uv_poll_init_socket(cl->d->loop, &sk->poll, s) != 0) {
-      free(sk);
-      return -1;
-    }
-    sk->poll.data = sk;
-    cl->socks[s] = sk;
-  }
-  sk->curl_active = 1;
-  int events = 0;
-  if (what & CURL_POLL_IN) events |= UV_READABLE;
-  if (what & CURL_POLL_OUT) events |= UV_WRITABLE;
-  bh__sock_watch(sk, events);
-  return 0;
-}
-
-/* libcurl closes every socket it opened through here (set on each easy
- * handle; a connection keeps the callback of the handle that opened it,
- * even in the pool): the poll handle goes first, then the socket. */
-static int bh__curl_closesocket(void *clientp, curl_socket_t fd) {
-  bh__client *cl = clientp;
-  bh__sock *sk = bh__sock_get(cl, fd);
-  if (sk) {
-    cl->socks[fd] = NULL;
-    /* uv_close drops the fd from epoll at once; the memory goes later */
-    uv_close((uv_handle_t *)&sk->poll, bh__sock_closed);
-  }
-  return close(fd);
-}
-
-static void bh__multi_timeout(uv_timer_t *t) {
-  bh__client *cl = t->data;
-  int running = 0;
-  curl_multi_socket_action(cl->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-  bh__check_multi(cl);
-}
-
-static int bh__curl_timer(CURLM *m, long timeout_ms, void *userp) {
-  bh__client *cl = userp;
-  (void)m;
-  if (timeout_ms < 0)
-    uv_timer_stop(&cl->timer);
-  else
-    uv_timer_start(&cl->timer, bh__multi_timeout, (uint64_t)timeout_ms, 0);
-  return 0;
-}
-
-int bh__client_init(bh__daemon *d) {
-  static int global_done;
-  if (!global_done) {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return -EIO;
-    global_done = 1;
-  }
-  bh__client *cl = calloc(1, sizeof(*cl));
-  if (cl == NULL) return -ENOMEM;
-  cl->d = d;
-  cl->multi = curl_multi_init();
-  if (cl->multi == NULL) {
-    free(cl);
-    return -ENOMEM;
-  }
-  uv_timer_init(d->loop, &cl->timer);
-  cl->timer.data = cl;
-  curl_multi_setopt(cl->multi, CURLMOPT_SOCKETFUNCTION, bh__curl_socket);
-  curl_multi_setopt(cl->multi, CURLMOPT_SOCKETDATA, cl);
-  curl_multi_setopt(cl->multi, CURLMOPT_TIMERFUNCTION, bh__curl_timer);
-  curl_multi_setopt(cl->multi, CURLMOPT_TIMERDATA, cl);
-  /* keep-alive pool: idle connections are kept and reused per host */
-  curl_multi_setopt(cl->multi, CURLMOPT_MAXCONNECTS, 256L);
-  curl_multi_setopt(cl->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
-  d->client = cl;
-  return 0;
-}
 
 /* ---------------------------------------------------------------------- */
 /* Call lifecycle                                                          */
@@ -363,7 +129,7 @@ static void bh__upstream_note_error(struct bh_upstream *u, bh__call *call,
 }
 
 /* Delivers the result and frees the call. */
-static void bh__call_finish(bh__call *call) {
+void bh__call_finish(bh__call *call) {
   if (call->finished) return;
   call->finished = 1;
   bh__client *cl = call->cl;
@@ -524,7 +290,7 @@ static uint64_t bh__rand64(void) {
 }
 
 /* After an attempt: retry, or deliver. */
-static void bh__attempt_done(bh__call *call, CURLcode rc) {
+void bh__attempt_done(bh__call *call, CURLcode rc) {
   bh__client *cl = call->cl;
   struct bh_upstream *u = call->u;
   uint64_t now = bh__ms(cl);
@@ -594,21 +360,11 @@ static void bh__attempt_done(bh__call *call, CURLcode rc) {
   uv_timer_start(&call->timer, bh__timer_fire, (uint64_t)delay, 0);
 }
 
-static void bh__check_multi(bh__client *cl) {
-  CURLMsg *msg;
-  int left;
-  while ((msg = curl_multi_info_read(cl->multi, &left)) != NULL) {
-    if (msg->msg != CURLMSG_DONE) continue;
-    bh__call *call = NULL;
-    curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&call);
-    if (call) bh__attempt_done(call, msg->data.result);
-  }
-}
-
-static void bh__call_attempt(bh__call *call) {
-  bh__client *cl = call->cl;
+/* The gates before an attempt goes out: the call's deadline, the
+ * upstream's local rate limit (first attempt only) and its breaker. 0 to
+ * go on; -1 when the call was finished instead. */
+static int bh__attempt_admit(bh__call *call, uint64_t now) {
   struct bh_upstream *u = call->u;
-  uint64_t now = bh__ms(cl);
   uint64_t retry_ms = 0;
   /* the deadline first: a call that cannot go out must not take a breaker
    * slot it would then have to report */
@@ -616,7 +372,7 @@ static void bh__call_attempt(bh__call *call) {
     call->outcome = BH_OUTCOME_TRANSPORT;
     call->transport = BH_TRANSPORT_TIMEOUT;
     bh__call_finish_soon(call);
-    return;
+    return -1;
   }
   if (call->attempts == 0 && u->limit) {
     uint32_t wait_s = 0;
@@ -624,7 +380,7 @@ static void bh__call_attempt(bh__call *call) {
       call->outcome = BH_OUTCOME_RATE_LIMITED;
       call->retry_after = wait_s;
       bh__call_finish_soon(call);
-      return;
+      return -1;
     }
   }
   bh__shm_lock();
@@ -639,26 +395,20 @@ static void bh__call_attempt(bh__call *call) {
       call->outcome = call->status ? BH_OUTCOME_RESPONSE : BH_OUTCOME_TRANSPORT;
     }
     bh__call_finish_soon(call);
-    return;
+    return -1;
   }
-  uint32_t timeout = call->timeout_ms ? call->timeout_ms : u->timeout_ms;
-  if (call->deadline_ms && call->deadline_ms - now < timeout)
-    timeout = (uint32_t)(call->deadline_ms - now);
-  CURL *e = bh__easy_get(cl);
-  if (e == NULL) goto fail;
-  call->easy = e;
-  call->attempts++;
-  call->attempt_start_ms = now;
-  call->status = 0;
-  bh__buf_reset(&call->resp);
-  bh__buf_reset(&call->resp_headers);
-  call->errbuf[0] = '\0';
+  return 0;
+}
 
+/* The attempt's request headers: the upstream's, the call's, the request
+ * id, the time left, and no Expect. NULL when out of memory. */
+static struct curl_slist *bh__attempt_headers(bh__call *call, uint64_t now) {
+  struct bh_upstream *u = call->u;
   char idline[16 + sizeof(call->req->id)], tline[48];
   const char *small[16];
   size_t nl = u->nheaders + call->nheaders + 3;
   const char **lines = nl <= 16 ? small : malloc(nl * sizeof(*lines));
-  if (lines == NULL) goto fail;
+  if (lines == NULL) return NULL;
   nl = 0;
   for (size_t i = 0; i < u->nheaders; i++)
     lines[nl++] = u->headers[i];
@@ -689,9 +439,14 @@ static void bh__call_attempt(bh__call *call) {
   lines[nl++] = "Expect:";
   struct curl_slist *sl = bh__slist_build(call, lines, nl);
   if (lines != small) free((void *)lines);
-  if (sl == NULL) goto fail;
-  call->slist = sl;
+  return sl;
+}
 
+/* The easy handle's options for this attempt. */
+static void bh__attempt_setopt(bh__call *call, CURL *e, struct curl_slist *sl,
+                               uint32_t timeout) {
+  struct bh_upstream *u = call->u;
+  bh__client *cl = call->cl;
   curl_easy_setopt(e, CURLOPT_URL, call->url);
   curl_easy_setopt(e, CURLOPT_PRIVATE, call);
   curl_easy_setopt(e, CURLOPT_HTTPHEADER, sl);
@@ -730,6 +485,29 @@ static void bh__call_attempt(bh__call *call) {
                        (curl_off_t)call->body_len);
     }
   }
+}
+
+static void bh__call_attempt(bh__call *call) {
+  bh__client *cl = call->cl;
+  struct bh_upstream *u = call->u;
+  uint64_t now = bh__ms(cl);
+  if (bh__attempt_admit(call, now) != 0) return;
+  uint32_t timeout = call->timeout_ms ? call->timeout_ms : u->timeout_ms;
+  if (call->deadline_ms && call->deadline_ms - now < timeout)
+    timeout = (uint32_t)(call->deadline_ms - now);
+  CURL *e = bh__easy_get(cl);
+  if (e == NULL) goto fail;
+  call->easy = e;
+  call->attempts++;
+  call->attempt_start_ms = now;
+  call->status = 0;
+  bh__buf_reset(&call->resp);
+  bh__buf_reset(&call->resp_headers);
+  call->errbuf[0] = '\0';
+  struct curl_slist *sl = bh__attempt_headers(call, now);
+  if (sl == NULL) goto fail;
+  call->slist = sl;
+  bh__attempt_setopt(call, e, sl, timeout);
   if (curl_multi_add_handle(cl->multi, e) != CURLM_OK) goto fail;
   return;
 fail:
@@ -891,33 +669,4 @@ void bh__calls_cancel(bh_req *req) {
     bh__call_finish(call);
   }
   bh__req_unref(req);
-}
-
-static void bh__client_free(uv_handle_t *h) {
-  free(h->data);
-}
-
-void bh__client_close(bh__daemon *d) {
-  bh__client *cl = d->client;
-  if (cl == NULL) return;
-  cl->closing = 1;
-  while (cl->calls) {
-    cl->calls->outcome = BH_OUTCOME_CANCELED;
-    bh__call_finish(cl->calls);
-  }
-  while (cl->neasy)
-    curl_easy_cleanup(cl->easy_pool[--cl->neasy]);
-  /* closes the pooled connections, through bh__curl_closesocket */
-  curl_multi_cleanup(cl->multi);
-  for (size_t i = 0; i < cl->nsocks; i++) {
-    /* a socket libcurl never closed (it should not happen): its handle
-     * must still be closed before the loop is */
-    if (cl->socks[i])
-      uv_close((uv_handle_t *)&cl->socks[i]->poll, bh__sock_closed);
-  }
-  free(cl->socks);
-  cl->socks = NULL;
-  cl->nsocks = 0;
-  uv_close((uv_handle_t *)&cl->timer, bh__client_free);
-  d->client = NULL;
 }

@@ -1,0 +1,114 @@
+/*
+ * Inside upstream/: the client (client.c: libcurl's multi interface on the
+ * libuv loop) and the calls it carries (upstream.c: attempts, retries,
+ * results). Nothing outside this folder includes it.
+ */
+#ifndef BH_CORE_UPSTREAM_CLIENT_H
+#define BH_CORE_UPSTREAM_CLIENT_H
+
+#include <curl/curl.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/buf.h"
+#include "proc/daemon-t.h"
+#include "upstream/upstream.h"
+
+/* Easy handles kept for reuse (curl_easy_reset) instead of a fresh one per
+ * attempt: initialising and freeing one cost about a tenth of a proxied
+ * request's instructions. */
+#define BH__EASY_POOL 64
+
+struct bh__client {
+  bh__daemon *d;
+  CURLM *multi;
+  uv_timer_t timer;
+  bh__call *calls; /* all live calls, for shutdown */
+  int closing;
+  /* poll handles by socket, from the first time libcurl asks to watch a
+   * socket until libcurl closes it (bh__curl_closesocket) */
+  struct bh__sock **socks;
+  size_t nsocks;
+  CURL *easy_pool[BH__EASY_POOL];
+  size_t neasy;
+};
+
+/* One per upstream socket, for the socket's whole life: a keep-alive
+ * connection goes back to libcurl's pool between transfers without its
+ * poll handle being closed and re-created (each costs epoll_ctl calls and
+ * an ioctl). */
+typedef struct bh__sock {
+  uv_poll_t poll;
+  curl_socket_t fd;
+  bh__client *cl;
+  int events;      /* what the poll handle watches now (UV_READABLE...) */
+  int curl_active; /* libcurl watches it (between a transfer's start and
+                      CURL_POLL_REMOVE) */
+} bh__sock;
+
+typedef struct bh__result {
+  bh_upstream_result pub; /* first: the plugin sees only this */
+  bh__call *call;
+} bh__result;
+
+struct bh__call {
+  bh__client *cl;
+  struct bh_upstream *u;
+  bh_req *req;
+  bh_upstream_cb cb;
+  void *cb_data;
+  bh__call_stream stream;
+  int has_stream;
+  int streaming; /* answer being streamed: no retry */
+  int paused;
+  int aborted; /* the stream's reader stopped it: no verdict */
+
+  void *mem; /* one block: the strings and the body below point into it */
+  char *method;
+  char *url;
+  char *body;
+  size_t body_len;
+  char **headers;
+  size_t nheaders;
+  uint32_t flags;
+  uint32_t timeout_ms;
+
+  CURL *easy;
+  struct curl_slist *slist; /* built in slist_mem: not curl_slist_append's */
+  void *slist_mem;
+  uv_timer_t timer; /* retry backoff, local refusals */
+  bh__buf resp;
+  bh__buf resp_headers;
+  char errbuf[CURL_ERROR_SIZE];
+
+  int outcome;
+  uint32_t transport;
+  int status;
+  long retry_after;
+  uint32_t attempts;
+  uint64_t start_ms;
+  uint64_t attempt_start_ms;
+  uint64_t deadline_ms; /* 0: none */
+  int finished;
+
+  bh__call *next, *prev; /* client list */
+  bh__call *req_next;    /* request's list */
+};
+
+static inline uint64_t bh__ms(bh__client *cl) {
+  return uv_now(cl->d->loop);
+}
+
+/* client.c */
+/* Hands every finished transfer to bh__attempt_done. */
+void bh__check_multi(bh__client *cl);
+/* CURLOPT_CLOSESOCKETFUNCTION: the socket's poll handle goes with it. */
+int bh__curl_closesocket(void *clientp, curl_socket_t fd);
+
+/* upstream.c */
+/* After an attempt: retry, or deliver. */
+void bh__attempt_done(bh__call *call, CURLcode rc);
+/* Delivers the result and frees the call. */
+void bh__call_finish(bh__call *call);
+
+#endif
