@@ -468,6 +468,9 @@ int bh__auth_check(bh_req *req) {
       bh__deny(req, "auth.unauthenticated", 0, "malformed API key");
       return -1;
     }
+    /* the address pays before the lookup (limits.c): invalid-key floods
+     * are limited and cost no store work past the limit */
+    if (bh__limit_gate(req) != 0) return -1;
     return bh__mw_submit(req, a, BH__MW_APIKEY, key);
   }
   static char tok[BH__MAX_TOKEN]; /* the loop thread's: one check at a time */

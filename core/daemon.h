@@ -142,6 +142,7 @@ struct bh_req {
   bh__body *json;           /* body_parse result */
   const char *principal_id; /* set by the session middleware */
   struct bh__authn *authn;  /* the caller of an auth-required route (auth.h) */
+  int rl_addr_held; /* bh__limit_gate charged the address bucket (limits.c) */
 };
 
 /* ---------------------------------------------------------------------- */
@@ -259,8 +260,11 @@ void bh__sd_notify(const char *state);
 /* master.c: supervision (see there) */
 int bh__master_run(bh__daemon *d, const char *config_path);
 /* From the admin API: re-read the config / lift a quarantine. 0, or a
- * negative errno with a one-line reason in err (-ENOTSUP in one process). */
+ * negative errno with a one-line reason in err (-ENOTSUP in one process,
+ * -EBUSY for a reload while the previous one's generation is starting). */
 int bh__master_reload(char *err, size_t errlen);
+/* 1 while a reload's new generation is starting (master only). */
+int bh__master_reloading(void);
 int bh__master_release(const char *name, char *err, size_t errlen);
 
 /* http.c: listeners and connections */
@@ -368,6 +372,10 @@ struct bh__limit *bh__limit_get(bh__daemon *d, const char *name, char *why,
 void bh__limits_free(bh__daemon *d);
 /* 0: allowed (RateLimit headers added); negative: answered 429. */
 int bh__limit_check(bh_req *req);
+/* Before an API-key lookup on a route whose policy is key = api_key: one
+ * token from the caller's address bucket, given back once the key proves
+ * valid. 0, or answered 429 (no lookup is made). */
+int bh__limit_gate(bh_req *req);
 
 /* proxy.c */
 int bh__proxy_add(bh__plugin *p, const char *prefix, struct bh_upstream *u,
@@ -387,5 +395,8 @@ int bh__metrics_text(bh__daemon *d, bh__buf *out);
 
 /* admin.c */
 void bh__admin_dispatch(bh_req *req);
+/* dispatch.c: application/json or any application/<x>+json, parameters
+ * allowed. */
+int bh__is_json(const char *ct);
 
 #endif

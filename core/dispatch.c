@@ -32,8 +32,7 @@ static int bh__path_ok(const char *p) {
   return 1;
 }
 
-/* application/json or any application/<x>+json, parameters allowed. */
-static int bh__is_json(const char *ct) {
+int bh__is_json(const char *ct) {
   if (ct == NULL) return 0;
   size_t n = strcspn(ct, ";");
   while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))

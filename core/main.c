@@ -116,6 +116,11 @@ int main(int argc, char **argv) {
     bh__config_free(&cfg);
     return 2;
   }
+  if (bh__config_admin_check(&cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "bulkhead: %s\n", err);
+    bh__config_free(&cfg);
+    return 2;
+  }
 
   /* shared state first: upstream breakers live there even in -t */
   rc = bh__shm_create((size_t)256 << 20);

@@ -49,6 +49,8 @@ static const bh__code bh__core_codes[] = {
      "The new configuration is invalid; the running one stays.", 0},
     {"admin.workers_required", 409, NULL,
      "This needs worker processes (workers >= 1).", 0},
+    {"admin.reload_in_progress", 409, NULL,
+     "A reload is already in progress. Please retry once it is done.", 0},
 };
 
 #define BH__NCORE (sizeof(bh__core_codes) / sizeof(bh__core_codes[0]))
