@@ -20,6 +20,7 @@ from workers import (PinnedLoad, SimDaemonCase, pinned_conns,  # noqa: E402
                      status, wait_workers)
 
 SLOW_MS = 1500
+SLOW_INIT_MS = 700
 
 
 def config(sim_url, drain_ms=5000, **server):
@@ -136,10 +137,18 @@ class ReloadTest(_SimCase):
         self.assertEqual(sorted(wait_workers(self.d, 2)), pids)
         self.assertEqual(self.d.get("/t/echo/ok").status, 200)
 
+    def slow_generations(self):
+        """From the next reload on, workers take SLOW_INIT_MS to be ready:
+        whatever arrives meanwhile arrives during the reload."""
+        cfg = config(self.sim.url)
+        cfg["plugin.echo"]["init_delay_ms"] = SLOW_INIT_MS
+        self._rewrite(cfg)
+
     def test_concurrent_reloads_make_one_generation(self):
         g0 = self.generation()
         old = wait_workers(self.d, 2)
         self.wait_generation(g0)
+        self.slow_generations()
         n = 8
         barrier = threading.Barrier(n)
         out, lock = [], threading.Lock()
@@ -181,11 +190,13 @@ class ReloadTest(_SimCase):
     def test_sighups_during_a_reload_make_one_more(self):
         g0 = self.generation()
         self.wait_generation(g0)
+        self.slow_generations()
         r = self.d.admin("/admin/reload", method="POST")
         self.assertEqual(r.status, 202, r)
         for _ in range(3):
             os.kill(self.d.proc.pid, signal.SIGHUP)
-            time.sleep(0.01)
+            time.sleep(0.05)
+        self.assertTrue(status(self.d)["reloading"])
         self.wait_generation(g0 + 2)
         time.sleep(0.6)
         self.assertEqual(self.generation(), g0 + 2,
