@@ -6,8 +6,9 @@
  * Without admin_token it obeys whoever reaches it, so it may only listen on
  * loopback (config.c refuses the rest) and must not obey a web page either:
  *   - a loopback listener answers only to a loopback Host (localhost,
- *     127.0.0.1, [::1] or its own address, any port): a DNS-rebinding page
- *     sends its own name -> 403 auth.forbidden;
+ *     127.0.0.1, [::1] or its own address, any port; or none, as HTTP/1.0
+ *     probes send): a DNS-rebinding page sends its own name -> 403
+ *     auth.forbidden;
  *   - an Origin other than the listener's own (http://<Host>), or a
  *     Sec-Fetch-Site other than same-origin / none -> 403 auth.forbidden;
  *   - a POST must say Content-Type: application/json, which no form and no
@@ -70,10 +71,12 @@ static int bh__host_split(const char *v, char *host, size_t len) {
   return 0;
 }
 
+/* No Host at all (HTTP/1.0 probes) is no browser's doing: browsers always
+ * send one, and rebinding needs a browser. */
 static int bh__host_allowed(const bh_req *req, const char *hostport) {
   char host[96], own[96];
-  if (hostport == NULL || bh__host_split(hostport, host, sizeof(host)) != 0)
-    return 0;
+  if (hostport == NULL) return 1;
+  if (bh__host_split(hostport, host, sizeof(host)) != 0) return 0;
   if (strcasecmp(host, "localhost") == 0 || strcmp(host, "127.0.0.1") == 0 ||
       strcmp(host, "[::1]") == 0)
     return 1;

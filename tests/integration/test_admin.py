@@ -150,6 +150,11 @@ class OpenAdminTest(DaemonTestCase):
             self.assertEqual([r.status for r in c.read_responses(3)],
                              [200, 200, 200])
 
+    def test_http10_probe_without_host(self):
+        # no browser sends a request without Host: an old-style probe may
+        res = self.d.raw(b"GET /healthz HTTP/1.0\r\n\r\n", admin=True)
+        self.assertEqual(res.responses[0].status, 200, res)
+
     def test_admin_requests_are_logged_as_admin(self):
         self.d.admin("/healthz", headers={"X-Request-ID": "admin-log-1"})
         logs = self.d.request_log("admin-log-1")
