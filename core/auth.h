@@ -162,6 +162,9 @@ int bh__cookie_scan(const char *header, const char *name, const char **value,
  * out (NUL-terminated); 0, or -ENOENT / -ENOSPC, or -EEXIST when it
  * appears more than once (refuse: which copy is ours is unknown). */
 int bh__cookie_get(bh_req *req, const char *name, char *out, size_t outlen);
+/* The highest q of media type `type` in an Accept value (0 when absent):
+ * whether a refused request is a browser navigation (302) or not. */
+double bh__accept_q(const char *accept, const char *type);
 /* The token of an "Authorization: Bearer <token>" value, or NULL. */
 const char *bh__bearer_token(const char *authz);
 /* The session of the request's verified access token (Bearer, else the

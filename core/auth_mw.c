@@ -167,8 +167,7 @@ static int bh__safe_method(const char *m) {
                strcmp(m, "OPTIONS") == 0 || strcmp(m, "TRACE") == 0);
 }
 
-/* The highest q of `type` in an Accept header (0 when absent). */
-static double bh__accept_q(const char *accept, const char *type) {
+double bh__accept_q(const char *accept, const char *type) {
   double best = 0;
   size_t tl = strlen(type);
   for (const char *s = accept; *s;) {

@@ -153,9 +153,12 @@ int bh__revoked_check(const char *sid, int64_t iat, int64_t now) {
   for (uint32_t i = 0; i < BH__RVK_PROBE; i++) {
     bh__rvk_entry *e = &t->e[(home + i) % t->cap];
     int64_t u = __atomic_load_n(&e->until, __ATOMIC_ACQUIRE);
-    if (u > now && __atomic_load_n(&e->h1, __ATOMIC_RELAXED) == h[0] &&
-        __atomic_load_n(&e->h2, __ATOMIC_RELAXED) == h[1])
-      return BH__REVOKED;
+    uint64_t h1 = __atomic_load_n(&e->h1, __ATOMIC_RELAXED);
+    uint64_t h2 = __atomic_load_n(&e->h2, __ATOMIC_RELAXED);
+    if (u > now && h1 == h[0] && h2 == h[1]) return BH__REVOKED;
+    /* a slot never used: an insert takes the first free slot of the
+     * neighbourhood, so nothing of ours lies beyond it */
+    if (h1 == 0 && h2 == 0) break;
   }
   return 0;
 }
