@@ -223,11 +223,13 @@ class FullSetTest(RevocationTestBase):
         # ... and so is an older live one, until it is refreshed
         r = d.get("/t/whoami", headers=bearer(kept))
         self.assertProblem(r, 401, "auth.session_expired")
+        old_refresh = keep.get("__refresh")
         r = keep.update(d.get("/t/whoami", headers={
-            "Cookie": "__session=%s; __refresh=%s" % (
-                kept, keep.get("__refresh"))}))
+            "Cookie": "__session=%s; __refresh=%s" % (kept, old_refresh)}))
         self.assertEqual(r.status, 200, r)
-        self.assertNotEqual(keep.get("__session"), kept)
+        self.assertEqual(r.json()["userId"], "sim_user_bob")
+        # silently refreshed: the refresh token rotated
+        self.assertNotEqual(keep.get("__refresh"), old_refresh)
 
 
 class HostCookieTest(RevocationTestBase):
