@@ -20,6 +20,8 @@ static const bh__code bh__core_codes[] = {
      "Your session has expired. Please sign in again.", 0},
     {"auth.session_revoked", 401, NULL,
      "This session was revoked. Please sign in again.", 0},
+    {"auth.ambiguous_credentials", 401, NULL,
+     "A session cookie appears more than once in this request.", 0},
     {"auth.forbidden", 403, NULL, "You are not allowed to do this.", 0},
     {"auth.csrf_rejected", 403, NULL, "The request origin is not allowed.", 0},
     {"auth.session_store_unavailable", 503, NULL,
