@@ -6,8 +6,8 @@
  * j->code set, or a SQLite error code when the store itself failed. Every
  * statement is a static string, prepared once per connection.
  *
- * Every statement is scoped to j->owner (wh_api.c): endpoints and events
- * by their owner column, deliveries by their endpoint's. A row of another
+ * Every statement is scoped to j->owner (wh_api.c), by the owner column
+ * of each table (a delivery's is its endpoint's, copied). A row of another
  * owner is simply not found, so it answers exactly as a missing id; rows
  * with no owner (written before schema version 2) match nobody.
  */
@@ -29,9 +29,7 @@
   "d.seq, d.id, d.event_id, ev.type, d.endpoint_id, d.state, d.attempts, "     \
   "d.next_at, d.lease_until, d.last_status, d.last_error, d.created_at, "      \
   "d.updated_at, d.completed_at"
-#define DLV_FROM                                                               \
-  " FROM deliveries d JOIN events ev ON ev.id = d.event_id "                   \
-  "JOIN endpoints e ON e.id = d.endpoint_id "
+#define DLV_FROM " FROM deliveries d JOIN events ev ON ev.id = d.event_id "
 
 #define STEP_ERR(rc) ((rc) != SQLITE_ROW && (rc) != SQLITE_DONE)
 
@@ -327,8 +325,8 @@ static const char SQL_EVENT_INSERT[] =
 /* The fan-out: the event's owner's enabled, subscribed endpoints only. */
 static const char SQL_FANOUT[] =
     "INSERT INTO deliveries (id, event_id, endpoint_id, next_at, "
-    "created_at, updated_at) "
-    "SELECT 'dlv_' || lower(hex(randomblob(12))), ?1, e.id, ?4, ?2, ?2 "
+    "created_at, updated_at, owner) "
+    "SELECT 'dlv_' || lower(hex(randomblob(12))), ?1, e.id, ?4, ?2, ?2, ?5 "
     "FROM endpoints e WHERE e.enabled = 1 AND e.owner = ?5 AND e.id IN "
     "(SELECT endpoint_id FROM endpoint_events WHERE event_type IN (?3, '*'))";
 static const char SQL_EVENT_COUNT[] =
@@ -436,15 +434,17 @@ static json_t *delivery_json(const wh_config *cfg, sqlite3_stmt *st) {
 
 static const char SQL_DLV_ALL[] =
     "SELECT " DLV_COLS DLV_FROM
-    "WHERE e.owner = ?5 AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
+    "WHERE d.owner = ?5 AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
 static const char SQL_DLV_STATE[] =
-    "SELECT " DLV_COLS DLV_FROM "WHERE e.owner = ?5 AND d.state = ?3 "
+    "SELECT " DLV_COLS DLV_FROM "WHERE d.owner = ?5 AND d.state = ?3 "
     "AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
+/* By endpoint: its index, not the owner's ("+" keeps the owner term out
+ * of the index choice; the endpoint is the caller's, checked first). */
 static const char SQL_DLV_EP[] =
-    "SELECT " DLV_COLS DLV_FROM "WHERE e.owner = ?5 AND d.endpoint_id = ?4 "
+    "SELECT " DLV_COLS DLV_FROM "WHERE +d.owner = ?5 AND d.endpoint_id = ?4 "
     "AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
 static const char SQL_DLV_EP_STATE[] =
-    "SELECT " DLV_COLS DLV_FROM "WHERE e.owner = ?5 AND d.endpoint_id = ?4 "
+    "SELECT " DLV_COLS DLV_FROM "WHERE +d.owner = ?5 AND d.endpoint_id = ?4 "
     "AND d.state = ?3 AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
 static const char SQL_EP_OWNED[] =
     "SELECT 1 FROM endpoints WHERE id = ?1 AND owner = ?2";
@@ -477,7 +477,7 @@ static int dlv_list(wh_db *db, wh_job *j) {
 }
 
 static const char SQL_DLV_BY_ID[] =
-    "SELECT " DLV_COLS DLV_FROM "WHERE d.id = ?1 AND e.owner = ?2";
+    "SELECT " DLV_COLS DLV_FROM "WHERE d.id = ?1 AND d.owner = ?2";
 static const char SQL_ATTEMPTS[] =
     "SELECT n, at, duration_ms, status, error FROM attempts "
     "WHERE delivery_seq = ?1 ORDER BY n";
@@ -526,8 +526,8 @@ static const char SQL_DLV_RETRY[] =
     "UPDATE deliveries SET state = 'pending', next_at = ?2, "
     "round_attempts = CASE WHEN state = 'pending' THEN round_attempts "
     "  ELSE 0 END, completed_at = NULL, updated_at = ?2 "
-    "WHERE id = ?1 AND NOT (state = 'pending' AND lease_until > ?2) "
-    "AND endpoint_id IN (SELECT id FROM endpoints WHERE owner = ?3)";
+    "WHERE id = ?1 AND owner = ?3 "
+    "AND NOT (state = 'pending' AND lease_until > ?2)";
 
 static int dlv_retry(wh_db *db, wh_job *j) {
   int rc;

@@ -365,6 +365,12 @@ def version1_store(path, receiver_url):
     db.execute("INSERT INTO events (id, type, payload, idempotency_key, "
                "created_at) VALUES ('evt_0123456789abcdef01234567', 'old.t', "
                "'{}', 'old-key', ?)", (now,))
+    db.execute("INSERT INTO deliveries (id, event_id, endpoint_id, state, "
+               "attempts, next_at, created_at, updated_at, completed_at) "
+               "VALUES ('dlv_0123456789abcdef01234567', "
+               "'evt_0123456789abcdef01234567', "
+               "'ep_0123456789abcdef01234567', 'failed', 8, ?, ?, ?, ?)",
+               (now, now, now, now))
     db.execute("PRAGMA user_version = 1")
     db.commit()
     db.close()
@@ -372,6 +378,7 @@ def version1_store(path, receiver_url):
 
 class MigrationTest(OwnerBase):
     LEGACY = "ep_0123456789abcdef01234567"
+    LEGACY_DLV = "dlv_0123456789abcdef01234567"
 
     @classmethod
     def setUpClass(cls):
@@ -405,6 +412,13 @@ class MigrationTest(OwnerBase):
         finally:
             db.close()
 
+    def sql_script(self, script):
+        db = sqlite3.connect(self.db, timeout=10)
+        try:
+            db.executescript(script)
+        finally:
+            db.close()
+
     def test_old_rows_belong_to_nobody_until_reassigned(self):
         self.assertEqual(self.sql("PRAGMA user_version"), [(2,)])
         self.assertEqual(self.sql("SELECT owner FROM endpoints WHERE id = ?",
@@ -415,6 +429,13 @@ class MigrationTest(OwnerBase):
             self.assertNotIn(self.LEGACY, [x["id"] for x in r.json()["data"]])
             r = self.call(who, "GET", "/endpoints/" + self.LEGACY)
             self.assertProblem(r, 404, "webhooks.endpoint_not_found")
+            r = self.call(who, "GET", "/deliveries/" + self.LEGACY_DLV)
+            self.assertProblem(r, 404, "webhooks.delivery_not_found")
+            r = self.call(who, "POST",
+                          "/deliveries/%s/retry" % self.LEGACY_DLV)
+            self.assertProblem(r, 404, "webhooks.delivery_not_found")
+            r = self.call(who, "GET", "/deliveries?limit=100")
+            self.assertNotIn(self.LEGACY_DLV, r.body.decode())
             # the old event's key is nobody's: no replay of it
             r = self.event(who, "old.t", {}, idempotencyKey="old-key")
             self.assertEqual(r.status, 202, r)
@@ -422,12 +443,17 @@ class MigrationTest(OwnerBase):
         self.wait_received("/hooks/m-alice", 1)
         time.sleep(QUIET_S)
         self.assertEqual(self.sim.requests("/hooks/legacy"), [])
-        # the operator's reassignment (etc/bulkhead.ini documents it)
-        self.sql("UPDATE endpoints SET owner = ? WHERE id = ?",
-                 (ALICE, self.LEGACY))
+        # the operator's reassignment, as etc/bulkhead.ini documents it
+        self.sql_script(
+            "UPDATE endpoints SET owner = '%s' WHERE id = '%s';"
+            "UPDATE deliveries SET owner = '%s' WHERE endpoint_id = '%s'" %
+            (ALICE, self.LEGACY, ALICE, self.LEGACY))
         r = self.call(self.alice, "GET", "/endpoints/" + self.LEGACY)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json()["url"], self.sim.url + "/hooks/legacy")
+        r = self.call(self.alice, "GET", "/deliveries/" + self.LEGACY_DLV)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json()["status"], "failed", r)
         r = self.event(self.alice, "new.t", {"after": "reassign"})
         self.assertEqual(r.json()["deliveries"], 2, r)
         self.wait_received("/hooks/legacy", 1)
