@@ -485,7 +485,7 @@ void bh__config_free(bh__config *cfg) {
   if (!cfg) return;
   char **strs[] = {&cfg->source,     &cfg->listen,     &cfg->admin_listen,
                    &cfg->data_dir,   &cfg->plugin_dir, &cfg->admin_token,
-                   &cfg->log_target, &cfg->login_page};
+                   &cfg->log_target, &cfg->login_page, &cfg->metrics_token};
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     free(*strs[i]);
   for (size_t i = 0; i < cfg->nsections; i++) {

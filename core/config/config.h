@@ -52,6 +52,7 @@ typedef struct bh__config {
   char *data_dir;          /* "./bulkhead-data" */
   char *plugin_dir;        /* NULL: next to the executable */
   char *admin_token;       /* NULL: admin API open (it listens on loopback) */
+  char *metrics_token;     /* NULL: GET /metrics needs no token */
   int problem_flat;        /* problem_style = nested | flat */
   size_t max_header_bytes; /* 16384 */
   size_t max_body_bytes;   /* 1048576 */
@@ -100,5 +101,10 @@ const char *bh__config_get(const bh__config *cfg, const char *section,
                            const char *key);
 /* Parses "host:port" / "[v6]:port"; 0 or -EINVAL. port 0 = ephemeral. */
 int bh__config_parse_addr(const char *s, char *host, size_t hostlen, int *port);
+/* 1 when `addr` (host:port) is localhost, 127.0.0.0/8 or [::1]. */
+int bh__addr_is_loopback(const char *addr);
+/* -EINVAL with a one-line `err` when admin_listen is not loopback and no
+ * admin_token is set. */
+int bh__config_admin_check(const bh__config *cfg, char *err, size_t errlen);
 
 #endif

@@ -85,6 +85,32 @@ int bh__config_parse_addr(const char *s, char *host, size_t hostlen,
   return 0;
 }
 
+int bh__addr_is_loopback(const char *addr) {
+  char host[64];
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (bh__config_parse_addr(addr, host, sizeof host, NULL)) return 0;
+  if (strcasecmp(host, "localhost") == 0) return 1;
+  if (inet_pton(AF_INET, host, &a4) == 1)
+    return (ntohl(a4.s_addr) >> 24) == 127;
+  return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/* Without a token the admin API obeys whoever reaches it: only loopback
+ * may, and even there the listener checks Host and Origin (admin.c). Run
+ * on the final addresses (after --admin-listen, and on reload with the
+ * listener that stays), so not inside bh__config_load. */
+int bh__config_admin_check(const bh__config *cfg, char *err, size_t errlen) {
+  if (cfg->admin_token || bh__addr_is_loopback(cfg->admin_listen)) return 0;
+  snprintf(err, errlen,
+           "%s: [server] admin_listen = %s is not a loopback address and "
+           "[server] admin_token is not set: anyone who reaches it could "
+           "reload the daemon or force breakers open; set admin_token or "
+           "listen on 127.0.0.1",
+           cfg->source, cfg->admin_listen);
+  return -EINVAL;
+}
+
 /* ---- [server] ---------------------------------------------------------- */
 
 enum kind {
@@ -120,6 +146,7 @@ static const skey server_keys[] = {
     {"data_dir", K_PATH, OFF(data_dir), "./bulkhead-data", TEXT},
     {"plugin_dir", K_PATH, OFF(plugin_dir), NULL, TEXT},
     {"admin_token", K_TOKEN, OFF(admin_token), NULL, TEXT},
+    {"metrics_token", K_TOKEN, OFF(metrics_token), NULL, TEXT},
     {"problem_style", K_STYLE, OFF(problem_flat), "nested", TEXT},
     {"max_header_bytes", K_NUM, OFF(max_header_bytes), "16384", 1024, 1048576,
      BYTES},

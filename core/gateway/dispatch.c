@@ -23,18 +23,14 @@
 #include "state/shm.h"
 #include "upstream/upstream.h"
 
-/* application/json or any application/<x>+json, parameters allowed. */
-static int bh__is_json(const char *ct) {
-  if (ct == NULL) return 0;
-  size_t n = strcspn(ct, ";");
-  while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
-    n--;
-  if (n == 16 && strncasecmp(ct, "application/json", 16) == 0) return 1;
-  return n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
-         strncasecmp(ct + n - 5, "+json", 5) == 0;
-}
-
 static void bh__dispatch_resume(bh_req *req);
+
+/* What the session check continues with, and the rate limit's address
+ * gate it runs before an API-key lookup. */
+static const bh__auth_next bh__after_auth = {
+    .resume = bh__dispatch_resume,
+    .gate = bh__limit_gate,
+};
 
 /* Headers complete: route, mount and body limit. The body is read next. */
 static int bh__dispatch_head(bh_req *req) {
@@ -103,7 +99,7 @@ static void bh__dispatch(bh_req *req) {
   /* the session middleware: 0 let in now, 1 decided later (store), < 0
    * already answered (401, 302 to the login page, 403, 503) */
   if ((route->flags & BH_ROUTE_AUTH_REQUIRED) &&
-      bh__auth_check(req, bh__dispatch_resume) != 0)
+      bh__auth_check(req, &bh__after_auth) != 0)
     return;
   bh__dispatch_resume(req);
 }

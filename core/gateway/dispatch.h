@@ -17,5 +17,10 @@ void bh__dispatch_deadline(bh_req *req);
 /* limit_check.c: 0 allowed (RateLimit headers added); negative: answered
  * 429 rate_limit.exceeded. */
 int bh__limit_check(bh_req *req);
+/* Before an API-key lookup on a route whose policy is key = api_key: one
+ * token from the caller's address bucket, given back once the key proves
+ * valid. 0, or answered 429 (no lookup is made). The session check's gate
+ * (bh__auth_next). */
+int bh__limit_gate(bh_req *req);
 
 #endif

@@ -1,9 +1,10 @@
 /*
- * The route-level rate limit: the bucket key of a request (principal, API
- * key or client address) and the answer. A refusal is 429
- * rate_limit.exceeded whose retryAfterSeconds equals the Retry-After
- * header; every answer of a limited route carries the IETF draft's
- * RateLimit-Policy and RateLimit fields.
+ * The route-level rate limit: the bucket key of a request (principal,
+ * verified API key or client address), the address gate before an API-key
+ * lookup, and the answer. A refusal is 429 rate_limit.exceeded whose
+ * retryAfterSeconds equals the Retry-After header; every answer of a
+ * limited route carries the IETF draft's RateLimit-Policy and RateLimit
+ * fields.
  */
 #include <errno.h>
 #include <sodium.h>
@@ -14,20 +15,27 @@
 #include "gateway/dispatch.h"
 #include "host/plugin-t.h"
 #include "http/http.h"
+#include "identity/auth.h"
 #include "obs/telemetry.h"
 #include "policy/ratelimit.h"
 #include "proc/daemon-t.h"
 #include "state/shm.h"
 #include "upstream/limits.h"
 
-/* The bucket key. API keys are hashed so the secret itself never sits in
- * the table; an anonymous caller falls back to its address. */
+/* The bucket key. key = api_key counts the VERIFIED key (its id, from the
+ * session middleware), never the raw header: an unknown value would get a
+ * fresh bucket per request, and every one of them could evict somebody's
+ * drained bucket. A caller not authenticated by a key -- anonymous, bearer,
+ * cookie, or a route without auth -- counts against its address. Ids are
+ * hashed so the table holds names of one shape. */
 static void bh__limit_key(bh_req *req, int kind, char *out, size_t len) {
   const char *v = NULL;
-  if (kind == BH__RL_KEY_API_KEY)
-    v = bh__req_header(req, "x-api-key");
-  else if (kind == BH__RL_KEY_PRINCIPAL)
+  if (kind == BH__RL_KEY_API_KEY) {
+    const bh_principal *p = bh__auth_principal(req);
+    if (p && p->kind == BH_AUTH_API_KEY && p->key_id) v = p->key_id;
+  } else if (kind == BH__RL_KEY_PRINCIPAL) {
     v = req->principal_id;
+  }
   if (v && v[0]) {
     unsigned char h[16];
     crypto_generichash(h, sizeof(h), (const unsigned char *)v, strlen(v), NULL,
@@ -40,26 +48,57 @@ static void bh__limit_key(bh_req *req, int kind, char *out, size_t len) {
   snprintf(out, len, "a:%s", req->client_addr);
 }
 
+static int bh__limit_refuse(bh_req *req, const bh__rl_policy *pol,
+                            const bh__rl_result *r) {
+  /* Retry-After comes from the Problem so header and body agree */
+  bh__rl_result shown = *r;
+  shown.allowed = 1;
+  shown.retry_after_s = 0;
+  bh__rl_headers(pol, &shown, &req->resp_headers);
+  bh__metrics_rate_limited(req->d, pol->name);
+  bh__respond_problem(req, "rate_limit.exceeded", NULL, (long)r->retry_after_s,
+                      NULL, 0, NULL, 0);
+  return -EAGAIN;
+}
+
+/* An API key costs a store lookup before it is known to be good: its
+ * address pays one token up front, so a flood of invalid keys (each 401
+ * after the lookup) is limited like an anonymous caller -- concurrent ones
+ * included, as the token is taken before the lookup starts -- and makes no
+ * bucket of its own. A valid key gets the token back and pays its own. */
+int bh__limit_gate(bh_req *req) {
+  bh__route *rt = req->route;
+  if (rt == NULL || rt->limit == NULL ||
+      bh__limit_policy(rt->limit)->key != BH__RL_KEY_API_KEY ||
+      req->rl_addr_held)
+    return 0;
+  struct bh__limit *l = rt->limit;
+  char key[96];
+  snprintf(key, sizeof(key), "a:%s", req->client_addr);
+  bh__rl_result r;
+  if (bh__limit_take(l, key, bh__shm_now_ms(), &r) != 0) return 0;
+  if (!r.allowed) return bh__limit_refuse(req, bh__limit_policy(l), &r);
+  req->rl_addr_held = 1;
+  return 0;
+}
+
 int bh__limit_check(bh_req *req) {
   bh__route *rt = req->route;
   if (rt == NULL || rt->limit == NULL) return 0;
   struct bh__limit *l = rt->limit;
   const bh__rl_policy *pol = bh__limit_policy(l);
+  uint64_t now = bh__shm_now_ms();
+  if (req->rl_addr_held) {
+    char addr[96];
+    snprintf(addr, sizeof(addr), "a:%s", req->client_addr);
+    req->rl_addr_held = 0;
+    bh__limit_give(l, addr, now);
+  }
   char key[96];
   bh__limit_key(req, pol->key, key, sizeof(key));
   bh__rl_result r;
-  if (bh__limit_take(l, key, bh__shm_now_ms(), &r) != 0) return 0;
-  if (r.allowed) {
-    bh__rl_headers(pol, &r, &req->resp_headers);
-    return 0;
-  }
-  /* Retry-After comes from the Problem so header and body agree */
-  bh__rl_result shown = r;
-  shown.allowed = 1;
-  shown.retry_after_s = 0;
-  bh__rl_headers(pol, &shown, &req->resp_headers);
-  bh__metrics_rate_limited(req->d, pol->name);
-  bh__respond_problem(req, "rate_limit.exceeded", NULL, (long)r.retry_after_s,
-                      NULL, 0, NULL, 0);
-  return -EAGAIN;
+  if (bh__limit_take(l, key, now, &r) != 0) return 0;
+  if (!r.allowed) return bh__limit_refuse(req, pol, &r);
+  bh__rl_headers(pol, &r, &req->resp_headers);
+  return 0;
 }

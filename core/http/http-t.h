@@ -88,6 +88,8 @@ struct bh_req {
   bh__body *json;           /* body_parse result */
   const char *principal_id; /* set by the session middleware */
   struct bh__authn *authn;  /* the caller of an auth-required route (auth.h) */
+  int rl_addr_held;         /* the rate-limit gate charged the address bucket
+                               (gateway/limit_check.c) */
 };
 
 enum bh__listener_kind { BH__LISTENER_API = 0, BH__LISTENER_ADMIN = 1 };

@@ -67,5 +67,8 @@ void bh__req_parse_target(bh_req *req);
 const char *bh__req_header(bh_req *req, const char *name);
 /* Drops one reference; frees the request at zero. */
 void bh__req_unref(bh_req *req);
+/* A JSON media type: application/json or any application/<x>+json,
+ * parameters allowed. */
+int bh__is_json(const char *ct);
 
 #endif

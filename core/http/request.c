@@ -66,3 +66,13 @@ const char *bh__req_header(bh_req *req, const char *name) {
       return req->headers[i].value;
   return NULL;
 }
+
+int bh__is_json(const char *ct) {
+  if (ct == NULL) return 0;
+  size_t n = strcspn(ct, ";");
+  while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+    n--;
+  if (n == 16 && strncasecmp(ct, "application/json", 16) == 0) return 1;
+  return n > 17 && strncasecmp(ct, "application/", 12) == 0 &&
+         strncasecmp(ct + n - 5, "+json", 5) == 0;
+}

@@ -4,13 +4,6 @@
  * once before the workers start, then one connection and thread in each
  * serving process).
  */
-#include "identity/auth.h"
-#include "base/log.h"
-#include "config/config.h"
-#include "host/plugin-t.h"
-#include "http/http.h"
-#include "identity/store.h"
-#include "proc/daemon-t.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,6 +13,15 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "base/log.h"
+#include "config/config.h"
+#include "host/plugin-t.h"
+#include "http/http.h"
+#include "identity/auth.h"
+#include "identity/store.h"
+#include "identity/store_ops.h"
+#include "proc/daemon-t.h"
 
 enum { BH__AUTH_NONE = 0, BH__AUTH_CHECK = 1, BH__AUTH_RUN = 2 };
 
@@ -124,6 +126,24 @@ static int bh__store_path(const bh__config *cfg, char *out, size_t n) {
   return bh__auth_path(cfg, cfg->auth->store_file, out, n);
 }
 
+typedef struct bh__rload {
+  int64_t now, span;
+  size_t n;
+} bh__rload;
+
+static void bh__revoked_load(const char *sid, int64_t at, void *arg) {
+  bh__rload *ld = arg;
+  bh__revoked_add(sid, at + ld->span, ld->now);
+  ld->n++;
+}
+
+void bh__auth_revoked(const char *sid) {
+  bh__auth *a = bh__auth_get();
+  if (a == NULL || sid == NULL || sid[0] == '\0') return;
+  int64_t now = bh__store_now();
+  bh__revoked_add(sid, now + bh__revoked_span(a->conf), now);
+}
+
 int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
                      size_t errlen) {
   const bh__auth_conf *c = cfg->auth;
@@ -164,7 +184,28 @@ int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
   }
   bh__logf(BH__INFO, "store_ready", "identity store %s at schema version %d",
            path, bh__store_version(db));
+  /* the revoked-session set, before any worker exists, with what the
+   * store revoked recently: a restart does not bring those tokens back */
+  if (bh__revoked_init(c->revoked_sessions_max) != 0) {
+    sqlite3_close_v2(db);
+    snprintf(err, errlen,
+             "[auth] revoked_sessions_max: cannot allocate %u "
+             "slots",
+             c->revoked_sessions_max);
+    return -ENOMEM;
+  }
+  bh__rload ld = {bh__store_now(), bh__revoked_span(c), 0};
+  rc = bh__op_revoked_since(db, ld.now - ld.span, bh__revoked_load, &ld);
   sqlite3_close_v2(db);
+  if (rc) {
+    snprintf(err, errlen, "identity store %s: cannot read revoked sessions",
+             path);
+    return rc;
+  }
+  if (ld.n)
+    bh__logf(BH__INFO, "revoked_sessions_loaded",
+             "%zu sessions revoked within the last %lld s", ld.n,
+             (long long)ld.span);
   return 0;
 }
 
@@ -202,6 +243,11 @@ void bh__auth_start(bh__daemon *d) {
     k->verify_len = c->public_len;
   }
   g_auth.conf = c;
+  /* made by the prepare before the fork; found, not made, in a worker */
+  if (bh__revoked_init(c->revoked_sessions_max) != 0)
+    bh__logf(BH__ERROR, "revoked_set_unavailable",
+             "no memory for the revoked-session set: logged-out access "
+             "tokens stay valid until they expire");
   char path[4096];
   sqlite3 *db = NULL;
   if (bh__store_path(d->cfg, path, sizeof(path)) != 0 ||

@@ -48,6 +48,8 @@ typedef struct bh__auth_conf {
   uint32_t login_max_failures; /* 5 per account ... */
   uint32_t login_max_failures_per_address; /* 50 per client address ... */
   uint32_t login_lockout_s; /* ... within this window, then locked */
+  char *api_key_scopes;     /* space-separated allowlist for API keys, "" */
+  uint32_t revoked_sessions_max; /* the revoked-session set's slots, 65536 */
 } bh__auth_conf;
 
 /* The generated HS256 secret, when [auth] gives none. */
@@ -99,13 +101,39 @@ typedef struct bh__authn {
 } bh__authn;
 
 /* auth_mw.c: the middleware. */
+/* What the request path hands the session check. resume: the rest of the
+ * path, run later once an asynchronous check (API key, silent refresh) let
+ * the caller in. gate (may be NULL): run before an API key is looked up in
+ * the store; nonzero when it answered the request (no lookup is made). */
+typedef struct bh__auth_next {
+  void (*resume)(bh_req *req);
+  int (*gate)(bh_req *req);
+} bh__auth_next;
 /* For an auth-required route: 0 the caller is authenticated (carry on),
- * 1 pending (`resume` runs later once the store let the caller in, or the
- * request is answered), -1 answered (401 / 302 / 403 / 503). */
-int bh__auth_check(bh_req *req, void (*resume)(bh_req *req));
+ * 1 pending (next->resume runs later, or the request is answered), -1
+ * answered (401 / 302 / 403 / 503). */
+int bh__auth_check(bh_req *req, const bh__auth_next *next);
 /* The principal of req, or NULL. */
 const bh_principal *bh__auth_principal(bh_req *req);
 
+/* auth_revoked.c: the revoked-session set shared by every process (see
+ * the file). init: finds or creates it (in the shared mapping when there
+ * is one) with `capacity` slots; 0 or -ENOMEM. */
+int bh__revoked_init(uint32_t capacity);
+/* Forgets this process's view (a process-local table is freed). */
+void bh__revoked_reset(void);
+/* Records session `sid` as revoked until `until` (unix s). 0, or -ENOSPC
+ * when it found no slot (the set then fails closed). */
+int bh__revoked_add(const char *sid, int64_t until, int64_t now);
+enum { BH__REVOKED = 1, BH__REVOKED_UNSURE = 2 };
+/* For a verified access token of session `sid` issued at `iat`: 0 valid,
+ * BH__REVOKED, or BH__REVOKED_UNSURE (issued before the set overflowed:
+ * refresh to go on). No lock, no I/O. */
+int bh__revoked_check(const char *sid, int64_t iat, int64_t now);
+/* access_ttl_s + leeway_s: how long a revocation must be remembered. */
+int64_t bh__revoked_span(const bh__auth_conf *c);
+/* Records a revocation the store just made (now + the span). */
+void bh__auth_revoked(const char *sid);
 
 /* auth_services.c: the identity slots of the services table. */
 const bh_principal *bh__svc_req_principal(bh_req *req);
@@ -126,9 +154,26 @@ int bh__svc_local_verify(bh_req *req, const char *email, const char *password,
                          bh_identity_cb cb, void *data);
 
 /* Cookie helpers shared with auth_services.c. */
+/* The session (0) or refresh (1) cookie's name: __Host-session /
+ * __Host-refresh with cookie_secure, else __session / __refresh. */
+const char *bh__cookie_name(int refresh);
+/* How often cookie `name` appears in one Cookie header value; *value and
+ * *vlen (not terminated, quotes stripped) of the first. */
+int bh__cookie_scan(const char *header, const char *name, const char **value,
+                    size_t *vlen);
 /* The value of cookie `name` in the request's Cookie header(s), copied to
- * out (NUL-terminated); 0, or -ENOENT / -ENOSPC. */
+ * out (NUL-terminated); 0, or -ENOENT / -ENOSPC, or -EEXIST when it
+ * appears more than once (refuse: which copy is ours is unknown). */
 int bh__cookie_get(bh_req *req, const char *name, char *out, size_t outlen);
+/* The highest q of media type `type` in an Accept value (0 when absent):
+ * whether a refused request is a browser navigation (302) or not. */
+double bh__accept_q(const char *accept, const char *type);
+/* The token of an "Authorization: Bearer <token>" value, or NULL. */
+const char *bh__bearer_token(const char *authz);
+/* The session of the request's verified access token (Bearer, else the
+ * session cookie, which must pass the CSRF check), for routes that are
+ * not auth-required (logout). 0 and sid, -ENOENT, -EEXIST, -EPERM. */
+int bh__auth_session_of(bh_req *req, char *sid, size_t n);
 /* Appends Set-Cookie lines for both cookies (values NULL: clear them). */
 void bh__cookies_set(bh_req *req, const char *access, const char *refresh);
 /* The Origin / Sec-Fetch-Site check for cookie-borne credentials on an

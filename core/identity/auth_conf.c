@@ -44,6 +44,8 @@ static const char *const bh__auth_keys[] = {"jwt_secret",
                                             "login_max_failures",
                                             "login_max_failures_per_address",
                                             "login_lockout_s",
+                                            "api_key_scopes",
+                                            "revoked_sessions_max",
                                             NULL};
 
 static void bh__env_name(const char *key, char *out, size_t n) {
@@ -243,6 +245,40 @@ static int bh__origins(bh__aload *ld, bh__auth_conf *c) {
   return 0;
 }
 
+/* A scope as API keys carry it: 1 to 64 of a-z 0-9 : . _ - (the auth
+ * plugin's own rule for the scopes of a key). */
+static int bh__scope_ok(const char *s, size_t n) {
+  if (n == 0 || n > 64) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+          s[i] == ':' || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+      return 0;
+  return 1;
+}
+
+/* api_key_scopes: scopes any signed-in user may give a key of theirs,
+ * comma- or space-separated, kept space-separated. */
+static int bh__key_scopes(bh__aload *ld, bh__auth_conf *c) {
+  int line;
+  const char *v = bh__aget(ld, "api_key_scopes", &line);
+  c->api_key_scopes = calloc(1, v ? strlen(v) + 1 : 1);
+  if (c->api_key_scopes == NULL) return -ENOMEM;
+  for (const char *p = v; p && *p;) {
+    while (*p == ' ' || *p == '\t' || *p == ',')
+      p++;
+    size_t n = strcspn(p, ", \t");
+    if (n == 0) break;
+    if (!bh__scope_ok(p, n))
+      return bh__afail(ld, "api_key_scopes", line,
+                       "expected scopes of 1 to 64 of a-z, 0-9, ':', '.', "
+                       "'_', '-', separated by commas or spaces");
+    if (c->api_key_scopes[0]) strcat(c->api_key_scopes, " ");
+    strncat(c->api_key_scopes, p, n);
+    p += n;
+  }
+  return 0;
+}
+
 /* Signs a probe and verifies it: a private key that does not match the
  * public one, or a PEM libjwt cannot use, fails here and not at the first
  * login. */
@@ -306,7 +342,11 @@ static int bh__conf_fill(bh__aload *ld, bh__auth_conf *c) {
                     &c->login_max_failures)) ||
       (rc = bh__num(ld, "login_max_failures_per_address", 50, 1, 100000,
                     &c->login_max_failures_per_address)) ||
-      (rc = bh__num(ld, "login_lockout_s", 300, 1, 86400, &c->login_lockout_s)))
+      (rc = bh__num(ld, "login_lockout_s", 300, 1, 86400,
+                    &c->login_lockout_s)) ||
+      (rc = bh__num(ld, "revoked_sessions_max", 65536, 64, 1048576,
+                    &c->revoked_sessions_max)) ||
+      (rc = bh__key_scopes(ld, c)))
     return rc;
   v = bh__aget(ld, "cookie_secure", &line);
   c->cookie_secure = 1;
@@ -396,6 +436,7 @@ void bh__auth_conf_free(bh__auth_conf *c) {
   free(c->audience);
   free(c->api_key_header);
   free(c->store_file);
+  free(c->api_key_scopes);
   for (size_t i = 0; i < c->norigins; i++)
     free(c->origins[i]);
   free(c->origins);

@@ -4,9 +4,9 @@
  *
  *   Authorization: Bearer <jwt>  verified in memory; refused -> 401
  *   <api key header>             looked up in the store (its thread)
- *   __session cookie             verified in memory; unsafe methods must
+ *   session cookie               verified in memory; unsafe methods must
  *                                pass the Origin / Sec-Fetch-Site check
- *   expired or missing __session + __refresh
+ *   expired or missing session cookie + refresh cookie
  *                                rotated in the store (silent refresh): new
  *                                cookies on this very response, then the
  *                                handler runs as if nothing happened
@@ -14,7 +14,17 @@
  *                                navigation gets 302 to the login page
  *
  * A valid access token costs no I/O at all: the identity provider and the
- * store may both be down and logged-in users keep working.
+ * store may both be down and logged-in users keep working. Its session
+ * must not be in the revoked-session set (auth_revoked.c: shared memory,
+ * no lock), so a logout ends its access tokens at once.
+ *
+ * Cookie names: __Host-session / __Host-refresh with cookie_secure (the
+ * prefix makes browsers refuse them unless Secure, Path=/ and without
+ * Domain, so a sibling subdomain cannot plant one), __session / __refresh
+ * without (plain-http development). A Cookie header (or several) naming
+ * one of them twice is refused as 401 auth.ambiguous_credentials: which
+ * copy is ours cannot be told, and trying each would let a planted cookie
+ * pick the session.
  */
 #include <errno.h>
 #include <sodium.h>
@@ -35,6 +45,8 @@
 
 #define BH__COOKIE_SESSION "__session"
 #define BH__COOKIE_REFRESH "__refresh"
+#define BH__COOKIE_HOST_SESSION "__Host-session"
+#define BH__COOKIE_HOST_REFRESH "__Host-refresh"
 /* Cookies outlive their tokens by a week, so an expired refresh token is
  * still presented and the answer can say "session expired" rather than
  * "who are you". */
@@ -70,33 +82,61 @@ static bh__authn *bh__authn_set(bh_req *req, int kind, const char *user,
 /* Cookies                                                                 */
 /* ---------------------------------------------------------------------- */
 
-int bh__cookie_get(bh_req *req, const char *name, char *out, size_t outlen) {
+const char *bh__cookie_name(int refresh) {
+  bh__auth *a = bh__auth_get();
+  int host = a && a->conf->cookie_secure;
+  return refresh ? (host ? BH__COOKIE_HOST_REFRESH : BH__COOKIE_REFRESH)
+                 : (host ? BH__COOKIE_HOST_SESSION : BH__COOKIE_SESSION);
+}
+
+int bh__cookie_scan(const char *s, const char *name, const char **value,
+                    size_t *vlen) {
   size_t nl = strlen(name);
+  int found = 0;
+  while (*s) {
+    while (*s == ' ' || *s == '\t' || *s == ';')
+      s++;
+    const char *eq = strchr(s, '=');
+    const char *end = s + strcspn(s, ";");
+    const char *ne = eq && eq < end ? eq : end;
+    while (ne > s && (ne[-1] == ' ' || ne[-1] == '\t'))
+      ne--;
+    if (eq && eq < end && (size_t)(ne - s) == nl && memcmp(s, name, nl) == 0) {
+      const char *v = eq + 1;
+      while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+      size_t vl = (size_t)(end - v);
+      while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
+        vl--;
+      if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') v++, vl -= 2;
+      if (found++ == 0) {
+        *value = v;
+        *vlen = vl;
+      }
+    }
+    s = end;
+  }
+  return found;
+}
+
+int bh__cookie_get(bh_req *req, const char *name, char *out, size_t outlen) {
+  const char *v = NULL;
+  size_t vl = 0;
+  int found = 0;
   for (size_t i = 0; i < req->nheaders; i++) {
     if (strcmp(req->headers[i].name, "cookie") != 0) continue;
-    const char *s = req->headers[i].value;
-    while (*s) {
-      while (*s == ' ' || *s == '\t' || *s == ';')
-        s++;
-      const char *eq = strchr(s, '=');
-      const char *end = s + strcspn(s, ";");
-      if (eq && eq < end && (size_t)(eq - s) == nl &&
-          memcmp(s, name, nl) == 0) {
-        const char *v = eq + 1;
-        size_t vl = (size_t)(end - v);
-        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-          vl--;
-        if (vl >= 2 && v[0] == '"' && v[vl - 1] == '"') v++, vl -= 2;
-        if (vl == 0) return -ENOENT; /* a cleared cookie */
-        if (vl >= outlen) return -ENOSPC;
-        memcpy(out, v, vl);
-        out[vl] = '\0';
-        return 0;
-      }
-      s = end;
-    }
+    const char *hv;
+    size_t hl;
+    int n = bh__cookie_scan(req->headers[i].value, name, &hv, &hl);
+    if (n && found == 0) v = hv, vl = hl;
+    found += n;
   }
-  return -ENOENT;
+  if (found > 1) return -EEXIST;             /* which one is ours? neither */
+  if (found == 0 || vl == 0) return -ENOENT; /* none, or a cleared one */
+  if (vl >= outlen) return -ENOSPC;
+  memcpy(out, v, vl);
+  out[vl] = '\0';
+  return 0;
 }
 
 static void bh__cookie_line(bh__buf *b, const bh__auth_conf *c,
@@ -112,8 +152,8 @@ void bh__cookies_set(bh_req *req, const char *access, const char *refresh) {
   bh__auth *a = bh__auth_get();
   if (a == NULL) return;
   long age = (long)a->conf->refresh_ttl_s + BH__COOKIE_EXTRA_S;
-  bh__cookie_line(&req->resp_headers, a->conf, BH__COOKIE_SESSION, access, age);
-  bh__cookie_line(&req->resp_headers, a->conf, BH__COOKIE_REFRESH, refresh,
+  bh__cookie_line(&req->resp_headers, a->conf, bh__cookie_name(0), access, age);
+  bh__cookie_line(&req->resp_headers, a->conf, bh__cookie_name(1), refresh,
                   age);
 }
 
@@ -126,8 +166,7 @@ static int bh__safe_method(const char *m) {
                strcmp(m, "OPTIONS") == 0 || strcmp(m, "TRACE") == 0);
 }
 
-/* The highest q of `type` in an Accept header (0 when absent). */
-static double bh__accept_q(const char *accept, const char *type) {
+double bh__accept_q(const char *accept, const char *type) {
   double best = 0;
   size_t tl = strlen(type);
   for (const char *s = accept; *s;) {
@@ -270,7 +309,7 @@ static void bh__deny(bh_req *req, const char *code, int clear,
     }
     bh__buf_free(&loc);
   }
-  if (auth_code)
+  if (auth_code || strcmp(code, "auth.ambiguous_credentials") == 0)
     bh__buf_puts(&req->resp_headers,
                  "WWW-Authenticate: Bearer realm=\"bulkhead\"\r\n");
   bh__respond_problem(req, code, NULL, -1, NULL, 0, NULL, 0);
@@ -338,6 +377,7 @@ static void bh__mw_refreshed(bh_req *req, bh__mwjob *j) {
     bh__deny(req, "auth.session_expired", 1, "refresh token expired");
     return;
   case BH__RT_REUSED:
+    bh__auth_revoked(j->sess.session_id);
     bh__logf(BH__WARN, "refresh_reuse",
              "request %s: a spent refresh token was presented again; "
              "session %s revoked",
@@ -434,7 +474,46 @@ static int bh__verify(bh__auth *a, const char *token, int64_t now,
   return bh__jwt_verify(&a->keys, token, now, cl);
 }
 
-int bh__auth_check(bh_req *req, void (*resume)(bh_req *req)) {
+const char *bh__bearer_token(const char *authz) {
+  if (authz == NULL || strncasecmp(authz, "Bearer ", 7) != 0) return NULL;
+  const char *tok = authz + 7;
+  while (*tok == ' ')
+    tok++;
+  return tok;
+}
+
+/* A verified token whose session was revoked since it was issued: the
+ * code to refuse it with, or NULL when it stands. */
+static const char *bh__revoked_code(const bh__claims *cl, int64_t now) {
+  switch (bh__revoked_check(cl->sid, cl->iat, now)) {
+  case BH__REVOKED: return "auth.session_revoked";
+  case BH__REVOKED_UNSURE: return "auth.session_expired";
+  default: return NULL;
+  }
+}
+
+int bh__auth_session_of(bh_req *req, char *sid, size_t n) {
+  bh__auth *a = bh__auth_get();
+  if (a == NULL) return -ENOENT;
+  int64_t now = bh__store_now();
+  bh__claims cl;
+  const char *tok = bh__bearer_token(bh__req_header(req, "authorization"));
+  static char ctok[BH__MAX_TOKEN]; /* the loop thread's */
+  int from_cookie = 0;
+  if (tok == NULL) {
+    int rc = bh__cookie_get(req, bh__cookie_name(0), ctok, sizeof(ctok));
+    if (rc) return rc == -EEXIST ? rc : -ENOENT;
+    tok = ctok;
+    from_cookie = 1;
+  }
+  if (bh__verify(a, tok, now, &cl) != BH__JWT_OK || cl.sid[0] == '\0')
+    return -ENOENT;
+  if (from_cookie && bh__csrf_check(req) != 0) return -EPERM;
+  snprintf(sid, n, "%s", cl.sid);
+  return 0;
+}
+
+int bh__auth_check(bh_req *req, const bh__auth_next *next) {
   bh__auth *a = bh__auth_get();
   if (a == NULL) {
     /* no keys in this process (-t, or a failed start): fail closed */
@@ -445,16 +524,19 @@ int bh__auth_check(bh_req *req, void (*resume)(bh_req *req)) {
   bh__claims cl;
   const char *authz = bh__req_header(req, "authorization");
   if (authz) {
-    if (strncasecmp(authz, "Bearer ", 7) != 0) {
+    const char *tok = bh__bearer_token(authz);
+    if (tok == NULL) {
       bh__deny(req, "auth.unauthenticated", 0, "not a bearer credential");
       return -1;
     }
-    const char *tok = authz + 7;
-    while (*tok == ' ')
-      tok++;
     int rc = bh__verify(a, tok, now, &cl);
     if (rc != BH__JWT_OK) {
       bh__deny(req, "auth.unauthenticated", 0, bh__jwt_strerror(rc));
+      return -1;
+    }
+    const char *revoked = bh__revoked_code(&cl, now);
+    if (revoked) {
+      bh__deny(req, revoked, 0, "session revoked");
       return -1;
     }
     if (!bh__authn_set(req, BH_AUTH_BEARER, cl.sub, cl.sid, cl.scope, NULL,
@@ -470,18 +552,27 @@ int bh__auth_check(bh_req *req, void (*resume)(bh_req *req)) {
       bh__deny(req, "auth.unauthenticated", 0, "malformed API key");
       return -1;
     }
-    return bh__mw_submit(req, a, BH__MW_APIKEY, key, resume);
+    /* the address pays before the lookup (the gateway's gate): invalid-key
+     * floods are limited and cost no store work past the limit */
+    if (next->gate && next->gate(req) != 0) return -1;
+    return bh__mw_submit(req, a, BH__MW_APIKEY, key, next->resume);
   }
   static char tok[BH__MAX_TOKEN]; /* the loop thread's: one check at a time */
   char refresh[BH__REFRESH_MAX];
-  int has_session =
-      bh__cookie_get(req, BH__COOKIE_SESSION, tok, sizeof(tok)) == 0;
-  int has_refresh =
-      bh__cookie_get(req, BH__COOKIE_REFRESH, refresh, sizeof(refresh)) == 0;
+  int src = bh__cookie_get(req, bh__cookie_name(0), tok, sizeof(tok));
+  int rrc = bh__cookie_get(req, bh__cookie_name(1), refresh, sizeof(refresh));
+  if (src == -EEXIST || rrc == -EEXIST) {
+    bh__deny(req, "auth.ambiguous_credentials", 0,
+             "a session cookie appears twice");
+    return -1;
+  }
+  int has_session = src == 0;
+  int has_refresh = rrc == 0;
   const char *why = "no credentials";
+  const char *revoked = NULL;
   if (has_session) {
     int rc = bh__verify(a, tok, now, &cl);
-    if (rc == BH__JWT_OK) {
+    if (rc == BH__JWT_OK && (revoked = bh__revoked_code(&cl, now)) == NULL) {
       if (bh__csrf_check(req) != 0) {
         bh__deny(req, "auth.csrf_rejected", 0, "origin check failed");
         return -1;
@@ -494,11 +585,13 @@ int bh__auth_check(bh_req *req, void (*resume)(bh_req *req)) {
       }
       return 0;
     }
-    why = bh__jwt_strerror(rc);
+    why = revoked ? "session revoked" : bh__jwt_strerror(rc);
   }
+  /* a revoked session's refresh token is refused by the store, which
+   * then says so; an unsure one (the set overflowed) is refreshed */
   if (has_refresh) {
     if (req->route->flags & BH_ROUTE_NO_AUTO_REFRESH) {
-      bh__deny(req, "auth.unauthenticated", 0,
+      bh__deny(req, revoked ? revoked : "auth.unauthenticated", 0,
                "access token invalid; this route is never refreshed "
                "silently");
       return -1;
@@ -507,8 +600,8 @@ int bh__auth_check(bh_req *req, void (*resume)(bh_req *req)) {
       bh__deny(req, "auth.csrf_rejected", 0, "origin check failed");
       return -1;
     }
-    return bh__mw_submit(req, a, BH__MW_REFRESH, refresh, resume);
+    return bh__mw_submit(req, a, BH__MW_REFRESH, refresh, next->resume);
   }
-  bh__deny(req, "auth.unauthenticated", has_session, why);
+  bh__deny(req, revoked ? revoked : "auth.unauthenticated", has_session, why);
   return -1;
 }

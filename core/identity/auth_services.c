@@ -161,9 +161,11 @@ static void bh__id_work(sqlite3 *db, bh__sjob *sj) {
     if (j->rc == BH__RT_OK) bh__id_sign(j);
     break;
   case BH__OP_REVOKE:
+    /* key_id holds the session id when no refresh token names it, and
+     * the session revoked afterwards */
     j->rc = bh__op_session_revoke(db, j->token[0] ? j->token : NULL,
                                   j->key_id[0] ? j->key_id : NULL, "logout",
-                                  j->now);
+                                  j->now, j->key_id);
     break;
   case BH__OP_KEY_CREATE:
     j->rc =
@@ -219,6 +221,7 @@ static void bh__id_refreshed(bh__idjob *j, bh_identity_result *res) {
       res->status = map[i].status;
       res->code = map[i].code;
     }
+  if (j->rc == BH__RT_REUSED) bh__auth_revoked(j->sess.session_id);
   if (j->rc == BH__RT_REUSED)
     bh__logf(BH__WARN, "refresh_reuse",
              "request %s: a spent refresh token was presented again; "
@@ -255,6 +258,8 @@ static void bh__id_done(bh__sjob *sj) {
   case BH__OP_REVOKE:
     res.status = j->rc;
     if (j->rc) res.code = "auth.session_store_unavailable";
+    /* its access tokens end now, in every worker */
+    if (j->rc == 0) bh__auth_revoked(j->key_id);
     if (j->flags & BH_SESSION_COOKIES) bh__cookies_set(j->req, NULL, NULL);
     break;
   case BH__OP_KEY_CREATE:
@@ -399,7 +404,7 @@ int bh__svc_session_refresh(bh_req *req, const char *token, uint32_t flags,
   if (j == NULL) return -ENOMEM;
   j->flags = flags;
   if (flags & BH_SESSION_FROM_COOKIE) {
-    rc = bh__cookie_get(req, "__refresh", j->token, sizeof(j->token));
+    rc = bh__cookie_get(req, bh__cookie_name(1), j->token, sizeof(j->token));
     if (rc == 0 && bh__csrf_check(req) != 0) rc = -EPERM;
   } else {
     rc = token && token[0] ? bh__copy_in(j->token, sizeof(j->token), token)
@@ -422,19 +427,58 @@ int bh__svc_session_revoke(bh_req *req, const char *token, uint32_t flags,
   if (j == NULL) return -ENOMEM;
   j->flags = flags;
   if (flags & BH_SESSION_FROM_COOKIE) {
-    if (bh__cookie_get(req, "__refresh", j->token, sizeof(j->token)) == 0 &&
-        bh__csrf_check(req) != 0) {
+    rc = bh__cookie_get(req, bh__cookie_name(1), j->token, sizeof(j->token));
+    if (rc == 0 && bh__csrf_check(req) != 0) rc = -EPERM;
+    if (rc == -EPERM || rc == -EEXIST) {
       bh__id_free(j);
-      return -EPERM;
+      return rc;
     }
+    if (rc) j->token[0] = '\0';
   } else if (token && token[0]) {
     if (bh__copy_in(j->token, sizeof(j->token), token) != 0)
       j->token[0] = '\0'; /* not one of ours: nothing to revoke */
   }
   const bh_principal *p = bh__auth_principal(req);
-  if (j->token[0] == '\0' && p && p->session_id[0])
+  if (j->token[0] == '\0' && p && p->session_id[0]) {
     snprintf(j->key_id, sizeof(j->key_id), "%s", p->session_id);
+  } else if (j->token[0] == '\0' && (flags & BH_SESSION_FROM_COOKIE)) {
+    /* no refresh token (an API client holding only its access token):
+     * the session that token carries, so its refresh token dies too */
+    rc = bh__auth_session_of(req, j->key_id, sizeof(j->key_id));
+    if (rc == -EPERM || rc == -EEXIST) {
+      bh__id_free(j);
+      return rc;
+    }
+    if (rc) j->key_id[0] = '\0';
+  }
   return bh__id_submit(a, j);
+}
+
+/* Whether `s` (n bytes) is one of the space-separated `list`. */
+static int bh__scope_in(const char *list, const char *s, size_t n) {
+  for (const char *p = list ? list : ""; *p;) {
+    while (*p == ' ')
+      p++;
+    size_t l = strcspn(p, " ");
+    if (l == n && memcmp(p, s, n) == 0) return 1;
+    p += l;
+  }
+  return 0;
+}
+
+/* A key carries only scopes its creator holds, or ones [auth]
+ * api_key_scopes lets anyone give a key: never more than the creator. */
+static int bh__scopes_grantable(const char *held, const char *allowed,
+                                const char *wanted) {
+  for (const char *p = wanted; *p;) {
+    while (*p == ' ')
+      p++;
+    size_t n = strcspn(p, " ");
+    if (n && !bh__scope_in(held, p, n) && !bh__scope_in(allowed, p, n))
+      return 0;
+    p += n;
+  }
+  return 1;
 }
 
 static int bh__key_op(bh_req *req, int op, bh_identity_cb cb, void *data,
@@ -460,6 +504,11 @@ int bh__svc_apikey_create(bh_req *req, const char *name, const char *scopes,
       bh__copy_in(j->scopes, sizeof(j->scopes), scopes)) {
     bh__id_free(j);
     return -EINVAL;
+  }
+  if (!bh__scopes_grantable(bh__auth_principal(req)->scopes,
+                            bh__auth_get()->conf->api_key_scopes, j->scopes)) {
+    bh__id_free(j);
+    return -EACCES;
   }
   return bh__id_submit(bh__auth_get(), j);
 }
@@ -488,7 +537,7 @@ int bh__svc_login_guard(bh_req *req, const char *account, int event,
   bh__auth *a;
   int rc = bh__id_ready(req, cb, &a);
   if (rc) return rc;
-  if (event < BH_LOGIN_CHECK || event > BH_LOGIN_SUCCEEDED) return -EINVAL;
+  if (event < BH_LOGIN_CHECK || event > BH_LOGIN_RELEASED) return -EINVAL;
   bh__idjob *j = bh__id_new(req, BH__OP_GUARD, cb, data);
   if (j == NULL) return -ENOMEM;
   j->event = event;

@@ -207,7 +207,7 @@ int bh__op_session_refresh(sqlite3 *db, const char *token, int64_t now,
 
 int bh__op_session_revoke(sqlite3 *db, const char *token,
                           const char *session_id, const char *reason,
-                          int64_t now) {
+                          int64_t now, char *sid_out) {
   char sid[64] = "";
   if (token) {
     unsigned char hash[32];
@@ -230,9 +230,34 @@ int bh__op_session_revoke(sqlite3 *db, const char *token,
   } else if (session_id) {
     snprintf(sid, sizeof(sid), "%s", session_id);
   }
+  if (sid_out) sid_out[0] = '\0'; /* may be session_id: copied above */
   if (sid[0] == '\0') return 0;
   if (bh__revoke_session(db, sid, reason, now) != 0) {
     bh__op_log(db, "revoke");
+    return -EIO;
+  }
+  if (sid_out) snprintf(sid_out, 64, "%s", sid);
+  return 0;
+}
+
+int bh__op_revoked_since(sqlite3 *db, int64_t since,
+                         void (*fn)(const char *sid, int64_t revoked_at,
+                                    void *arg),
+                         void *arg) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db,
+                              "SELECT id, revoked_at FROM sessions WHERE "
+                              "revoked_at >= ?",
+                              -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_int64(st, 1, since);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      fn((const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1),
+         arg);
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) {
+    bh__op_log(db, "revoked sessions");
     return -EIO;
   }
   return 0;
@@ -380,55 +405,89 @@ int bh__op_apikey_revoke(sqlite3 *db, const char *user_id, const char *id,
 /* Failed sign-ins                                                         */
 /* ---------------------------------------------------------------------- */
 
-/* Locked until (0 when not locked), or -1 on error. */
-static int64_t bh__guard_locked(sqlite3 *db, const char *key, int64_t now) {
+/* A counter row: attempts reserved within the window (failed ones and
+ * ones still being verified), when the window began, the lock. */
+typedef struct bh__grow {
+  int found;
+  int64_t failures, window_start, locked_until;
+} bh__grow;
+
+static int bh__guard_read(sqlite3 *db, const char *key, bh__grow *r) {
   sqlite3_stmt *st = NULL;
-  int64_t until = -1;
+  memset(r, 0, sizeof(*r));
   int rc = sqlite3_prepare_v2(db,
-                              "SELECT locked_until FROM login_failures "
-                              "WHERE key = ?",
+                              "SELECT failures, window_start, locked_until "
+                              "FROM login_failures WHERE key = ?",
                               -1, &st, NULL);
   if (rc == SQLITE_OK) {
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
   }
-  if (rc == SQLITE_DONE)
-    until = 0;
-  else if (rc == SQLITE_ROW)
-    until = sqlite3_column_int64(st, 0);
+  if (rc == SQLITE_ROW) {
+    r->found = 1;
+    r->failures = sqlite3_column_int64(st, 0);
+    r->window_start = sqlite3_column_int64(st, 1);
+    r->locked_until = sqlite3_column_int64(st, 2);
+  }
   sqlite3_finalize(st);
-  return until > now ? until : until < 0 ? -1 : 0;
+  return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Counts one failure for key; the lock starts at `max` failures within
- * the window. Returns locked_until (0 when not locked) or -1. */
-static int64_t bh__guard_fail(sqlite3 *db, const char *key, uint32_t max,
-                              uint32_t window, int64_t now) {
+static int bh__guard_write(sqlite3 *db, const char *key, const bh__grow *r) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(
       db,
       "INSERT INTO login_failures (key, failures, window_start, locked_until)"
-      " VALUES (?1, 1, ?2, CASE WHEN ?3 <= 1 THEN ?2 + ?4 ELSE 0 END) "
-      "ON CONFLICT (key) DO UPDATE SET "
-      "failures = CASE WHEN window_start + ?4 <= ?2 THEN 1 "
-      "ELSE failures + 1 END, "
-      "window_start = CASE WHEN window_start + ?4 <= ?2 THEN ?2 "
-      "ELSE window_start END, "
-      "locked_until = CASE WHEN (CASE WHEN window_start + ?4 <= ?2 THEN 1 "
-      "ELSE failures + 1 END) >= ?3 THEN ?2 + ?4 ELSE locked_until END "
-      "RETURNING locked_until",
+      " VALUES (?1, ?2, ?3, ?4) ON CONFLICT (key) DO UPDATE SET "
+      "failures = ?2, window_start = ?3, locked_until = ?4",
       -1, &st, NULL);
-  int64_t until = -1;
   if (rc == SQLITE_OK) {
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_int64(st, 3, max);
-    sqlite3_bind_int64(st, 4, window);
+    sqlite3_bind_int64(st, 2, r->failures);
+    sqlite3_bind_int64(st, 3, r->window_start);
+    sqlite3_bind_int64(st, 4, r->locked_until);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) until = sqlite3_column_int64(st, 0);
   }
   sqlite3_finalize(st);
-  return until > now ? until : until < 0 ? -1 : 0;
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* The reservation of one attempt against r (not written): the attempt
+ * that reaches `max` starts the lock and still goes ahead, every later
+ * one is refused, so at most `max` passwords are ever verified per window
+ * however many arrive at once. */
+static void bh__guard_count(bh__grow *r, uint32_t max, uint32_t window,
+                            int64_t now) {
+  if (!r->found || r->window_start + window <= now) {
+    r->failures = 0;
+    r->window_start = now;
+    r->locked_until = 0;
+  }
+  r->failures++;
+  if (r->failures >= max) r->locked_until = now + window;
+}
+
+/* Gives back one reservation (a sign-in that succeeded was no failure);
+ * a lock that only that reservation caused ends. */
+static int bh__guard_release(sqlite3 *db, const char *key, uint32_t max) {
+  bh__grow r;
+  if (bh__guard_read(db, key, &r) != 0) return -1;
+  if (!r.found) return 0;
+  if (r.failures > 0) r.failures--;
+  if (r.failures < max) r.locked_until = 0;
+  return bh__guard_write(db, key, &r);
+}
+
+static int bh__guard_delete(sqlite3 *db, const char *key) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "DELETE FROM login_failures WHERE key = ?",
+                              -1, &st, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+  }
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : -1;
 }
 
 int bh__op_login_guard(sqlite3 *db, const char *account, const char *addr,
@@ -449,34 +508,43 @@ int bh__op_login_guard(sqlite3 *db, const char *account, const char *addr,
   snprintf(akey, sizeof(akey), "acct:%s", hex);
   snprintf(ckey, sizeof(ckey), "addr:%.64s", addr ? addr : "");
   *retry_after = -1;
-  int64_t a = 0, c = 0;
+  /* FAILED: the attempt was counted when CHECK reserved it */
+  if (event == BH_LOGIN_FAILED) return 0;
   if (bh__exec(db, "BEGIN IMMEDIATE")) {
     bh__op_log(db, "login guard");
     return -EIO;
   }
-  if (event == BH_LOGIN_SUCCEEDED) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "DELETE FROM login_failures WHERE key = ?", -1,
-                           &st, NULL) == SQLITE_OK) {
-      sqlite3_bind_text(st, 1, akey, -1, SQLITE_STATIC);
-      if (sqlite3_step(st) != SQLITE_DONE) a = -1;
-    } else {
-      a = -1;
-    }
-    sqlite3_finalize(st);
-  } else if (event == BH_LOGIN_FAILED) {
-    a = bh__guard_fail(db, akey, g->max_account, g->lockout_s, now);
-    c = bh__guard_fail(db, ckey, g->max_address, g->lockout_s, now);
+  int err = 0;
+  int64_t until = 0;
+  if (event == BH_LOGIN_RELEASED) {
+    err = bh__guard_release(db, akey, g->max_account) ||
+          bh__guard_release(db, ckey, g->max_address);
+  } else if (event == BH_LOGIN_SUCCEEDED) {
+    /* the account's failures are forgotten; the address keeps its
+     * failures but not this attempt's reservation */
+    err = bh__guard_delete(db, akey) ||
+          bh__guard_release(db, ckey, g->max_address);
   } else {
-    a = bh__guard_locked(db, akey, now);
-    c = bh__guard_locked(db, ckey, now);
+    /* CHECK reserves the attempt on both counters in this one
+     * transaction, before any password is verified: concurrent attempts
+     * cannot all pass a check made before the first of them failed */
+    bh__grow a, c;
+    err = bh__guard_read(db, akey, &a) || bh__guard_read(db, ckey, &c);
+    if (!err) {
+      if (a.found && a.locked_until > now) until = a.locked_until;
+      if (c.found && c.locked_until > until) until = c.locked_until;
+      if (until <= now) {
+        bh__guard_count(&a, g->max_account, g->lockout_s, now);
+        bh__guard_count(&c, g->max_address, g->lockout_s, now);
+        err = bh__guard_write(db, akey, &a) || bh__guard_write(db, ckey, &c);
+      }
+    }
   }
-  if (a < 0 || c < 0 || bh__exec(db, "COMMIT") != 0) {
+  if (err || bh__exec(db, "COMMIT") != 0) {
     bh__op_log(db, "login guard");
     bh__exec(db, "ROLLBACK");
     return -EIO;
   }
-  int64_t until = a > c ? a : c;
   if (until > now) {
     *retry_after = (long)(until - now);
     return -EBUSY;

@@ -41,10 +41,16 @@ int bh__op_session_create(sqlite3 *db, const char *user_id, const char *scopes,
 int bh__op_session_refresh(sqlite3 *db, const char *token, int64_t now,
                            int64_t ttl, int64_t grace, bh__sess *out);
 /* Revokes the session of `token`, or `session_id` when token is NULL. 0
- * (also when nothing matched) or -EIO. */
+ * (also when nothing matched) or -EIO. sid_out (64 bytes, may be NULL):
+ * the session revoked, "" when none. */
 int bh__op_session_revoke(sqlite3 *db, const char *token,
                           const char *session_id, const char *reason,
-                          int64_t now);
+                          int64_t now, char *sid_out);
+/* Calls fn for each session revoked at or after `since`. 0 or -EIO. */
+int bh__op_revoked_since(sqlite3 *db, int64_t since,
+                         void (*fn)(const char *sid, int64_t revoked_at,
+                                    void *arg),
+                         void *arg);
 
 typedef struct bh__keyrec {
   char id[48];
@@ -70,8 +76,11 @@ typedef struct bh__guard_conf {
   uint32_t lockout_s;   /* the counting window and the lock */
 } bh__guard_conf;
 
-/* event: BH_LOGIN_CHECK / FAILED / SUCCEEDED. 0, -EBUSY with
- * *retry_after while locked, -EIO. */
+/* event: BH_LOGIN_CHECK reserves an attempt on both counters in one
+ * transaction (-EBUSY with *retry_after while either is locked; the
+ * attempt reaching the limit locks and still goes ahead), FAILED counts
+ * nothing more, SUCCEEDED forgets the account's count and gives back the
+ * address's reservation, RELEASED gives back both. 0 or -EIO. */
 int bh__op_login_guard(sqlite3 *db, const char *account, const char *addr,
                        int event, int64_t now, const bh__guard_conf *g,
                        long *retry_after);

@@ -231,10 +231,19 @@ static uint32_t bh__rl_secs(const bh__rl_table *t, uint64_t units) {
 
 static const char hexdig[] = "0123456789abcdef";
 
-int bh__rl_take(bh__rl_table *t, const char *key, uint64_t now_ms,
-                bh__rl_result *res) {
-  if (t == NULL || key == NULL || res == NULL) return -EINVAL;
+typedef struct bh__rl_name {
   char digest[BH__RL_KEY_MAX];
+  const char *key;
+  size_t klen;
+  uint8_t hashed;
+  uint64_t hash;
+} bh__rl_name;
+
+/* The table's name for `key` (a long one hashed) and the slot of its
+ * chain; *found is its bucket or NULL. */
+static bh__rl_entry **bh__rl_find(bh__rl_table *t, const char *key,
+                                  bh__rl_name *n, bh__rl_entry **found) {
+  char *digest = n->digest;
   size_t klen = strlen(key);
   uint8_t hashed = 0;
   if (klen > BH__RL_KEY_MAX) {
@@ -257,6 +266,35 @@ int bh__rl_take(bh__rl_table *t, const char *key, uint64_t now_ms,
   while (e && !(e->hash == hash && e->klen == klen && e->hashed == hashed &&
                 memcmp(e->key, key, klen) == 0))
     e = e->hnext;
+  n->key = key;
+  n->klen = klen;
+  n->hashed = hashed;
+  n->hash = hash;
+  *found = e;
+  return slot;
+}
+
+int bh__rl_give(bh__rl_table *t, const char *key, uint64_t now_ms) {
+  if (t == NULL || key == NULL) return -EINVAL;
+  bh__rl_name n;
+  bh__rl_entry *e;
+  bh__rl_find(t, key, &n, &e);
+  if (e == NULL) return -ENOENT; /* evicted meanwhile: already full */
+  bh__rl_refill(t, e, now_ms);
+  e->tokens = t->cap - e->tokens < t->win_ms ? t->cap : e->tokens + t->win_ms;
+  return 0;
+}
+
+int bh__rl_take(bh__rl_table *t, const char *key, uint64_t now_ms,
+                bh__rl_result *res) {
+  if (t == NULL || key == NULL || res == NULL) return -EINVAL;
+  bh__rl_name n;
+  bh__rl_entry *e;
+  bh__rl_entry **slot = bh__rl_find(t, key, &n, &e);
+  size_t klen = n.klen;
+  uint8_t hashed = n.hashed;
+  uint64_t hash = n.hash;
+  key = n.key;
 
   if (e) {
     if (e != t->head) {

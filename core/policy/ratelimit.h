@@ -56,6 +56,11 @@ typedef struct bh__rl_result {
 int bh__rl_take(bh__rl_table *t, const char *key, uint64_t now_ms,
                 bh__rl_result *res);
 
+/* Gives back one token taken from `key` (capped at the burst): a charge
+ * made in advance that turned out not to apply. 0, or -ENOENT when the key
+ * has no bucket (evicted: it is full anyway). */
+int bh__rl_give(bh__rl_table *t, const char *key, uint64_t now_ms);
+
 /* Appends the RateLimit-Policy and RateLimit header lines ("Name: v\r\n"),
  * and Retry-After when refused. */
 void bh__rl_headers(const bh__rl_policy *p, const bh__rl_result *r,

@@ -20,6 +20,8 @@ static const bh__code bh__core_codes[] = {
      "Your session has expired. Please sign in again.", 0},
     {"auth.session_revoked", 401, NULL,
      "This session was revoked. Please sign in again.", 0},
+    {"auth.ambiguous_credentials", 401, NULL,
+     "A session cookie appears more than once in this request.", 0},
     {"auth.forbidden", 403, NULL, "You are not allowed to do this.", 0},
     {"auth.csrf_rejected", 403, NULL, "The request origin is not allowed.", 0},
     {"auth.session_store_unavailable", 503, NULL,
@@ -49,6 +51,8 @@ static const bh__code bh__core_codes[] = {
      "The new configuration is invalid; the running one stays.", 0},
     {"admin.workers_required", 409, NULL,
      "This needs worker processes (workers >= 1).", 0},
+    {"admin.reload_in_progress", 409, NULL,
+     "A reload is already in progress. Please retry once it is done.", 0},
 };
 
 #define BH__NCORE (sizeof(bh__core_codes) / sizeof(bh__core_codes[0]))

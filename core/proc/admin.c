@@ -1,7 +1,18 @@
 /*
- * The admin listener: /healthz, /readyz, /admin/status, /admin/errors. It
- * runs on its own address so that ops can always see the truth, whatever
- * the API listener is going through.
+ * The admin listener: /healthz, /readyz, /metrics, /admin/status,
+ * /admin/errors and the POST actions. It runs on its own address so that
+ * ops can always see the truth, whatever the API listener is going through.
+ *
+ * Without admin_token it obeys whoever reaches it, so it may only listen on
+ * loopback (config.c refuses the rest) and must not obey a web page either:
+ *   - a loopback listener answers only to a loopback Host (localhost,
+ *     127.0.0.1, [::1] or its own address, any port; or none, as HTTP/1.0
+ *     probes send): a DNS-rebinding page sends its own name -> 403
+ *     auth.forbidden;
+ *   - an Origin other than the listener's own (http://<Host>), or a
+ *     Sec-Fetch-Site other than same-origin / none -> 403 auth.forbidden;
+ *   - a POST must say Content-Type: application/json, which no form and no
+ *     "simple" cross-site request can -> 415 request.unsupported_media_type.
  */
 #include <errno.h>
 #include <sodium.h>
@@ -42,8 +53,7 @@ static void bh__admin_json(bh_req *req, int status, bh__buf *b) {
 
 /* Constant-time compare: the token is a secret and the admin port may be
  * reachable by more than ops. */
-static int bh__admin_authorized(bh_req *req) {
-  const char *token = req->d->cfg->admin_token;
+static int bh__bearer_is(bh_req *req, const char *token) {
   if (token == NULL || token[0] == '\0') return 1;
   const char *auth = bh__req_header(req, "authorization");
   if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) return 0;
@@ -54,6 +64,77 @@ static int bh__admin_authorized(bh_req *req) {
   crypto_generichash(b, sizeof(b), (const unsigned char *)given, strlen(given),
                      NULL, 0);
   return sodium_memcmp(a, b, sizeof(a)) == 0;
+}
+
+static int bh__admin_authorized(bh_req *req) {
+  return bh__bearer_is(req, req->d->cfg->admin_token);
+}
+
+/* The host part of "host[:port]" / "[v6][:port]" (brackets kept) and
+ * whether the rest is empty or ":<digits>". */
+static int bh__host_split(const char *v, char *host, size_t len) {
+  const char *end = v[0] == '[' ? strchr(v, ']') : v + strcspn(v, ":");
+  if (end == NULL) return -EINVAL;
+  if (v[0] == '[') end++;
+  size_t n = (size_t)(end - v);
+  if (n == 0 || n >= len) return -EINVAL;
+  memcpy(host, v, n);
+  host[n] = '\0';
+  if (*end == '\0') return 0;
+  if (*end != ':' || end[1] == '\0' || strlen(end + 1) > 5) return -EINVAL;
+  for (const char *p = end + 1; *p; p++)
+    if (*p < '0' || *p > '9') return -EINVAL;
+  return 0;
+}
+
+/* No Host at all (HTTP/1.0 probes) is no browser's doing: browsers always
+ * send one, and rebinding needs a browser. */
+static int bh__host_allowed(const bh_req *req, const char *hostport) {
+  char host[96], own[96];
+  if (hostport == NULL) return 1;
+  if (bh__host_split(hostport, host, sizeof(host)) != 0) return 0;
+  if (strcasecmp(host, "localhost") == 0 || strcmp(host, "127.0.0.1") == 0 ||
+      strcmp(host, "[::1]") == 0)
+    return 1;
+  return bh__host_split(req->d->admin.address, own, sizeof(own)) == 0 &&
+         strcasecmp(host, own) == 0;
+}
+
+/* 0, or answered 403: see the top of the file. */
+static int bh__admin_origin_check(bh_req *req) {
+  const char *host = bh__req_header(req, "host");
+  const char *why = NULL;
+  if (bh__addr_is_loopback(req->d->admin.address) &&
+      !bh__host_allowed(req, host)) {
+    why = "the Host header does not name this loopback admin listener";
+  } else {
+    const char *origin = bh__req_header(req, "origin");
+    const char *site = bh__req_header(req, "sec-fetch-site");
+    if (origin && (host == NULL || strncasecmp(origin, "http://", 7) != 0 ||
+                   strcasecmp(origin + 7, host) != 0))
+      why = "cross-origin requests are refused on the admin listener";
+    else if (site && strcmp(site, "same-origin") != 0 &&
+             strcmp(site, "none") != 0)
+      why = "cross-site requests are refused on the admin listener";
+  }
+  if (why == NULL) return 0;
+  bh__logline l;
+  bh__log_begin(&l, BH__WARN, "admin_refused");
+  bh__log_str(&l, "requestId", req->id);
+  bh__log_str(&l, "path", req->path);
+  bh__log_str(&l, "why", why);
+  bh__log_end(&l);
+  bh__respond_problem(req, "auth.forbidden", why, -1, NULL, 0, NULL, 0);
+  return -EPERM;
+}
+
+/* 0, or answered 415: the POST actions take JSON only (even an empty
+ * body), so no HTML form or simple cross-site request can trigger one. */
+static int bh__admin_json_post(bh_req *req) {
+  if (bh__is_json(bh__req_header(req, "content-type"))) return 0;
+  bh__respond_problem(req, "request.unsupported_media_type", NULL, -1, NULL, 0,
+                      NULL, 0);
+  return -EINVAL;
 }
 
 /* Plugins as every process agrees on them: the current config's, with
@@ -165,13 +246,15 @@ static void bh__status(bh_req *req) {
   int64_t conns = bh__shm_g->connections;
   for (int i = 0; i < BH__SHM_WORKERS; i++)
     if (bh__shm_g->workers[i].pid) conns += bh__shm_g->workers[i].connections;
-  bh__buf_printf(&b,
-                 "},\"generation\":%d,\"connections\":%lld,"
-                 "\"requestsTotal\":%llu,\"logLinesDropped\":%llu,"
-                 "\"workers\":[",
-                 bh__shm_g->generation, (long long)conns,
-                 (unsigned long long)bh__shm_g->requests_total,
-                 (unsigned long long)bh__shm_log_dropped(bh__log_dropped()));
+  bh__buf_printf(
+      &b,
+      "},\"generation\":%d,\"reloading\":%s,"
+      "\"connections\":%lld,"
+      "\"requestsTotal\":%llu,\"logLinesDropped\":%llu,"
+      "\"workers\":[",
+      bh__shm_g->generation, bh__ops && bh__ops->reloading() ? "true" : "false",
+      (long long)conns, (unsigned long long)bh__shm_g->requests_total,
+      (unsigned long long)bh__shm_log_dropped(bh__log_dropped()));
   int first = 1;
   for (int i = 0; i < BH__SHM_WORKERS; i++) {
     const bh__shm_worker *w = &bh__shm_g->workers[i];
@@ -235,6 +318,7 @@ static void bh__breaker_override(bh_req *req, const char *name) {
       {"state", BH_FIELD_STRING, BH_FIELD_REQUIRED, 1, 32, modes}};
   static const bh_body_shape shape = {fields, 1, 0};
   bh__shm_upstream *u = NULL;
+  if (bh__admin_json_post(req) != 0) return;
   bh__shm_lock();
   for (int i = 0; i < BH__SHM_UPSTREAMS && u == NULL; i++)
     if (strcmp(bh__shm_g->upstreams[i].name, name) == 0)
@@ -275,7 +359,17 @@ static void bh__breaker_override(bh_req *req, const char *name) {
   bh__admin_json(req, 200, &b);
 }
 
+static void bh__admin_unauthorized(bh_req *req) {
+  bh__buf_puts(&req->resp_headers, "WWW-Authenticate: Bearer\r\n");
+  bh__respond_problem(req, "admin.unauthorized", NULL, -1, NULL, 0, NULL, 0);
+}
+
+/* metrics_token (off by default) keeps scrapes open to the scraper only */
 static void bh__metrics_endpoint(bh_req *req) {
+  if (!bh__bearer_is(req, req->d->cfg->metrics_token)) {
+    bh__admin_unauthorized(req);
+    return;
+  }
   bh__buf b;
   bh__buf_init(&b);
   if (bh__metrics_text(req->d, &b) != 0 || bh__buf_failed(&b)) {
@@ -286,11 +380,6 @@ static void bh__metrics_endpoint(bh_req *req) {
   bh__respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data,
               b.len, "Cache-Control: no-store\r\n");
   bh__buf_free(&b);
-}
-
-static void bh__admin_unauthorized(bh_req *req) {
-  bh__buf_puts(&req->resp_headers, "WWW-Authenticate: Bearer\r\n");
-  bh__respond_problem(req, "admin.unauthorized", NULL, -1, NULL, 0, NULL, 0);
 }
 
 static void bh__admin_method(bh_req *req, const char *allow) {
@@ -339,12 +428,17 @@ static void bh__admin_reload(bh_req *req) {
     bh__admin_method(req, "POST");
     return;
   }
+  if (bh__admin_json_post(req) != 0) return;
   char err[512] = "";
   int rc = bh__ops ? bh__ops->reload(err, sizeof(err)) : -ENOTSUP;
   if (rc != 0) {
-    bh__respond_problem(
-        req, rc == -ENOTSUP ? "admin.workers_required" : "admin.reload_refused",
-        err[0] ? err : NULL, -1, NULL, 0, NULL, 0);
+    /* one reload at a time: the caller retries once this one is done */
+    bh__respond_problem(req,
+                        rc == -ENOTSUP ? "admin.workers_required"
+                        : rc == -EBUSY ? "admin.reload_in_progress"
+                                       : "admin.reload_refused",
+                        err[0] ? err : NULL, rc == -EBUSY ? 1 : -1, NULL, 0,
+                        NULL, 0);
     return;
   }
   bh__buf b;
@@ -360,6 +454,7 @@ static void bh__admin_release(bh_req *req, const char *name) {
     bh__admin_method(req, "POST");
     return;
   }
+  if (bh__admin_json_post(req) != 0) return;
   char err[256] = "";
   int rc = bh__ops ? bh__ops->release(name, err, sizeof(err)) : -ENOTSUP;
   if (rc != 0) {
@@ -398,6 +493,7 @@ static void bh__admin_dispatch(bh_req *req) {
     bh__respond_problem(req, "request.bad_request", NULL, -1, NULL, 0, NULL, 0);
     return;
   }
+  if (bh__admin_origin_check(req) != 0) return;
   /* probes and scrapes stay open; everything under /admin/ needs the token
    * (checked before the path, so its absence reveals nothing) */
   if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||

@@ -10,11 +10,13 @@
 #include "http/http-t.h"
 
 /* What the admin API asks of the process that runs it: re-read the config,
- * lift a plugin's quarantine. 0, or a negative errno with a one-line
- * reason in err. */
+ * lift a plugin's quarantine (0, or a negative errno with a one-line reason
+ * in err: -ENOTSUP in one process, -EBUSY for a reload while the previous
+ * one's generation is starting), and whether a reload is under way. */
 typedef struct bh__admin_ops {
   int (*reload)(char *err, size_t errlen);
   int (*release)(const char *name, char *err, size_t errlen);
+  int (*reloading)(void);
 } bh__admin_ops;
 
 /* Handed in once at start-up, before the admin listener opens. */

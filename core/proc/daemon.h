@@ -31,9 +31,13 @@ void bh__sd_notify(const char *state);
 
 /* master.c: supervision (see there) */
 int bh__master_run(bh__daemon *d, const char *config_path);
-/* From the admin API: re-read the config / lift a quarantine. 0, or a
- * negative errno with a one-line reason in err (-ENOTSUP in one process). */
+/* From the admin API (through bh__admin_ops): re-read the config / lift a
+ * quarantine. 0, or a negative errno with a one-line reason in err
+ * (-ENOTSUP in one process, -EBUSY for a reload while the previous one's
+ * generation is starting). */
 int bh__master_reload(char *err, size_t errlen);
+/* 1 while a reload's new generation is starting (master only). */
+int bh__master_reloading(void);
 int bh__master_release(const char *name, char *err, size_t errlen);
 
 #endif

@@ -31,6 +31,7 @@
 static const bh__admin_ops bh__master_ops = {
     .reload = bh__master_reload,
     .release = bh__master_release,
+    .reloading = bh__master_reloading,
 };
 
 static void bh__usage(FILE *f) {
@@ -225,6 +226,12 @@ int main(int argc, char **argv) {
     bh__unload(&cfg);
     return 2;
   }
+  if (bh__config_admin_check(&cfg, err, sizeof(err)) != 0) {
+    fprintf(stderr, "bulkhead: %s\n", err);
+    bh__unload(&cfg);
+    return 2;
+  }
+
   /* shared state first: upstream breakers live there even in -t */
   rc = bh__shm_create((size_t)256 << 20);
   if (rc != 0) {

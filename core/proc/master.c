@@ -54,6 +54,8 @@ static struct {
   uint64_t next_spawn_ms;
   uint64_t reload_started_ms;
   int reloading;
+  int reload_pending;  /* SIGHUP during a reload: one more after it */
+  int respawn_pending; /* a release during a reload: a new generation after */
   int stopping;
   uint64_t stop_deadline_ms;
   int notified_ready;
@@ -300,6 +302,13 @@ static void bh__new_generation(void) {
     bh__spawn(M.generation);
 }
 
+int bh__master_reloading(void) {
+  return M.d != NULL && M.reloading;
+}
+
+/* One reload at a time: until the new generation serves (or the ready wait
+ * ends) another one answers -EBUSY, so N requests make one generation and
+ * never a pile of half-started ones. */
 int bh__master_reload(char *err, size_t errlen) {
   if (M.d == NULL) {
     snprintf(err, errlen, "reload needs worker processes (workers >= 1)");
@@ -308,6 +317,10 @@ int bh__master_reload(char *err, size_t errlen) {
   if (M.stopping) {
     snprintf(err, errlen, "the daemon is stopping");
     return -ESHUTDOWN;
+  }
+  if (M.reloading) {
+    snprintf(err, errlen, "generation %d is still starting", M.generation);
+    return -EBUSY;
   }
   bh__config *cfg = calloc(1, sizeof(*cfg));
   if (cfg == NULL) return -ENOMEM;
@@ -328,6 +341,15 @@ int bh__master_reload(char *err, size_t errlen) {
   free(cfg->admin_listen);
   cfg->listen = strdup(old->listen);
   cfg->admin_listen = strdup(old->admin_listen);
+  /* the token may not go while the listener that needs it stays */
+  if (cfg->listen == NULL || cfg->admin_listen == NULL ||
+      (rc = bh__config_admin_check(cfg, err, errlen)) != 0) {
+    if (rc == 0) rc = -ENOMEM;
+    bh__unload(cfg);
+    free(cfg);
+    bh__logf(BH__ERROR, "reload_refused", "%s; the running config stays", err);
+    return rc;
+  }
   M.d->cfg = cfg;
   M.nworkers = bh__workers_count(cfg);
   bh__unload(old);
@@ -359,8 +381,14 @@ int bh__master_release(const char *name, char *err, size_t errlen) {
   }
   bh__logf(BH__WARN, "plugin_released", "plugin %s released by ops%s", name,
            was ? "" : " (it was not quarantined)");
-  /* workers started without it: a new generation loads it again */
-  if (was && !M.stopping) bh__new_generation();
+  /* workers started without it: a new generation loads it again (after
+   * the one starting now, if any: one generation starts at a time) */
+  if (was && !M.stopping) {
+    if (M.reloading)
+      M.respawn_pending = 1;
+    else
+      bh__new_generation();
+  }
   return 0;
 }
 
@@ -425,6 +453,19 @@ static void bh__watch(uv_timer_t *t) {
       }
     M.reloading = 0;
     bh__sd_notify("READY=1");
+    if (M.reload_pending) {
+      /* the SIGHUPs that came meanwhile, all at once: the file may have
+       * changed again since this generation read it */
+      char err[512];
+      int respawn = M.respawn_pending;
+      M.reload_pending = 0;
+      M.respawn_pending = 0;
+      if (bh__master_reload(err, sizeof(err)) != 0 && respawn)
+        bh__new_generation();
+    } else if (M.respawn_pending) {
+      M.respawn_pending = 0;
+      bh__new_generation();
+    }
   }
   if (!M.notified_ready && ready >= M.nworkers) {
     M.notified_ready = 1;
@@ -442,6 +483,14 @@ static void bh__on_master_signal(uv_signal_t *s, int signum) {
   }
   if (signum == SIGHUP) {
     char err[512];
+    if (M.reloading && !M.stopping) {
+      M.reload_pending = 1;
+      bh__logf(BH__INFO, "reload_deferred",
+               "SIGHUP during the start of generation %d: one more reload "
+               "after it",
+               M.generation);
+      return;
+    }
     bh__master_reload(err, sizeof(err));
     return;
   }

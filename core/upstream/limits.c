@@ -149,3 +149,9 @@ int bh__limit_take_key(struct bh__limit *l, const char *key, uint64_t now_ms,
 const bh__rl_policy *bh__limit_policy(const struct bh__limit *l) {
   return &l->policy;
 }
+
+void bh__limit_give(struct bh__limit *l, const char *key, uint64_t now_ms) {
+  if (l->shared) bh__shm_lock();
+  bh__rl_give(l->table, key, now_ms);
+  if (l->shared) bh__shm_unlock();
+}

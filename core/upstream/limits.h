@@ -29,6 +29,8 @@ const bh__rl_policy *bh__limit_policy(const struct bh__limit *l);
  * open). */
 int bh__limit_take(struct bh__limit *l, const char *key, uint64_t now_ms,
                    bh__rl_result *r);
+/* Gives back a token taken from `key` (a bucket never exceeds its burst). */
+void bh__limit_give(struct bh__limit *l, const char *key, uint64_t now_ms);
 /* A token for `key`; 0, or -EAGAIN with the wait in seconds. */
 int bh__limit_take_key(struct bh__limit *l, const char *key, uint64_t now_ms,
                        uint32_t *wait_s);

@@ -350,9 +350,17 @@ typedef struct bh_session_request {
 
 /* Events for login_guard(). */
 enum bh_login_event {
-  BH_LOGIN_CHECK = 0,    /* before trying: is the account/address locked? */
-  BH_LOGIN_FAILED = 1,   /* a wrong password: count it */
-  BH_LOGIN_SUCCEEDED = 2 /* forget the account's failures */
+  /* before trying: -EBUSY while the account or address is locked, else
+   * the attempt is reserved (counted as a failure until SUCCEEDED or
+   * RELEASED gives it back), atomically for concurrent attempts */
+  BH_LOGIN_CHECK = 0,
+  BH_LOGIN_FAILED = 1,    /* a wrong password: already counted by CHECK */
+  BH_LOGIN_SUCCEEDED = 2, /* forget the account's failures */
+  /* the attempt ended without a verdict on the password (the IdP was
+   * unavailable, the account is disabled): give its reservation back.
+   * May be called right before answering; the callback may then find the
+   * request answered. */
+  BH_LOGIN_RELEASED = 3
 };
 
 /* The outcome of an identity service. Only the members the service names
@@ -600,8 +608,9 @@ struct bh_services {
   int (*apikey_revoke)(bh_req *req, const char *key_id, bh_identity_cb cb,
                        void *data);
   /* Failed-login accounting shared by every worker, per account (any
-   * string naming it, stored hashed) and per client address. CHECK and
-   * FAILED answer status -EBUSY with res->retry_after while locked. */
+   * string naming it, stored hashed) and per client address. CHECK
+   * answers status -EBUSY with res->retry_after while locked, and else
+   * reserves the attempt (see enum bh_login_event). */
   int (*login_guard)(bh_req *req, const char *account, int event,
                      bh_identity_cb cb, void *data);
   /* The embedded identity provider (a local users table, Argon2id

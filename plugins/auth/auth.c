@@ -75,6 +75,7 @@ void auth_fail(bh_req *req, int status, const char *code) {
   case -ENOTSUP:
   case -EIO: bh_problem(req, "auth.session_store_unavailable", NULL); return;
   case -EPERM: bh_problem(req, "auth.csrf_rejected", NULL); return;
+  case -EEXIST: bh_problem(req, "auth.ambiguous_credentials", NULL); return;
   case -ENOENT: bh_problem(req, "auth.unauthenticated", NULL); return;
   case -EALREADY: return; /* already answered */
   default: bh_problem(req, "generic.internal", NULL);
@@ -188,6 +189,11 @@ static const bh_error_row errors[] = {
      .http_status = 429,
      .detail = "Too many sign-in attempts. Try again later.",
      .retryable = 1},
+    {.on = BH_ON_CODE,
+     .code = "auth.scope_not_allowed",
+     .http_status = 403,
+     .detail = "An API key may carry only scopes your session holds or "
+               "scopes this server allows for keys."},
     {.on = BH_ON_CODE,
      .code = "auth.api_key_not_found",
      .http_status = 404,

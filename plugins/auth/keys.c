@@ -1,8 +1,10 @@
 /*
  * /v1/api-keys: create (the raw key shown once), list (prefixes only),
  * revoke. Auth-required; keys are managed with a session (bearer token or
- * cookie), never with another API key. Creation either answers the whole
- * key or a Problem: the core stores the hash before the key is shown.
+ * cookie), never with another API key. A key's scopes are a subset of
+ * the creator's session scopes plus [auth] api_key_scopes (the core
+ * checks; anything else is 403 auth.scope_not_allowed). Creation either answers
+ * the whole key or a Problem: the core stores the hash before the key is shown.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -85,7 +87,11 @@ void auth_keys_create(bh_req *req, void *data) {
   }
   char *copy = name ? strdup(name) : NULL;
   int rc = bh_apikey_create(req, name, scopes, on_created, copy);
-  if (rc) {
+  if (rc == -EACCES) {
+    /* the core's rule: a key never carries more than its creator */
+    bh_problem_field(req, "auth.scope_not_allowed", NULL, "scopes");
+    free(copy);
+  } else if (rc) {
     auth_fail(req, rc, NULL);
     free(copy);
   }

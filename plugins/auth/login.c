@@ -2,7 +2,10 @@
  * POST /v1/auth/login {"email", "password", "includeRefreshToken"?}
  *
  *   1. the core's failed-login guard: a locked account or address gets
- *      429 auth.too_many_attempts with Retry-After, before the IdP is asked
+ *      429 auth.too_many_attempts with Retry-After, before the IdP is asked.
+ *      The check reserves the attempt (one store transaction, per account
+ *      and per address) before any password is verified, so concurrent
+ *      attempts cannot all pass it; a success gives the reservation back
  *   2. the identity provider: the embedded one (local users, Argon2id), or
  *      an identity-toolkit REST API (password sign-in, then account lookup)
  *   3. a session in the core's store; cookies for browsers, the access
@@ -42,6 +45,18 @@ static void wipe(char *s) {
   volatile char *p = s;
   while (p && *p)
     *p++ = '\0';
+}
+
+/* The attempt CHECK reserved had no verdict on the password (the IdP is
+ * unavailable, the account disabled, a store failure): it must not count
+ * as a failure. Called right before answering; nothing waits for it. */
+static void on_given_back(bh_req *req, const bh_identity_result *res,
+                          void *data) {
+  (void)req, (void)res, (void)data;
+}
+
+static void give_back(bh_req *req, login *l) {
+  (void)bh_login_guard(req, l->email, BH_LOGIN_RELEASED, on_given_back, NULL);
 }
 
 /* ---- the session, once the IdP said yes ------------------------------ */
@@ -102,11 +117,13 @@ static void on_local(bh_req *req, const bh_identity_result *res, void *data) {
     return;
   }
   if (res->status != 0) {
+    give_back(req, l);
     auth_fail(req, res->status, res->code);
     login_free(l);
     return;
   }
   if (res->disabled) {
+    give_back(req, l);
     bh_problem(req, "auth.user_disabled", NULL);
     login_free(l);
     return;
@@ -155,6 +172,7 @@ static int starts(const char *s, const char *prefix) {
 static void on_lookup(bh_req *req, const bh_upstream_result *res, void *data) {
   login *l = data;
   if (res->outcome != BH_OUTCOME_RESPONSE || res->status != 200) {
+    give_back(req, l);
     bh_problem_upstream(req, res);
     login_free(l);
     return;
@@ -167,9 +185,11 @@ static void on_lookup(bh_req *req, const bh_upstream_result *res, void *data) {
   json_decref(doc);
   if (!same) {
     /* the IdP answered nonsense: it is not working as it should */
+    give_back(req, l);
     bh_problem(req, "auth.idp_unavailable", NULL);
     login_free(l);
   } else if (disabled) {
+    give_back(req, l);
     bh_problem(req, "auth.user_disabled", NULL);
     login_free(l);
   } else {
@@ -186,6 +206,7 @@ static void on_signin(bh_req *req, const bh_upstream_result *res, void *data) {
     const char *tok = json_string_value(json_object_get(doc, "idToken"));
     if (id == NULL || tok == NULL || strlen(id) >= sizeof(l->user_id)) {
       json_decref(doc);
+      give_back(req, l);
       bh_problem(req, "auth.idp_unavailable", NULL);
       login_free(l);
       return;
@@ -195,6 +216,7 @@ static void on_signin(bh_req *req, const bh_upstream_result *res, void *data) {
                       on_lookup, l);
     json_decref(doc);
     if (rc) {
+      give_back(req, l);
       bh_problem(req, "auth.idp_unavailable", NULL);
       login_free(l);
     }
@@ -210,11 +232,13 @@ static void on_signin(bh_req *req, const bh_upstream_result *res, void *data) {
       return;
     }
     if (starts(msg, "USER_DISABLED")) {
+      give_back(req, l);
       bh_problem(req, "auth.user_disabled", NULL);
       login_free(l);
       return;
     }
     if (starts(msg, "TOO_MANY_ATTEMPTS_TRY_LATER")) {
+      give_back(req, l);
       bh_problem_retry(req, "auth.too_many_attempts", NULL,
                        auth_g.throttled_retry_after);
       login_free(l);
@@ -223,6 +247,7 @@ static void on_signin(bh_req *req, const bh_upstream_result *res, void *data) {
   }
   /* outages, timeouts, an open breaker, and answers we cannot read: the
    * error map tells which */
+  give_back(req, l);
   bh_problem_upstream(req, res);
   login_free(l);
 }
@@ -245,14 +270,14 @@ static void on_checked(bh_req *req, const bh_identity_result *res, void *data) {
   if (auth_g.idp == AUTH_IDP_LOCAL) {
     rc = bh_local_verify(req, l->email, l->password, on_local, l);
     wipe(l->password); /* the core took its own copy */
-    if (rc) auth_fail(req, rc, NULL);
+    if (rc) give_back(req, l), auth_fail(req, rc, NULL);
   } else {
     json_t *body = json_pack("{s:s,s:s,s:b}", "email", l->email, "password",
                              l->password, "returnSecureToken", 1);
     wipe(l->password);
     rc = body ? idp_call(req, "signInWithPassword", body, on_signin, l)
               : -ENOMEM;
-    if (rc) bh_problem(req, "auth.idp_unavailable", NULL);
+    if (rc) give_back(req, l), bh_problem(req, "auth.idp_unavailable", NULL);
   }
   if (rc) login_free(l);
 }

@@ -6,7 +6,11 @@
  * the same Origin check as for cookie-authenticated routes). Refresh
  * rotates the token: the one presented is spent, and presenting it again
  * revokes the whole session (401 auth.session_revoked). Logout revokes the
- * session and clears the cookies; it is idempotent (204 every time).
+ * session and clears the cookies; it is idempotent (204 every time). With
+ * no refresh token at all (an API client holding only its access token),
+ * logout revokes the session that Authorization: Bearer token carries.
+ * Either way the session's access tokens stop working at once (the
+ * core's revoked-session set).
  * Neither needs the identity provider.
  */
 #include <errno.h>

@@ -26,6 +26,7 @@
 #define WH_LOG_QUEUE_MAX 256
 
 static const char DEFAULT_SCHEDULE[] = "0, 5s, 5m, 30m, 2h, 5h, 10h, 10h";
+static const char DEFAULT_PORTS[] = "80, 443";
 
 /* ---- config ------------------------------------------------------------- */
 
@@ -152,6 +153,11 @@ static int load_config(bh_ctx *ctx, wh_config *cfg) {
   rc |= cfg_bool(ctx, "allow_loopback", &cfg->allow_loopback);
   rc |= cfg_bool(ctx, "allow_private", &cfg->allow_private);
   rc |= cfg_bool(ctx, "allow_link_local", &cfg->allow_link_local);
+  const char *ports = bh_config(ctx, "allowed_ports");
+  if (wh_ports_parse(cfg, ports ? ports : DEFAULT_PORTS) < 0)
+    rc |= bad_key(ctx, "allowed_ports", ports,
+                  "expected any, or ports and ranges in 1..65535 such as "
+                  "80, 443, 8000-8999");
   const char *sync = bh_config(ctx, "synchronous");
   cfg->sync_full = 1;
   if (sync && strcasecmp(sync, "normal") == 0)

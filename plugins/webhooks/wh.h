@@ -51,6 +51,9 @@ typedef struct wh_config {
   int64_t breaker_open_ms;
   int64_t rotation_grace_ms;
   int allow_loopback, allow_private, allow_link_local;
+  /* allowed_ports: any_port, or a bit per port in port_ok */
+  int any_port;
+  unsigned char port_ok[65536 / 8];
   int64_t busy_timeout_ms;
   int sync_full;      /* synchronous = FULL (else NORMAL) */
   size_t max_payload; /* event body limit */
@@ -83,16 +86,26 @@ enum wh_addr_class {
   WH_ADDR_LOOPBACK,
   WH_ADDR_PRIVATE,    /* RFC 1918, unique local, carrier-grade NAT */
   WH_ADDR_LINK_LOCAL, /* 169.254/16 (cloud metadata), fe80::/10 */
-  WH_ADDR_RESERVED    /* unspecified, multicast, broadcast, documentation */
+  WH_ADDR_RESERVED    /* unspecified, multicast, broadcast, documentation,
+                         Teredo, discard-only */
 };
 
 struct sockaddr;
+/* IPv4 addresses embedded in IPv6 (mapped, translated, NAT64, 6to4) are
+ * judged as the IPv4 address. */
 int wh_addr_class(const struct sockaddr *sa);
 /* The config allows sending to this class. */
 int wh_addr_allowed(const wh_config *cfg, int cls);
+/* The config allows sending to this TCP port (allowed_ports). */
+int wh_port_allowed(const wh_config *cfg, int port);
+/* Parses allowed_ports ("any", or ports and ranges: "80, 443, 8000-8999")
+ * into cfg. 0, or -EINVAL. */
+int wh_ports_parse(wh_config *cfg, const char *v);
 /* Checks an endpoint URL: http or https, a host, no credentials, no
- * fragment, and a literal address or well-known local name of a class
- * the config allows. 0, or -EINVAL with a user-safe reason in why. */
+ * fragment, a port allowed_ports allows, and a literal address or
+ * well-known local name of a class the config allows. 0, or -EINVAL with
+ * the cause in why: for the log only, never for the caller (who learns no
+ * more than webhooks.invalid_url). */
 int wh_url_check(const wh_config *cfg, const char *url, const char **why);
 
 /* ---- the database (wh_db.c) -------------------------------------------- */
@@ -160,6 +173,7 @@ typedef struct wh_job {
   bh_req *req; /* touched on the loop thread only */
   const wh_config *cfg;
   /* inputs, owned by the job */
+  char *owner;        /* every operation is scoped to it (a user id) */
   char id[WH_ID_MAX]; /* endpoint or delivery */
   char *url, *description, *type, *data, *idem_key;
   char **events;

@@ -5,10 +5,21 @@
  * answer goes out when the job comes back (wh_api_complete, called from the
  * plugin's wakeup), or at once when the input is refused.
  *
+ * Ownership: every endpoint, event and delivery belongs to one owner, the
+ * user id of the principal (the SDK's principal names a user, no tenant).
+ * Each job carries the caller's owner and every query is scoped to it, so
+ * another owner's id answers 404 exactly as an id that never existed.
+ * Events fan out to the owner's own endpoints only. A caller holding the
+ * scope webhooks:publish (a back-end service) may name another owner in
+ * the event's "owner" field and publish to that owner's endpoints; anyone
+ * else naming an owner not their own gets 403 auth.forbidden (whatever the
+ * owner: no oracle either).
+ *
  * Errors, all through the plugin's error map: webhooks.unavailable (503,
  * the store failed or is overloaded), webhooks.endpoint_not_found and
  * webhooks.delivery_not_found (404), webhooks.invalid_url (400, naming the
- * field), webhooks.invalid_event_type (400), webhooks.invalid_query (400).
+ * field, one generic detail whatever the cause, which is logged),
+ * webhooks.invalid_event_type (400), webhooks.invalid_query (400).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +29,8 @@
 #include "wh.h"
 
 #define WH_TYPE_MAX 128
+#define WH_OWNER_MAX 255
+#define WH_PUBLISH_SCOPE "webhooks:publish"
 #define WH_PAGE_DEFAULT 20
 #define WH_PAGE_MAX 100
 
@@ -62,8 +75,15 @@ static const bh_field event_fields[] = {
      .flags = BH_FIELD_NULLABLE,
      .min = 1,
      .max = 255},
+    /* the owner to publish for: only with WH_PUBLISH_SCOPE, unless it is
+     * the caller's own user id */
+    {.name = "owner",
+     .type = BH_FIELD_STRING,
+     .flags = BH_FIELD_NULLABLE,
+     .min = 1,
+     .max = WH_OWNER_MAX},
 };
-static const bh_body_shape event_shape = {event_fields, 3, 0};
+static const bh_body_shape event_shape = {event_fields, 4, 0};
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -80,13 +100,47 @@ static int type_ok(const char *t, int star_ok) {
   return 1;
 }
 
+/* The caller's user id, the owner of what it creates and sees; NULL after
+ * answering when the principal names no user. */
+static const char *caller(bh_req *req) {
+  const bh_principal *p = bh_req_principal(req);
+  if (p == NULL || p->user_id == NULL || p->user_id[0] == '\0') {
+    bh_problem(req, "auth.unauthenticated", NULL);
+    return NULL;
+  }
+  return p->user_id;
+}
+
+/* `scopes` (space-separated) holds `want` as a whole word. */
+static int has_scope(const char *scopes, const char *want) {
+  size_t n = strlen(want);
+  for (const char *p = scopes; p && *p;) {
+    while (*p == ' ')
+      p++;
+    size_t len = strcspn(p, " ");
+    if (len == n && memcmp(p, want, n) == 0) return 1;
+    p += len;
+  }
+  return 0;
+}
+
+/* A job for the caller, scoped to its owner; NULL after answering. */
+static wh_job *job_for(bh_req *req, wh_plugin *wp, wh_op op) {
+  const char *owner = caller(req);
+  if (owner == NULL) return NULL;
+  wh_job *j = wh_job_new(op, req, &wp->cfg);
+  if (j && (j->owner = strdup(owner)) == NULL) {
+    wh_job_free(j);
+    j = NULL;
+  }
+  if (j == NULL) bh_problem(req, "generic.internal", NULL);
+  return j;
+}
+
 /* Ends req with the store's verdict on its way back; the job is the
  * request's until then. */
 static void submit(bh_req *req, wh_plugin *wp, wh_job *j) {
-  if (j == NULL) {
-    bh_problem(req, "generic.internal", NULL);
-    return;
-  }
+  if (j == NULL) return; /* answered by job_for */
   if (wh_store_submit(&wp->store, j) != 0) {
     wh_job_free(j);
     bh_problem(req, "webhooks.unavailable", NULL);
@@ -148,11 +202,15 @@ static int take_events(bh_req *req, wh_job *j) {
   return 0;
 }
 
-/* Checks a URL from the body; 0, or -EINVAL after answering. */
+/* Checks a URL from the body; 0, or -EINVAL after answering. The caller
+ * gets the one generic detail; the log names the cause (never the URL:
+ * its path or query may hold a token of the receiver's). */
 static int url_ok(bh_req *req, wh_plugin *wp, const char *url) {
   const char *why;
   if (wh_url_check(&wp->cfg, url, &why) == 0) return 0;
-  bh_problem_field(req, "webhooks.invalid_url", why, "url");
+  bh_log(wp->ctx, BH_LOG_WARN, "webhook endpoint URL refused (request %s): %s",
+         bh_req_id(req), why);
+  bh_problem_field(req, "webhooks.invalid_url", NULL, "url");
   return -EINVAL;
 }
 
@@ -170,11 +228,8 @@ void wh_endpoints_post(bh_req *req, void *data) {
   if (bh_body_parse(req, &ep_create_shape) < 0) return;
   const char *url = bh_body_string(req, "url");
   if (url_ok(req, wp, url) < 0) return;
-  wh_job *j = wh_job_new(WH_OP_EP_CREATE, req, &wp->cfg);
-  if (j == NULL) {
-    bh_problem(req, "generic.internal", NULL);
-    return;
-  }
+  wh_job *j = job_for(req, wp, WH_OP_EP_CREATE);
+  if (j == NULL) return;
   int rc = take_events(req, j), oom = 0;
   if (rc == -EINVAL) {
     wh_job_free(j);
@@ -197,11 +252,8 @@ void wh_endpoint_patch(bh_req *req, void *data) {
   if (bh_body_parse(req, &ep_patch_shape) < 0) return;
   const char *url = bh_body_string(req, "url");
   if (url && url_ok(req, wp, url) < 0) return;
-  wh_job *j = wh_job_new(WH_OP_EP_PATCH, req, &wp->cfg);
-  if (j == NULL) {
-    bh_problem(req, "generic.internal", NULL);
-    return;
-  }
+  wh_job *j = job_for(req, wp, WH_OP_EP_PATCH);
+  if (j == NULL) return;
   snprintf(j->id, sizeof(j->id), "%s", id);
   int rc = 0, oom = 0;
   if (bh_body_string_at(req, "events", 0)) {
@@ -228,7 +280,7 @@ void wh_endpoint_patch(bh_req *req, void *data) {
 static void by_id(bh_req *req, wh_plugin *wp, wh_op op, const char *nf) {
   const char *id = route_id(req, nf);
   if (id == NULL) return;
-  wh_job *j = wh_job_new(op, req, &wp->cfg);
+  wh_job *j = job_for(req, wp, op);
   if (j) snprintf(j->id, sizeof(j->id), "%s", id);
   submit(req, wp, j);
 }
@@ -340,7 +392,7 @@ static int parse_query(bh_req *req, wh_job *j, int deliveries) {
 }
 
 static void list(bh_req *req, wh_plugin *wp, wh_op op, int deliveries) {
-  wh_job *j = wh_job_new(op, req, &wp->cfg);
+  wh_job *j = job_for(req, wp, op);
   if (j && parse_query(req, j, deliveries) < 0) {
     wh_job_free(j);
     return;
@@ -366,10 +418,23 @@ void wh_events_post(bh_req *req, void *data) {
     bh_problem_field(req, "webhooks.invalid_event_type", NULL, "type");
     return;
   }
+  /* the owner published for: the caller's own, or with the publish scope
+   * any owner named */
+  const char *self = caller(req);
+  if (self == NULL) return;
+  const char *named = bh_body_string(req, "owner");
+  if (named && strcmp(named, self) != 0 &&
+      !has_scope(bh_req_principal(req)->scopes, WH_PUBLISH_SCOPE)) {
+    bh_problem(req, "auth.forbidden",
+               "Publishing events for another owner needs the "
+               "webhooks:publish scope.");
+    return;
+  }
   const char *payload = bh_body_json(req, "data");
   wh_job *j = wh_job_new(WH_OP_EVENT_CREATE, req, &wp->cfg);
   int oom = j == NULL || payload == NULL;
   if (j) {
+    j->owner = dup_or_null(named ? named : self, &oom);
     j->type = dup_or_null(type, &oom);
     j->data = dup_or_null(payload, &oom);
     j->idem_key = dup_or_null(bh_body_string(req, "idempotencyKey"), &oom);

@@ -5,6 +5,11 @@
  * Each operation returns SQLITE_OK with either j->body (+ j->status) or
  * j->code set, or a SQLite error code when the store itself failed. Every
  * statement is a static string, prepared once per connection.
+ *
+ * Every statement is scoped to j->owner (wh_api.c), by the owner column
+ * of each table (a delivery's is its endpoint's, copied). A row of another
+ * owner is simply not found, so it answers exactly as a missing id; rows
+ * with no owner (written before schema version 2) match nobody.
  */
 #include <jansson.h>
 #include <sqlite3.h>
@@ -102,7 +107,7 @@ static json_t *endpoint_json(const wh_config *cfg, sqlite3_stmt *st) {
 }
 
 static const char SQL_EP_BY_ID[] =
-    "SELECT " EP_COLS " FROM endpoints WHERE id = ?1";
+    "SELECT " EP_COLS " FROM endpoints WHERE id = ?1 AND owner = ?2";
 
 /* Answers the endpoint `id` (status), or webhooks.endpoint_not_found. */
 static int endpoint_answer(wh_db *db, wh_job *j, const char *id, int status,
@@ -111,6 +116,7 @@ static int endpoint_answer(wh_db *db, wh_job *j, const char *id, int status,
   sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_BY_ID, &rc);
   if (st == NULL) return rc;
   bind_text(st, 1, id);
+  bind_text(st, 2, j->owner);
   rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) return refuse(j, "webhooks.endpoint_not_found");
   if (rc != SQLITE_ROW) return rc;
@@ -152,7 +158,7 @@ static char *events_text(const wh_job *j) {
 
 static const char SQL_EP_INSERT[] =
     "INSERT INTO endpoints (id, url, description, events, secret, "
-    "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)";
+    "created_at, updated_at, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)";
 
 static int ep_create(wh_db *db, wh_job *j) {
   char id[WH_ID_MAX], secret[96];
@@ -169,6 +175,7 @@ static int ep_create(wh_db *db, wh_job *j) {
     bind_text(st, 4, events);
     bind_text(st, 5, secret);
     sqlite3_bind_int64(st, 6, wh_now_ms());
+    bind_text(st, 7, j->owner);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) rc = subscriptions_set(db, j, id);
     if (rc == SQLITE_OK) rc = endpoint_answer(db, j, id, 201, secret);
@@ -178,8 +185,9 @@ static int ep_create(wh_db *db, wh_job *j) {
   return rc;
 }
 
-static const char SQL_EP_LIST[] = "SELECT " EP_COLS " FROM endpoints "
-                                  "WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2";
+static const char SQL_EP_LIST[] =
+    "SELECT " EP_COLS " FROM endpoints "
+    "WHERE owner = ?3 AND seq < ?1 ORDER BY seq DESC LIMIT ?2";
 
 /* {"data": [...], "nextCursor": "..." | null}: rows newest first, one more
  * than the page asked to learn whether another page follows. */
@@ -214,6 +222,7 @@ static int ep_list(wh_db *db, wh_job *j) {
   if (st == NULL) return rc;
   sqlite3_bind_int64(st, 1, j->cursor > 0 ? j->cursor : INT64_MAX);
   sqlite3_bind_int64(st, 2, j->limit + 1);
+  bind_text(st, 3, j->owner);
   return page_answer(j, st, endpoint_json);
 }
 
@@ -229,7 +238,7 @@ static const char SQL_EP_PATCH[] =
     "breaker_failures = CASE WHEN ?8 AND ?9 THEN 0 ELSE breaker_failures END, "
     "breaker_open_until = CASE WHEN ?8 AND ?9 THEN 0 "
     "  ELSE breaker_open_until END, "
-    "updated_at = ?10 WHERE id = ?1";
+    "updated_at = ?10 WHERE id = ?1 AND owner = ?11";
 
 static int ep_patch(wh_db *db, wh_job *j) {
   char *events = j->set_events ? events_text(j) : NULL;
@@ -247,6 +256,7 @@ static int ep_patch(wh_db *db, wh_job *j) {
     sqlite3_bind_int(st, 8, j->set_enabled);
     sqlite3_bind_int(st, 9, j->enabled);
     sqlite3_bind_int64(st, 10, wh_now_ms());
+    bind_text(st, 11, j->owner);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE && sqlite3_changes(db->h) == 0) {
       rc = refuse(j, "webhooks.endpoint_not_found");
@@ -260,13 +270,15 @@ static int ep_patch(wh_db *db, wh_job *j) {
   return rc;
 }
 
-static const char SQL_EP_DELETE[] = "DELETE FROM endpoints WHERE id = ?1";
+static const char SQL_EP_DELETE[] =
+    "DELETE FROM endpoints WHERE id = ?1 AND owner = ?2";
 
 static int ep_delete(wh_db *db, wh_job *j) {
   int rc;
   sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_DELETE, &rc);
   if (st == NULL) return rc;
   bind_text(st, 1, j->id);
+  bind_text(st, 2, j->owner);
   if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
   if (sqlite3_changes(db->h) == 0)
     return refuse(j, "webhooks.endpoint_not_found");
@@ -277,7 +289,7 @@ static int ep_delete(wh_db *db, wh_job *j) {
 
 static const char SQL_EP_ROTATE[] =
     "UPDATE endpoints SET old_secret = secret, old_secret_until = ?2, "
-    "secret = ?3, updated_at = ?4 WHERE id = ?1";
+    "secret = ?3, updated_at = ?4 WHERE id = ?1 AND owner = ?5";
 
 static int ep_rotate(wh_db *db, wh_job *j) {
   char secret[96];
@@ -290,6 +302,7 @@ static int ep_rotate(wh_db *db, wh_job *j) {
     sqlite3_bind_int64(st, 2, now + j->cfg->rotation_grace_ms);
     bind_text(st, 3, secret);
     sqlite3_bind_int64(st, 4, now);
+    bind_text(st, 5, j->owner);
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE && sqlite3_changes(db->h) == 0)
       rc = refuse(j, "webhooks.endpoint_not_found");
@@ -302,17 +315,19 @@ static int ep_rotate(wh_db *db, wh_job *j) {
 
 /* ---- events ------------------------------------------------------------- */
 
+/* Idempotency keys are the owner's: another owner's key is not seen. */
 static const char SQL_EVENT_BY_KEY[] =
     "SELECT id, type, deliveries, created_at FROM events "
-    "WHERE idempotency_key = ?1";
+    "WHERE owner = ?2 AND owner_idempotency_key = ?1";
 static const char SQL_EVENT_INSERT[] =
-    "INSERT INTO events (id, type, payload, idempotency_key, created_at) "
-    "VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO events (id, type, payload, owner_idempotency_key, "
+    "created_at, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/* The fan-out: the event's owner's enabled, subscribed endpoints only. */
 static const char SQL_FANOUT[] =
     "INSERT INTO deliveries (id, event_id, endpoint_id, next_at, "
-    "created_at, updated_at) "
-    "SELECT 'dlv_' || lower(hex(randomblob(12))), ?1, e.id, ?4, ?2, ?2 "
-    "FROM endpoints e WHERE e.enabled = 1 AND e.id IN "
+    "created_at, updated_at, owner) "
+    "SELECT 'dlv_' || lower(hex(randomblob(12))), ?1, e.id, ?4, ?2, ?2, ?5 "
+    "FROM endpoints e WHERE e.enabled = 1 AND e.owner = ?5 AND e.id IN "
     "(SELECT endpoint_id FROM endpoint_events WHERE event_type IN (?3, '*'))";
 static const char SQL_EVENT_COUNT[] =
     "UPDATE events SET deliveries = ?2 WHERE id = ?1";
@@ -349,6 +364,7 @@ static int event_create(wh_db *db, wh_job *j) {
   if (j->idem_key) {
     if ((st = wh_db_stmt(db, SQL_EVENT_BY_KEY, &rc)) == NULL) return rc;
     bind_text(st, 1, j->idem_key);
+    bind_text(st, 2, j->owner);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
       j->replayed = 1;
@@ -376,6 +392,7 @@ static int event_create(wh_db *db, wh_job *j) {
   bind_text(st, 3, payload);
   bind_text(st, 4, j->idem_key);
   sqlite3_bind_int64(st, 5, now);
+  bind_text(st, 6, j->owner);
   rc = sqlite3_step(st);
   free(payload);
   if (rc != SQLITE_DONE) return rc;
@@ -384,6 +401,7 @@ static int event_create(wh_db *db, wh_job *j) {
   sqlite3_bind_int64(st, 2, now);
   bind_text(st, 3, j->type);
   sqlite3_bind_int64(st, 4, now + j->cfg->schedule_ms[0]); /* 1st wait */
+  bind_text(st, 5, j->owner);
   if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
   int64_t n = sqlite3_changes(db->h);
   if ((st = wh_db_stmt(db, SQL_EVENT_COUNT, &rc)) == NULL) return rc;
@@ -415,17 +433,21 @@ static json_t *delivery_json(const wh_config *cfg, sqlite3_stmt *st) {
 }
 
 static const char SQL_DLV_ALL[] =
-    "SELECT " DLV_COLS DLV_FROM "WHERE d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
+    "SELECT " DLV_COLS DLV_FROM
+    "WHERE d.owner = ?5 AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
 static const char SQL_DLV_STATE[] =
-    "SELECT " DLV_COLS DLV_FROM
-    "WHERE d.state = ?3 AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
+    "SELECT " DLV_COLS DLV_FROM "WHERE d.owner = ?5 AND d.state = ?3 "
+    "AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
+/* By endpoint: its index, not the owner's ("+" keeps the owner term out
+ * of the index choice; the endpoint is the caller's, checked first). */
 static const char SQL_DLV_EP[] =
-    "SELECT " DLV_COLS DLV_FROM
-    "WHERE d.endpoint_id = ?4 AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
+    "SELECT " DLV_COLS DLV_FROM "WHERE +d.owner = ?5 AND d.endpoint_id = ?4 "
+    "AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
 static const char SQL_DLV_EP_STATE[] =
-    "SELECT " DLV_COLS DLV_FROM
-    "WHERE d.endpoint_id = ?4 AND d.state = ?3 AND d.seq < ?1 "
-    "ORDER BY d.seq DESC LIMIT ?2";
+    "SELECT " DLV_COLS DLV_FROM "WHERE +d.owner = ?5 AND d.endpoint_id = ?4 "
+    "AND d.state = ?3 AND d.seq < ?1 ORDER BY d.seq DESC LIMIT ?2";
+static const char SQL_EP_OWNED[] =
+    "SELECT 1 FROM endpoints WHERE id = ?1 AND owner = ?2";
 
 static int dlv_list(wh_db *db, wh_job *j) {
   int by_state = j->status_filter[0] != '\0';
@@ -435,17 +457,27 @@ static int dlv_list(wh_db *db, wh_job *j) {
                     : by_state        ? SQL_DLV_STATE
                                       : SQL_DLV_ALL;
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, sql, &rc);
-  if (st == NULL) return rc;
+  sqlite3_stmt *st;
+  if (by_ep) { /* an endpoint not the caller's is not found, as a missing one */
+    if ((st = wh_db_stmt(db, SQL_EP_OWNED, &rc)) == NULL) return rc;
+    bind_text(st, 1, j->endpoint_filter);
+    bind_text(st, 2, j->owner);
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return refuse(j, "webhooks.endpoint_not_found");
+    if (rc != SQLITE_ROW) return rc;
+  }
+  if ((st = wh_db_stmt(db, sql, &rc)) == NULL) return rc;
   sqlite3_bind_int64(st, 1, j->cursor > 0 ? j->cursor : INT64_MAX);
   sqlite3_bind_int64(st, 2, j->limit + 1);
   if (by_state) bind_text(st, 3, j->status_filter);
   if (by_ep) bind_text(st, 4, j->endpoint_filter);
+  bind_text(st, 5, j->owner);
   return page_answer(j, st, delivery_json);
 }
 
 static const char SQL_DLV_BY_ID[] =
-    "SELECT " DLV_COLS DLV_FROM "WHERE d.id = ?1";
+    "SELECT " DLV_COLS DLV_FROM "WHERE d.id = ?1 AND d.owner = ?2";
 static const char SQL_ATTEMPTS[] =
     "SELECT n, at, duration_ms, status, error FROM attempts "
     "WHERE delivery_seq = ?1 ORDER BY n";
@@ -455,6 +487,7 @@ static int delivery_answer(wh_db *db, wh_job *j, int status, int attempts) {
   sqlite3_stmt *st = wh_db_stmt(db, SQL_DLV_BY_ID, &rc);
   if (st == NULL) return rc;
   bind_text(st, 1, j->id);
+  bind_text(st, 2, j->owner);
   rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) return refuse(j, "webhooks.delivery_not_found");
   if (rc != SQLITE_ROW) return rc;
@@ -493,7 +526,8 @@ static const char SQL_DLV_RETRY[] =
     "UPDATE deliveries SET state = 'pending', next_at = ?2, "
     "round_attempts = CASE WHEN state = 'pending' THEN round_attempts "
     "  ELSE 0 END, completed_at = NULL, updated_at = ?2 "
-    "WHERE id = ?1 AND NOT (state = 'pending' AND lease_until > ?2)";
+    "WHERE id = ?1 AND owner = ?3 "
+    "AND NOT (state = 'pending' AND lease_until > ?2)";
 
 static int dlv_retry(wh_db *db, wh_job *j) {
   int rc;
@@ -501,6 +535,7 @@ static int dlv_retry(wh_db *db, wh_job *j) {
   if (st == NULL) return rc;
   bind_text(st, 1, j->id);
   sqlite3_bind_int64(st, 2, wh_now_ms());
+  bind_text(st, 3, j->owner);
   if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
   j->wake_dispatcher = sqlite3_changes(db->h) > 0;
   return delivery_answer(db, j, 202, 0);

@@ -14,6 +14,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,11 +60,23 @@ static size_t on_header(char *p, size_t size, size_t n, void *data) {
   return len;
 }
 
+static int sockaddr_port(const struct sockaddr *sa) {
+  if (sa->sa_family == AF_INET)
+    return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+  if (sa->sa_family == AF_INET6)
+    return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+  return 0;
+}
+
+/* The address and port checks of wh_url.c on what curl is about to
+ * connect to: the endpoint may have been saved under a laxer config, or
+ * its name may resolve inside. */
 static curl_socket_t on_open(void *data, curlsocktype purpose,
                              struct curl_sockaddr *a) {
   wh_send *s = data;
   if (purpose == CURLSOCKTYPE_IPCXN &&
-      !wh_addr_allowed(s->cfg, wh_addr_class(&a->addr))) {
+      (!wh_addr_allowed(s->cfg, wh_addr_class(&a->addr)) ||
+       !wh_port_allowed(s->cfg, sockaddr_port(&a->addr)))) {
     snprintf(s->error, sizeof(s->error), "address_not_allowed");
     return CURL_SOCKET_BAD; /* curl tries the next address, if any */
   }

@@ -33,6 +33,7 @@ wh_job *wh_job_new(wh_op op, bh_req *req, const wh_config *cfg) {
 
 void wh_job_free(wh_job *j) {
   if (j == NULL) return;
+  free(j->owner);
   free(j->url);
   free(j->description);
   free(j->type);

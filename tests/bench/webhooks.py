@@ -187,6 +187,7 @@ workers = 1
 path = webhooks.so
 mount = /v1/webhooks
 allow_loopback = true
+allowed_ports = any
 synchronous = %s
 max_in_flight = 64
 max_in_flight_per_endpoint = 16

@@ -751,6 +751,13 @@ class Daemon(object):
         return self.request("POST", path, body=body, **kw)
 
     def admin(self, path, method="GET", **kw):
+        """A request to the admin listener. A POST says it is JSON (the
+        admin listener answers 415 otherwise) unless headers say else."""
+        if method == "POST":
+            hdrs = dict(kw.pop("headers", None) or {})
+            if not any(k.lower() == "content-type" for k in hdrs):
+                hdrs["Content-Type"] = "application/json"
+            kw["headers"] = hdrs
         return self.request(method, path, admin=True, **kw)
 
     def raw_conn(self, admin=False, timeout=5.0):

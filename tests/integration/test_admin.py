@@ -1,5 +1,6 @@
 """Admin listener: /healthz, /readyz, /admin/status, /admin/errors, and the
-optional bearer admin token (401 admin.unauthorized without it)."""
+optional bearer admin token (401 admin.unauthorized without it) and
+metrics token (/metrics)."""
 
 import json
 import os
@@ -132,22 +133,27 @@ class OpenAdminTest(DaemonTestCase):
                                    "route.not_found")
 
     def test_admin_listener_refuses_bad_input_too(self):
-        res = self.d.raw(b"GET /healthz HTTP/1.1\r\nHost: t\r\n"
+        res = self.d.raw(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                          b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
                          admin=True, expect=2)
         self.assertEqual(len(res.responses), 1, res)
         self.assertProblem(res.responses[0], 400, "request.bad_request")
         self.assertTrue(res.closed, res)
-        res = self.d.raw(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " +
+        res = self.d.raw(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " +
                          b"a" * 20000 + b"\r\n\r\n", admin=True, expect=1)
         self.assertProblem(res.responses[0], 431,
                            "request.headers_too_large")
         self.assertTrue(res.closed, res)
         # keep-alive works there as well
         with self.d.raw_conn(admin=True) as c:
-            c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" * 3)
+            c.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 3)
             self.assertEqual([r.status for r in c.read_responses(3)],
                              [200, 200, 200])
+
+    def test_http10_probe_without_host(self):
+        # no browser sends a request without Host: an old-style probe may
+        res = self.d.raw(b"GET /healthz HTTP/1.0\r\n\r\n", admin=True)
+        self.assertEqual(res.responses[0].status, 200, res)
 
     def test_admin_requests_are_logged_as_admin(self):
         self.d.admin("/healthz", headers={"X-Request-ID": "admin-log-1"})
@@ -155,6 +161,34 @@ class OpenAdminTest(DaemonTestCase):
         self.assertEqual(len(logs), 1, logs)
         self.assertEqual(logs[0].get("listener"), "admin")
         self.assertEqual(logs[0].get("status"), 200)
+
+
+METRICS_TOKEN = "scrape-token-0123456789abcdef"
+
+
+class MetricsTokenTest(DaemonTestCase):
+    """[server] metrics_token: GET /metrics needs it as a bearer token;
+    probes stay open and the (tokenless) admin API is not affected."""
+    CONFIG = {"server": {"metrics_token": METRICS_TOKEN},
+              "plugin.echo": echo_section()}
+
+    def test_metrics_need_the_token(self):
+        for hdrs in ({}, {"Authorization": "Bearer wrong-token-0123456789"},
+                     {"Authorization": "Basic " + METRICS_TOKEN}):
+            with self.subTest(headers=hdrs):
+                r = self.d.admin("/metrics", headers=hdrs)
+                self.assertProblem(r, 401, "admin.unauthorized")
+                self.assertEqual(r.headers.get("www-authenticate"), "Bearer")
+                self.assertNotIn(b"bulkhead_", r.body)
+                self.assertNotIn(METRICS_TOKEN.encode(), r.body)
+        r = self.d.admin("/metrics", headers={
+            "Authorization": "Bearer " + METRICS_TOKEN})
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b"bulkhead_requests_total", r.body)
+        self.assertEqual(self.d.admin("/healthz").status, 200)
+        self.assertEqual(self.d.admin("/admin/status").status, 200)
+        for line in self.d.lines:
+            self.assertNotIn(METRICS_TOKEN, line)
 
 
 class TokenAdminTest(DaemonTestCase):

@@ -12,15 +12,19 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from auth_env import auth_config, bearer, login, start_sim  # noqa: E402
+from auth_tokens import TEST_SECRET, mint_access_token  # noqa: E402
 from harness import Daemon  # noqa: E402
 
 
 class ApiKeyTestBase(unittest.TestCase):
+    # scopes any signed-in user may give a key of theirs
+    AUTH = {"api_key_scopes": "read, webhooks:write"}
+
     @classmethod
     def setUpClass(cls):
         cls.sim = start_sim()
         try:
-            cls.d = Daemon(auth_config(cls.sim.url))
+            cls.d = Daemon(auth_config(cls.sim.url, auth=cls.AUTH))
         except BaseException:
             cls.sim.stop()
             raise
@@ -130,6 +134,56 @@ class ApiKeyTest(ApiKeyTestBase):
         r = self.d.request("DELETE", "/v1/api-keys/" + "k" * 300,
                            headers=self.alice)
         self.assertProblem(r, 404, "auth.api_key_not_found")
+
+
+class ApiKeyScopeTest(ApiKeyTestBase):
+    """A key carries only scopes its creator's session holds, or ones
+    [auth] api_key_scopes allows anyone: never self-assigned privileges."""
+
+    def create(self, who, scopes):
+        return self.d.post("/v1/api-keys", body={"scopes": scopes},
+                           headers=who)
+
+    def test_a_user_cannot_mint_admin_superuser(self):
+        r = self.create(self.alice, ["admin", "superuser"])
+        self.assertProblem(r, 403, "auth.scope_not_allowed")
+        self.assertEqual(r.ext["errors"][0]["field"], "scopes")
+        self.assertNotIn(b"bhk_", r.body)
+        # one scope too many spoils the lot; no key was stored
+        r = self.create(self.alice, ["read", "admin"])
+        self.assertProblem(r, 403, "auth.scope_not_allowed")
+        listed = self.d.get("/v1/api-keys", headers=self.alice).json()["keys"]
+        for k in listed:
+            self.assertNotIn("admin", k["scopes"], listed)
+
+    def test_allowlisted_and_held_scopes(self):
+        r = self.create(self.alice, ["read", "webhooks:write"])
+        self.assertEqual(r.status, 201, r)
+        # a session that holds a scope may hand it to its keys ...
+        ops = bearer(mint_access_token(TEST_SECRET, "user_ops",
+                                       sid="ses_ops", scope="billing:admin"))
+        r = self.create(ops, ["billing:admin", "read"])
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json()["scopes"], ["billing:admin", "read"])
+        w = self.d.get("/t/whoami", headers={"X-API-Key": r.json()["key"]})
+        self.assertEqual(w.json()["scopes"], "billing:admin read", w)
+        # ... but not a scope it lacks, nor a prefix of one it holds
+        for bad in (["billing:admin", "admin"], ["billing"], ["billing:"]):
+            self.assertProblem(self.create(ops, bad), 403,
+                               "auth.scope_not_allowed")
+
+
+class ApiKeyNoAllowlistTest(ApiKeyTestBase):
+    AUTH = {}
+
+    def test_without_allowlist_only_held_scopes(self):
+        r = self.d.post("/v1/api-keys", body={"scopes": ["read"]},
+                        headers=self.alice)
+        self.assertProblem(r, 403, "auth.scope_not_allowed")
+        r = self.d.post("/v1/api-keys", body={"name": "plain"},
+                        headers=self.alice)
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json()["scopes"], [])
 
 
 class ApiKeyStoreFailureTest(ApiKeyTestBase):

@@ -227,6 +227,14 @@ class StartupTest(unittest.TestCase):
                      "[auth] csrf_origins")
         self.refused(self.sections(no_such_key="1"), "[auth] no_such_key",
                      "unknown key")
+        self.refused(self.sections(api_key_scopes="read, Admin"),
+                     "[auth] api_key_scopes", "a-z")
+        self.refused(self.sections(api_key_scopes="read " + "x" * 65),
+                     "[auth] api_key_scopes")
+        self.refused(self.sections(revoked_sessions_max="63"),
+                     "[auth] revoked_sessions_max", "between 64 and")
+        self.refused(self.sections(revoked_sessions_max="lots"),
+                     "[auth] revoked_sessions_max")
 
     def test_secret_from_file_and_environment(self):
         sf = os.path.join(self.tmp, "secret")

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -225,6 +226,100 @@ class ThrottleAddressTest(IdpTestBase):
         r = login(self.d, "alice")
         self.assertProblem(r, 429, "auth.too_many_attempts", True)
         self.assertTrue(r.headers.get("retry-after"))
+
+
+def concurrent_logins(d, emails, password, n=40):
+    """n logins at once (each on its own connection, released together by
+    a barrier); their (status, code) pairs."""
+    barrier = threading.Barrier(n)
+    out = [None] * n
+
+    def one(i):
+        c = d.connection(timeout=20)
+        c.connect()  # connected before the barrier: the requests race
+        barrier.wait(10)
+        try:
+            r = d.request("POST", "/v1/auth/login", conn=c, body={
+                "email": emails[i % len(emails)], "password": password})
+            out[i] = (r.status, r.code)
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+class LockoutRaceTest(IdpTestBase):
+    """40 concurrent wrong passwords against one account, over two worker
+    processes: the attempt is reserved in the store before the password
+    is checked, so exactly login_max_failures reach the IdP."""
+    AUTH = {"login_max_failures": 5, "login_lockout_s": 60,
+            "login_max_failures_per_address": 1000}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = start_sim()
+        try:
+            cls.d = Daemon(auth_config(cls.sim.url, auth=cls.AUTH,
+                                       server={"workers": 2}))
+        except BaseException:
+            cls.sim.stop()
+            raise
+
+    def test_concurrent_wrong_passwords_one_account(self):
+        out = concurrent_logins(self.d, ["carol@example.com"], "wrong-pw-1")
+        verified = out.count((401, "auth.invalid_credentials"))
+        locked = out.count((429, "auth.too_many_attempts"))
+        self.assertEqual((verified, locked), (5, 35), out)
+        self.assertEqual(self.sim.count(SIGNIN), 5)
+        # still locked, the right password included, and the IdP unasked
+        self.assertProblem(login(self.d, "carol"), 429,
+                           "auth.too_many_attempts")
+        self.assertEqual(self.sim.count(SIGNIN), 5)
+
+
+class AddressLockoutRaceTest(LockoutRaceTest):
+    AUTH = {"login_max_failures": 100, "login_lockout_s": 60,
+            "login_max_failures_per_address": 5}
+
+    def test_concurrent_wrong_passwords_one_account(self):
+        pass
+
+    def test_concurrent_wrong_passwords_one_address(self):
+        emails = ["nobody%d@example.com" % i for i in range(40)]
+        out = concurrent_logins(self.d, emails, "wrong-pw-2")
+        verified = out.count((401, "auth.invalid_credentials"))
+        locked = out.count((429, "auth.too_many_attempts"))
+        self.assertEqual((verified, locked), (5, 35), out)
+        self.assertEqual(self.sim.count(SIGNIN), 5)
+
+
+class IdpOutageTest(IdpTestBase):
+    """An attempt the IdP could not judge gives its reservation back."""
+    AUTH = {"login_max_failures": 2, "login_lockout_s": 60,
+            "login_max_failures_per_address": 2}
+    UPSTREAM = {"timeout_ms": 700}
+
+    def test_outages_do_not_lock(self):
+        self.sim.set_behavior(path=SIGNIN, status=503)
+        for _ in range(4):
+            self.assertProblem(login(self.d, "carol"), 503,
+                               "auth.idp_unavailable")
+        self.sim.clear()
+        self.assertProblem(login(self.d, "disabled"), 403,
+                           "auth.user_disabled")
+        self.assertEqual(login(self.d, "carol").status, 200)
+        # a success gave back its attempt on the address: two wrong ones
+        # there still fit
+        for _ in range(2):
+            self.assertProblem(login(self.d, "bob", password="wrong-pw-3"),
+                               401, "auth.invalid_credentials")
+        self.assertProblem(login(self.d, "alice"), 429,
+                           "auth.too_many_attempts")
 
 
 class LocalIdpTest(unittest.TestCase):

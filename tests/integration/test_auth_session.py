@@ -405,9 +405,9 @@ class RestartTest(unittest.TestCase):
                 r = login(d, "alice")
                 self.assertEqual(r.status, 200, r)
                 c = parse_set_cookies(r)
-                # Secure by default
-                self.assertIs(c["__session"][1].get("secure"), True, r)
-                self.assertIs(c["__refresh"][1].get("secure"), True, r)
+                # Secure (and so __Host- names) by default
+                self.assertIs(c["__Host-session"][1].get("secure"), True, r)
+                self.assertIs(c["__Host-refresh"][1].get("secure"), True, r)
                 jar = Jar()
                 jar.update(r)
             finally:
@@ -419,13 +419,14 @@ class RestartTest(unittest.TestCase):
                              .st_mode & 0o777, 0o600)
             d = Daemon(cfg)
             try:
-                r = d.get("/t/whoami", headers=bearer(jar.get("__session")))
+                r = d.get("/t/whoami",
+                          headers=bearer(jar.get("__Host-session")))
                 self.assertEqual(r.status, 200, r)
                 r = d.get("/t/whoami", headers={
-                    "Cookie": "__refresh=" + jar.get("__refresh")})
+                    "Cookie": "__Host-refresh=" + jar.get("__Host-refresh")})
                 self.assertEqual(r.status, 200, r)
                 self.assertEqual(r.json()["userId"], "sim_user_alice")
-                self.assertIn("__refresh", parse_set_cookies(r))
+                self.assertIn("__Host-refresh", parse_set_cookies(r))
                 self.assertEqual(sim.count(SIGNIN), 1)
             finally:
                 d.stop()

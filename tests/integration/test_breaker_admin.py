@@ -371,5 +371,113 @@ class OverrideAuthTest(_BreakerCase):
         self.assertProblem(r, 503, "up_one.unavailable")
 
 
+EVIL = "https://evil.example"
+
+
+class CrossSiteTest(_BreakerCase):
+    """A tokenless admin listener (the default) obeys no web page: a
+    cross-site request (Origin, Sec-Fetch-Site), a form-like POST (not
+    application/json) and a rebinding Host are refused, and nothing
+    happens -- the breaker stays closed, no reload starts."""
+
+    def admin_raw(self, method, path, headers, body=b""):
+        c = self.d.connection(admin=True)
+        try:
+            c.putrequest(method, path, skip_host=True,
+                         skip_accept_encoding=True)
+            for k, v in headers.items():
+                c.putheader(k, v)
+            if method == "POST":
+                c.putheader("Content-Length", str(len(body)))
+            c.endheaders(body if method == "POST" else None)
+            r = c.getresponse()
+            return harness.Response(r.status, r.reason, r.getheaders(),
+                                    r.read())
+        finally:
+            c.close()
+
+    def own_host(self):
+        return "127.0.0.1:%d" % self.d.admin_port
+
+    def test_cross_site_posts_change_nothing(self):
+        gen = self.d.admin("/admin/status").json()["generation"]
+        host = self.own_host()
+        body = b'{"state":"forced_open"}'
+        cases = [
+            # the audited attack: a text/plain POST from another site
+            ({"Host": host, "Origin": EVIL, "Content-Type": "text/plain"},
+             403, "auth.forbidden"),
+            ({"Host": host, "Origin": EVIL,
+              "Content-Type": "application/json"}, 403, "auth.forbidden"),
+            ({"Host": host, "Origin": "null",
+              "Content-Type": "application/json"}, 403, "auth.forbidden"),
+            ({"Host": host, "Sec-Fetch-Site": "cross-site",
+              "Content-Type": "application/json"}, 403, "auth.forbidden"),
+            ({"Host": host, "Sec-Fetch-Site": "same-site",
+              "Content-Type": "application/json"}, 403, "auth.forbidden"),
+            ({"Host": "evil.example:%d" % self.d.admin_port,
+              "Origin": "http://evil.example:%d" % self.d.admin_port,
+              "Content-Type": "application/json"}, 403, "auth.forbidden"),
+            # no Origin at all, but what a form or a simple request sends
+            ({"Host": host, "Content-Type": "text/plain"}, 415,
+             "request.unsupported_media_type"),
+            ({"Host": host,
+              "Content-Type": "application/x-www-form-urlencoded"}, 415,
+             "request.unsupported_media_type"),
+            ({"Host": host}, 415, "request.unsupported_media_type"),
+        ]
+        for path in ("/admin/upstreams/up_one/breaker", "/admin/reload"):
+            for hdrs, status, code in cases:
+                with self.subTest(path=path, headers=hdrs):
+                    r = self.admin_raw("POST", path, hdrs, body)
+                    self.assertProblem(r, status, code)
+        self.assertEqual(self.breaker()["mode"], "auto")
+        self.assertEqual(self.breaker()["state"], "closed")
+        for i in range(3):
+            self.assertEqual(self.d.get("/t/up_one/get/x%d" % i).status, 200)
+        st = self.d.admin("/admin/status").json()
+        self.assertEqual(st["generation"], gen, "a refused reload ran")
+        self.assertFalse(st["reloading"])
+        refused = [e for e in self.d.events("admin_refused")]
+        self.assertTrue(refused, "refusals are logged")
+
+    def test_rebinding_host_is_refused(self):
+        for host in ("evil.example", "evil.example:%d" % self.d.admin_port,
+                     "127.0.0.1.evil.example", "localhost.evil.example",
+                     "[::2]", "127.0.0.1:x"):
+            for path in ("/admin/status", "/metrics", "/healthz"):
+                with self.subTest(host=host, path=path):
+                    r = self.admin_raw("GET", path, {"Host": host})
+                    self.assertProblem(r, 403, "auth.forbidden")
+                    self.assertNotIn(b"up_one", r.body)
+        # loopback names, with or without a port, are this listener
+        for host in (self.own_host(), "127.0.0.1", "localhost",
+                     "LOCALHOST:%d" % self.d.admin_port, "[::1]",
+                     "[::1]:%d" % self.d.admin_port):
+            with self.subTest(host=host):
+                r = self.admin_raw("GET", "/admin/status", {"Host": host})
+                self.assertEqual(r.status, 200, r)
+
+    def test_same_origin_and_no_origin_json_posts_work(self):
+        host = self.own_host()
+        r = self.admin_raw(
+            "POST", "/admin/upstreams/up_one/breaker",
+            {"Host": host, "Origin": "http://" + host,
+             "Sec-Fetch-Site": "same-origin",
+             "Content-Type": "application/json; charset=utf-8"},
+            b'{"state":"forced_open"}')
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.breaker()["mode"], "forced_open")
+        r = self.admin_raw("POST", "/admin/upstreams/up_one/breaker",
+                           {"Host": host, "Sec-Fetch-Site": "none",
+                            "Content-Type": "application/json"},
+                           b'{"state":"closed"}')
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.breaker()["mode"], "auto")
+        r = set_breaker(self.d, "up_one", "forced_open")  # plain client
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.breaker()["mode"], "forced_open")
+
+
 if __name__ == "__main__":
     harness.main()

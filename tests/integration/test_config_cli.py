@@ -57,6 +57,45 @@ class ConfigCliTest(unittest.TestCase):
         self.assertEqual(res.stdout, "")
         return res
 
+    def test_open_admin_listener_needs_a_token(self):
+        base = self.good().replace("admin_listen = 127.0.0.1:0",
+                                   "admin_listen = 0.0.0.0:0")
+        path = self.write(base)
+        res = self.check(path)
+        self.assertEqual(res.returncode, 2, res.stderr)
+        lines = res.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, res.stderr)
+        self.assertIn("admin_listen = 0.0.0.0:0 is not a loopback address",
+                      lines[0])
+        self.assertIn("admin_token is not set", lines[0])
+        self.assertIn(path, lines[0])
+        # the same at start-up, and for --admin-listen
+        res = run_tool(["-c", path], timeout=10)
+        self.assertEqual(res.returncode, 2, res.stderr)
+        self.assertIn("admin_token is not set", res.stderr)
+        res = run_tool(["-t", "-c", self.write(self.good(), "lo.ini"),
+                        "--admin-listen", "[::]:0"])
+        self.assertEqual(res.returncode, 2, res.stderr)
+        self.assertIn("admin_listen = [::]:0 is not a loopback", res.stderr)
+        # with a token it passes; loopback ones pass without
+        tok = base.replace("[server]\n",
+                           "[server]\nadmin_token = " + "t" * 24 + "\n")
+        res = self.check(self.write(tok, "tok.ini"))
+        self.assertEqual(res.returncode, 0, res.stderr)
+        for addr in ("localhost:0", "127.0.0.2:0", "[::1]:0"):
+            with self.subTest(addr=addr):
+                res = self.check(self.write(self.good().replace(
+                    "admin_listen = 127.0.0.1:0", "admin_listen = " + addr),
+                    "a.ini"))
+                self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertNotIn("t" * 24, res.stderr)
+
+    def test_metrics_token_is_checked(self):
+        self.assertConfigError(
+            self.good().replace("[server]\n",
+                                "[server]\nmetrics_token = short\n"),
+            2, "server", "metrics_token", "at least 16")
+
     def test_version(self):
         res = run_tool(["--version"])
         self.assertEqual(res.returncode, 0)

@@ -1,19 +1,29 @@
 """Rate limits: token buckets per route policy ([rate_limit.NAME] quota,
-window_s, burst, key), keyed by client address or API key. A burst passes,
+window_s, burst, key), keyed by client address or VERIFIED API key (an
+unverified key header counts against the caller's address, and a key
+lookup is paid for by the address first, so floods of invalid keys are
+limited and make no buckets). A burst passes,
 then 429 rate_limit.exceeded with Retry-After equal to retryAfterSeconds,
 and the IETF draft's fields on every answer of a limited route
 (RateLimit-Policy: "name";q=Q;w=W and RateLimit: "name";r=R;t=T); tokens
 refill at quota per window. An upstream's own local limit refuses calls
 before they reach it. A limited route never affects the other plugin."""
 
+import http.client
 import os
 import re
+import secrets
 import sys
+import threading
 import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from upstream_env import TwoSimsCase, metric, scrape, up_config  # noqa: E402
+from auth_env import auth_config, bearer, login  # noqa: E402
+from harness import Daemon  # noqa: E402
+from upstream_env import (TwoSimsCase, metric, scrape, start_sim,  # noqa
+                          up_config)
 
 RL_FIELD = re.compile(r'^"([a-z0-9_]+)";r=(\d+);t=(\d+)$')
 
@@ -86,7 +96,7 @@ class RouteLimitTest(_RateCase):
         # other routes, and the other plugin, are not limited by it
         self.assertEqual(self.d.get("/t/up_one/get/x").status, 200)
         self.assertNotIn("ratelimit", self.d.get("/t/up_one/get/x").headers)
-        r = self.d.get("/t/up_two/ok", headers={"X-Api-Key": "other-key"})
+        r = self.d.get("/t/up_two/get/x")
         self.assertEqual(r.status, 200, r)
         m1 = scrape(self.d)
         self.assertEqual(
@@ -106,26 +116,27 @@ class RouteLimitTest(_RateCase):
             self.assertEqual(r.status, 200, r)
             self.assertEqual(self.ratelimit(r)[1], left, r)
 
-    def test_api_key_buckets_are_separate(self):
+    def test_unverified_api_keys_count_against_the_address(self):
+        # /t/up_two/ok authenticates nobody: whatever X-Api-Key holds, the
+        # caller is its address -- a new value per request buys nothing
         policy = '"perkey";q=1;w=60'
-        for key in ("key-a", "key-b"):
-            with self.subTest(key=key):
-                for left in (1, 0):
-                    r = self.d.get("/t/up_two/ok", headers={"X-Api-Key": key})
-                    self.assertEqual(r.status, 200, r)
-                    self.assertEqual(r.headers.get("ratelimit-policy"),
-                                     policy)
-                    self.assertEqual(self.ratelimit(r)[1], left, r)
-                r = self.d.get("/t/up_two/ok", headers={"X-Api-Key": key})
+        m0 = scrape(self.d)
+        statuses = []
+        for i in range(10):
+            key = "random-%s" % secrets.token_hex(8)
+            r = self.d.get("/t/up_two/ok", headers={"X-Api-Key": key})
+            statuses.append(r.status)
+            self.assertEqual(r.headers.get("ratelimit-policy"), policy, r)
+            if r.status == 429:
                 ra = self.assertLimited(r, policy)
-                # a token per minute: about a minute to wait
                 self.assertTrue(55 <= ra <= 60, r)
-        r = self.d.get("/t/up_two/ok", headers={"X-Api-Key": "key-c"})
-        self.assertEqual(r.status, 200, r)
-        # the key never appears in answers or metrics
-        text = self.d.admin("/metrics").body.decode()
-        self.assertNotIn("key-a", text)
-        self.assertNotIn("key-c", r.body.decode() + str(r.headers))
+            self.assertNotIn(key, r.body.decode() + str(r.headers))
+        self.assertEqual(statuses, [200, 200] + [429] * 8)
+        m1 = scrape(self.d)
+        self.assertEqual(
+            metric(m1, "bulkhead_rate_limited_total", policy="perkey") -
+            metric(m0, "bulkhead_rate_limited_total", policy="perkey"), 8)
+        self.assertNotIn("random-", self.d.admin("/metrics").body.decode())
 
 
 class UpstreamLimitTest(_RateCase):
@@ -166,6 +177,136 @@ class UpstreamLimitTest(_RateCase):
         for i in range(5):
             self.assertEqual(self.d.get("/t/up_one/get/x%d" % i).status, 200)
         self.assertEqual(self.sim1.stats()["total"], 5)
+
+
+KEY_HEADER = "X-Gw-Key"  # [auth] api_key_header: the limiter follows it
+
+
+class ApiKeyLimitTest(unittest.TestCase):
+    """GET /t/whoami/limited (auth required) under [rate_limit.keyed]: a
+    token per minute, burst 3, key = api_key. A valid key has its own
+    bucket; an invalid one is charged to the caller's address before the
+    store lookup (401 while the address has tokens, then 429 without a
+    lookup); other callers count against their address. Each test speaks
+    from its own loopback address (127.0.0.N) so their buckets are apart."""
+
+    POLICY = '"keyed";q=1;w=60'
+
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = start_sim()
+        try:
+            cfg = auth_config(
+                cls.sim.url, auth={"api_key_header": KEY_HEADER},
+                extra={"rate_limit.keyed": {"quota": 1, "window_s": 60,
+                                            "burst": 3, "key": "api_key"}})
+            cfg["plugin.whoami"]["rate_limit"] = "keyed"
+            cls.d = Daemon(cfg)
+        except BaseException:
+            cls.sim.stop()
+            raise
+        cls.alice = bearer(login(cls.d, "alice").json()["accessToken"])
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.d.stop()
+        finally:
+            cls.sim.stop()
+
+    def get(self, source, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", self.d.api_port,
+                                       timeout=10,
+                                       source_address=(source, 0))
+        return self.d.request("GET", "/t/whoami/limited", headers=headers,
+                              conn=c)
+
+    def new_key(self):
+        r = self.d.post("/v1/api-keys", body={"name": "rl"},
+                        headers=self.alice)
+        self.assertEqual(r.status, 201, r)
+        return r.json()
+
+    def assertProblem(self, r, status, code):
+        self.assertEqual((r.status, r.code), (status, code), r)
+
+    def test_random_invalid_keys_are_limited_by_address(self):
+        m0 = scrape(self.d)
+        got = [self.get("127.0.0.2", {KEY_HEADER: "bhk_" +
+                                      secrets.token_hex(16)})
+               for _ in range(10)]
+        for r in got[:3]:
+            self.assertProblem(r, 401, "auth.unauthenticated")
+        for r in got[3:]:
+            self.assertProblem(r, 429, "rate_limit.exceeded")
+            self.assertEqual(r.headers.get("ratelimit-policy"), self.POLICY)
+            ra = int(r.headers["retry-after"])
+            self.assertTrue(1 <= ra <= 60, r)
+        m1 = scrape(self.d)
+        self.assertEqual(
+            metric(m1, "bulkhead_rate_limited_total", policy="keyed") -
+            metric(m0, "bulkhead_rate_limited_total", policy="keyed"), 7)
+
+    def test_concurrent_invalid_keys_are_limited_too(self):
+        # the address pays before the lookup starts: 20 at once, 3 looked up
+        out, lock = [], threading.Lock()
+
+        def one():
+            r = self.get("127.0.0.5", {KEY_HEADER: "bhk_" +
+                                       secrets.token_hex(16)})
+            with lock:
+                out.append((r.status, r.code))
+
+        ts = [threading.Thread(target=one) for _ in range(20)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        self.assertEqual(sorted(out).count((401, "auth.unauthenticated")), 3,
+                         out)
+        self.assertEqual(sorted(out).count((429, "rate_limit.exceeded")), 17,
+                         out)
+
+    def test_a_valid_key_has_its_own_quota(self):
+        a, b = self.new_key(), self.new_key()
+        # key a: its burst of 3, then refused (a minute to wait)
+        for left in (2, 1, 0):
+            r = self.get("127.0.0.3", {KEY_HEADER: a["key"]})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["keyId"], a["id"])
+            self.assertEqual(r.headers.get("ratelimit"),
+                             '"keyed";r=%d;t=%d' % (left, 60 * (3 - left)), r)
+        r = self.get("127.0.0.3", {KEY_HEADER: a["key"]})
+        self.assertProblem(r, 429, "rate_limit.exceeded")
+        self.assertTrue(55 <= int(r.headers["retry-after"]) <= 60, r)
+        # a flood of random keys from elsewhere neither refills a's bucket
+        # (no bucket per random value, nothing evicted) nor touches b's
+        for _ in range(30):
+            self.get("127.0.0.4", {KEY_HEADER: "bhk_" +
+                                   secrets.token_hex(16)})
+        r = self.get("127.0.0.3", {KEY_HEADER: a["key"]})
+        self.assertProblem(r, 429, "rate_limit.exceeded")
+        for left in (2, 1, 0):
+            r = self.get("127.0.0.3", {KEY_HEADER: b["key"]})
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(self.ratelimit_left(r), left, r)
+        # the valid keys' lookups were given back to 127.0.0.3's address
+        # bucket: a bearer caller there (counted by address) has all 3
+        for left in (2, 1, 0):
+            r = self.get("127.0.0.3", self.alice)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.json()["kind"], "bearer")
+            self.assertEqual(self.ratelimit_left(r), left, r)
+        self.assertProblem(self.get("127.0.0.3", self.alice), 429,
+                           "rate_limit.exceeded")
+        # and the raw header of the default name is no key here
+        r = self.get("127.0.0.6", {"X-API-Key": a["key"]})
+        self.assertProblem(r, 401, "auth.unauthenticated")
+
+    def ratelimit_left(self, r):
+        m = RL_FIELD.match(r.headers.get("ratelimit", ""))
+        self.assertIsNotNone(m, r)
+        return int(m.group(2))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from workers import (PinnedLoad, SimDaemonCase, pinned_conns,  # noqa: E402
                      status, wait_workers)
 
 SLOW_MS = 1500
+SLOW_INIT_MS = 700
 
 
 def config(sim_url, drain_ms=5000, **server):
@@ -134,6 +135,73 @@ class ReloadTest(_SimCase):
         time.sleep(0.3)
         self.assertEqual(self.generation(), g0)
         self.assertEqual(sorted(wait_workers(self.d, 2)), pids)
+        self.assertEqual(self.d.get("/t/echo/ok").status, 200)
+
+    def slow_generations(self):
+        """From the next reload on, workers take SLOW_INIT_MS to be ready:
+        whatever arrives meanwhile arrives during the reload."""
+        cfg = config(self.sim.url)
+        cfg["plugin.echo"]["init_delay_ms"] = SLOW_INIT_MS
+        self._rewrite(cfg)
+
+    def test_concurrent_reloads_make_one_generation(self):
+        g0 = self.generation()
+        old = wait_workers(self.d, 2)
+        self.wait_generation(g0)
+        self.slow_generations()
+        n = 8
+        barrier = threading.Barrier(n)
+        out, lock = [], threading.Lock()
+
+        def one():
+            barrier.wait()
+            r = self.d.admin("/admin/reload", method="POST")
+            with lock:
+                out.append(r)
+
+        ts = [threading.Thread(target=one) for _ in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        accepted = [r for r in out if r.status == 202]
+        self.assertEqual(len(accepted), 1, out)
+        self.assertEqual(accepted[0].json(),
+                         {"status": "reloading", "generation": g0 + 1})
+        for r in out:
+            if r.status != 202:
+                doc = self.assertProblem(r, 409, "admin.reload_in_progress")
+                # a 409 is not retried blindly; Retry-After says when
+                self.assertIs(doc["extensions"]["retryable"], False, r)
+                self.assertEqual(r.headers.get("retry-after"), "1", r)
+        pids = self.wait_generation(g0 + 1)
+        self.assertFalse(set(pids) & set(old), (pids, old))
+        time.sleep(0.5)
+        st = status(self.d)
+        self.assertEqual(st["generation"], g0 + 1, "more than one reload ran")
+        self.assertFalse(st["reloading"])
+        self.assertEqual(sorted(w["pid"] for w in st["workers"]),
+                         sorted(pids))
+        # once it is done, the next one is accepted
+        r = self.d.admin("/admin/reload", method="POST")
+        self.assertEqual(r.status, 202, r)
+        self.wait_generation(g0 + 2)
+
+    def test_sighups_during_a_reload_make_one_more(self):
+        g0 = self.generation()
+        self.wait_generation(g0)
+        self.slow_generations()
+        r = self.d.admin("/admin/reload", method="POST")
+        self.assertEqual(r.status, 202, r)
+        for _ in range(3):
+            os.kill(self.d.proc.pid, signal.SIGHUP)
+            time.sleep(0.05)
+        self.assertTrue(status(self.d)["reloading"])
+        self.wait_generation(g0 + 2)
+        time.sleep(0.6)
+        self.assertEqual(self.generation(), g0 + 2,
+                         "each SIGHUP started its own reload")
+        self.assertTrue(self.d.events("reload_deferred"))
         self.assertEqual(self.d.get("/t/echo/ok").status, 200)
 
 

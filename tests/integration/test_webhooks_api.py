@@ -4,15 +4,18 @@ with pagination and filters, the error map (webhooks.endpoint_not_found,
 webhooks.invalid_url naming the field, webhooks.invalid_event_type,
 webhooks.invalid_query), SSRF refusal of private, loopback and link-local
 URLs (at creation, and at connect time for a name or an endpoint written
-under a laxer config), and authentication through the core's middleware."""
+under a laxer config), IPv4 embedded in IPv6 judged as the IPv4 address,
+allowed_ports, one generic invalid_url answer whatever the cause (the log
+names it), and authentication through the core's middleware."""
 
+import json
 import os
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon  # noqa: E402
+from harness import Daemon, run_tool  # noqa: E402
 import webhooks_env as W  # noqa: E402
 
 
@@ -327,6 +330,128 @@ class WebhooksSsrfTest(harness.DaemonTestCase):
             self.assertEqual(self.sim.requests("/hooks/ssrf"), [])
         finally:
             strict.stop()
+
+    def test_embedded_ipv4_and_tunnels_refused_with_one_generic_answer(self):
+        """IPv4 inside IPv6 is judged as the IPv4 address, Teredo is
+        reserved; whatever the cause the caller gets the same answer (no
+        map of what the checks let through) and the log names the cause."""
+        api = W.Api(self.d)
+        cases = (
+            ("http://[::ffff:127.0.0.1]/h", "loopback"),
+            ("http://[64:ff9b::7f00:1]/h", "loopback"),
+            ("http://[64:ff9b::a9fe:a9fe]/latest", "link-local"),
+            ("http://[64:ff9b:1:a00:1::]/h", "reserved"),
+            ("http://[2002:a00:1::1]/h", "private"),
+            ("http://[2002:7f00:1::1]/h", "loopback"),
+            ("http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/h", "reserved"),
+            ("http://10.0.0.8/h", "private"),
+            ("ftp://example.com/h", "scheme"),
+            ("https://user:pw@example.com/h", "credentials"),
+        )
+        bodies = set()
+        for url, cause in cases:
+            r = api.call("POST", "/endpoints", {"url": url, "events": ["a"]})
+            doc = self.assertProblem(r, 400, "webhooks.invalid_url", url)
+            self.assertEqual(doc["detail"],
+                             "The webhook endpoint URL is not valid.", url)
+            rid = doc["extensions"].pop("requestId")
+            bodies.add(json.dumps(doc, sort_keys=True))
+            ev = self.d.wait_event(lambda e, rid=rid: rid in e.get("msg", ""))
+            self.assertIsNotNone(ev, url + self.d.diag())
+            self.assertIn("refused", ev["msg"])
+            self.assertIn(cause, ev["msg"], url)
+            # the log names the cause, never the URL (it may hold a token)
+            self.assertNotIn(url.split("//")[1].split("/")[0], ev["msg"])
+        self.assertEqual(len(bodies), 1, bodies)
+        # and a public address in IPv6 clothing is still fine
+        r = api.call("POST", "/endpoints", {
+            "url": "https://[2002:808:808::1]/in", "events": ["a"]})
+        self.assertEqual(r.status, 201, r)
+
+
+class WebhooksPortsTest(harness.DaemonTestCase):
+    """allowed_ports: by default only 80 and 443, when an endpoint is saved
+    and again at connect time; a bad value fails `bulkhead -t`."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.deaths = []
+        cls.sim = W.start_sim()
+        cls.CONFIG = W.config(allowed_ports=None)  # the default
+        del cls.CONFIG["plugin.webhooks"]["allowed_ports"]
+        cls.d = Daemon(cls.CONFIG)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super(WebhooksPortsTest, cls).tearDownClass()
+        finally:
+            cls.sim.stop()
+
+    def test_default_ports_are_80_and_443(self):
+        api = W.Api(self.d)
+        for url in ("https://hooks.example.com:8443/in",
+                    "http://hooks.example.com:22/", "http://127.0.0.1:6379/",
+                    "http://localhost:%d/h" % self.sim.port):
+            r = api.call("POST", "/endpoints", {"url": url, "events": ["a"]})
+            doc = self.assertProblem(r, 400, "webhooks.invalid_url", url)
+            self.assertEqual(doc["detail"],
+                             "The webhook endpoint URL is not valid.", url)
+            rid = doc["extensions"]["requestId"]
+            ev = self.d.wait_event(lambda e, rid=rid: rid in e.get("msg", ""))
+            self.assertIsNotNone(ev, url)
+            self.assertIn("allowed_ports", ev["msg"])
+        for url in ("https://hooks.example.com/in",
+                    "http://hooks.example.com:80/in",
+                    "https://hooks.example.com:443/in",
+                    "http://127.0.0.1/in"):  # loopback allowed here
+            r = api.call("POST", "/endpoints", {"url": url, "events": ["a"]})
+            self.assertEqual(r.status, 201, (url, r))
+
+    def test_connect_time_check_refuses_a_port_no_longer_allowed(self):
+        """An endpoint saved while any port was allowed, then served with
+        the default: the dispatcher refuses to connect, the receiver never
+        sees a byte."""
+        shared = os.path.join(self.d.tmp, "ports.db")
+        lax = Daemon(W.config(database=shared))
+        try:
+            ep = W.Api(lax).create(self.sim.url + "/hooks/port", ["p.t"])
+        finally:
+            lax.stop()
+        cfg = W.config(database=shared)
+        del cfg["plugin.webhooks"]["allowed_ports"]
+        strict = Daemon(cfg)
+        try:
+            api = W.Api(strict)
+            api.event_id("p.t", {"x": 1})
+            self.assertTrue(W.wait_for(lambda: api.all_deliveries(
+                "?endpoint=%s&status=failed" % ep["id"]), timeout=8))
+            dl = api.all_deliveries("?endpoint=%s" % ep["id"])[0]
+            doc = api.delivery(dl["id"])
+            self.assertEqual([a["error"] for a in doc["attempts"]],
+                             ["address_not_allowed"] * len(W.SCHEDULE_MS),
+                             doc)
+            self.assertEqual(self.sim.requests("/hooks/port"), [])
+        finally:
+            strict.stop()
+
+    def test_bad_allowed_ports_fail_the_config_check(self):
+        for value in ("0", "65536", "80-", "443,http", "90-80", ""):
+            with self.subTest(value=value):
+                cfg = W.config(server={"data_dir": os.path.join(
+                    self.d.tmp, "check-data")}, allowed_ports=value)
+                path = os.path.join(self.d.tmp, "check.ini")
+                with open(path, "w") as f:
+                    f.write(harness.render_config(cfg))
+                res = run_tool(["-t", "-c", path], timeout=20)
+                self.assertNotEqual(res.returncode, 0, res.stdout)
+                self.assertIn("allowed_ports", res.stdout + res.stderr)
+        cfg = W.config(server={"data_dir": os.path.join(
+            self.d.tmp, "check-data")}, allowed_ports="80, 443, 8000-8999")
+        with open(path, "w") as f:
+            f.write(harness.render_config(cfg))
+        res = run_tool(["-t", "-c", path], timeout=20)
+        self.assertEqual(res.returncode, 0, res.stdout + res.stderr)
 
 
 if __name__ == "__main__":

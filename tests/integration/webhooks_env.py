@@ -31,8 +31,10 @@ SCHEDULE_MS = [0, 300, 600, 900]
 
 
 def webhooks_section(**keys):
+    # receivers listen on free (random) ports: any port is allowed here
     sec = {"path": harness.plugin("webhooks"), "mount": "/v1/webhooks",
-           "allow_loopback": True, "retry_schedule": SCHEDULE,
+           "allow_loopback": True, "allowed_ports": "any",
+           "retry_schedule": SCHEDULE,
            "retry_jitter_percent": 0, "delivery_timeout_ms": 2000,
            "connect_timeout_ms": 1000, "lease_ms": 3500, "poll_ms": 200,
            "breaker_failures": 50, "breaker_open_ms": 1000}

@@ -20,6 +20,9 @@
  *   GET  /t/echo/reqid              200 {"requestId":..}
  *   GET  /t/echo/pid                200 {"pid":N}: which worker process
  *                                   serves this connection
+ *
+ * [plugin.echo] init_delay_ms = N makes init take N ms (a generation of
+ * workers that is slow to become ready, for the reload tests).
  */
 #include <bulkhead/plugin.h>
 
@@ -290,6 +293,8 @@ static const bh_error_row errors[] = {
 
 static int echo_init(bh_ctx *ctx, const bh_services *svc) {
   (void)svc;
+  const char *delay = bh_config(ctx, "init_delay_ms");
+  if (delay) usleep((useconds_t)strtoul(delay, NULL, 10) * 1000);
   int rc = bh_error_map(ctx, errors, COUNT(errors));
   if (rc < 0) return rc;
   for (size_t i = 0; i < COUNT(routes); i++)

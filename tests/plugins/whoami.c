@@ -5,6 +5,9 @@
  *
  *   GET|POST|DELETE /t/whoami   auth-required: the principal as JSON
  *   GET /t/whoami/open          no auth: {"principal":null}
+ *   GET /t/whoami/limited       auth-required, the principal, under the
+ *                               policy named by [plugin.whoami] rate_limit
+ *                               (none when unset)
  *   * /t/whoami/proxy[/...]     auth-required proxy route to
  *                               [upstream.whoami] (the benchmark's
  *                               authenticated proxy)
@@ -99,6 +102,13 @@ static int whoami_init(bh_ctx *ctx, const bh_services *s) {
   int rc;
   for (size_t i = 0; i < COUNT(routes); i++)
     if ((rc = bh_route_add(ctx, &routes[i])) < 0) return rc;
+  bh_route limited = {.size = sizeof(bh_route),
+                      .method = "GET",
+                      .pattern = "/t/whoami/limited",
+                      .handler = whoami,
+                      .flags = BH_ROUTE_AUTH_REQUIRED,
+                      .rate_limit = bh_config(ctx, "rate_limit")};
+  if ((rc = bh_route_add(ctx, &limited)) < 0) return rc;
   bh_upstream *u = NULL;
   bh_upstream_def def = {.size = sizeof(def),
                          .name = "whoami",

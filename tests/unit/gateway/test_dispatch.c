@@ -227,12 +227,12 @@ static void test_plugin_down(void) {
 
 static void test_admin_hooks(void) {
   tc_conn c;
-  t_ask(&c, admin_port, GET("/healthz"));
+  t_ask(&c, admin_port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   CHECK_INT(t_status(&c), 200);
   CHECK(HAS(c, "{\"status\":\"ok\"}"));
   tc_close(&c);
   /* the admin listener has no API routes */
-  t_ask(&c, admin_port, GET("/t/p/abc"));
+  t_ask(&c, admin_port, "GET /t/p/abc HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   CHECK_INT(t_status(&c), 404);
   tc_close(&c);
 }

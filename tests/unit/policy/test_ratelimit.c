@@ -519,6 +519,40 @@ static void test_shared(void) {
   munmap(mem, size);
 }
 
+/* A token taken in advance and given back: the bucket is as before, never
+ * above its burst, and an unknown key gets nothing (it is full anyway). */
+static void test_give_back(void) {
+  bh__rl_policy p = bh__pol("give", 1, 60, 3);
+  bh__rl_table *t = bh__rl_table_new(&p, 100);
+  CHECK(t != NULL);
+  CHECK_INT(bh__rl_give(t, "nobody", 0), -ENOENT);
+  bh__rl_result r = bh__take(t, "a", 0);
+  CHECK_INT(r.remaining, 2);
+  CHECK_INT(bh__rl_give(t, "a", 0), 0);
+  r = bh__take(t, "a", 0);
+  CHECK_INT(r.remaining, 2); /* the given-back token was there */
+  CHECK_INT(bh__rl_give(t, "a", 0), 0);
+  CHECK_INT(bh__rl_give(t, "a", 0), 0); /* capped at the burst */
+  for (int i = 2; i >= 0; i--)
+    CHECK_INT(bh__take(t, "a", 0).remaining, (uint32_t)i);
+  CHECK_INT(bh__take(t, "a", 0).allowed, 0);
+  /* half a window later, half a token and one given back: 1.5 */
+  CHECK_INT(bh__rl_give(t, "a", 30000), 0);
+  CHECK_INT(bh__take(t, "a", 30000).allowed, 1);
+  r = bh__take(t, "a", 30000);
+  CHECK_INT(r.allowed, 0);
+  CHECK_INT(r.retry_after_s, 30);
+  /* a long key (stored hashed) is found again too */
+  char big[400];
+  memset(big, 'k', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  CHECK_INT(bh__take(t, big, 0).remaining, 2);
+  CHECK_INT(bh__rl_give(t, big, 0), 0);
+  CHECK_INT(bh__take(t, big, 0).remaining, 2);
+  CHECK_INT(bh__rl_give(NULL, "a", 0), -EINVAL);
+  bh__rl_table_free(t);
+}
+
 int main(void) {
   test_burst_then_refusal();
   test_refill();
@@ -530,5 +564,6 @@ int main(void) {
   test_allocator();
   test_arena();
   test_shared();
+  test_give_back();
   return check_finish("ratelimit");
 }
