@@ -13,7 +13,8 @@
 
 #include "check.h"
 
-/* the plugin's file itself: a plugin is not linked into bhcore */
+/* the plugin's file itself: a plugin is not linked into bhcore (found
+ * through the tests/unit include path) */
 #include "../../plugins/webhooks/wh_url.c"
 
 static int cls(const char *addr) {
