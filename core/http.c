@@ -821,7 +821,10 @@ static void bh__on_connection(uv_stream_t *server, int status) {
    * says Connection: close): closing it unanswered would reset a client
    * that did nothing wrong. Over a limit, it gets a short 503 instead of
    * a bare close, and is not counted against the limit meanwhile. */
-  uint32_t per_ip = d->cfg->max_connections_per_ip;
+  /* the per-address cap is for client traffic: ops on loopback keep the
+   * admin API */
+  uint32_t per_ip =
+      l->kind == BH__LISTENER_API ? d->cfg->max_connections_per_ip : 0;
   c->refused = d->nconns >= d->cfg->max_connections ||
                (per_ip > 0 && bh__ip_acquire(c, per_ip) != 0);
   c->next = d->conns;

@@ -8,6 +8,7 @@ import socket
 import sys
 import threading
 import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -168,6 +169,45 @@ class LingeringBoundsTest(DaemonTestCase):
                     self.assertIn(key, r.stderr + r.stdout)
             finally:
                 d.stop(check=False)
+
+
+class LingeringDrainTest(unittest.TestCase):
+    def test_drain_is_not_held_by_a_lingering_connection(self):
+        d = harness.Daemon({"server": {"max_body_bytes": 1024,
+                                       "drain_timeout_ms": 6000,
+                                       "lingering_time_ms": 60000,
+                                       "lingering_timeout_ms": 60000},
+                            "plugin.echo": echo_section()})
+        stop = threading.Event()
+        with d:
+            c = d.raw_conn()
+            try:
+                c.send(upload_head(1 << 30))
+                self.assertProblem = DaemonTestCase.assertProblem.__get__(self)
+                self.assertProblem(c.read_response(5), 413,
+                                   "request.too_large")
+
+                def trickle():
+                    while not stop.is_set():
+                        try:
+                            c.sock.send(b"a" * 100)
+                        except OSError:
+                            return
+                        time.sleep(0.05)
+
+                t = threading.Thread(target=trickle, daemon=True)
+                t.start()
+                time.sleep(0.3)
+                t0 = time.monotonic()
+                d.stop()
+                elapsed = time.monotonic() - t0
+            finally:
+                stop.set()
+                c.close()
+        # the drain closes it after its idle grace (1 s), not at the drain
+        # timeout and not after lingering_time
+        self.assertLess(elapsed, 4.0)
+        self.assertEqual(d.events("drain_timeout"), [])
 
 
 if __name__ == "__main__":
