@@ -246,9 +246,12 @@ static int bh__on_headers_complete(llhttp_t *p) {
     case 'o': bit = strcmp(n, "origin") == 0 ? 4u : 0u; break;
     case 'c': bit = strcmp(n, "content-type") == 0 ? 8u : 0u; break;
     case 't': te |= strcmp(n, "transfer-encoding") == 0; break;
+    /* the default API-key name too: not every reader of it follows
+     * [auth] api_key_header */
+    case 'x': bit = strcmp(n, "x-api-key") == 0 ? 16u : 0u; break;
     default: break;
     }
-    if (bit == 0 && n[0] == keyh[0] && strcmp(n, keyh) == 0) bit = 16u;
+    if (bit == 0 && n[0] == keyh[0] && strcmp(n, keyh) == 0) bit = 32u;
     dup |= seen & bit;
     seen |= bit;
   }

@@ -72,7 +72,8 @@ class StrictTest(DaemonTestCase):
                 ("Origin", "https://a.example", "https://b.example"),
                 ("Content-Type", "application/json", "text/plain"),
                 ("X-Gateway-Key", "k1", "k2"),
-                ("x-gateway-KEY", "k1", "k1")):
+                ("x-gateway-KEY", "k1", "k1"),
+                ("X-API-Key", "a", "b")):
             with self.subTest(name=name):
                 self.assertRefused(req(["Host: t", "%s: %s" % (name, v1),
                                         "%s: %s" % (name.upper(), v2)]))
@@ -82,7 +83,7 @@ class StrictTest(DaemonTestCase):
                                "Origin: https://a.example",
                                "Content-Type: application/json",
                                "X-Gateway-Key: k", "X-API-Key: a",
-                               "X-API-Key: b"]))
+                               "Accept: a", "Accept: b"]))
 
     # -- Transfer-Encoding and HTTP/1.0 ---------------------------------------
 
