@@ -539,6 +539,9 @@ static void bh__conn_pump(bh__conn *c) {
      * send timer cuts a client that takes nothing */
     c->write_blocked = 1;
     bh__read_stop(c);
+    /* a request we stopped reading is not late: its clock restarts when
+     * reading does */
+    if (c->state != BH__CONN_IDLE) uv_timer_stop(&c->timer);
     return;
   }
   if (c->state == BH__CONN_IDLE && c->idle_arm) {
@@ -553,6 +556,10 @@ void bh__conn_write_drained(bh__conn *c) {
   if (c->write_blocked && c->state != BH__CONN_PROCESSING &&
       c->state != BH__CONN_CLOSING) {
     c->write_blocked = 0;
+    if (c->state == BH__CONN_HEADERS)
+      bh__conn_timer(c, c->d->cfg->header_timeout_ms);
+    else if (c->state == BH__CONN_BODY)
+      bh__conn_timer(c, c->d->cfg->body_timeout_ms);
     bh__conn_pump(c);
   }
 }
