@@ -169,14 +169,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                            .sin_port = htons((uint16_t)fz_port)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   /* Thousands of exchanges a second leave as many local ports in
-   * TIME_WAIT: when none is free (EADDRNOTAVAIL), wait for one instead of
-   * reporting a crash. A daemon that stops listening still aborts. */
+   * TIME_WAIT: when none is free (EADDRNOTAVAIL, EAGAIN), wait for one instead
+   * of reporting a crash. A daemon that stops listening still aborts. */
   int fd = -1;
   for (int tries = 0; fd < 0; tries++) {
     fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) abort();
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) break;
-    if (errno != EADDRNOTAVAIL || tries >= 100) abort();
+    if ((errno != EADDRNOTAVAIL && errno != EAGAIN) || tries >= 100) {
+      fprintf(stderr, "connect: %s\n", strerror(errno));
+      abort();
+    }
     close(fd);
     fd = -1;
     uv_run(&fz_loop, UV_RUN_NOWAIT);
