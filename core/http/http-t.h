@@ -57,6 +57,7 @@ struct bh_req {
   size_t body_limit;
   int bad_path; /* the target is not an origin-form path we serve */
   int is_head;
+  int no_body; /* HEAD, or a 204/304 answer: no body bytes leave */
   int expect_continue;
 
   /* routing */
@@ -113,12 +114,15 @@ enum bh__conn_state {
 
 struct bh__conn {
   uv_tcp_t tcp;
-  uv_timer_t timer; /* idle / header / body timeout, then handler deadline */
+  uv_timer_t timer;      /* idle / header / body timeout, then handler deadline;
+                            while lingering, the lingering timeouts */
+  uv_timer_t send_timer; /* runs while writes are queued: send_timeout_ms */
+  uv_shutdown_t shutdown; /* lingering close: our side's FIN */
   bh__daemon *d;
   bh__listener *listener;
   llhttp_t parser;
   int state;
-  int handles_open; /* tcp + timer still to be closed */
+  int handles_open; /* tcp + timers still to be closed */
   int keep_alive;
   int read_eof;
   int eof_held; /* EOF seen while a request was in flight: acted on once
@@ -138,6 +142,14 @@ struct bh__conn {
   uint64_t idle_since;    /* loop time it last became idle */
   int writes_pending;
   int close_after_write;
+  int write_error;        /* a write failed: close, never linger */
+  size_t send_left;       /* write queue size at the last send check */
+  int lingering;          /* answered and shut down: reading to discard */
+  size_t linger_bytes;    /* discarded so far */
+  uint64_t linger_end;    /* loop time lingering ends at the latest */
+  int refused;            /* over a connection limit: not counted in nconns */
+  size_t field_len;       /* bytes of the header or trailer name being read */
+  struct bh__ipcount *ip; /* per-address count (max_connections_per_ip) */
   int closed;
   char client_addr[64];
   struct bh__conn *next, *prev; /* daemon's list, for shutdown */

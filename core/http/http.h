@@ -25,7 +25,12 @@ void bh__http_settings_init(llhttp_settings_t *s);
 void bh__conn_close_all(bh__daemon *d);
 void bh__conn_close_idle(bh__daemon *d);
 void bh__conn_close_when_written(bh__conn *c);
-/* response.c reports each finished write here. */
+/* Whether the answer being written is the connection's last (no keep-alive,
+ * peer gone, draining, keepalive_requests reached). */
+int bh__conn_last_answer(const bh__conn *c);
+/* response.c reports each queued write here (starts the send timer) and
+ * each finished one. */
+void bh__conn_on_queued(bh__conn *c);
 void bh__conn_on_written(bh__conn *c, int status);
 /* Arms the connection timer as the handler deadline. */
 void bh__conn_deadline(bh__conn *c, uint32_t ms);
@@ -57,6 +62,9 @@ long bh__respond_body(bh_req *req, const char *data, size_t len);
 void bh__respond_end(bh_req *req, int complete);
 /* Raw problem write for failures before a request exists (parse errors). */
 void bh__conn_problem(bh__conn *c, const char *code);
+/* Writes a copy of data in order with the connection's other output (what
+ * does not leave at once is queued). */
+void bh__conn_write(bh__conn *c, const char *data, size_t len);
 
 /* request.c: a request's life cycle */
 /* At headers complete: splits the target into path and query (in place),

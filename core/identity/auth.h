@@ -20,37 +20,11 @@
 
 #include "bulkhead/plugin.h"
 #include "config/config.h"
+#include "identity/auth-t.h"
 #include "identity/jwt_token.h"
 
 struct bh__daemon;
 struct bh__store;
-
-/* [auth], resolved: secrets read from @env / @file, key files loaded. */
-typedef struct bh__auth_conf {
-  int alg;               /* BH__JWT_HS256 / RS256 / ES256 */
-  unsigned char *secret; /* HS256; NULL: the generated one in data_dir */
-  size_t secret_len;
-  char *private_pem; /* RS256 / ES256: signs (NULL: verify only) */
-  size_t private_len;
-  char *public_pem; /* RS256 / ES256: verifies */
-  size_t public_len;
-  char *issuer;             /* "bulkhead" */
-  char *audience;           /* "bulkhead" */
-  uint32_t access_ttl_s;    /* 900 */
-  uint32_t refresh_ttl_s;   /* 2592000 */
-  uint32_t leeway_s;        /* 30 */
-  uint32_t refresh_grace_s; /* 5 */
-  int cookie_secure;        /* 1 */
-  char **origins; /* csrf_origins, "scheme://host[:port]" lower-cased */
-  size_t norigins;
-  char *api_key_header;        /* "x-api-key", lower-cased */
-  char *store_file;            /* "identity.db"; relative: under data_dir */
-  uint32_t login_max_failures; /* 5 per account ... */
-  uint32_t login_max_failures_per_address; /* 50 per client address ... */
-  uint32_t login_lockout_s; /* ... within this window, then locked */
-  char *api_key_scopes;     /* space-separated allowlist for API keys, "" */
-  uint32_t revoked_sessions_max; /* the revoked-session set's slots, 65536 */
-} bh__auth_conf;
 
 /* The generated HS256 secret, when [auth] gives none. */
 #define BH__AUTH_SECRET_FILE "jwt.secret"
