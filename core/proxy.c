@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "daemon.h"
 #include "log.h"
 #include "upstream.h"
@@ -172,44 +173,175 @@ static void bh__proxy_done(bh_req *req, const bh_upstream_result *res,
   free(pc);
 }
 
+/* The session cookies of the core: its own names and the __Host- ones
+ * used when cookies are Secure. */
+static const char *const bh__our_cookies[] = {
+    "__session", "__refresh", "__Host-session", "__Host-refresh", NULL};
+
+static int bh__our_cookie(const char *name, size_t n) {
+  for (size_t i = 0; bh__our_cookies[i]; i++)
+    if (strlen(bh__our_cookies[i]) == n &&
+        strncasecmp(name, bh__our_cookies[i], n) == 0)
+      return 1;
+  return 0;
+}
+
+/* Appends the pairs of the Cookie value `v` that are not ours to b, "; "
+ * separated; the number of pairs kept. */
+static size_t bh__cookies_filter(bh__buf *b, const char *v) {
+  size_t kept = 0;
+  for (const char *s = v; *s;) {
+    while (*s == ' ' || *s == '\t' || *s == ';')
+      s++;
+    if (*s == '\0') break;
+    size_t l = strcspn(s, ";");
+    size_t pl = l;
+    while (pl && (s[pl - 1] == ' ' || s[pl - 1] == '\t'))
+      pl--;
+    size_t nl = strcspn(s, "=");
+    if (nl > pl) nl = pl;
+    while (nl && (s[nl - 1] == ' ' || s[nl - 1] == '\t'))
+      nl--;
+    if (!bh__our_cookie(s, nl)) {
+      if (kept++) bh__buf_append(b, "; ", 2);
+      bh__buf_append(b, s, pl);
+    }
+    s += l;
+  }
+  return kept;
+}
+
+/* Headers the client may not set for the upstream: the forwarding ones are
+ * rebuilt from the connection, X-Bulkhead-* carry the identity the core
+ * established. `name` is lower-cased. */
+static int bh__client_forged(const char *name) {
+  return strcmp(name, "forwarded") == 0 || strcmp(name, "x-real-ip") == 0 ||
+         strncmp(name, "x-forwarded-", 12) == 0 ||
+         strncmp(name, "x-bulkhead-", 11) == 0;
+}
+
+/* A value the core sets from its own state goes out only without control
+ * bytes (they are refused at the source; this keeps a header line one line
+ * whatever changes there). */
+static int bh__header_safe(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f) return 0;
+  return 1;
+}
+
+static void bh__line_start(bh__buf *b, size_t *offs, size_t *n,
+                           const char *name) {
+  offs[(*n)++] = b->len;
+  bh__buf_puts(b, name);
+  bh__buf_append(b, ": ", 2);
+}
+
+static void bh__line(bh__buf *b, size_t *offs, size_t *n, const char *name,
+                     const char *value) {
+  bh__line_start(b, offs, n, name);
+  bh__buf_puts(b, value);
+  bh__buf_putc(b, '\0');
+}
+
+/* RFC 7239 quoted-string */
+static void bh__quoted(bh__buf *b, const char *s) {
+  bh__buf_putc(b, '"');
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') bh__buf_putc(b, '\\');
+    bh__buf_putc(b, *s);
+  }
+  bh__buf_putc(b, '"');
+}
+
+static const char *bh__auth_kind_name(int kind) {
+  switch (kind) {
+  case BH_AUTH_BEARER: return "bearer";
+  case BH_AUTH_COOKIE: return "cookie";
+  case BH_AUTH_API_KEY: return "api_key";
+  default: return NULL;
+  }
+}
+
+/* Extra lines the handler adds beyond the request's own */
+#define BH__PROXY_EXTRA 12
+
 static void bh__proxy_handler(bh_req *req, void *data) {
   bh__proxy *px = data;
   bh__daemon *d = req->d;
   const char *conn = bh__req_header(req, "connection");
   size_t n = 0;
-  const char **hdrs = calloc(req->nheaders + 4, sizeof(char *));
+  const char **hdrs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(char *));
   bh__buf tmp;
   bh__buf_init(&tmp);
   /* header lines are built in one buffer; offsets first, pointers after,
    * since the buffer may move while it grows */
-  size_t *offs = calloc(req->nheaders + 4, sizeof(size_t));
+  size_t *offs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(size_t));
   if (hdrs == NULL || offs == NULL) goto oom;
-  const char *fwd_for = NULL, *host = NULL;
+  /* The caller's gateway credentials stay here unless the upstream is
+   * trusted with them ([upstream.NAME] forward_credentials): our session
+   * cookies, the API key header and an Authorization the middleware
+   * verified. The upstream learns who the caller is from X-Bulkhead-*. */
+  const bh__authn *an = req->authn;
+  int keep_creds = px->u->forward_credentials;
+  bh__auth *auth = bh__auth_get();
+  const char *key_header = auth ? auth->conf->api_key_header : "x-api-key";
+  const char *host = NULL;
   for (size_t i = 0; i < req->nheaders; i++) {
     const bh__header *h = &req->headers[i];
-    if (strcmp(h->name, "x-forwarded-for") == 0) fwd_for = h->value;
     if (strcmp(h->name, "host") == 0) host = h->value;
-    if (bh__is_hop(h->name, conn) || strcmp(h->name, "x-forwarded-for") == 0)
-      continue;
-    offs[n++] = tmp.len;
-    bh__buf_puts(&tmp, h->name);
-    bh__buf_append(&tmp, ": ", 2);
-    bh__buf_puts(&tmp, h->value);
-    bh__buf_putc(&tmp, '\0');
+    if (bh__is_hop(h->name, conn) || bh__client_forged(h->name)) continue;
+    if (!keep_creds) {
+      if (strcmp(h->name, key_header) == 0) continue;
+      if (an && an->p.kind == BH_AUTH_BEARER &&
+          strcmp(h->name, "authorization") == 0)
+        continue;
+      if (strcmp(h->name, "cookie") == 0) {
+        size_t mark = tmp.len;
+        bh__line_start(&tmp, offs, &n, "Cookie");
+        if (bh__cookies_filter(&tmp, h->value) == 0) {
+          /* nothing but ours: no Cookie header at all */
+          n--;
+          tmp.len = mark;
+          continue;
+        }
+        bh__buf_putc(&tmp, '\0');
+        continue;
+      }
+    }
+    bh__line(&tmp, offs, &n, h->name, h->value);
   }
-  offs[n++] = tmp.len;
-  bh__buf_puts(&tmp, "X-Forwarded-For: ");
-  if (fwd_for) {
-    bh__buf_puts(&tmp, fwd_for);
-    bh__buf_append(&tmp, ", ", 2);
+  /* the forwarding headers, from the connection only: a client's own
+   * X-Forwarded-For or Forwarded would let it pick the address upstream
+   * logs and limits see */
+  const char *addr = req->client_addr;
+  bh__line(&tmp, offs, &n, "X-Forwarded-For", addr);
+  bh__line(&tmp, offs, &n, "X-Real-IP", addr);
+  bh__line(&tmp, offs, &n, "X-Forwarded-Proto", "http");
+  if (host) bh__line(&tmp, offs, &n, "X-Forwarded-Host", host);
+  bh__line_start(&tmp, offs, &n, "Forwarded");
+  bh__buf_puts(&tmp, "for=");
+  if (strchr(addr, ':')) {
+    bh__buf_append(&tmp, "\"[", 2);
+    bh__buf_puts(&tmp, addr);
+    bh__buf_append(&tmp, "]\"", 2);
+  } else {
+    bh__buf_puts(&tmp, addr);
   }
-  bh__buf_puts(&tmp, req->client_addr);
-  bh__buf_putc(&tmp, '\0');
   if (host) {
-    offs[n++] = tmp.len;
-    bh__buf_puts(&tmp, "X-Forwarded-Host: ");
-    bh__buf_puts(&tmp, host);
-    bh__buf_putc(&tmp, '\0');
+    bh__buf_puts(&tmp, ";host=");
+    bh__quoted(&tmp, host);
+  }
+  bh__buf_puts(&tmp, ";proto=http");
+  bh__buf_putc(&tmp, '\0');
+  if (an) {
+    const char *kind = bh__auth_kind_name(an->p.kind);
+    if (bh__header_safe(an->p.user_id))
+      bh__line(&tmp, offs, &n, "X-Bulkhead-User", an->p.user_id);
+    if (kind) bh__line(&tmp, offs, &n, "X-Bulkhead-Auth", kind);
+    if (an->p.scopes[0] && bh__header_safe(an->p.scopes))
+      bh__line(&tmp, offs, &n, "X-Bulkhead-Scopes", an->p.scopes);
+    if (an->p.key_id[0] && bh__header_safe(an->p.key_id))
+      bh__line(&tmp, offs, &n, "X-Bulkhead-Key-Id", an->p.key_id);
   }
   if (bh__buf_failed(&tmp)) goto oom;
   for (size_t i = 0; i < n; i++)
