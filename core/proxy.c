@@ -4,6 +4,12 @@
  * through the same client, retries, breaker and error map as any call; the
  * answer streams back as it arrives.
  *
+ * What is not the client's to forward stays here: the gateway's own
+ * credentials (session cookies, the API key header, a verified
+ * Authorization) unless the upstream has forward_credentials, and every
+ * Forwarded / X-Forwarded-* / X-Real-IP / X-Bulkhead-* header, which the
+ * core writes itself from the connection and the session middleware.
+ *
  * Answers that may still be retried or mapped (5xx, 408, 429, statuses the
  * error map names) are buffered; everything else streams, and from the first
  * streamed byte no retry happens.
@@ -29,6 +35,8 @@ typedef struct bh__proxy_call {
   bh__proxy *px;
   bh__call *call;
   int streamed;
+  long long length; /* announced Content-Length, -1: chunked */
+  unsigned long long sent;
 } bh__proxy_call;
 
 static const char *const bh__hop_by_hop[] = {"connection",
@@ -80,19 +88,22 @@ static void bh__proxy_drain(bh_req *req) {
   if (pc && pc->call) bh__call_resume(pc->call);
 }
 
-static int bh__proxy_on_head(bh__call *call, int status, void *data) {
-  bh__proxy_call *pc = data;
-  pc->call = call;
-  if (status >= 500 || status == 408 || status == 429 ||
-      bh__errmap_status_mapped(pc->px->plugin, status))
-    return 0;
-  /* pass the upstream's framing when it gave a length; chunk otherwise.
-   * The block is "name: value\r\n" lines with lower-cased names
-   * (bh__on_header): Connection first, since it can name more hop-by-hop
-   * headers, then one pass that copies the end-to-end lines. */
-  const char *hs = bh__call_headers(call);
-  long long length = -1;
-  /* every Connection value, comma-joined */
+/* A Content-Length value we may frame the client's answer with: digits
+ * only, and not so many that they overflow. -1 otherwise. */
+static long long bh__length_value(const char *v, size_t n) {
+  if (n == 0 || n > 18) return -1;
+  long long x = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] < '0' || v[i] > '9') return -1;
+    x = x * 10 + (v[i] - '0');
+  }
+  return x;
+}
+
+int bh__proxy_head_lines(const char *hs, bh__buf *out, long long *length) {
+  /* Connection first, since it can name more hop-by-hop headers, then one
+   * pass that copies the end-to-end lines */
+  *length = -1;
   bh__buf connv;
   bh__buf_init(&connv);
   for (const char *s = strstr(hs, "connection: "); s;
@@ -102,33 +113,60 @@ static int bh__proxy_on_head(bh__call *call, int status, void *data) {
     bh__buf_append(&connv, s + 12, strcspn(s + 12, "\r\n"));
   }
   const char *conn = connv.len ? connv.data : NULL;
-  bh__buf out;
-  bh__buf_init(&out);
-  bh__buf_grow(&out, strlen(hs));
+  /* the upstream's length frames our answer only when it is the one
+   * framing libcurl used too: a single well-formed value and no
+   * Transfer-Encoding (which overrides it, RFC 9112 6.3). Otherwise the
+   * body is chunked, which is right whatever the upstream's framing was;
+   * a wrong length would desynchronise the client's connection */
+  long long len = -1;
+  int lengths = 0, te = 0;
+  bh__buf_grow(out, strlen(hs));
   for (const char *s = hs; *s;) {
     const char *eol = strstr(s, "\r\n");
     if (eol == NULL) break;
     const char *colon = memchr(s, ':', (size_t)(eol - s));
     size_t nl = colon ? (size_t)(colon - s) : 0;
     if (colon && nl < 128) {
+      const char *v = colon + 2 <= eol ? colon + 2 : eol;
       if (nl == 14 && memcmp(s, "content-length", 14) == 0) {
-        const char *v = colon + 2 <= eol ? colon + 2 : eol;
-        length = strtoll(v, NULL, 10);
+        long long x = bh__length_value(v, (size_t)(eol - v));
+        if (lengths++ == 0)
+          len = x;
+        else if (x != len)
+          len = -1;
       }
+      if (nl == 17 && memcmp(s, "transfer-encoding", 17) == 0) te = 1;
       if (!bh__is_hop_n(s, nl, conn) && !(nl == 4 && memcmp(s, "date", 4) == 0))
-        bh__buf_append(&out, s, (size_t)(eol - s) + 2);
+        bh__buf_append(out, s, (size_t)(eol - s) + 2);
     }
     s = eol + 2;
   }
-  if (bh__buf_failed(&connv)) out.failed = 1;
+  if (!te && len >= 0) *length = len;
+  /* terminated even when nothing was copied (grow does not write the NUL:
+   * a head of hop-by-hop lines only once relayed uninitialised bytes) */
+  if (out->data && !out->failed) out->data[out->len] = '\0';
+  int failed = bh__buf_failed(&connv) || bh__buf_failed(out);
   bh__buf_free(&connv);
+  return failed ? -ENOMEM : 0;
+}
+
+static int bh__proxy_on_head(bh__call *call, int status, void *data) {
+  bh__proxy_call *pc = data;
+  pc->call = call;
+  if (status >= 500 || status == 408 || status == 429 ||
+      bh__errmap_status_mapped(pc->px->plugin, status))
+    return 0;
+  bh__buf out;
+  bh__buf_init(&out);
+  long long length;
+  int rc = bh__proxy_head_lines(bh__call_headers(call), &out, &length);
   bh_req *req = pc->req;
-  int rc = bh__buf_failed(&out)
-               ? -ENOMEM
-               : bh__respond_head(req, status, out.data, length);
+  if (rc == 0)
+    rc = bh__respond_head(req, status, out.len ? out.data : NULL, length);
   bh__buf_free(&out);
   if (rc == 0) {
     pc->streamed = 1;
+    pc->length = req->chunked ? -1 : length;
     req->on_drain = bh__proxy_drain;
     req->on_drain_data = pc;
   }
@@ -140,6 +178,12 @@ static int bh__proxy_on_data(bh__call *call, const char *buf, size_t len,
   bh__proxy_call *pc = data;
   (void)call;
   if (!pc->streamed) return 0; /* client gone: drain and discard */
+  if (pc->length >= 0) {
+    /* never more than the length we announced: the excess would be read
+     * as the start of the client's next answer */
+    if ((unsigned long long)pc->length - pc->sent < len) return -1;
+    pc->sent += len;
+  }
   long queued = bh__respond_body(pc->req, buf, len);
   return queued > (long)(1u << 20);
 }

@@ -96,6 +96,14 @@ int bh__result_malformed(const bh_upstream_result *res);
  * token, a control byte other than HTAB in a value or the reason, an
  * obs-fold line, a line with no colon); -ENOMEM (block failed). */
 int bh__upstream_head_line(bh__buf *block, const char *line, size_t len);
+
+/* proxy.c: the lines of a head block (bh__call_headers form) a proxy route
+ * relays, appended to out: hop-by-hop headers, those Connection names,
+ * framing and Date stay behind. *length: the Content-Length to frame the
+ * client's answer with, or -1 (chunked) when the upstream gave none, gave
+ * several or a malformed one, or also gave Transfer-Encoding. 0 or
+ * -ENOMEM. */
+int bh__proxy_head_lines(const char *block, bh__buf *out, long long *length);
 /* Cancels the calls of a request that was answered (deadline). */
 void bh__calls_cancel(bh_req *req);
 

@@ -115,5 +115,50 @@ class UpstreamMalformedTest(TwoSimsCase):
         self.assertEqual(self.d.get("/t/up_two/proxy/fine").status, 200)
 
 
+class UpstreamFramingTest(TwoSimsCase):
+    """The client's answer is framed by what the gateway relays: the
+    upstream's Content-Length only when it is the framing libcurl used
+    (one well-formed value, no Transfer-Encoding); chunked otherwise. A
+    length that disagrees with the body would leave bytes the client
+    reads as its next answer."""
+
+    @classmethod
+    def make_config(cls, one_url, two_url):
+        return up_config(one_url, two_url)
+
+    def exchange(self, path):
+        """Two pipelined GETs on one connection: both answers must parse,
+        nothing may be left over."""
+        req = "GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path
+        with self.d.raw_conn() as c:
+            c.send((req + req).encode())
+            resps = c.read_responses(2, timeout=5.0)
+            return resps, c.buf
+
+    def test_te_and_cl_together_are_rechunked(self):
+        path = "/t/up_one/proxy/te-cl"
+        self.sim1.set_behavior(path=path, status=200,
+                               headers={"Transfer-Encoding": "chunked",
+                                        "Content-Length": "5"},
+                               body="a\r\n0123456789\r\n0\r\n\r\n")
+        resps, left = self.exchange(path)
+        self.assertEqual(len(resps), 2, (resps, left))
+        for r in resps:
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.body, b"0123456789")
+            self.assertIsNone(r.headers.get("content-length"), r)
+        self.assertEqual(left, b"")
+
+    def test_a_plain_length_is_kept(self):
+        path = "/t/up_one/proxy/cl"
+        self.sim1.set_behavior(path=path, status=200, body="0123456789")
+        resps, left = self.exchange(path)
+        self.assertEqual(len(resps), 2, (resps, left))
+        for r in resps:
+            self.assertEqual(r.body, b"0123456789")
+            self.assertEqual(r.headers.get("content-length"), "10")
+        self.assertEqual(left, b"")
+
+
 if __name__ == "__main__":
     harness.main()
