@@ -30,6 +30,10 @@ int bh__catalogue_json(bh__daemon *d, bh__buf *out);
 
 /* services.c */
 const bh_services *bh__services(void);
+/* Percent-decodes the route's parameters into req->params before the
+ * handler runs. 0; -EINVAL when one decodes to a NUL, '\', '?', '#', a
+ * "." or ".." segment, or (a {name} capture) a '/'; -ENOMEM. */
+int bh__params_decode(bh_req *req);
 
 /* routes.c */
 /* Registers a route for p (init only); the one path for plugin routes and
@@ -41,6 +45,13 @@ void bh__reg_fail(bh__plugin *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* proxy.c */
+/* The lines of a head block (bh__call_headers form) a proxy route
+ * relays, appended to out: hop-by-hop headers, those Connection names,
+ * framing and Date stay behind. *length: the Content-Length to frame the
+ * client's answer with, or -1 (chunked) when the upstream gave none, gave
+ * several or a malformed one, or also gave Transfer-Encoding. 0 or
+ * -ENOMEM. */
+int bh__proxy_head_lines(const char *block, bh__buf *out, long long *length);
 int bh__proxy_add(bh__plugin *p, const char *prefix, struct bh_upstream *u,
                   uint32_t flags);
 

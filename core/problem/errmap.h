@@ -22,13 +22,17 @@ int bh__errmap_defaults(bh__plugin *p);
 void bh__errmap_free(bh__plugin *p);
 const bh__code *bh__errmap_code(const bh__plugin *p, const char *code);
 
-/* errmap matching: the code, status and Retry-After for an outcome. */
+/* errmap matching: the code, status and Retry-After for an outcome.
+ * malformed: the upstream answered with a head the client must not see
+ * (bh__result_malformed, upstream/): <plugin>.upstream_error whatever the
+ * rows say. */
 typedef struct bh__mapped {
   const char *code;
   long retry_after; /* -1: none */
 } bh__mapped;
 void bh__errmap_match(const bh__plugin *p, const bh_upstream_result *res,
-                      bh__mapped *out, char *codebuf, size_t codelen);
+                      int malformed, bh__mapped *out, char *codebuf,
+                      size_t codelen);
 /* 1 when an error-map row matches this HTTP status on its own (used by the
  * proxy to decide whether to buffer an answer). */
 int bh__errmap_status_mapped(const bh__plugin *p, int status);

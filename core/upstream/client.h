@@ -49,6 +49,7 @@ typedef struct bh__sock {
 typedef struct bh__result {
   bh_upstream_result pub; /* first: the plugin sees only this */
   bh__call *call;
+  int malformed; /* the answer's head was refused (bh__upstream_head_line) */
 } bh__result;
 
 struct bh__call {
@@ -61,7 +62,8 @@ struct bh__call {
   int has_stream;
   int streaming; /* answer being streamed: no retry */
   int paused;
-  int aborted; /* the stream's reader stopped it: no verdict */
+  int aborted;   /* the stream's reader stopped it: no verdict */
+  int malformed; /* this attempt's answer had a head we refuse to relay */
 
   void *mem; /* one block: the strings and the body below point into it */
   char *method;

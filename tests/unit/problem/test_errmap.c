@@ -97,6 +97,7 @@ static const bh_error_row rows[] = {
     {.on = BH_ON_CODE, .code = "idp.custom", .http_status = 409},
 };
 
+static int malformed;
 static const char *t_match(const bh__plugin *p, int outcome, uint32_t transport,
                            int status, const char *body, long retry_after,
                            long *ra_out, char *buf, size_t len) {
@@ -110,7 +111,7 @@ static const char *t_match(const bh__plugin *p, int outcome, uint32_t transport,
   res.body_len = body ? strlen(body) : 0;
   res.retry_after = retry_after;
   bh__mapped m = {NULL, -2};
-  bh__errmap_match(p, &res, &m, buf, len);
+  bh__errmap_match(p, &res, malformed, &m, buf, len);
   *ra_out = m.retry_after;
   return m.code;
 }
@@ -177,6 +178,14 @@ static void test_match(void) {
   CHECK_STR(
       t_match(&p, BH_OUTCOME_CANCELED, 0, 0, NULL, -1, &ra, buf, sizeof buf),
       "generic.timeout");
+
+  /* a head the upstream sent that must not be relayed: its error, even
+   * where a transport row would match */
+  malformed = 1;
+  CHECK_STR(t_match(&p, BH_OUTCOME_TRANSPORT, BH_TRANSPORT_DNS, 0, NULL, -1,
+                    &ra, buf, sizeof buf),
+            "idp.upstream_error");
+  malformed = 0;
 
   CHECK_INT(bh__errmap_status_mapped(&p, 503), 1);
   CHECK_INT(bh__errmap_status_mapped(&p, 418), 1); /* the 4xx class row */
