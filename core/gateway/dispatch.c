@@ -71,7 +71,7 @@ static void bh__dispatch(bh_req *req) {
   bh__daemon *d = req->d;
   bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
   if (req->bad_path) {
-    bh__respond_problem(req, "request.bad_request", NULL, -1, NULL, 0, NULL, 0);
+    bh__respond_code(req, "request.bad_request");
     return;
   }
   /* The owner of the path decides first: a plugin that is down answers for
@@ -82,13 +82,12 @@ static void bh__dispatch(bh_req *req) {
     return;
   }
   if (req->match_result == BH__ROUTE_NOT_FOUND) {
-    bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+    bh__respond_code(req, "route.not_found");
     return;
   }
   if (req->match_result == BH__ROUTE_METHOD_NOT_ALLOWED) {
     bh__buf_printf(&req->resp_headers, "Allow: %s\r\n", req->allow);
-    bh__respond_problem(req, "route.method_not_allowed", NULL, -1, NULL, 0,
-                        NULL, 0);
+    bh__respond_code(req, "route.method_not_allowed");
     return;
   }
   bh__route *route = req->route;
@@ -125,8 +124,7 @@ static void bh__dispatch_resume(bh_req *req) {
   if (bh__limit_check(req) != 0) return;
   if (!(route->flags & BH_ROUTE_RAW_BODY) && req->body.len > 0 &&
       !bh__is_json(bh__req_header(req, "content-type"))) {
-    bh__respond_problem(req, "request.unsupported_media_type", NULL, -1, NULL,
-                        0, NULL, 0);
+    bh__respond_code(req, "request.unsupported_media_type");
     return;
   }
   req->plugin_holds = 1;
@@ -148,7 +146,7 @@ void bh__dispatch_deadline(bh_req *req) {
   if (p) bh__log_str(&l, "plugin", p->name);
   if (req->route) bh__log_str(&l, "route", req->route->pattern);
   bh__log_end(&l);
-  bh__respond_problem(req, code, NULL, -1, NULL, 0, NULL, 0);
+  bh__respond_code(req, code);
   /* nobody is waiting for these answers any more */
   bh__calls_cancel(req);
 }

@@ -447,7 +447,7 @@ oom:
   free(offs);
   bh__buf_free(&tmp);
   req->plugin_holds = 0;
-  bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+  bh__respond_code(req, "generic.internal");
   bh__req_unref(req);
 }
 

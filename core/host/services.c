@@ -263,7 +263,7 @@ static int svc_respond(bh_req *r, int status, const char *content_type,
     bh__logf(BH__ERROR, "plugin_bad_response",
              "plugin %s ended a request with status %d or a bad content type",
              r->plugin ? r->plugin->name : "?", status);
-    bh__respond_problem(r, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+    bh__respond_code(r, "generic.internal");
     bh__req_unref(r);
     return -EINVAL;
   }

@@ -49,6 +49,9 @@ void bh__respond(bh_req *req, int status, const char *content_type,
 void bh__respond_problem(bh_req *req, const char *code, const char *detail,
                          long retry_after, const bh__ext *ext, size_t next,
                          const bh__field_error *errs, size_t nerrs);
+/* The common case of bh__respond_problem: the code's own title and detail,
+ * no Retry-After, no extensions, no field errors. */
+void bh__respond_code(bh_req *req, const char *code);
 /* Looks a code up: the route's plugin first, then every plugin, then the
  * core. NULL when unknown. */
 const bh__code *bh__code_find(bh__daemon *d, bh__plugin *p, const char *code);

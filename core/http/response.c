@@ -282,6 +282,10 @@ void bh__respond_problem(bh_req *req, const char *code, const char *detail,
   bh__buf_free(&hdr);
 }
 
+void bh__respond_code(bh_req *req, const char *code) {
+  bh__respond_problem(req, code, NULL, -1, NULL, 0, NULL, 0);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Streamed answers (proxy, server-sent events)                            */
 /* ---------------------------------------------------------------------- */
@@ -432,5 +436,5 @@ void bh__conn_problem(bh__conn *c, const char *code) {
   }
   c->state = BH__CONN_PROCESSING;
   uv_timer_stop(&c->timer);
-  bh__respond_problem(req, code, NULL, -1, NULL, 0, NULL, 0);
+  bh__respond_code(req, code);
 }

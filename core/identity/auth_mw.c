@@ -312,7 +312,7 @@ static void bh__deny(bh_req *req, const char *code, int clear,
   if (auth_code || strcmp(code, "auth.ambiguous_credentials") == 0)
     bh__buf_puts(&req->resp_headers,
                  "WWW-Authenticate: Bearer realm=\"bulkhead\"\r\n");
-  bh__respond_problem(req, code, NULL, -1, NULL, 0, NULL, 0);
+  bh__respond_code(req, code);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -358,7 +358,7 @@ static void bh__mw_refreshed(bh_req *req, bh__mwjob *j) {
     bh__buf_puts(&req->resp_headers, "Cache-Control: no-store\r\n");
     if (!bh__authn_set(req, BH_AUTH_COOKIE, j->sess.user_id, j->sess.session_id,
                        j->sess.scopes, NULL, j->access_exp)) {
-      bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+      bh__respond_code(req, "generic.internal");
       return;
     }
     j->resume(req);
@@ -368,7 +368,7 @@ static void bh__mw_refreshed(bh_req *req, bh__mwjob *j) {
      * carries the new cookies: serve this one without new ones */
     if (!bh__authn_set(req, BH_AUTH_COOKIE, j->sess.user_id, j->sess.session_id,
                        j->sess.scopes, NULL, 0)) {
-      bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+      bh__respond_code(req, "generic.internal");
       return;
     }
     j->resume(req);
@@ -390,9 +390,7 @@ static void bh__mw_refreshed(bh_req *req, bh__mwjob *j) {
   case BH__RT_UNKNOWN:
     bh__deny(req, "auth.unauthenticated", 1, "unknown refresh token");
     return;
-  default:
-    bh__respond_problem(req, "auth.session_store_unavailable", NULL, -1, NULL,
-                        0, NULL, 0);
+  default: bh__respond_code(req, "auth.session_store_unavailable");
   }
 }
 
@@ -408,18 +406,15 @@ static void bh__mw_done(bh__sjob *sj) {
                         j->key.scopes, j->key.id, 0))
         j->resume(req);
       else
-        bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL,
-                            0);
+        bh__respond_code(req, "generic.internal");
     } else if (j->rc == -ENOENT) {
       bh__log_refusal(req, "auth.unauthenticated",
                       "unknown or revoked API key");
       bh__buf_puts(&req->resp_headers,
                    "WWW-Authenticate: Bearer realm=\"bulkhead\"\r\n");
-      bh__respond_problem(req, "auth.unauthenticated", NULL, -1, NULL, 0, NULL,
-                          0);
+      bh__respond_code(req, "auth.unauthenticated");
     } else {
-      bh__respond_problem(req, "auth.session_store_unavailable", NULL, -1, NULL,
-                          0, NULL, 0);
+      bh__respond_code(req, "auth.session_store_unavailable");
     }
   }
   bh__req_unref(req);
@@ -434,13 +429,12 @@ static void bh__mw_done(bh__sjob *sj) {
 static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred,
                          void (*resume)(bh_req *req)) {
   if (a->store == NULL) {
-    bh__respond_problem(req, "auth.session_store_unavailable", NULL, -1, NULL,
-                        0, NULL, 0);
+    bh__respond_code(req, "auth.session_store_unavailable");
     return -1;
   }
   bh__mwjob *j = calloc(1, sizeof(*j));
   if (j == NULL) {
-    bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+    bh__respond_code(req, "generic.internal");
     return -1;
   }
   j->job.work = bh__mw_work;
@@ -456,8 +450,7 @@ static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred,
   if (bh__store_submit(a->store, &j->job) != 0) {
     req->refs--;
     free(j);
-    bh__respond_problem(req, "auth.session_store_unavailable", NULL, -1, NULL,
-                        0, NULL, 0);
+    bh__respond_code(req, "auth.session_store_unavailable");
     return -1;
   }
   /* the store is another compartment: the route's deadline covers it */
@@ -541,7 +534,7 @@ int bh__auth_check(bh_req *req, const bh__auth_next *next) {
     }
     if (!bh__authn_set(req, BH_AUTH_BEARER, cl.sub, cl.sid, cl.scope, NULL,
                        cl.exp)) {
-      bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+      bh__respond_code(req, "generic.internal");
       return -1;
     }
     return 0;
@@ -579,8 +572,7 @@ int bh__auth_check(bh_req *req, const bh__auth_next *next) {
       }
       if (!bh__authn_set(req, BH_AUTH_COOKIE, cl.sub, cl.sid, cl.scope, NULL,
                          cl.exp)) {
-        bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL,
-                            0);
+        bh__respond_code(req, "generic.internal");
         return -1;
       }
       return 0;

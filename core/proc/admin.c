@@ -43,7 +43,7 @@ void bh__admin_set_ops(const bh__admin_ops *ops) {
 
 static void bh__admin_json(bh_req *req, int status, bh__buf *b) {
   if (bh__buf_failed(b)) {
-    bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+    bh__respond_code(req, "generic.internal");
   } else {
     bh__respond(req, status, "application/json", b->data, b->len,
                 "Cache-Control: no-store\r\n");
@@ -132,8 +132,7 @@ static int bh__admin_origin_check(bh_req *req) {
  * body), so no HTML form or simple cross-site request can trigger one. */
 static int bh__admin_json_post(bh_req *req) {
   if (bh__is_json(bh__req_header(req, "content-type"))) return 0;
-  bh__respond_problem(req, "request.unsupported_media_type", NULL, -1, NULL, 0,
-                      NULL, 0);
+  bh__respond_code(req, "request.unsupported_media_type");
   return -EINVAL;
 }
 
@@ -325,8 +324,7 @@ static void bh__breaker_override(bh_req *req, const char *name) {
       u = &bh__shm_g->upstreams[i];
   bh__shm_unlock();
   if (u == NULL) {
-    bh__respond_problem(req, "admin.upstream_not_found", NULL, -1, NULL, 0,
-                        NULL, 0);
+    bh__respond_code(req, "admin.upstream_not_found");
     return;
   }
   bh__body_result res;
@@ -361,7 +359,7 @@ static void bh__breaker_override(bh_req *req, const char *name) {
 
 static void bh__admin_unauthorized(bh_req *req) {
   bh__buf_puts(&req->resp_headers, "WWW-Authenticate: Bearer\r\n");
-  bh__respond_problem(req, "admin.unauthorized", NULL, -1, NULL, 0, NULL, 0);
+  bh__respond_code(req, "admin.unauthorized");
 }
 
 /* metrics_token (off by default) keeps scrapes open to the scraper only */
@@ -374,7 +372,7 @@ static void bh__metrics_endpoint(bh_req *req) {
   bh__buf_init(&b);
   if (bh__metrics_text(req->d, &b) != 0 || bh__buf_failed(&b)) {
     bh__buf_free(&b);
-    bh__respond_problem(req, "generic.internal", NULL, -1, NULL, 0, NULL, 0);
+    bh__respond_code(req, "generic.internal");
     return;
   }
   bh__respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data,
@@ -384,8 +382,7 @@ static void bh__metrics_endpoint(bh_req *req) {
 
 static void bh__admin_method(bh_req *req, const char *allow) {
   bh__buf_printf(&req->resp_headers, "Allow: %s\r\n", allow);
-  bh__respond_problem(req, "route.method_not_allowed", NULL, -1, NULL, 0, NULL,
-                      0);
+  bh__respond_code(req, "route.method_not_allowed");
 }
 
 static int bh__is_get(const bh_req *req) {
@@ -490,7 +487,7 @@ static int bh__admin_named(const char *path, const char *prefix,
 static void bh__admin_dispatch(bh_req *req) {
   const char *path = req->path;
   if (req->bad_path) {
-    bh__respond_problem(req, "request.bad_request", NULL, -1, NULL, 0, NULL, 0);
+    bh__respond_code(req, "request.bad_request");
     return;
   }
   if (bh__admin_origin_check(req) != 0) return;
@@ -502,7 +499,7 @@ static void bh__admin_dispatch(bh_req *req) {
     return;
   }
   if (strncmp(path, "/admin/", 7) != 0) {
-    bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+    bh__respond_code(req, "route.not_found");
     return;
   }
   if (!bh__admin_authorized(req)) {
@@ -541,7 +538,7 @@ static void bh__admin_dispatch(bh_req *req) {
       return;
     }
   }
-  bh__respond_problem(req, "route.not_found", NULL, -1, NULL, 0, NULL, 0);
+  bh__respond_code(req, "route.not_found");
 }
 
 /* Headers complete: the target, and the admin API's own body limit. */
