@@ -26,6 +26,7 @@
 #include "gateway/dispatch.h"
 #include "host/host.h"
 #include "http/http.h"
+#include "http/router.h"
 #include "http/validate.h"
 #include "obs/telemetry.h"
 #include "proc/admin.h"
@@ -385,27 +386,6 @@ static void bh__admin_method(bh_req *req, const char *allow) {
   bh__respond_code(req, "route.method_not_allowed");
 }
 
-static int bh__is_get(const bh_req *req) {
-  return strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-}
-
-/* /healthz, /readyz, /metrics: open to probes and scrapes. */
-static void bh__admin_open(bh_req *req) {
-  const char *path = req->path;
-  if (!bh__is_get(req)) {
-    bh__admin_method(req, "GET, HEAD");
-  } else if (path[1] == 'h') {
-    bh__buf b;
-    bh__buf_init(&b);
-    bh__buf_puts(&b, "{\"status\":\"ok\"}");
-    bh__admin_json(req, 200, &b);
-  } else if (path[1] == 'r') {
-    bh__readyz(req);
-  } else {
-    bh__metrics_endpoint(req);
-  }
-}
-
 /* GET /admin/errors: the catalogue workers published (the master loads no
  * plugin), else this process's own. */
 static void bh__admin_errors(bh_req *req) {
@@ -469,18 +449,92 @@ static void bh__admin_release(bh_req *req, const char *name) {
   bh__admin_json(req, 200, &b);
 }
 
-/* "<prefix>NAME<suffix>": 1 with NAME copied out, 0 when path has another
- * shape, -1 when NAME is too long or holds a '/'. */
-static int bh__admin_named(const char *path, const char *prefix,
-                           const char *suffix, char *name, size_t namelen) {
-  size_t pl = strlen(path), xl = strlen(prefix), sl = strlen(suffix);
-  if (pl <= xl + sl || strncmp(path, prefix, xl) != 0 ||
-      strcmp(path + pl - sl, suffix) != 0)
-    return 0;
-  size_t nl = pl - xl - sl;
-  if (nl >= namelen || memchr(path + xl, '/', nl)) return -1;
-  memcpy(name, path + xl, nl);
-  name[nl] = '\0';
+static void bh__admin_healthz(bh_req *req, const char *name) {
+  (void)name;
+  bh__buf b;
+  bh__buf_init(&b);
+  bh__buf_puts(&b, "{\"status\":\"ok\"}");
+  bh__admin_json(req, 200, &b);
+}
+
+static void bh__admin_readyz(bh_req *req, const char *name) {
+  (void)name;
+  bh__readyz(req);
+}
+
+static void bh__admin_metrics(bh_req *req, const char *name) {
+  (void)name;
+  bh__metrics_endpoint(req);
+}
+
+static void bh__admin_status(bh_req *req, const char *name) {
+  (void)name;
+  bh__status(req);
+}
+
+static void bh__admin_errors_ep(bh_req *req, const char *name) {
+  (void)name;
+  bh__admin_errors(req);
+}
+
+static void bh__admin_reload_ep(bh_req *req, const char *name) {
+  (void)name;
+  bh__admin_reload(req);
+}
+
+/* The admin API's routes, served through the core's router (GET also
+ * answers HEAD; a known path with another method is 405 with Allow).
+ * Everything under /admin/ needs the token, checked before the path is
+ * matched, so its absence reveals nothing; probes and scrapes stay open. */
+typedef struct bh__admin_route {
+  const char *method, *pattern;
+  void (*fn)(bh_req *req, const char *name); /* name: the {name} segment */
+} bh__admin_route;
+
+static const bh__admin_route bh__admin_routes[] = {
+    {"GET", "/healthz", bh__admin_healthz},
+    {"GET", "/readyz", bh__admin_readyz},
+    {"GET", "/metrics", bh__admin_metrics},
+    {"GET", "/admin/status", bh__admin_status},
+    {"GET", "/admin/errors", bh__admin_errors_ep},
+    {"POST", "/admin/reload", bh__admin_reload_ep},
+    {"POST", "/admin/plugins/{name}/release", bh__admin_release},
+    {"POST", "/admin/upstreams/{name}/breaker", bh__breaker_override},
+};
+
+static bh__router *bh__admin_router;
+
+/* Built once per process, on the first admin request. */
+static bh__router *bh__admin_router_get(void) {
+  if (bh__admin_router) return bh__admin_router;
+  bh__router *r = bh__router_new();
+  if (r == NULL) return NULL;
+  for (size_t i = 0; i < sizeof(bh__admin_routes) / sizeof(bh__admin_routes[0]);
+       i++) {
+    const bh__admin_route *rt = &bh__admin_routes[i];
+    if (bh__router_add(r, rt->method, rt->pattern, (void *)rt, NULL) != 0) {
+      bh__router_free(r);
+      return NULL;
+    }
+  }
+  return bh__admin_router = r;
+}
+
+void bh__admin_free(void) {
+  bh__router_free(bh__admin_router);
+  bh__admin_router = NULL;
+}
+
+/* A plugin or upstream name as the admin paths carry it: at most 63 bytes
+ * (a longer one names nothing). */
+static int bh__admin_name_ok(const char *path) {
+  static const char *const prefixes[] = {"/admin/plugins/",
+                                         "/admin/upstreams/"};
+  for (size_t i = 0; i < 2; i++) {
+    size_t pl = strlen(prefixes[i]);
+    if (strncmp(path, prefixes[i], pl) == 0)
+      return strcspn(path + pl, "/") < 64;
+  }
   return 1;
 }
 
@@ -491,54 +545,31 @@ static void bh__admin_dispatch(bh_req *req) {
     return;
   }
   if (bh__admin_origin_check(req) != 0) return;
-  /* probes and scrapes stay open; everything under /admin/ needs the token
-   * (checked before the path, so its absence reveals nothing) */
-  if (strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
-      strcmp(path, "/metrics") == 0) {
-    bh__admin_open(req);
-    return;
-  }
-  if (strncmp(path, "/admin/", 7) != 0) {
-    bh__respond_code(req, "route.not_found");
-    return;
-  }
-  if (!bh__admin_authorized(req)) {
+  if (strncmp(path, "/admin/", 7) == 0 && !bh__admin_authorized(req)) {
     bh__admin_unauthorized(req);
     return;
   }
-  if (strcmp(path, "/admin/status") == 0 ||
-      strcmp(path, "/admin/errors") == 0) {
-    if (!bh__is_get(req))
-      bh__admin_method(req, "GET, HEAD");
-    else if (path[7] == 's')
-      bh__status(req);
-    else
-      bh__admin_errors(req);
+  bh__router *r = bh__admin_router_get();
+  if (r == NULL) {
+    bh__respond_code(req, "generic.internal");
     return;
   }
-  if (strcmp(path, "/admin/reload") == 0) {
-    bh__admin_reload(req);
-    return;
-  }
-  char name[64];
-  int m =
-      bh__admin_named(path, "/admin/plugins/", "/release", name, sizeof(name));
-  if (m > 0) {
-    bh__admin_release(req, name);
-    return;
-  }
-  if (m == 0) {
-    m = bh__admin_named(path, "/admin/upstreams/", "/breaker", name,
-                        sizeof(name));
-    if (m > 0) {
-      if (strcmp(req->method, "POST") != 0)
-        bh__admin_method(req, "POST");
-      else
-        bh__breaker_override(req, name);
-      return;
+  bh__match m;
+  char allow[96];
+  int found = bh__router_match(r, req->method, path, &m, allow, sizeof(allow));
+  if (found == BH__ROUTE_NOT_FOUND || !bh__admin_name_ok(path)) {
+    bh__respond_code(req, "route.not_found");
+  } else if (found == BH__ROUTE_METHOD_NOT_ALLOWED) {
+    bh__admin_method(req, allow);
+  } else {
+    const bh__admin_route *rt = m.route;
+    char name[64] = "";
+    if (m.nparams == 1 && m.params[0].len < sizeof(name)) {
+      memcpy(name, path + m.params[0].off, m.params[0].len);
+      name[m.params[0].len] = '\0';
     }
+    rt->fn(req, name);
   }
-  bh__respond_code(req, "route.not_found");
 }
 
 /* Headers complete: the target, and the admin API's own body limit. */

@@ -21,6 +21,8 @@ typedef struct bh__admin_ops {
 
 /* Handed in once at start-up, before the admin listener opens. */
 void bh__admin_set_ops(const bh__admin_ops *ops);
+/* Frees what the admin API built (its router), at the daemon's end. */
+void bh__admin_free(void);
 /* The hooks the admin listener is given (proc/daemon.c). */
 extern const bh__http_hooks bh__admin_hooks;
 

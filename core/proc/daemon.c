@@ -262,6 +262,7 @@ void bh__daemon_free(bh__daemon *d) {
   bh__telemetry_free(d);
   bh__router_free(d->router);
   d->router = NULL;
+  bh__admin_free();
 }
 
 static void bh__close_walk(uv_handle_t *h, void *arg) {
