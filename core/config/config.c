@@ -57,9 +57,9 @@ const char bh__config_default[] =
 #define EMBEDDED "(embedded default)"
 /* A config file is small; the cap keeps `-c /dev/zero` from eating RAM. */
 #define MAX_FILE_BYTES (4u << 20)
-static void vfail(loader *ld, int rc, int line, const char *var,
-                  const char *sec, const char *key, const char *fmt,
-                  va_list ap) {
+static void bh__vfail(bh__cfg_loader *ld, int rc, int line, const char *var,
+                      const char *sec, const char *key, const char *fmt,
+                      va_list ap) {
   if (ld->rc) return; /* the first error is the one worth reading */
   ld->rc = rc;
   ld->err_line = line;
@@ -80,16 +80,16 @@ static void vfail(loader *ld, int rc, int line, const char *var,
     vsnprintf(ld->err + n, ld->errlen - n, fmt, ap);
 }
 
-int bh__cfg_fail_at(loader *ld, int line, const char *sec, const char *key,
-                    const char *fmt, ...) {
+int bh__cfg_fail_at(bh__cfg_loader *ld, int line, const char *sec,
+                    const char *key, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  vfail(ld, -EINVAL, line, NULL, sec, key, fmt, ap);
+  bh__vfail(ld, -EINVAL, line, NULL, sec, key, fmt, ap);
   va_end(ap);
   return -EINVAL;
 }
 
-int bh__cfg_fail_oom(loader *ld) {
+int bh__cfg_fail_oom(bh__cfg_loader *ld) {
   if (!ld->rc) {
     ld->rc = -ENOMEM;
     ld->err_line = -1;
@@ -110,8 +110,8 @@ int bh__cfg_grow(void *arrp, size_t n, size_t size) {
 }
 
 /* BULKHEAD_<SECTION>_<KEY>; NULL when it would not fit. */
-static const char *env_name(char *out, size_t n, const char *sec,
-                            const char *key) {
+static const char *bh__env_name(char *out, size_t n, const char *sec,
+                                const char *key) {
   size_t ls = strlen(sec), lk = strlen(key);
   if (ls + lk + 11 > n) return NULL;
   memcpy(out, "BULKHEAD_", 9);
@@ -127,14 +127,14 @@ static const char *env_name(char *out, size_t n, const char *sec,
 }
 
 /* An error about a stored value: its line, or the variable it came from. */
-int bh__cfg_fail_kv(loader *ld, const bh__section *s, const bh__kv *kv,
+int bh__cfg_fail_kv(bh__cfg_loader *ld, const bh__section *s, const bh__kv *kv,
                     const char *fmt, ...) {
   char var[256];
   va_list ap;
   va_start(ap, fmt);
-  vfail(ld, -EINVAL, kv->line,
-        kv->line ? NULL : env_name(var, sizeof var, s->name, kv->key), s->name,
-        kv->key, fmt, ap);
+  bh__vfail(ld, -EINVAL, kv->line,
+            kv->line ? NULL : bh__env_name(var, sizeof var, s->name, kv->key),
+            s->name, kv->key, fmt, ap);
   va_end(ap);
   return -EINVAL;
 }
@@ -172,8 +172,8 @@ bh__kv *bh__cfg_find_kv(const bh__section *s, const char *key) {
   return NULL;
 }
 
-static bh__section *add_section(bh__config *cfg, const char *name, size_t len,
-                                int line) {
+static bh__section *bh__add_section(bh__config *cfg, const char *name,
+                                    size_t len, int line) {
   if (GROW(cfg->sections, cfg->nsections)) return NULL;
   bh__section *s = &cfg->sections[cfg->nsections];
   memset(s, 0, sizeof(*s));
@@ -183,8 +183,8 @@ static bh__section *add_section(bh__config *cfg, const char *name, size_t len,
   return s;
 }
 
-static bh__kv *add_kv(bh__section *s, const char *key, const char *value,
-                      int line) {
+static bh__kv *bh__add_kv(bh__section *s, const char *key, const char *value,
+                          int line) {
   if (GROW(s->kv, s->nkv)) return NULL;
   bh__kv *kv = &s->kv[s->nkv];
   kv->key = strdup(key);
@@ -200,15 +200,15 @@ static bh__kv *add_kv(bh__section *s, const char *key, const char *value,
 }
 
 /* Stores an environment override in the section, as a line-0 value. */
-int bh__cfg_set_env_kv(loader *ld, const char *sec, const char *key) {
+int bh__cfg_set_env_kv(bh__cfg_loader *ld, const char *sec, const char *key) {
   char var[256];
   const char *v;
-  if (!env_name(var, sizeof var, sec, key) || !(v = getenv(var))) return 0;
+  if (!bh__env_name(var, sizeof var, sec, key) || !(v = getenv(var))) return 0;
   bh__section *s = bh__cfg_find_section(ld->cfg, sec);
-  if (!s && !(s = add_section(ld->cfg, sec, strlen(sec), 0)))
+  if (!s && !(s = bh__add_section(ld->cfg, sec, strlen(sec), 0)))
     return bh__cfg_fail_oom(ld);
   bh__kv *kv = bh__cfg_find_kv(s, key);
-  if (!kv) return add_kv(s, key, v, 0) ? 0 : bh__cfg_fail_oom(ld);
+  if (!kv) return bh__add_kv(s, key, v, 0) ? 0 : bh__cfg_fail_oom(ld);
   char *dup = strdup(v);
   if (!dup) return bh__cfg_fail_oom(ld);
   free(kv->value);
@@ -221,7 +221,7 @@ int bh__cfg_set_env_kv(loader *ld, const char *sec, const char *key) {
 
 /* inih's find_chars_or_comment: stops at one of `chars` or at a ';' that
  * follows whitespace (an inline comment). */
-static const char *find_cc(const char *s, const char *chars) {
+static const char *bh__find_cc(const char *s, const char *chars) {
   int was_space = 0;
   while (*s && (!chars || !strchr(chars, *s)) && !(was_space && *s == ';')) {
     was_space = isspace((unsigned char)*s);
@@ -230,21 +230,21 @@ static const char *find_cc(const char *s, const char *chars) {
   return s;
 }
 
-static int push_event(loader *ld, int line, int cont) {
+static int bh__push_event(bh__cfg_loader *ld, int line, int cont) {
   if (GROW(ld->ev, ld->nev)) return bh__cfg_fail_oom(ld);
-  ld->ev[ld->nev++] = (event){line, cont};
+  ld->ev[ld->nev++] = (bh__cfg_event){line, cont};
   return 0;
 }
 
 /* inih will stop on this line too; keep a better word for it. */
-static void syntax(loader *ld, int line, const char *msg) {
+static void bh__syntax(bh__cfg_loader *ld, int line, const char *msg) {
   if (!ld->syn_line) ld->syn_line = line, ld->syn_msg = msg;
 }
 
 /* Walks the text with inih's rules (ini.c, r55): records section headers
  * (rejecting a repeated one), the order of handler calls with their lines,
  * and what inih would mishandle silently. */
-static int scan(loader *ld, const char *text, size_t len) {
+static int bh__scan(bh__cfg_loader *ld, const char *text, size_t len) {
   char line[INI_MAX_LINE + 1];
   char prev[INI_NAME_MAX] = "";
   int lineno = 0, blank_after_key = 0;
@@ -284,11 +284,11 @@ static int scan(loader *ld, const char *text, size_t len) {
             "indented line would continue the value of '%s'; "
             "remove the indentation",
             prev);
-      if (push_event(ld, lineno, 1)) return ld->rc;
+      if (bh__push_event(ld, lineno, 1)) return ld->rc;
     } else if (*s == '[') {
-      const char *close = find_cc(s + 1, "]");
+      const char *close = bh__find_cc(s + 1, "]");
       if (*close != ']') {
-        syntax(ld, lineno, "section header without a closing ']'");
+        bh__syntax(ld, lineno, "section header without a closing ']'");
         continue;
       }
       const char *rest = close + 1;
@@ -311,14 +311,14 @@ static int scan(loader *ld, const char *text, size_t len) {
             "section repeated (first on line %d); put all its "
             "keys under one header",
             dup->line);
-      if (!add_section(ld->cfg, name, nlen, lineno))
+      if (!bh__add_section(ld->cfg, name, nlen, lineno))
         return bh__cfg_fail_oom(ld);
       *prev = '\0';
       blank_after_key = 0;
     } else {
-      const char *sep = find_cc(s, "=:");
+      const char *sep = bh__find_cc(s, "=:");
       if (*sep != '=' && *sep != ':') {
-        syntax(ld, lineno, "expected 'key = value' or '[section]'");
+        bh__syntax(ld, lineno, "expected 'key = value' or '[section]'");
         continue;
       }
       const char *ke = sep;
@@ -330,23 +330,23 @@ static int scan(loader *ld, const char *text, size_t len) {
       memcpy(prev, s, ke - s);
       prev[ke - s] = '\0';
       blank_after_key = 0;
-      if (push_event(ld, lineno, 0)) return ld->rc;
+      if (bh__push_event(ld, lineno, 0)) return ld->rc;
     }
   }
   return 0;
 }
 
 /* inih's callback: one call per scanned event, in the same order. */
-static int on_value(void *user, const char *sec, const char *key,
-                    const char *value) {
-  loader *ld = user;
+static int bh__on_value(void *user, const char *sec, const char *key,
+                        const char *value) {
+  bh__cfg_loader *ld = user;
   if (ld->rc) return 1;
   if (ld->cursor >= ld->nev) {
     bh__cfg_fail_at(ld, 0, NULL, NULL,
                     "internal error: line tracking out of step");
     return 0;
   }
-  const event *ev = &ld->ev[ld->cursor++];
+  const bh__cfg_event *ev = &ld->ev[ld->cursor++];
   bh__section *s = *sec ? bh__cfg_find_section(ld->cfg, sec) : NULL;
   if (!s) {
     bh__cfg_fail_at(ld, ev->line, NULL, key, "key outside of any [section]");
@@ -373,13 +373,13 @@ static int on_value(void *user, const char *sec, const char *key,
                     "duplicate key (first set on line %d)", dup->line);
     return 0;
   }
-  if (!add_kv(s, key, value, ev->line)) return bh__cfg_fail_oom(ld), 0;
+  if (!bh__add_kv(s, key, value, ev->line)) return bh__cfg_fail_oom(ld), 0;
   return 1;
 }
 
 /* ---- load / free / lookup ---------------------------------------------- */
 
-static int check_sections(loader *ld) {
+static int bh__check_sections(bh__cfg_loader *ld) {
   static const char *const raw[] = {"upstream.", "rate_limit."};
   for (size_t i = 0; i < ld->cfg->nsections; i++) {
     const bh__section *s = &ld->cfg->sections[i];
@@ -406,7 +406,7 @@ static int check_sections(loader *ld) {
 }
 
 /* read(2) on a directory fails with EISDIR, which is the message we want. */
-static int read_all(const char *path, bh__buf *b) {
+static int bh__read_all(const char *path, bh__buf *b) {
   int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
   if (fd < 0) return -errno;
   for (;;) {
@@ -429,14 +429,14 @@ static int read_all(const char *path, bh__buf *b) {
 
 int bh__config_load(const char *path, bh__config *cfg, char *err,
                     size_t errlen) {
-  loader ld = {
+  bh__cfg_loader ld = {
       .cfg = cfg, .file = path ? path : EMBEDDED, .err = err, .errlen = errlen};
   bh__buf text;
   bh__buf_init(&text);
   memset(cfg, 0, sizeof(*cfg));
   if (err && errlen) err[0] = '\0';
   if (path) {
-    int rc = read_all(path, &text);
+    int rc = bh__read_all(path, &text);
     if (rc) {
       if (err && errlen)
         snprintf(err, errlen, "%s: cannot read: %s", path, strerror(-rc));
@@ -450,8 +450,8 @@ int bh__config_load(const char *path, bh__config *cfg, char *err,
     bh__cfg_fail_oom(&ld);
     goto out;
   }
-  if (scan(&ld, src, len)) goto out;
-  int line = ini_parse_string(src, on_value, &ld);
+  if (bh__scan(&ld, src, len)) goto out;
+  int line = ini_parse_string(src, bh__on_value, &ld);
   if (line < 0) {
     bh__cfg_fail_oom(&ld);
   } else if (line > 0 && ld.rc != -ENOMEM && (!ld.rc || ld.err_line != line)) {
@@ -463,7 +463,7 @@ int bh__config_load(const char *path, bh__config *cfg, char *err,
     bh__cfg_fail_at(&ld, 0, NULL, NULL,
                     "internal error: line tracking out of step");
   }
-  if (ld.rc || check_sections(&ld) || bh__cfg_load_server(&ld)) goto out;
+  if (ld.rc || bh__check_sections(&ld) || bh__cfg_load_server(&ld)) goto out;
   for (size_t i = 0; i < cfg->nsections; i++)
     if (strncmp(cfg->sections[i].name, "plugin.", 7) == 0 &&
         bh__cfg_load_plugin(&ld, i))
@@ -515,12 +515,36 @@ const bh__section *bh__config_section(const bh__config *cfg, const char *name) {
   return bh__cfg_find_section((bh__config *)cfg, name);
 }
 
-const char *bh__config_get(const bh__config *cfg, const char *section,
-                           const char *key) {
+const char *bh__config_get_at(const bh__config *cfg, const char *section,
+                              const char *key, int *line) {
   char var[256];
   const char *v;
+  *line = -1;
   if (!cfg || !section || !key) return NULL;
-  if (env_name(var, sizeof var, section, key) && (v = getenv(var))) return v;
+  if (bh__env_name(var, sizeof var, section, key) && (v = getenv(var))) {
+    *line = 0;
+    return v;
+  }
   const bh__kv *kv = bh__cfg_find_kv(bh__config_section(cfg, section), key);
-  return kv ? kv->value : NULL;
+  if (kv == NULL) return NULL;
+  *line = kv->line;
+  return kv->value;
+}
+
+const char *bh__config_get(const bh__config *cfg, const char *section,
+                           const char *key) {
+  int line;
+  return bh__config_get_at(cfg, section, key, &line);
+}
+
+int bh__config_line(const bh__section *s, const char *key) {
+  int line = 0;
+  for (size_t i = 0; s && i < s->nkv; i++)
+    if (strcmp(s->kv[i].key, key) == 0) line = s->kv[i].line;
+  return line;
+}
+
+const char *bh__config_env_name(char *out, size_t n, const char *section,
+                                const char *key) {
+  return bh__env_name(out, n, section, key);
 }

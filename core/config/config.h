@@ -105,6 +105,17 @@ const bh__section *bh__config_section(const bh__config *cfg, const char *name);
  * environment changes). */
 const char *bh__config_get(const bh__config *cfg, const char *section,
                            const char *key);
+/* The same, and where the value came from in *line: its line in the file,
+ * 0 from the environment, -1 absent. The one lookup every section's owner
+ * uses (config.c, auth_conf.c, upstream_config.c, limits.c). */
+const char *bh__config_get_at(const bh__config *cfg, const char *section,
+                              const char *key, int *line);
+/* The file line of `key` in section s, 0 when the file does not have it. */
+int bh__config_line(const bh__section *s, const char *key);
+/* The override's variable, BULKHEAD_<SECTION>_<KEY> (upper-cased, every
+ * other byte '_'), in out; NULL when it does not fit. */
+const char *bh__config_env_name(char *out, size_t n, const char *section,
+                                const char *key);
 /* true/yes/on/1 -> 1, false/no/off/0 -> 0 (any case), else -EINVAL. */
 int bh__config_bool(const char *s);
 /* Parses "host:port" / "[v6]:port"; 0 or -EINVAL. port 0 = ephemeral. */

@@ -18,7 +18,7 @@
 /* ---- value parsers ----------------------------------------------------- */
 
 /* Strict decimal: digits only, no sign, no spaces, no suffix. */
-static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
+static int bh__parse_u64(const char *s, uint64_t max, uint64_t *out) {
   uint64_t v = 0;
   if (!*s) return -EINVAL;
   for (; *s; s++) {
@@ -40,7 +40,7 @@ int bh__config_bool(const char *s) {
   return -EINVAL;
 }
 
-static int valid_hostname(const char *h) {
+static int bh__valid_hostname(const char *h) {
   if (!*h) return 0;
   for (; *h; h++)
     if (!IS_LOWER(*h) && !IS_UPPER(*h) && !IS_DIGIT(*h) && *h != '-' &&
@@ -72,11 +72,12 @@ int bh__config_parse_addr(const char *s, char *host, size_t hostlen,
   if (*s == '[') {
     struct in6_addr a6;
     if (inet_pton(AF_INET6, tmp, &a6) != 1) return -EINVAL;
-  } else if (!valid_hostname(tmp)) {
+  } else if (!bh__valid_hostname(tmp)) {
     return -EINVAL; /* an unbracketed IPv6 address lands here too */
   }
   uint64_t p;
-  if (strlen(colon + 1) > 5 || parse_u64(colon + 1, 65535, &p)) return -EINVAL;
+  if (strlen(colon + 1) > 5 || bh__parse_u64(colon + 1, 65535, &p))
+    return -EINVAL;
   if (host) {
     if (hostlen <= hlen) return -EINVAL;
     memcpy(host, tmp, hlen + 1);
@@ -125,7 +126,7 @@ enum kind {
   K_WORKERS
 };
 
-typedef struct skey {
+typedef struct bh__skey {
   const char *name;
   enum kind kind;
   size_t off;
@@ -133,14 +134,14 @@ typedef struct skey {
   uint64_t min, max;
   const char *what; /* K_NUM: "a size in bytes" ... */
   int is_size;      /* K_NUM: size_t field, else uint32_t */
-} skey;
+} bh__skey;
 
 #define OFF(f) offsetof(bh__config, f)
 #define TEXT 0, 0, NULL, 0
 #define BYTES "a size in bytes", 1
 #define MS 100, 3600000, "a duration in milliseconds", 0
 /* The one place the [server] defaults live (config.h repeats them). */
-static const skey server_keys[] = {
+static const bh__skey server_keys[] = {
     {"listen", K_ADDR, OFF(listen), "127.0.0.1:8080", TEXT},
     {"admin_listen", K_ADDR, OFF(admin_listen), "127.0.0.1:9901", TEXT},
     {"data_dir", K_PATH, OFF(data_dir), "./bulkhead-data", TEXT},
@@ -181,7 +182,7 @@ static const skey server_keys[] = {
 };
 #define NSERVER_KEYS (sizeof server_keys / sizeof server_keys[0])
 
-static int set_str(loader *ld, char **field, const char *v) {
+static int bh__set_str(bh__cfg_loader *ld, char **field, const char *v) {
   char *dup = strdup(v);
   if (!dup) return bh__cfg_fail_oom(ld);
   free(*field);
@@ -189,8 +190,8 @@ static int set_str(loader *ld, char **field, const char *v) {
   return 0;
 }
 
-static int server_value(loader *ld, const bh__section *s, const bh__kv *kv,
-                        const skey *k) {
+static int bh__server_value(bh__cfg_loader *ld, const bh__section *s,
+                            const bh__kv *kv, const bh__skey *k) {
   char *base = (char *)ld->cfg;
   const char *v = kv->value;
   char q[80];
@@ -215,19 +216,19 @@ static int server_value(loader *ld, const bh__section *s, const bh__kv *kv,
           "expected an IP address or localhost to listen on, "
           "got '%s'",
           bh__cfg_shown(v, q, sizeof q));
-    return set_str(ld, (char **)(base + k->off), v);
+    return bh__set_str(ld, (char **)(base + k->off), v);
   }
   case K_PATH:
   case K_LOG:
     if (!*v) return bh__cfg_fail_kv(ld, s, kv, "must not be empty");
-    return set_str(ld, (char **)(base + k->off), v);
+    return bh__set_str(ld, (char **)(base + k->off), v);
   case K_TOKEN:
     /* Never echo the token: error lines end up in logs. */
     if (strlen(v) < 16 || bh__cfg_has_ctl(v))
       return bh__cfg_fail_kv(
           ld, s, kv, "must be at least 16 printable characters (got %zu)",
           strlen(v));
-    return set_str(ld, (char **)(base + k->off), v);
+    return bh__set_str(ld, (char **)(base + k->off), v);
   case K_STYLE:
     if (strcmp(v, "nested") && strcmp(v, "flat"))
       return bh__cfg_fail_kv(ld, s, kv, "expected nested or flat, got '%s'",
@@ -236,7 +237,7 @@ static int server_value(loader *ld, const bh__section *s, const bh__kv *kv,
     return 0;
   case K_NUM: {
     uint64_t n;
-    if (parse_u64(v, k->max, &n) || n < k->min)
+    if (bh__parse_u64(v, k->max, &n) || n < k->min)
       return bh__cfg_fail_kv(
           ld, s, kv, "expected %s between %llu and %llu, got '%s'", k->what,
           (unsigned long long)k->min, (unsigned long long)k->max,
@@ -262,7 +263,7 @@ static int server_value(loader *ld, const bh__section *s, const bh__kv *kv,
       *(int *)(base + k->off) = -1;
       return 0;
     }
-    if (parse_u64(v, 64, &n))
+    if (bh__parse_u64(v, 64, &n))
       return bh__cfg_fail_kv(
           ld, s, kv,
           "expected auto or a number of worker processes between "
@@ -278,27 +279,27 @@ static int server_value(loader *ld, const bh__section *s, const bh__kv *kv,
                              "expected a local path starting with a single '/' "
                              "(e.g. /login), got '%s'",
                              bh__cfg_shown(v, q, sizeof q));
-    return set_str(ld, (char **)(base + k->off), v);
+    return bh__set_str(ld, (char **)(base + k->off), v);
   }
   return 0;
 }
 
-int bh__cfg_load_server(loader *ld) {
+int bh__cfg_load_server(bh__cfg_loader *ld) {
   static const bh__section defaults = {.name = "server"};
   for (size_t i = 0; i < NSERVER_KEYS; i++) {
-    const skey *k = &server_keys[i];
+    const bh__skey *k = &server_keys[i];
     bh__kv d = {(char *)k->name, (char *)k->def, -1};
-    if (d.value && server_value(ld, &defaults, &d, k)) return ld->rc;
+    if (d.value && bh__server_value(ld, &defaults, &d, k)) return ld->rc;
   }
   for (size_t i = 0; i < NSERVER_KEYS; i++)
     if (bh__cfg_set_env_kv(ld, "server", server_keys[i].name)) return ld->rc;
   const bh__section *s = bh__cfg_find_section(ld->cfg, "server");
   for (size_t i = 0; s && i < s->nkv; i++) {
-    const skey *k = NULL;
+    const bh__skey *k = NULL;
     for (size_t j = 0; j < NSERVER_KEYS && !k; j++)
       if (strcmp(server_keys[j].name, s->kv[i].key) == 0) k = &server_keys[j];
     if (!k) return bh__cfg_fail_kv(ld, s, &s->kv[i], "unknown key");
-    if (server_value(ld, s, &s->kv[i], k)) return ld->rc;
+    if (bh__server_value(ld, s, &s->kv[i], k)) return ld->rc;
   }
   return 0;
 }
@@ -313,7 +314,7 @@ int bh__cfg_valid_plugin_name(const char *n) {
   return 1;
 }
 
-static const char *mount_problem(const char *m) {
+static const char *bh__mount_problem(const char *m) {
   if (m[0] != '/') return "must be an absolute path starting with '/'";
   if (m[1] == '\0')
     return "would capture every route; mount a prefix such as /v1/NAME";
@@ -330,12 +331,12 @@ static const char *mount_problem(const char *m) {
 /* Nested mounts are allowed (the longest prefix owns a path, so a plugin
  * can serve a sub-tree of another's); only the same prefix twice is
  * ambiguous. */
-static int mounts_overlap(const char *a, const char *b) {
+static int bh__mounts_overlap(const char *a, const char *b) {
   return strcmp(a, b) == 0;
 }
 
-static int parse_mounts(loader *ld, const bh__section *s, const bh__kv *kv,
-                        bh__plugin_conf *p) {
+static int bh__parse_mounts(bh__cfg_loader *ld, const bh__section *s,
+                            const bh__kv *kv, bh__plugin_conf *p) {
   char q[80];
   const char *v = kv->value;
   for (;;) {
@@ -355,7 +356,7 @@ static int parse_mounts(loader *ld, const bh__section *s, const bh__kv *kv,
     }
     char **a = p->mounts;
     a[p->nmounts++] = m;
-    const char *why = mount_problem(m);
+    const char *why = bh__mount_problem(m);
     if (why)
       return bh__cfg_fail_kv(ld, s, kv, "mount '%s' %s",
                              bh__cfg_shown(m, q, sizeof q), why);
@@ -368,8 +369,8 @@ static int parse_mounts(loader *ld, const bh__section *s, const bh__kv *kv,
   }
 }
 
-static int plugin_bool(loader *ld, const bh__section *s, const bh__kv *kv,
-                       int *out) {
+static int bh__plugin_bool(bh__cfg_loader *ld, const bh__section *s,
+                           const bh__kv *kv, int *out) {
   char q[80];
   int b = bh__config_bool(kv->value);
   if (b < 0)
@@ -380,7 +381,7 @@ static int plugin_bool(loader *ld, const bh__section *s, const bh__kv *kv,
   return 0;
 }
 
-int bh__cfg_load_plugin(loader *ld, size_t si) {
+int bh__cfg_load_plugin(bh__cfg_loader *ld, size_t si) {
   static const char *const typed[] = {"enabled", "path", "mount", "required"};
   bh__config *c = ld->cfg;
   const char *name = c->sections[si].name + strlen("plugin.");
@@ -399,17 +400,17 @@ int bh__cfg_load_plugin(loader *ld, size_t si) {
   for (size_t i = 0; i < s->nkv; i++) {
     const bh__kv *kv = &s->kv[i];
     if (strcmp(kv->key, "enabled") == 0) {
-      if (plugin_bool(ld, s, kv, &p->enabled)) return ld->rc;
+      if (bh__plugin_bool(ld, s, kv, &p->enabled)) return ld->rc;
     } else if (strcmp(kv->key, "required") == 0) {
-      if (plugin_bool(ld, s, kv, &p->required)) return ld->rc;
+      if (bh__plugin_bool(ld, s, kv, &p->required)) return ld->rc;
     } else if (strcmp(kv->key, "path") == 0) {
       if (!*kv->value || bh__cfg_has_ctl(kv->value))
         return bh__cfg_fail_kv(
             ld, s, kv, "expected a file name or path of the plugin's .so");
-      if (set_str(ld, &p->path, kv->value)) return ld->rc;
+      if (bh__set_str(ld, &p->path, kv->value)) return ld->rc;
     } else if (strcmp(kv->key, "mount") == 0) {
       mount = kv;
-      if (parse_mounts(ld, s, kv, p)) return ld->rc;
+      if (bh__parse_mounts(ld, s, kv, p)) return ld->rc;
     }
     /* Any other key belongs to the plugin, read via bh__config_get. */
   }
@@ -431,7 +432,7 @@ int bh__cfg_load_plugin(loader *ld, size_t si) {
     const bh__plugin_conf *o = &c->plugins[i];
     for (size_t j = 0; o->enabled && j < o->nmounts; j++)
       for (size_t k = 0; k < p->nmounts; k++)
-        if (mounts_overlap(o->mounts[j], p->mounts[k]))
+        if (bh__mounts_overlap(o->mounts[j], p->mounts[k]))
           return bh__cfg_fail_kv(ld, s, mount,
                                  "mount '%s' is already mounted by [plugin.%s]",
                                  p->mounts[k], o->name);

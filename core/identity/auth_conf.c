@@ -49,30 +49,12 @@ static const char *const bh__auth_keys[] = {"jwt_secret",
                                             NULL};
 
 static void bh__env_name(const char *key, char *out, size_t n) {
-  size_t o = (size_t)snprintf(out, n, "BULKHEAD_AUTH_");
-  for (; *key && o + 1 < n; key++) {
-    char c = *key;
-    out[o++] = c >= 'a' && c <= 'z' ? (char)(c - 32)
-               : (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ? c
-                                                                  : '_';
-  }
-  out[o] = '\0';
+  if (bh__config_env_name(out, n, "auth", key) == NULL && n) out[0] = '\0';
 }
 
 /* The value of `key` (environment first) and where it came from. */
 static const char *bh__aget(bh__aload *ld, const char *key, int *line) {
-  char var[64];
-  bh__env_name(key, var, sizeof(var));
-  const char *v = getenv(var);
-  *line = 0;
-  if (v) return v;
-  for (size_t i = 0; ld->sec && i < ld->sec->nkv; i++)
-    if (strcmp(ld->sec->kv[i].key, key) == 0) {
-      *line = ld->sec->kv[i].line;
-      return ld->sec->kv[i].value;
-    }
-  *line = -1;
-  return NULL;
+  return bh__config_get_at(ld->cfg, "auth", key, line);
 }
 
 static int bh__afail(bh__aload *ld, const char *key, int line, const char *fmt,

@@ -48,9 +48,7 @@ static int bh__lnum(const bh__config *cfg, const bh__section *s,
   char *end;
   unsigned long long n = strtoull(v, &end, 10);
   if (end == v || *end || v[0] == '-' || n < lo || n > hi) {
-    int line = 0;
-    for (size_t i = 0; i < s->nkv; i++)
-      if (strcmp(s->kv[i].key, key) == 0) line = s->kv[i].line;
+    int line = bh__config_line(s, key);
     snprintf(why, whylen,
              "%s:%d: [%s] %s: expected an integer between %u and %u, got '%s'",
              cfg->source, line, s->name, key, lo, hi, v);

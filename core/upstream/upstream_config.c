@@ -31,9 +31,7 @@ static int bh__ufail(bh__ucfg *c, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static int bh__ufail(bh__ucfg *c, const char *key, const char *fmt, ...) {
-  int line = 0;
-  for (size_t i = 0; c->sec && i < c->sec->nkv; i++)
-    if (strcmp(c->sec->kv[i].key, key) == 0) line = c->sec->kv[i].line;
+  int line = bh__config_line(c->sec, key);
   int off =
       line ? snprintf(c->why, c->whylen, "%s:%d: [%s] %s: ", c->cfg->source,
                       line, c->section, key)
