@@ -16,9 +16,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "config/secret.h"
 #include "identity/auth.h"
-
-#define BH__KEY_FILE_MAX 65536
 
 typedef struct bh__aload {
   const bh__config *cfg;
@@ -82,59 +81,13 @@ static int bh__afail(bh__aload *ld, const char *key, int line, const char *fmt,
   return -EINVAL;
 }
 
-static int bh__read_file(const char *path, char **out, size_t *outlen) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
-  char *buf = malloc(BH__KEY_FILE_MAX + 1);
-  size_t n = 0;
-  int rc = 0;
-  while (buf && n < BH__KEY_FILE_MAX) {
-    ssize_t r = read(fd, buf + n, BH__KEY_FILE_MAX - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) rc = -errno;
-    if (r <= 0) break;
-    n += (size_t)r;
-  }
-  close(fd);
-  if (buf == NULL) return -ENOMEM;
-  if (rc == 0 && n == BH__KEY_FILE_MAX) rc = -EFBIG;
-  if (rc) {
-    sodium_memzero(buf, n);
-    free(buf);
-    return rc;
-  }
-  buf[n] = '\0';
-  *out = buf;
-  *outlen = n;
-  return 0;
-}
-
-/* A secret value: literal, "@env:NAME" or "@file:PATH" (one trailing line
- * break of a file is dropped). */
+/* A secret value: literal, "@env:NAME" or "@file:PATH" (config/secret.c). */
 static int bh__resolve(bh__aload *ld, const char *key, int line, const char *v,
                        char **out, size_t *outlen) {
-  if (strncmp(v, "@env:", 5) == 0) {
-    const char *e = getenv(v + 5);
-    if (e == NULL)
-      return bh__afail(ld, key, line, "environment variable %s is not set",
-                       v + 5);
-    *out = strdup(e);
-    *outlen = strlen(e);
-    return *out ? 0 : -ENOMEM;
-  }
-  if (strncmp(v, "@file:", 6) == 0) {
-    int rc = bh__read_file(v + 6, out, outlen);
-    if (rc)
-      return rc == -ENOMEM ? rc
-                           : bh__afail(ld, key, line, "cannot read %s: %s",
-                                       v + 6, strerror(-rc));
-    if (*outlen && (*out)[*outlen - 1] == '\n') (*out)[--*outlen] = '\0';
-    if (*outlen && (*out)[*outlen - 1] == '\r') (*out)[--*outlen] = '\0';
-    return 0;
-  }
-  *out = strdup(v);
-  *outlen = strlen(v);
-  return *out ? 0 : -ENOMEM;
+  char why[256];
+  int rc = bh__secret_resolve(v, out, outlen, why, sizeof(why));
+  if (rc == 0 || rc == -ENOMEM) return rc;
+  return bh__afail(ld, key, line, "%s", why);
 }
 
 /* A key file: a path, "@file:PATH" or "@env:NAME" (the PEM itself). */
@@ -146,7 +99,7 @@ static int bh__key_file(bh__aload *ld, const char *key, char **out,
   if (*v == '\0') return bh__afail(ld, key, line, "must not be empty");
   if (strncmp(v, "@env:", 5) == 0 || strncmp(v, "@file:", 6) == 0)
     return bh__resolve(ld, key, line, v, out, outlen);
-  int rc = bh__read_file(v, out, outlen);
+  int rc = bh__secret_read_file(v, out, outlen);
   if (rc == -ENOMEM) return rc;
   if (rc)
     return bh__afail(ld, key, line, "cannot read %s: %s", v, strerror(-rc));

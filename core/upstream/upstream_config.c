@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "config/secret.h"
 #include "host/plugin-t.h"
 #include "policy/ratelimit.h"
 #include "proc/daemon-t.h"
@@ -59,31 +60,15 @@ static int bh__unum(bh__ucfg *c, const char *key, uint32_t lo, uint32_t hi,
   return 0;
 }
 
-/* "@env:NAME" and "@file:PATH" indirections for secret values. */
+/* "@env:NAME" and "@file:PATH" indirections for secret values
+ * (config/secret.c). NULL with the reason set. */
 static char *bh__secret(bh__ucfg *c, const char *key, const char *v) {
-  if (strncmp(v, "@env:", 5) == 0) {
-    const char *e = getenv(v + 5);
-    if (e == NULL) {
-      bh__ufail(c, key, "environment variable %s is not set", v + 5);
-      return NULL;
-    }
-    return strdup(e);
-  }
-  if (strncmp(v, "@file:", 6) == 0) {
-    FILE *f = fopen(v + 6, "r");
-    char buf[4096];
-    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    if (f == NULL) {
-      bh__ufail(c, key, "cannot read %s: %s", v + 6, strerror(errno));
-      return NULL;
-    }
-    fclose(f);
-    buf[n] = '\0';
-    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-      buf[--n] = '\0';
-    return strdup(buf);
-  }
-  return strdup(v);
+  char why[256], *out;
+  size_t len;
+  int rc = bh__secret_resolve(v, &out, &len, why, sizeof(why));
+  if (rc == 0) return out;
+  if (rc != -ENOMEM) bh__ufail(c, key, "%s", why);
+  return NULL;
 }
 
 static int bh__uname_ok(const char *plugin, const char *name) {
