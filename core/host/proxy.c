@@ -314,18 +314,14 @@ static const char *bh__auth_kind_name(int kind) {
 /* Extra lines the handler adds beyond the request's own */
 #define BH__PROXY_EXTRA 12
 
-static void bh__proxy_handler(bh_req *req, void *data) {
-  bh__proxy *px = data;
-  bh__daemon *d = req->d;
+/* The client's header lines a proxy route passes on, into tmp (offsets in
+ * offs, *n of them): hop-by-hop and forged ones stay behind, and so do
+ * the gateway's credentials unless the upstream is trusted with them.
+ * The Host the client sent, or NULL. */
+static const char *bh__proxy_client_lines(bh_req *req, const bh__proxy *px,
+                                          bh__buf *tmp, size_t *offs,
+                                          size_t *n) {
   const char *conn = bh__req_header(req, "connection");
-  size_t n = 0;
-  const char **hdrs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(char *));
-  bh__buf tmp;
-  bh__buf_init(&tmp);
-  /* header lines are built in one buffer; offsets first, pointers after,
-   * since the buffer may move while it grows */
-  size_t *offs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(size_t));
-  if (hdrs == NULL || offs == NULL) goto oom;
   /* The caller's gateway credentials stay here unless the upstream is
    * trusted with them ([upstream.NAME] forward_credentials): our session
    * cookies, the API key header and an Authorization the middleware
@@ -345,72 +341,103 @@ static void bh__proxy_handler(bh_req *req, void *data) {
           strcmp(h->name, "authorization") == 0)
         continue;
       if (strcmp(h->name, "cookie") == 0) {
-        size_t mark = tmp.len;
-        bh__line_start(&tmp, offs, &n, "Cookie");
-        if (bh__cookies_filter(&tmp, h->value) == 0) {
+        size_t mark = tmp->len;
+        bh__line_start(tmp, offs, n, "Cookie");
+        if (bh__cookies_filter(tmp, h->value) == 0) {
           /* nothing but ours: no Cookie header at all */
-          n--;
-          tmp.len = mark;
+          (*n)--;
+          tmp->len = mark;
           continue;
         }
-        bh__buf_putc(&tmp, '\0');
+        bh__buf_putc(tmp, '\0');
         continue;
       }
     }
-    bh__line(&tmp, offs, &n, h->name, h->value);
+    bh__line(tmp, offs, n, h->name, h->value);
   }
+  return host;
+}
+
+/* The forwarding headers and who the caller is, built here, never taken
+ * from the client. */
+static void bh__proxy_own_lines(bh_req *req, const char *host, bh__buf *tmp,
+                                size_t *offs, size_t *n) {
+  const bh__authn *an = req->authn;
   /* the forwarding headers, from the connection only: a client's own
    * X-Forwarded-For or Forwarded would let it pick the address upstream
    * logs and limits see */
   const char *addr = req->client_addr;
-  bh__line(&tmp, offs, &n, "X-Forwarded-For", addr);
-  bh__line(&tmp, offs, &n, "X-Real-IP", addr);
-  bh__line(&tmp, offs, &n, "X-Forwarded-Proto", "http");
-  if (host) bh__line(&tmp, offs, &n, "X-Forwarded-Host", host);
-  bh__line_start(&tmp, offs, &n, "Forwarded");
-  bh__buf_puts(&tmp, "for=");
+  bh__line(tmp, offs, n, "X-Forwarded-For", addr);
+  bh__line(tmp, offs, n, "X-Real-IP", addr);
+  bh__line(tmp, offs, n, "X-Forwarded-Proto", "http");
+  if (host) bh__line(tmp, offs, n, "X-Forwarded-Host", host);
+  bh__line_start(tmp, offs, n, "Forwarded");
+  bh__buf_puts(tmp, "for=");
   if (strchr(addr, ':')) {
-    bh__buf_append(&tmp, "\"[", 2);
-    bh__buf_puts(&tmp, addr);
-    bh__buf_append(&tmp, "]\"", 2);
+    bh__buf_append(tmp, "\"[", 2);
+    bh__buf_puts(tmp, addr);
+    bh__buf_append(tmp, "]\"", 2);
   } else {
-    bh__buf_puts(&tmp, addr);
+    bh__buf_puts(tmp, addr);
   }
   if (host) {
-    bh__buf_puts(&tmp, ";host=");
-    bh__quoted(&tmp, host);
+    bh__buf_puts(tmp, ";host=");
+    bh__quoted(tmp, host);
   }
-  bh__buf_puts(&tmp, ";proto=http");
-  bh__buf_putc(&tmp, '\0');
+  bh__buf_puts(tmp, ";proto=http");
+  bh__buf_putc(tmp, '\0');
   if (an) {
     const char *kind = bh__auth_kind_name(an->p.kind);
     if (bh__header_safe(an->p.user_id))
-      bh__line(&tmp, offs, &n, "X-Bulkhead-User", an->p.user_id);
-    if (kind) bh__line(&tmp, offs, &n, "X-Bulkhead-Auth", kind);
+      bh__line(tmp, offs, n, "X-Bulkhead-User", an->p.user_id);
+    if (kind) bh__line(tmp, offs, n, "X-Bulkhead-Auth", kind);
     if (an->p.scopes[0] && bh__header_safe(an->p.scopes))
-      bh__line(&tmp, offs, &n, "X-Bulkhead-Scopes", an->p.scopes);
+      bh__line(tmp, offs, n, "X-Bulkhead-Scopes", an->p.scopes);
     if (an->p.key_id[0] && bh__header_safe(an->p.key_id))
-      bh__line(&tmp, offs, &n, "X-Bulkhead-Key-Id", an->p.key_id);
+      bh__line(tmp, offs, n, "X-Bulkhead-Key-Id", an->p.key_id);
   }
+}
+
+/* The target as it came: the path, and the query when there is one
+ * (bh__call_start copies it). NULL with *nomem set when out of memory, NULL
+ * alone when the path serves as it is. */
+static char *bh__proxy_target(bh_req *req, int *nomem) {
+  *nomem = 0;
+  if (req->query[0] == '\0') return NULL;
+  size_t pl = strlen(req->path), ql = strlen(req->query);
+  char *path = malloc(pl + ql + 2);
+  if (path == NULL) {
+    *nomem = 1;
+    return NULL;
+  }
+  memcpy(path, req->path, pl);
+  path[pl] = '?';
+  memcpy(path + pl + 1, req->query, ql + 1);
+  return path;
+}
+
+static void bh__proxy_handler(bh_req *req, void *data) {
+  bh__proxy *px = data;
+  bh__daemon *d = req->d;
+  size_t n = 0;
+  const char **hdrs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(char *));
+  bh__buf tmp;
+  bh__buf_init(&tmp);
+  /* header lines are built in one buffer; offsets first, pointers after,
+   * since the buffer may move while it grows */
+  size_t *offs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(size_t));
+  if (hdrs == NULL || offs == NULL) goto oom;
+  const char *host = bh__proxy_client_lines(req, px, &tmp, offs, &n);
+  bh__proxy_own_lines(req, host, &tmp, offs, &n);
   if (bh__buf_failed(&tmp)) goto oom;
   for (size_t i = 0; i < n; i++)
     hdrs[i] = tmp.data + offs[i];
   hdrs[n] = NULL;
 
-  /* the target as it came: the path, and the query when there is one
-   * (bh__call_start copies it) */
-  char *path = NULL;
-  if (req->query[0]) {
-    size_t pl = strlen(req->path), ql = strlen(req->query);
-    path = malloc(pl + ql + 2);
-    if (path) {
-      memcpy(path, req->path, pl);
-      path[pl] = '?';
-      memcpy(path + pl + 1, req->query, ql + 1);
-    }
-  }
+  int nomem;
+  char *path = bh__proxy_target(req, &nomem);
   bh__proxy_call *pc = calloc(1, sizeof(*pc));
-  if ((req->query[0] && path == NULL) || pc == NULL) {
+  if (nomem || pc == NULL) {
     free(path);
     free(pc);
     goto oom;

@@ -1,6 +1,7 @@
 /*
  * Listeners and connections: accept, read, llhttp parsing with limits and
- * timeouts, pipelining. What a request means is the concern of the hooks
+ * timeouts, pipelining; the parser's callbacks are parse.c's. What a
+ * request means is the concern of the hooks
  * each listener was given (bh__http_hooks: the gateway for the API, the
  * admin API for the admin listener); how an answer is written is
  * response.c's.
@@ -30,13 +31,12 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "config/config.h"
+#include "http/conn.h"
 #include "http/http.h"
-#include "identity/auth-t.h"
 #include "proc/daemon-t.h"
 #include "state/shm.h"
 
 #define BH__READ_BUF_SIZE 65536
-#define BH__MAX_HEADERS 100
 /* Stop reading while this much of our output is still unsent. */
 #define BH__WRITE_QUEUE_HIGH (1u << 20)
 
@@ -73,291 +73,12 @@ static void bh__conn_timeout(uv_timer_t *t) {
   }
 }
 
-static void bh__conn_timer(bh__conn *c, uint32_t ms) {
+void bh__conn_timer(bh__conn *c, uint32_t ms) {
   uv_timer_start(&c->timer, bh__conn_timeout, ms, 0);
 }
 
 void bh__conn_deadline(bh__conn *c, uint32_t ms) {
   bh__conn_timer(c, ms);
-}
-
-/* ---------------------------------------------------------------------- */
-/* llhttp callbacks                                                        */
-/* ---------------------------------------------------------------------- */
-
-static int bh__head_grow(bh__conn *c, size_t n) {
-  c->head_bytes += n;
-  if (c->head_bytes > c->d->cfg->max_header_bytes) {
-    c->early_code = "request.headers_too_large";
-    return HPE_USER;
-  }
-  return 0;
-}
-
-static int bh__on_message_begin(llhttp_t *p) {
-  bh__conn *c = p->data;
-  bh_req *req = calloc(1, sizeof(*req));
-  if (req == NULL) {
-    c->early_code = "generic.internal";
-    return HPE_USER;
-  }
-  req->svc = c->d->svc;
-  req->d = c->d;
-  req->conn = c;
-  req->refs = 1;
-  req->start_ns = bh__now_ns();
-  memcpy(req->client_addr, c->client_addr, sizeof(req->client_addr));
-  bh__buf_init(&req->raw);
-  bh__buf_init(&req->body);
-  bh__buf_init(&req->resp_headers);
-  c->req = req;
-  c->head_bytes = 0;
-  c->field_len = 0;
-  c->state = BH__CONN_HEADERS;
-  bh__conn_timer(c, c->d->cfg->header_timeout_ms);
-  return 0;
-}
-
-static int bh__on_url(llhttp_t *p, const char *at, size_t n) {
-  bh__conn *c = p->data;
-  if (bh__head_grow(c, n)) return HPE_USER;
-  c->req->url_len += n;
-  return bh__buf_append(&c->req->raw, at, n) ? HPE_USER : 0;
-}
-
-static int bh__on_header_field(llhttp_t *p, const char *at, size_t n) {
-  bh__conn *c = p->data;
-  bh_req *req = c->req;
-  /* chunked trailer fields come after the head was parsed: they are not
-   * exposed (nothing may depend on them), only counted */
-  if (req->headers_done) {
-    c->field_len += n;
-    return bh__head_grow(c, n + 4);
-  }
-  if (bh__head_grow(c, n + (req->in_value ? 4 : 0))) return HPE_USER;
-  if (req->in_value || req->nheaders == 0) {
-    /* a new header starts: terminate the url or the previous value */
-    if (req->nheaders >= BH__MAX_HEADERS) {
-      c->early_code = "request.headers_too_large";
-      return HPE_USER;
-    }
-    bh__buf_putc(&req->raw, '\0');
-    req->nheaders++;
-    req->in_value = 0;
-  }
-  c->field_len += n;
-  for (size_t i = 0; i < n; i++) {
-    char ch = at[i];
-    if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
-    bh__buf_putc(&req->raw, ch);
-  }
-  return bh__buf_failed(&req->raw) ? HPE_USER : 0;
-}
-
-/* RFC 9112 5.1: a field name is a token, so never empty. llhttp 8.1.0
- * accepts ": value" and ":" in the head and in chunked trailers. */
-static int bh__on_header_field_complete(llhttp_t *p) {
-  bh__conn *c = p->data;
-  size_t n = c->field_len;
-  c->field_len = 0;
-  if (n == 0) {
-    c->early_code = "request.bad_request";
-    return HPE_USER;
-  }
-  return 0;
-}
-
-/* Chunk extensions mean nothing to us but cost parsing time: they share
- * the head's byte budget (max_header_bytes) with the head and trailers. */
-static int bh__on_chunk_ext(llhttp_t *p, const char *at, size_t n) {
-  bh__conn *c = p->data;
-  (void)at;
-  c->head_bytes += n;
-  if (c->head_bytes > c->d->cfg->max_header_bytes) {
-    c->early_code = "request.bad_request";
-    return HPE_USER;
-  }
-  return 0;
-}
-
-static int bh__on_header_value(llhttp_t *p, const char *at, size_t n) {
-  bh__conn *c = p->data;
-  bh_req *req = c->req;
-  if (req->headers_done) return bh__head_grow(c, n);
-  if (bh__head_grow(c, n)) return HPE_USER;
-  if (!req->in_value) {
-    bh__buf_putc(&req->raw, '\0');
-    req->in_value = 1;
-  }
-  return bh__buf_append(&req->raw, at, n) ? HPE_USER : 0;
-}
-
-/* Splits req->raw ("url\0name\0value\0...") into the header array. */
-static int bh__headers_finish(bh_req *req) {
-  if (req->nheaders > 0 && !req->in_value) bh__buf_putc(&req->raw, '\0');
-  bh__buf_putc(&req->raw, '\0');
-  if (bh__buf_failed(&req->raw)) return -ENOMEM;
-  if (req->nheaders) {
-    req->headers = calloc(req->nheaders, sizeof(*req->headers));
-    if (req->headers == NULL) return -ENOMEM;
-  }
-  const char *s = req->raw.data + req->url_len + 1;
-  for (size_t i = 0; i < req->nheaders; i++) {
-    req->headers[i].name = s;
-    s += strlen(s) + 1;
-    /* llhttp leaves trailing whitespace in values (OWS) */
-    char *v = (char *)s;
-    size_t vl = strlen(v);
-    s += vl + 1;
-    while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-      v[--vl] = '\0';
-    req->headers[i].value = v;
-  }
-  return 0;
-}
-
-static int bh__on_headers_complete(llhttp_t *p) {
-  bh__conn *c = p->data;
-  bh_req *req = c->req;
-  req->headers_done = 1;
-  if (bh__headers_finish(req) != 0) {
-    c->early_code = "generic.internal";
-    return HPE_USER;
-  }
-  req->method = llhttp_method_name(llhttp_get_method(p));
-  req->is_head = llhttp_get_method(p) == HTTP_HEAD;
-  if (llhttp_get_upgrade(p)) {
-    /* no upgrades (websocket, h2c) through this front */
-    c->early_code = "request.bad_request";
-    return HPE_USER;
-  }
-  /* RFC 9112 3.2: an HTTP/1.1 request needs exactly one Host; two hosts
-   * are how routing confusion between hops starts. The same goes for the
-   * headers that decide who the caller is and how its body is read: with
-   * two copies, the core, a plugin and an upstream may each read another.
-   * Names are lower-cased; the first byte keeps this to one compare for
-   * most headers. */
-  const struct bh__auth_conf *ac = c->d->cfg->auth;
-  const char *keyh =
-      ac && ac->api_key_header ? ac->api_key_header : "x-api-key";
-  unsigned seen = 0, dup = 0;
-  int te = 0;
-  for (size_t i = 0; i < req->nheaders; i++) {
-    const char *n = req->headers[i].name;
-    unsigned bit = 0;
-    switch (n[0]) {
-    case 'h': bit = strcmp(n, "host") == 0 ? 1u : 0u; break;
-    case 'a': bit = strcmp(n, "authorization") == 0 ? 2u : 0u; break;
-    case 'o': bit = strcmp(n, "origin") == 0 ? 4u : 0u; break;
-    case 'c': bit = strcmp(n, "content-type") == 0 ? 8u : 0u; break;
-    case 't': te |= strcmp(n, "transfer-encoding") == 0; break;
-    /* the default API-key name too: not every reader of it follows
-     * [auth] api_key_header */
-    case 'x': bit = strcmp(n, "x-api-key") == 0 ? 16u : 0u; break;
-    default: break;
-    }
-    if (bit == 0 && n[0] == keyh[0] && strcmp(n, keyh) == 0) bit = 32u;
-    dup |= seen & bit;
-    seen |= bit;
-  }
-  int http11 = p->http_major == 1 && p->http_minor == 1;
-  /* RFC 9112 6.1: Transfer-Encoding from an HTTP/1.0 client is faulty
-   * framing (1.0 has no chunked coding; a hop may read the body by
-   * Content-Length or until close instead) */
-  if (dup || (!(seen & 1u) && http11) || (te && !http11)) {
-    c->early_code = "request.bad_request";
-    return HPE_USER;
-  }
-  c->state = BH__CONN_BODY;
-  bh__conn_timer(c, c->d->cfg->body_timeout_ms);
-  if (c->listener->hooks->on_head(req) != 0) {
-    c->early_code = req->code ? req->code : "request.bad_request";
-    return HPE_USER;
-  }
-  if ((p->flags & F_CONTENT_LENGTH) && p->content_length > req->body_limit) {
-    c->early_code = "request.too_large";
-    return HPE_USER;
-  }
-  if (req->expect_continue && p->content_length > 0) {
-    /* in order with any answer still queued, and whole even when the
-     * socket takes only part of it now */
-    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    bh__conn_write(c, cont, sizeof(cont) - 1);
-  }
-  return 0;
-}
-
-static int bh__on_body(llhttp_t *p, const char *at, size_t n) {
-  bh__conn *c = p->data;
-  bh_req *req = c->req;
-  if (req->body.len + n > req->body_limit) {
-    c->early_code = "request.too_large";
-    return HPE_USER;
-  }
-  return bh__buf_append(&req->body, at, n) ? HPE_USER : 0;
-}
-
-static int bh__on_message_complete(llhttp_t *p) {
-  bh__conn *c = p->data;
-  c->keep_alive = llhttp_should_keep_alive(p);
-  c->message_done = 1;
-  /* stop here: the next pipelined request waits for this answer */
-  return HPE_PAUSED;
-}
-
-void bh__http_settings_init(llhttp_settings_t *s) {
-  llhttp_settings_init(s);
-  s->on_message_begin = bh__on_message_begin;
-  s->on_url = bh__on_url;
-  s->on_header_field = bh__on_header_field;
-  s->on_header_value = bh__on_header_value;
-  s->on_header_field_complete = bh__on_header_field_complete;
-  s->on_chunk_extension_name = bh__on_chunk_ext;
-  s->on_chunk_extension_value = bh__on_chunk_ext;
-  s->on_headers_complete = bh__on_headers_complete;
-  s->on_body = bh__on_body;
-  s->on_message_complete = bh__on_message_complete;
-}
-
-/* ---------------------------------------------------------------------- */
-/* obs-fold detection                                                      */
-/* ---------------------------------------------------------------------- */
-
-/* llhttp 8.1.0 accepts obs-folded header lines (CVE-2023-30589 era), and
- * its callbacks cannot tell a fold from a value split across reads, so the
- * raw head bytes are scanned here: a line that starts with SP or HT inside
- * the head is refused. The scan starts at each message start (connection
- * start, or where the parser paused) and stops at the empty line. */
-enum {
-  BH__FOLD_START = 0,
-  BH__FOLD_LINE,
-  BH__FOLD_LINE_START,
-  BH__FOLD_CR,
-  BH__FOLD_DONE
-};
-
-static int bh__fold_scan(bh__conn *c, const char *data, size_t len) {
-  int st = c->fold_state;
-  for (size_t i = 0; i < len && st != BH__FOLD_DONE; i++) {
-    char ch = data[i];
-    switch (st) {
-    case BH__FOLD_START:
-      if (ch != '\r' && ch != '\n') st = BH__FOLD_LINE;
-      break;
-    case BH__FOLD_LINE:
-      if (ch == '\n') st = BH__FOLD_LINE_START;
-      break;
-    case BH__FOLD_LINE_START:
-      if (ch == ' ' || ch == '\t') return -EPROTO;
-      st = ch == '\r'   ? BH__FOLD_CR
-           : ch == '\n' ? BH__FOLD_DONE
-                        : BH__FOLD_LINE;
-      break;
-    case BH__FOLD_CR: st = ch == '\n' ? BH__FOLD_DONE : BH__FOLD_LINE; break;
-    }
-  }
-  c->fold_state = st;
-  return 0;
 }
 
 /* ---------------------------------------------------------------------- */
