@@ -420,7 +420,7 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
   return 0;
 }
 
-static int parse_bool(const char *s) {
+int bh__config_bool(const char *s) {
   static const char *const yes[] = {"true", "yes", "on", "1"};
   static const char *const no[] = {"false", "no", "off", "0"};
   for (size_t i = 0; i < 4; i++) {
@@ -744,7 +744,7 @@ static int parse_mounts(loader *ld, const bh__section *s, const bh__kv *kv,
 static int plugin_bool(loader *ld, const bh__section *s, const bh__kv *kv,
                        int *out) {
   char q[80];
-  int b = parse_bool(kv->value);
+  int b = bh__config_bool(kv->value);
   if (b < 0)
     return fail_kv(ld, s, kv,
                    "expected true/false, yes/no, on/off or 1/0, got '%s'",

@@ -111,6 +111,8 @@ int bh__limit_policy_parse(const bh__config *cfg, const char *name,
  * environment changes). */
 const char *bh__config_get(const bh__config *cfg, const char *section,
                            const char *key);
+/* true/yes/on/1 -> 1, false/no/off/0 -> 0 (any case), else -EINVAL. */
+int bh__config_bool(const char *s);
 /* Parses "host:port" / "[v6]:port"; 0 or -EINVAL. port 0 = ephemeral. */
 int bh__config_parse_addr(const char *s, char *host, size_t hostlen, int *port);
 /* 1 when `addr` (host:port) is localhost, 127.0.0.0/8 or [::1]. */

@@ -287,6 +287,11 @@ const char *bh__req_header(bh_req *req, const char *name);
  * (next pipelined request, idle timer, or close). */
 void bh__conn_request_done(bh__conn *c);
 
+/* services.c: percent-decodes the route's parameters into req->params
+ * before the handler runs. 0; -EINVAL when one decodes to a NUL, '\',
+ * '?', '#', a "." or ".." segment, or (a {name} capture) a '/'; -ENOMEM. */
+int bh__params_decode(bh_req *req);
+
 /* response.c: writing answers */
 /* Queues the response for `req` on its connection. Body copied. Marks the
  * request answered. extra_headers: preformatted "Name: v\r\n" lines or NULL.

@@ -124,6 +124,19 @@ void bh__dispatch(bh_req *req) {
     bh__unavailable(req, route->plugin);
     return;
   }
+  /* decoded parameters steer what plugins build from them (upstream
+   * paths, queries, file names): '/', '?', '#', '\', NUL and dot
+   * segments never reach a handler */
+  int prc = bh__params_decode(req);
+  if (prc) {
+    bh__respond_problem(
+        req, prc == -EINVAL ? "request.bad_request" : "generic.internal",
+        prc == -EINVAL ? "A path parameter holds a '/', '\\', '?', '#', NUL "
+                         "or dot segment once percent-decoded."
+                       : NULL,
+        -1, NULL, 0, NULL, 0);
+    return;
+  }
   /* the session middleware: 0 let in now, 1 decided later (store), < 0
    * already answered (401, 302 to the login page, 403, 503) */
   if ((route->flags & BH_ROUTE_AUTH_REQUIRED) && bh__auth_check(req) != 0)

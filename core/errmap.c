@@ -260,6 +260,14 @@ void bh__errmap_match(const bh__plugin *p, const bh_upstream_result *res,
                       bh__mapped *out, char *codebuf, size_t codelen) {
   json_t *body = NULL;
   int parsed = 0;
+  if (res->outcome == BH_OUTCOME_TRANSPORT && bh__result_malformed(res)) {
+    /* the upstream answered, but with a head we refuse to relay: its
+     * fault, not a reset, whatever the plugin's transport rows say */
+    snprintf(codebuf, codelen, "%s.upstream_error", p->name);
+    out->code = codebuf;
+    out->retry_after = -1;
+    return;
+  }
   int local = res->outcome == BH_OUTCOME_BREAKER_OPEN ||
               res->outcome == BH_OUTCOME_RATE_LIMITED;
   for (size_t i = 0; i < p->nrows; i++) {

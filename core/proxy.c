@@ -4,6 +4,12 @@
  * through the same client, retries, breaker and error map as any call; the
  * answer streams back as it arrives.
  *
+ * What is not the client's to forward stays here: the gateway's own
+ * credentials (session cookies, the API key header, a verified
+ * Authorization) unless the upstream has forward_credentials, and every
+ * Forwarded / X-Forwarded-* / X-Real-IP / X-Bulkhead-* header, which the
+ * core writes itself from the connection and the session middleware.
+ *
  * Answers that may still be retried or mapped (5xx, 408, 429, statuses the
  * error map names) are buffered; everything else streams, and from the first
  * streamed byte no retry happens.
@@ -14,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "daemon.h"
 #include "log.h"
 #include "upstream.h"
@@ -28,6 +35,8 @@ typedef struct bh__proxy_call {
   bh__proxy *px;
   bh__call *call;
   int streamed;
+  long long length; /* announced Content-Length, -1: chunked */
+  unsigned long long sent;
 } bh__proxy_call;
 
 static const char *const bh__hop_by_hop[] = {"connection",
@@ -79,19 +88,22 @@ static void bh__proxy_drain(bh_req *req) {
   if (pc && pc->call) bh__call_resume(pc->call);
 }
 
-static int bh__proxy_on_head(bh__call *call, int status, void *data) {
-  bh__proxy_call *pc = data;
-  pc->call = call;
-  if (status >= 500 || status == 408 || status == 429 ||
-      bh__errmap_status_mapped(pc->px->plugin, status))
-    return 0;
-  /* pass the upstream's framing when it gave a length; chunk otherwise.
-   * The block is "name: value\r\n" lines with lower-cased names
-   * (bh__on_header): Connection first, since it can name more hop-by-hop
-   * headers, then one pass that copies the end-to-end lines. */
-  const char *hs = bh__call_headers(call);
-  long long length = -1;
-  /* every Connection value, comma-joined */
+/* A Content-Length value we may frame the client's answer with: digits
+ * only, and not so many that they overflow. -1 otherwise. */
+static long long bh__length_value(const char *v, size_t n) {
+  if (n == 0 || n > 18) return -1;
+  long long x = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (v[i] < '0' || v[i] > '9') return -1;
+    x = x * 10 + (v[i] - '0');
+  }
+  return x;
+}
+
+int bh__proxy_head_lines(const char *hs, bh__buf *out, long long *length) {
+  /* Connection first, since it can name more hop-by-hop headers, then one
+   * pass that copies the end-to-end lines */
+  *length = -1;
   bh__buf connv;
   bh__buf_init(&connv);
   for (const char *s = strstr(hs, "connection: "); s;
@@ -101,33 +113,60 @@ static int bh__proxy_on_head(bh__call *call, int status, void *data) {
     bh__buf_append(&connv, s + 12, strcspn(s + 12, "\r\n"));
   }
   const char *conn = connv.len ? connv.data : NULL;
-  bh__buf out;
-  bh__buf_init(&out);
-  bh__buf_grow(&out, strlen(hs));
+  /* the upstream's length frames our answer only when it is the one
+   * framing libcurl used too: a single well-formed value and no
+   * Transfer-Encoding (which overrides it, RFC 9112 6.3). Otherwise the
+   * body is chunked, which is right whatever the upstream's framing was;
+   * a wrong length would desynchronise the client's connection */
+  long long len = -1;
+  int lengths = 0, te = 0;
+  bh__buf_grow(out, strlen(hs));
   for (const char *s = hs; *s;) {
     const char *eol = strstr(s, "\r\n");
     if (eol == NULL) break;
     const char *colon = memchr(s, ':', (size_t)(eol - s));
     size_t nl = colon ? (size_t)(colon - s) : 0;
     if (colon && nl < 128) {
+      const char *v = colon + 2 <= eol ? colon + 2 : eol;
       if (nl == 14 && memcmp(s, "content-length", 14) == 0) {
-        const char *v = colon + 2 <= eol ? colon + 2 : eol;
-        length = strtoll(v, NULL, 10);
+        long long x = bh__length_value(v, (size_t)(eol - v));
+        if (lengths++ == 0)
+          len = x;
+        else if (x != len)
+          len = -1;
       }
+      if (nl == 17 && memcmp(s, "transfer-encoding", 17) == 0) te = 1;
       if (!bh__is_hop_n(s, nl, conn) && !(nl == 4 && memcmp(s, "date", 4) == 0))
-        bh__buf_append(&out, s, (size_t)(eol - s) + 2);
+        bh__buf_append(out, s, (size_t)(eol - s) + 2);
     }
     s = eol + 2;
   }
-  if (bh__buf_failed(&connv)) out.failed = 1;
+  if (!te && len >= 0) *length = len;
+  /* terminated even when nothing was copied (grow does not write the NUL:
+   * a head of hop-by-hop lines only once relayed uninitialised bytes) */
+  if (out->data && !out->failed) out->data[out->len] = '\0';
+  int failed = bh__buf_failed(&connv) || bh__buf_failed(out);
   bh__buf_free(&connv);
+  return failed ? -ENOMEM : 0;
+}
+
+static int bh__proxy_on_head(bh__call *call, int status, void *data) {
+  bh__proxy_call *pc = data;
+  pc->call = call;
+  if (status >= 500 || status == 408 || status == 429 ||
+      bh__errmap_status_mapped(pc->px->plugin, status))
+    return 0;
+  bh__buf out;
+  bh__buf_init(&out);
+  long long length;
+  int rc = bh__proxy_head_lines(bh__call_headers(call), &out, &length);
   bh_req *req = pc->req;
-  int rc = bh__buf_failed(&out)
-               ? -ENOMEM
-               : bh__respond_head(req, status, out.data, length);
+  if (rc == 0)
+    rc = bh__respond_head(req, status, out.len ? out.data : NULL, length);
   bh__buf_free(&out);
   if (rc == 0) {
     pc->streamed = 1;
+    pc->length = req->chunked ? -1 : length;
     req->on_drain = bh__proxy_drain;
     req->on_drain_data = pc;
   }
@@ -139,6 +178,12 @@ static int bh__proxy_on_data(bh__call *call, const char *buf, size_t len,
   bh__proxy_call *pc = data;
   (void)call;
   if (!pc->streamed) return 0; /* client gone: drain and discard */
+  if (pc->length >= 0) {
+    /* never more than the length we announced: the excess would be read
+     * as the start of the client's next answer */
+    if ((unsigned long long)pc->length - pc->sent < len) return -1;
+    pc->sent += len;
+  }
   long queued = bh__respond_body(pc->req, buf, len);
   return queued > (long)(1u << 20);
 }
@@ -172,44 +217,175 @@ static void bh__proxy_done(bh_req *req, const bh_upstream_result *res,
   free(pc);
 }
 
+/* The session cookies of the core: its own names and the __Host- ones
+ * used when cookies are Secure. */
+static const char *const bh__our_cookies[] = {
+    "__session", "__refresh", "__Host-session", "__Host-refresh", NULL};
+
+static int bh__our_cookie(const char *name, size_t n) {
+  for (size_t i = 0; bh__our_cookies[i]; i++)
+    if (strlen(bh__our_cookies[i]) == n &&
+        strncasecmp(name, bh__our_cookies[i], n) == 0)
+      return 1;
+  return 0;
+}
+
+/* Appends the pairs of the Cookie value `v` that are not ours to b, "; "
+ * separated; the number of pairs kept. */
+static size_t bh__cookies_filter(bh__buf *b, const char *v) {
+  size_t kept = 0;
+  for (const char *s = v; *s;) {
+    while (*s == ' ' || *s == '\t' || *s == ';')
+      s++;
+    if (*s == '\0') break;
+    size_t l = strcspn(s, ";");
+    size_t pl = l;
+    while (pl && (s[pl - 1] == ' ' || s[pl - 1] == '\t'))
+      pl--;
+    size_t nl = strcspn(s, "=");
+    if (nl > pl) nl = pl;
+    while (nl && (s[nl - 1] == ' ' || s[nl - 1] == '\t'))
+      nl--;
+    if (!bh__our_cookie(s, nl)) {
+      if (kept++) bh__buf_append(b, "; ", 2);
+      bh__buf_append(b, s, pl);
+    }
+    s += l;
+  }
+  return kept;
+}
+
+/* Headers the client may not set for the upstream: the forwarding ones are
+ * rebuilt from the connection, X-Bulkhead-* carry the identity the core
+ * established. `name` is lower-cased. */
+static int bh__client_forged(const char *name) {
+  return strcmp(name, "forwarded") == 0 || strcmp(name, "x-real-ip") == 0 ||
+         strncmp(name, "x-forwarded-", 12) == 0 ||
+         strncmp(name, "x-bulkhead-", 11) == 0;
+}
+
+/* A value the core sets from its own state goes out only without control
+ * bytes (they are refused at the source; this keeps a header line one line
+ * whatever changes there). */
+static int bh__header_safe(const char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f) return 0;
+  return 1;
+}
+
+static void bh__line_start(bh__buf *b, size_t *offs, size_t *n,
+                           const char *name) {
+  offs[(*n)++] = b->len;
+  bh__buf_puts(b, name);
+  bh__buf_append(b, ": ", 2);
+}
+
+static void bh__line(bh__buf *b, size_t *offs, size_t *n, const char *name,
+                     const char *value) {
+  bh__line_start(b, offs, n, name);
+  bh__buf_puts(b, value);
+  bh__buf_putc(b, '\0');
+}
+
+/* RFC 7239 quoted-string */
+static void bh__quoted(bh__buf *b, const char *s) {
+  bh__buf_putc(b, '"');
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\') bh__buf_putc(b, '\\');
+    bh__buf_putc(b, *s);
+  }
+  bh__buf_putc(b, '"');
+}
+
+static const char *bh__auth_kind_name(int kind) {
+  switch (kind) {
+  case BH_AUTH_BEARER: return "bearer";
+  case BH_AUTH_COOKIE: return "cookie";
+  case BH_AUTH_API_KEY: return "api_key";
+  default: return NULL;
+  }
+}
+
+/* Extra lines the handler adds beyond the request's own */
+#define BH__PROXY_EXTRA 12
+
 static void bh__proxy_handler(bh_req *req, void *data) {
   bh__proxy *px = data;
   bh__daemon *d = req->d;
   const char *conn = bh__req_header(req, "connection");
   size_t n = 0;
-  const char **hdrs = calloc(req->nheaders + 4, sizeof(char *));
+  const char **hdrs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(char *));
   bh__buf tmp;
   bh__buf_init(&tmp);
   /* header lines are built in one buffer; offsets first, pointers after,
    * since the buffer may move while it grows */
-  size_t *offs = calloc(req->nheaders + 4, sizeof(size_t));
+  size_t *offs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(size_t));
   if (hdrs == NULL || offs == NULL) goto oom;
-  const char *fwd_for = NULL, *host = NULL;
+  /* The caller's gateway credentials stay here unless the upstream is
+   * trusted with them ([upstream.NAME] forward_credentials): our session
+   * cookies, the API key header and an Authorization the middleware
+   * verified. The upstream learns who the caller is from X-Bulkhead-*. */
+  const bh__authn *an = req->authn;
+  int keep_creds = px->u->forward_credentials;
+  bh__auth *auth = bh__auth_get();
+  const char *key_header = auth ? auth->conf->api_key_header : "x-api-key";
+  const char *host = NULL;
   for (size_t i = 0; i < req->nheaders; i++) {
     const bh__header *h = &req->headers[i];
-    if (strcmp(h->name, "x-forwarded-for") == 0) fwd_for = h->value;
     if (strcmp(h->name, "host") == 0) host = h->value;
-    if (bh__is_hop(h->name, conn) || strcmp(h->name, "x-forwarded-for") == 0)
-      continue;
-    offs[n++] = tmp.len;
-    bh__buf_puts(&tmp, h->name);
-    bh__buf_append(&tmp, ": ", 2);
-    bh__buf_puts(&tmp, h->value);
-    bh__buf_putc(&tmp, '\0');
+    if (bh__is_hop(h->name, conn) || bh__client_forged(h->name)) continue;
+    if (!keep_creds) {
+      if (strcmp(h->name, key_header) == 0) continue;
+      if (an && an->p.kind == BH_AUTH_BEARER &&
+          strcmp(h->name, "authorization") == 0)
+        continue;
+      if (strcmp(h->name, "cookie") == 0) {
+        size_t mark = tmp.len;
+        bh__line_start(&tmp, offs, &n, "Cookie");
+        if (bh__cookies_filter(&tmp, h->value) == 0) {
+          /* nothing but ours: no Cookie header at all */
+          n--;
+          tmp.len = mark;
+          continue;
+        }
+        bh__buf_putc(&tmp, '\0');
+        continue;
+      }
+    }
+    bh__line(&tmp, offs, &n, h->name, h->value);
   }
-  offs[n++] = tmp.len;
-  bh__buf_puts(&tmp, "X-Forwarded-For: ");
-  if (fwd_for) {
-    bh__buf_puts(&tmp, fwd_for);
-    bh__buf_append(&tmp, ", ", 2);
+  /* the forwarding headers, from the connection only: a client's own
+   * X-Forwarded-For or Forwarded would let it pick the address upstream
+   * logs and limits see */
+  const char *addr = req->client_addr;
+  bh__line(&tmp, offs, &n, "X-Forwarded-For", addr);
+  bh__line(&tmp, offs, &n, "X-Real-IP", addr);
+  bh__line(&tmp, offs, &n, "X-Forwarded-Proto", "http");
+  if (host) bh__line(&tmp, offs, &n, "X-Forwarded-Host", host);
+  bh__line_start(&tmp, offs, &n, "Forwarded");
+  bh__buf_puts(&tmp, "for=");
+  if (strchr(addr, ':')) {
+    bh__buf_append(&tmp, "\"[", 2);
+    bh__buf_puts(&tmp, addr);
+    bh__buf_append(&tmp, "]\"", 2);
+  } else {
+    bh__buf_puts(&tmp, addr);
   }
-  bh__buf_puts(&tmp, req->client_addr);
-  bh__buf_putc(&tmp, '\0');
   if (host) {
-    offs[n++] = tmp.len;
-    bh__buf_puts(&tmp, "X-Forwarded-Host: ");
-    bh__buf_puts(&tmp, host);
-    bh__buf_putc(&tmp, '\0');
+    bh__buf_puts(&tmp, ";host=");
+    bh__quoted(&tmp, host);
+  }
+  bh__buf_puts(&tmp, ";proto=http");
+  bh__buf_putc(&tmp, '\0');
+  if (an) {
+    const char *kind = bh__auth_kind_name(an->p.kind);
+    if (bh__header_safe(an->p.user_id))
+      bh__line(&tmp, offs, &n, "X-Bulkhead-User", an->p.user_id);
+    if (kind) bh__line(&tmp, offs, &n, "X-Bulkhead-Auth", kind);
+    if (an->p.scopes[0] && bh__header_safe(an->p.scopes))
+      bh__line(&tmp, offs, &n, "X-Bulkhead-Scopes", an->p.scopes);
+    if (an->p.key_id[0] && bh__header_safe(an->p.key_id))
+      bh__line(&tmp, offs, &n, "X-Bulkhead-Key-Id", an->p.key_id);
   }
   if (bh__buf_failed(&tmp)) goto oom;
   for (size_t i = 0; i < n; i++)

@@ -245,42 +245,63 @@ static int bh__hexval(char c) {
   return -1;
 }
 
-/* Percent-decodes a path segment. A decoded NUL is refused so plugins can
- * treat parameters as C strings. */
-static char *bh__pct_decode(const char *s, size_t n) {
-  char *out = malloc(n + 1);
-  if (out == NULL) return NULL;
-  size_t o = 0;
+/* Percent-decodes s[0..n) into *out (allocated). 0; -EINVAL when it
+ * decodes to a NUL byte (plugins treat parameters as C strings); -ENOMEM. */
+static int bh__pct_decode(const char *s, size_t n, char **out) {
+  char *o = malloc(n + 1);
+  *out = NULL;
+  if (o == NULL) return -ENOMEM;
+  size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '%' && i + 2 < n && bh__hexval(s[i + 1]) >= 0 &&
         bh__hexval(s[i + 2]) >= 0) {
       char c = (char)(bh__hexval(s[i + 1]) * 16 + bh__hexval(s[i + 2]));
       if (c == '\0') {
-        free(out);
-        return NULL;
+        free(o);
+        return -EINVAL;
       }
-      out[o++] = c;
+      o[k++] = c;
       i += 2;
     } else {
-      out[o++] = s[i];
+      o[k++] = s[i];
     }
   }
-  out[o] = '\0';
-  return out;
+  o[k] = '\0';
+  *out = o;
+  return 0;
+}
+
+/* A decoded parameter a plugin may join into a path, a query or a file
+ * name: no '\', '?' or '#', no "." or ".." segment, and for a {name}
+ * capture (one segment) no '/'. A "*" tail keeps its '/' separators. */
+static int bh__param_ok(const char *v, int tail) {
+  if (strpbrk(v, tail ? "\\?#" : "/\\?#")) return 0;
+  for (const char *seg = v;;) {
+    size_t l = strcspn(seg, "/");
+    if ((l == 1 && seg[0] == '.') || (l == 2 && seg[0] == '.' && seg[1] == '.'))
+      return 0;
+    if (seg[l] == '\0') return 1;
+    seg += l + 1;
+  }
+}
+
+int bh__params_decode(bh_req *r) {
+  if (r->match.nparams == 0 || r->params) return 0;
+  r->params = calloc(r->match.nparams, sizeof(char *));
+  if (r->params == NULL) return -ENOMEM;
+  for (size_t i = 0; i < r->match.nparams; i++) {
+    const bh__param *pm = &r->match.params[i];
+    int rc = bh__pct_decode(r->path + pm->off, pm->len, &r->params[i]);
+    if (rc) return rc;
+    if (!bh__param_ok(r->params[i], strcmp(pm->name, "*") == 0)) return -EINVAL;
+  }
+  return 0;
 }
 
 static const char *svc_req_param(bh_req *r, const char *name) {
-  for (size_t i = 0; i < r->match.nparams; i++) {
-    const bh__param *pm = &r->match.params[i];
-    if (strcmp(pm->name, name) != 0) continue;
-    if (r->params == NULL) {
-      r->params = calloc(r->match.nparams, sizeof(char *));
-      if (r->params == NULL) return NULL;
-    }
-    if (r->params[i] == NULL)
-      r->params[i] = bh__pct_decode(r->path + pm->off, pm->len);
-    return r->params[i];
-  }
+  /* every value was decoded and checked before the handler ran */
+  for (size_t i = 0; r->params && i < r->match.nparams; i++)
+    if (strcmp(r->match.params[i].name, name) == 0) return r->params[i];
   return NULL;
 }
 

@@ -57,6 +57,7 @@ typedef struct bh__sock {
 typedef struct bh__result {
   bh_upstream_result pub; /* first: the plugin sees only this */
   bh__call *call;
+  int malformed; /* the answer's head was refused (bh__upstream_head_line) */
 } bh__result;
 
 struct bh__call {
@@ -69,7 +70,8 @@ struct bh__call {
   int has_stream;
   int streaming; /* answer being streamed: no retry */
   int paused;
-  int aborted; /* the stream's reader stopped it: no verdict */
+  int aborted;   /* the stream's reader stopped it: no verdict */
+  int malformed; /* this attempt's answer had a head we refuse to relay */
 
   void *mem; /* one block: the strings and the body below point into it */
   char *method;
@@ -327,7 +329,9 @@ static void bh__upstream_note_error(struct bh_upstream *u, bh__call *call,
                                     uint64_t now) {
   const char *what = NULL;
   char tmp[64];
-  if (call->outcome == BH_OUTCOME_TRANSPORT) {
+  if (call->outcome == BH_OUTCOME_TRANSPORT && call->malformed) {
+    what = "malformed answer";
+  } else if (call->outcome == BH_OUTCOME_TRANSPORT) {
     switch (call->transport) {
     case BH_TRANSPORT_CONNECT: what = "connect failed"; break;
     case BH_TRANSPORT_DNS: what = "DNS failure"; break;
@@ -386,6 +390,7 @@ static void bh__call_finish(bh__call *call) {
   r.pub.retry_after = call->retry_after;
   r.pub.attempts = call->attempts;
   r.pub.duration_ms = (uint32_t)(now - call->start_ms);
+  r.malformed = call->outcome == BH_OUTCOME_TRANSPORT && call->malformed;
   bh_req *req = call->req;
   if (call->cb) {
     int64_t mark = bh__shm_enter(call->u->plugin->shm_index, BH__CB_UPSTREAM);
@@ -416,32 +421,75 @@ static void bh__call_finish_soon(bh__call *call) {
 /* One attempt                                                             */
 /* ---------------------------------------------------------------------- */
 
-static size_t bh__on_header(char *buf, size_t size, size_t n, void *userp) {
-  bh__call *call = userp;
-  size_t len = size * n;
-  if (len >= 5 && strncmp(buf, "HTTP/", 5) == 0) {
-    /* a new response (after 1xx): forget the previous header block */
-    bh__buf_reset(&call->resp_headers);
-    return len;
+/* RFC 9110 5.6.2 tchar */
+static int bh__tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || (c && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Field-value and reason-phrase bytes: HTAB, SP, VCHAR, obs-text. A bare
+ * CR, LF, NUL or any other control byte would be relayed into the
+ * client's answer, where a CR-splitting parser sees a header we never
+ * sent (response splitting). */
+static int bh__vchar_ok(unsigned char c) {
+  return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+int bh__upstream_head_line(bh__buf *block, const char *line, size_t len) {
+  /* one terminator: LF or CRLF (libcurl hands over whole lines) */
+  if (len && line[len - 1] == '\n') len--;
+  if (len && line[len - 1] == '\r') len--;
+  if (len == 0) return 0; /* the blank line ending the head */
+  if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
+    /* a status line: HTTP/<version> SP 3DIGIT [SP reason]; a new one
+     * (after 1xx) starts a new head */
+    size_t i = 5;
+    while (i < len && ((line[i] >= '0' && line[i] <= '9') || line[i] == '.'))
+      i++;
+    if (i == 5 || i + 4 > len || line[i] != ' ' || line[i + 1] < '1' ||
+        line[i + 1] > '5' || line[i + 2] < '0' || line[i + 2] > '9' ||
+        line[i + 3] < '0' || line[i + 3] > '9')
+      return -EPROTO;
+    i += 4;
+    if (i < len && line[i] != ' ') return -EPROTO;
+    for (; i < len; i++)
+      if (!bh__vchar_ok((unsigned char)line[i])) return -EPROTO;
+    bh__buf_reset(block);
+    return 0;
   }
-  const char *colon = memchr(buf, ':', len);
-  if (colon == NULL) return len;
-  size_t nl = (size_t)(colon - buf);
+  /* name ":" OWS value OWS. A name that is not a token (empty, spaces
+   * before the colon, an obs-fold continuation line) is refused, not
+   * guessed at (RFC 9112 5.1, 5.2) */
+  const char *colon = memchr(line, ':', len);
+  if (colon == NULL || colon == line) return -EPROTO;
+  size_t nl = (size_t)(colon - line);
+  for (size_t i = 0; i < nl; i++)
+    if (!bh__tchar((unsigned char)line[i])) return -EPROTO;
   const char *v = colon + 1;
   size_t vl = len - nl - 1;
   while (vl && (*v == ' ' || *v == '\t'))
     v++, vl--;
-  while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+  while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
     vl--;
+  for (size_t i = 0; i < vl; i++)
+    if (!bh__vchar_ok((unsigned char)v[i])) return -EPROTO;
   for (size_t i = 0; i < nl; i++) {
-    char c = buf[i];
-    bh__buf_putc(&call->resp_headers,
-                 (char)(c >= 'A' && c <= 'Z' ? c + 32 : c));
+    char c = line[i];
+    bh__buf_putc(block, (char)(c >= 'A' && c <= 'Z' ? c + 32 : c));
   }
-  bh__buf_puts(&call->resp_headers, ": ");
-  bh__buf_append(&call->resp_headers, v, vl);
-  bh__buf_puts(&call->resp_headers, "\r\n");
-  return bh__buf_failed(&call->resp_headers) ? 0 : len;
+  bh__buf_append(block, ": ", 2);
+  bh__buf_append(block, v, vl);
+  bh__buf_append(block, "\r\n", 2);
+  return bh__buf_failed(block) ? -ENOMEM : 0;
+}
+
+static size_t bh__on_header(char *buf, size_t size, size_t n, void *userp) {
+  bh__call *call = userp;
+  size_t len = size * n;
+  int rc = bh__upstream_head_line(&call->resp_headers, buf, len);
+  if (rc == -EPROTO) call->malformed = 1;
+  /* anything but len ends the transfer (CURLE_WRITE_ERROR) */
+  return rc ? 0 : len;
 }
 
 static size_t bh__on_data(char *buf, size_t size, size_t n, void *userp) {
@@ -543,7 +591,16 @@ static void bh__attempt_done(bh__call *call, CURLcode rc) {
   } else {
     call->outcome = BH_OUTCOME_TRANSPORT;
     call->transport = bh__transport_kind(rc);
-    if (rc == CURLE_WRITE_ERROR && !call->streaming)
+    /* libcurl refuses some heads itself: a line without a colon is a
+     * "weird server reply"; a CR inside a name fails its header store with
+     * BAD_FUNCTION_ARGUMENT once the status line is in. Same verdict as
+     * ours */
+    if (rc == CURLE_WEIRD_SERVER_REPLY ||
+        (rc == CURLE_BAD_FUNCTION_ARGUMENT && code != 0))
+      call->malformed = 1;
+    if (call->malformed)
+      snprintf(call->errbuf, sizeof(call->errbuf), "malformed response head");
+    else if (rc == CURLE_WRITE_ERROR && !call->streaming)
       snprintf(call->errbuf, sizeof(call->errbuf), "response too large");
     call->status = 0;
   }
@@ -558,7 +615,9 @@ static void bh__attempt_done(bh__call *call, CURLcode rc) {
   bh__shm_unlock();
   bh__easy_release(call);
 
-  if (call->streaming || (call->flags & BH_CALL_NO_RETRY) ||
+  /* a malformed head is not retried: the same upstream would most likely
+   * send it again */
+  if (call->streaming || call->malformed || (call->flags & BH_CALL_NO_RETRY) ||
       call->attempts > u->retry.max_retries ||
       !bh__retry_method_ok(call->method, call->flags & BH_CALL_RETRY_SAFE) ||
       !bh__retry_outcome_ok(
@@ -643,6 +702,7 @@ static void bh__call_attempt(bh__call *call) {
   call->attempts++;
   call->attempt_start_ms = now;
   call->status = 0;
+  call->malformed = 0;
   bh__buf_reset(&call->resp);
   bh__buf_reset(&call->resp_headers);
   call->errbuf[0] = '\0';
@@ -872,6 +932,10 @@ const char *bh__result_header(const bh_upstream_result *res, const char *name) {
     s = eol + 2;
   }
   return NULL;
+}
+
+int bh__result_malformed(const bh_upstream_result *res) {
+  return ((const bh__result *)(const void *)res)->malformed;
 }
 
 void bh__calls_cancel(bh_req *req) {

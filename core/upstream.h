@@ -32,6 +32,7 @@ struct bh_upstream {
   uint32_t timeout_ms;
   size_t max_response_bytes;
   int tls_verify;
+  int forward_credentials; /* proxy routes pass the caller's credentials */
   char **headers; /* "Name: value" from [upstream.NAME] header.* keys */
   size_t nheaders;
   bh__retry_cfg retry;
@@ -79,6 +80,30 @@ void bh__call_resume(bh__call *call);
 /* Response headers of the current attempt as "name: value\r\n" lines. */
 const char *bh__call_headers(bh__call *call);
 const char *bh__result_header(const bh_upstream_result *res, const char *name);
+/* 1 when the call failed because the upstream's answer had a head we refuse
+ * to relay (see bh__upstream_head_line): BH_OUTCOME_TRANSPORT with
+ * BH_TRANSPORT_RESET, answered as <plugin>.upstream_error (502). */
+int bh__result_malformed(const bh_upstream_result *res);
+
+/* One line of an upstream answer's head, as libcurl hands it to the header
+ * callback: a status line ("HTTP/1.1 200 OK"; it starts a new head, so a
+ * 1xx's fields are forgotten), a field ("Name: value"), the blank line, or
+ * a trailer field; LF or CRLF terminated. A field is appended to `block`
+ * as "name: value\r\n", name lower-cased and the value without surrounding
+ * whitespace, which is the form bh__call_headers() returns and the proxy
+ * relays. 0; -EPROTO for a line that must not be relayed (a status line
+ * that is not HTTP/x SP 1xx..5xx [SP reason], a field name that is not a
+ * token, a control byte other than HTAB in a value or the reason, an
+ * obs-fold line, a line with no colon); -ENOMEM (block failed). */
+int bh__upstream_head_line(bh__buf *block, const char *line, size_t len);
+
+/* proxy.c: the lines of a head block (bh__call_headers form) a proxy route
+ * relays, appended to out: hop-by-hop headers, those Connection names,
+ * framing and Date stay behind. *length: the Content-Length to frame the
+ * client's answer with, or -1 (chunked) when the upstream gave none, gave
+ * several or a malformed one, or also gave Transfer-Encoding. 0 or
+ * -ENOMEM. */
+int bh__proxy_head_lines(const char *block, bh__buf *out, long long *length);
 /* Cancels the calls of a request that was answered (deadline). */
 void bh__calls_cancel(bh_req *req);
 

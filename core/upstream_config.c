@@ -116,6 +116,7 @@ static const char *const bh__ukeys[] = {"url",
                                         "breaker_half_open_calls",
                                         "breaker_mode",
                                         "rate_limit",
+                                        "forward_credentials",
                                         NULL};
 
 static int bh__ukey_known(const char *k) {
@@ -142,6 +143,7 @@ void bh__upstream_free_one(struct bh_upstream *u) {
  * and defaulted; shared by the loader and the config check. */
 typedef struct bh__uvals {
   uint32_t connect_timeout_ms, timeout_ms, maxresp, tls, mode;
+  int fwd_creds;
   bh__retry_cfg retry;
   bh__breaker_cfg bc;
 } bh__uvals;
@@ -193,6 +195,12 @@ static int bh__uparse(bh__ucfg *c, bh__uvals *v) {
                        "expected auto, forced_open, disabled or metrics_only");
     v->mode = (uint32_t)m;
   }
+  const char *fc = bh__config_get(c->cfg, c->section, "forward_credentials");
+  v->fwd_creds = 0;
+  if (fc && (v->fwd_creds = bh__config_bool(fc)) < 0)
+    return bh__ufail(c, "forward_credentials",
+                     "expected true/false, yes/no, on/off or 1/0, got '%s'",
+                     fc);
   return 0;
 }
 
@@ -321,6 +329,7 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
   }
   u->max_response_bytes = v.maxresp;
   u->tls_verify = (int)v.tls;
+  u->forward_credentials = v.fwd_creds;
   bh__breaker_cfg_defaults(&bc);
   if (bh__shm_g) bh__shm_lock();
   if (created) {

@@ -36,6 +36,7 @@
 #ifndef BULKHEAD_PLUGIN_H
 #define BULKHEAD_PLUGIN_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -167,7 +168,12 @@ enum bh_transport_kind {
   BH_TRANSPORT_CONNECT = 1u << 0, /* refused / unreachable */
   BH_TRANSPORT_DNS = 1u << 1,
   BH_TRANSPORT_TLS = 1u << 2,
-  BH_TRANSPORT_RESET = 1u << 3, /* reset or closed mid-exchange */
+  /* reset or closed mid-exchange; also an answer whose head the core
+   * refused to relay (a status line that is not HTTP/x 1xx..5xx, a header
+   * name that is not a token, CR, LF, NUL or another control byte but HTAB
+   * in a value): that one is never retried and always answers
+   * "<plugin>.upstream_error" (502), whatever the error map says */
+  BH_TRANSPORT_RESET = 1u << 3,
   BH_TRANSPORT_TIMEOUT = 1u << 4,
   BH_TRANSPORT_ANY = 0x1f
 };
@@ -455,10 +461,16 @@ struct bh_services {
    *     request ends --- */
 
   const char *(*req_method)(bh_req *req);
-  const char *(*req_path)(bh_req *req);  /* decoded path without query */
+  /* The path without the query, raw: as the client sent it, NOT
+   * percent-decoded ("/v1/files/a%20b"). */
+  const char *(*req_path)(bh_req *req);
   const char *(*req_query)(bh_req *req); /* raw query or "" */
-  /* A {name} or "*" parameter, percent-decoded; NULL when absent or when
-   * it decodes to a NUL byte. */
+  /* A {name} or "*" parameter, percent-decoded; NULL when absent. The core
+   * answers 400 request.bad_request before the handler runs when one
+   * decodes to a NUL, '\', '?', '#', a "." or ".." segment, or (a {name},
+   * which is one segment) a '/'; a "*" tail keeps its '/' separators.
+   * It may still hold spaces, '%', ';' and any other byte: put it into an
+   * upstream path with bh_path_append_segment(), never as it is. */
   const char *(*req_param)(bh_req *req, const char *name);
   const char *(*req_header)(bh_req *req, const char *name); /* first */
   const char *(*req_body)(bh_req *req, size_t *len);
@@ -879,6 +891,56 @@ static inline int bh_problem_json(bh_req *r, const char *code,
                                   const bh_upstream_result *res, char *buf,
                                   size_t buflen) {
   return BH__SVC(r)->problem_json(r, code, detail, res, buf, buflen);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Helpers (header only: no service slot)                                  */
+/* ---------------------------------------------------------------------- */
+
+static inline int bh__path_unreserved(unsigned char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+         (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* Appends "/" and `seg` percent-encoded to the NUL-terminated path in
+ * `buf` (`cap` bytes in all, NUL included): the way to put a request
+ * parameter, an id or a name into an upstream path
+ * (bh_upstream_request.path). Every byte but ALPHA, DIGIT and "-._~" is
+ * written as %XX, so a segment can never add a '/', '?', '#', a space or
+ * a control byte to the path. "" and the dot segments "." and ".." (which
+ * servers resolve, encoded or not) are refused. `buf` is the caller's and
+ * is unchanged on failure; `seg` is only read. Start with buf[0] = '\0' and
+ * append each segment; add the query afterwards.
+ * 0; -EINVAL (NULL buf or seg, no NUL within cap, seg "", "." or "..");
+ * -ENOSPC (the result does not fit in cap). */
+static inline int bh_path_append_segment(char *buf, size_t cap,
+                                         const char *seg) {
+  const char *hex = "0123456789ABCDEF";
+  size_t len = 0, need = 1; /* the '/' */
+  if (buf == NULL || seg == NULL) return -EINVAL;
+  while (len < cap && buf[len])
+    len++;
+  if (len == cap) return -EINVAL;
+  if (seg[0] == '\0' ||
+      (seg[0] == '.' && (seg[1] == '\0' || (seg[1] == '.' && seg[2] == '\0'))))
+    return -EINVAL;
+  for (const char *s = seg; *s; s++)
+    need += bh__path_unreserved((unsigned char)*s) ? 1 : 3;
+  if (need >= cap - len) return -ENOSPC; /* and the NUL */
+  char *o = buf + len;
+  *o++ = '/';
+  for (const char *s = seg; *s; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (bh__path_unreserved(c)) {
+      *o++ = (char)c;
+    } else {
+      *o++ = '%';
+      *o++ = hex[c >> 4];
+      *o++ = hex[c & 15];
+    }
+  }
+  *o = '\0';
+  return 0;
 }
 
 #ifdef __cplusplus

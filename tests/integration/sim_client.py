@@ -13,7 +13,9 @@ Standard library only. Typical use:
 Rules are plain keyword arguments mirroring the control API's JSON fields
 (path, method, status, body, headers, delay_ms, action,
 trickle_bytes_per_sec, times, then, preset, fail_after_events,
-stream_delay_ms).
+stream_delay_ms, raw_headers: a string written into the answer's head as
+it is, after the other headers, with its own line ends, for heads no sane
+upstream sends such as "X-A: foo\rSet-Cookie: x=1\r\n").
 """
 
 import http.client

@@ -76,9 +76,10 @@ class NestedProblemTest(DaemonTestCase):
                 self.assertEqual(ev.get("plugin"), "echo")
 
     def test_hostile_code_text_stays_out_of_the_body(self):
-        code = '"},"x":{"a":"\\'
+        # (a '\\' in a parameter is refused before the handler runs)
+        code = '"},"x":{"a":"'
         r = self.d.get("/t/echo/problem/%22%7D%2C%22x%22%3A%7B%22a%22%3A"
-                       "%22%5C")
+                       "%22")
         doc = self.assertProblem(r, 500, "generic.internal")
         self.assertNotIn("x", doc)
         self.assertNotIn(code.encode(), r.body)

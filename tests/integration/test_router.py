@@ -70,9 +70,13 @@ class RouterTest(DaemonTestCase):
         self.assertEqual(r.json(), {"a": "first", "b": "second"})
 
     def test_params_are_percent_decoded(self):
-        r = self.d.get("/t/echo/params/a%20b/%C3%A9%2Fx")
+        r = self.d.get("/t/echo/params/a%20b/%C3%A9x")
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json(), {"a": "a b", "b": "\u00e9/x"})
+        self.assertEqual(r.json(), {"a": "a b", "b": "\u00e9x"})
+        # a decoded '/' would make two segments of one: refused
+        # (test_path_params)
+        r = self.d.get("/t/echo/params/a%20b/%C3%A9%2Fx")
+        self.assertEqual(r.status, 400, r)
 
     def test_wildcard(self):
         for rest in ("a", "a/b/c", "x.txt", "deep/er/and/deeper.json"):

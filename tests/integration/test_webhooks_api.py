@@ -269,10 +269,13 @@ class WebhooksApiTest(harness.DaemonTestCase):
         self.assertIsNone(att["error"])
         self.assertIsInstance(att["latencyMs"], int)
         self.assertRegex(att["at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-        for path in ("/deliveries/dlv_000000000000000000000000",
-                     "/deliveries/x%00y"):
-            self.assertProblem(self.api.call("GET", path), 404,
-                               "webhooks.delivery_not_found", path)
+        path = "/deliveries/dlv_000000000000000000000000"
+        self.assertProblem(self.api.call("GET", path), 404,
+                           "webhooks.delivery_not_found", path)
+        # a parameter that decodes to a NUL never reaches the plugin
+        path = "/deliveries/x%00y"
+        self.assertProblem(self.api.call("GET", path), 400,
+                           "request.bad_request", path)
         r = self.api.call("POST",
                           "/deliveries/dlv_000000000000000000000000/retry")
         self.assertProblem(r, 404, "webhooks.delivery_not_found")

@@ -46,19 +46,14 @@ static const struct {
     {"stream_error_after", SIM_ACT_STREAM_ERROR_AFTER},
 };
 
-static const char *const spec_keys[] = {"status",
-                                        "body",
-                                        "headers",
-                                        "delay_ms",
-                                        "action",
-                                        "trickle_bytes_per_sec",
-                                        "times",
-                                        "then",
-                                        "preset",
-                                        "fail_after_events",
-                                        "stream_delay_ms",
-                                        "comment",
-                                        NULL};
+static const char *const spec_keys[] = {
+    "status",          "body",
+    "headers",         "delay_ms",
+    "action",          "trickle_bytes_per_sec",
+    "times",           "then",
+    "preset",          "fail_after_events",
+    "stream_delay_ms", "comment",
+    "raw_headers",     NULL};
 
 static void spec_free(sim_spec *s) {
   while (s) {
@@ -264,6 +259,16 @@ static sim_spec *parse_spec(json_t *o, int depth, int is_rule, char *err,
     } else {
       FAIL("'headers' must be an object or a list of [name, value]");
     }
+  }
+  /* Bytes written into the head as they are, after the other headers:
+   * for answers no well-behaved upstream sends (a bare CR inside a value,
+   * a header name with a space, an obs-fold line). The rule writes its
+   * own line ends. */
+  if ((v = json_object_get(o, "raw_headers"))) {
+    if (!json_is_string(v) ||
+        strlen(json_string_value(v)) != json_string_length(v))
+      FAIL("'raw_headers' must be a string without NUL bytes");
+    sim_buf_append(&hb, json_string_value(v), json_string_length(v));
   }
   if (preset && preset->headers) {
     const char *p = preset->headers;
