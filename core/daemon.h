@@ -111,6 +111,7 @@ struct bh_req {
   size_t body_limit;
   int bad_path; /* the target is not an origin-form path we serve */
   int is_head;
+  int no_body; /* HEAD, or a 204/304 answer: no body bytes leave */
   int expect_continue;
 
   /* routing */
@@ -169,12 +170,15 @@ enum bh__conn_state {
 
 struct bh__conn {
   uv_tcp_t tcp;
-  uv_timer_t timer; /* idle / header / body timeout, then handler deadline */
+  uv_timer_t timer;      /* idle / header / body timeout, then handler deadline;
+                            while lingering, the lingering timeouts */
+  uv_timer_t send_timer; /* runs while writes are queued: send_timeout_ms */
+  uv_shutdown_t shutdown; /* lingering close: our side's FIN */
   bh__daemon *d;
   bh__listener *listener;
   llhttp_t parser;
   int state;
-  int handles_open; /* tcp + timer still to be closed */
+  int handles_open; /* tcp + timers still to be closed */
   int keep_alive;
   int read_eof;
   int eof_held; /* EOF seen while a request was in flight: acted on once
@@ -194,6 +198,14 @@ struct bh__conn {
   uint64_t idle_since;    /* loop time it last became idle */
   int writes_pending;
   int close_after_write;
+  int write_error;        /* a write failed: close, never linger */
+  size_t send_left;       /* write queue size at the last send check */
+  int lingering;          /* answered and shut down: reading to discard */
+  size_t linger_bytes;    /* discarded so far */
+  uint64_t linger_end;    /* loop time lingering ends at the latest */
+  int refused;            /* over a connection limit: not counted in nconns */
+  size_t field_len;       /* bytes of the header or trailer name being read */
+  struct bh__ipcount *ip; /* per-address count (max_connections_per_ip) */
   int closed;
   char client_addr[64];
   struct bh__conn *next, *prev; /* daemon's list, for shutdown */
@@ -277,7 +289,12 @@ void bh__http_settings_init(llhttp_settings_t *s);
 void bh__conn_close_all(bh__daemon *d);
 void bh__conn_close_idle(bh__daemon *d);
 void bh__conn_close_when_written(bh__conn *c);
-/* response.c reports each finished write here. */
+/* Whether the answer being written is the connection's last (no keep-alive,
+ * peer gone, draining, keepalive_requests reached). */
+int bh__conn_last_answer(const bh__conn *c);
+/* response.c reports each queued write here (starts the send timer) and
+ * each finished one. */
+void bh__conn_on_queued(bh__conn *c);
 void bh__conn_on_written(bh__conn *c, int status);
 /* Arms the connection timer as the handler deadline. */
 void bh__conn_deadline(bh__conn *c, uint32_t ms);
@@ -318,6 +335,9 @@ long bh__respond_body(bh_req *req, const char *data, size_t len);
 void bh__respond_end(bh_req *req, int complete);
 /* Raw problem write for failures before a request exists (parse errors). */
 void bh__conn_problem(bh__conn *c, const char *code);
+/* Writes a copy of data in order with the connection's other output (what
+ * does not leave at once is queued). */
+void bh__conn_write(bh__conn *c, const char *data, size_t len);
 uint64_t bh__now_ns(void);
 
 /* dispatch.c: the request path */

@@ -8,12 +8,24 @@
  * held (up to one read buffer, then reading stops) and parsed afterwards,
  * so pipelined requests are answered in order and a client cannot make us
  * buffer without bound.
+ *
+ * Memory per connection is bounded: the request head (max_header_bytes),
+ * its body (the route's limit), held pipelined bytes (two read buffers) and
+ * unsent output (reading stops past BH__WRITE_QUEUE_HIGH whatever the parse
+ * state, and a client that reads nothing for send_timeout_ms is cut).
+ *
+ * A connection that closes after an answer lingers: our side is shut down
+ * once the answer is out, and what the client still sends is read and
+ * dropped for a bounded time and size, so the kernel does not reset the
+ * connection (and lose the answer) over unread input.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth.h"
 #include "daemon.h"
 #include "log.h"
 #include "shm.h"
@@ -34,6 +46,11 @@ void bh__conn_close_when_written(bh__conn *c);
 
 static void bh__conn_timeout(uv_timer_t *t) {
   bh__conn *c = t->data;
+  if (c->lingering) {
+    /* the client went quiet (or lingering_time is up): enough waiting */
+    bh__conn_close(c);
+    return;
+  }
   switch (c->state) {
   case BH__CONN_IDLE:
     /* nothing was started: no answer owed */
@@ -90,6 +107,7 @@ static int bh__on_message_begin(llhttp_t *p) {
   bh__buf_init(&req->resp_headers);
   c->req = req;
   c->head_bytes = 0;
+  c->field_len = 0;
   c->state = BH__CONN_HEADERS;
   bh__conn_timer(c, c->d->cfg->header_timeout_ms);
   return 0;
@@ -107,7 +125,10 @@ static int bh__on_header_field(llhttp_t *p, const char *at, size_t n) {
   bh_req *req = c->req;
   /* chunked trailer fields come after the head was parsed: they are not
    * exposed (nothing may depend on them), only counted */
-  if (req->headers_done) return bh__head_grow(c, n + 4);
+  if (req->headers_done) {
+    c->field_len += n;
+    return bh__head_grow(c, n + 4);
+  }
   if (bh__head_grow(c, n + (req->in_value ? 4 : 0))) return HPE_USER;
   if (req->in_value || req->nheaders == 0) {
     /* a new header starts: terminate the url or the previous value */
@@ -119,12 +140,39 @@ static int bh__on_header_field(llhttp_t *p, const char *at, size_t n) {
     req->nheaders++;
     req->in_value = 0;
   }
+  c->field_len += n;
   for (size_t i = 0; i < n; i++) {
     char ch = at[i];
     if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
     bh__buf_putc(&req->raw, ch);
   }
   return bh__buf_failed(&req->raw) ? HPE_USER : 0;
+}
+
+/* RFC 9112 5.1: a field name is a token, so never empty. llhttp 8.1.0
+ * accepts ": value" and ":" in the head and in chunked trailers. */
+static int bh__on_header_field_complete(llhttp_t *p) {
+  bh__conn *c = p->data;
+  size_t n = c->field_len;
+  c->field_len = 0;
+  if (n == 0) {
+    c->early_code = "request.bad_request";
+    return HPE_USER;
+  }
+  return 0;
+}
+
+/* Chunk extensions mean nothing to us but cost parsing time: they share
+ * the head's byte budget (max_header_bytes) with the head and trailers. */
+static int bh__on_chunk_ext(llhttp_t *p, const char *at, size_t n) {
+  bh__conn *c = p->data;
+  (void)at;
+  c->head_bytes += n;
+  if (c->head_bytes > c->d->cfg->max_header_bytes) {
+    c->early_code = "request.bad_request";
+    return HPE_USER;
+  }
+  return 0;
 }
 
 static int bh__on_header_value(llhttp_t *p, const char *at, size_t n) {
@@ -179,11 +227,39 @@ static int bh__on_headers_complete(llhttp_t *p) {
     return HPE_USER;
   }
   /* RFC 9112 3.2: an HTTP/1.1 request needs exactly one Host; two hosts
-   * are how routing confusion between hops starts */
-  size_t hosts = 0;
-  for (size_t i = 0; i < req->nheaders; i++)
-    hosts += strcmp(req->headers[i].name, "host") == 0;
-  if (hosts > 1 || (hosts == 0 && p->http_major == 1 && p->http_minor == 1)) {
+   * are how routing confusion between hops starts. The same goes for the
+   * headers that decide who the caller is and how its body is read: with
+   * two copies, the core, a plugin and an upstream may each read another.
+   * Names are lower-cased; the first byte keeps this to one compare for
+   * most headers. */
+  const struct bh__auth_conf *ac = c->d->cfg->auth;
+  const char *keyh =
+      ac && ac->api_key_header ? ac->api_key_header : "x-api-key";
+  unsigned seen = 0, dup = 0;
+  int te = 0;
+  for (size_t i = 0; i < req->nheaders; i++) {
+    const char *n = req->headers[i].name;
+    unsigned bit = 0;
+    switch (n[0]) {
+    case 'h': bit = strcmp(n, "host") == 0 ? 1u : 0u; break;
+    case 'a': bit = strcmp(n, "authorization") == 0 ? 2u : 0u; break;
+    case 'o': bit = strcmp(n, "origin") == 0 ? 4u : 0u; break;
+    case 'c': bit = strcmp(n, "content-type") == 0 ? 8u : 0u; break;
+    case 't': te |= strcmp(n, "transfer-encoding") == 0; break;
+    /* the default API-key name too: not every reader of it follows
+     * [auth] api_key_header */
+    case 'x': bit = strcmp(n, "x-api-key") == 0 ? 16u : 0u; break;
+    default: break;
+    }
+    if (bit == 0 && n[0] == keyh[0] && strcmp(n, keyh) == 0) bit = 32u;
+    dup |= seen & bit;
+    seen |= bit;
+  }
+  int http11 = p->http_major == 1 && p->http_minor == 1;
+  /* RFC 9112 6.1: Transfer-Encoding from an HTTP/1.0 client is faulty
+   * framing (1.0 has no chunked coding; a hop may read the body by
+   * Content-Length or until close instead) */
+  if (dup || (!(seen & 1u) && http11) || (te && !http11)) {
     c->early_code = "request.bad_request";
     return HPE_USER;
   }
@@ -198,9 +274,10 @@ static int bh__on_headers_complete(llhttp_t *p) {
     return HPE_USER;
   }
   if (req->expect_continue && p->content_length > 0) {
+    /* in order with any answer still queued, and whole even when the
+     * socket takes only part of it now */
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    uv_buf_t b = uv_buf_init((char *)cont, sizeof(cont) - 1);
-    uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    bh__conn_write(c, cont, sizeof(cont) - 1);
   }
   return 0;
 }
@@ -229,6 +306,9 @@ void bh__http_settings_init(llhttp_settings_t *s) {
   s->on_url = bh__on_url;
   s->on_header_field = bh__on_header_field;
   s->on_header_value = bh__on_header_value;
+  s->on_header_field_complete = bh__on_header_field_complete;
+  s->on_chunk_extension_name = bh__on_chunk_ext;
+  s->on_chunk_extension_value = bh__on_chunk_ext;
   s->on_headers_complete = bh__on_headers_complete;
   s->on_body = bh__on_body;
   s->on_message_complete = bh__on_message_complete;
@@ -311,6 +391,12 @@ static void bh__read_start(bh__conn *c) {
   }
 }
 
+/* Our output the client has not taken yet is past the bound. */
+static int bh__conn_over_high(bh__conn *c) {
+  return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
+         BH__WRITE_QUEUE_HIGH;
+}
+
 /* Bytes that arrive while a request is in flight are the next pipelined
  * request: kept for later, up to a bound, after which reading stops. Not
  * stopping reading for every request saves two epoll_ctl calls per request
@@ -328,25 +414,49 @@ static void bh__conn_hold(bh__conn *c, const char *data, size_t len) {
   if (c->pending_len >= BH__READ_BUF_SIZE) bh__read_stop(c);
 }
 
+/* Lingering: what the client still sends is dropped, within bounds. */
+static void bh__linger_read(bh__conn *c, ssize_t nread) {
+  const bh__config *cfg = c->d->cfg;
+  if (nread < 0) {
+    /* the client closed (or reset): nothing left to protect */
+    bh__conn_close(c);
+    return;
+  }
+  c->linger_bytes += (size_t)nread;
+  uint64_t now = uv_now(c->d->loop);
+  if (c->linger_bytes > cfg->lingering_max_bytes || now >= c->linger_end) {
+    bh__conn_close(c);
+    return;
+  }
+  uint64_t left = c->linger_end - now;
+  bh__conn_timer(c, (uint32_t)(left < cfg->lingering_timeout_ms
+                                   ? left
+                                   : cfg->lingering_timeout_ms));
+}
+
 static void bh__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   bh__conn *c = s->data;
   (void)buf;
-  if (nread > 0 && c->state == BH__CONN_PROCESSING) {
+  if (nread == 0) return;
+  if (c->lingering) {
+    bh__linger_read(c, nread);
+  } else if (nread > 0 && c->state == BH__CONN_PROCESSING) {
     bh__conn_hold(c, buf->base, (size_t)nread);
   } else if (nread > 0 && c->state == BH__CONN_CLOSING) {
-    /* the answer says Connection: close; nothing more is read */
+    /* the answer says Connection: close; the rest is read (and dropped)
+     * once it is out, see bh__conn_finish */
     bh__read_stop(c);
   } else if (nread > 0) {
     c->pumping = 1;
     bh__conn_feed(c, buf->base, (size_t)nread);
     c->pumping = 0;
     if (c->state != BH__CONN_PROCESSING) bh__conn_pump(c);
-  } else if (nread < 0 && c->state == BH__CONN_PROCESSING) {
+  } else if (c->state == BH__CONN_PROCESSING) {
     /* seen only once the answer is out, as it would be had reading been
      * paused: held pipelined requests are still answered first */
     c->eof_held = 1;
     bh__read_stop(c);
-  } else if (nread < 0) {
+  } else {
     bh__on_eof(c);
   }
 }
@@ -410,7 +520,10 @@ static void bh__conn_feed(bh__conn *c, const char *data, size_t len) {
 static void bh__conn_pump(bh__conn *c) {
   if (c->pumping) return;
   c->pumping = 1;
-  while (c->state == BH__CONN_IDLE && c->pending != NULL) {
+  /* held requests wait while the client leaves our answers unread: each
+   * answer would otherwise add to the write queue without bound */
+  while (c->state == BH__CONN_IDLE && c->pending != NULL &&
+         !bh__conn_over_high(c)) {
     char *p = c->pending;
     size_t n = c->pending_len;
     c->pending = NULL;
@@ -420,29 +533,40 @@ static void bh__conn_pump(bh__conn *c) {
   }
   c->pumping = 0;
   if (c->state == BH__CONN_PROCESSING || c->state == BH__CONN_CLOSING) return;
-  if (c->state == BH__CONN_IDLE) {
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
-        BH__WRITE_QUEUE_HIGH) {
-      /* the client is not reading what we send; resumes from the write
-       * callback once the queue drains */
-      c->write_blocked = 1;
-      bh__read_stop(c);
-      return;
-    }
-    if (c->idle_arm) {
-      c->idle_arm = 0;
-      bh__conn_timer(c, c->d->cfg->keepalive_timeout_ms);
-    }
+  if (bh__conn_over_high(c)) {
+    /* whatever the parse state (a read may end inside a request): stop
+     * reading until the queue drains; bh__conn_on_written resumes, and the
+     * send timer cuts a client that takes nothing */
+    c->write_blocked = 1;
+    bh__read_stop(c);
+    /* a request we stopped reading is not late: its clock restarts when
+     * reading does */
+    if (c->state != BH__CONN_IDLE) uv_timer_stop(&c->timer);
+    return;
+  }
+  if (c->state == BH__CONN_IDLE && c->idle_arm) {
+    c->idle_arm = 0;
+    bh__conn_timer(c, c->d->cfg->keepalive_timeout_ms);
   }
   /* idle, or part of a pipelined request is in: read the rest */
   bh__read_start(c);
 }
 
 void bh__conn_write_drained(bh__conn *c) {
-  if (c->write_blocked && c->state == BH__CONN_IDLE) {
+  if (c->write_blocked && c->state != BH__CONN_PROCESSING &&
+      c->state != BH__CONN_CLOSING) {
     c->write_blocked = 0;
+    if (c->state == BH__CONN_HEADERS)
+      bh__conn_timer(c, c->d->cfg->header_timeout_ms);
+    else if (c->state == BH__CONN_BODY)
+      bh__conn_timer(c, c->d->cfg->body_timeout_ms);
     bh__conn_pump(c);
   }
+}
+
+int bh__conn_last_answer(const bh__conn *c) {
+  return !c->keep_alive || c->read_eof || c->d->stopping ||
+         (uint32_t)c->served + 1 >= c->d->cfg->keepalive_requests;
 }
 
 void bh__conn_request_done(bh__conn *c) {
@@ -469,6 +593,57 @@ void bh__conn_request_done(bh__conn *c) {
 }
 
 /* ---------------------------------------------------------------------- */
+/* Per-address connection counts (max_connections_per_ip)                 */
+/* ---------------------------------------------------------------------- */
+
+/* A chained table per process, entries only while an address has open
+ * connections: nothing is allocated when the cap is off (the default). */
+#define BH__IP_BUCKETS 1024
+
+typedef struct bh__ipcount {
+  struct bh__ipcount *next;
+  uint32_t count;
+  char addr[64];
+} bh__ipcount;
+
+static bh__ipcount *bh__ip_table[BH__IP_BUCKETS];
+
+static bh__ipcount **bh__ip_slot(const char *addr) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (const unsigned char *s = (const unsigned char *)addr; *s; s++)
+    h = (h ^ *s) * 16777619u;
+  bh__ipcount **pp = &bh__ip_table[h % BH__IP_BUCKETS];
+  while (*pp && strcmp((*pp)->addr, addr) != 0)
+    pp = &(*pp)->next;
+  return pp;
+}
+
+/* Counts c against its address; -EBUSY over the cap (not counted). */
+static int bh__ip_acquire(bh__conn *c, uint32_t cap) {
+  bh__ipcount **pp = bh__ip_slot(c->client_addr);
+  bh__ipcount *e = *pp;
+  if (e == NULL) {
+    e = calloc(1, sizeof(*e));
+    if (e == NULL) return -ENOMEM;
+    memcpy(e->addr, c->client_addr, sizeof(e->addr));
+    *pp = e;
+  }
+  if (e->count >= cap) return -EBUSY;
+  e->count++;
+  c->ip = e;
+  return 0;
+}
+
+static void bh__ip_release(bh__conn *c) {
+  bh__ipcount *e = c->ip;
+  c->ip = NULL;
+  if (e == NULL || --e->count > 0) return;
+  bh__ipcount **pp = bh__ip_slot(e->addr);
+  *pp = e->next;
+  free(e);
+}
+
+/* ---------------------------------------------------------------------- */
 /* Accept and close                                                        */
 /* ---------------------------------------------------------------------- */
 
@@ -482,6 +657,7 @@ static void bh__conn_free(uv_handle_t *h) {
 static void bh__conn_close(bh__conn *c) {
   if (c->closed) return;
   c->closed = 1;
+  c->lingering = 0;
   c->state = BH__CONN_CLOSING;
   bh__daemon *d = c->d;
   if (c->prev)
@@ -489,11 +665,14 @@ static void bh__conn_close(bh__conn *c) {
   else
     d->conns = c->next;
   if (c->next) c->next->prev = c->prev;
-  d->nconns--;
-  if (bh__shm_self)
-    bh__shm_gauge(&bh__shm_self->connections, -1);
-  else if (bh__shm_g)
-    bh__shm_gauge(&bh__shm_g->connections, -1);
+  if (!c->refused) {
+    d->nconns--;
+    if (bh__shm_self)
+      bh__shm_gauge(&bh__shm_self->connections, -1);
+    else if (bh__shm_g)
+      bh__shm_gauge(&bh__shm_g->connections, -1);
+  }
+  bh__ip_release(c);
   if (c->req) {
     /* the plugin may still hold the request; it just has nobody to answer */
     bh_req *req = c->req;
@@ -502,32 +681,112 @@ static void bh__conn_close(bh__conn *c) {
     bh__req_unref(req);
   }
   uv_close((uv_handle_t *)&c->timer, bh__conn_free);
+  uv_close((uv_handle_t *)&c->send_timer, bh__conn_free);
   uv_close((uv_handle_t *)&c->tcp, bh__conn_free);
+}
+
+static void bh__on_shutdown(uv_shutdown_t *sr, int status) {
+  bh__conn *c = sr->handle->data;
+  /* UV_ECANCELED: the connection was closed meanwhile */
+  if (status < 0 && !c->closed) bh__conn_close(c);
+}
+
+/* The last answer is out: close, lingering first when the client may still
+ * be sending. Without lingering, closing a socket with unread input makes
+ * the kernel answer with a reset, and a client (or a proxy in front) that
+ * is still sending may drop the answer it was sent. */
+static void bh__conn_finish(bh__conn *c) {
+  if (c->closed || c->lingering) return;
+  bh__daemon *d = c->d;
+  const bh__config *cfg = d->cfg;
+  if (c->read_eof || c->write_error || cfg->lingering_time_ms == 0 ||
+      uv_shutdown(&c->shutdown, (uv_stream_t *)&c->tcp, bh__on_shutdown) != 0) {
+    bh__conn_close(c);
+    return;
+  }
+  c->lingering = 1;
+  c->state = BH__CONN_CLOSING;
+  c->linger_bytes = 0;
+  c->idle_since = uv_now(d->loop); /* a drain closes it after its grace */
+  uint32_t total = cfg->lingering_time_ms;
+  uint32_t quiet = cfg->lingering_timeout_ms;
+  /* a refused connection was not served: it gets one quiet period at most */
+  if (c->refused && total > quiet) total = quiet;
+  c->linger_end = c->idle_since + total;
+  bh__conn_timer(c, quiet < total ? quiet : total);
+  if (!c->reading &&
+      uv_read_start((uv_stream_t *)&c->tcp, bh__alloc, bh__on_read) == 0)
+    c->reading = 1;
+  if (!c->reading) bh__conn_close(c);
 }
 
 /* Closes once every queued write has been flushed (or failed). */
 void bh__conn_close_when_written(bh__conn *c) {
   if (c->writes_pending == 0)
-    bh__conn_close(c);
+    bh__conn_finish(c);
   else
     c->close_after_write = 1;
 }
 
-void bh__conn_on_written(bh__conn *c, int status) {
-  c->writes_pending--;
-  if (status < 0) {
+/* No write progress for send_timeout_ms: the client does not read. */
+static void bh__send_timeout(uv_timer_t *t) {
+  bh__conn *c = t->data;
+  size_t left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+  if (c->writes_pending > 0 && left >= c->send_left) {
+    bh__logf(BH__INFO, "send_timeout",
+             "client %s took none of %zu queued bytes in %u ms; connection "
+             "closed",
+             c->client_addr, left, c->d->cfg->send_timeout_ms);
+    c->write_error = 1;
     bh__conn_close(c);
     return;
+  }
+  /* part of a large write went: that is progress too */
+  c->send_left = left;
+  if (c->writes_pending > 0)
+    uv_timer_start(&c->send_timer, bh__send_timeout, c->d->cfg->send_timeout_ms,
+                   0);
+}
+
+void bh__conn_on_queued(bh__conn *c) {
+  if (c->writes_pending++ == 0) {
+    c->send_left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    uv_timer_start(&c->send_timer, bh__send_timeout, c->d->cfg->send_timeout_ms,
+                   0);
+  }
+}
+
+void bh__conn_on_written(bh__conn *c, int status) {
+  c->writes_pending--;
+  if (c->closed) return;
+  if (status < 0) {
+    c->write_error = 1;
+    bh__conn_close(c);
+    return;
+  }
+  if (c->writes_pending > 0) {
+    /* progress: the client reads */
+    c->send_left = uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+    uv_timer_start(&c->send_timer, bh__send_timeout, c->d->cfg->send_timeout_ms,
+                   0);
+  } else {
+    uv_timer_stop(&c->send_timer);
   }
   if (c->req && c->req->on_drain &&
       uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <
           BH__WRITE_QUEUE_HIGH / 2)
     c->req->on_drain(c->req);
+  if (c->closed) return;
   if (c->writes_pending == 0) {
     if (c->close_after_write || c->state == BH__CONN_CLOSING) {
-      bh__conn_close(c);
+      bh__conn_finish(c);
       return;
     }
+    bh__conn_write_drained(c);
+  } else if (c->write_blocked &&
+             uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <
+                 BH__WRITE_QUEUE_HIGH / 2) {
+    /* well under the bound again: no need to wait for the queue to empty */
     bh__conn_write_drained(c);
   }
 }
@@ -545,28 +804,18 @@ static void bh__on_connection(uv_stream_t *server, int status) {
   c->listener = l;
   uv_tcp_init(d->loop, &c->tcp);
   uv_timer_init(d->loop, &c->timer);
+  uv_timer_init(d->loop, &c->send_timer);
   c->tcp.data = c;
   c->timer.data = c;
-  c->handles_open = 2;
-  /* Once accepted, a connection is served even while draining (its answer
-   * says Connection: close): closing it unanswered would reset a client
-   * that did nothing wrong. */
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
-      d->nconns >= d->cfg->max_connections) {
-    /* over the limit: refuse cheaply rather than degrade everyone */
+  c->send_timer.data = c;
+  c->handles_open = 3;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
     c->closed = 1;
     uv_close((uv_handle_t *)&c->timer, bh__conn_free);
+    uv_close((uv_handle_t *)&c->send_timer, bh__conn_free);
     uv_close((uv_handle_t *)&c->tcp, bh__conn_free);
     return;
   }
-  c->next = d->conns;
-  if (d->conns) d->conns->prev = c;
-  d->conns = c;
-  d->nconns++;
-  if (bh__shm_self)
-    bh__shm_gauge(&bh__shm_self->connections, 1);
-  else if (bh__shm_g)
-    bh__shm_gauge(&bh__shm_g->connections, 1);
   uv_tcp_nodelay(&c->tcp, 1);
   struct sockaddr_storage ss;
   int len = sizeof(ss);
@@ -578,11 +827,35 @@ static void bh__on_connection(uv_stream_t *server, int status) {
       uv_ip4_name((struct sockaddr_in *)&ss, c->client_addr,
                   sizeof(c->client_addr));
   }
+  /* Once accepted, a connection is served even while draining (its answer
+   * says Connection: close): closing it unanswered would reset a client
+   * that did nothing wrong. Over a limit, it gets a short 503 instead of
+   * a bare close, and is not counted against the limit meanwhile. */
+  /* the per-address cap is for client traffic: ops on loopback keep the
+   * admin API */
+  uint32_t per_ip =
+      l->kind == BH__LISTENER_API ? d->cfg->max_connections_per_ip : 0;
+  c->refused = d->nconns >= d->cfg->max_connections ||
+               (per_ip > 0 && bh__ip_acquire(c, per_ip) != 0);
+  c->next = d->conns;
+  if (d->conns) d->conns->prev = c;
+  d->conns = c;
+  if (!c->refused) {
+    d->nconns++;
+    if (bh__shm_self)
+      bh__shm_gauge(&bh__shm_self->connections, 1);
+    else if (bh__shm_g)
+      bh__shm_gauge(&bh__shm_g->connections, 1);
+  }
   llhttp_init(&c->parser, HTTP_REQUEST, &d->parser_settings);
   c->parser.data = c;
   c->state = BH__CONN_IDLE;
   c->idle_since = uv_now(d->loop);
   c->keep_alive = 1;
+  if (c->refused) {
+    bh__conn_problem(c, "server.overloaded");
+    return;
+  }
   /* a fresh connection gets the header timeout, not the keep-alive one */
   bh__conn_timer(c, d->cfg->header_timeout_ms);
   bh__read_start(c);
@@ -645,8 +918,12 @@ void bh__conn_close_idle_since(bh__daemon *d, uint64_t now, uint64_t grace_ms) {
   bh__conn *c = d->conns;
   while (c) {
     bh__conn *next = c->next;
-    if (c->state == BH__CONN_IDLE && c->writes_pending == 0 &&
-        now - c->idle_since >= grace_ms && !bh__conn_has_unread(c))
+    /* a lingering connection owes nothing more; it gets the idle grace so
+     * that a drain is never held up by lingering_time */
+    if (c->lingering && now - c->idle_since >= grace_ms)
+      bh__conn_close(c);
+    else if (c->state == BH__CONN_IDLE && c->writes_pending == 0 &&
+             now - c->idle_since >= grace_ms && !bh__conn_has_unread(c))
       bh__conn_close(c);
     c = next;
   }
@@ -657,7 +934,8 @@ void bh__conn_close_idle(bh__daemon *d) {
   bh__conn *c = d->conns;
   while (c) {
     bh__conn *next = c->next;
-    if (c->state == BH__CONN_IDLE && c->writes_pending == 0) bh__conn_close(c);
+    if (c->lingering || (c->state == BH__CONN_IDLE && c->writes_pending == 0))
+      bh__conn_close(c);
     c = next;
   }
 }

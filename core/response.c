@@ -109,6 +109,7 @@ static void bh__conn_send(bh__conn *c, bh__buf *out) {
       bh__buf_free(out);
       c->keep_alive = 0;
       c->close_after_write = 1;
+      c->write_error = 1;
       return;
     }
     if (n < 0) n = 0;
@@ -132,9 +133,22 @@ static void bh__conn_send(bh__conn *c, bh__buf *out) {
     free(wr);
     c->keep_alive = 0;
     c->close_after_write = 1;
+    c->write_error = 1;
     return;
   }
-  c->writes_pending++;
+  bh__conn_on_queued(c);
+}
+
+void bh__conn_write(bh__conn *c, const char *data, size_t len) {
+  if (c->closed) return;
+  bh__buf out;
+  bh__buf_init(&out);
+  if (bh__buf_append(&out, data, len) != 0) {
+    bh__buf_free(&out);
+    c->keep_alive = 0;
+    return;
+  }
+  bh__conn_send(c, &out);
 }
 
 static void bh__access_log(bh_req *req) {
@@ -167,7 +181,10 @@ void bh__respond(bh_req *req, int status, const char *content_type,
   if (req->id[0] == '\0')
     bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
   bh__daemon *d = req->d;
-  int closing = !c->keep_alive || c->read_eof || d->stopping;
+  int closing = bh__conn_last_answer(c);
+  /* RFC 9110 6.4.1: 204 and 304 end at the head whatever the plugin gave;
+   * a body would be read as the start of the next answer */
+  int no_body = req->is_head || status == 204 || status == 304;
 
   bh__buf out;
   bh__buf_init(&out);
@@ -177,7 +194,7 @@ void bh__respond(bh_req *req, int status, const char *content_type,
   /* one allocation for the whole answer: the head's fixed lines take well
    * under 256 bytes besides what is counted here */
   bh__buf_grow(&out, 256 + ctype_len + extra_len + req->resp_headers.len +
-                         (req->is_head ? 0 : len));
+                         (no_body ? 0 : len));
   bh__status_lines(&out, status);
   if (status != 204 && status != 304) {
     bh__buf_append(&out, "Content-Type: ", 14);
@@ -197,7 +214,7 @@ void bh__respond(bh_req *req, int status, const char *content_type,
   else if (c->parser.http_minor == 0)
     bh__buf_append(&out, "Connection: keep-alive\r\n", 24);
   bh__buf_puts(&out, "\r\n");
-  if (!req->is_head && len) bh__buf_append(&out, body, len);
+  if (!no_body && len) bh__buf_append(&out, body, len);
   if (bh__buf_failed(&out)) {
     bh__buf_free(&out);
     c->keep_alive = 0;
@@ -301,10 +318,10 @@ int bh__respond_head(bh_req *req, int status, const char *headers,
   if (c == NULL || c->closed) return -ECONNRESET;
   if (req->id[0] == '\0')
     bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
-  int closing = !c->keep_alive || c->read_eof || req->d->stopping;
+  int closing = bh__conn_last_answer(c);
   req->streaming = 1;
-  req->chunked =
-      content_length < 0 && !req->is_head && status != 204 && status != 304;
+  req->no_body = req->is_head || status == 204 || status == 304;
+  req->chunked = content_length < 0 && !req->no_body;
   /* The head is held back and leaves with the first body bytes (or at the
    * end): one write instead of two for a short answer. */
   bh__buf *out = &req->head_out;
@@ -321,7 +338,7 @@ int bh__respond_head(bh_req *req, int status, const char *headers,
     bh__buf_append(out, req->resp_headers.data, req->resp_headers.len);
   if (req->chunked)
     bh__buf_puts(out, "Transfer-Encoding: chunked\r\n");
-  else if (content_length >= 0) {
+  else if (content_length >= 0 && status != 204) {
     bh__buf_append(out, "Content-Length: ", 16);
     bh__buf_u64(out, (uint64_t)content_length);
     bh__buf_append(out, "\r\n", 2);
@@ -353,7 +370,7 @@ static void bh__stream_out(bh_req *req, bh__buf *out) {
 long bh__respond_body(bh_req *req, const char *data, size_t len) {
   bh__conn *c = req->conn;
   if (c == NULL || c->closed || !req->streaming) return -ECONNRESET;
-  if (req->is_head || len == 0) return 0;
+  if (req->no_body || len == 0) return 0;
   bh__buf out;
   bh__stream_out(req, &out);
   if (req->chunked) {

@@ -165,11 +165,29 @@ static void fz_check(const char *out, size_t len) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (fz_port == 0) fz_init();
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in sa = {.sin_family = AF_INET,
                            .sin_port = htons((uint16_t)fz_port)};
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) abort();
+  /* Thousands of exchanges a second can leave no local port free
+   * (EADDRNOTAVAIL, EAGAIN), or a SYN can meet a TIME_WAIT socket and wait
+   * for its retransmission, interrupted by libFuzzer's timer (EINTR): wait
+   * and retry instead of reporting a crash. A daemon that stops listening
+   * still aborts. */
+  int fd = -1;
+  for (int tries = 0; fd < 0; tries++) {
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) abort();
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) break;
+    if ((errno != EADDRNOTAVAIL && errno != EAGAIN && errno != EINTR) ||
+        tries >= 100) {
+      fprintf(stderr, "connect: %s\n", strerror(errno));
+      abort();
+    }
+    close(fd);
+    fd = -1;
+    uv_run(&fz_loop, UV_RUN_NOWAIT);
+    usleep(50000);
+  }
   fcntl(fd, F_SETFL, O_NONBLOCK);
   size_t sent = 0, cap = 1 << 16, got = 0;
   char *out = malloc(cap);
@@ -196,6 +214,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       break;
     }
   }
+  /* the exchange is over: reset rather than leave TIME_WAIT sockets
+   * behind, thousands a second */
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
   close(fd);
   for (int i = 0; i < 4; i++)
     uv_run(&fz_loop, UV_RUN_NOWAIT);

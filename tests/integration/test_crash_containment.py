@@ -32,7 +32,10 @@ def config(quarantine_after, required=False):
     return {
         "server": {"workers": 2, "plugin_hang_ms": HANG_MS,
                    "quarantine_after": quarantine_after,
-                   "quarantine_window_s": 60, "drain_timeout_ms": 2000},
+                   "quarantine_window_s": 60, "drain_timeout_ms": 2000,
+                   # connections stay pinned to their worker for the whole
+                   # test: no cap on the requests one of them serves
+                   "keepalive_requests": 100000000},
         "plugin.echo": echo_section(),
         "plugin.crashy": {"path": test_plugin("crashy"),
                           "mount": "/t/crashy", "required": required},

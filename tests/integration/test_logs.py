@@ -117,6 +117,8 @@ class SinkTest(unittest.TestCase):
     """Each daemon here has a stdout that fails; serving must go on."""
 
     N = 4800  # past the log ring (4096 lines) and the pipe
+    # all N on one connection: past the default keepalive_requests
+    SERVER = {"keepalive_requests": 100000}
 
     def hammer(self, d):
         t0 = time.monotonic()
@@ -149,18 +151,21 @@ class SinkTest(unittest.TestCase):
             self.assertGreater(doc["logLinesDropped"], 0, doc)
 
     def test_pipe_nobody_reads(self):
-        d = Daemon({"plugin.echo": echo_section()}, stdout="unread",
+        d = Daemon({"server": self.SERVER, "plugin.echo": echo_section()},
+                   stdout="unread",
                    pipe_size=4096)
         with d:
             self.check_serving(d)
 
     def test_reader_went_away(self):
-        d = Daemon({"plugin.echo": echo_section()}, stdout="closed")
+        d = Daemon({"server": self.SERVER, "plugin.echo": echo_section()},
+                   stdout="closed")
         with d:
             self.check_serving(d)
 
     def test_stdout_not_open(self):
-        d = Daemon({"plugin.echo": echo_section()}, stdout="fd-closed")
+        d = Daemon({"server": self.SERVER, "plugin.echo": echo_section()},
+                   stdout="fd-closed")
         with d:
             self.check_serving(d, expect_drops=False)
             self.assertEqual(d.get("/t/echo/nope").status, 404)

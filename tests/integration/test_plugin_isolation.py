@@ -151,7 +151,7 @@ class FailedPluginsTest(DaemonTestCase):
         self.assertIn(("GET", "/t/echo/ok"), routes)
         self.assertIn(("POST", "/t/echo/validate"), routes)
         self.assertIn(("GET", "/t/echo/params/{a}/{b}"), routes)
-        self.assertEqual(len(routes), 12, routes)
+        self.assertEqual(len(routes), 13, routes)
 
         for name in FIRST_PARTY:
             p = plugins[name]

@@ -20,6 +20,9 @@
  *   GET  /t/echo/reqid              200 {"requestId":..}
  *   GET  /t/echo/pid                200 {"pid":N}: which worker process
  *                                   serves this connection
+ *   GET  /t/echo/status/{code}      answers status code (200..599) with a
+ *                                   16-byte body, even for 204 and 304
+ *                                   (the core must drop it)
  *
  * [plugin.echo] init_delay_ms = N makes init take N ms (a generation of
  * workers that is slow to become ready, for the reload tests).
@@ -250,6 +253,18 @@ static void pid_get(bh_req *req, void *data) {
   bh_respond_json(req, 200, body);
 }
 
+static void status_get(bh_req *req, void *data) {
+  (void)data;
+  const char *code = bh_req_param(req, "code");
+  int status = code ? atoi(code) : 0;
+  static const char body[] = "{\"ignored\":true}";
+  if (status < 200 || status > 599) {
+    bh_problem(req, "request.bad_request", NULL);
+    return;
+  }
+  bh_respond(req, status, NULL, body, sizeof(body) - 1);
+}
+
 /* ---- registration ---- */
 
 #define ROUTE(m, p, h)                                                         \
@@ -277,6 +292,7 @@ static const bh_route routes[] = {
     ROUTE("GET", "/t/echo/config/{key}", config_key_get),
     ROUTE("GET", "/t/echo/reqid", reqid_get),
     ROUTE("GET", "/t/echo/pid", pid_get),
+    ROUTE("GET", "/t/echo/status/{code}", status_get),
 };
 
 static const bh_error_row errors[] = {
