@@ -45,7 +45,8 @@ def hdrs(rec):
 
 
 def config(sim_url, forward=False):
-    cfg = auth_config(sim_url, extra={
+    # keys may carry "read": the creator's session holds no scopes itself
+    cfg = auth_config(sim_url, auth={"api_key_scopes": "read"}, extra={
         "plugin.up_one": {"path": test_plugin("up_one"),
                           "mount": "/t/up_one"},
         "upstream.up_one": {"url": sim_url, "retries": 0},
