@@ -252,7 +252,8 @@ static void bh__status(bh_req *req) {
       "\"connections\":%lld,"
       "\"requestsTotal\":%llu,\"logLinesDropped\":%llu,"
       "\"workers\":[",
-      bh__shm_g->generation, bh__ops && bh__ops->reloading() ? "true" : "false",
+      bh__shm_g->generation,
+      bh__ops && bh__ops->reloading && bh__ops->reloading() ? "true" : "false",
       (long long)conns, (unsigned long long)bh__shm_g->requests_total,
       (unsigned long long)bh__shm_log_dropped(bh__log_dropped()));
   int first = 1;
