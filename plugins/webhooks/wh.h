@@ -203,6 +203,7 @@ typedef struct wh_job {
   struct wh_stream *stream;
   int64_t seq_out;
   int nchanges;
+  int check_owner; /* first poll: endpoint_filter must be the owner's */
 } wh_job;
 
 wh_job *wh_job_new(wh_op op, bh_req *req, const wh_config *cfg);

@@ -564,6 +564,16 @@ static const char SQL_CHANGES_PRUNE[] =
 
 static int stream_poll(wh_db *db, wh_job *j) {
   int rc;
+  if (j->check_owner) { /* as the listing: another's is not found */
+    sqlite3_stmt *ck = wh_db_stmt(db, SQL_EP_OWNED, &rc);
+    if (ck == NULL) return rc;
+    bind_text(ck, 1, j->endpoint_filter);
+    bind_text(ck, 2, j->owner);
+    rc = sqlite3_step(ck);
+    sqlite3_reset(ck);
+    if (rc == SQLITE_DONE) return refuse(j, "webhooks.endpoint_not_found");
+    if (rc != SQLITE_ROW) return rc;
+  }
   /* first, in the same read transaction: every row up to `last` is
    * committed and seen by the query below */
   sqlite3_stmt *st = wh_db_stmt(db, SQL_CHANGES_LAST, &rc);

@@ -45,6 +45,7 @@ typedef struct wh_stream {
   int64_t next_poll;  /* monotonic ms */
   int64_t last_write; /* monotonic ms */
   int polling;        /* a poll job points here */
+  int open;           /* the head went out (after the first poll) */
 } wh_stream;
 
 struct wh_streams {
@@ -130,6 +131,13 @@ static void unlink_stream(wh_streams *ss, wh_stream *s) {
 static void stream_end(wh_plugin *wp, wh_stream *s, int failed,
                        const char *comment) {
   if (s->req == NULL) return;
+  if (!s->open) { /* still waiting for its first poll: nothing sent yet */
+    bh_problem(s->req, "webhooks.unavailable", NULL);
+    s->req = NULL;
+    unlink_stream(wp->streams, s);
+    if (!s->polling) stream_free(s);
+    return;
+  }
   if (comment && !failed)
     (void)bh_stream_write(s->req, comment, strlen(comment));
   (void)bh_stream_end(s->req, failed);
@@ -166,6 +174,7 @@ static void poll_submit(wh_plugin *wp, wh_stream *s) {
     return; /* the next tick tries again */
   }
   j->stream = s;
+  j->check_owner = !s->open && s->endpoint[0];
   j->cursor = s->cursor;
   j->limit = WH_STREAM_PAGE;
   memcpy(j->endpoint_filter, s->endpoint, sizeof(s->endpoint));
@@ -176,6 +185,31 @@ static void poll_submit(wh_plugin *wp, wh_stream *s) {
     return;
   }
   s->polling = 1;
+}
+
+/* The first poll came back: the endpoint filter is the caller's and the
+ * store answers, so the stream opens (or the request gets the Problem).
+ * 0, or -1 when `s` is gone. */
+static int open_stream(wh_plugin *wp, wh_stream *s, wh_job *j) {
+  bh_req *req = s->req;
+  int rc = -ECANCELED;
+  if (j->code == NULL && j->body) {
+    bh_set_header(req, "Cache-Control", "no-store");
+    bh_set_header(req, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
+    rc = bh_stream_start(req, 200, "text/event-stream; charset=utf-8");
+  }
+  if (rc < 0) { /* -ECANCELED / -ECONNRESET: the problem call releases it */
+    bh_problem(req, j->code ? j->code : "webhooks.unavailable", NULL);
+    s->req = NULL;
+    unlink_stream(wp->streams, s);
+    stream_free(s);
+    return -1;
+  }
+  s->open = 1;
+  char head[96];
+  int n = snprintf(head, sizeof(head), "retry: %lld\n: stream open\n\n",
+                   (long long)wp->cfg.stream_retry_ms);
+  return stream_send(wp, s, head, (size_t)n);
 }
 
 void wh_streams_job_done(wh_plugin *wp, wh_job *j) {
@@ -194,6 +228,10 @@ void wh_streams_job_done(wh_plugin *wp, wh_job *j) {
   }
   int64_t now = wh_mono_ms();
   s->next_poll = now + wp->cfg.stream_poll_ms;
+  if (!s->open && open_stream(wp, s, j) < 0) {
+    wh_job_free(j);
+    return;
+  }
   if (j->code == NULL && j->body) { /* else the store is down: poll again */
     if (j->body[0] && stream_send(wp, s, j->body, strlen(j->body)) < 0) {
       wh_job_free(j);
@@ -212,6 +250,7 @@ void wh_streams_tick(wh_plugin *wp) {
   wh_stream *next;
   for (wh_stream *s = ss->head; s; s = next) {
     next = s->next;
+    if (!s->open) continue; /* its first poll is on its way */
     if (now - s->last_write >= wp->cfg.stream_heartbeat_ms) {
       static const char hb[] = ": heartbeat\n\n";
       if (stream_send(wp, s, hb, sizeof(hb) - 1) < 0) continue;
@@ -320,22 +359,13 @@ void wh_deliveries_stream(bh_req *req, void *data) {
   memcpy(s->endpoint, j->endpoint_filter, sizeof(s->endpoint));
   memcpy(s->status, j->status_filter, sizeof(s->status));
   wh_job_free(j);
-  bh_set_header(req, "Cache-Control", "no-store");
-  bh_set_header(req, "X-Accel-Buffering", "no"); /* nginx: do not buffer */
-  int rc = bh_stream_start(req, 200, "text/event-stream; charset=utf-8");
-  if (rc < 0) {
-    stream_free(s);
-    bh_problem(req, "webhooks.unavailable", NULL); /* -ECANCELED: released */
-    return;
-  }
   s->req = req;
   s->next = ss->head;
   ss->head = s;
   ss->n++;
   wh_flag_set(&ss->active, 1);
-  char head[96];
-  int n = snprintf(head, sizeof(head), "retry: %lld\n: stream open\n\n",
-                   (long long)wp->cfg.stream_retry_ms);
-  if (stream_send(wp, s, head, (size_t)n) < 0) return;
-  poll_submit(wp, s); /* the backlog after the cursor, at once */
+  /* the head goes out with the first poll's answer: an endpoint filter
+   * not the caller's answers 404 as in the listing, a store down 503 */
+  poll_submit(wp, s);
+  if (!s->polling) stream_end(wp, s, 0, NULL);
 }

@@ -277,6 +277,16 @@ class StreamTest(harness.DaemonTestCase):
         d.stop()  # open streams end at once: the drain waits for none
         self.assertLess(time.monotonic() - t0, 5.0)
 
+    def test_another_owners_endpoint_is_not_found(self):
+        ep = self.api.create(self.sim.url + "/hooks/theirs", ["x.t"])
+        s = self.open(sub="user_other", query="?endpoint=" + ep["id"])
+        r = harness.Response(s.status, "", s.resp.getheaders(), s.body)
+        self.assertProblem(r, 404, "webhooks.endpoint_not_found")
+        s = self.open(query="?endpoint=ep_000000000000000000000000")
+        self.assertEqual(s.status, 404)
+        s = self.open(query="?status=bogus")
+        self.assertEqual(s.status, 400)
+
     def test_bad_last_event_id(self):
         s = self.open(last_id="x1")
         r = harness.Response(s.status, "", s.resp.getheaders(), s.body)
