@@ -409,7 +409,11 @@ void bh__respond_end(bh_req *req, int complete) {
     bh__buf_free(&out);
   }
   if (c->req == req) bh__conn_request_done(c);
-  if (!c->keep_alive) bh__conn_close_when_written(c);
+  /* a stream that began before a drain was promised keep-alive; once the
+   * drain started, request_done left it CLOSING and nothing else would
+   * close it, holding the drain until drain_timeout */
+  if (!c->keep_alive || c->state == BH__CONN_CLOSING)
+    bh__conn_close_when_written(c);
 }
 
 void bh__conn_problem(bh__conn *c, const char *code) {

@@ -11,6 +11,8 @@
  *                BULKHEAD_PLUGIN_AUTH_IDP_API_KEY, not in the file
  *   idp_throttled_retry_after_s  Retry-After when the IdP itself reports
  *                too many attempts (default 60)
+ *   magic_link, smtp_*, magic_link_*  the email magic-link sign-in
+ *                (magic.c; every key documented in etc/bulkhead.ini)
  *
  * Verifying a session needs neither this plugin nor the IdP: the core's
  * middleware does it. Only login depends on the IdP.
@@ -20,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <sodium.h>
 
 #include "auth_plugin.h"
 
@@ -190,6 +194,29 @@ static const bh_error_row errors[] = {
      .detail = "Too many sign-in attempts. Try again later.",
      .retryable = 1},
     {.on = BH_ON_CODE,
+     .code = "auth.magic_link_not_needed",
+     .http_status = 409,
+     .detail = "The identity provider is available: sign in with your "
+               "password."},
+    {.on = BH_ON_CODE,
+     .code = "auth.email_unavailable",
+     .http_status = 503,
+     .detail = "Sign-in emails cannot be sent right now. Try again later.",
+     .retryable = 1},
+    {.on = BH_ON_CODE,
+     .code = "auth.magic_link_invalid",
+     .http_status = 401,
+     .detail = "This sign-in link is not valid or was already used. Ask for "
+               "a new one."},
+    {.on = BH_ON_CODE,
+     .code = "auth.magic_link_expired",
+     .http_status = 401,
+     .detail = "This sign-in link has expired. Ask for a new one."},
+    {.on = BH_ON_CODE,
+     .code = "auth.invalid_redirect",
+     .http_status = 400,
+     .detail = "redirect must be a path of this site, such as /dashboard."},
+    {.on = BH_ON_CODE,
      .code = "auth.scope_not_allowed",
      .http_status = 403,
      .detail = "An API key may carry only scopes your session holds or "
@@ -249,6 +276,225 @@ static int mounted(bh_ctx *ctx, const char *path) {
   return 0;
 }
 
+/* ---- the identity provider failed ------------------------------------- */
+
+void auth_idp_failed(bh_req *req, const bh_upstream_result *res) {
+  char buf[2048];
+  int n = bh_problem_json(req, res ? NULL : "auth.idp_unavailable", NULL, res,
+                          buf, sizeof(buf));
+  json_t *doc = n > 0 && (size_t)n < sizeof(buf)
+                    ? json_loadb(buf, (size_t)n, 0, NULL)
+                    : NULL;
+  json_t *ext = json_object_get(doc, "extensions");
+  json_t *where = json_is_object(ext) ? ext : doc; /* problem_flat or not */
+  const char *code = json_string_value(json_object_get(where, "code"));
+  if (code == NULL || strcmp(code, "auth.idp_unavailable") != 0) {
+    json_decref(doc);
+    if (res)
+      bh_problem_upstream(req, res);
+    else
+      bh_problem(req, "auth.idp_unavailable", NULL);
+    return;
+  }
+  auth_magic_idp_state(1);
+  int status = (int)json_integer_value(json_object_get(doc, "status"));
+  if (!auth_magic_enabled() || status < 400) {
+    json_decref(doc);
+    if (res)
+      bh_problem_upstream(req, res);
+    else
+      bh_problem(req, "auth.idp_unavailable", NULL);
+    return;
+  }
+  /* the same Problem, plus where the portal can send the user */
+  json_object_set_new(where, "fallback", json_string("magic_link"));
+  json_t *ra = json_object_get(where, "retryAfterSeconds");
+  if (json_is_integer(ra) && json_integer_value(ra) >= 0) {
+    char v[24];
+    snprintf(v, sizeof(v), "%lld", (long long)json_integer_value(ra));
+    bh_set_header(req, "Retry-After", v);
+  }
+  char *body = json_dumps(doc, JSON_COMPACT);
+  json_decref(doc);
+  if (body == NULL) {
+    bh_problem(req, "auth.idp_unavailable", NULL);
+    return;
+  }
+  bh_set_header(req, "Cache-Control", "no-store");
+  bh_respond(req, status, "application/problem+json", body, strlen(body));
+  free(body);
+}
+
+/* ---- config of the magic link ----------------------------------------- */
+
+/* A secret from a free key: the value, "@env:VAR" or "@file:PATH"
+ * (trailing newlines dropped). 0 and *out (NULL when absent), or -EINVAL
+ * with the reason logged; the secret itself never is. */
+static int secret_get(bh_ctx *ctx, const char *key, char **out) {
+  *out = NULL;
+  const char *v = bh_config(ctx, key);
+  if (v == NULL || v[0] == '\0') return 0;
+  char buf[1024];
+  size_t n;
+  if (strncmp(v, "@env:", 5) == 0) {
+    const char *e = getenv(v + 5);
+    if (e == NULL) {
+      bh_log(ctx, BH_LOG_ERROR,
+             "[plugin.auth] %s: environment variable %.64s is not set", key,
+             v + 5);
+      return -EINVAL;
+    }
+    n = strlen(e);
+    if (n < sizeof(buf)) memcpy(buf, e, n + 1);
+  } else if (strncmp(v, "@file:", 6) == 0) {
+    FILE *f = fopen(v + 6, "r");
+    if (f == NULL) {
+      bh_log(ctx, BH_LOG_ERROR, "[plugin.auth] %s: cannot read %.200s", key,
+             v + 6);
+      return -EINVAL;
+    }
+    n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    while (n && n < sizeof(buf) && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+      n--;
+    if (n < sizeof(buf)) buf[n] = '\0';
+  } else {
+    n = strlen(v);
+    if (n < sizeof(buf)) memcpy(buf, v, n + 1);
+  }
+  int ok = n > 0 && n < sizeof(buf);
+  for (size_t i = 0; ok && i < n; i++)
+    if ((unsigned char)buf[i] < ' ' || buf[i] == 0x7f) ok = 0;
+  if (!ok) {
+    sodium_memzero(buf, sizeof(buf));
+    bh_log(ctx, BH_LOG_ERROR,
+           "[plugin.auth] %s: empty, too long, or has control bytes", key);
+    return -EINVAL;
+  }
+  *out = strdup(buf);
+  sodium_memzero(buf, sizeof(buf));
+  return *out ? 0 : -ENOMEM;
+}
+
+static int num_get(bh_ctx *ctx, const char *key, int64_t def, int64_t lo,
+                   int64_t hi, int64_t *out) {
+  const char *v = bh_config(ctx, key);
+  *out = def;
+  if (v == NULL) return 0;
+  char *end;
+  errno = 0;
+  long long n = strtoll(v, &end, 10);
+  if (errno || end == v || *end || n < lo || n > hi) {
+    bh_log(ctx, BH_LOG_ERROR,
+           "[plugin.auth] %s = '%.32s': expected an integer in %lld..%lld", key,
+           v, (long long)lo, (long long)hi);
+    return -EINVAL;
+  }
+  *out = n;
+  return 0;
+}
+
+static void magic_free(auth_magic *m) {
+  if (m->smtp_password)
+    sodium_memzero(m->smtp_password, strlen(m->smtp_password));
+  free(m->smtp_url);
+  free(m->smtp_from);
+  free(m->smtp_user);
+  free(m->smtp_password);
+  free(m->link_base);
+  memset(m, 0, sizeof(*m));
+}
+
+static int magic_config(bh_ctx *ctx, auth_magic *m) {
+  const char *mode = bh_config(ctx, "magic_link");
+  m->mode = AUTH_MAGIC_FALLBACK;
+  if (mode && strcmp(mode, "off") == 0)
+    m->mode = AUTH_MAGIC_OFF;
+  else if (mode && strcmp(mode, "always") == 0)
+    m->mode = AUTH_MAGIC_ALWAYS;
+  else if (mode && strcmp(mode, "fallback") != 0) {
+    bh_log(ctx, BH_LOG_ERROR,
+           "[plugin.auth] magic_link = '%.32s': expected fallback, always or "
+           "off",
+           mode);
+    return -EINVAL;
+  }
+  int64_t v;
+  int rc = 0;
+  rc |=
+      num_get(ctx, "smtp_timeout_ms", 10000, 100, 120000, &m->smtp_timeout_ms);
+  rc |= num_get(ctx, "magic_link_ttl_s", 900, 1, 86400, &m->ttl_s);
+  rc |= num_get(ctx, "magic_link_window_s", 900, 1, 86400, &m->window_s);
+  rc |= num_get(ctx, "magic_link_per_email", 3, 1, 1000, &v);
+  m->per_email = (int)v;
+  rc |= num_get(ctx, "magic_link_per_address", 10, 1, 100000, &v);
+  m->per_address = (int)v;
+  rc |= num_get(ctx, "magic_link_verify_failures", 20, 1, 100000, &v);
+  m->verify_failures = (int)v;
+  if (rc) return -EINVAL;
+  const char *url = bh_config(ctx, "smtp_url");
+  if (m->mode == AUTH_MAGIC_OFF) return 0;
+  if (url == NULL || url[0] == '\0') {
+    /* no mail server: no magic link, and an existing config still loads */
+    m->mode = AUTH_MAGIC_OFF;
+    bh_log(ctx, BH_LOG_INFO,
+           "no smtp_url: the magic-link sign-in is off (magic_link = %s)",
+           mode ? mode : "fallback");
+    return 0;
+  }
+  if (strncmp(url, "smtp://", 7) != 0 && strncmp(url, "smtps://", 8) != 0) {
+    bh_log(ctx, BH_LOG_ERROR,
+           "[plugin.auth] smtp_url = '%.64s': expected smtp://host[:port] or "
+           "smtps://host[:port]",
+           url);
+    return -EINVAL;
+  }
+  const char *from = bh_config(ctx, "smtp_from");
+  const char *base = bh_config(ctx, "magic_link_url");
+  if (from == NULL || strchr(from, '@') == NULL || strpbrk(from, "<>\r\n ")) {
+    bh_log(ctx, BH_LOG_ERROR,
+           "[plugin.auth] smtp_from: expected the sender's address, such as "
+           "no-reply@example.com (required with smtp_url)");
+    return -EINVAL;
+  }
+  if (base == NULL ||
+      (strncmp(base, "https://", 8) != 0 && strncmp(base, "http://", 7) != 0) ||
+      strpbrk(base, " \r\n?#")) {
+    bh_log(ctx, BH_LOG_ERROR,
+           "[plugin.auth] magic_link_url: expected the public base URL the "
+           "mail's link starts with, such as https://portal.example.com "
+           "(required with smtp_url)");
+    return -EINVAL;
+  }
+  m->smtp_url = strdup(url);
+  m->smtp_from = strdup(from);
+  m->link_base = strdup(base);
+  if (m->link_base) {
+    size_t n = strlen(m->link_base);
+    while (n > 8 && m->link_base[n - 1] == '/')
+      m->link_base[--n] = '\0';
+  }
+  if (!m->smtp_url || !m->smtp_from || !m->link_base) return -ENOMEM;
+  if ((rc = secret_get(ctx, "smtp_username", &m->smtp_user)) < 0 ||
+      (rc = secret_get(ctx, "smtp_password", &m->smtp_password)) < 0)
+    return rc;
+  if (!m->smtp_user != !m->smtp_password) {
+    bh_log(ctx, BH_LOG_ERROR,
+           "[plugin.auth] smtp_username and smtp_password go together");
+    return -EINVAL;
+  }
+  const char *db = bh_config(ctx, "magic_link_database");
+  if (db == NULL) db = "magic_link.db";
+  int len = db[0] == '/' ? snprintf(m->db_path, sizeof(m->db_path), "%s", db)
+                         : snprintf(m->db_path, sizeof(m->db_path), "%s/%s",
+                                    bh_data_dir(ctx), db);
+  if (len <= 0 || (size_t)len >= sizeof(m->db_path)) {
+    bh_log(ctx, BH_LOG_ERROR, "[plugin.auth] magic_link_database: too long");
+    return -EINVAL;
+  }
+  return 0;
+}
+
 static int auth_init(bh_ctx *ctx, const bh_services *svc) {
   if (!BH_SVC_HAS(svc, local_verify)) {
     bh_log(ctx, BH_LOG_ERROR, "this core has no identity services (ABI 1.2)");
@@ -278,6 +524,8 @@ static int auth_init(bh_ctx *ctx, const bh_services *svc) {
     auth_g.throttled_retry_after = v;
   }
   int rc;
+  if (sodium_init() < 0) return -EIO;
+  if ((rc = magic_config(ctx, &auth_g.magic)) < 0) return rc;
   if (auth_g.idp == AUTH_IDP_TOOLKIT) {
     const char *key = bh_config(ctx, "idp_api_key");
     char enc[480];
@@ -304,22 +552,32 @@ static int auth_init(bh_ctx *ctx, const bh_services *svc) {
     if ((rc = bh_route_add(ctx, &routes[i])) < 0) return rc;
     served++;
   }
+  if ((rc = auth_magic_routes(ctx)) < 0) return rc;
+  served += (size_t)rc;
   if (!keys)
     bh_log(ctx, BH_LOG_WARN,
            "/v1/api-keys is not among the mounts: API keys cannot be "
            "created or managed (add it to mount)");
-  bh_log(ctx, BH_LOG_INFO, "auth %s ready: %zu routes, identity provider %s%s",
+  static const char *const modes[] = {"off", "fallback", "always"};
+  bh_log(ctx, BH_LOG_INFO,
+         "auth %s ready: %zu routes, identity provider %s%s, magic link %s",
          AUTH_VERSION, served,
          auth_g.idp == AUTH_IDP_LOCAL ? "local" : "identity_toolkit",
          auth_g.idp == AUTH_IDP_TOOLKIT && auth_g.key_query[0] == '\0'
              ? " (no idp_api_key)"
-             : "");
+             : "",
+         modes[auth_g.magic.mode]);
   return 0;
 }
 
 /* Called after init() whether it succeeded or not. */
+static int auth_start(bh_ctx *ctx) {
+  return auth_magic_start(ctx);
+}
+
 static void auth_fini(bh_ctx *ctx) {
-  (void)ctx;
+  auth_magic_fini(ctx);
+  magic_free(&auth_g.magic);
   memset(&auth_g, 0, sizeof(auth_g));
 }
 
@@ -330,6 +588,7 @@ static const bh_plugin_desc auth_desc = {
     .name = "auth",
     .version = AUTH_VERSION,
     .init = auth_init,
+    .start = auth_start,
     .fini = auth_fini,
 };
 

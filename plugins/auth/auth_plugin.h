@@ -4,6 +4,7 @@
  *   login.c    POST /v1/auth/login against the identity provider
  *   session.c  POST /v1/auth/refresh and /v1/auth/logout
  *   keys.c     /v1/api-keys
+ *   magic.c    the email magic-link sign-in (its own SQLite file, SMTP)
  * Sessions, refresh tokens and API keys live in the core's store; this
  * plugin drives it through the identity services (ABI 1.2).
  */
@@ -17,11 +18,27 @@
 
 enum auth_idp { AUTH_IDP_LOCAL = 0, AUTH_IDP_TOOLKIT = 1 };
 
+enum auth_magic_mode {
+  AUTH_MAGIC_OFF = 0,
+  AUTH_MAGIC_FALLBACK = 1, /* only while the IdP is unavailable */
+  AUTH_MAGIC_ALWAYS = 2
+};
+
+typedef struct auth_magic {
+  int mode; /* enum auth_magic_mode */
+  char db_path[4096];
+  char *smtp_url, *smtp_from, *smtp_user, *smtp_password; /* owned */
+  char *link_base; /* "https://portal.example.com", no trailing '/' */
+  int64_t smtp_timeout_ms, ttl_s, window_s;
+  int per_email, per_address, verify_failures;
+} auth_magic;
+
 typedef struct auth_state {
   int idp;               /* enum auth_idp */
   bh_upstream *upstream; /* the identity toolkit, when idp = identity_toolkit */
   char key_query[512];   /* "?key=<url-encoded idp_api_key>" or "" */
   long throttled_retry_after; /* when the IdP itself says "too many" */
+  auth_magic magic;
 } auth_state;
 
 /* One per process (each worker loads its own copy of the plugin). */
@@ -37,6 +54,22 @@ json_t *auth_scopes_json(const char *scopes);
 json_t *auth_token_doc(const bh_identity_result *res, int with_refresh);
 /* Answers a failed identity call: res->code, or the service's errno. */
 void auth_fail(bh_req *req, int status, const char *code);
+
+/* magic.c. routes: registered during init (count, or negative); start:
+ * the worker thread; fini: joins it. */
+int auth_magic_routes(bh_ctx *ctx);
+int auth_magic_start(bh_ctx *ctx);
+void auth_magic_fini(bh_ctx *ctx);
+int auth_magic_enabled(void);
+/* login.c tells magic.c what a login learnt: the account behind an email
+ * (after a successful password login), and whether the IdP answered. */
+void auth_magic_remember(const char *email, const char *user_id);
+void auth_magic_idp_state(int down);
+/* Ends a login the IdP could not serve: the error map's answer for `res`
+ * (or auth.idp_unavailable when NULL); auth.idp_unavailable then records
+ * the outage and, with the magic link on, carries extensions.fallback =
+ * "magic_link". */
+void auth_idp_failed(bh_req *req, const bh_upstream_result *res);
 
 void auth_login(bh_req *req, void *data);
 void auth_refresh(bh_req *req, void *data);

@@ -68,6 +68,7 @@ static void on_created(bh_req *req, const bh_identity_result *res, void *data) {
     login_free(l);
     return;
   }
+  auth_magic_remember(l->email, l->user_id);
   json_t *doc = auth_token_doc(res, l->include_refresh);
   auth_reply(req, 200, doc);
   login_free(l);
@@ -173,7 +174,7 @@ static void on_lookup(bh_req *req, const bh_upstream_result *res, void *data) {
   login *l = data;
   if (res->outcome != BH_OUTCOME_RESPONSE || res->status != 200) {
     give_back(req, l);
-    bh_problem_upstream(req, res);
+    auth_idp_failed(req, res);
     login_free(l);
     return;
   }
@@ -186,7 +187,7 @@ static void on_lookup(bh_req *req, const bh_upstream_result *res, void *data) {
   if (!same) {
     /* the IdP answered nonsense: it is not working as it should */
     give_back(req, l);
-    bh_problem(req, "auth.idp_unavailable", NULL);
+    auth_idp_failed(req, NULL);
     login_free(l);
   } else if (disabled) {
     give_back(req, l);
@@ -199,7 +200,10 @@ static void on_lookup(bh_req *req, const bh_upstream_result *res, void *data) {
 
 static void on_signin(bh_req *req, const bh_upstream_result *res, void *data) {
   login *l = data;
+  if (res->outcome == BH_OUTCOME_RESPONSE && res->status == 400)
+    auth_magic_idp_state(0); /* a verdict: the IdP works */
   if (res->outcome == BH_OUTCOME_RESPONSE && res->status == 200) {
+    auth_magic_idp_state(0);
     json_t *doc =
         json_loadb(res->body ? res->body : "", res->body_len, 0, NULL);
     const char *id = json_string_value(json_object_get(doc, "localId"));
@@ -207,7 +211,7 @@ static void on_signin(bh_req *req, const bh_upstream_result *res, void *data) {
     if (id == NULL || tok == NULL || strlen(id) >= sizeof(l->user_id)) {
       json_decref(doc);
       give_back(req, l);
-      bh_problem(req, "auth.idp_unavailable", NULL);
+      auth_idp_failed(req, NULL);
       login_free(l);
       return;
     }
@@ -217,7 +221,7 @@ static void on_signin(bh_req *req, const bh_upstream_result *res, void *data) {
     json_decref(doc);
     if (rc) {
       give_back(req, l);
-      bh_problem(req, "auth.idp_unavailable", NULL);
+      auth_idp_failed(req, NULL);
       login_free(l);
     }
     return;
@@ -248,7 +252,7 @@ static void on_signin(bh_req *req, const bh_upstream_result *res, void *data) {
   /* outages, timeouts, an open breaker, and answers we cannot read: the
    * error map tells which */
   give_back(req, l);
-  bh_problem_upstream(req, res);
+  auth_idp_failed(req, res);
   login_free(l);
 }
 
@@ -277,7 +281,7 @@ static void on_checked(bh_req *req, const bh_identity_result *res, void *data) {
     wipe(l->password);
     rc = body ? idp_call(req, "signInWithPassword", body, on_signin, l)
               : -ENOMEM;
-    if (rc) give_back(req, l), bh_problem(req, "auth.idp_unavailable", NULL);
+    if (rc) give_back(req, l), auth_idp_failed(req, NULL);
   }
   if (rc) login_free(l);
 }

@@ -158,6 +158,20 @@ static int load_config(bh_ctx *ctx, wh_config *cfg) {
     rc |= bad_key(ctx, "allowed_ports", ports,
                   "expected any, or ports and ranges in 1..65535 such as "
                   "80, 443, 8000-8999");
+  rc |= cfg_int(ctx, "stream_poll_ms", 500, 10, 60000, &n);
+  cfg->stream_poll_ms = n;
+  rc |= cfg_int(ctx, "stream_heartbeat_ms", 15000, 50, 3600000, &n);
+  cfg->stream_heartbeat_ms = n;
+  rc |= cfg_int(ctx, "stream_retry_ms", 3000, 0, 3600000, &n);
+  cfg->stream_retry_ms = n;
+  rc |= cfg_int(ctx, "stream_max_per_principal", 4, 1, 10000, &n);
+  cfg->stream_max_per_principal = (int)n;
+  rc |= cfg_int(ctx, "stream_max_total", 256, 1, 100000, &n);
+  cfg->stream_max_total = (int)n;
+  rc |= cfg_int(ctx, "stream_max_buffer_bytes", 262144, 1024, 67108864, &n);
+  cfg->stream_max_buffer = (long)n;
+  rc |= cfg_int(ctx, "stream_retention_s", 86400, 60, 2592000, &n);
+  cfg->stream_retention_ms = n * 1000;
   const char *sync = bh_config(ctx, "synchronous");
   cfg->sync_full = 1;
   if (sync && strcasecmp(sync, "normal") == 0)
@@ -228,6 +242,7 @@ static void on_wakeup(bh_ctx *ctx, void *data) {
   (void)ctx;
   wh_plugin *wp = data;
   wh_api_complete(wp);
+  wh_streams_tick(wp);
   logs_flush(wp);
 }
 
@@ -268,6 +283,11 @@ static const bh_error_row errors[] = {
      .detail = "An event type must be 1 to 128 letters, digits and . _ - : "
                "characters (an endpoint may also subscribe to \"*\")."},
     {.on = BH_ON_CODE,
+     .code = "webhooks.too_many_streams",
+     .http_status = 429,
+     .detail = "Too many delivery streams are open. Try again later.",
+     .retryable = 1},
+    {.on = BH_ON_CODE,
      .code = "webhooks.invalid_query",
      .http_status = 400,
      .detail = "A query parameter is not valid."},
@@ -293,6 +313,9 @@ static int add_routes(bh_ctx *ctx, wh_plugin *wp) {
        AUTH, wp->cfg.max_payload, 0, NULL},
       {sizeof(bh_route), "GET", "/v1/webhooks/deliveries", wh_deliveries_list,
        wp, AUTH, 0, 0, NULL},
+      /* before {id}: a literal segment is the more specific */
+      {sizeof(bh_route), "GET", "/v1/webhooks/deliveries/stream",
+       wh_deliveries_stream, wp, AUTH, 0, 0, NULL},
       {sizeof(bh_route), "GET", "/v1/webhooks/deliveries/{id}", wh_delivery_get,
        wp, AUTH, 0, 0, NULL},
       {sizeof(bh_route), "POST", "/v1/webhooks/deliveries/{id}/retry",
@@ -301,11 +324,18 @@ static int add_routes(bh_ctx *ctx, wh_plugin *wp) {
       {sizeof(bh_route), "GET", "/v1/webhooks/status", status_get, wp, 0, 0, 0,
        NULL},
   };
+  int can_stream = BH_SVC_HAS(BH__SVC(ctx), problem_json); /* ABI 1.2 */
+  int n = 0;
   for (size_t i = 0; i < COUNT(routes); i++) {
+    if (routes[i].handler == wh_deliveries_stream && !can_stream) continue;
+    n++;
     int rc = bh_route_add(ctx, &routes[i]);
     if (rc < 0) return rc;
   }
-  return (int)COUNT(routes);
+  if (!can_stream)
+    bh_log(ctx, BH_LOG_WARN,
+           "this core has no streaming slots (ABI 1.2): no delivery stream");
+  return n;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -343,13 +373,16 @@ static int webhooks_start(bh_ctx *ctx) {
   if (rc < 0) return rc;
   /* the dispatcher first: the store thread kicks it */
   if ((rc = wh_dispatch_start(&wp->disp, wp)) < 0) return rc;
-  return wh_store_start(&wp->store, wp);
+  if ((rc = wh_store_start(&wp->store, wp)) < 0) return rc;
+  return wh_streams_start(wp);
 }
 
 static void webhooks_stop(bh_ctx *ctx) {
   wh_plugin *wp = bh_data(ctx);
   /* deliveries stop at once; API requests still in flight are answered */
   if (wp && wp->disp) wh_dispatch_signal_stop(wp->disp);
+  /* live streams end now, cleanly, so the drain does not wait for them */
+  if (wp) wh_streams_stop(wp);
 }
 
 static void webhooks_fini(bh_ctx *ctx) {
@@ -359,7 +392,9 @@ static void webhooks_fini(bh_ctx *ctx) {
   wh_store_stop(&wp->store); /* first: it may still kick the dispatcher */
   wh_dispatch_stop(wp->disp);
   wp->disp = NULL;
+  wh_streams_stop(wp); /* before the last jobs come back */
   wh_api_complete(wp); /* ends requests still parked on their jobs */
+  wh_streams_free(wp);
   wh_store_destroy(&wp->store);
   logs_flush(wp);
   if (wp->wakeup) bh_wakeup_close(wp->wakeup);

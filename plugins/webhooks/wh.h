@@ -57,6 +57,14 @@ typedef struct wh_config {
   int64_t busy_timeout_ms;
   int sync_full;      /* synchronous = FULL (else NORMAL) */
   size_t max_payload; /* event body limit */
+  /* GET /deliveries/stream (wh_stream.c) */
+  int64_t stream_poll_ms;      /* look for new changes this often */
+  int64_t stream_heartbeat_ms; /* a comment when nothing else was sent */
+  int64_t stream_retry_ms;     /* the reconnect delay the client is told */
+  int stream_max_per_principal;
+  int stream_max_total;        /* of this worker process */
+  long stream_max_buffer;      /* unsent bytes before a reader is cut */
+  int64_t stream_retention_ms; /* changes kept for resuming */
 } wh_config;
 
 /* ---- time and ids (wh_sign.c) ------------------------------------------ */
@@ -164,7 +172,9 @@ typedef enum wh_op {
   WH_OP_EVENT_CREATE,
   WH_OP_DLV_LIST,
   WH_OP_DLV_GET,
-  WH_OP_DLV_RETRY
+  WH_OP_DLV_RETRY,
+  WH_OP_STREAM_POLL, /* the changes after `cursor`, as SSE frames */
+  WH_OP_STREAM_PRUNE /* forget changes older than the retention */
 } wh_op;
 
 typedef struct wh_job {
@@ -188,6 +198,12 @@ typedef struct wh_job {
   const char *code;    /* or the Problem code */
   int replayed;        /* an idempotent replay of an earlier event */
   int wake_dispatcher; /* new work for the dispatcher */
+  /* WH_OP_STREAM_POLL: the stream it polls for (loop thread only), the
+   * last change it read (seq_out >= cursor) and how many */
+  struct wh_stream *stream;
+  int64_t seq_out;
+  int nchanges;
+  int check_owner; /* first poll: endpoint_filter must be the owner's */
 } wh_job;
 
 wh_job *wh_job_new(wh_op op, bh_req *req, const wh_config *cfg);
@@ -198,6 +214,7 @@ void wh_job_free(wh_job *j);
 int wh_ops_run(wh_db *db, wh_job *j);
 
 typedef struct wh_plugin wh_plugin;
+typedef struct wh_streams wh_streams;
 
 /* The store thread. Jobs go in on the loop thread and come back, done,
  * through the plugin's wakeup. */
@@ -293,6 +310,7 @@ struct wh_plugin {
   pthread_mutex_t log_mu;
   wh_logline *logs, *logs_tail;
   int nlogs;
+  wh_streams *streams; /* wh_stream.c */
 };
 
 /* Sets a *_down flag from its thread and logs the transitions. */
@@ -316,6 +334,26 @@ void wh_events_post(bh_req *req, void *data);
 void wh_deliveries_list(bh_req *req, void *data);
 void wh_delivery_get(bh_req *req, void *data);
 void wh_delivery_retry(bh_req *req, void *data);
+
+/* ---- live delivery status (wh_stream.c) -------------------------------- */
+
+/* wh_api.c: a job scoped to the caller's owner (NULL after answering), and
+ * the stream's query (status, endpoint, lastEventId into j->cursor): 0, or
+ * -EINVAL after answering webhooks.invalid_query. */
+wh_job *wh_api_job(bh_req *req, wh_plugin *wp, wh_op op);
+int wh_api_stream_query(bh_req *req, wh_job *j);
+
+/* GET /v1/webhooks/deliveries/stream */
+void wh_deliveries_stream(bh_req *req, void *data);
+/* start(): the ticker thread; stop(): every stream ends with a final
+ * comment; fini(): frees what is left. Loop thread. */
+int wh_streams_start(wh_plugin *wp);
+void wh_streams_stop(wh_plugin *wp);
+void wh_streams_free(wh_plugin *wp);
+/* From the wakeup: polls, heartbeats. */
+void wh_streams_tick(wh_plugin *wp);
+/* A finished WH_OP_STREAM_* job (wh_api_complete hands them over). */
+void wh_streams_job_done(wh_plugin *wp, wh_job *j);
 
 /* Atomic flag helpers. */
 static inline void wh_flag_set(volatile int *f, int v) {

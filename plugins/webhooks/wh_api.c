@@ -161,6 +161,11 @@ void wh_api_complete(wh_plugin *wp) {
   wh_job *j = wh_store_take_done(&wp->store);
   while (j) {
     wh_job *next = j->next;
+    if (j->op == WH_OP_STREAM_POLL || j->op == WH_OP_STREAM_PRUNE) {
+      wh_streams_job_done(wp, j); /* it frees the job */
+      j = next;
+      continue;
+    }
     answer(j);
     wh_job_free(j);
     j = next;
@@ -342,8 +347,10 @@ static int parse_int(const char *v, int64_t lo, int64_t hi, int64_t *out) {
   return 0;
 }
 
-/* limit, cursor, and for deliveries status and endpoint. 0, or -EINVAL
- * after answering webhooks.invalid_query naming the parameter. */
+/* limit, cursor, and for deliveries status and endpoint; for the stream
+ * (deliveries == 2) status, endpoint and lastEventId (what EventSource
+ * cannot send as a header on its first request) but no paging. 0, or
+ * -EINVAL after answering webhooks.invalid_query naming the parameter. */
 static int parse_query(bh_req *req, wh_job *j, int deliveries) {
   static const char *const states[] = {"pending", "succeeded", "failed", NULL};
   const char *q = bh_req_query(req);
@@ -356,7 +363,13 @@ static int parse_query(bh_req *req, wh_job *j, int deliveries) {
     const char *bad = NULL;
     if (klen < sizeof(key) && qdecode(q, klen, key, sizeof(key)) == 0) {
       int ok = eq && qdecode(eq + 1, len - klen - 1, val, sizeof(val)) == 0;
-      if (strcmp(key, "limit") == 0) {
+      if (deliveries == 2 && strcmp(key, "lastEventId") == 0) {
+        if (!ok || parse_int(val, 0, INT64_MAX, &j->cursor))
+          bad = "lastEventId";
+      } else if (deliveries == 2 &&
+                 (strcmp(key, "limit") == 0 || strcmp(key, "cursor") == 0)) {
+        /* a stream has no pages */
+      } else if (strcmp(key, "limit") == 0) {
         if (!ok || parse_int(val, 1, WH_PAGE_MAX, &j->limit)) bad = "limit";
       } else if (strcmp(key, "cursor") == 0) {
         if (!ok || parse_int(val, 1, INT64_MAX, &j->cursor)) bad = "cursor";
@@ -389,6 +402,14 @@ static int parse_query(bh_req *req, wh_job *j, int deliveries) {
     if (*q == '&') q++;
   }
   return 0;
+}
+
+int wh_api_stream_query(bh_req *req, wh_job *j) {
+  return parse_query(req, j, 2);
+}
+
+wh_job *wh_api_job(bh_req *req, wh_plugin *wp, wh_op op) {
+  return job_for(req, wp, op);
 }
 
 static void list(bh_req *req, wh_plugin *wp, wh_op op, int deliveries) {

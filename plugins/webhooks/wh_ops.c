@@ -541,6 +541,120 @@ static int dlv_retry(wh_db *db, wh_job *j) {
   return delivery_answer(db, j, 202, 0);
 }
 
+/* ---- live status (GET /deliveries/stream) ------------------------------ */
+
+/* The changes after ?2 of owner ?1, in DLV_COLS order (the delivery as it
+ * was at the change: the changing columns come from the snapshot), then
+ * the change's name. A delivery deleted since (with its endpoint) is not
+ * told about any more. */
+static const char SQL_CHANGES[] =
+    "SELECT c.seq, d.id, d.event_id, ev.type, d.endpoint_id, c.state, "
+    "c.attempts, c.next_at, c.lease_until, c.last_status, c.last_error, "
+    "d.created_at, c.updated_at, c.completed_at, c.change "
+    "FROM delivery_changes c JOIN deliveries d ON d.seq = c.delivery_seq "
+    "JOIN events ev ON ev.id = d.event_id "
+    "WHERE c.owner = ?1 AND c.seq > ?2 "
+    "AND (?3 IS NULL OR d.endpoint_id = ?3) AND (?4 IS NULL OR c.state = ?4) "
+    "ORDER BY c.seq LIMIT ?5";
+/* the last change anyone's: a filtered stream skips what it was not sent */
+static const char SQL_CHANGES_LAST[] =
+    "SELECT coalesce(max(seq), 0) FROM delivery_changes";
+static const char SQL_CHANGES_PRUNE[] =
+    "DELETE FROM delivery_changes WHERE at < ?1";
+
+static int stream_poll(wh_db *db, wh_job *j) {
+  int rc;
+  if (j->check_owner) { /* as the listing: another's is not found */
+    sqlite3_stmt *ck = wh_db_stmt(db, SQL_EP_OWNED, &rc);
+    if (ck == NULL) return rc;
+    bind_text(ck, 1, j->endpoint_filter);
+    bind_text(ck, 2, j->owner);
+    rc = sqlite3_step(ck);
+    sqlite3_reset(ck);
+    if (rc == SQLITE_DONE) return refuse(j, "webhooks.endpoint_not_found");
+    if (rc != SQLITE_ROW) return rc;
+  }
+  /* first, in the same read transaction: every row up to `last` is
+   * committed and seen by the query below */
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_CHANGES_LAST, &rc);
+  if (st == NULL) return rc;
+  if ((rc = sqlite3_step(st)) != SQLITE_ROW) return rc;
+  int64_t last = sqlite3_column_int64(st, 0);
+  sqlite3_reset(st);
+  if ((st = wh_db_stmt(db, SQL_CHANGES, &rc)) == NULL) return rc;
+  bind_text(st, 1, j->owner);
+  sqlite3_bind_int64(st, 2, j->cursor);
+  bind_text(st, 3, j->endpoint_filter[0] ? j->endpoint_filter : NULL);
+  bind_text(st, 4, j->status_filter[0] ? j->status_filter : NULL);
+  sqlite3_bind_int64(st, 5, j->limit);
+  size_t cap = 4096, len = 0;
+  char *out = malloc(cap);
+  if (out == NULL) return SQLITE_NOMEM;
+  out[0] = '\0';
+  int64_t seq = j->cursor;
+  int n = 0;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    json_t *o = delivery_json(j->cfg, st);
+    const char *change = col_text(st, 14);
+    if (o) {
+      json_object_set_new(o, "change", json_string(change));
+      /* as it was then, not as the clock now says */
+      json_object_set_new(o, "inFlight",
+                          json_boolean(strcmp(change, "attempting") == 0));
+    }
+    char *data = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (data == NULL) {
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    seq = sqlite3_column_int64(st, 0);
+    size_t need = len + strlen(data) + 64;
+    if (need > cap) {
+      while (cap < need)
+        cap *= 2;
+      char *p = realloc(out, cap);
+      if (p == NULL) {
+        free(data);
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      out = p;
+    }
+    len += (size_t)snprintf(out + len, cap - len,
+                            "id: %lld\nevent: delivery\ndata: %s\n\n",
+                            (long long)seq, data);
+    free(data);
+    n++;
+  }
+  sqlite3_reset(st);
+  if (STEP_ERR(rc)) {
+    free(out);
+    return rc;
+  }
+  /* a short page read everything up to `last`: nothing below it is left
+   * for this stream */
+  if (n < j->limit && last > seq) seq = last;
+  j->body = out;
+  j->status = 200;
+  j->seq_out = seq;
+  j->nchanges = n;
+  return SQLITE_OK;
+}
+
+static int stream_prune(wh_db *db, wh_job *j) {
+  int rc;
+  sqlite3_stmt *st = wh_db_stmt(db, SQL_CHANGES_PRUNE, &rc);
+  if (st == NULL) return rc;
+  sqlite3_bind_int64(st, 1, wh_now_ms() - j->cfg->stream_retention_ms);
+  rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  if (rc != SQLITE_DONE) return rc;
+  j->status = 200;
+  j->body = strdup("");
+  return j->body ? SQLITE_OK : SQLITE_NOMEM;
+}
+
 int wh_ops_run(wh_db *db, wh_job *j) {
   switch (j->op) {
   case WH_OP_EP_CREATE: return ep_create(db, j);
@@ -553,6 +667,8 @@ int wh_ops_run(wh_db *db, wh_job *j) {
   case WH_OP_DLV_LIST: return dlv_list(db, j);
   case WH_OP_DLV_GET: return delivery_answer(db, j, 200, 1);
   case WH_OP_DLV_RETRY: return dlv_retry(db, j);
+  case WH_OP_STREAM_POLL: return stream_poll(db, j);
+  case WH_OP_STREAM_PRUNE: return stream_prune(db, j);
   }
   return SQLITE_MISUSE;
 }

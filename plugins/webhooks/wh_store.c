@@ -51,7 +51,8 @@ static int job_writes(const wh_job *j) {
   case WH_OP_EP_LIST:
   case WH_OP_EP_GET:
   case WH_OP_DLV_LIST:
-  case WH_OP_DLV_GET: return 0;
+  case WH_OP_DLV_GET:
+  case WH_OP_STREAM_POLL: return 0;
   default: return 1;
   }
 }

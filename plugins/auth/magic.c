@@ -1,0 +1,884 @@
+/*
+ * Email magic-link sign-in: the fallback for when the identity provider
+ * is down (or, with magic_link = always, a sign-in method of its own).
+ *
+ *   POST /v1/auth/magic-link {"email", "redirect"?}
+ *        202, the same body whether or not the account exists; when it
+ *        does, an email with a one-time link goes out through SMTP
+ *   POST /v1/auth/magic-link/verify {"token"}   the session, as a login
+ *   GET  /v1/auth/magic-link/verify?token=...   what the mail's link opens:
+ *        302 to the redirect (a local path) with the session cookies
+ *
+ * Accounts: the plugin remembers, per email (hashed), the user id of every
+ * successful password login. When the IdP is down it cannot be asked who
+ * an email is, so the fallback serves the accounts that signed in through
+ * this gateway before.
+ *
+ * Tokens: 32 random bytes (base64url); stored as a lookup selector (its
+ * first 16 characters) and a BLAKE2b hash of the whole token, compared in
+ * constant time; single use (deleted in the transaction that accepts
+ * it), valid magic_link_ttl_s, bound to the email's account. Rate limits
+ * per email and per client address on requests, and per address on
+ * failed verifications: 429 auth.too_many_attempts with Retry-After.
+ *
+ * magic_link = fallback (default) answers only while the IdP is
+ * unavailable: the last login attempt (any worker's: the state is in the
+ * plugin's database) hit auth.idp_unavailable, which an open breaker does
+ * too; otherwise 409 auth.magic_link_not_needed. Such a login's 503 then
+ * carries extensions.fallback = "magic_link".
+ *
+ * Threads: SQLite and SMTP (libcurl, blocking, with timeouts) run on the
+ * plugin's one worker thread; results come back through the core's wakeup.
+ * Neither the email address nor the token is ever logged: log lines name
+ * an account by the first characters of its email hash.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth_plugin.h"
+
+#define MAGIC_QUEUE_MAX 256
+#define HASH_LEN 32
+#define SELECTOR_LEN 16
+
+enum mkind { MJ_REQUEST = 1, MJ_VERIFY, MJ_REMEMBER, MJ_IDP };
+
+typedef struct mjob {
+  struct mjob *next;
+  int kind;
+  bh_req *req; /* loop thread only; NULL for fire-and-forget jobs */
+  int get;     /* MJ_VERIFY: the mail's link (302) */
+  char email[256];
+  unsigned char email_hash[HASH_LEN];
+  char addr[64];
+  char user_id[128];
+  char redirect[1024];
+  char token[64];
+  int idp_down;
+  /* outputs */
+  const char *code;
+  long retry_after;
+} mjob;
+
+typedef struct magic_state {
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  mjob *q_head, *q_tail, *done_head, *done_tail;
+  size_t queued;
+  int stopping;
+  bh_wakeup *wakeup;
+  sqlite3 *db;
+  char logbuf[8][200];
+  int nlog;
+} magic_state;
+
+static magic_state M;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void email_hash(const char *email, unsigned char out[HASH_LEN]) {
+  static const char ctx[] = "bulkhead magic-link email v1";
+  crypto_generichash(out, HASH_LEN, (const unsigned char *)email, strlen(email),
+                     (const unsigned char *)ctx, sizeof(ctx) - 1);
+}
+
+static void key_hash(const char *kind, const char *v,
+                     unsigned char out[HASH_LEN]) {
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, HASH_LEN);
+  crypto_generichash_update(&st, (const unsigned char *)kind, strlen(kind));
+  crypto_generichash_update(&st, (const unsigned char *)":", 1);
+  crypto_generichash_update(&st, (const unsigned char *)v, strlen(v));
+  crypto_generichash_final(&st, out, HASH_LEN);
+}
+
+static void token_hash(const char *token, unsigned char out[HASH_LEN]) {
+  key_hash("token", token, out);
+}
+
+/* The first hex characters of the email hash: enough to follow one
+ * account through the logs, nothing to learn the address from. */
+static void account_tag(const unsigned char h[HASH_LEN], char out[13]) {
+  sodium_bin2hex(out, 13, h, 6);
+}
+
+/* Thread side: a log line for the loop to write. */
+static void tlog(const char *fmt, const char *a, const char *b) {
+  pthread_mutex_lock(&M.mu);
+  if (M.nlog < 8) snprintf(M.logbuf[M.nlog++], 200, fmt, a, b ? b : "");
+  pthread_mutex_unlock(&M.mu);
+}
+
+/* An address we may put in a mail header and send to: one '@', printable
+ * ASCII without spaces, quotes, angle brackets or commas. */
+static int email_ok(const char *e) {
+  const char *at = strchr(e, '@');
+  if (at == NULL || at == e || strchr(at + 1, '@') || at[1] == '\0' ||
+      strchr(at, '.') == NULL)
+    return 0;
+  for (const char *p = e; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c <= 0x20 || c >= 0x7f || strchr("<>\"(),;:\\[]", c)) return 0;
+  }
+  return 1;
+}
+
+/* A path of this site: "/" then no second "/" or "\" (which browsers read
+ * as another host), no control bytes, no scheme. */
+static int local_path_ok(const char *r) {
+  if (r[0] != '/' || r[1] == '/' || r[1] == '\\') return 0;
+  for (const char *p = r; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (c < 0x21 || c == 0x7f || c == '\\') return 0;
+  }
+  return 1;
+}
+
+/* ---- the database (worker thread) --------------------------------------- */
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS accounts (email_hash BLOB PRIMARY KEY, "
+    "  user_id TEXT NOT NULL, seen_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS tokens (selector TEXT PRIMARY KEY, "
+    "  verifier BLOB NOT NULL, email_hash BLOB NOT NULL, "
+    "  user_id TEXT NOT NULL, redirect TEXT NOT NULL, "
+    "  expires_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS tokens_by_email ON tokens(email_hash);"
+    "CREATE TABLE IF NOT EXISTS limits (key BLOB PRIMARY KEY, "
+    "  window_start INTEGER NOT NULL, count INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS idp_state (id INTEGER PRIMARY KEY "
+    "  CHECK (id = 1), down INTEGER NOT NULL, at INTEGER NOT NULL);"
+    "PRAGMA user_version = 1;";
+
+static int db_ensure(void) {
+  if (M.db) return 0;
+  sqlite3 *h = NULL;
+  int rc = sqlite3_open_v2(
+      auth_g.magic.db_path, &h,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(h, 5000);
+    rc = sqlite3_exec(h,
+                      "PRAGMA journal_mode = WAL; PRAGMA synchronous = "
+                      "NORMAL;",
+                      NULL, NULL, NULL);
+  }
+  if (rc == SQLITE_OK) rc = sqlite3_exec(h, SCHEMA, NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
+    tlog("magic-link database %.120s: %.60s", auth_g.magic.db_path,
+         h ? sqlite3_errmsg(h) : "cannot open");
+    sqlite3_close(h);
+    return -EIO;
+  }
+  M.db = h;
+  return 0;
+}
+
+static int64_t now_s(void) {
+  return (int64_t)time(NULL);
+}
+
+static sqlite3_stmt *prep(const char *sql) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(M.db, sql, -1, &st, NULL) != SQLITE_OK) return NULL;
+  return st;
+}
+
+static int exec1(const char *sql) {
+  return sqlite3_exec(M.db, sql, NULL, NULL, NULL);
+}
+
+/* Fixed-window counter: 1 and *retry when `key` is over `max`, else 0
+ * (and counted when `count`). Negative on a store failure. */
+static int limited(const unsigned char key[HASH_LEN], int max, int count,
+                   long *retry) {
+  int64_t now = now_s(), win = auth_g.magic.window_s;
+  sqlite3_stmt *st = prep("SELECT window_start, count FROM limits "
+                          "WHERE key = ?1");
+  if (st == NULL) return -EIO;
+  sqlite3_bind_blob(st, 1, key, HASH_LEN, SQLITE_STATIC);
+  int64_t start = now, n = 0;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) + win > now) {
+    start = sqlite3_column_int64(st, 0);
+    n = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -EIO;
+  if (n >= max) {
+    *retry = (long)(start + win - now);
+    if (*retry < 1) *retry = 1;
+    return 1;
+  }
+  if (!count) return 0;
+  st = prep("INSERT INTO limits (key, window_start, count) VALUES (?1,?2,?3) "
+            "ON CONFLICT (key) DO UPDATE SET window_start = excluded."
+            "window_start, count = excluded.count");
+  if (st == NULL) return -EIO;
+  sqlite3_bind_blob(st, 1, key, HASH_LEN, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 2, start);
+  sqlite3_bind_int64(st, 3, n + 1);
+  rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : -EIO;
+}
+
+static int idp_is_down(void) {
+  sqlite3_stmt *st = prep("SELECT down FROM idp_state WHERE id = 1");
+  if (st == NULL) return 0;
+  int down = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return down;
+}
+
+/* ---- SMTP (worker thread) ----------------------------------------------- */
+
+typedef struct mail_src {
+  const char *p;
+  size_t left;
+} mail_src;
+
+static size_t mail_read(char *buf, size_t size, size_t n, void *arg) {
+  mail_src *s = arg;
+  size_t k = size * n < s->left ? size * n : s->left;
+  memcpy(buf, s->p, k);
+  s->p += k;
+  s->left -= k;
+  return k;
+}
+
+static void smtp_common(CURL *c) {
+  const auth_magic *m = &auth_g.magic;
+  curl_easy_setopt(c, CURLOPT_URL, m->smtp_url);
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(
+      c, CURLOPT_CONNECTTIMEOUT_MS,
+      (long)(m->smtp_timeout_ms < 5000 ? m->smtp_timeout_ms : 5000));
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)m->smtp_timeout_ms);
+  if (m->smtp_user) {
+    curl_easy_setopt(c, CURLOPT_USERNAME, m->smtp_user);
+    curl_easy_setopt(c, CURLOPT_PASSWORD, m->smtp_password);
+    /* credentials never travel in clear: STARTTLS is required */
+    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+  } else {
+    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
+  }
+}
+
+/* The server answers: what an unknown email costs too, so that an SMTP
+ * outage answers 503 whether or not the account exists. */
+static int smtp_probe(void) {
+  CURL *c = curl_easy_init();
+  if (c == NULL) return -ENOMEM;
+  smtp_common(c);
+  curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+  CURLcode cc = curl_easy_perform(c);
+  curl_easy_cleanup(c);
+  return cc == CURLE_OK ? 0 : -EIO;
+}
+
+static int smtp_send(const char *to, const char *token, const char *tag) {
+  const auth_magic *m = &auth_g.magic;
+  char date[64], msgid[40];
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  unsigned char rnd[12];
+  randombytes_buf(rnd, sizeof(rnd));
+  sodium_bin2hex(msgid, sizeof(msgid), rnd, sizeof(rnd));
+  const char *dom = strchr(m->smtp_from, '@');
+  size_t cap = 2048 + strlen(m->link_base);
+  char *msg = malloc(cap);
+  if (msg == NULL) return -ENOMEM;
+  int n = snprintf(
+      msg, cap,
+      "Date: %s\r\nFrom: <%s>\r\nTo: <%s>\r\nMessage-ID: <%s%s>\r\n"
+      "Subject: Your sign-in link\r\nMIME-Version: 1.0\r\n"
+      "Content-Type: text/plain; charset=us-ascii\r\n"
+      "Content-Transfer-Encoding: 7bit\r\nAuto-Submitted: auto-generated\r\n"
+      "\r\n"
+      "Use this link to sign in. It works once, for %ld minutes:\r\n\r\n"
+      "%s/v1/auth/magic-link/verify?token=%s\r\n\r\n"
+      "If you did not ask to sign in, ignore this email.\r\n",
+      date, m->smtp_from, to, msgid, dom ? dom : "@bulkhead",
+      (long)((m->ttl_s + 59) / 60), m->link_base, token);
+  if (n < 0 || (size_t)n >= cap) {
+    free(msg);
+    return -ENOSPC;
+  }
+  CURL *c = curl_easy_init();
+  struct curl_slist *rcpt = NULL;
+  char angle[300];
+  snprintf(angle, sizeof(angle), "<%s>", to);
+  rcpt = curl_slist_append(rcpt, angle);
+  char from[300];
+  snprintf(from, sizeof(from), "<%s>", m->smtp_from);
+  int rc = -ENOMEM;
+  if (c && rcpt) {
+    mail_src src = {msg, (size_t)n};
+    smtp_common(c);
+    curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, mail_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, &src);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    CURLcode cc = curl_easy_perform(c);
+    rc = cc == CURLE_OK ? 0 : -EIO;
+    if (cc != CURLE_OK)
+      tlog("magic link for account %s not sent: SMTP %s", tag,
+           curl_easy_strerror(cc));
+  }
+  curl_slist_free_all(rcpt);
+  curl_easy_cleanup(c);
+  sodium_memzero(msg, cap);
+  free(msg);
+  return rc;
+}
+
+/* ---- the jobs (worker thread) ------------------------------------------- */
+
+static void run_request(mjob *j) {
+  long ra = 0;
+  if (auth_g.magic.mode == AUTH_MAGIC_FALLBACK && !idp_is_down()) {
+    j->code = "auth.magic_link_not_needed";
+    return;
+  }
+  unsigned char ke[HASH_LEN], ka[HASH_LEN];
+  key_hash("email", j->email, ke);
+  key_hash("addr", j->addr, ka);
+  if (exec1("BEGIN IMMEDIATE") != SQLITE_OK) {
+    j->code = "auth.email_unavailable";
+    return;
+  }
+  int a = limited(ke, auth_g.magic.per_email, 0, &ra);
+  int b = a == 0 ? limited(ka, auth_g.magic.per_address, 0, &ra) : 0;
+  if (a == 0 && b == 0) {
+    a = limited(ke, auth_g.magic.per_email, 1, &ra);
+    if (a == 0) b = limited(ka, auth_g.magic.per_address, 1, &ra);
+  }
+  if (a < 0 || b < 0) {
+    exec1("ROLLBACK");
+    j->code = "auth.email_unavailable";
+    return;
+  }
+  if (a > 0 || b > 0) {
+    exec1("COMMIT");
+    j->code = "auth.too_many_attempts";
+    j->retry_after = ra;
+    return;
+  }
+  /* the account, if this gateway has seen it sign in */
+  sqlite3_stmt *st = prep("SELECT user_id FROM accounts WHERE email_hash=?1");
+  int found = 0;
+  if (st) {
+    sqlite3_bind_blob(st, 1, j->email_hash, HASH_LEN, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      snprintf(j->user_id, sizeof(j->user_id), "%s",
+               (const char *)sqlite3_column_text(st, 0));
+      found = 1;
+    }
+    sqlite3_finalize(st);
+  }
+  char token[64] = "";
+  if (found) {
+    unsigned char raw[32], vh[HASH_LEN];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2base64(token, sizeof(token), raw, sizeof(raw),
+                      sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sodium_memzero(raw, sizeof(raw));
+    token_hash(token, vh);
+    st = prep("INSERT INTO tokens (selector, verifier, email_hash, user_id, "
+              "redirect, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    int rc = SQLITE_ERROR;
+    if (st) {
+      sqlite3_bind_text(st, 1, token, SELECTOR_LEN, SQLITE_STATIC);
+      sqlite3_bind_blob(st, 2, vh, HASH_LEN, SQLITE_STATIC);
+      sqlite3_bind_blob(st, 3, j->email_hash, HASH_LEN, SQLITE_STATIC);
+      sqlite3_bind_text(st, 4, j->user_id, -1, SQLITE_STATIC);
+      sqlite3_bind_text(st, 5, j->redirect, -1, SQLITE_STATIC);
+      sqlite3_bind_int64(st, 6, now_s() + auth_g.magic.ttl_s);
+      rc = sqlite3_step(st);
+      sqlite3_finalize(st);
+    }
+    if (rc != SQLITE_DONE) {
+      exec1("ROLLBACK");
+      j->code = "auth.email_unavailable";
+      return;
+    }
+  }
+  /* expired tokens go, now and then */
+  st = prep("DELETE FROM tokens WHERE expires_at < ?1");
+  if (st) {
+    sqlite3_bind_int64(st, 1, now_s() - 3600);
+    sqlite3_step(st);
+    sqlite3_finalize(st);
+  }
+  /* counted even if the mail fails: the limit bounds what reaches SMTP */
+  if (exec1("COMMIT") != SQLITE_OK) {
+    exec1("ROLLBACK");
+    j->code = "auth.email_unavailable";
+    return;
+  }
+  char tag[13];
+  account_tag(j->email_hash, tag);
+  int rc = found ? smtp_send(j->email, token, tag) : smtp_probe();
+  if (rc != 0) {
+    if (found) { /* a link nobody received must not stay usable */
+      st = prep("DELETE FROM tokens WHERE selector = ?1");
+      if (st) {
+        sqlite3_bind_text(st, 1, token, SELECTOR_LEN, SQLITE_STATIC);
+        sqlite3_step(st);
+        sqlite3_finalize(st);
+      }
+    }
+    j->code = "auth.email_unavailable";
+  } else if (found) {
+    tlog("magic link sent for account %s%s", tag, NULL);
+  }
+  sodium_memzero(token, sizeof(token));
+}
+
+static void run_verify(mjob *j) {
+  long ra = 0;
+  unsigned char kv[HASH_LEN], vh[HASH_LEN];
+  key_hash("verify", j->addr, kv);
+  if (exec1("BEGIN IMMEDIATE") != SQLITE_OK) {
+    j->code = "auth.session_store_unavailable";
+    return;
+  }
+  int lim = limited(kv, auth_g.magic.verify_failures, 0, &ra);
+  if (lim != 0) {
+    exec1("ROLLBACK");
+    j->code =
+        lim > 0 ? "auth.too_many_attempts" : "auth.session_store_unavailable";
+    j->retry_after = ra;
+    return;
+  }
+  const char *code = "auth.magic_link_invalid";
+  size_t tl = strlen(j->token);
+  if (tl >= SELECTOR_LEN) {
+    token_hash(j->token, vh);
+    sqlite3_stmt *st = prep("SELECT verifier, email_hash, user_id, redirect, "
+                            "expires_at FROM tokens WHERE selector = ?1");
+    if (st) {
+      sqlite3_bind_text(st, 1, j->token, SELECTOR_LEN, SQLITE_STATIC);
+      if (sqlite3_step(st) == SQLITE_ROW &&
+          sqlite3_column_bytes(st, 0) == HASH_LEN &&
+          sodium_memcmp(sqlite3_column_blob(st, 0), vh, HASH_LEN) == 0) {
+        memcpy(j->email_hash, sqlite3_column_blob(st, 1), HASH_LEN);
+        snprintf(j->user_id, sizeof(j->user_id), "%s",
+                 (const char *)sqlite3_column_text(st, 2));
+        snprintf(j->redirect, sizeof(j->redirect), "%s",
+                 (const char *)sqlite3_column_text(st, 3));
+        code = sqlite3_column_int64(st, 4) > now_s()
+                   ? NULL
+                   : "auth.magic_link_expired";
+      }
+      sqlite3_finalize(st);
+    }
+  }
+  if (code == NULL || strcmp(code, "auth.magic_link_expired") == 0) {
+    /* single use: this link, and every other of the account, is spent */
+    sqlite3_stmt *st = prep("DELETE FROM tokens WHERE email_hash = ?1");
+    if (st) {
+      sqlite3_bind_blob(st, 1, j->email_hash, HASH_LEN, SQLITE_STATIC);
+      if (sqlite3_step(st) != SQLITE_DONE)
+        code = "auth.session_store_unavailable";
+      sqlite3_finalize(st);
+    }
+  }
+  if (code == NULL) { /* still the account the email belongs to */
+    sqlite3_stmt *st = prep("SELECT 1 FROM accounts WHERE email_hash = ?1 "
+                            "AND user_id = ?2");
+    if (st) {
+      sqlite3_bind_blob(st, 1, j->email_hash, HASH_LEN, SQLITE_STATIC);
+      sqlite3_bind_text(st, 2, j->user_id, -1, SQLITE_STATIC);
+      if (sqlite3_step(st) != SQLITE_ROW) code = "auth.magic_link_invalid";
+      sqlite3_finalize(st);
+    }
+  }
+  if (code && strcmp(code, "auth.session_store_unavailable") != 0)
+    (void)limited(kv, auth_g.magic.verify_failures, 1, &ra);
+  exec1("COMMIT");
+  j->code = code;
+}
+
+static void run_remember(mjob *j) {
+  sqlite3_stmt *st = prep(
+      "INSERT INTO accounts (email_hash, user_id, seen_at) VALUES (?1,?2,?3) "
+      "ON CONFLICT (email_hash) DO UPDATE SET user_id = excluded.user_id, "
+      "seen_at = excluded.seen_at");
+  if (st == NULL) return;
+  sqlite3_bind_blob(st, 1, j->email_hash, HASH_LEN, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, j->user_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, now_s());
+  sqlite3_step(st);
+  sqlite3_finalize(st);
+}
+
+static void run_idp(mjob *j) {
+  sqlite3_stmt *st = prep(
+      "INSERT INTO idp_state (id, down, at) VALUES (1, ?1, ?2) "
+      "ON CONFLICT (id) DO UPDATE SET down = excluded.down, at = excluded.at "
+      "WHERE down <> excluded.down");
+  if (st == NULL) return;
+  sqlite3_bind_int(st, 1, j->idp_down);
+  sqlite3_bind_int64(st, 2, now_s());
+  sqlite3_step(st);
+  sqlite3_finalize(st);
+}
+
+static void run(mjob *j) {
+  if (db_ensure() != 0) {
+    j->code = j->kind == MJ_VERIFY ? "auth.session_store_unavailable"
+                                   : "auth.email_unavailable";
+    return;
+  }
+  switch (j->kind) {
+  case MJ_REQUEST: run_request(j); break;
+  case MJ_VERIFY: run_verify(j); break;
+  case MJ_REMEMBER: run_remember(j); break;
+  case MJ_IDP: run_idp(j); break;
+  }
+  if (!sqlite3_get_autocommit(M.db)) exec1("ROLLBACK");
+}
+
+static void *magic_main(void *arg) {
+  (void)arg;
+  pthread_setname_np(pthread_self(), "auth-magic");
+  for (;;) {
+    pthread_mutex_lock(&M.mu);
+    while (M.q_head == NULL && !M.stopping)
+      pthread_cond_wait(&M.cv, &M.mu);
+    mjob *j = M.q_head;
+    if (j == NULL) {
+      pthread_mutex_unlock(&M.mu);
+      break;
+    }
+    M.q_head = j->next;
+    if (M.q_head == NULL) M.q_tail = NULL;
+    M.queued--;
+    pthread_mutex_unlock(&M.mu);
+    run(j);
+    sodium_memzero(j->token, sizeof(j->token));
+    sodium_memzero(j->email, sizeof(j->email));
+    pthread_mutex_lock(&M.mu);
+    j->next = NULL;
+    if (M.done_tail)
+      M.done_tail->next = j;
+    else
+      M.done_head = j;
+    M.done_tail = j;
+    pthread_mutex_unlock(&M.mu);
+    bh_wakeup_send(M.wakeup);
+  }
+  if (M.db) sqlite3_close(M.db);
+  M.db = NULL;
+  return NULL;
+}
+
+static int submit(mjob *j) {
+  if (!M.started) return -ESHUTDOWN;
+  int rc = 0;
+  pthread_mutex_lock(&M.mu);
+  if (M.stopping)
+    rc = -ESHUTDOWN;
+  else if (M.queued >= MAGIC_QUEUE_MAX)
+    rc = -EAGAIN;
+  else {
+    j->next = NULL;
+    if (M.q_tail)
+      M.q_tail->next = j;
+    else
+      M.q_head = j;
+    M.q_tail = j;
+    M.queued++;
+    pthread_cond_signal(&M.cv);
+  }
+  pthread_mutex_unlock(&M.mu);
+  return rc;
+}
+
+/* ---- the loop side ------------------------------------------------------ */
+
+static void on_session(bh_req *req, const bh_identity_result *res, void *data) {
+  mjob *j = data;
+  if (res->status != 0) {
+    auth_fail(req, res->status, res->code);
+  } else if (j->get) {
+    bh_set_header(req, "Location", j->redirect[0] ? j->redirect : "/");
+    bh_set_header(req, "Cache-Control", "no-store");
+    bh_set_header(req, "Referrer-Policy", "no-referrer");
+    bh_respond(req, 302, "text/plain; charset=utf-8", "", 0);
+  } else {
+    json_t *doc = auth_token_doc(res, 0);
+    if (doc && j->redirect[0])
+      json_object_set_new(doc, "redirect", json_string(j->redirect));
+    auth_reply(req, 200, doc);
+  }
+  free(j);
+}
+
+static void finish(mjob *j) {
+  bh_req *req = j->req;
+  if (req == NULL) {
+    free(j);
+    return;
+  }
+  if (j->code) {
+    if (strcmp(j->code, "auth.too_many_attempts") == 0)
+      bh_problem_retry(req, j->code, NULL, j->retry_after);
+    else
+      bh_problem(req, j->code, NULL);
+    free(j);
+    return;
+  }
+  if (j->kind == MJ_REQUEST) {
+    char body[200];
+    snprintf(body, sizeof(body),
+             "{\"status\":\"accepted\",\"detail\":\"If an account uses this "
+             "address, a sign-in link is on its way.\",\"expiresIn\":%ld}",
+             (long)auth_g.magic.ttl_s);
+    bh_set_header(req, "Cache-Control", "no-store");
+    bh_respond_json(req, 202, body);
+    free(j);
+    return;
+  }
+  bh_session_request in = {
+      .size = sizeof(in), .user_id = j->user_id, .flags = BH_SESSION_COOKIES};
+  int rc = bh_session_create(req, &in, on_session, j);
+  if (rc) {
+    auth_fail(req, rc, NULL);
+    free(j);
+  }
+}
+
+static void on_wakeup(bh_ctx *ctx, void *data) {
+  (void)data;
+  pthread_mutex_lock(&M.mu);
+  mjob *j = M.done_head;
+  M.done_head = M.done_tail = NULL;
+  char logs[8][200];
+  int nlog = M.nlog;
+  memcpy(logs, M.logbuf, sizeof(logs));
+  M.nlog = 0;
+  pthread_mutex_unlock(&M.mu);
+  for (int i = 0; i < nlog; i++)
+    bh_log(ctx, BH_LOG_INFO, "%s", logs[i]);
+  while (j) {
+    mjob *next = j->next;
+    finish(j);
+    j = next;
+  }
+}
+
+static mjob *job_new(int kind, bh_req *req) {
+  mjob *j = calloc(1, sizeof(*j));
+  if (j == NULL) return NULL;
+  j->kind = kind;
+  j->req = req;
+  if (req) {
+    const char *a = bh_req_client_addr(req);
+    snprintf(j->addr, sizeof(j->addr), "%s", a ? a : "");
+  }
+  return j;
+}
+
+static void normalize(const char *in, char *out, size_t n) {
+  size_t i = 0;
+  for (; in[i] && i + 1 < n; i++)
+    out[i] = (in[i] >= 'A' && in[i] <= 'Z') ? (char)(in[i] + 32) : in[i];
+  out[i] = '\0';
+}
+
+int auth_magic_enabled(void) {
+  return auth_g.magic.mode != AUTH_MAGIC_OFF && M.started;
+}
+
+void auth_magic_remember(const char *email, const char *user_id) {
+  if (!auth_magic_enabled()) return;
+  mjob *j = job_new(MJ_REMEMBER, NULL);
+  if (j == NULL) return;
+  char e[256];
+  normalize(email, e, sizeof(e));
+  email_hash(e, j->email_hash);
+  sodium_memzero(e, sizeof(e));
+  snprintf(j->user_id, sizeof(j->user_id), "%s", user_id);
+  if (submit(j) != 0) free(j);
+}
+
+void auth_magic_idp_state(int down) {
+  static int last = -1;
+  static int64_t last_at;
+  if (!auth_magic_enabled()) return;
+  /* "up" is written at most once a second per process: every login would
+   * otherwise be a write */
+  int64_t now = now_s();
+  if (!down && last == 0 && now - last_at < 1) return;
+  last = down;
+  last_at = now;
+  mjob *j = job_new(MJ_IDP, NULL);
+  if (j == NULL) return;
+  j->idp_down = down;
+  if (submit(j) != 0) free(j);
+}
+
+/* ---- the routes --------------------------------------------------------- */
+
+static const bh_field request_fields[] = {
+    {.name = "email",
+     .type = BH_FIELD_STRING,
+     .flags = BH_FIELD_REQUIRED,
+     .min = 3,
+     .max = 254},
+    {.name = "redirect", .type = BH_FIELD_STRING, .min = 1, .max = 1000},
+};
+static const bh_body_shape request_shape = {request_fields, 2, 0};
+
+static const bh_field verify_fields[] = {
+    {.name = "token",
+     .type = BH_FIELD_STRING,
+     .flags = BH_FIELD_REQUIRED,
+     .min = 1,
+     .max = 63},
+};
+static const bh_body_shape verify_shape = {verify_fields, 1, 0};
+
+static void magic_request(bh_req *req, void *data) {
+  (void)data;
+  if (bh_body_parse(req, &request_shape) < 0) return;
+  const char *email = bh_body_string(req, "email");
+  const char *redirect = bh_body_string(req, "redirect");
+  if (!email_ok(email)) {
+    bh_problem_field(req, "request.invalid_body",
+                     "The email address is not valid.", "email");
+    return;
+  }
+  if (redirect && !local_path_ok(redirect)) {
+    bh_problem_field(req, "auth.invalid_redirect", NULL, "redirect");
+    return;
+  }
+  mjob *j = job_new(MJ_REQUEST, req);
+  if (j == NULL) {
+    bh_problem(req, "generic.internal", NULL);
+    return;
+  }
+  normalize(email, j->email, sizeof(j->email));
+  email_hash(j->email, j->email_hash);
+  snprintf(j->redirect, sizeof(j->redirect), "%s", redirect ? redirect : "/");
+  if (submit(j) != 0) {
+    free(j);
+    bh_problem(req, "auth.email_unavailable", NULL);
+  }
+}
+
+static void verify(bh_req *req, const char *token, int get) {
+  mjob *j = job_new(MJ_VERIFY, req);
+  if (j == NULL) {
+    bh_problem(req, "generic.internal", NULL);
+    return;
+  }
+  j->get = get;
+  snprintf(j->token, sizeof(j->token), "%s", token);
+  if (submit(j) != 0) {
+    free(j);
+    bh_problem(req, "auth.session_store_unavailable", NULL);
+  }
+}
+
+static void magic_verify_post(bh_req *req, void *data) {
+  (void)data;
+  if (bh_body_parse(req, &verify_shape) < 0) return;
+  verify(req, bh_body_string(req, "token"), 0);
+}
+
+static void magic_verify_get(bh_req *req, void *data) {
+  (void)data;
+  const char *q = bh_req_query(req);
+  char token[64] = "";
+  /* token=<base64url>: no decoding needed, anything else is not ours */
+  for (const char *p = q; p && *p;) {
+    size_t len = strcspn(p, "&");
+    if (len > 6 && strncmp(p, "token=", 6) == 0 && len - 6 < sizeof(token)) {
+      memcpy(token, p + 6, len - 6);
+      token[len - 6] = '\0';
+    }
+    p += len;
+    if (*p == '&') p++;
+  }
+  if (token[0] == '\0') {
+    bh_problem(req, "auth.magic_link_invalid", NULL);
+    return;
+  }
+  verify(req, token, 1);
+  sodium_memzero(token, sizeof(token));
+}
+
+int auth_magic_routes(bh_ctx *ctx) {
+  if (auth_g.magic.mode == AUTH_MAGIC_OFF) return 0;
+  uint32_t to = (uint32_t)auth_g.magic.smtp_timeout_ms + 2000;
+  const bh_route routes[] = {
+      {.size = sizeof(bh_route),
+       .method = "POST",
+       .pattern = "/v1/auth/magic-link",
+       .handler = magic_request,
+       .max_body_bytes = 4096,
+       .timeout_ms = to},
+      {.size = sizeof(bh_route),
+       .method = "POST",
+       .pattern = "/v1/auth/magic-link/verify",
+       .handler = magic_verify_post,
+       .max_body_bytes = 1024},
+      {.size = sizeof(bh_route),
+       .method = "GET",
+       .pattern = "/v1/auth/magic-link/verify",
+       .handler = magic_verify_get},
+  };
+  for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+    int rc = bh_route_add(ctx, &routes[i]);
+    if (rc < 0) return rc;
+  }
+  return 3;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+int auth_magic_start(bh_ctx *ctx) {
+  if (auth_g.magic.mode == AUTH_MAGIC_OFF) return 0;
+  memset(&M, 0, sizeof(M));
+  pthread_mutex_init(&M.mu, NULL);
+  pthread_cond_init(&M.cv, NULL);
+  int rc = bh_wakeup_new(ctx, on_wakeup, NULL, &M.wakeup);
+  if (rc < 0) return rc;
+  if ((rc = pthread_create(&M.thread, NULL, magic_main, NULL)) != 0) return -rc;
+  M.started = 1;
+  return 0;
+}
+
+void auth_magic_fini(bh_ctx *ctx) {
+  if (!M.started && M.wakeup == NULL) return;
+  if (M.started) {
+    pthread_mutex_lock(&M.mu);
+    M.stopping = 1;
+    pthread_cond_signal(&M.cv);
+    pthread_mutex_unlock(&M.mu);
+    pthread_join(M.thread, NULL);
+    M.started = 0;
+  }
+  on_wakeup(ctx, NULL); /* answers what came back */
+  if (M.wakeup) bh_wakeup_close(M.wakeup);
+  pthread_mutex_destroy(&M.mu);
+  pthread_cond_destroy(&M.cv);
+  memset(&M, 0, sizeof(M));
+}
