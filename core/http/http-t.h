@@ -74,6 +74,9 @@ struct bh_req {
 
   /* response */
   bh__buf resp_headers; /* "Name: value\r\n" lines set by the plugin */
+  bh__buf cors; /* CORS lines of every answer (Vary; Access-Control-* for
+                   an allowed origin), set by the gateway at the head
+                   (gateway/cors.c) */
   int status;
   const char *code; /* problem code answered, for the access log */
   int answered;     /* a response went (or is going) to the client */
