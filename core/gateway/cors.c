@@ -327,6 +327,7 @@ static const char *bh__cors_common(bh_req *req, const bh__cors_policy *p) {
 void bh__cors_head(bh_req *req) {
   const bh__cors_policy *p = bh__cors_policy_for(req);
   if (p == NULL) return;
+  req->cors_on = 1;
   if (bh__cors_common(req, p) && p->expose[0])
     bh__buf_printf(&req->cors, "Access-Control-Expose-Headers: %s\r\n",
                    p->expose);

@@ -219,6 +219,27 @@ class CorsTest(unittest.TestCase):
         r = self.d.get("/t/whoami/proxy/x", headers=hdr)
         self.assertAllowed(r, PORTAL, credentials=True)
 
+    def test_proxy_upstream_cors_lines_are_dropped(self):
+        """The mount's policy decides, not the upstream's own lines: one
+        Access-Control-Allow-Origin for an allowed origin, none for
+        another, the upstream's other headers kept."""
+        path = "/t/whoami/proxy/cors"
+        self.sim.set_behavior(path=path, status=200, body="up",
+                              headers={"Access-Control-Allow-Origin": "*",
+                                       "Access-Control-Max-Age": "99999",
+                                       "X-Sim-End": "kept"})
+        hdr = bearer(self.token)
+        hdr["Origin"] = PORTAL
+        r = self.d.get(path, headers=hdr)
+        self.assertEqual((r.status, r.body), (200, b"up"), r)
+        self.assertAllowed(r, PORTAL, credentials=True)
+        self.assertNotIn("access-control-max-age", acl(r), r)
+        self.assertEqual(r.headers.get("x-sim-end"), "kept", r)
+        hdr["Origin"] = EVIL
+        r = self.d.get(path, headers=hdr)
+        self.assertEqual((r.status, acl(r)), (200, {}), r)
+        self.assertEqual(r.headers.get("x-sim-end"), "kept", r)
+
 
 class WildcardTest(unittest.TestCase):
     def test_any_origin_without_credentials(self):
