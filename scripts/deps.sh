@@ -6,7 +6,12 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config python3 curl
       libuv1-dev node-llhttp libjwt-dev libsqlite3-dev libcurl4-openssl-dev
       libjansson-dev libinih-dev libsodium-dev libsystemd-dev
-      chromium)  # the tests' EventSource check (test_webhooks_browser.py)
+      chromium nodejs)
+# chromium: the browser tests (test_webhooks_browser, test_cors_browser);
+# test_cors_browser installs puppeteer-core with npm: Debian's npm package,
+# unless the nodejs installed already brings npm (a nodejs built elsewhere
+# conflicts with Debian's npm)
+command -v npm >/dev/null || pkgs+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(nginx-light wrk)
 fi

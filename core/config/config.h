@@ -78,6 +78,9 @@ typedef struct bh__config {
 
   struct bh__auth_conf *auth; /* [auth], resolved by proc/load.c (identity/
                                  auth_conf.c); NULL after bh__config_load */
+  struct bh__cors_conf *cors; /* cors_* of [server] and [plugin.NAME],
+                                 resolved by proc/load.c (gateway/cors.c);
+                                 NULL after bh__config_load: no CORS */
 
   bh__section *sections;
   size_t nsections;

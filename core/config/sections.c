@@ -123,7 +123,8 @@ enum kind {
   K_LOG,
   K_LEVEL,
   K_PAGE,
-  K_WORKERS
+  K_WORKERS,
+  K_OWNED /* kept as text, checked by its owner (cors_*: gateway/cors.c) */
 };
 
 typedef struct bh__skey {
@@ -179,6 +180,13 @@ static const bh__skey server_keys[] = {
      "a number of crashes or hangs", 0},
     {"quarantine_window_s", K_NUM, OFF(quarantine_window_s), "60", 1, 86400,
      "a duration in seconds", 0},
+    /* the defaults of every mount's CORS policy, read and checked by
+     * gateway/cors.c through bh__config_get_at (proc/load.c runs it) */
+    {"cors_origins", K_OWNED, 0, NULL, TEXT},
+    {"cors_credentials", K_OWNED, 0, NULL, TEXT},
+    {"cors_headers", K_OWNED, 0, NULL, TEXT},
+    {"cors_expose", K_OWNED, 0, NULL, TEXT},
+    {"cors_max_age", K_OWNED, 0, NULL, TEXT},
 };
 #define NSERVER_KEYS (sizeof server_keys / sizeof server_keys[0])
 
@@ -280,6 +288,7 @@ static int bh__server_value(bh__cfg_loader *ld, const bh__section *s,
                              "(e.g. /login), got '%s'",
                              bh__cfg_shown(v, q, sizeof q));
     return bh__set_str(ld, (char **)(base + k->off), v);
+  case K_OWNED: return 0;
   }
   return 0;
 }

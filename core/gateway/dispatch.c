@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/reqid.h"
 #include "config/config.h"
+#include "gateway/cors.h"
 #include "gateway/dispatch.h"
 #include "host/host.h"
 #include "http/http.h"
@@ -38,7 +39,10 @@ static int bh__dispatch_head(bh_req *req) {
   bh__req_parse_target(req);
   char *url = req->raw.data;
   req->body_limit = d->cfg->max_body_bytes;
-  if (req->bad_path) return 0;
+  if (req->bad_path) {
+    bh__cors_head(req);
+    return 0;
+  }
   req->match_result = bh__router_match(d->router, req->method, url, &req->match,
                                        req->allow, sizeof(req->allow));
   if (req->match_result == BH__ROUTE_FOUND) {
@@ -48,6 +52,8 @@ static int bh__dispatch_head(bh_req *req) {
   } else {
     req->plugin = bh__plugin_for_path(d, url);
   }
+  /* now, so every answer from here on (413 included) carries them */
+  bh__cors_head(req);
   return 0;
 }
 
@@ -74,6 +80,9 @@ static void bh__dispatch(bh_req *req) {
     bh__respond_code(req, "request.bad_request");
     return;
   }
+  /* before the plugin's state, the session check and the rate limit: a
+   * browser sends a preflight without credentials */
+  if (bh__cors_preflight(req)) return;
   /* The owner of the path decides first: a plugin that is down answers for
    * its whole mount, even where a route of another plugin would match. */
   bh__plugin *owner = bh__plugin_for_path(d, req->path);

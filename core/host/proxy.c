@@ -154,6 +154,25 @@ int bh__proxy_head_lines(const char *hs, bh__buf *out, long long *length) {
   return failed ? -ENOMEM : 0;
 }
 
+/* Where the mount has a CORS policy the gateway's lines decide: an
+ * upstream's own Access-Control-* would grant what the policy refuses, or
+ * repeat Access-Control-Allow-Origin, which browsers reject. `b` holds
+ * lower-cased "name: value\r\n" lines. */
+static void bh__drop_cors_lines(bh__buf *b) {
+  size_t w = 0;
+  for (size_t r = 0; r < b->len;) {
+    const char *eol = memchr(b->data + r, '\n', b->len - r);
+    size_t n = eol ? (size_t)(eol - (b->data + r)) + 1 : b->len - r;
+    if (!(n >= 15 && memcmp(b->data + r, "access-control-", 15) == 0)) {
+      memmove(b->data + w, b->data + r, n);
+      w += n;
+    }
+    r += n;
+  }
+  b->len = w;
+  if (b->data) b->data[w] = '\0';
+}
+
 static int bh__proxy_on_head(bh__call *call, int status, void *data) {
   bh__proxy_call *pc = data;
   pc->call = call;
@@ -165,6 +184,7 @@ static int bh__proxy_on_head(bh__call *call, int status, void *data) {
   long long length;
   int rc = bh__proxy_head_lines(bh__call_headers(call), &out, &length);
   bh_req *req = pc->req;
+  if (rc == 0 && req->cors_on) bh__drop_cors_lines(&out);
   if (rc == 0)
     rc = bh__respond_head(req, status, out.len ? out.data : NULL, length);
   bh__buf_free(&out);

@@ -74,6 +74,12 @@ struct bh_req {
 
   /* response */
   bh__buf resp_headers; /* "Name: value\r\n" lines set by the plugin */
+  bh__buf cors; /* CORS lines of every answer (Vary; Access-Control-* for
+                   an allowed origin), set by the gateway at the head
+                   (gateway/cors.c) */
+  int cors_on;  /* the path's mount has a CORS policy: the gateway's lines
+                   are the only Access-Control-* (a proxy drops the
+                   upstream's) */
   int status;
   const char *code; /* problem code answered, for the access log */
   int answered;     /* a response went (or is going) to the client */

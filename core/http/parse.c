@@ -48,6 +48,7 @@ static int bh__on_message_begin(llhttp_t *p) {
   bh__buf_init(&req->raw);
   bh__buf_init(&req->body);
   bh__buf_init(&req->resp_headers);
+  bh__buf_init(&req->cors);
   c->req = req;
   c->head_bytes = 0;
   c->field_len = 0;

@@ -54,6 +54,7 @@ void bh__req_unref(bh_req *req) {
   bh__buf_free(&req->raw);
   bh__buf_free(&req->body);
   bh__buf_free(&req->resp_headers);
+  bh__buf_free(&req->cors);
   bh__buf_free(&req->head_out);
   free(req->headers);
   free(req);

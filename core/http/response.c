@@ -171,7 +171,7 @@ void bh__respond(bh_req *req, int status, const char *content_type,
   /* one allocation for the whole answer: the head's fixed lines take well
    * under 256 bytes besides what is counted here */
   bh__buf_grow(&out, 256 + ctype_len + extra_len + req->resp_headers.len +
-                         (no_body ? 0 : len));
+                         req->cors.len + (no_body ? 0 : len));
   bh__status_lines(&out, status);
   if (status != 204 && status != 304) {
     bh__buf_append(&out, "Content-Type: ", 14);
@@ -186,6 +186,9 @@ void bh__respond(bh_req *req, int status, const char *content_type,
   if (extra_len) bh__buf_append(&out, extra_headers, extra_len);
   if (req->resp_headers.len)
     bh__buf_append(&out, req->resp_headers.data, req->resp_headers.len);
+  /* on every answer, Problems included: a browser hides from the page an
+   * answer without them */
+  if (req->cors.len) bh__buf_append(&out, req->cors.data, req->cors.len);
   if (closing)
     bh__buf_append(&out, "Connection: close\r\n", 19);
   else if (c->parser.http_minor == 0)
@@ -308,7 +311,7 @@ int bh__respond_head(bh_req *req, int status, const char *headers,
   bh__buf *out = &req->head_out;
   bh__buf_reset(out);
   size_t hlen = headers ? strlen(headers) : 0;
-  bh__buf_grow(out, 256 + hlen + req->resp_headers.len);
+  bh__buf_grow(out, 256 + hlen + req->resp_headers.len + req->cors.len);
   bh__status_lines(out, status);
   bh__buf_append(out, "X-Request-ID: ", 14);
   bh__buf_puts(out, req->id);
@@ -317,6 +320,7 @@ int bh__respond_head(bh_req *req, int status, const char *headers,
   /* what the core added before the handler (cookies of a silent refresh) */
   if (req->resp_headers.len)
     bh__buf_append(out, req->resp_headers.data, req->resp_headers.len);
+  if (req->cors.len) bh__buf_append(out, req->cors.data, req->cors.len);
   if (req->chunked)
     bh__buf_puts(out, "Transfer-Encoding: chunked\r\n");
   else if (content_length >= 0 && status != 204) {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gateway/cors.h"
 #include "identity/auth.h"
 #include "policy/ratelimit.h"
 #include "proc/load.h"
@@ -40,6 +41,7 @@ int bh__load(const char *path, bh__config *cfg, char *err, size_t errlen) {
   /* [auth]: secrets and key files resolved now, so -t and a reload refuse
    * what a worker would */
   if (rc == 0) rc = bh__auth_conf_load(cfg, &cfg->auth, err, errlen);
+  if (rc == 0) rc = bh__cors_conf_load(cfg, &cfg->cors, err, errlen);
   if (rc) bh__unload(cfg);
   return rc;
 }
@@ -48,5 +50,7 @@ void bh__unload(bh__config *cfg) {
   if (!cfg) return;
   bh__auth_conf_free(cfg->auth);
   cfg->auth = NULL;
+  bh__cors_conf_free(cfg->cors);
+  cfg->cors = NULL;
   bh__config_free(cfg);
 }
