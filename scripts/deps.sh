@@ -5,7 +5,11 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config python3 curl
       libuv1-dev node-llhttp libjwt-dev libsqlite3-dev libcurl4-openssl-dev
-      libjansson-dev libinih-dev libsodium-dev libsystemd-dev)
+      libjansson-dev libinih-dev libsodium-dev libsystemd-dev
+      dpkg-dev file systemd man-db mandoc)
+# dpkg-dev (dpkg-shlibdeps) and file: cpack -G DEB's dependency list;
+# systemd: systemd-analyze verify / security on the unit; man-db, mandoc:
+# the man page (tests/packaging/test_deb.py).
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(nginx-light wrk)
 fi
