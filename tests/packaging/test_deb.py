@@ -249,6 +249,9 @@ class DebTest(unittest.TestCase):
             inited = d.events("plugin_initialized")
             self.assertEqual(sorted(e["plugin"] for e in inited),
                              sorted(PLUGINS), d.diag())
+            for e in inited:
+                self.assertEqual(os.path.dirname(os.path.realpath(e["path"])),
+                                 os.path.realpath(self.plugin_dir()), e)
             # a route of a packaged plugin answers (a Problem: no session)
             r = d.get("/v1/webhooks/endpoints")
             self.assertEqual(r.status, 401, d.diag())
