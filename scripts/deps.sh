@@ -6,11 +6,14 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config python3 curl
       libuv1-dev node-llhttp libjwt-dev libsqlite3-dev libcurl4-openssl-dev
       libjansson-dev libinih-dev libsodium-dev libsystemd-dev
-      chromium nodejs)
+      chromium nodejs dpkg-dev file systemd man-db mandoc)
 # chromium: the browser tests (test_webhooks_browser, test_cors_browser);
 # test_cors_browser installs puppeteer-core with npm: Debian's npm package,
 # unless the nodejs installed already brings npm (a nodejs built elsewhere
-# conflicts with Debian's npm)
+# conflicts with Debian's npm).
+# dpkg-dev (dpkg-shlibdeps) and file: cpack -G DEB's dependency list;
+# systemd: systemd-analyze verify / security on the unit; man-db, mandoc:
+# the man page (tests/packaging/test_deb.py).
 command -v npm >/dev/null || pkgs+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(nginx-light wrk)

@@ -59,7 +59,7 @@ class UnitFileTest(harness.unittest.TestCase):
 
     def test_unit_checks_before_reload_and_waits_for_readiness(self):
         with open(os.path.join(harness.SOURCE_DIR, "etc",
-                               "bulkhead.service")) as f:
+                               "bulkhead.service.in")) as f:
             unit = f.read()
         self.assertIn("Type=notify", unit)
         reload_lines = [l for l in unit.splitlines()
