@@ -15,6 +15,8 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import DaemonTestCase, echo_section, render_config  # noqa
+from auth_env import auth_config, bearer  # noqa: E402
+from auth_tokens import TEST_SECRET, mint_access_token  # noqa: E402
 from upstream_env import TwoSimsCase, up_config  # noqa: E402
 
 SF_PK = r";pk=:[A-Za-z0-9+/]+=*:"
@@ -70,6 +72,32 @@ class ConfigRateLimitTest(DaemonTestCase):
         self.assertEqual(self.fields(r, "routepol")[:3], (1, 30, 0))
 
 
+class FirstPartyRouteLimitTest(DaemonTestCase):
+    """The auth plugin's GET /v1/auth/me declares no policy: a routes line
+    alone limits it."""
+
+    CONFIG = auth_config(
+        idp="local",
+        plugin_auth={"routes": "\n    GET /v1/auth/me rate_limit=me"},
+        extra={"rate_limit.me": {"quota": 1, "window_s": 60, "burst": 1,
+                                 "key": "principal"}})
+
+    def test_auth_me_limited_from_config(self):
+        tok = bearer(mint_access_token(TEST_SECRET, "user_me", sid="s1"))
+        r = self.d.get("/v1/auth/me", headers=tok)
+        self.assertNotEqual(r.status, 429, r)
+        self.assertRegex(r.headers.get("ratelimit-policy", ""),
+                         r'^"me";q=1;w=60' + SF_PK + "$")
+        r = self.d.get("/v1/auth/me", headers=tok)
+        self.assertProblem(r, 429, "rate_limit.exceeded")
+        # the bucket is the principal's: another user is not limited
+        other = bearer(mint_access_token(TEST_SECRET, "user_2", sid="s2"))
+        self.assertNotEqual(self.d.get("/v1/auth/me", headers=other).status,
+                            429)
+        self.assertRegex(r.headers.get("ratelimit", ""),
+                         r'^"me";r=0;t=\d+' + SF_PK + "$")
+
+
 class ConfigCheckTest(unittest.TestCase):
     def run_check(self, echo):
         with tempfile.TemporaryDirectory() as data:
@@ -92,7 +120,10 @@ class ConfigCheckTest(unittest.TestCase):
                 ({"routes": "\n  GET /t/echo/ok speed=3"},
                  "expected rate_limit=NAME or retries=0..10"),
                 ({"routes": "\n  get /t/echo/ok retries=1"},
-                 "expected 'METHOD /pattern")):
+                 "expected 'METHOD /pattern"),
+                # a typo'd route would be left unlimited: its load fails
+                ({"routes": "\n  GET /t/echo/okk rate_limit=p"},
+                 "routes: GET /t/echo/okk is not a route of the plugin")):
             with self.subTest(echo=echo):
                 res = self.run_check(echo)
                 self.assertNotEqual(res.returncode, 0, res.stderr)
