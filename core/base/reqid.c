@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/log.h"
 #include "base/reqid.h"
 
 #define BH__REQID_MAX 64
@@ -46,10 +47,45 @@ void bh__reqid_reseed(void) {
   bh__rng_state[0] = bh__rng_state[1] = 0;
 }
 
+/* A refused client id is replaced, and said so: the log shows its first
+ * BH__REQID_MAX bytes, anything but printable ASCII as \xHH, and its
+ * length, so an operator can see why a caller's id did not come through
+ * without the line carrying a hostile value whole. */
+static void bh__reqid_refused(const char *incoming, const char *fresh) {
+  char shown[BH__REQID_MAX * 4 + 1];
+  size_t o = 0, n = strlen(incoming);
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < n && i < BH__REQID_MAX; i++) {
+    unsigned char c = (unsigned char)incoming[i];
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      shown[o++] = (char)c;
+    } else {
+      shown[o++] = '\\';
+      shown[o++] = 'x';
+      shown[o++] = hex[c >> 4];
+      shown[o++] = hex[c & 15];
+    }
+  }
+  shown[o] = '\0';
+  bh__logline l;
+  bh__log_begin(&l, BH__WARN, "request_id_replaced");
+  bh__log_str(&l, "refused", shown);
+  bh__log_int(&l, "refusedLength", (int64_t)n);
+  bh__log_int(&l, "truncated", n > BH__REQID_MAX);
+  bh__log_str(&l, "requestId", fresh);
+  bh__log_str(&l, "rule", "1-64 characters of A-Z a-z 0-9 - _ . :");
+  bh__log_end(&l);
+}
+
 void bh__reqid(const char *incoming, char *out, size_t outlen) {
   static const char b32[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
   if (incoming && bh__reqid_ok(incoming) && strlen(incoming) < outlen) {
     strcpy(out, incoming);
+    return;
+  }
+  if (incoming && outlen >= 27) {
+    bh__reqid(NULL, out, outlen);
+    bh__reqid_refused(incoming, out);
     return;
   }
   if (outlen < 27) {

@@ -503,6 +503,13 @@ void bh__config_free(bh__config *cfg) {
     for (size_t j = 0; j < p->nmounts; j++)
       free(p->mounts[j]);
     free(p->mounts);
+    for (size_t j = 0; j < p->nroutes; j++) {
+      free(p->routes[j].method);
+      free(p->routes[j].pattern);
+      free(p->routes[j].rate_limit);
+    }
+    free(p->routes);
+    free(p->rate_limit);
     free(p->name);
     free(p->path);
   }

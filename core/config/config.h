@@ -31,6 +31,16 @@ typedef struct bh__section {
   size_t nkv;
 } bh__section;
 
+/* One line of a plugin's `routes` key: "METHOD PATTERN key=value ...",
+ * overriding what the plugin's code declares for that route. */
+typedef struct bh__route_conf {
+  char *method;
+  char *pattern;    /* exactly as the plugin registers it */
+  char *rate_limit; /* NULL: as declared (or the mount's) */
+  int retries;      /* -1: the mount's or the upstream's */
+  int line;
+} bh__route_conf;
+
 typedef struct bh__plugin_conf {
   char *name;    /* from the section name */
   int enabled;   /* default 1 */
@@ -38,7 +48,11 @@ typedef struct bh__plugin_conf {
                     server.plugin_dir */
   char **mounts; /* "mount = /v1/auth, /v1/api-keys"; at least one */
   size_t nmounts;
-  int required;               /* default 0 */
+  int required;           /* default 0 */
+  char *rate_limit;       /* policy for routes that declare none */
+  int retries;            /* upstream retries of its calls; -1: upstream's */
+  bh__route_conf *routes; /* `routes` lines */
+  size_t nroutes;
   const bh__section *section; /* all keys, free ones included */
   int line;
 } bh__plugin_conf;

@@ -390,11 +390,116 @@ static int bh__plugin_bool(bh__cfg_loader *ld, const bh__section *s,
   return 0;
 }
 
+/* A policy name as [rate_limit.NAME] can spell it. */
+static int bh__policy_name_ok(const char *n, size_t len) {
+  if (len < 1 || len > 31) return 0;
+  for (size_t i = 0; i < len; i++)
+    if (!IS_LOWER(n[i]) && !IS_DIGIT(n[i]) && n[i] != '_' && n[i] != '-')
+      return 0;
+  return 1;
+}
+
+static int bh__retries_value(const char *v, size_t len) {
+  if (len < 1 || len > 2) return -1;
+  int n = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (!IS_DIGIT(v[i])) return -1;
+    n = n * 10 + (v[i] - '0');
+  }
+  return n <= 10 ? n : -1;
+}
+
+/* `routes`: one route per line, "METHOD PATTERN rate_limit=NAME retries=N"
+ * (either option or both). Route keys in the INI key itself would not fit:
+ * inih truncates a key at 49 bytes, shorter than many route patterns. */
+static int bh__parse_routes(bh__cfg_loader *ld, const bh__section *s,
+                            const bh__kv *kv, bh__plugin_conf *p) {
+  char q[80];
+  const char *v = kv->value;
+  int n = 0;
+  while (*v) {
+    const char *eol = strchr(v, '\n');
+    const char *end = eol ? eol : v + strlen(v);
+    char *line = strndup(v, (size_t)(end - v));
+    if (!line) return bh__cfg_fail_oom(ld);
+    v = eol ? eol + 1 : end;
+    char *save = NULL, *tok = strtok_r(line, " \t", &save);
+    if (tok == NULL) {
+      free(line);
+      continue;
+    }
+    n++;
+    if (GROW(p->routes, p->nroutes)) {
+      free(line);
+      return bh__cfg_fail_oom(ld);
+    }
+    bh__route_conf *rc = &p->routes[p->nroutes++];
+    memset(rc, 0, sizeof(*rc));
+    rc->retries = -1;
+    rc->line = kv->line;
+    int bad = 0;
+    for (const char *m = tok; *m; m++)
+      bad |= !(*m >= 'A' && *m <= 'Z');
+    char *pat = strtok_r(NULL, " \t", &save);
+    if (bad || strlen(tok) > 16 || pat == NULL || pat[0] != '/') {
+      int r = bh__cfg_fail_kv(
+          ld, s, kv,
+          "route %d: expected 'METHOD /pattern rate_limit=NAME retries=N', "
+          "got '%s'",
+          n, bh__cfg_shown(tok, q, sizeof q));
+      free(line);
+      return r;
+    }
+    rc->method = strdup(tok);
+    rc->pattern = strdup(pat);
+    int any = 0;
+    for (char *o; (o = strtok_r(NULL, " \t", &save));) {
+      char *eq = strchr(o, '=');
+      size_t vl = eq ? strlen(eq + 1) : 0;
+      if (eq && strncmp(o, "rate_limit=", 11) == 0 &&
+          bh__policy_name_ok(eq + 1, vl) && !rc->rate_limit) {
+        rc->rate_limit = strdup(eq + 1);
+      } else if (eq && strncmp(o, "retries=", 8) == 0 && rc->retries < 0 &&
+                 bh__retries_value(eq + 1, vl) >= 0) {
+        rc->retries = bh__retries_value(eq + 1, vl);
+      } else {
+        int r = bh__cfg_fail_kv(ld, s, kv,
+                                "route %s %s: '%s': expected rate_limit=NAME "
+                                "or retries=0..10, each once",
+                                rc->method, rc->pattern,
+                                bh__cfg_shown(o, q, sizeof q));
+        free(line);
+        return r;
+      }
+      any = 1;
+    }
+    for (size_t i = 0; i + 1 < p->nroutes; i++)
+      if (rc->method && rc->pattern &&
+          strcmp(p->routes[i].method, rc->method) == 0 &&
+          strcmp(p->routes[i].pattern, rc->pattern) == 0) {
+        int r = bh__cfg_fail_kv(ld, s, kv, "route %s %s listed twice",
+                                rc->method, rc->pattern);
+        free(line);
+        return r;
+      }
+    free(line);
+    if (!rc->method || !rc->pattern) return bh__cfg_fail_oom(ld);
+    if (!any)
+      return bh__cfg_fail_kv(ld, s, kv,
+                             "route %s %s: nothing to set (rate_limit=NAME "
+                             "or retries=N)",
+                             rc->method, rc->pattern);
+  }
+  return 0;
+}
+
 int bh__cfg_load_plugin(bh__cfg_loader *ld, size_t si) {
-  static const char *const typed[] = {"enabled", "path", "mount", "required"};
+  static const char *const typed[] = {"enabled",  "path",       "mount",
+                                      "required", "rate_limit", "retries",
+                                      "routes"};
   bh__config *c = ld->cfg;
   const char *name = c->sections[si].name + strlen("plugin.");
-  for (size_t i = 0; i < 4; i++)
+  for (size_t i = 0; i < sizeof typed / sizeof typed[0]; i++)
     if (bh__cfg_set_env_kv(ld, c->sections[si].name, typed[i])) return ld->rc;
   /* Taken after the overrides: they may have grown this section. */
   const bh__section *s = &c->sections[si];
@@ -402,10 +507,12 @@ int bh__cfg_load_plugin(bh__cfg_loader *ld, size_t si) {
   bh__plugin_conf *p = &c->plugins[c->nplugins++];
   memset(p, 0, sizeof(*p));
   p->enabled = 1;
+  p->retries = -1;
   p->line = s->line;
   if (!(p->name = strdup(name))) return bh__cfg_fail_oom(ld);
 
   const bh__kv *mount = NULL;
+  char q[80];
   for (size_t i = 0; i < s->nkv; i++) {
     const bh__kv *kv = &s->kv[i];
     if (strcmp(kv->key, "enabled") == 0) {
@@ -420,6 +527,19 @@ int bh__cfg_load_plugin(bh__cfg_loader *ld, size_t si) {
     } else if (strcmp(kv->key, "mount") == 0) {
       mount = kv;
       if (bh__parse_mounts(ld, s, kv, p)) return ld->rc;
+    } else if (strcmp(kv->key, "rate_limit") == 0) {
+      if (!bh__policy_name_ok(kv->value, strlen(kv->value)))
+        return bh__cfg_fail_kv(
+            ld, s, kv, "expected the NAME of a [rate_limit.NAME] section");
+      if (bh__set_str(ld, &p->rate_limit, kv->value)) return ld->rc;
+    } else if (strcmp(kv->key, "retries") == 0) {
+      p->retries = bh__retries_value(kv->value, strlen(kv->value));
+      if (p->retries < 0)
+        return bh__cfg_fail_kv(ld, s, kv,
+                               "expected an integer between 0 and 10, got '%s'",
+                               bh__cfg_shown(kv->value, q, sizeof q));
+    } else if (strcmp(kv->key, "routes") == 0) {
+      if (bh__parse_routes(ld, s, kv, p)) return ld->rc;
     }
     /* Any other key belongs to the plugin, read via bh__config_get. */
   }

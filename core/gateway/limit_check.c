@@ -48,13 +48,25 @@ static void bh__limit_key(bh_req *req, int kind, char *out, size_t len) {
   snprintf(out, len, "a:%s", req->client_addr);
 }
 
+/* The RateLimit fields' pk: a digest of the bucket key, so a caller can
+ * tell its partitions apart without the key (an address, a key id)
+ * showing. */
+static void bh__limit_pk(const char *key, char *out, size_t len) {
+  unsigned char h[9];
+  crypto_generichash(h, sizeof(h), (const unsigned char *)key, strlen(key),
+                     NULL, 0);
+  sodium_bin2base64(out, len, h, sizeof(h), sodium_base64_VARIANT_ORIGINAL);
+}
+
 static int bh__limit_refuse(bh_req *req, const bh__rl_policy *pol,
-                            const bh__rl_result *r) {
+                            const char *key, const bh__rl_result *r) {
   /* Retry-After comes from the Problem so header and body agree */
   bh__rl_result shown = *r;
   shown.allowed = 1;
   shown.retry_after_s = 0;
-  bh__rl_headers(pol, &shown, &req->resp_headers);
+  char pk[24];
+  bh__limit_pk(key, pk, sizeof(pk));
+  bh__rl_headers(pol, &shown, pk, &req->resp_headers);
   bh__metrics_rate_limited(req->d, pol->name);
   bh__respond_problem(req, "rate_limit.exceeded", NULL, (long)r->retry_after_s,
                       NULL, 0, NULL, 0);
@@ -77,7 +89,7 @@ int bh__limit_gate(bh_req *req) {
   snprintf(key, sizeof(key), "a:%s", req->client_addr);
   bh__rl_result r;
   if (bh__limit_take(l, key, bh__shm_now_ms(), &r) != 0) return 0;
-  if (!r.allowed) return bh__limit_refuse(req, bh__limit_policy(l), &r);
+  if (!r.allowed) return bh__limit_refuse(req, bh__limit_policy(l), key, &r);
   req->rl_addr_held = 1;
   return 0;
 }
@@ -98,7 +110,9 @@ int bh__limit_check(bh_req *req) {
   bh__limit_key(req, pol->key, key, sizeof(key));
   bh__rl_result r;
   if (bh__limit_take(l, key, now, &r) != 0) return 0;
-  if (!r.allowed) return bh__limit_refuse(req, pol, &r);
-  bh__rl_headers(pol, &r, &req->resp_headers);
+  if (!r.allowed) return bh__limit_refuse(req, pol, key, &r);
+  char pk[24];
+  bh__limit_pk(key, pk, sizeof(pk));
+  bh__rl_headers(pol, &r, pk, &req->resp_headers);
   return 0;
 }

@@ -39,6 +39,7 @@ typedef struct bh__route {
   uint32_t timeout_ms;   /* resolved: never 0 */
   char *rate_limit;
   struct bh__limit *limit; /* resolved rate_limit policy */
+  int retries; /* upstream retries of the route's calls; -1: upstream's */
   bh__plugin *plugin;
 } bh__route;
 

@@ -174,6 +174,22 @@ static int bh__plugin_init(bh__daemon *d, bh__plugin *p) {
   rc = desc->init(&p->ctx, d->svc);
   bh__shm_leave(mark);
   p->in_init = 0;
+  /* a `routes` line that names no route of the plugin is a typo: refuse it
+   * rather than leave the route unlimited */
+  for (size_t i = 0; rc >= 0 && p->reg_error == NULL && i < p->conf->nroutes;
+       i++) {
+    const bh__route_conf *rc_ = &p->conf->routes[i];
+    int found = 0;
+    for (size_t k = 0; k < p->nroutes && !found; k++)
+      found = strcmp(p->routes[k]->method, rc_->method) == 0 &&
+              strcmp(p->routes[k]->pattern, rc_->pattern) == 0;
+    if (!found)
+      bh__reg_fail(p,
+                   "%s:%d: [plugin.%s] routes: %s %s is not a route of the "
+                   "plugin",
+                   d->cfg->source, rc_->line, p->name, rc_->method,
+                   rc_->pattern);
+  }
   if (rc >= 0 && p->reg_error == NULL) rc = bh__errmap_defaults(p);
   if (rc < 0 || p->reg_error) {
     mark = bh__shm_enter(p->shm_index, BH__CB_FINI);

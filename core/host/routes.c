@@ -77,9 +77,21 @@ int bh__route_register(bh__plugin *p, const bh_route *r) {
   rt->max_body_bytes =
       r->max_body_bytes ? r->max_body_bytes : d->cfg->max_body_bytes;
   rt->timeout_ms = r->timeout_ms ? r->timeout_ms : d->cfg->handler_timeout_ms;
-  if (r->size >= offsetof(bh_route, rate_limit) + sizeof(r->rate_limit) &&
-      r->rate_limit)
-    rt->rate_limit = strdup(r->rate_limit);
+  /* the policy: a `routes` line of [plugin.NAME], else the plugin's own,
+   * else the mount's rate_limit; retries likewise from the config */
+  const char *policy = NULL;
+  if (r->size >= offsetof(bh_route, rate_limit) + sizeof(r->rate_limit))
+    policy = r->rate_limit;
+  if (policy == NULL) policy = p->conf->rate_limit;
+  rt->retries = p->conf->retries;
+  for (size_t i = 0; i < p->conf->nroutes; i++) {
+    const bh__route_conf *c = &p->conf->routes[i];
+    if (strcmp(c->method, r->method) || strcmp(c->pattern, r->pattern))
+      continue;
+    if (c->rate_limit) policy = c->rate_limit;
+    if (c->retries >= 0) rt->retries = c->retries;
+  }
+  if (policy) rt->rate_limit = strdup(policy);
   rt->plugin = p;
   if (rt->rate_limit) {
     char why[200];

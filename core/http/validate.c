@@ -5,17 +5,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Re-encodings handed out by bh__body_json, kept so the borrowed strings
- * live as long as the body and a second call for a field costs nothing. */
+/* The fields' text handed out by bh__body_json, kept so the borrowed
+ * strings live as long as the body and a second call costs nothing. */
 typedef struct bh__json_cache {
   struct bh__json_cache *next;
   char *field;
   char *json;
 } bh__json_cache;
 
+/* The body's own text. jansson validates it, but the text is what a field
+ * is handed out as (bh__body_json): a re-encoding would change numbers
+ * (0.1 -> 0.10000000000000001) and cannot hold integers of 2^63 and up,
+ * which jansson then reads as reals (big). */
+typedef struct bh__raw {
+  const char *data;
+  size_t len;
+  int big; /* parsed with JSON_DECODE_INT_AS_REAL: an integer overflowed */
+} bh__raw;
+
 struct bh__body {
   json_t *root; /* always an object */
   bh__json_cache *cache;
+  char *text; /* a copy of the body */
+  bh__raw raw;
 };
 
 static const char bh__detail_json[] = "The request body is not valid JSON.";
@@ -56,6 +68,103 @@ void bh__field_errors_free(bh__field_error *errs, size_t n) {
   for (size_t i = 0; i < n; i++)
     free(errs[i].field);
   free(errs);
+}
+
+/* ---- the text of a top-level member, found by a scan over text jansson
+ * has already accepted (so only well-formed JSON is ever walked) ---- */
+
+static const char *bh__ws(const char *p, const char *e) {
+  while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+    p++;
+  return p;
+}
+
+static const char *bh__str_end(const char *p, const char *e) {
+  for (p++; p < e; p++) {
+    if (*p == '\\')
+      p++;
+    else if (*p == '"')
+      return p + 1;
+  }
+  return e;
+}
+
+static const char *bh__value_end(const char *p, const char *e) {
+  if (p < e && *p == '"') return bh__str_end(p, e);
+  if (p < e && (*p == '{' || *p == '[')) {
+    int depth = 0;
+    while (p < e) {
+      if (*p == '"') {
+        p = bh__str_end(p, e);
+        continue;
+      }
+      if (*p == '{' || *p == '[') depth++;
+      if ((*p == '}' || *p == ']') && --depth == 0) return p + 1;
+      p++;
+    }
+    return e;
+  }
+  while (p < e && *p != ',' && *p != '}' && *p != ']' && *p != ' ' &&
+         *p != '\t' && *p != '\n' && *p != '\r')
+    p++;
+  return p;
+}
+
+/* Does the key literal [k, ke) (quotes included) spell `field`? */
+static int bh__key_is(const char *k, const char *ke, const char *field) {
+  size_t n = (size_t)(ke - k) - 2, fl = strlen(field);
+  if (memchr(k + 1, '\\', n) == NULL)
+    return n == fl && memcmp(k + 1, field, n) == 0;
+  json_t *s =
+      json_loadb(k, (size_t)(ke - k), JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+  int same = json_is_string(s) && json_string_length(s) == fl &&
+             memcmp(json_string_value(s), field, fl) == 0;
+  json_decref(s);
+  return same;
+}
+
+/* The exact text of member `field` of the top-level object; 0 with *v and
+ * *vlen, or -ENOENT. Members are unique (JSON_REJECT_DUPLICATES). */
+static int bh__raw_member(const bh__raw *r, const char *field, const char **v,
+                          size_t *vlen) {
+  const char *p = r->data, *e = r->data + r->len;
+  p = bh__ws(p, e);
+  if (p >= e || *p != '{') return -ENOENT;
+  for (p = bh__ws(p + 1, e); p < e && *p == '"';) {
+    const char *k = p, *ke = bh__str_end(p, e);
+    p = bh__ws(ke, e);
+    if (p >= e || *p != ':') return -ENOENT;
+    const char *vs = bh__ws(p + 1, e), *ve = bh__value_end(vs, e);
+    if (bh__key_is(k, ke, field)) {
+      *v = vs;
+      *vlen = (size_t)(ve - vs);
+      return 0;
+    }
+    p = bh__ws(ve, e);
+    if (p < e && *p == ',') p = bh__ws(p + 1, e);
+  }
+  return -ENOENT;
+}
+
+/* An integer field of a body parsed with ints as reals: its own digits.
+ * 0, -EINVAL (not an integer literal) or -ERANGE. */
+static int bh__raw_int(const bh__raw *r, const char *field, int64_t *out) {
+  const char *v;
+  size_t n;
+  char buf[32];
+  if (bh__raw_member(r, field, &v, &n) != 0) return -EINVAL;
+  if (n == 0 || memchr(v, '.', n) || memchr(v, 'e', n) || memchr(v, 'E', n))
+    return -EINVAL;
+  if (n >= sizeof(buf)) return -ERANGE; /* digits only, too many of them */
+  memcpy(buf, v, n);
+  buf[n] = '\0';
+  errno = 0;
+  char *end;
+  long long x = strtoll(buf, &end, 10);
+  if (errno == ERANGE) return -ERANGE;
+  if (*end) return -EINVAL;
+  *out = (int64_t)x;
+  return 0;
 }
 
 /* Plugins read strings as C strings: an embedded NUL would silently cut
@@ -99,10 +208,18 @@ static const char *bh__check_string(const bh_field *f, const json_t *v) {
 }
 
 /* The one error code for field f holding v (present, not null), or NULL. */
-static const char *bh__check_value(const bh_field *f, const json_t *v) {
+static const char *bh__check_value(const bh_field *f, const json_t *v,
+                                   const bh__raw *raw) {
   switch (f->type) {
   case BH_FIELD_STRING: return bh__check_string(f, v);
   case BH_FIELD_INT:
+    if (raw->big && json_is_real(v)) {
+      int64_t i;
+      int rc = bh__raw_int(raw, f->name, &i);
+      if (rc == -ERANGE) return BH_FIELD_ERR_OUT_OF_RANGE;
+      if (rc) return BH_FIELD_ERR_TYPE;
+      return bh__check_range_i(f, i);
+    }
     if (!json_is_integer(v)) return BH_FIELD_ERR_TYPE;
     return bh__check_range_i(f, json_integer_value(v));
   case BH_FIELD_NUMBER:
@@ -135,7 +252,7 @@ static int bh__declared(const bh_body_shape *shape, const char *key) {
 }
 
 static int bh__check_fields(const json_t *root, const bh_body_shape *shape,
-                            bh__errs *errs) {
+                            const bh__raw *raw, bh__errs *errs) {
   for (size_t i = 0; i < shape->nfields; i++) {
     const bh_field *f = &shape->fields[i];
     if (f->name == NULL) continue;
@@ -147,7 +264,7 @@ static int bh__check_fields(const json_t *root, const bh_body_shape *shape,
       /* null is a value of its own type: only NULLABLE fields take it. */
       if (!(f->flags & BH_FIELD_NULLABLE)) code = BH_FIELD_ERR_TYPE;
     } else {
-      code = bh__check_value(f, v);
+      code = bh__check_value(f, v, raw);
     }
     if (code != NULL && bh__errs_add(errs, f->name, code) != 0) return -ENOMEM;
   }
@@ -174,9 +291,16 @@ int bh__body_validate(const char *data, size_t len, const bh_body_shape *shape,
    * the field, not an anonymous parse failure; DECODE_ANY so a scalar
    * document gets the "must be an object" answer. */
   json_error_t jerr;
-  json_t *root = json_loadb(
-      data, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY,
-      &jerr);
+  const size_t flags =
+      JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY;
+  bh__raw raw = {data, len, 0};
+  json_t *root = json_loadb(data, len, flags, &jerr);
+  if (root == NULL && json_error_code(&jerr) == json_error_numeric_overflow) {
+    /* an integer past int64 is valid JSON: read numbers as reals to
+     * validate, the text keeps the digits (bh__raw_int, bh__body_json) */
+    raw.big = 1;
+    root = json_loadb(data, len, flags | JSON_DECODE_INT_AS_REAL, &jerr);
+  }
   if (root == NULL) {
     /* Not the client's fault when jansson says so; it often reports an
      * allocation failure as a syntax error, which then reads as 400. */
@@ -191,14 +315,20 @@ int bh__body_validate(const char *data, size_t len, const bh_body_shape *shape,
   }
   static const bh_body_shape bh__empty_shape = {NULL, 0, 0};
   bh__errs errs = {NULL, 0, 0};
-  int rc = bh__check_fields(root, shape ? shape : &bh__empty_shape, &errs);
+  int rc =
+      bh__check_fields(root, shape ? shape : &bh__empty_shape, &raw, &errs);
   if (rc == 0 && errs.n == 0) {
     bh__body *b = calloc(1, sizeof(*b));
-    if (b != NULL) {
+    char *text = b ? malloc(len) : NULL;
+    if (text != NULL) {
+      memcpy(text, data, len);
       b->root = root;
+      b->text = text;
+      b->raw = (bh__raw){text, len, raw.big};
       res->body = b;
       return 0;
     }
+    free(b);
     rc = -ENOMEM;
   }
   json_decref(root);
@@ -222,6 +352,7 @@ void bh__body_free(bh__body *b) {
     free(c);
   }
   json_decref(b->root);
+  free(b->text);
   free(b);
 }
 
@@ -248,6 +379,8 @@ const char *bh__body_string(bh__body *b, const char *field) {
 int bh__body_int(bh__body *b, const char *field, int64_t *out) {
   json_t *v = bh__get(b, field);
   if (v == NULL) return -ENOENT;
+  if (b->raw.big && json_is_real(v))
+    return bh__raw_int(&b->raw, field, out) == 0 ? 0 : -EINVAL;
   if (!json_is_integer(v)) return -EINVAL;
   *out = (int64_t)json_integer_value(v);
   return 0;
@@ -269,7 +402,14 @@ const char *bh__body_json(bh__body *b, const char *field) {
   bh__json_cache *c = calloc(1, sizeof(*c));
   if (c == NULL) return NULL;
   c->field = bh__strdup(field);
-  c->json = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+  const char *t;
+  size_t tn;
+  c->json = NULL;
+  if (bh__raw_member(&b->raw, field, &t, &tn) == 0 &&
+      (c->json = malloc(tn + 1))) {
+    memcpy(c->json, t, tn);
+    c->json[tn] = '\0';
+  }
   if (c->field == NULL || c->json == NULL) {
     free(c->field);
     free(c->json);

@@ -309,7 +309,12 @@ static void bh__deny(bh_req *req, const char *code, int clear,
     }
     bh__buf_free(&loc);
   }
-  if (auth_code || strcmp(code, "auth.ambiguous_credentials") == 0)
+  if (strcmp(code, "auth.token_expired") == 0)
+    /* RFC 6750 3.1: the client can tell "refresh now" from "sign in" */
+    bh__buf_puts(&req->resp_headers,
+                 "WWW-Authenticate: Bearer error=\"invalid_token\", "
+                 "error_description=\"expired\"\r\n");
+  else if (auth_code || strcmp(code, "auth.ambiguous_credentials") == 0)
     bh__buf_puts(&req->resp_headers,
                  "WWW-Authenticate: Bearer realm=\"bulkhead\"\r\n");
   bh__respond_code(req, code);
@@ -524,7 +529,13 @@ int bh__auth_check(bh_req *req, const bh__auth_next *next) {
     }
     int rc = bh__verify(a, tok, now, &cl);
     if (rc != BH__JWT_OK) {
-      bh__deny(req, "auth.unauthenticated", 0, bh__jwt_strerror(rc));
+      /* the verifier says "expired" only of a token that is otherwise
+       * good (signature and every other claim): only that one may read
+       * differently from no token at all */
+      bh__deny(req,
+               rc == BH__JWT_EXPIRED ? "auth.token_expired"
+                                     : "auth.unauthenticated",
+               0, bh__jwt_strerror(rc));
       return -1;
     }
     const char *revoked = bh__revoked_code(&cl, now);

@@ -182,8 +182,6 @@ static int bh__claims_check(const bh__jwt_keys *k, json_t *doc, int64_t now,
   int has_nbf = bh__int_claim(doc, "nbf", &out->nbf);
   int has_iat = bh__int_claim(doc, "iat", &out->iat);
   if (has_exp <= 0 || has_nbf < 0 || has_iat < 0) return BH__JWT_CLAIMS;
-  /* the signature was good; time next, so an old token reads "expired" */
-  if (now >= out->exp + k->leeway_s) return BH__JWT_EXPIRED;
   if (has_nbf && now + k->leeway_s < out->nbf) return BH__JWT_NOT_YET;
   if (has_iat && out->iat > now + k->leeway_s) return BH__JWT_NOT_YET;
   const char *iss = json_string_value(json_object_get(doc, "iss"));
@@ -196,6 +194,9 @@ static int bh__claims_check(const bh__jwt_keys *k, json_t *doc, int64_t now,
       bh__str_claim(doc, "sid", out->sid, sizeof(out->sid)) < 0 ||
       bh__str_claim(doc, "scope", out->scope, sizeof(out->scope)) < 0)
     return BH__JWT_CLAIMS;
+  /* expiry last: "expired" is told to the client (auth.token_expired), so
+   * it must mean a token that is good in every other respect */
+  if (now >= out->exp + k->leeway_s) return BH__JWT_EXPIRED;
   return BH__JWT_OK;
 }
 
@@ -224,9 +225,10 @@ int bh__jwt_verify(const bh__jwt_keys *k, const char *token, int64_t now,
   int rc = bh__header_ok(token, (size_t)(dot[0] - token), ai);
   if (rc != BH__JWT_OK) return rc;
 
-  /* The claims first, from our own decoding of the payload: a token that
-   * is expired or meant for someone else costs no signature check, and
-   * libjwt's copy is never trusted for a type or a time. */
+  /* The claims first, from our own decoding of the payload: a token meant
+   * for someone else costs no signature check, and libjwt's copy is never
+   * trusted for a type or a time. An expired one is still checked: the
+   * client is told "expired" only of a token we signed. */
   const char *p = dot[0] + 1;
   size_t plen = (size_t)(dot[1] - p);
   unsigned char payload[BH__JWT_MAX_TOKEN];
@@ -237,7 +239,8 @@ int bh__jwt_verify(const bh__jwt_keys *k, const char *token, int64_t now,
   if (doc == NULL) return BH__JWT_MALFORMED;
   rc = bh__claims_check(k, doc, now, out);
   json_decref(doc);
-  if (rc != BH__JWT_OK) return rc;
+  int expired = rc == BH__JWT_EXPIRED;
+  if (rc != BH__JWT_OK && !expired) return rc;
 
   jwt_t *jwt = NULL;
   /* the key is never NULL nor empty here (checked above) */
@@ -249,7 +252,7 @@ int bh__jwt_verify(const bh__jwt_keys *k, const char *token, int64_t now,
   /* pinned again: the algorithm libjwt actually verified with */
   rc = jwt_get_alg(jwt) == bh__algs[ai].lib ? BH__JWT_OK : BH__JWT_ALG;
   jwt_free(jwt);
-  return rc;
+  return rc == BH__JWT_OK && expired ? BH__JWT_EXPIRED : rc;
 }
 
 int bh__jwt_sign(const bh__jwt_keys *k, const bh__claims *c, char **out) {

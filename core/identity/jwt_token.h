@@ -18,8 +18,9 @@
 
 enum bh__jwt_alg { BH__JWT_HS256 = 1, BH__JWT_RS256 = 2, BH__JWT_ES256 = 3 };
 
-/* Why a token was refused (never shown to clients: they all read
- * auth.unauthenticated). */
+/* Why a token was refused. Clients read auth.unauthenticated for all but
+ * BH__JWT_EXPIRED (auth.token_expired), which is returned only for a
+ * token whose signature and other claims are all good. */
 enum bh__jwt_err {
   BH__JWT_OK = 0,
   BH__JWT_MALFORMED = -1, /* not three base64url parts, bad JSON */

@@ -353,16 +353,32 @@ static void bh__rl_sf_string(bh__buf *out, const char *name, size_t max) {
   bh__buf_putc(out, '"');
 }
 
+/* pk: an sf-binary (RFC 9651 3.3.5), base64 between colons; anything
+ * outside the base64 alphabet is dropped so it cannot break the field */
+static void bh__rl_sf_pk(bh__buf *out, const char *pk) {
+  if (pk == NULL || pk[0] == '\0') return;
+  bh__buf_puts(out, ";pk=:");
+  for (; *pk; pk++)
+    if ((*pk >= 'A' && *pk <= 'Z') || (*pk >= 'a' && *pk <= 'z') ||
+        (*pk >= '0' && *pk <= '9') || *pk == '+' || *pk == '/' || *pk == '=')
+      bh__buf_append(out, pk, 1);
+  bh__buf_puts(out, ":");
+}
+
 void bh__rl_headers(const bh__rl_policy *p, const bh__rl_result *r,
-                    bh__buf *out) {
+                    const char *pk, bh__buf *out) {
+  /* draft-ietf-httpapi-ratelimit-headers-10: w only on the policy, t only
+   * on RateLimit, pk on both when the bucket is one caller's */
   bh__buf_puts(out, "RateLimit-Policy: ");
   bh__rl_sf_string(out, p->name, sizeof(p->name));
-  bh__buf_printf(out, ";q=%u;w=%u\r\n", (unsigned)p->quota,
-                 (unsigned)p->window_s);
-  bh__buf_puts(out, "RateLimit: ");
+  bh__buf_printf(out, ";q=%u;w=%u", (unsigned)p->quota, (unsigned)p->window_s);
+  bh__rl_sf_pk(out, pk);
+  bh__buf_puts(out, "\r\nRateLimit: ");
   bh__rl_sf_string(out, p->name, sizeof(p->name));
-  bh__buf_printf(out, ";r=%u;t=%u\r\n", (unsigned)r->remaining,
+  bh__buf_printf(out, ";r=%u;t=%u", (unsigned)r->remaining,
                  (unsigned)r->reset_s);
+  bh__rl_sf_pk(out, pk);
+  bh__buf_puts(out, "\r\n");
   if (!r->allowed)
     bh__buf_printf(out, "Retry-After: %u\r\n", (unsigned)r->retry_after_s);
 }

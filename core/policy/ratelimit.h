@@ -62,9 +62,10 @@ int bh__rl_take(bh__rl_table *t, const char *key, uint64_t now_ms,
 int bh__rl_give(bh__rl_table *t, const char *key, uint64_t now_ms);
 
 /* Appends the RateLimit-Policy and RateLimit header lines ("Name: v\r\n"),
- * and Retry-After when refused. */
+ * and Retry-After when refused. pk: the partition key as base64 (the
+ * sf-binary's content), or NULL for none. */
 void bh__rl_headers(const bh__rl_policy *p, const bh__rl_result *r,
-                    bh__buf *out);
+                    const char *pk, bh__buf *out);
 
 /* Parses "client" | "api_key" | "principal"; -EINVAL otherwise. */
 int bh__rl_key_parse(const char *s);

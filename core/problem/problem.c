@@ -16,6 +16,8 @@ static const bh__code bh__core_codes[] = {
     {"request.invalid_body", 400, NULL, "The request body is invalid.", 0},
     {"request.bad_request", 400, NULL, "The request is malformed.", 0},
     {"auth.unauthenticated", 401, NULL, "Authentication is required.", 0},
+    {"auth.token_expired", 401, NULL,
+     "The access token has expired. Refresh it and try again.", 0},
     {"auth.session_expired", 401, NULL,
      "Your session has expired. Please sign in again.", 0},
     {"auth.session_revoked", 401, NULL,

@@ -23,12 +23,15 @@
 #define BH__PW_MIN 8
 #define BH__PW_MAX 1024
 
-static void bh__cli_usage(void) {
-  fprintf(stderr,
-          "usage: bulkhead user add EMAIL [-c FILE]      create a sign-in "
+static void bh__cli_usage(FILE *f) {
+  fprintf(f,
+          "usage: bulkhead [-c FILE] user add EMAIL      create a sign-in "
           "account (password on stdin)\n"
-          "       bulkhead user disable EMAIL [-c FILE]  refuse its sign-ins\n"
-          "       bulkhead user enable EMAIL [-c FILE]\n");
+          "       bulkhead [-c FILE] user disable EMAIL  refuse its sign-ins\n"
+          "       bulkhead [-c FILE] user enable EMAIL\n"
+          "-c FILE may also follow the subcommand. The accounts live in the "
+          "identity\n"
+          "store the configuration names.\n");
 }
 
 static int bh__email_ok(const char *e) {
@@ -88,24 +91,34 @@ static int bh__read_password(char *pw, size_t n) {
   return 0;
 }
 
-int bh__auth_cli(int argc, char **argv) {
-  const char *verb = argc > 1 ? argv[1] : NULL;
-  const char *email = NULL, *config_path = NULL;
-  for (int i = 2; i < argc; i++) {
+int bh__auth_cli(int argc, char **argv, const char *config_path) {
+  const char *verb = NULL;
+  const char *email = NULL;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      bh__cli_usage(stdout);
+      return 0;
+    }
+  }
+  for (int i = 1; i < argc; i++) {
+    if (verb == NULL && argv[i][0] != '-') {
+      verb = argv[i];
+      continue;
+    }
     if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) &&
         i + 1 < argc)
       config_path = argv[++i];
     else if (email == NULL && argv[i][0] != '-')
       email = argv[i];
     else {
-      bh__cli_usage();
+      bh__cli_usage(stderr);
       return 2;
     }
   }
   if (verb == NULL || email == NULL ||
       (strcmp(verb, "add") && strcmp(verb, "disable") &&
        strcmp(verb, "enable"))) {
-    bh__cli_usage();
+    bh__cli_usage(stderr);
     return 2;
   }
   if (!bh__email_ok(email)) {

@@ -7,6 +7,8 @@
 
 /* `bulkhead user add|disable|enable EMAIL [-c FILE]`; argv[0] is "user".
  * The exit status. */
-int bh__auth_cli(int argc, char **argv);
+/* argv[0] is "user"; config_path: a -c given before the subcommand (one
+ * after it wins), or NULL. The exit status. */
+int bh__auth_cli(int argc, char **argv, const char *config_path);
 
 #endif

@@ -5,6 +5,7 @@
  * (upstream_config.c), [rate_limit.NAME] (limits.c) and [auth]
  * (auth_conf.c, whose secrets and key files are resolved now).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,6 +30,23 @@ static int bh__sections_check(bh__config *cfg, char *err, size_t errlen) {
     if (rc) {
       if (err && errlen) snprintf(err, errlen, "%s", why);
       return rc;
+    }
+  }
+  /* the policies a plugin's mount or routes name from the config */
+  for (size_t i = 0; i < cfg->nplugins; i++) {
+    const bh__plugin_conf *p = &cfg->plugins[i];
+    for (size_t j = 0; j <= p->nroutes; j++) {
+      const char *name =
+          j < p->nroutes ? p->routes[j].rate_limit : p->rate_limit;
+      bh__rl_policy pol;
+      char why[512];
+      if (name && bh__limit_policy_parse(cfg, name, &pol, why, sizeof why)) {
+        if (err && errlen)
+          snprintf(err, errlen, "%s:%d: [plugin.%s] %s: %s", cfg->source,
+                   j < p->nroutes ? p->routes[j].line : p->line, p->name,
+                   j < p->nroutes ? "routes" : "rate_limit", why);
+        return -EINVAL;
+      }
     }
   }
   return 0;

@@ -4,7 +4,7 @@
  *   bulkhead [-c FILE] [--listen ADDR] [--admin-listen ADDR]
  *   bulkhead -t [-c FILE]        check config and plugin loading
  *   bulkhead --list-codes [-c FILE]
- *   bulkhead user add|disable|enable EMAIL [-c FILE]   (auth_cli.c)
+ *   bulkhead [-c FILE] user add|disable|enable EMAIL [-c FILE]  (auth_cli.c)
  *   bulkhead --version
  */
 #include <errno.h>
@@ -35,16 +35,47 @@ static const bh__admin_ops bh__master_ops = {
 };
 
 static void bh__usage(FILE *f) {
-  fprintf(f, "usage: bulkhead [-c FILE] [--listen HOST:PORT] "
-             "[--admin-listen HOST:PORT]\n"
-             "       bulkhead -t [-c FILE]          check config and plugins, "
-             "then exit\n"
-             "       bulkhead --list-codes [-c FILE] print the error code "
-             "catalogue as JSON\n"
-             "       bulkhead user add|disable|enable EMAIL [-c FILE]  local "
-             "sign-in accounts\n"
-             "       bulkhead --version\n"
-             "Without -c the embedded default configuration is used.\n");
+  fprintf(f,
+          "usage: bulkhead [-c FILE] [--listen HOST:PORT] "
+          "[--admin-listen HOST:PORT]\n"
+          "       bulkhead -t [-c FILE]          check config and plugins, "
+          "then exit\n"
+          "       bulkhead --list-codes [-c FILE] print the error code "
+          "catalogue as JSON\n"
+          "       bulkhead [-c FILE] user add|disable|enable EMAIL  local "
+          "sign-in accounts\n"
+          "                                      (bulkhead user --help)\n"
+          "       bulkhead --version\n"
+          "\n"
+          "  -c, --config FILE      the INI file; without it the embedded "
+          "default\n"
+          "                         configuration is used\n"
+          "  --listen HOST:PORT     the API listener, replacing [server] "
+          "listen\n"
+          "                         (and its BULKHEAD_SERVER_LISTEN)\n"
+          "  --admin-listen HOST:PORT\n"
+          "                         the admin listener (/healthz, /readyz, "
+          "/metrics,\n"
+          "                         /admin/...), replacing [server] "
+          "admin_listen;\n"
+          "                         without admin_token only a loopback "
+          "address\n"
+          "  -t, --test             check the configuration and load every "
+          "plugin\n"
+          "\n"
+          "Environment:\n"
+          "  BULKHEAD_<SECTION>_<KEY>  overrides that key of the file, the "
+          "section\n"
+          "                         name upper-cased with '.' as '_' "
+          "(BULKHEAD_SERVER_ADMIN_TOKEN,\n"
+          "                         BULKHEAD_AUTH_JWT_SECRET, "
+          "BULKHEAD_UPSTREAM_AI_URL,\n"
+          "                         BULKHEAD_PLUGIN_BILLING_SECRET_KEY)\n"
+          "  any VAR named by a value \"@env:VAR\" (secrets: jwt_secret, "
+          "header.<Name>)\n"
+          "  NOTIFY_SOCKET          set by systemd (Type=notify): readiness, "
+          "reloads\n"
+          "                         and stopping are reported there\n");
 }
 
 static int bh__replace(char **slot, const char *value, const char *what) {
@@ -79,6 +110,7 @@ static void bh__std_fds(void) {
 typedef struct bh__opts {
   const char *config_path, *listen, *admin_listen;
   int test_only, list_codes;
+  int user_at; /* index of the `user` subcommand, 0 when none */
 } bh__opts;
 
 /* The command line into o. -1 to go on, else the exit status. */
@@ -86,6 +118,15 @@ static int bh__parse_args(int argc, char **argv, bh__opts *o) {
   memset(o, 0, sizeof(*o));
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    if (strcmp(a, "user") == 0) {
+      /* the subcommand takes the rest; options before it apply too */
+      if (o->test_only || o->list_codes || o->listen || o->admin_listen) {
+        fprintf(stderr, "bulkhead: user: only -c FILE may come before it\n");
+        return 2;
+      }
+      o->user_at = i;
+      return -1;
+    }
     if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc)
       o->config_path = argv[++i];
     else if (strcmp(a, "-t") == 0 || strcmp(a, "--test") == 0)
@@ -201,11 +242,11 @@ static int bh__serve(const bh__opts *o, bh__config *cfg, uv_loop_t *loop) {
 
 int main(int argc, char **argv) {
   bh__std_fds();
-  if (argc > 1 && strcmp(argv[1], "user") == 0)
-    return bh__auth_cli(argc - 1, argv + 1);
   bh__opts o;
   int rc = bh__parse_args(argc, argv, &o);
   if (rc >= 0) return rc;
+  if (o.user_at)
+    return bh__auth_cli(argc - o.user_at, argv + o.user_at, o.config_path);
   if (sodium_init() < 0) {
     fprintf(stderr, "bulkhead: libsodium failed to initialise\n");
     return 1;

@@ -88,6 +88,7 @@ struct bh__call {
   int status;
   long retry_after;
   uint32_t attempts;
+  uint32_t max_retries; /* the upstream's, or the route's from the config */
   uint64_t start_ms;
   uint64_t attempt_start_ms;
   uint64_t deadline_ms; /* 0: none */

@@ -389,7 +389,7 @@ void bh__attempt_done(bh__call *call, CURLcode rc) {
   /* a malformed head is not retried: the same upstream would most likely
    * send it again */
   if (call->streaming || call->malformed || (call->flags & BH_CALL_NO_RETRY) ||
-      call->attempts > u->retry.max_retries ||
+      call->attempts > call->max_retries ||
       !bh__retry_method_ok(call->method, call->flags & BH_CALL_RETRY_SAFE) ||
       !bh__retry_outcome_ok(
           call->outcome == BH_OUTCOME_TRANSPORT ? call->transport : 0,
@@ -681,6 +681,11 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
           call->start_ms + (limit > elapsed ? limit - elapsed : 1);
     }
   }
+  /* retries = N of the route or its mount ([plugin.NAME]) replaces the
+   * upstream's: 0 leaves retrying to a client that retries itself */
+  call->max_retries = u->retry.max_retries;
+  if (req && req->route && req->route->retries >= 0)
+    call->max_retries = (uint32_t)req->route->retries;
   call->next = cl->calls;
   if (cl->calls) cl->calls->prev = call;
   cl->calls = call;

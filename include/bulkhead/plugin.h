@@ -509,8 +509,9 @@ struct bh_services {
   const char *(*body_string)(bh_req *req, const char *field);
   int (*body_int)(bh_req *req, const char *field, int64_t *out);
   int (*body_bool)(bh_req *req, const char *field, int *out);
-  /* The field re-encoded as compact JSON (objects, arrays); borrowed until
-   * the request ends. */
+  /* The field's JSON text exactly as the client sent it (objects, arrays,
+   * numbers: never re-encoded, so 0.1 and integers past 2^63 keep their
+   * digits); borrowed until the request ends. */
   const char *(*body_json)(bh_req *req, const char *field);
   /* Element i of a STRING_ARRAY field, NULL past the end. */
   const char *(*body_string_at)(bh_req *req, const char *field, size_t i);

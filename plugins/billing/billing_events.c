@@ -8,8 +8,9 @@
  * only when one v1 matches (compared in constant time) and t lies within
  * the tolerance of our clock, which bounds how long a captured event could
  * be replayed; inside that window the event id, stored when first taken,
- * refuses the replay. A completed checkout records the user -> customer
- * mapping the other routes need.
+ * keeps a redelivery from being applied twice (it answers 200 with
+ * "duplicate": true, as the provider retries anything else). A completed
+ * checkout records the user -> customer mapping the other routes need.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -161,11 +162,14 @@ void billing_events_done(billing_plugin *bp, billing_job *j) {
   if (j->status == 0) {
     bh_respond_json(req, 200, "{\"received\":true}");
   } else if (j->status == -EEXIST) {
-    bh_log(bp->ctx, BH_LOG_WARN,
-           "provider event %s presented again: refused "
-           "as a replay (request %s)",
+    /* Already taken (and not applied again). A 2xx, or the provider, which
+     * retries every other answer, redelivers it for days when the first
+     * 200 was lost; only signature and timestamp problems are errors. */
+    bh_log(bp->ctx, BH_LOG_INFO,
+           "provider event %s delivered again: already processed, not "
+           "applied twice (request %s)",
            j->event_id, bh_req_id(req));
-    bh_problem(req, "billing.event_replayed", NULL);
+    bh_respond_json(req, 200, "{\"received\":true,\"duplicate\":true}");
   } else {
     bh_problem(req, "billing.store_unavailable", NULL);
   }

@@ -84,7 +84,13 @@ static void fz_init(void) {
   /* an in-process plugin, registered through the same path as a .so */
   static char *mounts[] = {"/fz"};
   static bh__section sec = {"plugin.fz", 0, NULL, 0};
-  static bh__plugin_conf pc = {"fz", 1, "fz.so", mounts, 1, 0, &sec, 0};
+  static bh__plugin_conf pc = {.name = "fz",
+                               .enabled = 1,
+                               .path = "fz.so",
+                               .mounts = mounts,
+                               .nmounts = 1,
+                               .retries = -1,
+                               .section = &sec};
   free(fz_d.plugins); /* the loader's empty array */
   fz_d.plugins = calloc(1, sizeof(bh__plugin));
   fz_d.nplugins = 1;

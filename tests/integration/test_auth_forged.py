@@ -67,7 +67,21 @@ class ForgedHS256Test(harness.DaemonTestCase):
                 mint_token("another-secret-0123456789-abcdefghijkl", HS,
                            claims()),
             "empty secret": mint_token("", HS, claims()),
-            "expired": mint_access_token(TEST_SECRET, "u", exp=now - 5),
+            # expired AND wrong otherwise: never told "expired"
+            "expired, wrong secret":
+                mint_token("another-secret-0123456789-abcdefghijkl", HS,
+                           claims(exp=now - 5)),
+            "expired, wrong issuer": mint_access_token(
+                TEST_SECRET, "u", exp=now - 5, iss="https://evil.example"),
+            "expired, wrong audience": mint_access_token(
+                TEST_SECRET, "u", exp=now - 5, aud="portal"),
+            "expired, not an access token": mint_token(
+                TEST_SECRET, HS, claims(exp=now - 5, typ="refresh")),
+            "expired, missing sub": mint_token(
+                TEST_SECRET, HS, claims(exp=now - 5, sub=None)),
+            "expired, alg none": mint_token(
+                TEST_SECRET, {"alg": "none"}, claims(exp=now - 5),
+                signature=b""),
             "not yet valid": mint_access_token(TEST_SECRET, "u",
                                                nbf=now + 3600),
             "issued in the future": mint_access_token(TEST_SECRET, "u",
@@ -104,6 +118,25 @@ class ForgedHS256Test(harness.DaemonTestCase):
             self.refused(tok, why)
         for line in self.d.lines:
             self.assertNotIn(good, line)
+
+    def test_expired_bearer_token_reads_token_expired(self):
+        # validly signed, every claim good, only past its exp: the client
+        # is told to refresh (RFC 6750 invalid_token), not to sign in
+        tok = mint_access_token(TEST_SECRET, "u", exp=int(time.time()) - 5)
+        r = self.d.get("/t/whoami", headers=bearer(tok))
+        self.assertProblem(r, 401, "auth.token_expired")
+        self.assertEqual(r.header_count("WWW-Authenticate"), 1, r)
+        self.assertEqual(r.headers.get("www-authenticate"),
+                         'Bearer error="invalid_token", '
+                         'error_description="expired"', r)
+        # no token at all still reads auth.unauthenticated, with the realm
+        r = self.d.get("/t/whoami")
+        self.assertProblem(r, 401, "auth.unauthenticated")
+        self.assertEqual(r.headers.get("www-authenticate"),
+                         'Bearer realm="bulkhead"', r)
+        # the session cookie (a browser, refreshed by the core) unchanged
+        r = self.d.get("/t/whoami", headers={"Cookie": "__session=" + tok})
+        self.assertProblem(r, 401, "auth.unauthenticated")
 
     def test_other_schemes(self):
         tok = mint_access_token(TEST_SECRET, "u")

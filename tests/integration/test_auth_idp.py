@@ -388,6 +388,43 @@ class LocalIdpTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("no user", p.stderr)
 
+    def run_bin(self, args, password=None):
+        env = dict((k, v) for k, v in os.environ.items()
+                   if not k.startswith("BULKHEAD_"))
+        return subprocess.run([BIN] + list(args),
+                              input=(password + "\n") if password else "",
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, env=env, timeout=30)
+
+    def test_options_before_the_subcommand_and_help(self):
+        # -c before the subcommand, as after it
+        p = self.run_bin(["-c", self.path, "user", "add", "fay@example.com"],
+                         password="fay-password-1")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(p.stdout.strip().startswith("usr_"), p.stdout)
+        p = self.run_bin(["--config", self.path, "user", "disable",
+                          "fay@example.com"])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = self.run_bin(["user", "add", "fay@example.com", "-c", self.path],
+                         password="fay-password-1")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("exists already", p.stderr)
+        # help: exit 0, usage on stdout, before or after the verb
+        for args in (["user", "--help"], ["user", "-h"],
+                     ["user", "add", "--help"],
+                     ["-c", self.path, "user", "--help"]):
+            with self.subTest(args=args):
+                p = self.run_bin(args)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertIn("bulkhead [-c FILE] user add EMAIL", p.stdout)
+        p = self.run_bin(["user"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("usage:", p.stderr)
+        # options of the daemon do not mean anything to the subcommand
+        p = self.run_bin(["-t", "user", "add", "x@example.com"])
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("only -c FILE", p.stderr)
+
 
 if __name__ == "__main__":
     harness.main()

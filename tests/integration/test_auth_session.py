@@ -102,8 +102,9 @@ class ExpiryFlowTest(SessionTestBase):
         # the access token expires
         wait_until(doc["expiresAt"] + 0.05)
         r = d.get("/v1/auth/me", headers=bearer(doc["accessToken"]))
-        self.assertProblem(r, 401, "auth.unauthenticated")
-        self.assertIn("Bearer", r.headers.get("www-authenticate", ""))
+        self.assertProblem(r, 401, "auth.token_expired")
+        self.assertIn('error="invalid_token"',
+                      r.headers.get("www-authenticate", ""))
         # the auth plugin's own routes are never refreshed silently
         r = d.get("/v1/auth/me", headers=jar.headers())
         self.assertProblem(r, 401, "auth.unauthenticated")

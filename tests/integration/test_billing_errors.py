@@ -323,7 +323,7 @@ class BillingErrorMapTest(BillingTestCase):
         want = set(row[3] for row in ROWS.values()) | {
             "billing.no_billing_account", "billing.store_unavailable",
             "billing.signature_invalid", "billing.signature_expired",
-            "billing.event_replayed", "billing.invalid_event"}
+            "billing.invalid_event"}
         self.assertFalse(want - codes, want - codes)
 
 

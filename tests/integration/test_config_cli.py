@@ -57,6 +57,17 @@ class ConfigCliTest(unittest.TestCase):
         self.assertEqual(res.stdout, "")
         return res
 
+    def test_help_lists_environment_and_listeners(self):
+        res = run_tool(["--help"])
+        self.assertEqual(res.returncode, 0, res.stderr)
+        out = res.stdout
+        for want in ("--listen HOST:PORT", "--admin-listen HOST:PORT",
+                     "replacing [server] listen",
+                     "replacing [server] admin_listen", "Environment:",
+                     "BULKHEAD_<SECTION>_<KEY>", "@env:VAR", "NOTIFY_SOCKET",
+                     "bulkhead [-c FILE] user"):
+            self.assertIn(want, out)
+
     def test_open_admin_listener_needs_a_token(self):
         base = self.good().replace("admin_listen = 127.0.0.1:0",
                                    "admin_listen = 0.0.0.0:0")

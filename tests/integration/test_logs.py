@@ -32,6 +32,37 @@ class AccessLogTest(DaemonTestCase):
                                              "error"), line)
             self.assertIsInstance(doc.get("event"), str, line)
 
+    def test_refused_request_id_is_replaced_and_logged(self):
+        # too long, and outside [A-Za-z0-9-_.:]: replaced by a fresh id,
+        # and a warn line shows the refused one truncated and escaped
+        for sent, shown in (("a" * 65, "a" * 64),
+                            ("bad id\"<x>" + "z" * 100,
+                             ("bad id\"<x>" + "z" * 100)[:64])):
+            with self.subTest(sent=sent[:12]):
+                r = self.d.get("/t/echo/ok", headers={"X-Request-ID": sent})
+                self.assertEqual(r.status, 200, r)
+                rid = r.headers["x-request-id"]
+                self.assertNotEqual(rid, sent)
+                self.assertRegex(rid, r"^[0-9A-Z]{26}$")
+                ev = self.d.wait_event(
+                    lambda e: e.get("event") == "request_id_replaced" and
+                    e.get("requestId") == rid)
+                self.assertIsNotNone(ev, "no request_id_replaced line")
+                self.assertEqual(ev["level"], "warn")
+                self.assertEqual(ev["refused"], shown)
+                self.assertEqual(ev["refusedLength"], len(sent))
+        # a control byte (tab) is escaped, never written raw
+        r = self.d.get("/t/echo/ok", headers={"X-Request-ID": "t\tab"})
+        rid = r.headers["x-request-id"]
+        ev = self.d.wait_event(lambda e: e.get("requestId") == rid and
+                               e.get("event") == "request_id_replaced")
+        self.assertEqual(ev["refused"], "t\\x09ab")
+        # a good id is kept and not logged as replaced
+        r = self.d.get("/t/echo/ok", headers={"X-Request-ID": "ok-id_1.2:3"})
+        self.assertEqual(r.headers["x-request-id"], "ok-id_1.2:3")
+        self.assertFalse([e for e in self.d.events("request_id_replaced")
+                          if e.get("requestId") == "ok-id_1.2:3"])
+
     def test_one_line_per_request(self):
         cases = [("GET", "/t/echo/ok", 200, None),
                  ("GET", "/t/echo/nope", 404, "route.not_found"),

@@ -59,6 +59,27 @@ class DeliveryTest(harness.DaemonTestCase):
         self.assertEqual(len(got), 1, got)
         return got[0]
 
+    # -- the event's data, byte for byte -----------------------------------
+
+    def test_data_reaches_the_receiver_as_sent(self):
+        # 2^63 and more, 0.1, an exponent, a long fraction, spacing and an
+        # escape: nothing re-encoded (jansson would refuse the first and
+        # write 0.1 as 0.10000000000000001)
+        self.endpoint("/hooks/exact", ["ledger.entry"])
+        data = ('{"big": 9223372036854775808, "huge": '
+                '123456789012345678901234567890, "f": 0.1, "e": 1.5e3, '
+                '"long": 3.14159265358979323846264338327950288, '
+                '"s": "caf\\u00e9", "nested": {"n": -9223372036854775809}}')
+        raw = '{"type": "ledger.entry", "data": %s}' % data
+        r = self.api.call("POST", "/events", raw,
+                          headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 202, r)
+        rec = self.wait_requests("/hooks/exact", 1)[0]
+        body = rec["body"]
+        self.assertIn('"data":' + data, body.replace('"data": ', '"data":'))
+        # and the whole body is still JSON a receiver can read
+        self.assertEqual(json.loads(body)["data"]["big"], 2 ** 63)
+
     # -- signatures ---------------------------------------------------------
 
     def test_signature_verifies_with_an_independent_implementation(self):

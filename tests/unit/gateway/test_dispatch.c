@@ -54,7 +54,13 @@ static void th_silent(bh_req *req, void *data) {
 static void t_plugin(void) {
   static char *mounts[] = {"/t"};
   static bh__section sec = {"plugin.t", 0, NULL, 0};
-  static bh__plugin_conf pc = {"t", 1, "t.so", mounts, 1, 0, &sec, 0};
+  static bh__plugin_conf pc = {.name = "t",
+                               .enabled = 1,
+                               .path = "t.so",
+                               .mounts = mounts,
+                               .nmounts = 1,
+                               .retries = -1,
+                               .section = &sec};
   free(d.plugins); /* the loader's empty array */
   d.plugins = calloc(1, sizeof(bh__plugin));
   d.nplugins = 1;

@@ -93,6 +93,18 @@ static void test_roundtrip(void) {
   CHECK_INT(bh__jwt_verify(&k, tok, NOW + 900 + 30, &out), BH__JWT_EXPIRED);
   k.leeway_s = 0;
   CHECK_INT(bh__jwt_verify(&k, tok, NOW + 900, &out), BH__JWT_EXPIRED);
+  /* "expired" only of a token that is otherwise good: a broken signature
+   * on an expired token is a bad signature, another issuer is that */
+  {
+    char bad[4096];
+    snprintf(bad, sizeof(bad), "%s", tok);
+    char *last = bad + strlen(bad) - 2;
+    *last = *last == 'A' ? 'B' : 'A';
+    CHECK_INT(bh__jwt_verify(&k, bad, NOW + 900, &out), BH__JWT_SIGNATURE);
+    bh__jwt_keys other = k;
+    other.issuer = "someone-else";
+    CHECK_INT(bh__jwt_verify(&other, tok, NOW + 900, &out), BH__JWT_ISSUER);
+  }
   free(tok);
   /* a token minted elsewhere (the tests' Python minter's shape) */
   CHECK_INT(verify_hs(HS, GOOD), BH__JWT_OK);

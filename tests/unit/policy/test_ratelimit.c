@@ -164,7 +164,7 @@ static const char *bh__hdr(const bh__rl_policy *p, const bh__rl_result *r) {
   static char text[512];
   bh__buf b;
   bh__buf_init(&b);
-  bh__rl_headers(p, r, &b);
+  bh__rl_headers(p, r, NULL, &b);
   CHECK(!bh__buf_failed(&b));
   snprintf(text, sizeof(text), "%s", b.data ? b.data : "");
   bh__buf_free(&b);
@@ -180,12 +180,22 @@ static void test_headers(void) {
   CHECK_STR(bh__hdr(&p, &r), "RateLimit-Policy: \"burst\";q=100;w=60\r\n"
                              "RateLimit: \"burst\";r=0;t=60\r\n"
                              "Retry-After: 7\r\n");
+  /* The partition key, an sf-binary on both fields; never a break-out. */
+  {
+    bh__buf pb;
+    bh__buf_init(&pb);
+    r = (bh__rl_result){1, 3, 5, 0};
+    bh__rl_headers(&p, &r, "q83v\r\n\";x", &pb);
+    CHECK_STR(pb.data, "RateLimit-Policy: \"burst\";q=100;w=60;pk=:q83vx:\r\n"
+                       "RateLimit: \"burst\";r=3;t=5;pk=:q83vx:\r\n");
+    bh__buf_free(&pb);
+  }
   /* Appends: existing content is kept. */
   bh__buf b;
   bh__buf_init(&b);
   bh__buf_puts(&b, "X: 1\r\n");
   r = (bh__rl_result){1, 4294967295u, 4294967295u, 0};
-  bh__rl_headers(&p, &r, &b);
+  bh__rl_headers(&p, &r, NULL, &b);
   CHECK_STR(b.data, "X: 1\r\nRateLimit-Policy: \"burst\";q=100;w=60\r\n"
                     "RateLimit: \"burst\";r=4294967295;t=4294967295\r\n");
   bh__buf_free(&b);
