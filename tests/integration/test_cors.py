@@ -55,7 +55,7 @@ class CorsTest(unittest.TestCase):
                        "plugin.initfail": {"path": test_plugin("initfail"),
                                            "mount": "/t/initfail"}})
             cfg["plugin.whoami"].update({
-                "rate_limit": "tiny",
+                "limited_policy": "tiny",
                 "cors_origins": "%s, %s" % (PORTAL, ADMIN_UI),
                 "cors_credentials": True,
                 "cors_headers": "Authorization, Content-Type, X-Trace"})

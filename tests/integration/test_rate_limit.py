@@ -207,7 +207,7 @@ class ApiKeyLimitTest(unittest.TestCase):
                 cls.sim.url, auth={"api_key_header": KEY_HEADER},
                 extra={"rate_limit.keyed": {"quota": 1, "window_s": 60,
                                             "burst": 3, "key": "api_key"}})
-            cfg["plugin.whoami"]["rate_limit"] = "keyed"
+            cfg["plugin.whoami"]["limited_policy"] = "keyed"
             cls.d = Daemon(cfg)
         except BaseException:
             cls.sim.stop()

@@ -6,7 +6,7 @@
  *   GET|POST|DELETE /t/whoami   auth-required: the principal as JSON
  *   GET /t/whoami/open          no auth: {"principal":null}
  *   GET /t/whoami/limited       auth-required, the principal, under the
- *                               policy named by [plugin.whoami] rate_limit
+ *                               policy named by [plugin.whoami] limited_policy
  *                               (none when unset)
  *   * /t/whoami/proxy[/...]     auth-required proxy route to
  *                               [upstream.whoami] (the benchmark's
@@ -107,7 +107,7 @@ static int whoami_init(bh_ctx *ctx, const bh_services *s) {
                       .pattern = "/t/whoami/limited",
                       .handler = whoami,
                       .flags = BH_ROUTE_AUTH_REQUIRED,
-                      .rate_limit = bh_config(ctx, "rate_limit")};
+                      .rate_limit = bh_config(ctx, "limited_policy")};
   if ((rc = bh_route_add(ctx, &limited)) < 0) return rc;
   bh_upstream *u = NULL;
   bh_upstream_def def = {.size = sizeof(def),
