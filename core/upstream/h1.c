@@ -103,8 +103,10 @@ static int bh__h1_on_headers_complete(llhttp_t *p) {
   }
   call->h1_status = st;
   /* the parser cannot know the method: an answer to HEAD has no body
-   * whatever its Content-Length says */
-  if (strcmp(call->method, "HEAD") == 0) return 1;
+   * whatever its Content-Length says. Nor has a 204 or 304 (llhttp 8 reads
+   * a body of Content-Length after them): bytes that follow are stray and
+   * keep the connection out of the pool */
+  if (st == 204 || st == 304 || strcmp(call->method, "HEAD") == 0) return 1;
   return 0;
 }
 
