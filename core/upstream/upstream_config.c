@@ -150,7 +150,7 @@ static int bh__uparse(bh__ucfg *c, bh__uvals *v) {
     return bh__ufail(c, "url", "must start with http:// or https://");
   v->maxresp = 8u << 20;
   v->tls = 1;
-  v->max_idle = 32;
+  v->max_idle = 128;
   v->idle_timeout_ms = 30000;
   v->max_connections = 256;
   v->dns_ttl_ms = 30000;
