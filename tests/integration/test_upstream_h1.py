@@ -22,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from upstream_env import up_config, start_sim  # noqa: E402
+from upstream_env import up_config, start_sim, upstream_status  # noqa: E402,E501
 
 
 def chunked(*parts, trailer=""):
@@ -234,6 +234,8 @@ class Origin(object):
 
 class H1Case(harness.DaemonTestCase):
     UPSTREAM = {}
+    ONE_HOST = "127.0.0.1"  # how up_one's URL names the origin
+    TWO_URL = None  # up_two's URL; the simulator by default
 
     @classmethod
     def setUpClass(cls):
@@ -241,7 +243,8 @@ class H1Case(harness.DaemonTestCase):
         cls.sim = start_sim()
         one = {"timeout_ms": 2000, "retries": 0, "breaker_min_calls": 1000}
         one.update(cls.UPSTREAM)
-        cls.CONFIG = up_config(cls.origin.url, cls.sim.url, one=one,
+        one_url = "http://%s:%d" % (cls.ONE_HOST, cls.origin.port)
+        cls.CONFIG = up_config(one_url, cls.TWO_URL or cls.sim.url, one=one,
                                server={"workers": 1})
         try:
             super().setUpClass()
@@ -466,6 +469,28 @@ class IdleLimitsTest(H1Case):
         while self.origin.open_now > 1 and time.monotonic() < deadline:
             time.sleep(0.02)
         self.assertEqual(self.origin.open_now, 1)
+
+
+class ResolverTest(H1Case):
+    """Names resolved off the loop (uv_getaddrinfo), cached per upstream; a
+    name that does not resolve is a DNS failure, as on libcurl."""
+    ONE_HOST = "localhost"
+    TWO_URL = "http://no-such-host.invalid:8080"
+    UPSTREAM = {"dns_ttl_ms": 60000}
+
+    def test_a_name_is_resolved_and_sent_as_host(self):
+        for _ in range(3):
+            self.assertEqual(self.d.get("/t/up_one/get/ok_cl").status, 200)
+        with self.origin.lock:
+            hosts = [dict(r[3]).get("host") for r in self.origin.requests]
+        self.assertEqual(hosts, ["localhost:%d" % self.origin.port] * 3)
+        self.assertEqual(self.origin.opened, 1)
+
+    def test_a_name_that_does_not_resolve(self):
+        r = self.d.get("/t/up_two/get/x")
+        self.assertProblem(r, 503, "up_two.unavailable")
+        self.assertEqual(upstream_status(self.d, "up_two")["lastError"],
+                         "DNS failure")
 
 
 class TransportCurlTest(H1Case):
