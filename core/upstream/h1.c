@@ -386,7 +386,8 @@ static void bh__h1_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
      * 204/304 or a short length would be read as the next answer) and
      * both sides keep it open */
     const char *pos = llhttp_get_error_pos(&c->parser);
-    int keep = pos == b->base + n && llhttp_should_keep_alive(&c->parser);
+    int keep = pos == b->base + n && llhttp_should_keep_alive(&c->parser) &&
+               !c->writing; /* an early answer: our request is not all out */
     bh__h1_success(c, keep);
     return;
   }
