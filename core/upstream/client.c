@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "upstream/client.h"
+#include "upstream/h1.h"
 
 /* ---------------------------------------------------------------------- */
 /* curl <-> libuv glue                                                     */
@@ -180,6 +181,7 @@ void bh__client_close(bh__daemon *d) {
     cl->calls->outcome = BH_OUTCOME_CANCELED;
     bh__call_finish(cl->calls);
   }
+  bh__h1_close_all(cl);
   while (cl->neasy)
     curl_easy_cleanup(cl->easy_pool[--cl->neasy]);
   /* closes the pooled connections, through bh__curl_closesocket */

@@ -31,7 +31,11 @@ struct bh__client {
   size_t nsocks;
   CURL *easy_pool[BH__EASY_POOL];
   size_t neasy;
+  struct bh__h1pool *pools; /* our own client's, one per upstream used */
 };
+
+typedef struct bh__h1conn bh__h1conn;
+typedef struct bh__h1pool bh__h1pool;
 
 /* One per upstream socket, for the socket's whole life: a keep-alive
  * connection goes back to libcurl's pool between transfers without its
@@ -68,6 +72,7 @@ struct bh__call {
   void *mem; /* one block: the strings and the body below point into it */
   char *method;
   char *url;
+  char *path; /* in url, after the base URL */
   char *body;
   size_t body_len;
   char **headers;
@@ -76,6 +81,12 @@ struct bh__call {
   uint32_t timeout_ms;
 
   CURL *easy;
+  /* on our own client (h1.c) instead: */
+  bh__h1conn *h1;
+  bh__call *h1_wait_next; /* the pool's waiting calls */
+  int h1_waiting, h1_fresh, h1_resent, h1_status;
+  CURLcode h1_rc;
+  uint64_t h1_deadline;
   struct curl_slist *slist; /* built in slist_mem: not curl_slist_append's */
   void *slist_mem;
   uv_timer_t timer; /* retry backoff, local refusals */
@@ -113,5 +124,8 @@ int bh__curl_closesocket(void *clientp, curl_socket_t fd);
 void bh__attempt_done(bh__call *call, CURLcode rc);
 /* Delivers the result and frees the call. */
 void bh__call_finish(bh__call *call);
+/* The request id and time-left lines of an attempt, "" when none; both
+ * transports send them. idline holds 16 + sizeof(req->id), tline 48. */
+void bh__attempt_extra(bh__call *call, uint64_t now, char *idline, char *tline);
 
 #endif

@@ -24,6 +24,7 @@
 #include "proc/daemon-t.h"
 #include "state/shm.h"
 #include "upstream/client.h"
+#include "upstream/h1.h"
 #include "upstream/limits.h"
 #include "upstream/upstream.h"
 
@@ -43,6 +44,7 @@ static void bh__call_free(uv_handle_t *h) {
 
 static void bh__easy_release(bh__call *call) {
   bh__client *cl = call->cl;
+  bh__h1_release(call);
   if (call->easy) {
     curl_multi_remove_handle(cl->multi, call->easy);
     if (cl->neasy < BH__EASY_POOL && !cl->closing) {
@@ -291,6 +293,10 @@ static size_t bh__on_data(char *buf, size_t size, size_t n, void *userp) {
 }
 
 void bh__call_resume(bh__call *call) {
+  if (call->h1) {
+    bh__h1_resume(call);
+    return;
+  }
   if (call->paused && call->easy) {
     call->paused = 0;
     curl_easy_pause(call->easy, CURLPAUSE_CONT);
@@ -353,8 +359,8 @@ void bh__attempt_done(bh__call *call, CURLcode rc) {
     bh__call_finish(call);
     return;
   }
-  long code = 0;
-  curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &code);
+  long code = call->h1_status;
+  if (call->easy) curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &code);
   if (rc == CURLE_OK) {
     call->outcome = BH_OUTCOME_RESPONSE;
     call->status = (int)code;
@@ -457,6 +463,30 @@ static int bh__attempt_admit(bh__call *call, uint64_t now) {
   return 0;
 }
 
+void bh__attempt_extra(bh__call *call, uint64_t now, char *idline,
+                       char *tline) {
+  idline[0] = tline[0] = '\0';
+  if (call->req && call->req->id[0]) {
+    /* the id is at most sizeof(id) - 1 bytes: it fits */
+    size_t il = strlen(call->req->id);
+    memcpy(idline, "X-Request-ID: ", 14);
+    memcpy(idline + 14, call->req->id, il + 1);
+  }
+  if (call->deadline_ms) {
+    static const char tname[] = "X-Request-Timeout-Ms: ";
+    char digits[24];
+    size_t i = sizeof(digits);
+    uint64_t left = call->deadline_ms > now ? call->deadline_ms - now : 0;
+    digits[--i] = '\0';
+    do {
+      digits[--i] = (char)('0' + left % 10);
+      left /= 10;
+    } while (left);
+    memcpy(tline, tname, sizeof(tname) - 1);
+    memcpy(tline + sizeof(tname) - 1, digits + i, sizeof(digits) - i);
+  }
+}
+
 /* The attempt's request headers: the upstream's, the call's, the request
  * id, the time left, and no Expect. NULL when out of memory. */
 static struct curl_slist *bh__attempt_headers(bh__call *call, uint64_t now) {
@@ -471,27 +501,9 @@ static struct curl_slist *bh__attempt_headers(bh__call *call, uint64_t now) {
     lines[nl++] = u->headers[i];
   for (size_t i = 0; i < call->nheaders; i++)
     lines[nl++] = call->headers[i];
-  if (call->req && call->req->id[0]) {
-    /* the id is at most sizeof(id) - 1 bytes: it fits */
-    size_t il = strlen(call->req->id);
-    memcpy(idline, "X-Request-ID: ", 14);
-    memcpy(idline + 14, call->req->id, il + 1);
-    lines[nl++] = idline;
-  }
-  if (call->deadline_ms) {
-    static const char tname[] = "X-Request-Timeout-Ms: ";
-    char digits[24];
-    size_t i = sizeof(digits);
-    uint64_t left = call->deadline_ms - now;
-    digits[--i] = '\0';
-    do {
-      digits[--i] = (char)('0' + left % 10);
-      left /= 10;
-    } while (left);
-    memcpy(tline, tname, sizeof(tname) - 1);
-    memcpy(tline + sizeof(tname) - 1, digits + i, sizeof(digits) - i);
-    lines[nl++] = tline;
-  }
+  bh__attempt_extra(call, now, idline, tline);
+  if (idline[0]) lines[nl++] = idline;
+  if (tline[0]) lines[nl++] = tline;
   /* no 100-continue round trip: bodies are small and already in memory */
   lines[nl++] = "Expect:";
   struct curl_slist *sl = bh__slist_build(call, lines, nl);
@@ -552,9 +564,6 @@ static void bh__call_attempt(bh__call *call) {
   uint32_t timeout = call->timeout_ms ? call->timeout_ms : u->timeout_ms;
   if (call->deadline_ms && call->deadline_ms - now < timeout)
     timeout = (uint32_t)(call->deadline_ms - now);
-  CURL *e = bh__easy_get(cl);
-  if (e == NULL) goto fail;
-  call->easy = e;
   call->attempts++;
   call->attempt_start_ms = now;
   call->status = 0;
@@ -562,6 +571,14 @@ static void bh__call_attempt(bh__call *call) {
   bh__buf_reset(&call->resp);
   bh__buf_reset(&call->resp_headers);
   call->errbuf[0] = '\0';
+  if (bh__h1_usable(u)) {
+    if (bh__h1_start(call, timeout) == 0) return;
+    if (bh__h1_usable(u)) goto fail;
+    /* a URL our client does not take: libcurl's from now on */
+  }
+  CURL *e = bh__easy_get(cl);
+  if (e == NULL) goto fail;
+  call->easy = e;
   struct curl_slist *sl = bh__attempt_headers(call, now);
   if (sl == NULL) goto fail;
   call->slist = sl;
@@ -646,6 +663,7 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
     call->url = p;
     memcpy(p, u->base_url, bl);
     memcpy(p + bl, rq->path, pl);
+    call->path = p + bl;
     p += bl + pl;
     if (rq->body_len) {
       call->body = p;

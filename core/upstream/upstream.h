@@ -28,6 +28,9 @@ struct bh_upstream {
   size_t max_response_bytes;
   int tls_verify;
   int forward_credentials; /* proxy routes pass the caller's credentials */
+  int transport_curl;      /* transport = curl: http:// on libcurl too */
+  uint32_t max_idle, idle_timeout_ms, max_connections, dns_ttl_ms;
+  struct bh__h1pool *pool; /* our own client's pool (h1_pool.c) */
   char **headers; /* "Name: value" from [upstream.NAME] header.* keys */
   size_t nheaders;
   bh__retry_cfg retry;

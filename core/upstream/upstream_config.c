@@ -103,6 +103,11 @@ static const char *const bh__ukeys[] = {"url",
                                         "breaker_mode",
                                         "rate_limit",
                                         "forward_credentials",
+                                        "transport",
+                                        "max_idle",
+                                        "idle_timeout_ms",
+                                        "max_connections",
+                                        "dns_ttl_ms",
                                         NULL};
 
 static int bh__ukey_known(const char *k) {
@@ -129,7 +134,8 @@ void bh__upstream_free_one(struct bh_upstream *u) {
  * and defaulted; shared by the loader and the config check. */
 typedef struct bh__uvals {
   uint32_t connect_timeout_ms, timeout_ms, maxresp, tls, mode;
-  int fwd_creds;
+  uint32_t max_idle, idle_timeout_ms, max_connections, dns_ttl_ms;
+  int fwd_creds, transport_curl;
   bh__retry_cfg retry;
   bh__breaker_cfg bc;
 } bh__uvals;
@@ -144,6 +150,10 @@ static int bh__uparse(bh__ucfg *c, bh__uvals *v) {
     return bh__ufail(c, "url", "must start with http:// or https://");
   v->maxresp = 8u << 20;
   v->tls = 1;
+  v->max_idle = 128;
+  v->idle_timeout_ms = 30000;
+  v->max_connections = 256;
+  v->dns_ttl_ms = 30000;
   v->mode = 0;
   memset(&v->bc, 0, sizeof(v->bc));
   bh__retry_cfg_defaults(&v->retry);
@@ -171,8 +181,19 @@ static int bh__uparse(bh__ucfg *c, bh__uvals *v) {
                      &v->bc.slow_call_ms)) ||
       (rc = bh__unum(c, "breaker_open_ms", 1, 3600000, &v->bc.open_ms)) ||
       (rc = bh__unum(c, "breaker_half_open_calls", 1, 1000,
-                     &v->bc.half_open_calls)))
+                     &v->bc.half_open_calls)) ||
+      (rc = bh__unum(c, "max_idle", 0, 65535, &v->max_idle)) ||
+      (rc =
+           bh__unum(c, "idle_timeout_ms", 100, 3600000, &v->idle_timeout_ms)) ||
+      (rc = bh__unum(c, "max_connections", 0, 65535, &v->max_connections)) ||
+      (rc = bh__unum(c, "dns_ttl_ms", 0, 86400000, &v->dns_ttl_ms)))
     return rc;
+  const char *tr = bh__config_get(c->cfg, c->section, "transport");
+  v->transport_curl = 0;
+  if (tr && strcmp(tr, "curl") == 0)
+    v->transport_curl = 1;
+  else if (tr && strcmp(tr, "auto") != 0)
+    return bh__ufail(c, "transport", "expected auto or curl, got '%s'", tr);
   const char *ms = bh__config_get(c->cfg, c->section, "breaker_mode");
   if (ms) {
     int m = bh__breaker_mode_parse(ms);
@@ -316,6 +337,11 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
   u->max_response_bytes = v.maxresp;
   u->tls_verify = (int)v.tls;
   u->forward_credentials = v.fwd_creds;
+  u->transport_curl = v.transport_curl;
+  u->max_idle = v.max_idle;
+  u->idle_timeout_ms = v.idle_timeout_ms;
+  u->max_connections = v.max_connections;
+  u->dns_ttl_ms = v.dns_ttl_ms;
   bh__breaker_cfg_defaults(&bc);
   if (bh__shm_g) bh__shm_lock();
   if (created) {

@@ -146,6 +146,16 @@ class ConfigCliTest(unittest.TestCase):
                                "upstream.echo", "breaker_mode")
         self.assertConfigError(base + "colour = blue\n", n + 1,
                                "upstream.echo", "colour", "unknown key")
+        self.assertConfigError(base + "transport = h2\n", n + 1,
+                               "upstream.echo", "transport", "auto or curl")
+        self.assertConfigError(base + "max_idle = -1\n", n + 1,
+                               "upstream.echo", "max_idle", "-1")
+        self.assertConfigError(base + "idle_timeout_ms = 5\n", n + 1,
+                               "upstream.echo", "idle_timeout_ms", "5")
+        self.assertConfigError(base + "max_connections = lots\n", n + 1,
+                               "upstream.echo", "max_connections", "lots")
+        self.assertConfigError(base + "dns_ttl_ms = 1e3\n", n + 1,
+                               "upstream.echo", "dns_ttl_ms", "1e3")
         res = self.check(self.write(
             base + "header.Authorization = @env:BH_TEST_NOT_SET_ANYWHERE\n"))
         self.assertNotEqual(res.returncode, 0)
