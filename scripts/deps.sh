@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config python3 curl
       libuv1-dev node-llhttp libjwt-dev libsqlite3-dev libcurl4-openssl-dev
-      libjansson-dev libinih-dev libsodium-dev libsystemd-dev)
+      libjansson-dev libinih-dev libsodium-dev libsystemd-dev libssl-dev)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(nginx-light wrk)
 fi
