@@ -89,6 +89,7 @@ struct bh__call {
   long retry_after;
   uint32_t attempts;
   uint64_t start_ms;
+  uint64_t start_ns; /* the clock, not the loop's: durations in µs */
   uint64_t attempt_start_ms;
   uint64_t deadline_ms; /* 0: none */
   int finished;
