@@ -1,5 +1,6 @@
 /*
- * The master process: it reads the config, opens the listeners, owns the
+ * The master process: it reads the config, opens the listeners (the API
+ * one as an SO_REUSEPORT group, one socket per worker), owns the
  * shared mapping, serves the admin API, and supervises the workers, each a
  * fork with its own loop and its own copy of the plugins. It never runs
  * plugin code, so no plugin can take the admin endpoint or the listeners
