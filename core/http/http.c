@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "base/clock.h"
 #include "base/log.h"
@@ -591,18 +592,39 @@ int bh__listen_start(bh__listener *l) {
   return uv_listen((uv_stream_t *)&l->tcp, 511, bh__on_connection);
 }
 
-int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr,
-               const bh__http_hooks *hooks) {
+/* "host:port" (or "[v6]:port") to a socket address; -EINVAL. */
+static int bh__listen_addr(const char *addr, struct sockaddr_storage *ss) {
   char host[64];
   int port;
   if (bh__config_parse_addr(addr, host, sizeof(host), &port) != 0)
     return -EINVAL;
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof(ss));
+  memset(ss, 0, sizeof(*ss));
   if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
-  if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-      uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) != 0 &&
+      uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) != 0)
     return -EINVAL;
+  return 0;
+}
+
+/* The address a socket is bound to, as "host:port" / "[v6]:port". */
+static void bh__bound_text(const struct sockaddr_storage *ss, char *out,
+                           size_t n) {
+  char name[64] = "";
+  if (ss->ss_family == AF_INET6) {
+    uv_ip6_name((const struct sockaddr_in6 *)ss, name, sizeof(name));
+    snprintf(out, n, "[%s]:%d", name,
+             ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
+  } else {
+    uv_ip4_name((const struct sockaddr_in *)ss, name, sizeof(name));
+    snprintf(out, n, "%s:%d", name,
+             ntohs(((const struct sockaddr_in *)ss)->sin_port));
+  }
+}
+
+int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr,
+               const bh__http_hooks *hooks) {
+  struct sockaddr_storage ss;
+  if (bh__listen_addr(addr, &ss) != 0) return -EINVAL;
   l->d = d;
   l->kind = kind;
   l->hooks = hooks;
@@ -615,17 +637,29 @@ int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr,
   if (rc) return rc;
   int len = sizeof(ss);
   uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &len);
-  char name[64] = "";
-  if (ss.ss_family == AF_INET6) {
-    uv_ip6_name((struct sockaddr_in6 *)&ss, name, sizeof(name));
-    snprintf(l->address, sizeof(l->address), "[%s]:%d", name,
-             ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-  } else {
-    uv_ip4_name((struct sockaddr_in *)&ss, name, sizeof(name));
-    snprintf(l->address, sizeof(l->address), "%s:%d", name,
-             ntohs(((struct sockaddr_in *)&ss)->sin_port));
-  }
+  bh__bound_text(&ss, l->address, sizeof(l->address));
   return 0;
+}
+
+int bh__listen_reuseport_fd(const char *addr, char *bound, size_t boundlen) {
+  struct sockaddr_storage ss;
+  if (bh__listen_addr(addr, &ss) != 0) return -EINVAL;
+  socklen_t len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                           : sizeof(struct sockaddr_in);
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+      bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 511) != 0) {
+    int rc = -errno;
+    close(fd);
+    return rc;
+  }
+  len = sizeof(ss);
+  if (bound && getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+    bh__bound_text(&ss, bound, boundlen);
+  return fd;
 }
 
 void bh__conn_close_all(bh__daemon *d) {

@@ -17,6 +17,11 @@
 /* Binds and listens on addr; each request on it goes to `hooks`. */
 int bh__listen(bh__daemon *d, bh__listener *l, int kind, const char *addr,
                const bh__http_hooks *hooks);
+/* A listening socket of addr's SO_REUSEPORT group (the master makes one
+ * per worker, so the kernel spreads connections over the workers): its
+ * fd, the address it is bound to (the port chosen when addr's is 0) in
+ * bound; or a negative errno. */
+int bh__listen_reuseport_fd(const char *addr, char *bound, size_t boundlen);
 /* Starts accepting on an initialised (opened) listener. */
 int bh__listen_start(bh__listener *l);
 /* Draining: closes connections idle for at least grace_ms. */

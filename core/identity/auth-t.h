@@ -33,6 +33,7 @@ typedef struct bh__auth_conf {
   uint32_t login_lockout_s; /* ... within this window, then locked */
   char *api_key_scopes;     /* space-separated allowlist for API keys, "" */
   uint32_t revoked_sessions_max; /* the revoked-session set's slots, 65536 */
+  uint32_t token_cache_size;     /* verified tokens kept per worker, 4096 */
 } bh__auth_conf;
 
 #endif

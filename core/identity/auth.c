@@ -242,6 +242,19 @@ void bh__auth_start(bh__daemon *d) {
     k->verify = (const unsigned char *)c->public_pem;
     k->verify_len = c->public_len;
   }
+  /* the key parsed once here, not per token; a cache of tokens verified
+   * with these keys only (new keys come with new workers on reload, and
+   * the cache is flushed with the keys) */
+  if (k->verify_len && bh__jwt_keys_prepare(k) != BH__JWT_OK)
+    bh__logf(BH__ERROR, "auth_no_key",
+             "the %s verification key cannot be used: every access token "
+             "is refused",
+             bh__jwt_alg_name(c->alg));
+  g_auth.tokens = bh__jwt_cache_new(c->token_cache_size);
+  if (c->token_cache_size && g_auth.tokens == NULL)
+    bh__logf(BH__WARN, "token_cache_unavailable",
+             "no memory for %u cached tokens: every token is verified",
+             c->token_cache_size);
   g_auth.conf = c;
   /* made by the prepare before the fork; found, not made, in a worker */
   if (bh__revoked_init(c->revoked_sessions_max) != 0)
@@ -271,6 +284,9 @@ void bh__auth_stop(bh__daemon *d) {
     bh__store_stop(g_auth.store);
     g_auth.store = NULL;
   }
+  bh__jwt_cache_free(g_auth.tokens);
+  g_auth.tokens = NULL;
+  bh__jwt_keys_release(&g_auth.keys);
   if (g_generated) {
     sodium_memzero(g_generated, g_generated_len);
     free(g_generated);

@@ -9,7 +9,9 @@
  *                    401 / 302 answers
  *   auth_services.c  the identity slots of the services table
  *   auth_cli.c       `bulkhead user add|disable|enable EMAIL`
- *   jwt_token.c      signing and verification (libjwt, pinned algorithm)
+ *   jwt_token.c      signing (libjwt) and verification (pinned algorithm,
+ *                    signature before any JSON)
+ *   jwt_cache.c      the worker's verified tokens
  *   store*.c         the SQLite store on its own thread
  */
 #ifndef BH_CORE_AUTH_H
@@ -21,6 +23,7 @@
 #include "bulkhead/plugin.h"
 #include "config/config.h"
 #include "identity/auth-t.h"
+#include "identity/jwt_cache.h"
 #include "identity/jwt_token.h"
 
 struct bh__daemon;
@@ -40,8 +43,9 @@ void bh__auth_conf_free(bh__auth_conf *c);
 /* auth.c: the process's auth state. */
 typedef struct bh__auth {
   const bh__auth_conf *conf;
-  bh__jwt_keys keys;
-  struct bh__store *store; /* NULL: refresh / API keys answer 503 */
+  bh__jwt_keys keys;            /* keys.vk prepared at start */
+  struct bh__jwt_cache *tokens; /* verified tokens; NULL: none kept */
+  struct bh__store *store;      /* NULL: refresh / API keys answer 503 */
   char *store_path;
 } bh__auth;
 

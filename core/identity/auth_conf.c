@@ -45,6 +45,7 @@ static const char *const bh__auth_keys[] = {"jwt_secret",
                                             "login_lockout_s",
                                             "api_key_scopes",
                                             "revoked_sessions_max",
+                                            "token_cache_size",
                                             NULL};
 
 static void bh__env_name(const char *key, char *out, size_t n) {
@@ -281,6 +282,8 @@ static int bh__conf_fill(bh__aload *ld, bh__auth_conf *c) {
                     &c->login_lockout_s)) ||
       (rc = bh__num(ld, "revoked_sessions_max", 65536, 64, 1048576,
                     &c->revoked_sessions_max)) ||
+      (rc = bh__num(ld, "token_cache_size", 4096, 0, 1048576,
+                    &c->token_cache_size)) ||
       (rc = bh__key_scopes(ld, c)))
     return rc;
   v = bh__aget(ld, "cookie_secure", &line);

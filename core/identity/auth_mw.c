@@ -469,7 +469,7 @@ static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred,
 
 static int bh__verify(bh__auth *a, const char *token, int64_t now,
                       bh__claims *cl) {
-  return bh__jwt_verify(&a->keys, token, now, cl);
+  return bh__jwt_verify_cached(&a->keys, a->tokens, token, now, cl);
 }
 
 const char *bh__bearer_token(const char *authz) {

@@ -1,12 +1,20 @@
 /*
- * Access tokens with libjwt 1.10; see jwt.h for why the algorithm is pinned
- * twice and every claim is checked here rather than by the library.
+ * Access tokens: issued with libjwt 1.10, verified here (see jwt_token.h):
+ * the signature with the configured algorithm before any JSON is parsed,
+ * then the header and the claims, each parsed once.
  */
 #include "identity/jwt_token.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <jwt.h>
+#include <limits.h>
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,9 +189,12 @@ static int bh__claims_check(const bh__jwt_keys *k, json_t *doc, int64_t now,
   int has_exp = bh__int_claim(doc, "exp", &out->exp);
   int has_nbf = bh__int_claim(doc, "nbf", &out->nbf);
   int has_iat = bh__int_claim(doc, "iat", &out->iat);
+  /* (a claim of 0 reads as absent in the times check: nbf/iat 0 are in
+   * the past anyway) */
   if (has_exp <= 0 || has_nbf < 0 || has_iat < 0) return BH__JWT_CLAIMS;
-  if (has_nbf && now + k->leeway_s < out->nbf) return BH__JWT_NOT_YET;
-  if (has_iat && out->iat > now + k->leeway_s) return BH__JWT_NOT_YET;
+  /* the signature was good; not-yet-valid next, expiry last (below) */
+  if (out->nbf && now + k->leeway_s < out->nbf) return BH__JWT_NOT_YET;
+  if (out->iat && out->iat > now + k->leeway_s) return BH__JWT_NOT_YET;
   const char *iss = json_string_value(json_object_get(doc, "iss"));
   if (iss == NULL || strcmp(iss, k->issuer) != 0) return BH__JWT_ISSUER;
   if (!bh__audience_ok(json_object_get(doc, "aud"), k->audience))
@@ -200,10 +211,141 @@ static int bh__claims_check(const bh__jwt_keys *k, json_t *doc, int64_t now,
   return BH__JWT_OK;
 }
 
-int bh__jwt_verify(const bh__jwt_keys *k, const char *token, int64_t now,
-                   bh__claims *out) {
+/* ---------------------------------------------------------------------- */
+/* Verification keys, prepared once                                        */
+/* ---------------------------------------------------------------------- */
+
+/* What a verification needs that is the same for every token: the HMAC
+ * state already keyed (the inner and outer SHA-256 blocks), or the public
+ * key parsed once. */
+struct bh__jwt_vkey {
+  int alg;
+  crypto_auth_hmacsha256_state hmac; /* HS256: copied per check */
+  EVP_PKEY *pkey;                    /* RS256 / ES256 */
+  EVP_MD_CTX *md;                    /* reused per check */
+};
+
+static void bh__vkey_free(bh__jwt_vkey *v) {
+  if (v == NULL) return;
+  EVP_MD_CTX_free(v->md);
+  EVP_PKEY_free(v->pkey);
+  sodium_memzero(v, sizeof(*v));
+  free(v);
+}
+
+static int bh__vkey_new(const bh__jwt_keys *k, bh__jwt_vkey **out) {
+  *out = NULL;
+  if (bh__alg_index(k->alg) < 0 || k->verify == NULL || k->verify_len == 0)
+    return BH__JWT_NO_KEY;
+  bh__jwt_vkey *v = calloc(1, sizeof(*v));
+  if (v == NULL) return BH__JWT_NOMEM;
+  v->alg = k->alg;
+  if (k->alg == BH__JWT_HS256) {
+    crypto_auth_hmacsha256_init(&v->hmac, k->verify, k->verify_len);
+    *out = v;
+    return BH__JWT_OK;
+  }
+  if (k->verify_len > INT_MAX) {
+    bh__vkey_free(v);
+    return BH__JWT_NO_KEY;
+  }
+  BIO *bio = BIO_new_mem_buf(k->verify, (int)k->verify_len);
+  v->pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+  BIO_free(bio);
+  v->md = EVP_MD_CTX_new();
+  /* the key's type pinned too: an RSA key never checks an ES256 token */
+  int ok = v->pkey && v->md;
+  if (ok && k->alg == BH__JWT_RS256)
+    ok = EVP_PKEY_is_a(v->pkey, "RSA") && EVP_PKEY_get_bits(v->pkey) >= 2048;
+  if (ok && k->alg == BH__JWT_ES256) {
+    char group[64];
+    size_t glen = 0;
+    ok = EVP_PKEY_is_a(v->pkey, "EC") &&
+         EVP_PKEY_get_utf8_string_param(v->pkey, "group", group, sizeof(group),
+                                        &glen) == 1 &&
+         (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0);
+  }
+  ERR_clear_error();
+  if (!ok) {
+    bh__vkey_free(v);
+    return BH__JWT_NO_KEY;
+  }
+  *out = v;
+  return BH__JWT_OK;
+}
+
+int bh__jwt_keys_prepare(bh__jwt_keys *k) {
+  bh__jwt_keys_release(k);
+  return bh__vkey_new(k, &k->vk);
+}
+
+void bh__jwt_keys_release(bh__jwt_keys *k) {
+  bh__vkey_free(k->vk);
+  k->vk = NULL;
+}
+
+/* The signature over the signed part (everything before the last dot),
+ * checked before anything of the token is parsed. */
+static int bh__sig_ok(bh__jwt_vkey *v, const char *signed_part, size_t n,
+                      const char *sig64, size_t siglen) {
+  unsigned char sig[1024];
+  long slen = bh__b64url_decode(sig64, siglen, sig, sizeof(sig));
+  if (slen < 0) return BH__JWT_SIGNATURE;
+  if (v->alg == BH__JWT_HS256) {
+    if (slen != crypto_auth_hmacsha256_BYTES) return BH__JWT_SIGNATURE;
+    crypto_auth_hmacsha256_state st = v->hmac;
+    unsigned char mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)signed_part, n);
+    crypto_auth_hmacsha256_final(&st, mac);
+    int rc = sodium_memcmp(mac, sig, sizeof(mac)) == 0 ? BH__JWT_OK
+                                                       : BH__JWT_SIGNATURE;
+    sodium_memzero(&st, sizeof(st));
+    return rc;
+  }
+  unsigned char der[80];
+  const unsigned char *s = sig;
+  size_t sl = (size_t)slen;
+  if (v->alg == BH__JWT_ES256) {
+    /* JWS carries R || S (RFC 7518 3.4); OpenSSL wants DER */
+    if (slen != 64) return BH__JWT_SIGNATURE;
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(sig, 32, NULL), *q = BN_bin2bn(sig + 32, 32, NULL);
+    if (es == NULL || r == NULL || q == NULL || !ECDSA_SIG_set0(es, r, q)) {
+      BN_free(r);
+      BN_free(q);
+      ECDSA_SIG_free(es);
+      return BH__JWT_NOMEM;
+    }
+    unsigned char *p = der;
+    int dl = i2d_ECDSA_SIG(es, NULL);
+    if (dl <= 0 || (size_t)dl > sizeof(der)) {
+      ECDSA_SIG_free(es);
+      return BH__JWT_SIGNATURE;
+    }
+    dl = i2d_ECDSA_SIG(es, &p);
+    ECDSA_SIG_free(es);
+    s = der;
+    sl = (size_t)dl;
+  }
+  int ok =
+      EVP_MD_CTX_reset(v->md) == 1 &&
+      EVP_DigestVerifyInit(v->md, NULL, EVP_sha256(), NULL, v->pkey) == 1 &&
+      EVP_DigestVerify(v->md, s, sl, (const unsigned char *)signed_part, n) ==
+          1;
+  ERR_clear_error();
+  return ok ? BH__JWT_OK : BH__JWT_SIGNATURE;
+}
+
+int bh__jwt_times_ok(const bh__jwt_keys *k, const bh__claims *c, int64_t now) {
+  if (now >= c->exp + k->leeway_s) return BH__JWT_EXPIRED;
+  if (c->nbf && now + k->leeway_s < c->nbf) return BH__JWT_NOT_YET;
+  if (c->iat && c->iat > now + k->leeway_s) return BH__JWT_NOT_YET;
+  return BH__JWT_OK;
+}
+
+static int bh__verify_with(const bh__jwt_keys *k, bh__jwt_vkey *v,
+                           const char *token, int64_t now, bh__claims *out) {
   int ai = bh__alg_index(k->alg);
-  if (ai < 0 || k->verify == NULL || k->verify_len == 0) return BH__JWT_NO_KEY;
   if (token == NULL) return BH__JWT_MALFORMED;
   size_t n = strnlen(token, BH__JWT_MAX_TOKEN + 1);
   if (n == 0 || n > BH__JWT_MAX_TOKEN) return BH__JWT_MALFORMED;
@@ -217,18 +359,19 @@ int bh__jwt_verify(const bh__jwt_keys *k, const char *token, int64_t now,
       return BH__JWT_MALFORMED;
     }
   }
-  /* three non-empty parts: an unsigned token ("x.y.") never reaches
-   * libjwt */
+  /* three non-empty parts: an unsigned token ("x.y.") is malformed */
   if (ndots != 2 || dot[0] == token || dot[1] == dot[0] + 1 ||
       dot[1] + 1 == token + n)
     return BH__JWT_MALFORMED;
-  int rc = bh__header_ok(token, (size_t)(dot[0] - token), ai);
+  /* The signature first, with the configured algorithm whatever the
+   * header says: a forged token costs one HMAC (or one public-key
+   * operation) and no JSON at all. */
+  int rc = bh__sig_ok(v, token, (size_t)(dot[1] - token), dot[1] + 1,
+                      (size_t)(token + n - dot[1] - 1));
   if (rc != BH__JWT_OK) return rc;
-
-  /* The claims first, from our own decoding of the payload: a token meant
-   * for someone else costs no signature check, and libjwt's copy is never
-   * trusted for a type or a time. An expired one is still checked: the
-   * client is told "expired" only of a token we signed. */
+  /* signed by our key; the header must still name our algorithm */
+  rc = bh__header_ok(token, (size_t)(dot[0] - token), ai);
+  if (rc != BH__JWT_OK) return rc;
   const char *p = dot[0] + 1;
   size_t plen = (size_t)(dot[1] - p);
   unsigned char payload[BH__JWT_MAX_TOKEN];
@@ -239,20 +382,22 @@ int bh__jwt_verify(const bh__jwt_keys *k, const char *token, int64_t now,
   if (doc == NULL) return BH__JWT_MALFORMED;
   rc = bh__claims_check(k, doc, now, out);
   json_decref(doc);
-  int expired = rc == BH__JWT_EXPIRED;
-  if (rc != BH__JWT_OK && !expired) return rc;
+  return rc;
+}
 
-  jwt_t *jwt = NULL;
-  /* the key is never NULL nor empty here (checked above) */
-  if (jwt_decode(&jwt, token, k->verify, (int)k->verify_len) != 0 ||
-      jwt == NULL) {
-    if (jwt) jwt_free(jwt);
-    return BH__JWT_SIGNATURE;
+int bh__jwt_verify(const bh__jwt_keys *k, const char *token, int64_t now,
+                   bh__claims *out) {
+  if (k->vk) {
+    if (k->vk->alg != k->alg) return BH__JWT_NO_KEY;
+    return bh__verify_with(k, k->vk, token, now, out);
   }
-  /* pinned again: the algorithm libjwt actually verified with */
-  rc = jwt_get_alg(jwt) == bh__algs[ai].lib ? BH__JWT_OK : BH__JWT_ALG;
-  jwt_free(jwt);
-  return rc == BH__JWT_OK && expired ? BH__JWT_EXPIRED : rc;
+  /* keys not prepared (a one-off probe): prepared for this call */
+  bh__jwt_vkey *v = NULL;
+  int rc = bh__vkey_new(k, &v);
+  if (rc != BH__JWT_OK) return rc;
+  rc = bh__verify_with(k, v, token, now, out);
+  bh__vkey_free(v);
+  return rc;
 }
 
 int bh__jwt_sign(const bh__jwt_keys *k, const bh__claims *c, char **out) {

@@ -1,14 +1,17 @@
 /*
- * JSON Web Tokens for the session middleware: signing access tokens and
- * verifying them on every protected request, with libjwt 1.10.
+ * JSON Web Tokens for the session middleware: access tokens signed with
+ * libjwt 1.10, verified here on every protected request.
  *
- * libjwt 1.10 takes the algorithm from the token itself and skips the
- * signature check when it is handed no key or a zero-length one. So: a
- * key is always passed (an empty one is refused before libjwt sees it),
- * the token's header must name the one configured algorithm before
- * decoding, the decoded algorithm is compared again after, and every
- * claim (exp required; nbf, iat, iss, aud, typ, sub) is checked here with
- * a small leeway. No I/O: verification is pure CPU.
+ * Verification never takes the algorithm from the token: the signature
+ * over everything before the last dot is checked first with the one
+ * configured algorithm and key (HS256: a pre-keyed HMAC-SHA256 state,
+ * compared in constant time; RS256 / ES256: the public key parsed once),
+ * before any JSON is parsed. Only then must the header name that same
+ * algorithm, and every claim (exp required; nbf, iat, iss, aud, typ, sub)
+ * is checked with a small leeway, the payload parsed once. libjwt 1.10's
+ * own decoder parses both JSON parts before the signature and compares
+ * the HMAC with strcmp, so it is not used for verifying. No I/O.
+ * jwt_cache.c keeps the tokens already verified (per process).
  */
 #ifndef BH_CORE_JWT_H
 #define BH_CORE_JWT_H
@@ -36,6 +39,8 @@ enum bh__jwt_err {
   BH__JWT_NOMEM = -11
 };
 
+typedef struct bh__jwt_vkey bh__jwt_vkey;
+
 /* Key material and expectations. Every pointer borrowed from the caller
  * (the [auth] configuration) for as long as the keys are used. */
 typedef struct bh__jwt_keys {
@@ -48,6 +53,9 @@ typedef struct bh__jwt_keys {
   const char *issuer;
   const char *audience;
   int64_t leeway_s;
+  /* the verification key prepared (bh__jwt_keys_prepare); NULL: prepared
+   * again for each call */
+  bh__jwt_vkey *vk;
 } bh__jwt_keys;
 
 /* What the core reads from (and writes into) an access token. */
@@ -65,6 +73,17 @@ const char *bh__jwt_alg_name(int alg);
 int bh__jwt_alg_parse(const char *name);
 /* A short reason for the log ("expired", "bad signature" ...). */
 const char *bh__jwt_strerror(int err);
+
+/* Prepares k->vk from k->alg and k->verify (the HMAC state keyed, or the
+ * PEM public key parsed and its type checked): BH__JWT_OK, BH__JWT_NO_KEY
+ * (no key, or a PEM that is not a key of the algorithm) or
+ * BH__JWT_NOMEM. Release with bh__jwt_keys_release (idempotent). */
+int bh__jwt_keys_prepare(bh__jwt_keys *k);
+void bh__jwt_keys_release(bh__jwt_keys *k);
+
+/* exp (required), nbf and iat (0: absent) of verified claims against
+ * `now` with k's leeway: BH__JWT_OK, _EXPIRED or _NOT_YET. */
+int bh__jwt_times_ok(const bh__jwt_keys *k, const bh__claims *c, int64_t now);
 
 /* Verifies `token` at time `now` (unix seconds). BH__JWT_OK and *out
  * filled, or a negative enum bh__jwt_err. */

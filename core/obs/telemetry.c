@@ -268,7 +268,7 @@ static const char *bh__outcome_label(int outcome, uint32_t transport,
 
 void bh__metrics_upstream(bh__daemon *d, const char *upstream, int outcome,
                           uint32_t transport, int status, uint32_t attempts,
-                          uint64_t duration_ms) {
+                          uint64_t duration_us) {
   if (d->metrics == NULL) return;
   char tmp[24];
   const char *label =
@@ -304,7 +304,7 @@ void bh__metrics_upstream(bh__daemon *d, const char *upstream, int outcome,
   if (e) {
     bh__metrics_ref_inc(&e->ref[0], 1);
     if (attempts) bh__metrics_ref_inc(&e->ref[1], attempts);
-    bh__metrics_ref_observe(&e->ref[2], (double)duration_ms / 1000.0);
+    bh__metrics_ref_observe(&e->ref[2], (double)duration_us / 1e6);
     return;
   }
   bh__buf l;
@@ -322,7 +322,7 @@ void bh__metrics_upstream(bh__daemon *d, const char *upstream, int outcome,
                     u_only.data ? u_only.data : "", attempts);
   bh__metrics_observe(d->metrics, "bulkhead_upstream_call_duration_seconds",
                       u_only.data ? u_only.data : "",
-                      (double)duration_ms / 1000.0);
+                      (double)duration_us / 1e6);
   bh__munlock(d);
   bh__buf_free(&u_only);
   bh__buf_free(&l);

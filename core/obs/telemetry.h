@@ -17,7 +17,7 @@ void bh__metrics_request(bh_req *req);
 /* One upstream call of the upstream named `upstream`. */
 void bh__metrics_upstream(bh__daemon *d, const char *upstream, int outcome,
                           uint32_t transport, int status, uint32_t attempts,
-                          uint64_t duration_ms);
+                          uint64_t duration_us);
 void bh__metrics_retry(bh__daemon *d, const char *upstream);
 void bh__metrics_rate_limited(bh__daemon *d, const char *policy);
 /* Renders /metrics (gauges sampled at render time). */

@@ -74,29 +74,15 @@ int bh__daemon_init(bh__daemon *d, bh__config *cfg, uv_loop_t *loop, int role,
   return 0;
 }
 
-/* The master's API socket: bound and listening, never accepted on by the
- * master itself; every worker inherits it and accepts from it. */
+/* The master's first API socket: bound and listening with SO_REUSEPORT,
+ * never accepted on by the master itself; master.c opens one more per
+ * worker at the same address and each worker accepts from its own. */
 static int bh__bind_fd(bh__daemon *d) {
-  bh__listener tmp;
-  memset(&tmp, 0, sizeof(tmp));
-  int rc = bh__listen(d, &tmp, BH__LISTENER_API, d->cfg->listen,
-                      &bh__dispatch_hooks);
-  if (rc == 0) {
-    uv_os_fd_t fd;
-    rc = uv_fileno((uv_handle_t *)&tmp.tcp, &fd);
-    if (rc == 0) {
-      d->api_fd = dup(fd);
-      if (d->api_fd < 0) rc = -errno;
-    }
-    memcpy(d->api.address, tmp.address, sizeof(d->api.address));
-  }
-  /* the master's own handle goes; the duplicate keeps the socket */
-  if (tmp.open) {
-    uv_read_stop((uv_stream_t *)&tmp.tcp);
-    uv_close((uv_handle_t *)&tmp.tcp, NULL);
-    uv_run(d->loop, UV_RUN_NOWAIT);
-  }
-  return rc;
+  int fd = bh__listen_reuseport_fd(d->cfg->listen, d->api.address,
+                                   sizeof(d->api.address));
+  if (fd < 0) return fd;
+  d->api_fd = fd;
+  return 0;
 }
 
 static int bh__listen_inherited(bh__daemon *d) {

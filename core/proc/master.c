@@ -1,5 +1,6 @@
 /*
- * The master process: it reads the config, opens the listeners, owns the
+ * The master process: it reads the config, opens the listeners (the API
+ * one as an SO_REUSEPORT group, one socket per worker), owns the
  * shared mapping, serves the admin API, and supervises the workers, each a
  * fork with its own loop and its own copy of the plugins. It never runs
  * plugin code, so no plugin can take the admin endpoint or the listeners
@@ -42,6 +43,7 @@ typedef struct bh__wproc {
   int retiring;    /* an older generation, told to drain */
   int termed;      /* SIGTERM sent */
   int hang_killed; /* killed by us for a hang (already charged) */
+  int sock;        /* which of M.fds it accepts from */
 } bh__wproc;
 
 static struct {
@@ -61,6 +63,12 @@ static struct {
   int notified_ready;
   uv_timer_t watch;
   uv_signal_t sig_chld, sig_hup, sig_term, sig_int;
+  /* The API listener's SO_REUSEPORT group, one socket per worker, all
+   * held here so that a worker's death, a reload or a drain never closes
+   * one: connections the kernel queued on a socket wait for the worker
+   * that replaces its owner. fds[0] is d->api_fd. */
+  int fds[BH__SHM_WORKERS];
+  int nfds;
 } M;
 
 static const char *bh__sig_name(int sig) {
@@ -141,7 +149,7 @@ static void bh__master_signals_stop(void) {
 /* In the child: forget everything of the master's loop that could act on
  * the master's behalf (its signal watchers, its epoll set, the admin
  * sockets), then run as a worker. */
-static void bh__worker_child(int generation, pid_t master) {
+static void bh__worker_child(int generation, pid_t master, int sock) {
   /* A worker outliving its master would keep the listener and its
    * connections with nobody to supervise it: drain and go with it. The
    * getppid check closes the race of the master dying before prctl. */
@@ -156,8 +164,44 @@ static void bh__worker_child(int generation, pid_t master) {
   if (md->admin.open && uv_fileno((uv_handle_t *)&md->admin.tcp, &afd) == 0)
     close(afd);
   close(uv_backend_fd(md->loop));
-  int rc = bh__worker_main(md->cfg, md->api_fd, generation);
+  /* only its own socket of the group: the others are the other workers' */
+  for (int s = 0; s < M.nfds; s++)
+    if (s != sock) close(M.fds[s]);
+  int rc = bh__worker_main(md->cfg, M.fds[sock], generation);
   _exit(rc == 0 ? 0 : 1);
+}
+
+/* As many sockets in the group as workers: one without a worker would get
+ * its share of the connections and nobody to accept them. */
+static void bh__sockets(int n) {
+  if (n > BH__SHM_WORKERS) n = BH__SHM_WORKERS;
+  if (n < 1) n = 1;
+  while (M.nfds < n) {
+    int fd = bh__listen_reuseport_fd(M.d->api.address, NULL, 0);
+    if (fd < 0) {
+      /* the workers share the sockets there are: still served */
+      bh__logf(BH__ERROR, "listen_failed", "cannot listen on %s: %s",
+               M.d->api.address, uv_strerror(fd));
+      return;
+    }
+    M.fds[M.nfds++] = fd;
+  }
+  while (M.nfds > n)
+    close(M.fds[--M.nfds]);
+}
+
+/* The socket a new worker of `generation` takes: the first one no live
+ * worker of that generation holds (a crashed worker's goes to its
+ * replacement). */
+static int bh__free_sock(int generation) {
+  for (int s = 0; s < M.nfds; s++) {
+    int used = 0;
+    for (int i = 0; i < BH__SHM_WORKERS && !used; i++)
+      used = M.procs[i].pid && !M.procs[i].retiring &&
+             M.procs[i].generation == generation && M.procs[i].sock == s;
+    if (!used) return s;
+  }
+  return 0;
 }
 
 static int bh__spawn(int generation) {
@@ -165,6 +209,7 @@ static int bh__spawn(int generation) {
   for (int i = 0; i < BH__SHM_WORKERS && idx < 0; i++)
     if (M.procs[i].pid == 0) idx = i;
   if (idx < 0) return -EAGAIN;
+  int sock = bh__free_sock(generation);
   pid_t master = getpid();
   bh__log_fork_prepare();
   pid_t pid = fork();
@@ -173,9 +218,10 @@ static int bh__spawn(int generation) {
     bh__logf(BH__ERROR, "worker_spawn_failed", "fork: %s", strerror(errno));
     return -errno;
   }
-  if (pid == 0) bh__worker_child(generation, master);
+  if (pid == 0) bh__worker_child(generation, master, sock);
   bh__wproc *w = &M.procs[idx];
   memset(w, 0, sizeof(*w));
+  w->sock = sock;
   w->pid = pid;
   w->generation = generation;
   w->started_ms = bh__shm_now_ms();
@@ -352,6 +398,7 @@ int bh__master_reload(char *err, size_t errlen) {
   }
   M.d->cfg = cfg;
   M.nworkers = bh__workers_count(cfg);
+  bh__sockets(M.nworkers);
   bh__unload(old);
   free(old);
   bh__logf(BH__INFO, "reload", "config %s: generation %d", cfg->source,
@@ -512,10 +559,9 @@ static void bh__on_master_signal(uv_signal_t *s, int signum) {
   /* No worker will be spawned again: once the workers close their copies
    * the kernel refuses new connections instead of queueing them for
    * nobody. */
-  if (M.d->api_fd >= 0) {
-    close(M.d->api_fd);
-    M.d->api_fd = -1;
-  }
+  while (M.nfds > 0)
+    close(M.fds[--M.nfds]);
+  M.d->api_fd = -1;
   bh__stop_workers(SIGTERM);
   M.stop_deadline_ms = bh__shm_now_ms() + M.d->cfg->drain_timeout_ms + 2000;
 }
@@ -525,6 +571,9 @@ int bh__master_run(bh__daemon *d, const char *config_path) {
   M.d = d;
   M.config_path = config_path;
   M.nworkers = bh__workers_count(d->cfg);
+  M.fds[0] = d->api_fd;
+  M.nfds = 1;
+  bh__sockets(M.nworkers);
   M.generation = 1;
   bh__shm_g->generation = 1;
   bh__shm_g->master_pid = getpid();

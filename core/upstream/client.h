@@ -101,6 +101,7 @@ struct bh__call {
   uint32_t attempts;
   uint32_t max_retries; /* the upstream's, or the route's from the config */
   uint64_t start_ms;
+  uint64_t start_ns; /* the clock, not the loop's: durations in µs */
   uint64_t attempt_start_ms;
   uint64_t deadline_ms; /* 0: none */
   int finished;

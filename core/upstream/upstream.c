@@ -148,8 +148,10 @@ void bh__call_finish(bh__call *call) {
 
   uint64_t now = bh__ms(cl);
   bh__upstream_note_error(call->u, call, now);
+  /* the loop's clock ticks in ms and is cached: a fast call would read 0 */
   bh__metrics_upstream(cl->d, call->u->name, call->outcome, call->transport,
-                       call->status, call->attempts, now - call->start_ms);
+                       call->status, call->attempts,
+                       (bh__now_ns() - call->start_ns) / 1000);
 
   bh__result r;
   memset(&r, 0, sizeof(r));
@@ -687,6 +689,7 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
   uv_timer_init(d->loop, &call->timer);
   call->timer.data = call;
   call->start_ms = bh__ms(cl);
+  call->start_ns = bh__now_ns();
   if (req) {
     call->req = req;
     req->refs++;

@@ -16,6 +16,8 @@
 #                                      the same bulkhead-sim
 #   local      GET /v1/auth/status     auth plugin's local JSON vs nginx
 #                                      `return 200` of the same body
+#   proxy-64k  GET /t/up_one/proxy/big like proxy, the simulator answering
+#                                      a 64 KiB body (bodies must stream)
 #   auth-proxy GET /t/whoami/proxy/x   an auth-required proxy route (the
 #                                      whoami test plugin): the HS256 access
 #                                      token in Authorization is verified on
@@ -50,7 +52,7 @@
 #   BENCH_WARMUP     warm-up seconds before each measured run (2; 0..60)
 #   BENCH_ROUNDS     rounds per scenario, bulkhead then nginx in each; the
 #                    table shows the median of the rounds (1; 1..20)
-#   BENCH_SCENARIOS  subset, e.g. "local proxy" (all four)
+#   BENCH_SCENARIOS  subset, e.g. "local proxy" (all five)
 #   BENCH_WORKERS    worker processes of each server (1; 1..16)
 #   BENCH_BUILD_DIR  build directory (<repo>/build-bench)
 #   BENCH_SERVER_CPU, BENCH_LOAD_CPU   cores, or comma-separated lists of
@@ -65,7 +67,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 
-ALL_SCENARIOS="fail-fast proxy local auth-proxy" # see scenario_def / nginx_location
+ALL_SCENARIOS="fail-fast proxy local auth-proxy proxy-64k" # see scenario_def / nginx_location
 
 BENCH_SECONDS=${BENCH_SECONDS:-5}
 BENCH_CONNS=${BENCH_CONNS:-50}
@@ -257,7 +259,7 @@ done
 # ---------------------------------------------------------------------------
 # The upstream simulator (one for the whole run, on the load core)
 # ---------------------------------------------------------------------------
-taskset -c "$BENCH_LOAD_CPU" "$SIM_BIN" --listen 127.0.0.1:0 \
+taskset -c "$BENCH_LOAD_CPU" "$SIM_BIN" --listen 127.0.0.1:0 --control 127.0.0.1:0 \
   </dev/null >"$TMP/sim.out" 2>"$TMP/sim.err" &
 SIM_PID=$!
 PIDS+=("$SIM_PID")
@@ -269,6 +271,25 @@ for ((i = 0; i < 100; i++)); do
   sleep 0.1
 done
 [ -n "$SIM_PORT" ] || die "bulkhead-sim did not report a loopback port"
+SIM_CTL_PORT=$("$PY" -c "import json, sys
+for line in open(sys.argv[1]):
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        continue
+    if isinstance(ev, dict) and ev.get('control'):
+        print(ev['control'].rpartition(':')[2])
+        break" "$TMP/sim.out")
+[ -n "$SIM_CTL_PORT" ] || die "bulkhead-sim did not report its control port"
+# sim_rule JSON / sim_rule_clear: a behaviour rule of the simulator for
+# every path ("/*"), for the scenario that needs one (S_SIM_RULE)
+sim_rule() {
+  curl -sf --max-time 5 -H 'Content-Type: application/json' --data-binary @- \
+    "http://127.0.0.1:$SIM_CTL_PORT/behavior" >/dev/null <<<"$1" || die "cannot set the simulator rule"
+}
+sim_rule_clear() {
+  curl -sf --max-time 5 -X DELETE "http://127.0.0.1:$SIM_CTL_PORT/behaviors/%2F%2A" >/dev/null || true
+}
 
 # ---------------------------------------------------------------------------
 # bulkhead
@@ -458,21 +479,26 @@ stop_nginx() {
 #                    them to both servers)
 #   S_UPSTREAM_CONF  lines added to bulkhead's [upstream.up_one]
 #   S_BH_CONF        more bulkhead config (whole sections), appended
+#   S_SIM_RULE       a simulator behaviour rule (JSON) set for the scenario
 #   S_SAME_BODY      1: nginx answers a fixed copy of bulkhead's body
 #                    (fetched first; it must not contain ' $ or \);
 #                    0: both relay the upstream simulator's answer
 scenario_def() {
   S_PATH= S_STATUS=200 S_HEADERS=() S_UPSTREAM_CONF= S_BH_CONF= S_SAME_BODY=1
+  S_SIM_RULE=
   case $1 in
   fail-fast)
     S_PATH=/t/up_one/get/x S_STATUS=503
     S_UPSTREAM_CONF="breaker_mode = forced_open" ;;
   proxy) S_PATH=/t/up_one/proxy/x S_SAME_BODY=0 ;;
+  proxy-64k)
+    S_PATH=/t/up_one/proxy/big S_SAME_BODY=0
+    S_SIM_RULE=$("$PY" -c 'import json; print(json.dumps({"path": "/*", "body": "x" * 65536}))') ;;
   local) S_PATH=/v1/auth/status ;;
   auth-proxy)
     # a token minted like the tests do (tests/integration/auth_tokens.py),
-    # valid for the whole run; the daemon checks its signature and claims on
-    # every request (no cache), then proxies
+    # valid for the whole run; the daemon verifies it once, then finds it in
+    # the worker's token cache (exp still checked each time), then proxies
     local secret=bench-secret-0123456789-abcdefghijklmnop tok
     tok=$("$PY" -c "import sys; sys.path.insert(0, sys.argv[1])
 import auth_tokens as a
@@ -518,7 +544,7 @@ location / {
     }
 EOF
     ;;
-  proxy | auth-proxy)
+  proxy | auth-proxy | proxy-64k)
     cat <<EOF
 location / {
       proxy_pass http://sim;
@@ -619,6 +645,8 @@ drop_log() { [ "${BENCH_KEEP_TMP:-0}" = 1 ] || rm -f "$1"; }
 
 for scenario in $BENCH_SCENARIOS; do
   scenario_def "$scenario"
+  sim_rule_clear
+  [ -z "$S_SIM_RULE" ] || sim_rule "$S_SIM_RULE"
   for ((round = 1; round <= BENCH_ROUNDS; round++)); do
     if ((BENCH_ROUNDS > 1)); then
       echo "== $scenario: GET $S_PATH (round $round of $BENCH_ROUNDS)"
@@ -652,6 +680,7 @@ for scenario in $BENCH_SCENARIOS; do
     stop_nginx
     drop_log "$NGX_LOG"
   done
+  sim_rule_clear
 done
 
 echo

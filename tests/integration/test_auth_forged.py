@@ -268,6 +268,10 @@ class StartupTest(unittest.TestCase):
                      "[auth] revoked_sessions_max", "between 64 and")
         self.refused(self.sections(revoked_sessions_max="lots"),
                      "[auth] revoked_sessions_max")
+        self.refused(self.sections(token_cache_size="1048577"),
+                     "[auth] token_cache_size", "between 0 and 1048576")
+        self.refused(self.sections(token_cache_size="-1"),
+                     "[auth] token_cache_size")
 
     def test_secret_from_file_and_environment(self):
         sf = os.path.join(self.tmp, "secret")

@@ -9,8 +9,18 @@
 #include <string.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "check.h"
+#include "identity/jwt_cache.h"
 #include "identity/jwt_token.h"
+
+/* jansson's allocations, counted: a forged token must cost none */
+static long json_allocs;
+static void *count_malloc(size_t n) {
+  json_allocs++;
+  return malloc(n);
+}
 
 static const char secret[] = "unit-secret-0123456789-abcdefghijklmnop";
 static const int64_t NOW = 1800000000;
@@ -35,8 +45,8 @@ static void b64url(const void *p, size_t n, char *out, size_t outlen) {
 /* header.claims.HMAC-SHA256(key), or with `sig` as the signature text. */
 static char *forge(const char *header, const char *claims, const void *key,
                    size_t keylen, const char *sig) {
-  static char tok[8192];
-  char h[1024], c[2048], s[128];
+  static char tok[16384];
+  char h[1024], c[8192], s[128];
   b64url(header, strlen(header), h, sizeof(h));
   b64url(claims, strlen(claims), c, sizeof(c));
   snprintf(tok, sizeof(tok), "%s.%s", h, c);
@@ -122,11 +132,13 @@ static void test_forged(void) {
   CHECK_INT(verify(&k, forge("{\"alg\":\"none\",\"typ\":\"JWT\"}", GOOD, NULL,
                              0, "")),
             BH__JWT_MALFORMED);
+  /* (the signature is checked first, with our algorithm: these fail
+   * there, before their header is read) */
   CHECK_INT(verify(&k, forge("{\"alg\":\"none\",\"typ\":\"JWT\"}", GOOD, NULL,
                              0, "AAAA")),
-            BH__JWT_ALG);
+            BH__JWT_SIGNATURE);
   CHECK_INT(verify(&k, forge("{\"alg\":\"None\"}", GOOD, NULL, 0, "AAAA")),
-            BH__JWT_ALG);
+            BH__JWT_SIGNATURE);
   /* another HMAC, and an algorithm we do not run */
   CHECK_INT(verify_hs("{\"alg\":\"HS512\",\"typ\":\"JWT\"}", GOOD),
             BH__JWT_ALG);
@@ -304,16 +316,166 @@ static void test_asymmetric(int alg, const char *priv, const char *pub) {
   free(tok);
   /* the classic confusion: HS256 keyed with the public key's PEM, which
    * libjwt 1.10 would accept if it were handed the token as it is */
-  CHECK_INT(verify(&k, forge(HS, GOOD, q, qlen, NULL)), BH__JWT_ALG);
+  CHECK_INT(verify(&k, forge(HS, GOOD, q, qlen, NULL)), BH__JWT_SIGNATURE);
   /* the same HMAC under a header claiming the configured algorithm */
   const char *name = bh__jwt_alg_name(alg);
   char header[64];
   snprintf(header, sizeof(header), "{\"alg\":\"%s\",\"typ\":\"JWT\"}", name);
   CHECK_INT(verify(&k, forge(header, GOOD, q, qlen, NULL)), BH__JWT_SIGNATURE);
   CHECK_INT(verify(&k, forge("{\"alg\":\"none\"}", GOOD, NULL, 0, "AAAA")),
-            BH__JWT_ALG);
+            BH__JWT_SIGNATURE);
+  /* prepared once: the same answers */
+  CHECK_INT(bh__jwt_keys_prepare(&k), BH__JWT_OK);
+  CHECK_INT(bh__jwt_sign(&k, &in, &tok), BH__JWT_OK);
+  CHECK_INT(bh__jwt_verify(&k, tok, NOW, &out), BH__JWT_OK);
+  size_t tl = strlen(tok);
+  /* a flipped byte in the signature of an asymmetric token */
+  tok[tl - 5] = tok[tl - 5] == 'A' ? 'B' : 'A';
+  CHECK_INT(bh__jwt_verify(&k, tok, NOW, &out), BH__JWT_SIGNATURE);
+  free(tok);
+  CHECK_INT(verify(&k, forge(header, GOOD, q, qlen, NULL)), BH__JWT_SIGNATURE);
+  bh__jwt_keys_release(&k);
+  bh__jwt_keys_release(&k); /* idempotent */
+  /* a key of the other algorithm's type is refused at preparation */
+  k.alg = alg == BH__JWT_RS256 ? BH__JWT_ES256 : BH__JWT_RS256;
+  CHECK_INT(bh__jwt_keys_prepare(&k), BH__JWT_NO_KEY);
+  CHECK(k.vk == NULL);
   free(p);
   free(q);
+}
+
+/* The signature before any JSON: a token with a wrong signature, a
+ * non-canonical header and a valid payload makes jansson allocate
+ * nothing (libjwt's decoder parsed both parts first). */
+static void test_no_json_before_signature(void) {
+  bh__jwt_keys k = hs_keys();
+  CHECK_INT(bh__jwt_keys_prepare(&k), BH__JWT_OK);
+  static const char other[] = "another-secret-0123456789-abcdefghijkl";
+  char tok[8192];
+  snprintf(tok, sizeof(tok), "%s",
+           forge("{\"typ\":\"JWT\",\"alg\":\"HS256\"}", GOOD, other,
+                 sizeof(other) - 1, NULL));
+  json_set_alloc_funcs(count_malloc, free);
+  json_allocs = 0;
+  CHECK_INT(verify(&k, tok), BH__JWT_SIGNATURE);
+  CHECK_INT(json_allocs, 0);
+  /* the same token correctly signed: the JSON is parsed, once it is */
+  snprintf(tok, sizeof(tok), "%s",
+           forge("{\"typ\":\"JWT\",\"alg\":\"HS256\"}", GOOD, secret,
+                 sizeof(secret) - 1, NULL));
+  CHECK_INT(verify(&k, tok), BH__JWT_OK);
+  CHECK(json_allocs > 0);
+  json_set_alloc_funcs(malloc, free);
+  bh__jwt_keys_release(&k);
+}
+
+/* The verified-token cache: hits, a byte flip anywhere never hits, the
+ * times checked on every hit, LRU bound, flush, long tokens not kept. */
+static void test_cache(void) {
+  bh__jwt_keys k = hs_keys();
+  CHECK_INT(bh__jwt_keys_prepare(&k), BH__JWT_OK);
+  bh__jwt_cache *c = bh__jwt_cache_new(2);
+  CHECK(c != NULL);
+  CHECK(bh__jwt_cache_new(0) == NULL);
+  uint64_t hits, misses;
+  uint32_t n;
+  bh__claims cl;
+  char tok[8192];
+  snprintf(tok, sizeof(tok), "%s",
+           forge(HS, GOOD, secret, sizeof(secret) - 1, NULL));
+  CHECK_INT(bh__jwt_verify_cached(&k, c, tok, NOW, &cl), BH__JWT_OK);
+  CHECK_INT(bh__jwt_verify_cached(&k, c, tok, NOW, &cl), BH__JWT_OK);
+  CHECK_STR(cl.sub, "u1");
+  bh__jwt_cache_stats(c, &hits, &misses, &n);
+  CHECK_INT(hits, 1);
+  CHECK_INT(misses, 1);
+  CHECK_INT(n, 1);
+  /* every single-byte change of the cached token is refused */
+  size_t len = strlen(tok);
+  int refused = 0;
+  for (size_t i = 0; i < len; i++) {
+    char saved = tok[i];
+    tok[i] = saved == 'A' ? 'B' : 'A';
+    refused += bh__jwt_verify_cached(&k, c, tok, NOW, &cl) != BH__JWT_OK;
+    tok[i] = saved;
+  }
+  CHECK_INT(refused, (long)len);
+  /* and a prefix or an extension of it */
+  tok[len - 1] = '\0';
+  CHECK(bh__jwt_verify_cached(&k, c, tok, NOW, &cl) != BH__JWT_OK);
+  snprintf(tok, sizeof(tok), "%sA",
+           forge(HS, GOOD, secret, sizeof(secret) - 1, NULL));
+  CHECK(bh__jwt_verify_cached(&k, c, tok, NOW, &cl) != BH__JWT_OK);
+  snprintf(tok, sizeof(tok), "%s",
+           forge(HS, GOOD, secret, sizeof(secret) - 1, NULL));
+  bh__jwt_cache_stats(c, &hits, &misses, &n);
+  CHECK_INT(hits, 1);
+  CHECK_INT(n, 1); /* refused tokens are never kept */
+  /* expiry during the cache life: exp 1800000300, leeway 30 */
+  CHECK_INT(bh__jwt_verify_cached(&k, c, tok, NOW + 329, &cl), BH__JWT_OK);
+  CHECK_INT(bh__jwt_verify_cached(&k, c, tok, NOW + 330, &cl), BH__JWT_EXPIRED);
+  bh__jwt_cache_stats(c, &hits, &misses, &n);
+  CHECK_INT(hits, 2);
+  CHECK_INT(n, 0); /* found expired: dropped */
+  /* not yet valid (iat ahead): refused from the cache too */
+  CHECK_INT(bh__jwt_verify_cached(&k, c, tok, NOW, &cl), BH__JWT_OK);
+  CHECK_INT(bh__jwt_verify_cached(&k, c, tok, NOW - 31, &cl), BH__JWT_NOT_YET);
+  /* bounded: a third token evicts the least recently used */
+  char t2[8192], t3[8192];
+  snprintf(t2, sizeof(t2), "%s",
+           forge(HS,
+                 "{\"iss\":\"bulkhead\",\"aud\":\"bulkhead\",\"sub\":"
+                 "\"u2\",\"typ\":\"access\",\"exp\":1800000300}",
+                 secret, sizeof(secret) - 1, NULL));
+  snprintf(t3, sizeof(t3), "%s",
+           forge(HS,
+                 "{\"iss\":\"bulkhead\",\"aud\":\"bulkhead\",\"sub\":"
+                 "\"u3\",\"typ\":\"access\",\"exp\":1800000300}",
+                 secret, sizeof(secret) - 1, NULL));
+  CHECK_INT(bh__jwt_verify_cached(&k, c, t2, NOW, &cl), BH__JWT_OK);
+  CHECK_INT(bh__jwt_verify_cached(&k, c, tok, NOW, &cl), BH__JWT_OK); /* hit */
+  CHECK_INT(bh__jwt_verify_cached(&k, c, t3, NOW, &cl), BH__JWT_OK);
+  CHECK_STR(cl.sub, "u3");
+  bh__jwt_cache_stats(c, &hits, &misses, &n);
+  CHECK_INT(n, 2);
+  uint64_t h0 = hits, m0 = misses;
+  CHECK_INT(bh__jwt_verify_cached(&k, c, tok, NOW, &cl), BH__JWT_OK);
+  CHECK_INT(bh__jwt_verify_cached(&k, c, t2, NOW, &cl), BH__JWT_OK);
+  CHECK_STR(cl.sub, "u2");
+  bh__jwt_cache_stats(c, &hits, &misses, &n);
+  CHECK_INT(hits, h0 + 1);   /* tok stayed */
+  CHECK_INT(misses, m0 + 1); /* t2 was evicted */
+  /* flushed with new keys: a token of the old secret is verified again,
+   * and refused */
+  bh__jwt_cache_flush(c);
+  bh__jwt_cache_stats(c, &hits, &misses, &n);
+  CHECK_INT(n, 0);
+  static const char newsec[] = "rotated-secret-0123456789-abcdefghijkl";
+  bh__jwt_keys k2 = k;
+  k2.vk = NULL;
+  k2.sign = k2.verify = (const unsigned char *)newsec;
+  k2.sign_len = k2.verify_len = sizeof(newsec) - 1;
+  CHECK_INT(bh__jwt_keys_prepare(&k2), BH__JWT_OK);
+  CHECK_INT(bh__jwt_verify_cached(&k2, c, tok, NOW, &cl), BH__JWT_SIGNATURE);
+  bh__jwt_keys_release(&k2);
+  /* over 4 KiB: verified, never kept */
+  char big[8192];
+  char claims[6000];
+  snprintf(claims, sizeof(claims),
+           "{\"iss\":\"bulkhead\",\"aud\":\"bulkhead\",\"sub\":\"u1\","
+           "\"typ\":\"access\",\"exp\":1800000300,\"pad\":\"%04000d\"}",
+           0);
+  snprintf(big, sizeof(big), "%s",
+           forge(HS, claims, secret, sizeof(secret) - 1, NULL));
+  CHECK(strlen(big) > BH__JWT_CACHE_MAX_TOKEN);
+  CHECK_INT(bh__jwt_verify_cached(&k, c, big, NOW, &cl), BH__JWT_OK);
+  CHECK_INT(bh__jwt_verify_cached(&k, c, big, NOW, &cl), BH__JWT_OK);
+  bh__jwt_cache_stats(c, &hits, &misses, &n);
+  CHECK_INT(n, 0);
+  /* no cache: plain verification */
+  CHECK_INT(bh__jwt_verify_cached(&k, NULL, tok, NOW, &cl), BH__JWT_OK);
+  bh__jwt_cache_free(c);
+  bh__jwt_keys_release(&k);
 }
 
 /* Not a timed test: the figure is printed for the benchmark notes. */
@@ -336,8 +498,26 @@ static void cost(void) {
   clock_gettime(CLOCK_MONOTONIC, &b);
   CHECK(ok);
   double us = ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / n;
-  printf("HS256 verification: %.2f us per token (%zu bytes)\n", us,
-         strlen(tok));
+  printf("HS256 verification, key prepared per call: %.2f us per token "
+         "(%zu bytes)\n",
+         us, strlen(tok));
+  CHECK_INT(bh__jwt_keys_prepare(&k), BH__JWT_OK);
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < n; i++)
+    ok &= bh__jwt_verify(&k, tok, NOW, &cl) == 0;
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  us = ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / n;
+  printf("HS256 verification, key prepared once: %.2f us per token\n", us);
+  bh__jwt_cache *c = bh__jwt_cache_new(16);
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < n; i++)
+    ok &= bh__jwt_verify_cached(&k, c, tok, NOW, &cl) == 0;
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  us = ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / n;
+  printf("HS256 verification, cache hit: %.2f us per token\n", us);
+  CHECK(ok);
+  bh__jwt_cache_free(c);
+  bh__jwt_keys_release(&k);
 }
 
 int main(void) {
@@ -345,6 +525,8 @@ int main(void) {
   test_roundtrip();
   test_forged();
   test_garbage();
+  test_no_json_before_signature();
+  test_cache();
   test_asymmetric(BH__JWT_RS256, "rs256-test-private.pem",
                   "rs256-test-public.pem");
   test_asymmetric(BH__JWT_ES256, "es256-test-private.pem",
