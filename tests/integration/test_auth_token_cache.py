@@ -58,9 +58,10 @@ class TokenCacheTest(harness.DaemonTestCase):
                          200)
         while time.time() < exp + 0.2:
             time.sleep(0.1)
+        # a cached, validly signed token past its exp is told "expired"
         for _ in range(2):
             r = self.d.get("/t/whoami", headers=bearer(tok))
-            self.assertProblem(r, 401, "auth.unauthenticated", "expired")
+            self.assertProblem(r, 401, "auth.token_expired", "expired")
 
 
 class TokenCacheReloadTest(unittest.TestCase):
