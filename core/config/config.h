@@ -90,11 +90,13 @@ typedef struct bh__config {
   uint32_t quarantine_after;    /* 3 charges (crashes or hangs) ... */
   uint32_t quarantine_window_s; /* 60 ... within this window */
 
-  struct bh__auth_conf *auth; /* [auth], resolved by proc/load.c (identity/
-                                 auth_conf.c); NULL after bh__config_load */
-  struct bh__cors_conf *cors; /* cors_* of [server] and [plugin.NAME],
-                                 resolved by proc/load.c (gateway/cors.c);
-                                 NULL after bh__config_load: no CORS */
+  struct bh__auth_conf *auth;   /* [auth], resolved by proc/load.c (identity/
+                                   auth_conf.c); NULL after bh__config_load */
+  struct bh__cors_conf *cors;   /* cors_* of [server] and [plugin.NAME],
+                                   resolved by proc/load.c (gateway/cors.c);
+                                   NULL after bh__config_load: no CORS */
+  struct bh__redis_conf *redis; /* [redis], resolved by proc/load.c
+                                   (upstream/redis_conf.c); NULL: none */
 
   bh__section *sections;
   size_t nsections;

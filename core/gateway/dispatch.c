@@ -25,6 +25,7 @@
 #include "upstream/upstream.h"
 
 static void bh__dispatch_resume(bh_req *req);
+static void bh__dispatch_handler(bh_req *req);
 
 /* What the session check continues with, and the rate limit's address
  * gate it runs before an API-key lookup. */
@@ -128,9 +129,15 @@ static void bh__dispatch(bh_req *req) {
 /* The rest of bh__dispatch once the session middleware let the caller in
  * (now, or after an asynchronous check: API key, silent refresh). */
 static void bh__dispatch_resume(bh_req *req) {
+  if (bh__limit_check(req, bh__dispatch_handler) != 0) return;
+  bh__dispatch_handler(req);
+}
+
+/* The rest once the rate limit let the request through (now, or when the
+ * shared backend answered). */
+static void bh__dispatch_handler(bh_req *req) {
   bh__conn *c = req->conn;
   bh__route *route = req->route;
-  if (bh__limit_check(req) != 0) return;
   if (!(route->flags & BH_ROUTE_RAW_BODY) && req->body.len > 0 &&
       !bh__is_json(bh__req_header(req, "content-type"))) {
     bh__respond_code(req, "request.unsupported_media_type");

@@ -14,9 +14,10 @@ extern const bh__http_hooks bh__dispatch_hooks;
  * request's upstream calls. */
 void bh__dispatch_deadline(bh_req *req);
 
-/* limit_check.c: 0 allowed (RateLimit headers added); negative: answered
+/* limit_check.c: 0 allowed (RateLimit headers added); 1 asked the shared
+ * backend: next(req) runs once it allowed the request; negative: answered
  * 429 rate_limit.exceeded. */
-int bh__limit_check(bh_req *req);
+int bh__limit_check(bh_req *req, void (*next)(bh_req *req));
 /* Before an API-key lookup on a route whose policy is key = api_key: one
  * token from the caller's address bucket, given back once the key proves
  * valid. 0, or answered 429 (no lookup is made). The session check's gate

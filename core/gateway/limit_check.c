@@ -4,11 +4,14 @@
  * lookup, and the answer. A refusal is 429 rate_limit.exceeded whose
  * retryAfterSeconds equals the Retry-After header; every answer of a
  * limited route carries the IETF draft's RateLimit-Policy and RateLimit
- * fields.
+ * fields. A policy with backend = redis asks the server and the request
+ * waits for the answer (at most [redis] timeout_ms, then this instance's
+ * buckets decide): the rest of the path runs from the answer.
  */
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
@@ -94,7 +97,34 @@ int bh__limit_gate(bh_req *req) {
   return 0;
 }
 
-int bh__limit_check(bh_req *req) {
+/* Allowed: the RateLimit fields go on the answer; refused: the 429. */
+static int bh__limit_apply(bh_req *req, const bh__rl_policy *pol,
+                           const char *key, const bh__rl_result *r) {
+  if (!r->allowed) return bh__limit_refuse(req, pol, key, r);
+  char pk[24];
+  bh__limit_pk(key, pk, sizeof(pk));
+  bh__rl_headers(pol, r, pk, &req->resp_headers);
+  return 0;
+}
+
+typedef struct bh__limit_pending {
+  bh_req *req;
+  void (*next)(bh_req *req);
+  char key[96];
+} bh__limit_pending;
+
+static void bh__limit_decided(void *arg, const bh__rl_result *r) {
+  bh__limit_pending *p = arg;
+  bh_req *req = p->req;
+  /* the client left, or the route's deadline answered meanwhile */
+  if (!req->answered && req->conn != NULL &&
+      bh__limit_apply(req, bh__limit_policy(req->route->limit), p->key, r) == 0)
+    p->next(req);
+  bh__req_unref(req);
+  free(p);
+}
+
+int bh__limit_check(bh_req *req, void (*next)(bh_req *req)) {
   bh__route *rt = req->route;
   if (rt == NULL || rt->limit == NULL) return 0;
   struct bh__limit *l = rt->limit;
@@ -106,13 +136,20 @@ int bh__limit_check(bh_req *req) {
     req->rl_addr_held = 0;
     bh__limit_give(l, addr, now);
   }
-  char key[96];
-  bh__limit_key(req, pol->key, key, sizeof(key));
+  bh__limit_pending *p = calloc(1, sizeof(*p));
+  if (p == NULL) return 0; /* fail open */
+  bh__limit_key(req, pol->key, p->key, sizeof(p->key));
+  p->req = req;
+  p->next = next;
   bh__rl_result r;
-  if (bh__limit_take(l, key, now, &r) != 0) return 0;
-  if (!r.allowed) return bh__limit_refuse(req, pol, key, &r);
-  char pk[24];
-  bh__limit_pk(key, pk, sizeof(pk));
-  bh__rl_headers(pol, &r, pk, &req->resp_headers);
-  return 0;
+  req->refs++;
+  int rc = bh__limit_take_async(req->d, l, p->key, &r, bh__limit_decided, p);
+  if (rc == 1) return 1;
+  req->refs--;
+  if (rc == 0)
+    rc = bh__limit_apply(req, pol, p->key, &r);
+  else
+    rc = 0; /* fail open */
+  free(p);
+  return rc;
 }

@@ -166,6 +166,22 @@ int bh__telemetry_init(bh__daemon *d) {
                      "1 while the plugin serves its routes.", NULL, 0);
   bh__metrics_family(m, "bulkhead_connections", "gauge",
                      "Open client connections.", NULL, 0);
+  bh__metrics_family(m, "bulkhead_redis_up", "gauge",
+                     "1 while every process checks rate limits with backend "
+                     "= redis on the shared server, 0 while any falls back "
+                     "to local buckets.",
+                     NULL, 0);
+  bh__metrics_family(m, "bulkhead_redis_transitions_total", "counter",
+                     "Changes between shared and local-fallback rate limits.",
+                     NULL, 0);
+  bh__metrics_family(m, "bulkhead_redis_fallback_checks_total", "counter",
+                     "Rate-limit checks of backend = redis decided on local "
+                     "buckets.",
+                     NULL, 0);
+  bh__metrics_family(m, "bulkhead_redis_timeouts_total", "counter",
+                     "Rate-limit checks not answered within [redis] "
+                     "timeout_ms.",
+                     NULL, 0);
   bh__metrics_family(m, "bulkhead_log_lines_dropped_total", "counter",
                      "Log lines dropped because the sink failed or lagged.",
                      NULL, 0);
@@ -352,6 +368,20 @@ void bh__metrics_rate_limited(bh__daemon *d, const char *policy) {
   bh__buf_free(&l);
 }
 
+/* The [redis] series, sampled from the shared mapping (lock held). */
+static void bh__metrics_redis(bh__metrics *m) {
+  const bh__shm_redis *s = &bh__shm_g->redis;
+  bh__metrics_set(m, "bulkhead_redis_up", "", bh__shm_redis_down() ? 0 : 1);
+  bh__metrics_set(m, "bulkhead_redis_transitions_total", "to=\"fallback\"",
+                  (double)s->down_total);
+  bh__metrics_set(m, "bulkhead_redis_transitions_total", "to=\"shared\"",
+                  (double)s->up_total);
+  bh__metrics_set(m, "bulkhead_redis_fallback_checks_total", "",
+                  (double)s->fallback_total);
+  bh__metrics_set(m, "bulkhead_redis_timeouts_total", "",
+                  (double)s->timeouts_total);
+}
+
 int bh__metrics_text(bh__daemon *d, bh__buf *out) {
   bh__metrics *m = d->metrics;
   if (m == NULL) return -EINVAL;
@@ -393,6 +423,7 @@ int bh__metrics_text(bh__daemon *d, bh__buf *out) {
                     sp && sp->state == BH__PLUGIN_LOADED && !sp->quarantined);
   }
   bh__metrics_set(m, "bulkhead_connections", "", (double)conns);
+  if (d->cfg->redis && bh__shm_g) bh__metrics_redis(m);
   bh__metrics_set(m, "bulkhead_log_lines_dropped_total", "",
                   (double)bh__shm_log_dropped(bh__log_dropped()));
   int rc = bh__metrics_render(m, out);

@@ -19,12 +19,17 @@ enum bh__rl_key {
   BH__RL_KEY_PRINCIPAL
 };
 
+/* Where a route's buckets live: this instance's memory (shared by its
+ * workers), or the [redis] server shared by every instance. */
+enum bh__rl_backend { BH__RL_BACKEND_LOCAL = 0, BH__RL_BACKEND_REDIS };
+
 typedef struct bh__rl_policy {
   char name[48];     /* [a-z0-9_]+ */
   uint32_t quota;    /* tokens refilled per window */
   uint32_t window_s; /* refill window in seconds */
   uint32_t burst;    /* bucket capacity (>= 1); default = quota */
   int key;           /* enum bh__rl_key */
+  int backend;       /* enum bh__rl_backend */
 } bh__rl_policy;
 
 typedef struct bh__rl_table bh__rl_table;

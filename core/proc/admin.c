@@ -32,6 +32,7 @@
 #include "proc/admin.h"
 #include "proc/daemon-t.h"
 #include "state/shm.h"
+#include "upstream/redis.h"
 #include "upstream/upstream.h"
 
 #define BH__ADMIN_BODY_LIMIT 65536
@@ -222,6 +223,32 @@ static void bh__status_plugin(bh__buf *b, const bh__plugin_conf *pc,
   bh__buf_putc(b, '}');
 }
 
+/* "redis": where rate limits with backend = redis are decided now:
+ * "shared" on the server, or "fallback" while some process uses its local
+ * buckets (lock held). The URL is shown without its password. */
+static void bh__status_redis(bh__buf *b, const bh__config *cfg) {
+  if (cfg->redis == NULL) return;
+  const bh__shm_redis *s = &bh__shm_g->redis;
+  int down = bh__shm_redis_down();
+  bh__buf_puts(b, ",\"redis\":{\"url\":");
+  bh__buf_json_str(b, cfg->redis->shown);
+  bh__buf_printf(
+      b,
+      ",\"state\":\"%s\",\"processesInFallback\":%d,"
+      "\"timeoutMs\":%u,\"transitions\":{\"fallback\":%llu,"
+      "\"shared\":%llu},\"fallbackChecks\":%llu,\"timeouts\":%llu,"
+      "\"lastError\":",
+      down ? "fallback" : "shared", down, (unsigned)cfg->redis->timeout_ms,
+      (unsigned long long)s->down_total, (unsigned long long)s->up_total,
+      (unsigned long long)s->fallback_total,
+      (unsigned long long)s->timeouts_total);
+  bh__buf_json_str(b, s->last_error[0] ? s->last_error : NULL);
+  if (s->changed_ms)
+    bh__buf_printf(b, ",\"changedAt\":%llu",
+                   (unsigned long long)(s->changed_ms / 1000));
+  bh__buf_putc(b, '}');
+}
+
 static void bh__status(bh_req *req) {
   bh__daemon *d = req->d;
   const bh__config *cfg = d->cfg;
@@ -306,8 +333,10 @@ static void bh__status(bh_req *req) {
                      (unsigned long long)(u->last_error_ms / 1000));
     bh__buf_putc(&b, '}');
   }
+  bh__buf_putc(&b, ']');
+  bh__status_redis(&b, cfg);
   bh__shm_unlock();
-  bh__buf_puts(&b, "]}");
+  bh__buf_putc(&b, '}');
   bh__admin_json(req, 200, &b);
 }
 

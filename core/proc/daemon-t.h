@@ -20,6 +20,7 @@ struct bh__client;
 struct bh_upstream;
 struct bh__metrics;
 struct bh__limit;
+struct bh__redis;
 
 enum bh__role {
   BH__ROLE_SINGLE = 0, /* workers = 0: everything in one process */
@@ -37,6 +38,8 @@ struct bh__daemon {
   struct bh__metrics *metrics;
   int metrics_shared;       /* the registry lives in the shared mapping */
   struct bh__limit *limits; /* rate-limit policies in use */
+  struct bh__redis *redis;  /* the shared buckets' connection, or NULL
+                               (upstream/redis.c) */
   bh__config *cfg;
   const bh_services *svc;
   bh__router *router;

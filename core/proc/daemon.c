@@ -29,6 +29,7 @@
 #include "proc/daemon.h"
 #include "state/shm.h"
 #include "upstream/limits.h"
+#include "upstream/redis.h"
 #include "upstream/upstream.h"
 
 #define BH__HEARTBEAT_MS 100
@@ -68,6 +69,7 @@ int bh__daemon_init(bh__daemon *d, bh__config *cfg, uv_loop_t *loop, int role,
   if (rc) return rc;
   if (role == BH__ROLE_MASTER) return 0; /* no plugin code in the master */
   if ((rc = bh__client_init(d)) != 0) return rc;
+  if ((rc = bh__redis_start(d, cfg->redis)) != 0) return rc;
   bh__auth_start(d); /* keys and the identity store's thread */
   bh__plugins_load(d);
   bh__plugins_publish(d);
@@ -163,6 +165,7 @@ static void bh__drain_tick(uv_timer_t *t) {
                d->cfg->drain_timeout_ms);
     bh__conn_close_all(d);
     bh__client_close(d);
+    bh__redis_stop(d);
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
@@ -241,6 +244,7 @@ int bh__daemon_run(bh__daemon *d) {
 
 void bh__daemon_free(bh__daemon *d) {
   bh__client_close(d);
+  bh__redis_stop(d);
   bh__auth_stop(d); /* its last callbacks may still reach a plugin */
   bh__plugins_unload(d);
   bh__upstreams_free(d);

@@ -3,7 +3,8 @@
  * [server] and [plugin.NAME]; the sections owned by higher layers are
  * checked here, by their owners, right after: [upstream.NAME]
  * (upstream_config.c), [rate_limit.NAME] (limits.c) and [auth]
- * (auth_conf.c, whose secrets and key files are resolved now).
+ * (auth_conf.c, whose secrets and key files are resolved now) and [redis]
+ * (upstream/redis_conf.c, whose URL may be a secret).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "policy/ratelimit.h"
 #include "proc/load.h"
 #include "upstream/limits.h"
+#include "upstream/redis.h"
 #include "upstream/upstream.h"
 
 static int bh__sections_check(bh__config *cfg, char *err, size_t errlen) {
@@ -60,6 +62,7 @@ int bh__load(const char *path, bh__config *cfg, char *err, size_t errlen) {
    * what a worker would */
   if (rc == 0) rc = bh__auth_conf_load(cfg, &cfg->auth, err, errlen);
   if (rc == 0) rc = bh__cors_conf_load(cfg, &cfg->cors, err, errlen);
+  if (rc == 0) rc = bh__redis_conf_load(cfg, &cfg->redis, err, errlen);
   if (rc) bh__unload(cfg);
   return rc;
 }
@@ -70,5 +73,7 @@ void bh__unload(bh__config *cfg) {
   cfg->auth = NULL;
   bh__cors_conf_free(cfg->cors);
   cfg->cors = NULL;
+  bh__redis_conf_free(cfg->redis);
+  cfg->redis = NULL;
   bh__config_free(cfg);
 }

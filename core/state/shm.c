@@ -194,3 +194,11 @@ uint64_t bh__shm_log_dropped(uint64_t own) {
     if (bh__shm_g->workers[i].pid) n += bh__shm_g->workers[i].log_dropped;
   return n;
 }
+
+int bh__shm_redis_down(void) {
+  if (bh__shm_g == NULL) return 0;
+  int n = bh__shm_g->redis.single_down;
+  for (int i = 0; i < BH__SHM_WORKERS; i++)
+    if (bh__shm_g->workers[i].pid && bh__shm_g->workers[i].redis_down) n++;
+  return n;
+}

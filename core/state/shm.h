@@ -51,6 +51,8 @@ typedef struct bh__shm_worker {
   volatile int64_t connections;   /* its open client connections: a slot
                                      dies with its worker, so does this */
   volatile uint64_t log_dropped;  /* its dropped log lines, published */
+  volatile int32_t redis_down;    /* its rate limits run on local buckets
+                                     (upstream/redis.c) */
   uint64_t started_ms;
 } bh__shm_worker;
 
@@ -87,6 +89,22 @@ typedef struct bh__shm_upstream {
   uint64_t last_error_ms; /* unix ms */
 } bh__shm_upstream;
 
+/* The shared rate-limit backend as the processes see it: each process
+ * flags itself down in its own slot (the single process in
+ * single_down), so a worker that dies takes its flag with it; the daemon
+ * is "down" while any process is. Counters and the last error are written
+ * under the lock. */
+typedef struct bh__shm_redis {
+  int32_t configured;      /* some policy has backend = redis */
+  int32_t single_down;     /* the single process (no worker slot) */
+  uint64_t down_total;     /* daemon transitions shared -> fallback */
+  uint64_t up_total;       /* daemon transitions fallback -> shared */
+  uint64_t fallback_total; /* checks decided on local buckets */
+  uint64_t timeouts_total; /* answers later than timeout_ms */
+  uint64_t changed_ms;     /* unix ms of the last transition */
+  char last_error[160];
+} bh__shm_redis;
+
 typedef struct bh__shm_named {
   char name[48];
   void *ptr;
@@ -106,6 +124,7 @@ typedef struct bh__shm {
   bh__shm_plugin plugins[BH__SHM_PLUGINS];
   bh__shm_upstream upstreams[BH__SHM_UPSTREAMS];
   bh__shm_named named[BH__SHM_NAMED];
+  bh__shm_redis redis;
   size_t catalogue_len;
   char catalogue[131072]; /* code catalogue JSON, published by workers */
   bh__arena *arena;
@@ -153,6 +172,10 @@ static inline void bh__shm_count(volatile uint64_t *c) {
 static inline void bh__shm_gauge(volatile int64_t *g, int64_t delta) {
   __atomic_fetch_add(g, delta, __ATOMIC_RELAXED);
 }
+
+/* Processes whose rate limits fell back to local buckets (caller holds
+ * the lock). */
+int bh__shm_redis_down(void);
 
 /* Log lines dropped by the whole daemon (caller holds no lock). */
 uint64_t bh__shm_log_dropped(uint64_t own);

@@ -16,6 +16,7 @@
 #include "proc/daemon-t.h"
 #include "state/shm.h"
 #include "upstream/limits.h"
+#include "upstream/redis.h"
 #include "upstream/upstream.h"
 
 #define BH__LIMIT_MAX_KEYS 100000
@@ -68,7 +69,8 @@ int bh__limit_policy_parse(const bh__config *cfg, const char *name,
              sec);
     return -ENOENT;
   }
-  static const char *const keys[] = {"quota", "window_s", "burst", "key", NULL};
+  static const char *const keys[] = {"quota", "window_s", "burst",
+                                     "key",   "backend",  NULL};
   for (size_t i = 0; i < s->nkv; i++) {
     int known = 0;
     for (size_t k = 0; keys[k]; k++)
@@ -86,6 +88,21 @@ int bh__limit_policy_parse(const bh__config *cfg, const char *name,
   if (out->key < 0) {
     snprintf(why, whylen, "[%s] key: expected client, api_key or principal",
              sec);
+    return -EINVAL;
+  }
+  const char *be = bh__config_get(cfg, sec, "backend");
+  if (be && strcmp(be, "redis") == 0) {
+    out->backend = BH__RL_BACKEND_REDIS;
+    if (bh__config_get(cfg, "redis", "url") == NULL) {
+      snprintf(why, whylen,
+               "%s:%d: [%s] backend: redis needs [redis] url = "
+               "redis://host:port",
+               cfg->source, bh__config_line(s, "backend"), sec);
+      return -EINVAL;
+    }
+  } else if (be && strcmp(be, "local") != 0) {
+    snprintf(why, whylen, "%s:%d: [%s] backend: expected local or redis",
+             cfg->source, bh__config_line(s, "backend"), sec);
     return -EINVAL;
   }
   if (bh__lnum(cfg, s, "quota", 1, 10000000, 60, &out->quota, why, whylen) ||
@@ -152,4 +169,56 @@ void bh__limit_give(struct bh__limit *l, const char *key, uint64_t now_ms) {
   if (l->shared) bh__shm_lock();
   bh__rl_give(l->table, key, now_ms);
   if (l->shared) bh__shm_unlock();
+}
+
+/* A check on the server: what the answer is given to, and what it falls
+ * back to without one. */
+typedef struct bh__limit_wait {
+  struct bh__limit *l;
+  bh__limit_cb cb;
+  void *arg;
+  char key[];
+} bh__limit_wait;
+
+static void bh__limit_local(struct bh__limit *l, const char *key,
+                            bh__rl_result *r) {
+  if (bh__shm_g) bh__shm_count(&bh__shm_g->redis.fallback_total);
+  if (bh__limit_take(l, key, bh__shm_now_ms(), r) != 0) {
+    /* fail open, as the local backend does */
+    memset(r, 0, sizeof(*r));
+    r->allowed = 1;
+    r->remaining = l->policy.burst;
+  }
+}
+
+static void bh__limit_answered(void *arg, int rc, const bh__rl_result *r) {
+  bh__limit_wait *w = arg;
+  bh__rl_result local;
+  if (rc != 0) {
+    bh__limit_local(w->l, w->key, &local);
+    r = &local;
+  }
+  w->cb(w->arg, r);
+  free(w);
+}
+
+int bh__limit_take_async(bh__daemon *d, struct bh__limit *l, const char *key,
+                         bh__rl_result *r, bh__limit_cb cb, void *arg) {
+  if (l->policy.backend != BH__RL_BACKEND_REDIS)
+    return bh__limit_take(l, key, bh__shm_now_ms(), r) ? -EIO : 0;
+  if (bh__redis_shared(d->redis)) {
+    size_t klen = strlen(key) + 1;
+    bh__limit_wait *w = malloc(sizeof(*w) + klen);
+    if (w) {
+      w->l = l;
+      w->cb = cb;
+      w->arg = arg;
+      memcpy(w->key, key, klen);
+      if (bh__redis_take(d->redis, &l->policy, key, bh__limit_answered, w) == 0)
+        return 1;
+      free(w);
+    }
+  }
+  bh__limit_local(l, key, r);
+  return 0;
 }

@@ -31,6 +31,15 @@ int bh__limit_take(struct bh__limit *l, const char *key, uint64_t now_ms,
                    bh__rl_result *r);
 /* Gives back a token taken from `key` (a bucket never exceeds its burst). */
 void bh__limit_give(struct bh__limit *l, const char *key, uint64_t now_ms);
+/* The result of a check that went to the shared backend. */
+typedef void (*bh__limit_cb)(void *arg, const bh__rl_result *r);
+/* A token for `key` from the policy's backend. 0: decided now, in r (a
+ * local policy, or a redis one while the server is out of reach: this
+ * instance's buckets); 1: the server was asked and cb gets the answer
+ * once, within [redis] timeout_ms (the local buckets' answer past it);
+ * -errno: no answer (callers fail open). */
+int bh__limit_take_async(bh__daemon *d, struct bh__limit *l, const char *key,
+                         bh__rl_result *r, bh__limit_cb cb, void *arg);
 /* A token for `key`; 0, or -EAGAIN with the wait in seconds. */
 int bh__limit_take_key(struct bh__limit *l, const char *key, uint64_t now_ms,
                        uint32_t *wait_s);
