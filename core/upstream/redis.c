@@ -1,6 +1,6 @@
 /*
- * One hiredis connection per process, on the process's own loop through
- * hiredis's libuv adapter, so a check never blocks the loop: the command
+ * One hiredis connection per process, on the process's own loop
+ * (redis_uv.c), so a check never blocks the loop: the command
  * is written when the socket is writable and the answer read when it
  * arrives. Redis answers a connection's commands in order, so the checks
  * waiting for an answer form a FIFO whose head has the nearest deadline:
@@ -22,7 +22,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <hiredis/adapters/libuv.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
@@ -37,6 +36,7 @@
 #include "proc/daemon-t.h"
 #include "state/shm.h"
 #include "upstream/redis.h"
+#include "upstream/redis_uv.h"
 
 #define BH__REDIS_BACKOFF_MIN_MS 100
 /* A PING this late (still unanswered) means the connection is wedged: it
@@ -434,7 +434,7 @@ static void bh__redis_attach(struct bh__redis *r, redisAsyncContext *ac) {
     return;
   }
   ac->data = r;
-  if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
+  if (bh__redis_uv_attach(ac, r->loop) != 0) {
     redisAsyncFree(ac);
     bh__redis_down(r, "cannot attach the connection to the loop");
     return;
