@@ -69,7 +69,6 @@ int bh__daemon_init(bh__daemon *d, bh__config *cfg, uv_loop_t *loop, int role,
   if (rc) return rc;
   if (role == BH__ROLE_MASTER) return 0; /* no plugin code in the master */
   if ((rc = bh__client_init(d)) != 0) return rc;
-  if ((rc = bh__redis_start(d, cfg->redis)) != 0) return rc;
   bh__auth_start(d); /* keys and the identity store's thread */
   bh__plugins_load(d);
   bh__plugins_publish(d);
@@ -227,6 +226,11 @@ int bh__daemon_run(bh__daemon *d) {
     d->sig_int.data = d;
     uv_signal_start(&d->sig_int, bh__on_signal, SIGINT);
   }
+  /* the processes that serve requests; `-t` never connects */
+  if (d->role != BH__ROLE_MASTER && bh__redis_start(d, d->cfg->redis) != 0)
+    bh__logf(BH__ERROR, "redis_failed",
+             "cannot start the redis client: out of memory; rate limits "
+             "with backend = redis use local buckets");
   bh__plugins_start(d);
   bh__plugins_publish(d);
   if (d->role == BH__ROLE_WORKER) {

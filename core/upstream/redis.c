@@ -214,6 +214,8 @@ static void bh__rcheck_decide(bh__rcheck *c, int rc, const bh__rl_result *res,
 }
 
 static int bh__rcheck_send(struct bh__redis *r, bh__rcheck *c);
+static void bh__redis_script_reply(redisAsyncContext *ac, void *reply,
+                                   void *priv);
 
 static int bh__reply_result(const redisReply *rep, bh__rl_result *res) {
   if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) return -EPROTO;
@@ -240,7 +242,12 @@ static void bh__rcheck_reply(redisAsyncContext *ac, void *reply, void *priv) {
       strncmp(rep->str, "NOSCRIPT", 8) == 0 && !c->resent) {
     /* the server lost the script (restart, SCRIPT FLUSH): once whole */
     c->resent = 1;
-    r->sha[0] = '\0';
+    if (r->sha[0] && r->ac) {
+      /* once per loss: the checks after this one use EVALSHA again */
+      r->sha[0] = '\0';
+      redisAsyncCommand(r->ac, bh__redis_script_reply, r, "SCRIPT LOAD %s",
+                        bh__redis_bucket_lua);
+    }
     if (bh__rcheck_send(r, c) == 0) return;
   }
   if (c->waiting) {

@@ -143,7 +143,10 @@ static int bh__rc_fail(const bh__config *cfg, const bh__section *s,
                        const char *key, const char *what, char *err,
                        size_t errlen) {
   snprintf(err, errlen, "%s:%d: [redis] %s: %s", cfg->source,
-           key ? bh__config_line(s, key) : s->line, key ? key : "", what);
+           s == NULL ? 0
+           : key     ? bh__config_line(s, key)
+                     : s->line,
+           key ? key : "", what);
   return -EINVAL;
 }
 
@@ -187,11 +190,12 @@ static int bh__rc_nums(const bh__config *cfg, const bh__section *s,
 int bh__redis_conf_load(const bh__config *cfg, bh__redis_conf **out, char *err,
                         size_t errlen) {
   *out = NULL;
+  /* BULKHEAD_REDIS_URL alone is a [redis] section too */
   const bh__section *s = bh__config_section(cfg, "redis");
-  if (s == NULL) return 0;
-  int rc = bh__rc_keys(cfg, s, err, errlen);
-  if (rc) return rc;
   const char *raw = bh__config_get(cfg, "redis", "url");
+  if (s == NULL && raw == NULL) return 0;
+  int rc = s ? bh__rc_keys(cfg, s, err, errlen) : 0;
+  if (rc) return rc;
   if (raw == NULL || raw[0] == '\0')
     return bh__rc_fail(cfg, s, "url", "required (redis://host:port)", err,
                        errlen);

@@ -309,6 +309,7 @@ class FallbackTest(_RedisCase):
         self.assertEqual(self.rs.cli("EXISTS",
                                      "bulkhead:rl:shared:a:127.0.0.1"), 1)
         for d in (a, b):
+            self.until(lambda: events(d, "rate_limit_shared"), 5)
             self.assertEqual(len(events(d, "rate_limit_shared")), 1,
                              d.events())
             self.assertEqual(len(events(d, "rate_limit_fallback")), 1)
@@ -327,6 +328,7 @@ class FallbackTest(_RedisCase):
         st = status(d)["redis"]
         self.assertEqual(st["state"], "fallback", st)
         self.assertIn("connect", st["lastError"], st)
+        self.until(lambda: events(d, "rate_limit_fallback"), 5)
         self.assertEqual(len(events(d, "rate_limit_fallback")), 1)
         self.rs.start()
         self.until(lambda: status(d)["redis"]["state"] == "shared", 10)
@@ -359,9 +361,11 @@ class SlowRedisTest(_RedisCase):
         self.assertEqual(st["state"], "fallback", st)
         self.assertGreaterEqual(st["timeouts"], 1, st)
         self.assertIn("timeout_ms", st["lastError"], st)
+        self.until(lambda: events(d, "rate_limit_fallback"), 5)
         self.assertEqual(len(events(d, "rate_limit_fallback")), 1)
         # the server wakes up: shared again
         self.until(lambda: status(d)["redis"]["state"] == "shared", 10)
+        self.until(lambda: events(d, "rate_limit_shared"), 5)
         self.assertEqual(len(events(d, "rate_limit_shared")), 1)
 
 
