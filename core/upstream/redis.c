@@ -187,8 +187,6 @@ static void bh__redis_up(struct bh__redis *r) {
   bh__redis_flag(r, 0, NULL);
 }
 
-/* Drops the connection (its waiting checks are answered with an error by
- * hiredis, synchronously, before this returns). */
 /* ---- checks --------------------------------------------------------- */
 
 static void bh__rcheck_unlink(struct bh__redis *r, bh__rcheck *c) {
@@ -519,6 +517,8 @@ static void bh__redis_connect(struct bh__redis *r) {
   r->handles++;
 }
 
+/* Drops the connection: its waiting checks are answered with an error by
+ * hiredis (synchronously, or once the callback running now returns). */
 static void bh__redis_drop(struct bh__redis *r) {
   redisAsyncContext *ac = r->ac;
   if (ac == NULL) return;
