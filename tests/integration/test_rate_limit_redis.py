@@ -151,6 +151,26 @@ class SharedQuotaTest(_RedisCase):
         self.assertEqual(self.burst([a, b], QUOTA * 2), 2 * QUOTA)
         self.assertEqual(self.rs.cli("DBSIZE"), 0)
 
+    def test_same_answers_as_the_local_backend(self):
+        """The script runs the local bucket's arithmetic: the same sequence
+        of requests gets the same statuses, RateLimit fields and
+        Retry-After on either backend."""
+        def answers(d):
+            out = []
+            for _ in range(QUOTA + 2):
+                r = d.get("/t/echo/ok")
+                out.append((r.status, PK.sub("", r.headers["ratelimit"]),
+                            PK.sub("", r.headers["ratelimit-policy"]),
+                            r.headers.get("retry-after")))
+            return out
+        local = answers(self.daemon(config(self.rs.url, backend="local")))
+        shared = answers(self.daemon(config(self.rs.url)))
+        self.assertEqual(shared, local)
+        self.assertEqual([a[0] for a in shared],
+                         [200] * QUOTA + [429, 429])
+        self.assertEqual(shared[0][1], '"shared";r=4;t=60')
+        self.assertEqual(shared[-1][1:], ('"shared";r=0;t=300', POLICY, "60"))
+
     def test_noscript_after_script_flush(self):
         """A server that lost the script (SCRIPT FLUSH, a restart behind a
         proxy) gets it whole once: no fallback, the count goes on."""
