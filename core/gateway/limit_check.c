@@ -136,20 +136,25 @@ int bh__limit_check(bh_req *req, void (*next)(bh_req *req)) {
     req->rl_addr_held = 0;
     bh__limit_give(l, addr, now);
   }
-  bh__limit_pending *p = calloc(1, sizeof(*p));
-  if (p == NULL) return 0; /* fail open */
-  bh__limit_key(req, pol->key, p->key, sizeof(p->key));
-  p->req = req;
-  p->next = next;
+  char key[96];
+  bh__limit_key(req, pol->key, key, sizeof(key));
   bh__rl_result r;
-  req->refs++;
-  int rc = bh__limit_take_async(req->d, l, p->key, &r, bh__limit_decided, p);
-  if (rc == 1) return 1;
-  req->refs--;
-  if (rc == 0)
-    rc = bh__limit_apply(req, pol, p->key, &r);
-  else
-    rc = 0; /* fail open */
-  free(p);
-  return rc;
+  if (pol->backend == BH__RL_BACKEND_REDIS) {
+    /* allocated only here: the local path stays allocation-free */
+    bh__limit_pending *p = malloc(sizeof(*p));
+    if (p) {
+      memcpy(p->key, key, sizeof(key));
+      p->req = req;
+      p->next = next;
+      req->refs++;
+      int rc = bh__limit_take_async(req->d, l, key, &r, bh__limit_decided, p);
+      if (rc == 1) return 1;
+      req->refs--;
+      free(p);
+      if (rc != 0) return 0; /* fail open */
+      return bh__limit_apply(req, pol, key, &r);
+    }
+  }
+  if (bh__limit_take(l, key, now, &r) != 0) return 0; /* fail open */
+  return bh__limit_apply(req, pol, key, &r);
 }
