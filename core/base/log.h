@@ -30,6 +30,20 @@ void bh__log_close(void);
 /* "debug" | "info" | "warn" | "error" -> level, or -EINVAL. */
 int bh__log_level_parse(const char *s);
 
+/* log_format: the field names of every line's time, level and event, and
+ * of the access-log line's fields (http/response.c): ours, Elastic Common
+ * Schema, or OpenTelemetry semantic conventions. */
+enum bh__log_format {
+  BH__LOGFMT_BULKHEAD = 0,
+  BH__LOGFMT_ECS = 1,
+  BH__LOGFMT_OTEL = 2
+};
+/* "bulkhead" | "ecs" | "otel" -> enum bh__log_format, or -EINVAL. */
+int bh__log_format_parse(const char *s);
+/* Set once at start-up, before workers fork. */
+void bh__log_set_format(int format);
+int bh__log_get_format(void);
+
 /* A line under construction: {"time":"...","level":"...","event":"..." */
 typedef struct bh__logline {
   bh__buf b;

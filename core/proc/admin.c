@@ -581,7 +581,7 @@ static int bh__admin_head(bh_req *req) {
 }
 
 static void bh__admin_request(bh_req *req) {
-  bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__req_ids(req);
   bh__admin_dispatch(req);
 }
 
