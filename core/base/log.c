@@ -532,11 +532,17 @@ static void bh__log_time(char out[25]) {
 }
 
 void bh__log_begin(bh__logline *l, int level, const char *event) {
+  bh__log_begin_sized(l, level, event, 0);
+}
+
+void bh__log_begin_sized(bh__logline *l, int level, const char *event,
+                         size_t size) {
   bh__buf_init(&l->b);
   l->level = level;
   l->skip = level < atomic_load_explicit(&g_min, memory_order_relaxed) ||
             atomic_load_explicit(&g_mode, memory_order_relaxed) == BH__LOG_OFF;
   if (l->skip) return;
+  if (size) bh__buf_grow(&l->b, size);
   if (level < BH__DEBUG) level = BH__DEBUG;
   if (level > BH__ERROR) level = BH__ERROR;
   char t[25];

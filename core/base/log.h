@@ -7,6 +7,7 @@
 #ifndef BH_CORE_LOG_H
 #define BH_CORE_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/buf.h"
@@ -52,6 +53,10 @@ typedef struct bh__logline {
 } bh__logline;
 
 void bh__log_begin(bh__logline *l, int level, const char *event);
+/* The same with room for `size` bytes reserved at once: a line known to
+ * be long (the access log's) costs one allocation, not a grow. */
+void bh__log_begin_sized(bh__logline *l, int level, const char *event,
+                         size_t size);
 void bh__log_str(bh__logline *l, const char *key, const char *value);
 void bh__log_int(bh__logline *l, const char *key, int64_t value);
 /* Closes the object and queues the line (or drops it, counted). */

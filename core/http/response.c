@@ -211,7 +211,8 @@ static void bh__access_log(bh_req *req) {
   int fmt = bh__log_get_format();
   const char *const *k = bh__access_keys[fmt >= 0 && fmt < 3 ? fmt : 0];
   bh__logline l;
-  bh__log_begin(&l, BH__INFO, "request");
+  /* most lines fit in 512 bytes (a long user agent or path may grow it) */
+  bh__log_begin_sized(&l, BH__INFO, "request", 511);
   if (l.skip) goto counted;
   bh__log_str(&l, k[F_REQID], req->id);
   if (req->trace.trace_id[0]) {
