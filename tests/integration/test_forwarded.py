@@ -6,6 +6,7 @@ Proxy routes append our peer to a trusted chain (X-Forwarded-For and RFC
 7239 Forwarded) and send X-Forwarded-Proto; an untrusted chain is
 dropped."""
 
+import http.client
 import os
 import sys
 
@@ -137,6 +138,35 @@ class UntrustedTest(_Case):
         self.assertEqual(h.get("forwarded"),
                          ["for=127.0.0.1;host=\"127.0.0.1:%d\";proto=http"
                           % self.d.api_port])
+
+
+class Ipv6PeerTest(_Case):
+    """A peer on ::1: Forwarded quotes it (RFC 7239 section 6), and a
+    trusted IPv6 peer's X-Forwarded-For counts."""
+    SERVER = {"listen": "[::1]:0", "trusted_proxies": "::1"}
+
+    def get6(self, path, headers):
+        c = http.client.HTTPConnection("::1", self.d.api_port, timeout=5)
+        try:
+            c.request("GET", path, headers=headers)
+            r = c.getresponse()
+            r.read()
+            return r.status
+        finally:
+            c.close()
+
+    def test_forwarded_quotes_ipv6(self):
+        path = "/t/up_one/proxy/fw/v6"
+        self.assertEqual(self.get6(path, {"X-Forwarded-For": "203.0.113.8",
+                                          "X-Request-ID": "fw-6-1"}), 200)
+        h = self.upstream(path)
+        self.assertEqual(h.get("x-forwarded-for"), ["203.0.113.8, ::1"])
+        self.assertEqual(h.get("x-real-ip"), ["203.0.113.8"])
+        fwd = h.get("forwarded")[0]
+        self.assertTrue(fwd.startswith('for="[::1]";host='), fwd)
+        ev = self.logged("fw-6-1")
+        self.assertEqual(ev["clientAddr"], "203.0.113.8")
+        self.assertEqual(ev["peerAddr"], "::1")
 
 
 if __name__ == "__main__":
