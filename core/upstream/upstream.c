@@ -494,8 +494,11 @@ void bh__attempt_extra(bh__call *call, uint64_t now, bh__extra *x) {
   /* our span is the parent of the upstream's; a call of no request (a
    * background job) is a trace of its own */
   const bh__trace *t = req ? &req->trace : &call->trace;
-  if (t->trace_id[0] == '\0') bh__trace_start(&call->trace, NULL);
-  if (t->trace_id[0] == '\0') t = &call->trace;
+  if (t->trace_id[0] == '\0') {
+    /* one trace for all the call's attempts */
+    if (call->trace.trace_id[0] == '\0') bh__trace_start(&call->trace, NULL);
+    t = &call->trace;
+  }
   bh__trace_line(t, x->traceparent);
   if (req && req->tracestate) {
     /* checked at the start: at most BH__TRACESTATE_MAX bytes */
