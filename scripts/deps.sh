@@ -7,9 +7,10 @@ pkgs=(build-essential cmake pkg-config python3 curl
       libuv1-dev node-llhttp libjwt-dev libsqlite3-dev libcurl4-openssl-dev
       libjansson-dev libinih-dev libsodium-dev libsystemd-dev libssl-dev
       chromium nodejs dpkg-dev file systemd man-db mandoc
-      libhiredis-dev redis-server)
+      libhiredis-dev redis-server prometheus python3-prometheus-client)
 # libhiredis-dev: [redis] shared rate limits; redis-server: the private
 # server tests/integration/redis_server.py starts for them.
+# prometheus (promtool) and python3-prometheus-client: test_metrics_formats.
 # chromium: the browser tests (test_webhooks_browser, test_cors_browser);
 # test_cors_browser installs puppeteer-core with npm: Debian's npm package,
 # unless the nodejs installed already brings npm (a nodejs built elsewhere
@@ -17,6 +18,8 @@ pkgs=(build-essential cmake pkg-config python3 curl
 # dpkg-dev (dpkg-shlibdeps) and file: cpack -G DEB's dependency list;
 # systemd: systemd-analyze verify / security on the unit; man-db, mandoc:
 # the man page (tests/packaging/test_deb.py).
+# prometheus (promtool) and python3-prometheus-client (its OpenMetrics
+# parser): test_metrics_formats checks both /metrics formats.
 command -v npm >/dev/null || pkgs+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(nginx-light wrk)

@@ -260,6 +260,24 @@ int bh__log_level_parse(const char *s) {
   return -EINVAL;
 }
 
+static int g_format; /* enum bh__log_format */
+
+int bh__log_format_parse(const char *s) {
+  static const char *const names[] = {"bulkhead", "ecs", "otel"};
+  if (s == NULL) return -EINVAL;
+  for (int i = 0; i < 3; i++)
+    if (strcmp(s, names[i]) == 0) return i;
+  return -EINVAL;
+}
+
+void bh__log_set_format(int format) {
+  g_format = format;
+}
+
+int bh__log_get_format(void) {
+  return g_format;
+}
+
 static int bh__log_open_locked(const char *target, int min_level) {
   if (atomic_load(&g_mode) != BH__LOG_SYNC) return -EALREADY;
 
@@ -514,20 +532,33 @@ static void bh__log_time(char out[25]) {
 }
 
 void bh__log_begin(bh__logline *l, int level, const char *event) {
+  bh__log_begin_sized(l, level, event, 0);
+}
+
+void bh__log_begin_sized(bh__logline *l, int level, const char *event,
+                         size_t size) {
   bh__buf_init(&l->b);
   l->level = level;
   l->skip = level < atomic_load_explicit(&g_min, memory_order_relaxed) ||
             atomic_load_explicit(&g_mode, memory_order_relaxed) == BH__LOG_OFF;
   if (l->skip) return;
+  if (size) bh__buf_grow(&l->b, size);
   if (level < BH__DEBUG) level = BH__DEBUG;
   if (level > BH__ERROR) level = BH__ERROR;
   char t[25];
   bh__log_time(t);
-  bh__buf_puts(&l->b, "{\"time\":\"");
+  /* time, level, event under the format's names */
+  static const char *const keys[3][3] = {
+      {"{\"time\":\"", "\",\"level\":\"", "\",\"event\":"},
+      {"{\"@timestamp\":\"", "\",\"log.level\":\"", "\",\"event.action\":"},
+      {"{\"timestamp\":\"", "\",\"severity_text\":\"", "\",\"event.name\":"},
+  };
+  const char *const *k = keys[g_format >= 0 && g_format < 3 ? g_format : 0];
+  bh__buf_puts(&l->b, k[0]);
   bh__buf_append(&l->b, t, 24);
-  bh__buf_puts(&l->b, "\",\"level\":\"");
+  bh__buf_puts(&l->b, k[1]);
   bh__buf_puts(&l->b, g_level_names[level]);
-  bh__buf_puts(&l->b, "\",\"event\":");
+  bh__buf_puts(&l->b, k[2]);
   bh__buf_json_str(&l->b, event);
 }
 

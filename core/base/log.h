@@ -7,6 +7,7 @@
 #ifndef BH_CORE_LOG_H
 #define BH_CORE_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/buf.h"
@@ -30,6 +31,20 @@ void bh__log_close(void);
 /* "debug" | "info" | "warn" | "error" -> level, or -EINVAL. */
 int bh__log_level_parse(const char *s);
 
+/* log_format: the field names of every line's time, level and event, and
+ * of the access-log line's fields (http/response.c): ours, Elastic Common
+ * Schema, or OpenTelemetry semantic conventions. */
+enum bh__log_format {
+  BH__LOGFMT_BULKHEAD = 0,
+  BH__LOGFMT_ECS = 1,
+  BH__LOGFMT_OTEL = 2
+};
+/* "bulkhead" | "ecs" | "otel" -> enum bh__log_format, or -EINVAL. */
+int bh__log_format_parse(const char *s);
+/* Set once at start-up, before workers fork. */
+void bh__log_set_format(int format);
+int bh__log_get_format(void);
+
 /* A line under construction: {"time":"...","level":"...","event":"..." */
 typedef struct bh__logline {
   bh__buf b;
@@ -38,6 +53,10 @@ typedef struct bh__logline {
 } bh__logline;
 
 void bh__log_begin(bh__logline *l, int level, const char *event);
+/* The same with room for `size` bytes reserved at once: a line known to
+ * be long (the access log's) costs one allocation, not a grow. */
+void bh__log_begin_sized(bh__logline *l, int level, const char *event,
+                         size_t size);
 void bh__log_str(bh__logline *l, const char *key, const char *value);
 void bh__log_int(bh__logline *l, const char *key, int64_t value);
 /* Closes the object and queues the line (or drops it, counted). */

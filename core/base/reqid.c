@@ -29,7 +29,7 @@ static int bh__reqid_ok(const char *s) {
  * than a syscall per request: ids must be unique, not secret. */
 static uint64_t bh__rng_state[2];
 
-static uint64_t bh__rng_next(void) {
+uint64_t bh__rng_next(void) {
   if (bh__rng_state[0] == 0 && bh__rng_state[1] == 0) {
     randombytes_buf(bh__rng_state, sizeof(bh__rng_state));
     bh__rng_state[0] |= 1;

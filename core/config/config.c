@@ -487,6 +487,8 @@ void bh__config_free(bh__config *cfg) {
   char **strs[] = {&cfg->source,     &cfg->listen,     &cfg->admin_listen,
                    &cfg->data_dir,   &cfg->plugin_dir, &cfg->admin_token,
                    &cfg->log_target, &cfg->login_page, &cfg->metrics_token};
+  free(cfg->trusted_proxies);
+  cfg->trusted_proxies = NULL;
   for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
     free(*strs[i]);
   for (size_t i = 0; i < cfg->nsections; i++) {

@@ -70,19 +70,22 @@ typedef struct bh__config {
   int problem_flat;        /* problem_style = nested | flat */
   size_t max_header_bytes; /* 16384 */
   size_t max_body_bytes;   /* 1048576 */
-  uint32_t header_timeout_ms;      /* 10000 */
-  uint32_t body_timeout_ms;        /* 30000 */
-  uint32_t keepalive_timeout_ms;   /* 75000 */
-  uint32_t handler_timeout_ms;     /* 30000 */
-  uint32_t max_connections;        /* 10000 */
-  uint32_t max_connections_per_ip; /* 0 = no per-address cap */
-  uint32_t send_timeout_ms;        /* 30000: no write progress -> close */
-  uint32_t keepalive_requests;     /* 1000 answers per connection */
-  uint32_t lingering_time_ms;      /* 30000; 0 = no lingering close */
-  uint32_t lingering_timeout_ms;   /* 5000 between reads while lingering */
-  size_t lingering_max_bytes;      /* 16 MiB discarded at most */
-  char *log_target;                /* "stdout" */
-  int log_level;                   /* BH__INFO */
+  uint32_t header_timeout_ms;       /* 10000 */
+  uint32_t body_timeout_ms;         /* 30000 */
+  uint32_t keepalive_timeout_ms;    /* 75000 */
+  uint32_t handler_timeout_ms;      /* 30000 */
+  uint32_t max_connections;         /* 10000 */
+  uint32_t max_connections_per_ip;  /* 0 = no per-address cap */
+  uint32_t send_timeout_ms;         /* 30000: no write progress -> close */
+  uint32_t keepalive_requests;      /* 1000 answers per connection */
+  uint32_t lingering_time_ms;       /* 30000; 0 = no lingering close */
+  uint32_t lingering_timeout_ms;    /* 5000 between reads while lingering */
+  size_t lingering_max_bytes;       /* 16 MiB discarded at most */
+  char *log_target;                 /* "stdout" */
+  int log_level;                    /* BH__INFO */
+  int log_format;                   /* log_format: enum bh__log_format */
+  struct bh__cidr *trusted_proxies; /* whose X-Forwarded-For counts */
+  size_t ntrusted_proxies;          /* 0: nobody's (the default) */
   char *login_page; /* "/login" (used by the session middleware) */
   int workers;      /* worker processes: 1; 0 = one process; -1 = auto */
   uint32_t drain_timeout_ms;    /* 10000 */

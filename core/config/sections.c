@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/cidr.h"
 #include "base/log.h"
 #include "config/loader.h"
 
@@ -124,6 +125,8 @@ enum kind {
   K_LEVEL,
   K_PAGE,
   K_WORKERS,
+  K_LOGFMT,
+  K_CIDRS,
   K_OWNED /* kept as text, checked by its owner (cors_*: gateway/cors.c) */
 };
 
@@ -172,6 +175,8 @@ static const bh__skey server_keys[] = {
      1073741824, BYTES},
     {"log", K_LOG, OFF(log_target), "stdout", TEXT},
     {"log_level", K_LEVEL, OFF(log_level), "info", TEXT},
+    {"log_format", K_LOGFMT, OFF(log_format), "bulkhead", TEXT},
+    {"trusted_proxies", K_CIDRS, OFF(trusted_proxies), "", TEXT},
     {"login_page", K_PAGE, OFF(login_page), "/login", TEXT},
     {"workers", K_WORKERS, OFF(workers), "1", TEXT},
     {"drain_timeout_ms", K_NUM, OFF(drain_timeout_ms), "10000", MS},
@@ -288,6 +293,33 @@ static int bh__server_value(bh__cfg_loader *ld, const bh__section *s,
                              "(e.g. /login), got '%s'",
                              bh__cfg_shown(v, q, sizeof q));
     return bh__set_str(ld, (char **)(base + k->off), v);
+  case K_LOGFMT: {
+    int f = bh__log_format_parse(v);
+    if (f < 0)
+      return bh__cfg_fail_kv(ld, s, kv,
+                             "expected bulkhead, ecs or otel, got '%s'",
+                             bh__cfg_shown(v, q, sizeof q));
+    *(int *)(base + k->off) = f;
+    return 0;
+  }
+  case K_CIDRS: {
+    bh__config *cfg = ld->cfg;
+    bh__cidr *list;
+    size_t n;
+    char bad[64];
+    int rc = bh__cidr_list(v, &list, &n, bad);
+    if (rc == -ENOMEM) return bh__cfg_fail_oom(ld);
+    if (rc)
+      return bh__cfg_fail_kv(
+          ld, s, kv,
+          "expected a list of IPv4 or IPv6 addresses or CIDR ranges "
+          "(10.0.0.0/8, ::1), got '%s'",
+          bh__cfg_shown(bad, q, sizeof q));
+    free(cfg->trusted_proxies);
+    cfg->trusted_proxies = list;
+    cfg->ntrusted_proxies = n;
+    return 0;
+  }
   case K_OWNED: return 0;
   }
   return 0;

@@ -38,6 +38,7 @@ static const bh__auth_next bh__after_auth = {
 static int bh__dispatch_head(bh_req *req) {
   bh__daemon *d = req->d;
   bh__req_parse_target(req);
+  bh__req_client(req);
   char *url = req->raw.data;
   req->body_limit = d->cfg->max_body_bytes;
   if (req->bad_path) {
@@ -76,7 +77,7 @@ static void bh__unavailable(bh_req *req, bh__plugin *p) {
 /* Message complete: refusals, the session check, then the handler. */
 static void bh__dispatch(bh_req *req) {
   bh__daemon *d = req->d;
-  bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__req_ids(req);
   if (req->bad_path) {
     bh__respond_code(req, "request.bad_request");
     return;

@@ -378,20 +378,42 @@ static const char *bh__proxy_client_lines(bh_req *req, const bh__proxy *px,
   return host;
 }
 
+/* A trusted proxy's values of header `name` (lower case), every one
+ * followed by ", " so that our hop goes last. */
+static void bh__proxy_chain(bh__buf *tmp, bh_req *req, const char *name) {
+  for (size_t i = 0; i < req->nheaders; i++) {
+    const bh__header *h = &req->headers[i];
+    if (strcmp(h->name, name) != 0 || h->value[0] == '\0' ||
+        !bh__header_safe(h->value))
+      continue;
+    bh__buf_puts(tmp, h->value);
+    bh__buf_append(tmp, ", ", 2);
+  }
+}
+
 /* The forwarding headers and who the caller is, built here, never taken
  * from the client. */
 static void bh__proxy_own_lines(bh_req *req, const char *host, bh__buf *tmp,
                                 size_t *offs, size_t *n) {
   const bh__authn *an = req->authn;
-  /* the forwarding headers, from the connection only: a client's own
+  /* the forwarding headers, from the connection: a client's own
    * X-Forwarded-For or Forwarded would let it pick the address upstream
-   * logs and limits see */
-  const char *addr = req->client_addr;
-  bh__line(tmp, offs, n, "X-Forwarded-For", addr);
-  bh__line(tmp, offs, n, "X-Real-IP", addr);
-  bh__line(tmp, offs, n, "X-Forwarded-Proto", "http");
+   * logs and limits see. Only a trusted proxy's chain is kept, and our
+   * peer appended to it */
+  const char *addr = req->peer_addr;
+  bh__line_start(tmp, offs, n, "X-Forwarded-For");
+  if (req->via_trusted) bh__proxy_chain(tmp, req, "x-forwarded-for");
+  bh__buf_puts(tmp, addr);
+  bh__buf_putc(tmp, '\0');
+  bh__line(tmp, offs, n, "X-Real-IP", req->client_addr);
+  const char *proto = "http";
+  const char *xfp =
+      req->via_trusted ? bh__req_header(req, "x-forwarded-proto") : NULL;
+  if (xfp && strcmp(xfp, "https") == 0) proto = "https";
+  bh__line(tmp, offs, n, "X-Forwarded-Proto", proto);
   if (host) bh__line(tmp, offs, n, "X-Forwarded-Host", host);
   bh__line_start(tmp, offs, n, "Forwarded");
+  if (req->via_trusted) bh__proxy_chain(tmp, req, "forwarded");
   bh__buf_puts(tmp, "for=");
   if (strchr(addr, ':')) {
     bh__buf_append(tmp, "\"[", 2);

@@ -618,8 +618,7 @@ static int svc_problem_json(bh_req *r, const char *code, const char *detail,
     detail = NULL;
     if (cd == NULL) return -ENOENT;
   }
-  if (r->id[0] == '\0')
-    bh__reqid(bh__req_header(r, "x-request-id"), r->id, sizeof(r->id));
+  bh__req_ids(r);
   bh__problem pb = {
       .status = cd->status,
       .code = cd->code,
@@ -629,6 +628,8 @@ static int svc_problem_json(bh_req *r, const char *code, const char *detail,
       .retryable = cd->retryable,
       .retry_after = retry_after,
       .request_id = r->id,
+      .trace_id = r->trace.trace_id,
+      .span_id = r->trace.span_id,
   };
   bh__buf out;
   bh__buf_init(&out);

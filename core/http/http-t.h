@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "base/buf.h"
+#include "base/trace.h"
 #include "bulkhead/plugin.h"
 #include "http/router-t.h"
 #include "llhttp.h"
@@ -69,7 +70,13 @@ struct bh_req {
   char **params; /* decoded param values, lazily */
 
   char id[80];
+  bh__trace trace;        /* the gateway's span (bh__req_ids) */
+  const char *tracestate; /* the caller's, passed on; NULL: none */
+  /* the client: the peer, or what X-Forwarded-For said when the peer is
+   * one of trusted_proxies (http/forwarded.c) */
   char client_addr[64];
+  char peer_addr[64]; /* the connection's peer */
+  int via_trusted;    /* the peer is a trusted proxy */
   uint64_t start_ns;
 
   /* response */
@@ -95,8 +102,14 @@ struct bh_req {
   bh__body *json;           /* body_parse result */
   const char *principal_id; /* set by the session middleware */
   struct bh__authn *authn;  /* the caller of an auth-required route (auth.h) */
-  int rl_addr_held;         /* the rate-limit gate charged the address bucket
-                               (gateway/limit_check.c) */
+  /* for the access log: body bytes answered, the last upstream call */
+  uint64_t resp_body_bytes;
+  char upstream_name[48]; /* copied: a reload may free the upstream */
+  int upstream_status;    /* 0: no answer */
+  uint64_t upstream_us;
+  uint32_t upstream_retries;
+  int rl_addr_held; /* the rate-limit gate charged the address bucket
+                       (gateway/limit_check.c) */
 };
 
 enum bh__listener_kind { BH__LISTENER_API = 0, BH__LISTENER_ADMIN = 1 };

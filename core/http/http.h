@@ -81,6 +81,13 @@ void bh__conn_write(bh__conn *c, const char *data, size_t len);
 void bh__req_parse_target(bh_req *req);
 /* First value of a request header (name case-insensitive), or NULL. */
 const char *bh__req_header(bh_req *req, const char *name);
+/* forwarded.c */
+/* The request id and the gateway's trace span, once (each answer, log
+ * line and upstream call carries them). */
+void bh__req_ids(bh_req *req);
+/* At headers complete: client_addr from X-Forwarded-For when the peer is
+ * one of trusted_proxies (via_trusted set), else the peer stays. */
+void bh__req_client(bh_req *req);
 /* Drops one reference; frees the request at zero. */
 void bh__req_unref(bh_req *req);
 /* A JSON media type: application/json or any application/<x>+json,

@@ -128,20 +128,134 @@ void bh__conn_write(bh__conn *c, const char *data, size_t len) {
   bh__conn_send(c, &out);
 }
 
+/* The access-log line's field names, per log_format (base/log.h): ours,
+ * Elastic Common Schema, OpenTelemetry semantic conventions (flat dotted
+ * keys, which both accept). A table rather than branches: the line costs
+ * what it did with one set of names. */
+enum {
+  F_REQID,
+  F_METHOD,
+  F_PATH,
+  F_STATUS,
+  F_CODE,
+  F_PLUGIN,
+  F_LISTENER,
+  F_DURATION,
+  F_CLIENT,
+  F_PEER,
+  F_UA,
+  F_REQ_BYTES,
+  F_RESP_BYTES,
+  F_UPSTREAM,
+  F_UP_STATUS,
+  F_UP_US,
+  F_RETRIES,
+  F_PRINCIPAL,
+  F_TRACE,
+  F_SPAN,
+  F_COUNT
+};
+static const char *const bh__access_keys[3][F_COUNT] = {
+    {"requestId",     "method",    "path",           "status",
+     "code",          "plugin",    "listener",       "durationUs",
+     "clientAddr",    "peerAddr",  "userAgent",      "requestBytes",
+     "responseBytes", "upstream",  "upstreamStatus", "upstreamUs",
+     "retries",       "principal", "traceId",        "spanId"},
+    {"http.request.id",
+     "http.request.method",
+     "url.path",
+     "http.response.status_code",
+     "error.code",
+     "bulkhead.plugin",
+     "bulkhead.listener",
+     "event.duration",
+     "client.ip",
+     "source.ip",
+     "user_agent.original",
+     "http.request.body.bytes",
+     "http.response.body.bytes",
+     "bulkhead.upstream.name",
+     "bulkhead.upstream.status_code",
+     "bulkhead.upstream.duration_us",
+     "bulkhead.upstream.retries",
+     "user.id",
+     "trace.id",
+     "span.id"},
+    {"bulkhead.request_id",
+     "http.request.method",
+     "url.path",
+     "http.response.status_code",
+     "error.type",
+     "bulkhead.plugin",
+     "bulkhead.listener",
+     "bulkhead.duration_us",
+     "client.address",
+     "network.peer.address",
+     "user_agent.original",
+     "http.request.body.size",
+     "http.response.body.size",
+     "bulkhead.upstream.name",
+     "bulkhead.upstream.status_code",
+     "bulkhead.upstream.duration_us",
+     "bulkhead.upstream.retries",
+     "user.id",
+     "trace_id",
+     "span_id"},
+};
+
+/* The longest User-Agent logged: the rest is cut (a header may be 16 KiB
+ * of anything). */
+#define BH__UA_MAX 256
+
 static void bh__access_log(bh_req *req) {
+  int fmt = bh__log_get_format();
+  const char *const *k = bh__access_keys[fmt >= 0 && fmt < 3 ? fmt : 0];
   bh__logline l;
-  bh__log_begin(&l, BH__INFO, "request");
-  bh__log_str(&l, "requestId", req->id);
-  bh__log_str(&l, "method", req->method ? req->method : "-");
+  /* most lines fit in 512 bytes (a long user agent or path may grow it) */
+  bh__log_begin_sized(&l, BH__INFO, "request", 511);
+  if (l.skip) goto counted;
+  bh__log_str(&l, k[F_REQID], req->id);
+  if (req->trace.trace_id[0]) {
+    bh__log_str(&l, k[F_TRACE], req->trace.trace_id);
+    bh__log_str(&l, k[F_SPAN], req->trace.span_id);
+  }
+  bh__log_str(&l, k[F_METHOD], req->method ? req->method : "-");
   /* the path only: a query string may carry tokens */
-  bh__log_str(&l, "path", req->path ? req->path : "-");
-  bh__log_int(&l, "status", req->status);
-  if (req->code) bh__log_str(&l, "code", req->code);
-  if (req->plugin) bh__log_str(&l, "plugin", req->plugin->name);
+  bh__log_str(&l, k[F_PATH], req->path ? req->path : "-");
+  bh__log_int(&l, k[F_STATUS], req->status);
+  if (req->code) bh__log_str(&l, k[F_CODE], req->code);
+  if (req->plugin) bh__log_str(&l, k[F_PLUGIN], req->plugin->name);
   if (req->conn && req->conn->listener->kind == BH__LISTENER_ADMIN)
-    bh__log_str(&l, "listener", "admin");
-  bh__log_int(&l, "durationUs",
-              (int64_t)((bh__now_ns() - req->start_ns) / 1000));
+    bh__log_str(&l, k[F_LISTENER], "admin");
+  int64_t us = (int64_t)((bh__now_ns() - req->start_ns) / 1000);
+  /* ECS event.duration is in nanoseconds */
+  bh__log_int(&l, k[F_DURATION], fmt == BH__LOGFMT_ECS ? us * 1000 : us);
+  if (req->client_addr[0]) bh__log_str(&l, k[F_CLIENT], req->client_addr);
+  if (req->via_trusted) bh__log_str(&l, k[F_PEER], req->peer_addr);
+  const char *ua = bh__req_header(req, "user-agent");
+  if (ua) {
+    char cut[BH__UA_MAX + 1];
+    size_t n = strlen(ua);
+    if (n > BH__UA_MAX) {
+      memcpy(cut, ua, BH__UA_MAX);
+      cut[BH__UA_MAX] = '\0';
+      ua = cut;
+    }
+    bh__log_str(&l, k[F_UA], ua);
+  }
+  bh__log_int(&l, k[F_REQ_BYTES], (int64_t)req->body.len);
+  bh__log_int(&l, k[F_RESP_BYTES], (int64_t)req->resp_body_bytes);
+  if (req->upstream_name[0]) {
+    bh__log_str(&l, k[F_UPSTREAM], req->upstream_name);
+    if (req->upstream_status)
+      bh__log_int(&l, k[F_UP_STATUS], req->upstream_status);
+    bh__log_int(&l, k[F_UP_US], (int64_t)req->upstream_us);
+    bh__log_int(&l, k[F_RETRIES], req->upstream_retries);
+  }
+  /* the caller's id only: never a token, a key or a session id */
+  if (req->principal_id && req->principal_id[0])
+    bh__log_str(&l, k[F_PRINCIPAL], req->principal_id);
+counted:
   bh__log_end(&l);
   if (bh__shm_self) bh__shm_self->log_dropped = bh__log_dropped();
   if (req->conn == NULL || req->conn->listener->kind == BH__LISTENER_API)
@@ -155,8 +269,7 @@ void bh__respond(bh_req *req, int status, const char *content_type,
   req->status = status;
   bh__conn *c = req->conn;
   if (c == NULL || c->closed) return;
-  if (req->id[0] == '\0')
-    bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__req_ids(req);
   bh__daemon *d = req->d;
   int closing = bh__conn_last_answer(c);
   /* RFC 9110 6.4.1: 204 and 304 end at the head whatever the plugin gave;
@@ -195,6 +308,7 @@ void bh__respond(bh_req *req, int status, const char *content_type,
     bh__buf_append(&out, "Connection: keep-alive\r\n", 24);
   bh__buf_puts(&out, "\r\n");
   if (!no_body && len) bh__buf_append(&out, body, len);
+  req->resp_body_bytes = no_body ? 0 : len;
   if (bh__buf_failed(&out)) {
     bh__buf_free(&out);
     c->keep_alive = 0;
@@ -240,8 +354,7 @@ void bh__respond_problem(bh_req *req, const char *code, const char *detail,
     ext = NULL;
     next = 0;
   }
-  if (req->id[0] == '\0')
-    bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__req_ids(req);
   bh__problem pb = {
       .status = cd->status,
       .code = cd->code,
@@ -251,6 +364,8 @@ void bh__respond_problem(bh_req *req, const char *code, const char *detail,
       .retryable = cd->retryable,
       .retry_after = retry_after,
       .request_id = req->id,
+      .trace_id = req->trace.trace_id,
+      .span_id = req->trace.span_id,
       .errors = errs,
       .nerrors = nerrs,
       .ext = ext,
@@ -300,8 +415,7 @@ int bh__respond_head(bh_req *req, int status, const char *headers,
   req->status = status;
   bh__conn *c = req->conn;
   if (c == NULL || c->closed) return -ECONNRESET;
-  if (req->id[0] == '\0')
-    bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__req_ids(req);
   int closing = bh__conn_last_answer(c);
   req->streaming = 1;
   req->no_body = req->is_head || status == 204 || status == 304;
@@ -371,6 +485,7 @@ long bh__respond_body(bh_req *req, const char *data, size_t len) {
     bh__buf_append(&out, hex + i, sizeof(hex) - i);
   }
   bh__buf_append(&out, data, len);
+  req->resp_body_bytes += len;
   if (req->chunked) bh__buf_append(&out, "\r\n", 2);
   if (bh__buf_failed(&out)) {
     bh__buf_free(&out);
@@ -436,6 +551,8 @@ void bh__conn_problem(bh__conn *c, const char *code) {
     req->conn = c;
     req->refs = 1;
     req->start_ns = bh__now_ns();
+    memcpy(req->client_addr, c->client_addr, sizeof(req->client_addr));
+    memcpy(req->peer_addr, c->client_addr, sizeof(req->peer_addr));
     if (c->req) {
       c->req->conn = NULL;
       bh__req_unref(c->req);

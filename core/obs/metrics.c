@@ -450,7 +450,7 @@ static void bh__series_name(bh__buf *b, const bh__family *f, const char *suffix,
 }
 
 static void bh__render_series(bh__buf *b, const bh__family *f,
-                              const bh__series *s) {
+                              const bh__series *s, int om) {
   char num[32];
   const char *l = s->e.key;
   if (f->type != BH__HISTOGRAM) {
@@ -467,7 +467,13 @@ static void bh__render_series(bh__buf *b, const bh__family *f,
   for (size_t i = 0; i < f->nbounds; i++) {
     cum += bh__atomic_get_u64(&s->buckets[i]);
     if (cum > count) cum = count;
-    bh__series_name(b, f, "_bucket", l, bh__fmt_num(num, f->bounds[i]));
+    const char *le = bh__fmt_num(num, f->bounds[i]);
+    /* OpenMetrics wants le in its canonical float form: "1.0", not "1" */
+    if (om && strpbrk(le, ".eEnN") == NULL && strlen(le) < sizeof(num) - 2) {
+      if (le != num) le = strcpy(num, le);
+      strcat(num, ".0");
+    }
+    bh__series_name(b, f, "_bucket", l, le);
     bh__buf_u64(b, cum);
     bh__buf_putc(b, '\n');
   }
@@ -488,23 +494,44 @@ static int bh__series_cmp(const void *a, const void *b) {
   return strcmp(x->e.key, y->e.key);
 }
 
-int bh__metrics_render(const bh__metrics *m, bh__buf *out) {
+/* The family's name as # HELP / # TYPE give it. OpenMetrics names a
+ * counter's family without its _total (the samples keep it); the text
+ * format 0.0.4 names it in full. *_info stays a gauge in both: promtool
+ * and the 0.0.4 parsers know no info type. */
+static void bh__family_head(bh__buf *out, const bh__family *f, int om) {
+  size_t n = strlen(f->name);
+  const char *type = bh__type_names[f->type];
+  if (om && f->type == BH__COUNTER && n > 6 &&
+      strcmp(f->name + n - 6, "_total") == 0)
+    n -= 6;
+  if (f->help) {
+    bh__buf_append(out, "# HELP ", 7);
+    bh__buf_append(out, f->name, n);
+    bh__buf_putc(out, ' ');
+    /* HELP escapes only \ and newline (and " in OpenMetrics) */
+    for (const char *p = f->help; *p; p++) {
+      if (*p == '\\')
+        bh__buf_puts(out, "\\\\");
+      else if (*p == '\n')
+        bh__buf_puts(out, "\\n");
+      else if (om && *p == '"')
+        bh__buf_puts(out, "\\\"");
+      else
+        bh__buf_putc(out, *p);
+    }
+    bh__buf_putc(out, '\n');
+  }
+  bh__buf_append(out, "# TYPE ", 7);
+  bh__buf_append(out, f->name, n);
+  bh__buf_putc(out, ' ');
+  bh__buf_puts(out, type);
+  bh__buf_putc(out, '\n');
+}
+
+static int bh__render(const bh__metrics *m, bh__buf *out, int om) {
   if (m == NULL || out == NULL) return -EINVAL;
   for (const bh__family *f = m->first; f; f = f->next) {
-    if (f->help) {
-      bh__buf_printf(out, "# HELP %s ", f->name);
-      /* HELP escapes only \ and newline; quotes stay as they are. */
-      for (const char *p = f->help; *p; p++) {
-        if (*p == '\\')
-          bh__buf_puts(out, "\\\\");
-        else if (*p == '\n')
-          bh__buf_puts(out, "\\n");
-        else
-          bh__buf_putc(out, *p);
-      }
-      bh__buf_putc(out, '\n');
-    }
-    bh__buf_printf(out, "# TYPE %s %s\n", f->name, bh__type_names[f->type]);
+    bh__family_head(out, f, om);
     if (f->series.n == 0) continue;
     /* Hash order changes with every insert; sorting keeps scrapes and
      * diffs stable. */
@@ -518,8 +545,17 @@ int bh__metrics_render(const bh__metrics *m, bh__buf *out) {
       if (f->series.slots[i]) v[n++] = (bh__series *)f->series.slots[i];
     qsort(v, n, sizeof(*v), bh__series_cmp);
     for (size_t i = 0; i < n; i++)
-      bh__render_series(out, f, v[i]);
+      bh__render_series(out, f, v[i], om);
     free(v);
   }
+  if (om) bh__buf_puts(out, "# EOF\n");
   return bh__buf_failed(out) ? -ENOMEM : 0;
+}
+
+int bh__metrics_render(const bh__metrics *m, bh__buf *out) {
+  return bh__render(m, out, 0);
+}
+
+int bh__metrics_render_om(const bh__metrics *m, bh__buf *out) {
+  return bh__render(m, out, 1);
 }

@@ -68,5 +68,8 @@ void bh__metrics_label_escape(bh__buf *b, const char *value);
 /* Renders every family: # HELP, # TYPE, series sorted by labels,
  * histograms with _bucket{le=...} (cumulative, +Inf), _sum and _count. */
 int bh__metrics_render(const bh__metrics *m, bh__buf *out);
+/* The same in OpenMetrics 1.0 text: counter families named without
+ * _total, HELP escaping '"' too, "# EOF" last. */
+int bh__metrics_render_om(const bh__metrics *m, bh__buf *out);
 
 #endif

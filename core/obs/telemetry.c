@@ -11,9 +11,11 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "bh_version.h"
 #include "config/config.h"
 #include "host/plugin-t.h"
 #include "obs/metrics.h"
+#include "obs/process.h"
 #include "obs/telemetry.h"
 #include "proc/daemon-t.h"
 #include "state/shm.h"
@@ -158,8 +160,9 @@ int bh__telemetry_init(bh__daemon *d) {
                      "1 for the breaker's current state.", NULL, 0);
   bh__metrics_family(m, "bulkhead_breaker_transitions_total", "counter",
                      "Breaker state changes.", NULL, 0);
-  bh__metrics_family(m, "bulkhead_breaker_failure_rate", "gauge",
-                     "Failure percentage in the breaker's window.", NULL, 0);
+  bh__metrics_family(m, "bulkhead_breaker_failure_ratio", "gauge",
+                     "Failed calls / calls in the breaker's window (0-1).",
+                     NULL, 0);
   bh__metrics_family(m, "bulkhead_rate_limited_total", "counter",
                      "Requests refused by a rate-limit policy.", NULL, 0);
   bh__metrics_family(m, "bulkhead_plugin_up", "gauge",
@@ -184,6 +187,24 @@ int bh__telemetry_init(bh__daemon *d) {
                      NULL, 0);
   bh__metrics_family(m, "bulkhead_log_lines_dropped_total", "counter",
                      "Log lines dropped because the sink failed or lagged.",
+                     NULL, 0);
+  bh__metrics_family(m, "bulkhead_build_info", "gauge",
+                     "Always 1; the labels say which build runs.", NULL, 0);
+  /* process_*: the names every Prometheus client library uses, summed
+   * over the master and its workers (obs/process.c) */
+  bh__metrics_family(m, "process_cpu_seconds_total", "counter",
+                     "User and system CPU time, master and workers summed.",
+                     NULL, 0);
+  bh__metrics_family(m, "process_resident_memory_bytes", "gauge",
+                     "Resident memory, master and workers summed.", NULL, 0);
+  bh__metrics_family(m, "process_open_fds", "gauge",
+                     "Open file descriptors, master and workers summed.", NULL,
+                     0);
+  bh__metrics_family(m, "process_max_fds", "gauge",
+                     "The open file descriptor limit of each process.", NULL,
+                     0);
+  bh__metrics_family(m, "process_start_time_seconds", "gauge",
+                     "When the daemon (its master) started, unix seconds.",
                      NULL, 0);
   if (d->metrics_shared) bh__shm_unlock();
   return 0;
@@ -382,12 +403,15 @@ static void bh__metrics_redis(bh__metrics *m) {
                   (double)s->timeouts_total);
 }
 
-int bh__metrics_text(bh__daemon *d, bh__buf *out) {
+int bh__metrics_text(bh__daemon *d, bh__buf *out, int openmetrics) {
   bh__metrics *m = d->metrics;
   if (m == NULL) return -EINVAL;
   uint64_t now = bh__shm_now_ms();
   bh__buf l;
   bh__buf_init(&l);
+  /* /proc is read before the lock: the other processes need not wait */
+  bh__proc_stats ps;
+  bh__proc_sample(&ps);
   bh__mlock(d);
   /* gauges are sampled now, from the state every process shares */
   int64_t conns = bh__shm_g ? bh__shm_g->connections : (int64_t)d->nconns;
@@ -409,10 +433,8 @@ int bh__metrics_text(bh__daemon *d, bh__buf *out) {
     bh__label(&l, "upstream", u->name);
     bh__metrics_set(m, "bulkhead_breaker_transitions_total",
                     l.data ? l.data : "", (double)u->breaker.transitions);
-    uint32_t calls, fail, slow;
-    bh__breaker_stats(&u->breaker, now, &calls, &fail, &slow);
-    bh__metrics_set(m, "bulkhead_breaker_failure_rate", l.data ? l.data : "",
-                    fail);
+    bh__metrics_set(m, "bulkhead_breaker_failure_ratio", l.data ? l.data : "",
+                    bh__breaker_failure_ratio(&u->breaker, now));
   }
   for (size_t i = 0; i < d->cfg->nplugins; i++) {
     const bh__plugin_conf *pc = &d->cfg->plugins[i];
@@ -424,9 +446,21 @@ int bh__metrics_text(bh__daemon *d, bh__buf *out) {
   }
   bh__metrics_set(m, "bulkhead_connections", "", (double)conns);
   if (d->cfg->redis && bh__shm_g) bh__metrics_redis(m);
+  bh__buf_reset(&l);
+  bh__label(&l, "version", BH_VERSION);
+  char abi[24];
+  snprintf(abi, sizeof(abi), "%d.%d", BH_ABI_MAJOR, BH_ABI_MINOR);
+  bh__label(&l, "plugin_abi", abi);
+  bh__metrics_set(m, "bulkhead_build_info", l.data ? l.data : "", 1);
+  bh__metrics_set(m, "process_cpu_seconds_total", "", ps.cpu_seconds);
+  bh__metrics_set(m, "process_resident_memory_bytes", "", ps.resident_bytes);
+  bh__metrics_set(m, "process_open_fds", "", ps.open_fds);
+  bh__metrics_set(m, "process_max_fds", "", ps.max_fds);
+  bh__metrics_set(m, "process_start_time_seconds", "", ps.start_time);
   bh__metrics_set(m, "bulkhead_log_lines_dropped_total", "",
                   (double)bh__shm_log_dropped(bh__log_dropped()));
-  int rc = bh__metrics_render(m, out);
+  int rc =
+      openmetrics ? bh__metrics_render_om(m, out) : bh__metrics_render(m, out);
   bh__munlock(d);
   bh__buf_free(&l);
   return rc;

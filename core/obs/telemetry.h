@@ -20,7 +20,8 @@ void bh__metrics_upstream(bh__daemon *d, const char *upstream, int outcome,
                           uint64_t duration_us);
 void bh__metrics_retry(bh__daemon *d, const char *upstream);
 void bh__metrics_rate_limited(bh__daemon *d, const char *policy);
-/* Renders /metrics (gauges sampled at render time). */
-int bh__metrics_text(bh__daemon *d, bh__buf *out);
+/* Renders /metrics (gauges sampled at render time): Prometheus text
+ * 0.0.4, or OpenMetrics 1.0 text when openmetrics is set. */
+int bh__metrics_text(bh__daemon *d, bh__buf *out, int openmetrics);
 
 #endif

@@ -229,6 +229,12 @@ void bh__breaker_set_mode(bh__breaker *b, int mode, uint64_t now_ms) {
   }
 }
 
+double bh__breaker_failure_ratio(const bh__breaker *b, uint64_t now_ms) {
+  uint64_t c, f, s;
+  bh__window_sum(b, now_ms, &c, &f, &s);
+  return c ? (double)f / (double)c : 0.0;
+}
+
 void bh__breaker_stats(const bh__breaker *b, uint64_t now_ms, uint32_t *calls,
                        uint32_t *failure_pct, uint32_t *slow_pct) {
   uint64_t c, f, s;

@@ -79,6 +79,9 @@ void bh__breaker_record(bh__breaker *b, uint64_t now_ms, int failed,
 void bh__breaker_set_mode(bh__breaker *b, int mode, uint64_t now_ms);
 
 /* Window statistics (calls, failure and slow rates in percent). */
+/* Failed calls / calls in the window, 0..1 (0 with no calls): the exact
+ * ratio, not the whole percentage bh__breaker_stats rounds down to. */
+double bh__breaker_failure_ratio(const bh__breaker *b, uint64_t now_ms);
 void bh__breaker_stats(const bh__breaker *b, uint64_t now_ms, uint32_t *calls,
                        uint32_t *failure_pct, uint32_t *slow_pct);
 

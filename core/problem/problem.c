@@ -156,7 +156,8 @@ static int bh__reserved_key(const char *k) {
       "type",      "title",     "status",
       "detail",    "instance",  "extensions",
       "code",      "retryable", "retryAfterSeconds",
-      "requestId", "errors",
+      "requestId", "traceId",   "spanId",
+      "errors",
   };
   for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
     if (strcmp(k, keys[i]) == 0) return 1;
@@ -203,6 +204,19 @@ int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
   if (p->request_id) {
     bh__member(out, "requestId");
     bh__buf_json_str(out, p->request_id);
+  }
+  /* lowercase hex the core made: no escaping needed */
+  if (p->trace_id && p->trace_id[0]) {
+    bh__member(out, "traceId");
+    bh__buf_putc(out, '"');
+    bh__buf_puts(out, p->trace_id);
+    bh__buf_putc(out, '"');
+  }
+  if (p->span_id && p->span_id[0]) {
+    bh__member(out, "spanId");
+    bh__buf_putc(out, '"');
+    bh__buf_puts(out, p->span_id);
+    bh__buf_putc(out, '"');
   }
   for (size_t i = 0; p->ext && i < p->next; i++) {
     const bh__ext *e = &p->ext[i];

@@ -57,6 +57,8 @@ typedef struct bh__problem {
   int retryable;
   long retry_after;       /* seconds, < 0 unknown (then no member/header) */
   const char *request_id; /* NULL: omitted */
+  const char *trace_id;   /* W3C trace id, NULL or "": omitted */
+  const char *span_id;    /* the gateway's span, NULL or "": omitted */
   const bh__field_error *errors;
   size_t nerrors;
   const bh__ext *ext; /* up to next string extensions */

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -393,6 +394,27 @@ static void bh__admin_unauthorized(bh_req *req) {
   bh__respond_code(req, "admin.unauthorized");
 }
 
+/* Whether Accept asks for OpenMetrics text (as Prometheus sends it:
+ * "application/openmetrics-text;version=1.0.0,text/plain;q=0.5,...") with
+ * a q above 0; anything else gets the 0.0.4 text format. */
+static int bh__wants_openmetrics(const char *accept) {
+  static const char om[] = "application/openmetrics-text";
+  for (const char *s = accept; s && *s;) {
+    s += strspn(s, " \t,");
+    size_t n = strcspn(s, ",");
+    if (n >= sizeof(om) - 1 && strncasecmp(s, om, sizeof(om) - 1) == 0) {
+      const char *q = NULL;
+      for (const char *p = s; p < s + n; p++)
+        if ((p[0] == 'q' || p[0] == 'Q') && p[1] == '=' &&
+            (p == s || p[-1] == ';' || p[-1] == ' '))
+          q = p + 2;
+      if (q == NULL || strtod(q, NULL) > 0) return 1;
+    }
+    s += n;
+  }
+  return 0;
+}
+
 /* metrics_token (off by default) keeps scrapes open to the scraper only */
 static void bh__metrics_endpoint(bh_req *req) {
   if (!bh__bearer_is(req, req->d->cfg->metrics_token)) {
@@ -401,13 +423,16 @@ static void bh__metrics_endpoint(bh_req *req) {
   }
   bh__buf b;
   bh__buf_init(&b);
-  if (bh__metrics_text(req->d, &b) != 0 || bh__buf_failed(&b)) {
+  int om = bh__wants_openmetrics(bh__req_header(req, "accept"));
+  if (bh__metrics_text(req->d, &b, om) != 0 || bh__buf_failed(&b)) {
     bh__buf_free(&b);
     bh__respond_code(req, "generic.internal");
     return;
   }
-  bh__respond(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data,
-              b.len, "Cache-Control: no-store\r\n");
+  bh__respond(req, 200,
+              om ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                 : "text/plain; version=0.0.4; charset=utf-8",
+              b.data, b.len, "Cache-Control: no-store\r\nVary: Accept\r\n");
   bh__buf_free(&b);
 }
 
@@ -610,7 +635,7 @@ static int bh__admin_head(bh_req *req) {
 }
 
 static void bh__admin_request(bh_req *req) {
-  bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  bh__req_ids(req);
   bh__admin_dispatch(req);
 }
 

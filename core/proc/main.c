@@ -195,6 +195,7 @@ static int bh__check_only(const bh__opts *o, bh__config *cfg, uv_loop_t *loop) {
 static int bh__serve(const bh__opts *o, bh__config *cfg, uv_loop_t *loop) {
   char err[512];
   bh__daemon d;
+  bh__log_set_format(cfg->log_format);
   if (bh__log_open(cfg->log_target, cfg->log_level) != 0) {
     fprintf(stderr, "bulkhead: cannot open log '%s'\n", cfg->log_target);
     bh__unload(cfg);

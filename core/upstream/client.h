@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "base/buf.h"
+#include "base/trace.h"
 #include "proc/daemon-t.h"
 #include "upstream/upstream.h"
 
@@ -105,6 +106,7 @@ struct bh__call {
   uint64_t attempt_start_ms;
   uint64_t deadline_ms; /* 0: none */
   int finished;
+  bh__trace trace; /* a call made outside any request: its own trace */
 
   bh__call *next, *prev; /* client list */
   bh__call *req_next;    /* request's list */
@@ -125,8 +127,18 @@ int bh__curl_closesocket(void *clientp, curl_socket_t fd);
 void bh__attempt_done(bh__call *call, CURLcode rc);
 /* Delivers the result and frees the call. */
 void bh__call_finish(bh__call *call);
-/* The request id and time-left lines of an attempt, "" when none; both
- * transports send them. idline holds 16 + sizeof(req->id), tline 48. */
-void bh__attempt_extra(bh__call *call, uint64_t now, char *idline, char *tline);
+/* The lines the core adds to every attempt on both transports, each ""
+ * when none: the request id, the time left, the trace context (our span
+ * as the parent-id; the caller's tracestate passed on). */
+typedef struct bh__extra {
+  char id[16 + 80];
+  char timeout[48];
+  char traceparent[BH__TRACEPARENT_LINE];
+  char tracestate[16 + BH__TRACESTATE_MAX];
+} bh__extra;
+void bh__attempt_extra(bh__call *call, uint64_t now, bh__extra *x);
+/* A header line (or name of n bytes) the core writes itself on every
+ * attempt: a caller's copy never goes out. */
+int bh__attempt_ours(const char *name, size_t n);
 
 #endif

@@ -192,7 +192,7 @@ static int bh__h1_ours(const char *h, size_t n) {
                                       NULL};
   for (size_t i = 0; names[i]; i++)
     if (strlen(names[i]) == n && strncasecmp(h, names[i], n) == 0) return 1;
-  return 0;
+  return bh__attempt_ours(h, n);
 }
 
 /* One caller header line, unless it is ours or empty ("Name:" asked
@@ -240,14 +240,12 @@ static void bh__h1_send(bh__h1conn *c) {
     bh__h1_put_line(b, u->headers[i]);
   for (size_t i = 0; i < call->nheaders; i++)
     bh__h1_put_line(b, call->headers[i]);
-  char idline[16 + sizeof(call->req->id)], tline[48];
-  bh__attempt_extra(call, now, idline, tline);
-  if (idline[0]) {
-    bh__buf_puts(b, idline);
-    bh__buf_append(b, "\r\n", 2);
-  }
-  if (tline[0]) {
-    bh__buf_puts(b, tline);
+  bh__extra x;
+  bh__attempt_extra(call, now, &x);
+  const char *ours[] = {x.id, x.timeout, x.traceparent, x.tracestate};
+  for (size_t i = 0; i < 4; i++) {
+    if (ours[i][0] == '\0') continue;
+    bh__buf_puts(b, ours[i]);
     bh__buf_append(b, "\r\n", 2);
   }
   /* the length of what the caller gave, GET or not; POST, PUT and PATCH

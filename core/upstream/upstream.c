@@ -149,9 +149,20 @@ void bh__call_finish(bh__call *call) {
   uint64_t now = bh__ms(cl);
   bh__upstream_note_error(call->u, call, now);
   /* the loop's clock ticks in ms and is cached: a fast call would read 0 */
+  uint64_t us = (bh__now_ns() - call->start_ns) / 1000;
   bh__metrics_upstream(cl->d, call->u->name, call->outcome, call->transport,
-                       call->status, call->attempts,
-                       (bh__now_ns() - call->start_ns) / 1000);
+                       call->status, call->attempts, us);
+  if (call->req) {
+    /* the access log tells of the request's last call */
+    bh_req *rq = call->req;
+    size_t nl = strlen(call->u->name);
+    if (nl >= sizeof(rq->upstream_name)) nl = sizeof(rq->upstream_name) - 1;
+    memcpy(rq->upstream_name, call->u->name, nl);
+    rq->upstream_name[nl] = '\0';
+    rq->upstream_status = call->status;
+    rq->upstream_us = us;
+    rq->upstream_retries = call->attempts ? call->attempts - 1 : 0;
+  }
 
   bh__result r;
   memset(&r, 0, sizeof(r));
@@ -465,14 +476,35 @@ static int bh__attempt_admit(bh__call *call, uint64_t now) {
   return 0;
 }
 
-void bh__attempt_extra(bh__call *call, uint64_t now, char *idline,
-                       char *tline) {
-  idline[0] = tline[0] = '\0';
-  if (call->req && call->req->id[0]) {
+int bh__attempt_ours(const char *name, size_t n) {
+  return (n == 11 && strncasecmp(name, "traceparent", 11) == 0) ||
+         (n == 10 && strncasecmp(name, "tracestate", 10) == 0);
+}
+
+void bh__attempt_extra(bh__call *call, uint64_t now, bh__extra *x) {
+  char *idline = x->id, *tline = x->timeout;
+  idline[0] = tline[0] = x->tracestate[0] = '\0';
+  bh_req *req = call->req;
+  if (req && req->id[0]) {
     /* the id is at most sizeof(id) - 1 bytes: it fits */
-    size_t il = strlen(call->req->id);
+    size_t il = strlen(req->id);
     memcpy(idline, "X-Request-ID: ", 14);
-    memcpy(idline + 14, call->req->id, il + 1);
+    memcpy(idline + 14, req->id, il + 1);
+  }
+  /* our span is the parent of the upstream's; a call of no request (a
+   * background job) is a trace of its own */
+  const bh__trace *t = req ? &req->trace : &call->trace;
+  if (t->trace_id[0] == '\0') {
+    /* one trace for all the call's attempts */
+    if (call->trace.trace_id[0] == '\0') bh__trace_start(&call->trace, NULL);
+    t = &call->trace;
+  }
+  bh__trace_line(t, x->traceparent);
+  if (req && req->tracestate) {
+    /* checked at the start: at most BH__TRACESTATE_MAX bytes */
+    size_t sl = strlen(req->tracestate);
+    memcpy(x->tracestate, "tracestate: ", 12);
+    memcpy(x->tracestate + 12, req->tracestate, sl + 1);
   }
   if (call->deadline_ms) {
     static const char tname[] = "X-Request-Timeout-Ms: ";
@@ -493,19 +525,22 @@ void bh__attempt_extra(bh__call *call, uint64_t now, char *idline,
  * id, the time left, and no Expect. NULL when out of memory. */
 static struct curl_slist *bh__attempt_headers(bh__call *call, uint64_t now) {
   struct bh_upstream *u = call->u;
-  char idline[16 + sizeof(call->req->id)], tline[48];
+  bh__extra x;
   const char *small[16];
-  size_t nl = u->nheaders + call->nheaders + 3;
+  size_t nl = u->nheaders + call->nheaders + 5;
   const char **lines = nl <= 16 ? small : malloc(nl * sizeof(*lines));
   if (lines == NULL) return NULL;
   nl = 0;
   for (size_t i = 0; i < u->nheaders; i++)
     lines[nl++] = u->headers[i];
-  for (size_t i = 0; i < call->nheaders; i++)
-    lines[nl++] = call->headers[i];
-  bh__attempt_extra(call, now, idline, tline);
-  if (idline[0]) lines[nl++] = idline;
-  if (tline[0]) lines[nl++] = tline;
+  for (size_t i = 0; i < call->nheaders; i++) {
+    const char *h = call->headers[i];
+    if (!bh__attempt_ours(h, strcspn(h, ":"))) lines[nl++] = h;
+  }
+  bh__attempt_extra(call, now, &x);
+  const char *ours[] = {x.id, x.timeout, x.traceparent, x.tracestate};
+  for (size_t i = 0; i < 4; i++)
+    if (ours[i][0]) lines[nl++] = ours[i];
   /* no 100-continue round trip: bodies are small and already in memory */
   lines[nl++] = "Expect:";
   struct curl_slist *sl = bh__slist_build(call, lines, nl);

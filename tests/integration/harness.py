@@ -50,6 +50,16 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
+def event_name(ev):
+    """A log line's event under any log_format (bulkhead, ecs, otel)."""
+    if not isinstance(ev, dict):
+        return None
+    for k in ("event", "event.action", "event.name"):
+        if k in ev:
+            return ev[k]
+    return None
+
+
 def test_plugin(name):
     """Absolute path of a test plugin (tests/plugins/NAME.c)."""
     return os.path.join(TEST_PLUGIN_DIR, name + ".so")
@@ -490,7 +500,7 @@ class Daemon(object):
                     ev = json.loads(line)
                 except ValueError:
                     ev = None
-                if isinstance(ev, dict) and ev.get("event") == "listening":
+                if isinstance(ev, dict) and event_name(ev) == "listening":
                     port = int(ev["address"].rsplit(":", 1)[1])
                     if ev.get("listener") == "api":
                         self.api_port = port
@@ -690,7 +700,7 @@ class Daemon(object):
                 ev = json.loads(line)
             except ValueError:
                 continue
-            if event is None or ev.get("event") == event:
+            if event is None or event_name(ev) == event:
                 out.append(ev)
         return out
 

@@ -98,6 +98,8 @@ class StreamTestCase(harness.DaemonTestCase):
     def assertSameProblem(self, streamed, buffered):
         for doc in (streamed, buffered):
             doc["extensions"].pop("requestId")
+            doc["extensions"].pop("traceId")
+            doc["extensions"].pop("spanId")
         self.assertEqual(streamed, buffered)
 
 

@@ -34,7 +34,7 @@ FAST = 0.5 * P.SLOW
 
 def normalize(r):
     body = r.body.decode("utf-8", "replace")
-    body = re.sub(r'"requestId":"[^"]*"', '"requestId":"-"', body)
+    body = re.sub(r'"(requestId|traceId|spanId)":"[^"]*"', r'"\1":"-"', body)
     body = re.sub(r"_sim_\d+", "_sim_N", body)
     return (r.status, r.headers.get("content-type"),
             r.headers.get("retry-after"), r.headers.get("cache-control"),

@@ -187,6 +187,19 @@ class ConfigCliTest(unittest.TestCase):
                                    "listen = 127.0.0.1:99999\n", 1)
         self.assertConfigError(text, 2, "server", "listen")
 
+    def test_bad_trusted_proxies(self):
+        for bad in ("10.0.0.0/33", "proxy.example", "::/129"):
+            with self.subTest(bad=bad):
+                text = self.good().replace(
+                    "data_dir", "trusted_proxies = 127.0.0.1, %s\ndata_dir"
+                    % bad)
+                self.assertConfigError(text, 4, "server", "trusted_proxies",
+                                       bad)
+
+    def test_bad_log_format(self):
+        text = self.good().replace("data_dir", "log_format = gelf\ndata_dir")
+        self.assertConfigError(text, 4, "server", "log_format", "gelf")
+
     def test_bad_problem_style(self):
         text = self.good().replace("data_dir",
                                    "problem_style = sideways\ndata_dir")

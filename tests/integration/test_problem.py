@@ -27,11 +27,12 @@ class NestedProblemTest(DaemonTestCase):
         self.assertEqual(doc["instance"], "/t/echo/nope")
         self.assertIsInstance(doc["detail"], str)
         self.assertEqual(set(doc["extensions"]),
-                         {"code", "retryable", "requestId"}, doc)
+                         {"code", "retryable", "requestId", "traceId",
+                          "spanId"}, doc)
         self.assertIs(doc["extensions"]["retryable"], False)
         self.assertEqual(int(r.headers["content-length"]), len(r.body))
         # nothing at the top level that belongs in extensions
-        for k in ("code", "retryable", "requestId"):
+        for k in ("code", "retryable", "requestId", "traceId", "spanId"):
             self.assertNotIn(k, doc)
 
     def test_plugin_code_from_the_error_map(self):

@@ -62,7 +62,8 @@ def type_of(path):
 def problem_shape(r):
     """The Problem body without what differs per request."""
     doc = r.json()
-    doc.get("extensions", {}).pop("requestId", None)
+    for k in ("requestId", "traceId", "spanId"):
+        doc.get("extensions", {}).pop(k, None)
     doc.pop("instance", None)
     return doc
 

@@ -633,8 +633,50 @@ static void test_refs(void) {
   munmap(mem, size);
 }
 
+/* OpenMetrics 1.0: counter families named without _total (the samples
+ * keep it), le in canonical float form, '"' escaped in HELP, # EOF last. */
+static void test_render_openmetrics(void) {
+  bh__metrics *m = bh__metrics_new();
+  CHECK(m != NULL);
+  static const double b[] = {0.25, 1, 10};
+  bh__metrics_family(m, "bh_calls_total", "counter", "Calls \"made\".", NULL,
+                     0);
+  bh__metrics_family(m, "bh_build_info", "gauge", "Build.", NULL, 0);
+  bh__metrics_family(m, "bh_wait_seconds", "histogram", "Wait.", b, 3);
+  bh__metrics_inc(m, "bh_calls_total", "", 2);
+  bh__metrics_set(m, "bh_build_info", "version=\"1.0\"", 1);
+  bh__metrics_observe(m, "bh_wait_seconds", "", 0.5);
+  bh__buf out;
+  bh__buf_init(&out);
+  CHECK_INT(bh__metrics_render_om(m, &out), 0);
+  const char *want =
+      "# HELP bulkhead_metrics_series_dropped Metric updates dropped "
+      "because a family reached its series limit.\n"
+      "# TYPE bulkhead_metrics_series_dropped counter\n"
+      "bulkhead_metrics_series_dropped_total 0\n"
+      "# HELP bh_calls Calls \\\"made\\\".\n"
+      "# TYPE bh_calls counter\n"
+      "bh_calls_total 2\n"
+      "# HELP bh_build_info Build.\n"
+      "# TYPE bh_build_info gauge\n"
+      "bh_build_info{version=\"1.0\"} 1\n"
+      "# HELP bh_wait_seconds Wait.\n"
+      "# TYPE bh_wait_seconds histogram\n"
+      "bh_wait_seconds_bucket{le=\"0.25\"} 0\n"
+      "bh_wait_seconds_bucket{le=\"1.0\"} 1\n"
+      "bh_wait_seconds_bucket{le=\"10.0\"} 1\n"
+      "bh_wait_seconds_bucket{le=\"+Inf\"} 1\n"
+      "bh_wait_seconds_sum 0.5\n"
+      "bh_wait_seconds_count 1\n"
+      "# EOF\n";
+  CHECK_STR(out.data, want);
+  bh__buf_free(&out);
+  bh__metrics_free(m);
+}
+
 int main(void) {
   test_render_small();
+  test_render_openmetrics();
   test_default_buckets();
   test_numbers();
   test_sorting();
