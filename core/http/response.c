@@ -138,6 +138,7 @@ static void bh__access_log(bh_req *req) {
   bh__log_int(&l, "status", req->status);
   if (req->code) bh__log_str(&l, "code", req->code);
   if (req->plugin) bh__log_str(&l, "plugin", req->plugin->name);
+  if (req->fallbacks[0]) bh__log_str(&l, "fallbacks", req->fallbacks);
   if (req->conn && req->conn->listener->kind == BH__LISTENER_ADMIN)
     bh__log_str(&l, "listener", "admin");
   bh__log_int(&l, "durationUs",
