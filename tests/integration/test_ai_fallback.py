@@ -55,8 +55,9 @@ class FallbackTestCase(harness.DaemonTestCase):
     @classmethod
     def setUpClass(cls):
         cls.deaths = []
-        cls.primary = P.start_sim()
-        cls.backup = P.start_sim()
+        # one simulator per provider, each counting its own hits
+        cls.primary = P.start_sim(extra_args=("--name", "primary"))
+        cls.backup = P.start_sim(extra_args=("--name", "backup"))
         url = ("http://127.0.0.1:%d" % closed_port() if cls.PRIMARY_DEAD
                else cls.primary.url)
         cls.CONFIG = fallback_config(url, cls.backup.url, extra=cls.EXTRA,
@@ -119,6 +120,8 @@ def _retryable_test(name):
 class FallbackTest(FallbackTestCase):
 
     def test_a_healthy_primary_serves_alone(self):
+        self.assertEqual(self.primary.stats()["name"], "primary")
+        self.assertEqual(self.backup.stats()["name"], "backup")
         r = self.draft()
         self.assertServedBy(r, "ai")
         self.assertEqual(self.primary.count(MESSAGES), 1)
