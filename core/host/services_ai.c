@@ -30,6 +30,9 @@ int bh__svc_upstream_fallback(bh_req *r, struct bh_upstream *from,
   snprintf(r->fallbacks + n, sizeof(r->fallbacks) - n, "%s%s>%s", n ? "," : "",
            from->name, to->name);
   bh__metrics_fallback(r->d, r->plugin->name, from->name, to->name);
+  /* a Problem the plugin rendered for the failed attempt (problem_json)
+   * is not the answer's code: the next upstream's outcome decides it */
+  r->code = NULL;
   return 0;
 }
 

@@ -693,7 +693,9 @@ struct bh_services {
    * upstream `from`, goes on to its upstream `to`: the access log line
    * gets "fallbacks": "from>to" (several joined by ","), and /metrics
    * counts bulkhead_upstream_fallbacks_total{plugin,from,to}. Call it
-   * before the call to `to`. 0, or -EINVAL (not the plugin's upstreams). */
+   * before the call to `to`; a code problem_json() recorded for the
+   * failed attempt is forgotten (the next outcome decides the answer's).
+   * 0, or -EINVAL (not the plugin's upstreams). */
   int (*upstream_fallback)(bh_req *req, bh_upstream *from, bh_upstream *to);
   /* init() only: makes [rate_limit.NAME] with unit = tokens a token
    * budget of the plugin, for budget_charge(). 0; -ENOENT no such section;

@@ -201,6 +201,8 @@ class FallbackTest(FallbackTestCase):
         log = self.d.request_log(r.headers["x-request-id"])
         self.assertEqual(log[-1].get("status"), 200, log)
         self.assertEqual(log[-1].get("fallbacks"), "ai>ai_backup", log)
+        # the primary's failure is an attempt, not the answer's code
+        self.assertNotIn("code", log[-1], log)
 
     def test_streaming_falls_back_before_the_first_byte(self):
         self.primary.set_behavior(path=MESSAGES, **OVERLOADED)
