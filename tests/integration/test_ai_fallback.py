@@ -37,20 +37,23 @@ RETRYABLE = {
 }
 
 
-def fallback_config(primary_url, backup_url, extra=None, ai=None):
+def fallback_config(primary_url, backup_url, extra=None, ai=None,
+                    upstream_ai=None):
     a = {"fallback": "ai_backup", "ai_backup.api_key": BACKUP_KEY,
          "ai_backup.model": BACKUP_MODEL}
     a.update(ai or {})
     ex = {"upstream.ai_backup": dict(P.QUIET_UPSTREAM, url=backup_url)}
     ex.update(extra or {})
-    return P.config(ai_url=primary_url, upstream_ai={"timeout_ms": 400},
-                    ai=a, extra=ex)
+    ua = {"timeout_ms": 400}
+    ua.update(upstream_ai or {})
+    return P.config(ai_url=primary_url, upstream_ai=ua, ai=a, extra=ex)
 
 
 class FallbackTestCase(harness.DaemonTestCase):
     PRIMARY_DEAD = False
     AI = None
     EXTRA = None
+    UPSTREAM_AI = None
 
     @classmethod
     def setUpClass(cls):
@@ -61,7 +64,7 @@ class FallbackTestCase(harness.DaemonTestCase):
         url = ("http://127.0.0.1:%d" % closed_port() if cls.PRIMARY_DEAD
                else cls.primary.url)
         cls.CONFIG = fallback_config(url, cls.backup.url, extra=cls.EXTRA,
-                                     ai=cls.AI)
+                                     ai=cls.AI, upstream_ai=cls.UPSTREAM_AI)
         try:
             cls.d = Daemon(cls.CONFIG)
         except BaseException:
@@ -250,6 +253,20 @@ class FallbackRefusedTest(FallbackTestCase):
         self.assertBackupRequest()
 
 
+class FallbackLocalLimitTest(FallbackTestCase):
+    """The primary's own rate limit ([upstream.ai] rate_limit): one call an
+    hour. Spent, the next draft goes to the fallback without a call."""
+    UPSTREAM_AI = {"rate_limit": "ai_calls"}
+    EXTRA = {"rate_limit.ai_calls": {"quota": 1, "window_s": 3600}}
+
+    def test_the_primarys_spent_limit_falls_back(self):
+        self.assertServedBy(self.draft(), "ai")
+        r = self.draft()
+        self.assertServedBy(r, "ai_backup")
+        self.assertEqual(self.primary.count(MESSAGES), 1)
+        self.assertEqual(self.backup.count(MESSAGES), 1)
+
+
 class TokenBudgetTest(FallbackTestCase):
     """[rate_limit.ai_tokens] unit = tokens: 40 provider tokens an hour per
     principal; the simulator reports 10 input + 8 output tokens a draft."""
@@ -307,6 +324,37 @@ class TokenBudgetTest(FallbackTestCase):
         r = self.draft(user)
         self.assertServedBy(r, "ai")
         self.assertPolicy(r, 22)
+
+
+class FallbackConfigTest(harness.DaemonTestCase):
+    """A fallback or budget the plugin cannot serve fails its load, with
+    the reason; the daemon keeps serving."""
+
+    def assertLoadFails(self, ai, extra, what):
+        cfg = fallback_config(harness.DEAD_UPSTREAM, harness.DEAD_UPSTREAM,
+                              extra=extra, ai=ai)
+        with Daemon(cfg) as d:
+            ev = d.wait_event(lambda e: e.get("event") ==
+                              "plugin_load_failed" and
+                              e.get("plugin") == "ai")
+            self.assertIsNotNone(ev, d.diag())
+            self.assertIn(what, ev.get("error", ""), ev)
+            r = d.post("/v1/ai/draft-reply", body=REVIEW,
+                       headers=P.bearer(USER))
+            self.assertProblem(r, 503, "plugin.unavailable")
+
+    def test_a_budget_must_count_tokens(self):
+        self.assertLoadFails({"token_budget": "ai_calls"},
+                             {"rate_limit.ai_calls": {"quota": 5}},
+                             "set unit = tokens")
+
+    def test_a_budget_needs_its_section(self):
+        self.assertLoadFails({"token_budget": "nowhere"}, None,
+                             "[rate_limit.nowhere]")
+
+    def test_a_fallback_is_one_of_the_plugins_upstreams(self):
+        self.assertLoadFails({"fallback": "backup"}, None,
+                             "'ai' or 'ai_<suffix>'")
 
 
 if __name__ == "__main__":
