@@ -13,7 +13,8 @@
  * Mount: /v1/ai. Config ([plugin.ai], see etc/bulkhead.ini): api_key from
  * the environment (BULKHEAD_PLUGIN_AI_API_KEY) or "@env:VAR" / "@file:PATH",
  * never the file itself; model, max_tokens, anthropic_version; the address
- * is [upstream.ai] url.
+ * is [upstream.ai] url. fallback (further providers, ai_fallback.c) and
+ * token_budget (a [rate_limit.NAME] of unit = tokens) need ABI 1.3.
  */
 #include <errno.h>
 #include <jansson.h>

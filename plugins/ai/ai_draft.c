@@ -15,6 +15,13 @@
  * (a reset, the timeout, the provider's own in-stream "error" event) ends
  * the stream with "event: error" carrying the same Problem JSON the
  * buffered request would have been answered with.
+ *
+ * A failure before anything went to the client may go on to the next
+ * provider (ai_fallback.c); the answer names the one that served it
+ * (X-Served-By, "provider" in the JSON and the "done" event). With a token
+ * budget, a spent one refuses the draft before any provider is called, and
+ * the provider's reported usage (input + output tokens; a stream's from its
+ * message_start and final message_delta) is charged afterwards.
  */
 #include <errno.h>
 #include <jansson.h>
