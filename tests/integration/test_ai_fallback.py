@@ -116,6 +116,12 @@ def _retryable_test(name):
         self.assertEqual(self.primary.count(MESSAGES), 1, name)
         self.assertEqual(self.backup.count(MESSAGES), 1, name)
         self.assertBackupRequest()
+        if name == "timeout":
+            # the fallback runs within what is left of the request's
+            # deadline (65 s): the primary's 400 ms (to the ms) are spent
+            rec = self.backup.requests(MESSAGES)[-1]
+            hdrs = dict((k.lower(), v) for k, v in rec["headers"])
+            self.assertLess(int(hdrs["x-request-timeout-ms"]), 64650)
     test.__name__ = "test_primary_" + name + "_falls_back"
     return test
 
@@ -324,6 +330,64 @@ class TokenBudgetTest(FallbackTestCase):
         r = self.draft(user)
         self.assertServedBy(r, "ai")
         self.assertPolicy(r, 22)
+
+
+class FallbackChainTest(FallbackTestCase):
+    """Two fallbacks, tried in order: ai, ai_backup, ai_spare."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.spare = P.start_sim(extra_args=("--name", "spare"))
+        cls.AI = {"fallback": "ai_backup, ai_spare",
+                  "ai_spare.api_key": "sk-ant-test-spare-0123456789"}
+        cls.EXTRA = {"upstream.ai_spare": dict(P.QUIET_UPSTREAM,
+                                               url=cls.spare.url)}
+        try:
+            super(FallbackChainTest, cls).setUpClass()
+        except BaseException:
+            cls.spare.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super(FallbackChainTest, cls).tearDownClass()
+        finally:
+            cls.spare.stop()
+
+    def setUp(self):
+        super(FallbackChainTest, self).setUp()
+        self.spare.reset()
+
+    def test_the_second_fallback_serves_when_the_first_fails_too(self):
+        self.primary.set_behavior(path=MESSAGES, **OVERLOADED)
+        self.backup.set_behavior(path=MESSAGES, preset="anthropic_rate_limit")
+        r = self.draft()
+        self.assertServedBy(r, "ai_spare")
+        self.assertEqual([s.count(MESSAGES) for s in
+                          (self.primary, self.backup, self.spare)], [1, 1, 1])
+        rec = self.spare.requests(MESSAGES)[-1]
+        body = json.loads(rec["body"])
+        self.assertEqual(body["model"], P.MODEL)  # the primary's by default
+        log = self.d.request_log(r.headers["x-request-id"])
+        self.assertEqual(log[-1].get("fallbacks"),
+                         "ai>ai_backup,ai_backup>ai_spare", log)
+
+    def test_a_fallbacks_key_refused_ends_the_chain(self):
+        self.primary.set_behavior(path=MESSAGES, **OVERLOADED)
+        self.backup.set_behavior(path=MESSAGES, preset="anthropic_auth")
+        r = self.draft()
+        doc = self.assertProblem(r, 503, "ai.unavailable")
+        self.assertEqual(doc["extensions"]["attempts"], [
+            {"provider": "ai", "code": "ai.unavailable"},
+            {"provider": "ai_backup", "code": "ai.misconfigured"}])
+        self.assertEqual(self.spare.count(MESSAGES), 0)
+        loud = self.d.wait_event(lambda e: e.get("plugin") == "ai" and
+                                 "MISCONFIGURED" in e.get("msg", "") and
+                                 r.headers["x-request-id"] in e["msg"])
+        self.assertIsNotNone(loud, self.d.diag())
+        self.assertIn("ai_backup.api_key", loud["msg"])
+        self.assertNotIn(BACKUP_KEY, "\n".join(self.d.lines))
 
 
 class FallbackConfigTest(harness.DaemonTestCase):
