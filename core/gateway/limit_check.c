@@ -9,13 +9,13 @@
  * buckets decide): the rest of the path runs from the answer.
  */
 #include <errno.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config/config.h"
 #include "gateway/dispatch.h"
+#include "host/host.h"
 #include "host/plugin-t.h"
 #include "http/http.h"
 #include "identity/auth.h"
@@ -24,42 +24,6 @@
 #include "proc/daemon-t.h"
 #include "state/shm.h"
 #include "upstream/limits.h"
-
-/* The bucket key. key = api_key counts the VERIFIED key (its id, from the
- * session middleware), never the raw header: an unknown value would get a
- * fresh bucket per request, and every one of them could evict somebody's
- * drained bucket. A caller not authenticated by a key -- anonymous, bearer,
- * cookie, or a route without auth -- counts against its address. Ids are
- * hashed so the table holds names of one shape. */
-static void bh__limit_key(bh_req *req, int kind, char *out, size_t len) {
-  const char *v = NULL;
-  if (kind == BH__RL_KEY_API_KEY) {
-    const bh_principal *p = bh__auth_principal(req);
-    if (p && p->kind == BH_AUTH_API_KEY && p->key_id) v = p->key_id;
-  } else if (kind == BH__RL_KEY_PRINCIPAL) {
-    v = req->principal_id;
-  }
-  if (v && v[0]) {
-    unsigned char h[16];
-    crypto_generichash(h, sizeof(h), (const unsigned char *)v, strlen(v), NULL,
-                       0);
-    char hex[33];
-    sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
-    snprintf(out, len, "%c:%s", kind == BH__RL_KEY_API_KEY ? 'k' : 'p', hex);
-    return;
-  }
-  snprintf(out, len, "a:%s", req->client_addr);
-}
-
-/* The RateLimit fields' pk: a digest of the bucket key, so a caller can
- * tell its partitions apart without the key (an address, a key id)
- * showing. */
-static void bh__limit_pk(const char *key, char *out, size_t len) {
-  unsigned char h[9];
-  crypto_generichash(h, sizeof(h), (const unsigned char *)key, strlen(key),
-                     NULL, 0);
-  sodium_bin2base64(out, len, h, sizeof(h), sodium_base64_VARIANT_ORIGINAL);
-}
 
 static int bh__limit_refuse(bh_req *req, const bh__rl_policy *pol,
                             const char *key, const bh__rl_result *r) {

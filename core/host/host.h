@@ -6,6 +6,7 @@
 #ifndef BH_CORE_HOST_HOST_H
 #define BH_CORE_HOST_HOST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/buf.h"
@@ -43,6 +44,21 @@ int bh__route_register(bh__plugin *p, const bh_route *r);
  * loader). */
 void bh__reg_fail(bh__plugin *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* limit_key.c */
+/* The bucket key of req under a policy keyed by `kind` (enum bh__rl_key):
+ * "k:<digest>" a verified API key, "p:<digest>" a principal, else
+ * "a:<address>". */
+void bh__limit_key(bh_req *req, int kind, char *out, size_t len);
+/* The RateLimit fields' pk for a bucket key: a short digest, base64. */
+void bh__limit_pk(const char *key, char *out, size_t len);
+
+/* services_ai.c: the ABI 1.3 (ai) slots */
+int bh__svc_upstream_fallback(bh_req *req, struct bh_upstream *from,
+                              struct bh_upstream *to);
+int bh__svc_budget_add(bh_ctx *ctx, const char *policy);
+int bh__svc_budget_charge(bh_req *req, const char *policy, uint64_t tokens,
+                          uint32_t flags, long *retry_after_s);
 
 /* proxy.c */
 /* The lines of a head block (bh__call_headers form) a proxy route

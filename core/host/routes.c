@@ -96,6 +96,14 @@ int bh__route_register(bh__plugin *p, const bh_route *r) {
   if (rt->rate_limit) {
     char why[200];
     rt->limit = bh__limit_get(d, rt->rate_limit, why, sizeof(why));
+    if (rt->limit && bh__limit_policy(rt->limit)->unit == BH__RL_UNIT_TOKENS) {
+      /* a route takes one token per request: a token budget would count
+       * requests and call them tokens */
+      snprintf(why, sizeof(why),
+               "[rate_limit.%s] counts tokens (unit = tokens), not requests",
+               rt->rate_limit);
+      rt->limit = NULL;
+    }
     if (rt->limit == NULL) {
       bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern, why);
       free(rt->method);

@@ -702,6 +702,9 @@ static const bh_services bh__svc_table = {
     .stream_write = svc_stream_write,
     .stream_end = svc_stream_end,
     .problem_json = svc_problem_json,
+    .upstream_fallback = bh__svc_upstream_fallback,
+    .budget_add = bh__svc_budget_add,
+    .budget_charge = bh__svc_budget_charge,
 };
 
 const bh_services *bh__services(void) {

@@ -88,9 +88,11 @@ struct bh_req {
                    are the only Access-Control-* (a proxy drops the
                    upstream's) */
   int status;
-  const char *code; /* problem code answered, for the access log */
-  int answered;     /* a response went (or is going) to the client */
-  int streaming;    /* head sent, body in progress */
+  const char *code;    /* problem code answered, for the access log */
+  char fallbacks[128]; /* "from>to,..." upstream fallbacks, for the access
+                          log (host/services_ai.c); "" when none */
+  int answered;        /* a response went (or is going) to the client */
+  int streaming;       /* head sent, body in progress */
   int chunked;
   int head_held;    /* head_out holds the streamed head, not yet written */
   bh__buf head_out; /* leaves with the first body bytes: one write */

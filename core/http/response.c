@@ -225,6 +225,11 @@ static void bh__access_log(bh_req *req) {
   bh__log_int(&l, k[F_STATUS], req->status);
   if (req->code) bh__log_str(&l, k[F_CODE], req->code);
   if (req->plugin) bh__log_str(&l, k[F_PLUGIN], req->plugin->name);
+  if (req->fallbacks[0])
+    bh__log_str(&l,
+                fmt == BH__LOGFMT_BULKHEAD ? "fallbacks"
+                                           : "bulkhead.upstream.fallbacks",
+                req->fallbacks);
   if (req->conn && req->conn->listener->kind == BH__LISTENER_ADMIN)
     bh__log_str(&l, k[F_LISTENER], "admin");
   int64_t us = (int64_t)((bh__now_ns() - req->start_ns) / 1000);

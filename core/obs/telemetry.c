@@ -163,6 +163,10 @@ int bh__telemetry_init(bh__daemon *d) {
   bh__metrics_family(m, "bulkhead_breaker_failure_ratio", "gauge",
                      "Failed calls / calls in the breaker's window (0-1).",
                      NULL, 0);
+  bh__metrics_family(m, "bulkhead_upstream_fallbacks_total", "counter",
+                     "Requests a plugin sent on to its next upstream after a "
+                     "retryable failure, by pair.",
+                     NULL, 0);
   bh__metrics_family(m, "bulkhead_rate_limited_total", "counter",
                      "Requests refused by a rate-limit policy.", NULL, 0);
   bh__metrics_family(m, "bulkhead_plugin_up", "gauge",
@@ -401,6 +405,21 @@ static void bh__metrics_redis(bh__metrics *m) {
                   (double)s->fallback_total);
   bh__metrics_set(m, "bulkhead_redis_timeouts_total", "",
                   (double)s->timeouts_total);
+}
+
+void bh__metrics_fallback(bh__daemon *d, const char *plugin, const char *from,
+                          const char *to) {
+  if (d->metrics == NULL) return;
+  bh__buf l;
+  bh__buf_init(&l);
+  bh__label(&l, "plugin", plugin);
+  bh__label(&l, "from", from);
+  bh__label(&l, "to", to);
+  bh__mlock(d);
+  bh__metrics_inc(d->metrics, "bulkhead_upstream_fallbacks_total",
+                  l.data ? l.data : "", 1);
+  bh__munlock(d);
+  bh__buf_free(&l);
 }
 
 int bh__metrics_text(bh__daemon *d, bh__buf *out, int openmetrics) {

@@ -19,6 +19,9 @@ void bh__metrics_upstream(bh__daemon *d, const char *upstream, int outcome,
                           uint32_t transport, int status, uint32_t attempts,
                           uint64_t duration_us);
 void bh__metrics_retry(bh__daemon *d, const char *upstream);
+/* One fallback of `plugin` from upstream `from` to upstream `to`. */
+void bh__metrics_fallback(bh__daemon *d, const char *plugin, const char *from,
+                          const char *to);
 void bh__metrics_rate_limited(bh__daemon *d, const char *policy);
 /* Renders /metrics (gauges sampled at render time): Prometheus text
  * 0.0.4, or OpenMetrics 1.0 text when openmetrics is set. */

@@ -285,58 +285,86 @@ int bh__rl_give(bh__rl_table *t, const char *key, uint64_t now_ms) {
   return 0;
 }
 
-int bh__rl_take(bh__rl_table *t, const char *key, uint64_t now_ms,
-                bh__rl_result *res) {
-  if (t == NULL || key == NULL || res == NULL) return -EINVAL;
+/* The bucket of `key`, brought up to now_ms and made the most recent; an
+ * unseen key gets a full one. NULL when out of memory. */
+static bh__rl_entry *bh__rl_entry_get(bh__rl_table *t, const char *key,
+                                      uint64_t now_ms) {
   bh__rl_name n;
   bh__rl_entry *e;
   bh__rl_entry **slot = bh__rl_find(t, key, &n, &e);
-  size_t klen = n.klen;
-  uint8_t hashed = n.hashed;
-  uint64_t hash = n.hash;
-  key = n.key;
-
   if (e) {
     if (e != t->head) {
       bh__lru_unlink(t, e);
       bh__lru_push_front(t, e);
     }
     bh__rl_refill(t, e, now_ms);
-  } else {
-    /* Allocate before evicting so a failure loses nothing. */
-    size_t esize = sizeof(*e) + klen + 1;
-    e = t->a.alloc(t->a.ctx, esize);
-    if (e == NULL && t->count > 0) {
-      /* Out of memory, which in a shared arena can be other tables' doing:
-       * give up the least recently used bucket rather than fail (the
-       * caller fails open) for every new key from now on. */
-      bh__rl_evict_lru(t);
-      e = t->a.alloc(t->a.ctx, esize);
-    }
-    if (e == NULL) return -ENOMEM;
-    if (t->count >= t->max_keys) bh__rl_evict_lru(t);
-    memcpy(e->key, key, klen);
-    e->key[klen] = '\0';
-    e->klen = (uint16_t)klen;
-    e->hashed = hashed;
-    e->hash = hash;
-    e->tokens = t->cap; /* an unseen key is a full bucket */
-    e->last_ms = now_ms;
-    e->hnext = *slot; /* slot is still valid: eviction only unlinks */
-    *slot = e;
-    bh__lru_push_front(t, e);
-    t->count++;
+    return e;
   }
+  /* Allocate before evicting so a failure loses nothing. */
+  size_t esize = sizeof(*e) + n.klen + 1;
+  e = t->a.alloc(t->a.ctx, esize);
+  if (e == NULL && t->count > 0) {
+    /* Out of memory, which in a shared arena can be other tables' doing:
+     * give up the least recently used bucket rather than fail (the caller
+     * fails open) for every new key from now on. */
+    bh__rl_evict_lru(t);
+    e = t->a.alloc(t->a.ctx, esize);
+  }
+  if (e == NULL) return NULL;
+  if (t->count >= t->max_keys) bh__rl_evict_lru(t);
+  memcpy(e->key, n.key, n.klen);
+  e->key[n.klen] = '\0';
+  e->klen = (uint16_t)n.klen;
+  e->hashed = n.hashed;
+  e->hash = n.hash;
+  e->tokens = t->cap; /* an unseen key is a full bucket */
+  e->last_ms = now_ms;
+  e->hnext = *slot; /* slot is still valid: eviction only unlinks */
+  *slot = e;
+  bh__lru_push_front(t, e);
+  t->count++;
+  return e;
+}
 
-  res->allowed = e->tokens >= t->win_ms;
-  if (res->allowed) e->tokens -= t->win_ms;
+/* remaining / reset of `e`, and Retry-After (one token away) if refused */
+static void bh__rl_fill(const bh__rl_table *t, const bh__rl_entry *e,
+                        int allowed, bh__rl_result *res) {
+  res->allowed = allowed;
   res->remaining = (uint32_t)(e->tokens / t->win_ms);
   res->reset_s = bh__rl_secs(t, t->cap - e->tokens);
   res->retry_after_s = 0;
-  if (!res->allowed) {
-    uint32_t s = bh__rl_secs(t, t->win_ms - e->tokens);
+  if (!allowed) {
+    uint64_t need = e->tokens < t->win_ms ? t->win_ms - e->tokens : 1;
+    uint32_t s = bh__rl_secs(t, need);
     res->retry_after_s = s ? s : 1;
   }
+}
+
+int bh__rl_take(bh__rl_table *t, const char *key, uint64_t now_ms,
+                bh__rl_result *res) {
+  if (t == NULL || key == NULL || res == NULL) return -EINVAL;
+  bh__rl_entry *e = bh__rl_entry_get(t, key, now_ms);
+  if (e == NULL) return -ENOMEM;
+  int allowed = e->tokens >= t->win_ms;
+  if (allowed) e->tokens -= t->win_ms;
+  bh__rl_fill(t, e, allowed, res);
+  return 0;
+}
+
+int bh__rl_charge(bh__rl_table *t, const char *key, uint64_t n, uint64_t now_ms,
+                  bh__rl_result *res) {
+  if (t == NULL || key == NULL || res == NULL) return -EINVAL;
+  bh__rl_entry *e = bh__rl_entry_get(t, key, now_ms);
+  if (e == NULL) return -ENOMEM;
+  if (n == 0) {
+    bh__rl_fill(t, e, e->tokens >= t->win_ms, res);
+    return 0;
+  }
+  /* n past what a full bucket holds takes all of it (and n * win_ms
+   * could overflow) */
+  int allowed = n <= t->cap / t->win_ms && e->tokens >= n * t->win_ms;
+  e->tokens = allowed ? e->tokens - n * t->win_ms : 0;
+  bh__rl_fill(t, e, allowed, res);
   return 0;
 }
 
@@ -372,6 +400,7 @@ void bh__rl_headers(const bh__rl_policy *p, const bh__rl_result *r,
   bh__buf_puts(out, "RateLimit-Policy: ");
   bh__rl_sf_string(out, p->name, sizeof(p->name));
   bh__buf_printf(out, ";q=%u;w=%u", (unsigned)p->quota, (unsigned)p->window_s);
+  if (p->unit == BH__RL_UNIT_TOKENS) bh__buf_puts(out, ";qu=\"tokens\"");
   bh__rl_sf_pk(out, pk);
   bh__buf_puts(out, "\r\nRateLimit: ");
   bh__rl_sf_string(out, p->name, sizeof(p->name));
@@ -388,5 +417,12 @@ int bh__rl_key_parse(const char *s) {
   if (strcmp(s, "client") == 0) return BH__RL_KEY_CLIENT;
   if (strcmp(s, "api_key") == 0) return BH__RL_KEY_API_KEY;
   if (strcmp(s, "principal") == 0) return BH__RL_KEY_PRINCIPAL;
+  return -EINVAL;
+}
+
+int bh__rl_unit_parse(const char *s) {
+  if (s == NULL) return -EINVAL;
+  if (strcmp(s, "requests") == 0) return BH__RL_UNIT_REQUESTS;
+  if (strcmp(s, "tokens") == 0) return BH__RL_UNIT_TOKENS;
   return -EINVAL;
 }

@@ -13,6 +13,10 @@
 #include "base/alloc.h"
 #include "base/buf.h"
 
+/* What a token of the policy is: one request, or (unit = tokens) one
+ * provider token a plugin charges after the fact (an LLM's usage). */
+enum bh__rl_unit { BH__RL_UNIT_REQUESTS = 0, BH__RL_UNIT_TOKENS = 1 };
+
 enum bh__rl_key {
   BH__RL_KEY_CLIENT = 0,
   BH__RL_KEY_API_KEY,
@@ -30,6 +34,7 @@ typedef struct bh__rl_policy {
   uint32_t burst;    /* bucket capacity (>= 1); default = quota */
   int key;           /* enum bh__rl_key */
   int backend;       /* enum bh__rl_backend */
+  int unit;          /* enum bh__rl_unit */
 } bh__rl_policy;
 
 typedef struct bh__rl_table bh__rl_table;
@@ -61,18 +66,27 @@ typedef struct bh__rl_result {
 int bh__rl_take(bh__rl_table *t, const char *key, uint64_t now_ms,
                 bh__rl_result *res);
 
+/* Charges n tokens for `key` at now_ms, a cost known only afterwards (the
+ * provider tokens an LLM answer used): takes what is there, down to an
+ * empty bucket, never below (allowed = 1 when all n were there). n = 0
+ * only looks: allowed = at least one token is left. 0, or -ENOMEM. */
+int bh__rl_charge(bh__rl_table *t, const char *key, uint64_t n, uint64_t now_ms,
+                  bh__rl_result *res);
+
 /* Gives back one token taken from `key` (capped at the burst): a charge
  * made in advance that turned out not to apply. 0, or -ENOENT when the key
  * has no bucket (evicted: it is full anyway). */
 int bh__rl_give(bh__rl_table *t, const char *key, uint64_t now_ms);
 
 /* Appends the RateLimit-Policy and RateLimit header lines ("Name: v\r\n"),
- * and Retry-After when refused. pk: the partition key as base64 (the
- * sf-binary's content), or NULL for none. */
+ * and Retry-After when refused; a tokens policy says qu="tokens". pk: the
+ * partition key as base64 (the sf-binary's content), or NULL for none. */
 void bh__rl_headers(const bh__rl_policy *p, const bh__rl_result *r,
                     const char *pk, bh__buf *out);
 
 /* Parses "client" | "api_key" | "principal"; -EINVAL otherwise. */
 int bh__rl_key_parse(const char *s);
+/* Parses "requests" | "tokens"; -EINVAL otherwise. */
+int bh__rl_unit_parse(const char *s);
 
 #endif

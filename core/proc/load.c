@@ -42,7 +42,17 @@ static int bh__sections_check(bh__config *cfg, char *err, size_t errlen) {
           j < p->nroutes ? p->routes[j].rate_limit : p->rate_limit;
       bh__rl_policy pol;
       char why[512];
-      if (name && bh__limit_policy_parse(cfg, name, &pol, why, sizeof why)) {
+      int bad =
+          name && bh__limit_policy_parse(cfg, name, &pol, why, sizeof why) != 0;
+      if (name && !bad && pol.unit == BH__RL_UNIT_TOKENS) {
+        /* a route takes one per request: a token budget is a plugin's */
+        snprintf(why, sizeof why,
+                 "[rate_limit.%s] counts tokens (unit = tokens), not "
+                 "requests",
+                 name);
+        bad = 1;
+      }
+      if (bad) {
         if (err && errlen)
           snprintf(err, errlen, "%s:%d: [plugin.%s] %s: %s", cfg->source,
                    j < p->nroutes ? p->routes[j].line : p->line, p->name,

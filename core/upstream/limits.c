@@ -69,8 +69,8 @@ int bh__limit_policy_parse(const bh__config *cfg, const char *name,
              sec);
     return -ENOENT;
   }
-  static const char *const keys[] = {"quota", "window_s", "burst",
-                                     "key",   "backend",  NULL};
+  static const char *const keys[] = {"quota",   "window_s", "burst", "key",
+                                     "backend", "unit",     NULL};
   for (size_t i = 0; i < s->nkv; i++) {
     int known = 0;
     for (size_t k = 0; keys[k]; k++)
@@ -105,6 +105,21 @@ int bh__limit_policy_parse(const bh__config *cfg, const char *name,
              cfg->source, bh__config_line(s, "backend"), sec);
     return -EINVAL;
   }
+  const char *unit = bh__config_get(cfg, sec, "unit");
+  out->unit = unit ? bh__rl_unit_parse(unit) : BH__RL_UNIT_REQUESTS;
+  if (out->unit < 0) {
+    snprintf(why, whylen, "%s:%d: [%s] unit: expected requests or tokens",
+             cfg->source, bh__config_line(s, "unit"), sec);
+    return -EINVAL;
+  }
+  if (out->unit == BH__RL_UNIT_TOKENS && out->backend == BH__RL_BACKEND_REDIS) {
+    /* token budgets are charged after the call (bh__rl_charge), which the
+     * one-round-trip bucket script does not do */
+    snprintf(why, whylen,
+             "%s:%d: [%s] backend: unit = tokens is counted locally only",
+             cfg->source, bh__config_line(s, "backend"), sec);
+    return -EINVAL;
+  }
   if (bh__lnum(cfg, s, "quota", 1, 10000000, 60, &out->quota, why, whylen) ||
       bh__lnum(cfg, s, "window_s", 1, 86400, 60, &out->window_s, why, whylen) ||
       bh__lnum(cfg, s, "burst", 1, 10000000, out->quota, &out->burst, why,
@@ -113,10 +128,16 @@ int bh__limit_policy_parse(const bh__config *cfg, const char *name,
   return 0;
 }
 
-struct bh__limit *bh__limit_get(bh__daemon *d, const char *name, char *why,
-                                size_t whylen) {
+struct bh__limit *bh__limit_find(bh__daemon *d, const char *name) {
   for (struct bh__limit *l = d->limits; l; l = l->next)
     if (strcmp(l->policy.name, name) == 0) return l;
+  return NULL;
+}
+
+struct bh__limit *bh__limit_get(bh__daemon *d, const char *name, char *why,
+                                size_t whylen) {
+  struct bh__limit *found = bh__limit_find(d, name);
+  if (found) return found;
   bh__rl_policy policy;
   if (bh__limit_policy_parse(d->cfg, name, &policy, why, whylen)) return NULL;
   struct bh__limit *l = calloc(1, sizeof(*l));
@@ -163,6 +184,14 @@ int bh__limit_take_key(struct bh__limit *l, const char *key, uint64_t now_ms,
 
 const bh__rl_policy *bh__limit_policy(const struct bh__limit *l) {
   return &l->policy;
+}
+
+int bh__limit_charge(struct bh__limit *l, const char *key, uint64_t n,
+                     uint64_t now_ms, bh__rl_result *r) {
+  if (l->shared) bh__shm_lock();
+  int rc = bh__rl_charge(l->table, key, n, now_ms, r);
+  if (l->shared) bh__shm_unlock();
+  return rc;
 }
 
 void bh__limit_give(struct bh__limit *l, const char *key, uint64_t now_ms) {

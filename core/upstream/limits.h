@@ -23,12 +23,18 @@ int bh__limit_policy_parse(const bh__config *cfg, const char *name,
  * the reason in why. */
 struct bh__limit *bh__limit_get(bh__daemon *d, const char *name, char *why,
                                 size_t whylen);
+/* The policy `name` if some user created it already, else NULL. */
+struct bh__limit *bh__limit_find(bh__daemon *d, const char *name);
 void bh__limits_free(bh__daemon *d);
 const bh__rl_policy *bh__limit_policy(const struct bh__limit *l);
 /* A token for `key`; 0 with the result in r, or -errno (callers fail
  * open). */
 int bh__limit_take(struct bh__limit *l, const char *key, uint64_t now_ms,
                    bh__rl_result *r);
+/* Charges n tokens (0: only looks) to `key` of a unit = tokens policy
+ * (bh__rl_charge); 0 with the result in r, or -errno. */
+int bh__limit_charge(struct bh__limit *l, const char *key, uint64_t n,
+                     uint64_t now_ms, bh__rl_result *r);
 /* Gives back a token taken from `key` (a bucket never exceeds its burst). */
 void bh__limit_give(struct bh__limit *l, const char *key, uint64_t now_ms);
 /* The result of a check that went to the shared backend. */

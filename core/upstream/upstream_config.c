@@ -248,6 +248,11 @@ int bh__upstream_config_check(const bh__config *cfg, const bh__section *s,
     char lwhy[240];
     if (bh__limit_policy_parse(cfg, rl, &pol, lwhy, sizeof(lwhy)))
       return bh__ufail(&c, "rate_limit", "%s", lwhy);
+    if (pol.unit == BH__RL_UNIT_TOKENS)
+      return bh__ufail(&c, "rate_limit",
+                       "[rate_limit.%s] counts tokens (unit = tokens), not "
+                       "calls: a plugin's token budget names it",
+                       rl);
   }
   for (size_t i = 0; i < s->nkv; i++) {
     if (strncmp(s->kv[i].key, "header.", 7) != 0) continue;
@@ -329,6 +334,11 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
   if (rl) {
     char lwhy[200];
     u->limit = bh__limit_get(d, rl, lwhy, sizeof(lwhy));
+    if (u->limit && bh__limit_policy(u->limit)->unit == BH__RL_UNIT_TOKENS) {
+      snprintf(lwhy, sizeof(lwhy), "[rate_limit.%s] counts tokens, not calls",
+               rl);
+      u->limit = NULL;
+    }
     if (u->limit == NULL) {
       rc = bh__ufail(&c, "rate_limit", "%s", lwhy);
       goto fail;

@@ -45,7 +45,7 @@ extern "C" {
 #endif
 
 #define BH_ABI_MAJOR 1
-#define BH_ABI_MINOR 2
+#define BH_ABI_MINOR 3
 
 #define BH_ENTRY_SYMBOL "bulkhead_plugin_entry"
 
@@ -414,6 +414,9 @@ typedef void (*bh_identity_cb)(bh_req *req, const bh_identity_result *res,
 typedef int (*bh_upstream_chunk_fn)(bh_req *req, int status, const char *buf,
                                     size_t len, void *data);
 
+/* Flags of budget_charge() (ABI 1.3). */
+enum bh_budget_flags { BH_BUDGET_HEADERS = 1u << 0 };
+
 /* ---------------------------------------------------------------------- */
 /* Services table                                                          */
 /* ---------------------------------------------------------------------- */
@@ -683,6 +686,33 @@ struct bh_services {
    * negative errno. The request's access log line then names the code. */
   int (*problem_json)(bh_req *req, const char *code, const char *detail,
                       const bh_upstream_result *res, char *buf, size_t buflen);
+
+  /* --- ABI 1.3 (ai): provider fallback and token budgets --- */
+
+  /* Records that `req`, after a retryable failure of the plugin's
+   * upstream `from`, goes on to its upstream `to`: the access log line
+   * gets "fallbacks": "from>to" (several joined by ","), and /metrics
+   * counts bulkhead_upstream_fallbacks_total{plugin,from,to}. Call it
+   * before the call to `to`; a code problem_json() recorded for the
+   * failed attempt is forgotten (the next outcome decides the answer's).
+   * 0, or -EINVAL (not the plugin's upstreams). */
+  int (*upstream_fallback)(bh_req *req, bh_upstream *from, bh_upstream *to);
+  /* init() only: makes [rate_limit.NAME] with unit = tokens a token
+   * budget of the plugin, for budget_charge(). 0; -ENOENT no such section;
+   * -EINVAL a bad section or not unit = tokens (logged, the load fails);
+   * -EPERM outside init(). */
+  int (*budget_add)(bh_ctx *ctx, const char *policy);
+  /* Charges `tokens` (the provider's reported usage) to the caller's
+   * bucket of the budget `policy` (keyed as its `key` says), down to empty
+   * and never below. tokens = 0 only looks. Returns 0, or -EAGAIN when
+   * looking found the budget spent (*retry_after_s, if not NULL: seconds
+   * until some is back; -1 otherwise); -ENOENT not a budget of the
+   * plugin; -EALREADY the request was ended (with BH_BUDGET_HEADERS);
+   * -ENOMEM (fail open). With BH_BUDGET_HEADERS the answer gets the
+   * policy's RateLimit-Policy (qu="tokens") and RateLimit fields: ask once
+   * per request, before its end call (streaming: before stream_start). */
+  int (*budget_charge)(bh_req *req, const char *policy, uint64_t tokens,
+                       uint32_t flags, long *retry_after_s);
 };
 
 /* ---------------------------------------------------------------------- */
@@ -892,6 +922,20 @@ static inline int bh_problem_json(bh_req *r, const char *code,
                                   const bh_upstream_result *res, char *buf,
                                   size_t buflen) {
   return BH__SVC(r)->problem_json(r, code, detail, res, buf, buflen);
+}
+
+/* ABI 1.3: check BH_SVC_HAS(svc, budget_charge) before using these. */
+static inline int bh_upstream_fallback(bh_req *r, bh_upstream *from,
+                                       bh_upstream *to) {
+  return BH__SVC(r)->upstream_fallback(r, from, to);
+}
+static inline int bh_budget_add(bh_ctx *c, const char *policy) {
+  return BH__SVC(c)->budget_add(c, policy);
+}
+static inline int bh_budget_charge(bh_req *r, const char *policy,
+                                   uint64_t tokens, uint32_t flags,
+                                   long *retry_after_s) {
+  return BH__SVC(r)->budget_charge(r, policy, tokens, flags, retry_after_s);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -13,7 +13,8 @@
  * Mount: /v1/ai. Config ([plugin.ai], see etc/bulkhead.ini): api_key from
  * the environment (BULKHEAD_PLUGIN_AI_API_KEY) or "@env:VAR" / "@file:PATH",
  * never the file itself; model, max_tokens, anthropic_version; the address
- * is [upstream.ai] url.
+ * is [upstream.ai] url. fallback (further providers, ai_fallback.c) and
+ * token_budget (a [rate_limit.NAME] of unit = tokens) need ABI 1.3.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -54,12 +55,12 @@ static void provider_done(bh_req *req, const bh_upstream_result *res,
 static void provider_get(bh_req *req, void *data) {
   (void)data;
   ai_plugin *ap = ai_get(req);
-  const char *headers[] = {ap->version_header, ap->key_header, NULL};
+  const char *headers[] = {ap->version_header, ap->prov[0].key_header, NULL};
   bh_upstream_request rq = {.size = sizeof(rq),
                             .method = "GET",
                             .path = "/v1/models",
                             .headers = headers};
-  if (bh_upstream_call(req, ap->provider, &rq, provider_done, NULL) != 0)
+  if (bh_upstream_call(req, ap->prov[0].up, &rq, provider_done, NULL) != 0)
     bh_problem(req, "ai.unavailable", NULL);
 }
 
@@ -88,6 +89,12 @@ static const bh_error_row errors[] = {
      .code = "ai.invalid_response",
      .http_status = 502,
      .detail = "The AI provider sent an answer that could not be read.",
+     .retryable = 1},
+    {.on = BH_ON_CODE,
+     .code = "ai.token_budget_exceeded",
+     .http_status = 429,
+     .detail = "You have used up your AI allowance for now. Try again "
+               "later.",
      .retryable = 1},
     {.on = BH_ON_CODE,
      .code = "ai.invalid_field",
@@ -127,12 +134,11 @@ static void error_type(const bh_upstream_result *res, char *out, size_t n) {
   json_decref(doc);
 }
 
-void ai_provider_failed(ai_plugin *ap, bh_req *req,
-                        const bh_upstream_result *res) {
-  if (res->outcome == BH_OUTCOME_CANCELED) {
-    bh_problem(req, "ai.unavailable", NULL); /* releases req */
-    return;
-  }
+void ai_provider_log(ai_plugin *ap, const ai_provider *p, bh_req *req,
+                     const bh_upstream_result *res) {
+  /* the primary's keys are plain, a fallback's are prefixed with its name */
+  const char *pre = p == &ap->prov[0] ? "" : p->name;
+  const char *dot = p == &ap->prov[0] ? "" : ".";
   if (res->outcome == BH_OUTCOME_RESPONSE) {
     char type[64];
     int s = res->status;
@@ -140,17 +146,27 @@ void ai_provider_failed(ai_plugin *ap, bh_req *req,
       /* our key or model is wrong: every draft fails until ops fix it */
       error_type(res, type, sizeof(type));
       bh_log(ap->ctx, BH_LOG_ERROR,
-             "MISCONFIGURED: the AI provider refused our %s (HTTP %d, %s, "
-             "request %s); check [plugin.ai] %s",
-             s == 404 ? "model" : "API key", s, type, bh_req_id(req),
-             s == 404 ? "model" : "api_key");
+             "MISCONFIGURED: the AI provider %s refused our %s (HTTP %d, %s, "
+             "request %s); check [plugin.ai] %s%s%s",
+             p->name, s == 404 ? "model" : "API key", s, type, bh_req_id(req),
+             pre, dot, s == 404 ? "model" : "api_key");
     } else if (s >= 400 && s < 500 && s != 429) {
       error_type(res, type, sizeof(type));
       bh_log(ap->ctx, BH_LOG_WARN,
-             "the AI provider refused our request (HTTP %d, %s, request %s)", s,
-             type, bh_req_id(req));
+             "the AI provider %s refused our request (HTTP %d, %s, request "
+             "%s)",
+             p->name, s, type, bh_req_id(req));
     }
   }
+}
+
+void ai_provider_failed(ai_plugin *ap, bh_req *req,
+                        const bh_upstream_result *res) {
+  if (res->outcome == BH_OUTCOME_CANCELED) {
+    bh_problem(req, "ai.unavailable", NULL); /* releases req */
+    return;
+  }
+  ai_provider_log(ap, &ap->prov[0], req, res);
   bh_problem_upstream(req, res);
 }
 
@@ -159,7 +175,7 @@ void ai_provider_failed(ai_plugin *ap, bh_req *req,
 /* A secret from a free key: its value (an environment override,
  * BULKHEAD_PLUGIN_AI_<KEY>), "@env:VAR" or "@file:PATH" (trailing newlines
  * dropped). The secret itself is never logged. */
-static int secret_get(bh_ctx *ctx, const char *key, char **out) {
+int ai_secret_get(bh_ctx *ctx, const char *key, char **out) {
   *out = NULL;
   const char *v = bh_config(ctx, key);
   if (v == NULL || v[0] == '\0') return 0;
@@ -202,7 +218,7 @@ static int secret_get(bh_ctx *ctx, const char *key, char **out) {
   return *out ? 0 : -ENOMEM;
 }
 
-static int token_ok(const char *s, size_t max) {
+int ai_name_ok(const char *s, size_t max) {
   size_t n = strlen(s);
   if (n == 0 || n > max) return 0;
   for (; *s; s++)
@@ -212,13 +228,13 @@ static int token_ok(const char *s, size_t max) {
 }
 
 static int config_load(bh_ctx *ctx, ai_config *c) {
-  int rc = secret_get(ctx, "api_key", &c->api_key);
+  int rc = ai_secret_get(ctx, "api_key", &c->api_key);
   if (rc < 0) return rc;
   c->model = bh_config(ctx, "model");
   if (c->model == NULL) c->model = "claude-3-5-haiku-latest";
   c->version = bh_config(ctx, "anthropic_version");
   if (c->version == NULL) c->version = "2023-06-01";
-  if (!token_ok(c->model, 128) || !token_ok(c->version, 32)) {
+  if (!ai_name_ok(c->model, 128) || !ai_name_ok(c->version, 32)) {
     bh_log(ctx, BH_LOG_ERROR, "model or anthropic_version: not a name");
     return -EINVAL;
   }
@@ -233,6 +249,16 @@ static int config_load(bh_ctx *ctx, ai_config *c) {
     }
     c->max_tokens = n;
   }
+  c->token_budget = bh_config(ctx, "token_budget");
+  return 0;
+}
+
+int ai_key_header(const char *key, char **out) {
+  *out = NULL;
+  if (key == NULL) return 0;
+  size_t n = strlen(key) + 16;
+  if ((*out = malloc(n)) == NULL) return -ENOMEM;
+  snprintf(*out, n, "x-api-key: %s", key);
   return 0;
 }
 
@@ -245,13 +271,14 @@ static int ai_init(bh_ctx *ctx, const bh_services *svc) {
   bh_set_data(ctx, ap);
   /* without the streaming slots (an older core) drafts are buffered */
   ap->can_stream = BH_SVC_HAS(svc, problem_json);
+  ap->can_fallback = BH_SVC_HAS(svc, budget_charge);
   int rc = config_load(ctx, &ap->cfg);
   if (rc < 0) return rc;
-  if (ap->cfg.api_key) {
-    size_t n = strlen(ap->cfg.api_key) + 16;
-    if ((ap->key_header = malloc(n)) == NULL) return -ENOMEM;
-    snprintf(ap->key_header, n, "x-api-key: %s", ap->cfg.api_key);
-  }
+  ai_provider *pr = &ap->prov[0];
+  ap->nprov = 1;
+  if ((pr->name = strdup("ai")) == NULL) return -ENOMEM;
+  pr->model = ap->cfg.model;
+  if ((rc = ai_key_header(ap->cfg.api_key, &pr->key_header)) < 0) return rc;
   size_t n = strlen(ap->cfg.version) + 24;
   if ((ap->version_header = malloc(n)) == NULL) return -ENOMEM;
   snprintf(ap->version_header, n, "anthropic-version: %s", ap->cfg.version);
@@ -263,7 +290,15 @@ static int ai_init(bh_ctx *ctx, const bh_services *svc) {
                          .default_url = "https://api.anthropic.com",
                          .connect_timeout_ms = 3000,
                          .timeout_ms = 60000};
-  if ((rc = bh_upstream_add(ctx, &def, &ap->provider)) < 0) return rc;
+  if ((rc = bh_upstream_add(ctx, &def, &pr->up)) < 0) return rc;
+  if ((rc = ai_fallback_load(ap)) < 0) return rc;
+  if (ap->cfg.token_budget) {
+    if (!ap->can_fallback) {
+      bh_log(ctx, BH_LOG_ERROR, "token_budget: this core has no budgets");
+      return -ENOTSUP;
+    }
+    if ((rc = bh_budget_add(ctx, ap->cfg.token_budget)) < 0) return rc;
+  }
   if ((rc = bh_error_map(ctx, errors, COUNT(errors))) < 0) return rc;
   const bh_route routes[] = {
       {.size = sizeof(bh_route),
@@ -287,9 +322,11 @@ static int ai_init(bh_ctx *ctx, const bh_services *svc) {
   for (size_t i = 0; i < COUNT(routes); i++)
     if ((rc = bh_route_add(ctx, &routes[i])) < 0) return rc;
   bh_log(ctx, BH_LOG_INFO,
-         "ai %s ready: %zu routes, %zu error rows, model "
-         "%s%s%s",
-         AI_VERSION, COUNT(routes), COUNT(errors), ap->cfg.model,
+         "ai %s ready: %zu routes, %zu error rows, model %s, %zu "
+         "fallback provider(s)%s%s%s%s",
+         AI_VERSION, COUNT(routes), COUNT(errors), ap->cfg.model, ap->nprov - 1,
+         ap->cfg.token_budget ? ", token budget " : "",
+         ap->cfg.token_budget ? ap->cfg.token_budget : "",
          ap->can_stream ? "" : "; no streaming in this core",
          ap->cfg.api_key ? "" : "; no api_key: provider calls carry no key");
   return 0;
@@ -298,9 +335,8 @@ static int ai_init(bh_ctx *ctx, const bh_services *svc) {
 static void ai_fini(bh_ctx *ctx) {
   ai_plugin *ap = bh_data(ctx);
   if (ap == NULL) return;
-  if (ap->key_header) explicit_bzero(ap->key_header, strlen(ap->key_header));
+  ai_fallback_free(ap);
   if (ap->cfg.api_key) explicit_bzero(ap->cfg.api_key, strlen(ap->cfg.api_key));
-  free(ap->key_header);
   free(ap->version_header);
   free(ap->cfg.api_key);
   free(ap);

@@ -15,6 +15,13 @@
  * (a reset, the timeout, the provider's own in-stream "error" event) ends
  * the stream with "event: error" carrying the same Problem JSON the
  * buffered request would have been answered with.
+ *
+ * A failure before anything went to the client may go on to the next
+ * provider (ai_fallback.c); the answer names the one that served it
+ * (X-Served-By, "provider" in the JSON and the "done" event). With a token
+ * budget, a spent one refuses the draft before any provider is called, and
+ * the provider's reported usage (input + output tokens; a stream's from its
+ * message_start and final message_delta) is charged afterwards.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -53,7 +60,11 @@ static const char system_prompt[] =
 typedef struct ai_call {
   ai_plugin *ap;
   bh_req *req;
-  int started;           /* our event-stream head went out */
+  const char *review, *tone, *business; /* borrowed from the request body */
+  int stream;
+  ai_tries tries;
+  long long in_tokens, out_tokens; /* the provider's reported usage */
+  int started;                     /* our event-stream head went out */
   int start_rc;          /* stream_start()'s refusal, answered at the end */
   int finished;          /* the provider's message_stop arrived */
   int gone;              /* the client left: the upstream was stopped */
@@ -65,6 +76,7 @@ typedef struct ai_call {
 } ai_call;
 
 static void call_free(ai_call *c) {
+  ai_tries_free(&c->tries);
   ai_sse_free(&c->sse);
   free(c->text);
   free(c);
@@ -83,17 +95,18 @@ static int text_ok(const char *s, int multiline) {
   return seen;
 }
 
-static char *request_body(const ai_plugin *ap, const char *review,
-                          const char *tone, const char *business, int stream) {
+static char *request_body(const ai_plugin *ap, const char *model,
+                          const char *review, const char *tone,
+                          const char *business, int stream) {
   size_t n = strlen(review) + strlen(business) + 64;
   char *prompt = malloc(n);
   if (prompt == NULL) return NULL;
   snprintf(prompt, n, "Business: %s\nTone: %s\n\nReview:\n%s", business, tone,
            review);
   json_t *doc =
-      json_pack("{s:s,s:I,s:s,s:[{s:s,s:s}]}", "model", ap->cfg.model,
-                "max_tokens", (json_int_t)ap->cfg.max_tokens, "system",
-                system_prompt, "messages", "role", "user", "content", prompt);
+      json_pack("{s:s,s:I,s:s,s:[{s:s,s:s}]}", "model", model, "max_tokens",
+                (json_int_t)ap->cfg.max_tokens, "system", system_prompt,
+                "messages", "role", "user", "content", prompt);
   free(prompt);
   if (doc && stream) json_object_set_new(doc, "stream", json_true());
   char *out = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
@@ -103,53 +116,98 @@ static char *request_body(const ai_plugin *ap, const char *review,
 
 /* ---- buffered ----------------------------------------------------------- */
 
+static int call_start(ai_call *c);
+
+/* The token budget's charge: input and output tokens as the provider
+ * reported them. */
+static void charge(ai_call *c) {
+  ai_plugin *ap = c->ap;
+  long long n = c->in_tokens + c->out_tokens;
+  if (ap->cfg.token_budget && n > 0)
+    bh_budget_charge(c->req, ap->cfg.token_budget, (uint64_t)n, 0, NULL);
+}
+
+static long long usage_of(json_t *usage, const char *key) {
+  json_t *v = json_object_get(usage, key);
+  return json_is_integer(v) && json_integer_value(v) > 0
+             ? (long long)json_integer_value(v)
+             : 0;
+}
+
+/* The provider's failure before anything went to the client: the next
+ * provider, or the answer. Frees c. */
+static void call_failed(ai_call *c, const bh_upstream_result *res) {
+  ai_plugin *ap = c->ap;
+  bh_req *req = c->req;
+  if (ai_tries_next(ap, req, &c->tries, res)) {
+    if (call_start(c) == 0) return;
+    call_free(c);
+    bh_problem(req, "ai.unavailable", NULL);
+    return;
+  }
+  ai_tries_fail(ap, req, &c->tries, res);
+  call_free(c);
+}
+
+/* The text blocks, in order, are the draft; NULL when there is none. */
+static char *draft_text(json_t *content) {
+  if (!json_is_array(content)) return NULL;
+  size_t i, total = 0;
+  json_t *b;
+  json_array_foreach(content, i, b) {
+    const char *t = json_string_value(json_object_get(b, "text"));
+    const char *ty = json_string_value(json_object_get(b, "type"));
+    if (t && ty && strcmp(ty, "text") == 0) total += strlen(t);
+  }
+  char *draft = malloc(total + 1);
+  if (draft == NULL) return NULL;
+  size_t o = 0;
+  json_array_foreach(content, i, b) {
+    const char *t = json_string_value(json_object_get(b, "text"));
+    const char *ty = json_string_value(json_object_get(b, "type"));
+    if (t && ty && strcmp(ty, "text") == 0) {
+      memcpy(draft + o, t, strlen(t));
+      o += strlen(t);
+    }
+  }
+  draft[o] = '\0';
+  if (o == 0) {
+    free(draft);
+    return NULL;
+  }
+  return draft;
+}
+
 static void draft_done(bh_req *req, const bh_upstream_result *res, void *data) {
   ai_call *c = data;
   ai_plugin *ap = c->ap;
-  call_free(c);
   if (res->outcome != BH_OUTCOME_RESPONSE || res->status >= 300) {
-    ai_provider_failed(ap, req, res);
+    call_failed(c, res);
     return;
   }
   json_t *doc = json_loadb(res->body, res->body_len, 0, NULL);
-  json_t *content = json_object_get(doc, "content");
-  json_t *out = NULL;
-  if (json_is_array(content)) {
-    /* the text blocks, in order, are the draft */
-    size_t i, total = 0;
-    json_t *b;
-    json_array_foreach(content, i, b) {
-      const char *t = json_string_value(json_object_get(b, "text"));
-      const char *ty = json_string_value(json_object_get(b, "type"));
-      if (t && ty && strcmp(ty, "text") == 0) total += strlen(t);
-    }
-    char *draft = malloc(total + 1);
-    if (draft) {
-      size_t o = 0;
-      json_array_foreach(content, i, b) {
-        const char *t = json_string_value(json_object_get(b, "text"));
-        const char *ty = json_string_value(json_object_get(b, "type"));
-        if (t && ty && strcmp(ty, "text") == 0) {
-          memcpy(draft + o, t, strlen(t));
-          o += strlen(t);
-        }
-      }
-      draft[o] = '\0';
-      if (o) out = json_pack("{s:s}", "draft", draft);
-      free(draft);
-    }
-  }
+  json_t *usage = json_object_get(doc, "usage");
+  c->in_tokens = usage_of(usage, "input_tokens");
+  c->out_tokens = usage_of(usage, "output_tokens");
+  charge(c);
+  const char *served = ap->prov[c->tries.idx].name;
+  char *draft = draft_text(json_object_get(doc, "content"));
+  json_t *out =
+      draft ? json_pack("{s:s,s:s}", "draft", draft, "provider", served) : NULL;
+  free(draft);
   json_decref(doc);
   char *s = out ? json_dumps(out, JSON_COMPACT) : NULL;
   json_decref(out);
   if (s == NULL) {
     bh_log(ap->ctx, BH_LOG_WARN,
-           "the AI provider's answer has no text "
-           "(request %s)",
+           "the AI provider %s's answer has no text (request %s)", served,
            bh_req_id(req));
+    call_free(c);
     bh_problem(req, "ai.invalid_response", NULL);
     return;
   }
+  ai_served_by(ap, req, &c->tries);
+  call_free(c);
   bh_respond_json(req, 200, s);
   free(s);
 }
@@ -219,6 +277,16 @@ static int on_event(void *arg, const char *event, const char *data,
       rc = emit_json(c, "delta", json_pack("{s:s}", "text", t));
       if (rc < 0) c->gone = 1;
     }
+  } else if (strcmp(type, "message_start") == 0) {
+    json_t *u = json_object_get(json_object_get(doc, "message"), "usage");
+    c->in_tokens = usage_of(u, "input_tokens");
+    c->out_tokens = usage_of(u, "output_tokens");
+  } else if (strcmp(type, "message_delta") == 0) {
+    /* the final usage: output so far (cumulative), input when restated */
+    json_t *u = json_object_get(doc, "usage");
+    if (usage_of(u, "input_tokens")) c->in_tokens = usage_of(u, "input_tokens");
+    if (usage_of(u, "output_tokens"))
+      c->out_tokens = usage_of(u, "output_tokens");
   } else if (strcmp(type, "message_stop") == 0) {
     c->finished = 1;
   } else if (strcmp(type, "error") == 0) {
@@ -229,7 +297,7 @@ static int on_event(void *arg, const char *event, const char *data,
            "the AI provider failed mid-stream "
            "(%.60s, request %s)",
            et ? et : "-", bh_req_id(c->req));
-  } /* message_start, ping, content_block_start/stop, message_delta */
+  } /* ping, content_block_start/stop */
   json_decref(doc);
   return rc;
 }
@@ -239,6 +307,7 @@ static int on_chunk(bh_req *req, int status, const char *buf, size_t len,
   ai_call *c = data;
   (void)status;
   if (!c->started) {
+    ai_served_by(c->ap, req, &c->tries);
     bh_set_header(req, "Cache-Control", "no-cache");
     bh_set_header(req, "X-Accel-Buffering", "no"); /* proxies: do not hold */
     int rc = bh_stream_start(req, 200, "text/event-stream; charset=utf-8");
@@ -259,17 +328,21 @@ static void stream_done(bh_req *req, const bh_upstream_result *res,
   ai_plugin *ap = c->ap;
   if (!c->started) {
     int start_rc = c->start_rc;
-    call_free(c);
-    if (start_rc) /* ends req (or releases it when the client is gone) */
+    if (start_rc) { /* ends req (or releases it when the client is gone) */
+      call_free(c);
       bh_problem(req,
                  start_rc == -ENOMEM ? "generic.internal" : "ai.unavailable",
                  NULL);
-    else if (res->outcome == BH_OUTCOME_RESPONSE && res->status < 300)
+    } else if (res->outcome == BH_OUTCOME_RESPONSE && res->status < 300) {
+      call_free(c);
       bh_problem(req, "ai.invalid_response", NULL); /* an empty 2xx */
-    else
-      ai_provider_failed(ap, req, res);
+    } else {
+      call_failed(c, res); /* nothing sent yet: the next provider may */
+    }
     return;
   }
+  /* tokens spent are charged however the stream ended */
+  charge(c);
   if (c->gone) {
     bh_stream_end(req, 1);
   } else if (c->broken) {
@@ -285,7 +358,9 @@ static void stream_done(bh_req *req, const bh_upstream_result *res,
   } else if (res->outcome == BH_OUTCOME_CANCELED) {
     bh_stream_end(req, 1); /* shutting down: nobody to tell */
   } else if (res->outcome == BH_OUTCOME_RESPONSE && c->finished) {
-    emit_json(c, "done", json_pack("{s:s}", "draft", c->text ? c->text : ""));
+    emit_json(c, "done",
+              json_pack("{s:s,s:s}", "draft", c->text ? c->text : "",
+                        "provider", ap->prov[c->tries.idx].name));
     bh_stream_end(req, 0);
   } else if (res->outcome == BH_OUTCOME_RESPONSE) {
     bh_log(ap->ctx, BH_LOG_WARN,
@@ -305,6 +380,42 @@ static void stream_done(bh_req *req, const bh_upstream_result *res,
 
 /* ---- the handler -------------------------------------------------------- */
 
+/* Calls the provider in use (c->tries.idx). 0, or a negative errno with
+ * nothing started. */
+static int call_start(ai_call *c) {
+  ai_plugin *ap = c->ap;
+  const ai_provider *p = &ap->prov[c->tries.idx];
+  char *body =
+      request_body(ap, p->model, c->review, c->tone, c->business, c->stream);
+  if (body == NULL) return -ENOMEM;
+  const char *headers[] = {"content-type: application/json", ap->version_header,
+                           c->stream ? "accept: text/event-stream"
+                                     : "accept: application/json",
+                           p->key_header, NULL};
+  bh_upstream_request rq = {.size = sizeof(rq),
+                            .method = "POST",
+                            .path = "/v1/messages",
+                            .headers = headers,
+                            .body = body,
+                            .body_len = strlen(body)};
+  int rc = c->stream ? bh_upstream_stream(c->req, p->up, &rq, on_chunk,
+                                          stream_done, c)
+                     : bh_upstream_call(c->req, p->up, &rq, draft_done, c);
+  free(body);
+  return rc;
+}
+
+/* The token budget, before anything is spent: 0 go on, or -1 answered. */
+static int budget_ok(ai_plugin *ap, bh_req *req) {
+  if (ap->cfg.token_budget == NULL) return 0;
+  long ra = -1;
+  int rc =
+      bh_budget_charge(req, ap->cfg.token_budget, 0, BH_BUDGET_HEADERS, &ra);
+  if (rc != -EAGAIN) return 0; /* a failure to count fails open */
+  bh_problem_retry(req, "ai.token_budget_exceeded", NULL, ra);
+  return -1;
+}
+
 void ai_draft_post(bh_req *req, void *data) {
   (void)data;
   ai_plugin *ap = ai_get(req);
@@ -321,31 +432,21 @@ void ai_draft_post(bh_req *req, void *data) {
     bh_problem_field(req, "ai.invalid_field", NULL, "businessName");
     return;
   }
+  if (budget_ok(ap, req) < 0) return;
   const char *accept = bh_req_header(req, "accept");
-  int stream = ap->can_stream && accept && strstr(accept, "text/event-stream");
   ai_call *c = calloc(1, sizeof(*c));
-  char *body = c ? request_body(ap, review, tone, business, stream) : NULL;
-  if (body == NULL) {
-    free(c);
+  if (c == NULL) {
     bh_problem(req, "generic.internal", NULL);
     return;
   }
   c->ap = ap;
   c->req = req;
-  const char *headers[] = {"content-type: application/json", ap->version_header,
-                           stream ? "accept: text/event-stream"
-                                  : "accept: application/json",
-                           ap->key_header, NULL};
-  bh_upstream_request rq = {.size = sizeof(rq),
-                            .method = "POST",
-                            .path = "/v1/messages",
-                            .headers = headers,
-                            .body = body,
-                            .body_len = strlen(body)};
-  int rc = stream ? bh_upstream_stream(req, ap->provider, &rq, on_chunk,
-                                       stream_done, c)
-                  : bh_upstream_call(req, ap->provider, &rq, draft_done, c);
-  free(body);
+  c->review = review;
+  c->tone = tone;
+  c->business = business;
+  c->stream = ap->can_stream && accept && strstr(accept, "text/event-stream");
+  c->tries.retry_after = -1;
+  int rc = call_start(c);
   if (rc != 0) {
     call_free(c);
     bh_problem(req, rc == -EINVAL ? "generic.internal" : "ai.unavailable",

@@ -143,7 +143,9 @@ class AiErrorMapTest(AiTestCase):
     def test_success_and_the_request_we_send(self):
         r = self.draft()
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json(), {"draft": "Thank you for your review! (sim)"})
+        self.assertEqual(r.json(), {"draft": "Thank you for your review! (sim)",
+                                    "provider": "ai"})
+        self.assertEqual(r.headers.get("x-served-by"), "ai", r)
         rec = self.sim.requests(MESSAGES)[-1]
         hdrs = dict((k.lower(), v) for k, v in rec["headers"])
         self.assertEqual(hdrs["x-api-key"], P.AI_KEY)

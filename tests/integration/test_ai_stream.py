@@ -113,7 +113,8 @@ class StreamTest(StreamTestCase):
         ev = s.events()
         self.assertEqual([e for e, _ in ev], ["delta"] * 3 + ["done"], ev)
         self.assertEqual([json.loads(d)["text"] for _, d in ev[:3]], DELTAS)
-        self.assertEqual(json.loads(ev[3][1]), {"draft": DRAFT})
+        self.assertEqual(json.loads(ev[3][1]), {"draft": DRAFT,
+                                                "provider": "ai"})
         # relayed as it came: the first piece long before the provider's end
         first, done = s.first_time("delta"), s.first_time("done")
         self.assertGreater(done - first, 0.6, s.pieces)
@@ -198,7 +199,8 @@ class StreamTest(StreamTestCase):
                         headers=P.bearer(USER, Accept="application/json"))
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.headers["content-type"], "application/json")
-        self.assertEqual(r.json(), {"draft": DRAFT})
+        self.assertEqual(r.json(), {"draft": DRAFT, "provider": "ai"})
+        self.assertEqual(r.headers.get("x-served-by"), "ai", r)
         self.assertNotIn("stream",
                          json.loads(self.sim.requests(MESSAGES)[-1]["body"]))
 

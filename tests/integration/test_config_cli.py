@@ -171,6 +171,22 @@ class ConfigCliTest(unittest.TestCase):
                                "rate_limit.spare", "quota", "many")
         self.assertConfigError(base + "rate = 5\n", n + 1,
                                "rate_limit.spare", "rate", "unknown key")
+        self.assertConfigError(base + "unit = bytes\n", n + 1,
+                               "rate_limit.spare", "unit", "requests or tokens")
+        # a token budget is charged by a plugin: no route or upstream counts
+        # requests with it
+        tokens = "\n[rate_limit.tok]\nunit = tokens\n"
+        res = self.check(self.write(self.good() + "rate_limit = tok\n" +
+                                    tokens))
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("[rate_limit.tok] counts tokens", res.stderr)
+        res = self.check(self.write(
+            self.good() + "\n[upstream.echo]\nurl = http://127.0.0.1:9\n"
+            "rate_limit = tok\n" + tokens))
+        self.assertNotEqual(res.returncode, 0)
+        self.assertIn("[rate_limit.tok] counts tokens", res.stderr)
+        res = self.check(self.write(self.good() + tokens))
+        self.assertEqual(res.returncode, 0, res.stderr)
 
     def test_timeout_below_minimum(self):
         text = self.good().replace("data_dir",

@@ -261,6 +261,10 @@ typedef struct sim_state {
   long long stream_delay_default; /* from the command line, for /reset */
   unsigned long long seq;         /* ids for built-in objects */
   int verbose;
+  /* --name: which provider this instance plays when a test runs several
+   * (the primary and its fallbacks); in stats and a Messages reply's
+   * "model" */
+  const char *name;
 } sim_state;
 
 extern sim_state sim_g;

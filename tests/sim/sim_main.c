@@ -3,7 +3,8 @@
  * that tells the test harness which ports were picked, signals.
  *
  *   bulkhead-sim --listen 127.0.0.1:0 [--control 127.0.0.1:0]
- *                [--port-file FILE] [--stream-delay-ms N] [--verbose]
+ *                [--port-file FILE] [--stream-delay-ms N] [--name NAME]
+ *                [--verbose]
  */
 #include "sim.h"
 
@@ -22,7 +23,7 @@ static uv_signal_t sig_term, sig_int;
 static void usage(FILE *f) {
   fputs("usage: bulkhead-sim --listen HOST:PORT [--control HOST:PORT]\n"
         "                    [--port-file FILE] [--stream-delay-ms N] "
-        "[--verbose]\n"
+        "[--name NAME] [--verbose]\n"
         "Port 0 picks a free port. Once listening, prints one JSON line:\n"
         "  {\"event\":\"listening\",\"listen\":\"H:P\",\"control\":\"H:P\"}\n"
         "The control API is always under /__sim/ on the main listener.\n",
@@ -61,6 +62,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 int main(int argc, char **argv) {
   const char *listen = NULL, *control = NULL, *port_file = NULL;
   sim_g.stream_delay_ms = 5;
+  sim_g.name = "sim";
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -72,7 +74,8 @@ int main(int argc, char **argv) {
       continue;
     }
     if (strcmp(a, "--listen") != 0 && strcmp(a, "--control") != 0 &&
-        strcmp(a, "--port-file") != 0 && strcmp(a, "--stream-delay-ms") != 0) {
+        strcmp(a, "--port-file") != 0 && strcmp(a, "--stream-delay-ms") != 0 &&
+        strcmp(a, "--name") != 0) {
       fprintf(stderr, "bulkhead-sim: unknown option '%s'\n", a);
       usage(stderr);
       return 2;
@@ -89,6 +92,8 @@ int main(int argc, char **argv) {
       control = v;
     } else if (strcmp(a, "--port-file") == 0) {
       port_file = v;
+    } else if (strcmp(a, "--name") == 0) {
+      sim_g.name = v;
     } else {
       char *end;
       sim_g.stream_delay_ms = strtoll(v, &end, 10);

@@ -77,9 +77,10 @@ void sim_stats_count(sim_conn *c) {
 json_t *sim_stats_json(const sim_conn *asker) {
   long long open = sim_g.open_conns - !asker->listener->is_control;
   if (!paths) paths = json_object();
-  return json_pack("{s:I,s:O,s:I,s:I}", "total", (json_int_t)total, "paths",
-                   paths, "connections", (json_int_t)conns_seen,
-                   "open_connections", (json_int_t)open);
+  return json_pack("{s:s,s:I,s:O,s:I,s:I}", "name", sim_g.name, "total",
+                   (json_int_t)total, "paths", paths, "connections",
+                   (json_int_t)conns_seen, "open_connections",
+                   (json_int_t)open);
 }
 
 void sim_stats_reset(void) {

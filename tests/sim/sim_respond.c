@@ -36,7 +36,9 @@ static void default_body(const sim_req *r, sim_buf *b, int status) {
       sim_buf_puts(b, "{\"id\":\"msg_sim\",\"type\":\"message\",\"role\":"
                       "\"assistant\",\"content\":[{\"type\":\"text\","
                       "\"text\":\"Thank you for your review! (sim)\"}],"
-                      "\"model\":\"sim\",\"stop_reason\":\"end_turn\","
+                      "\"model\":");
+      sim_buf_json_str(b, sim_g.name, strlen(sim_g.name));
+      sim_buf_puts(b, ",\"stop_reason\":\"end_turn\","
                       "\"stop_sequence\":null,\"usage\":{\"input_tokens\":10,"
                       "\"output_tokens\":8}}");
       return;

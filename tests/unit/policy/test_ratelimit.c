@@ -563,6 +563,48 @@ static void test_give_back(void) {
   bh__rl_table_free(t);
 }
 
+/* unit = tokens: a cost charged afterwards, n at a time, down to empty and
+ * never below; a look (n = 0) refuses once less than one token is left,
+ * with the wait until one is back. */
+static void test_charge(void) {
+  bh__rl_policy p = bh__pol("ai_tokens", 100, 60, 0);
+  p.unit = BH__RL_UNIT_TOKENS;
+  bh__rl_table *t = bh__rl_table_new(&p, 16);
+  CHECK(t != NULL);
+  bh__rl_result r;
+  CHECK_INT(bh__rl_charge(t, "p:u", 0, 0, &r), 0);
+  CHECK(r.allowed && r.remaining == 100 && r.reset_s == 0);
+  CHECK_INT(bh__rl_charge(t, "p:u", 18, 0, &r), 0);
+  CHECK(r.allowed && r.remaining == 82 && r.reset_s == 11); /* 18 * 0.6 s */
+  CHECK_INT(bh__rl_charge(t, "p:u", 80, 0, &r), 0);
+  CHECK(r.allowed && r.remaining == 2);
+  CHECK_INT(bh__rl_charge(t, "p:u", 0, 0, &r), 0);
+  CHECK(r.allowed);
+  /* more than is left: all of it goes, and the charge says so */
+  CHECK_INT(bh__rl_charge(t, "p:u", 18, 0, &r), 0);
+  CHECK(!r.allowed && r.remaining == 0 && r.reset_s == 60);
+  CHECK_INT(bh__rl_charge(t, "p:u", 0, 0, &r), 0);
+  CHECK(!r.allowed && r.retry_after_s == 1); /* one token: 0.6 s */
+  CHECK_INT(bh__rl_charge(t, "p:u", 0, 600, &r), 0);
+  CHECK(r.allowed && r.remaining == 1);
+  /* a huge n empties the bucket without overflowing */
+  CHECK_INT(bh__rl_charge(t, "p:v", UINT64_MAX, 0, &r), 0);
+  CHECK(!r.allowed && r.remaining == 0);
+  /* other keys are their own buckets */
+  CHECK_INT(bh__rl_charge(t, "p:w", 0, 0, &r), 0);
+  CHECK(r.allowed && r.remaining == 100);
+  CHECK_INT(bh__rl_charge(NULL, "p:u", 1, 0, &r), -EINVAL);
+  /* the policy field names the unit */
+  r = (bh__rl_result){1, 82, 11, 0};
+  CHECK_STR(bh__hdr(&p, &r),
+            "RateLimit-Policy: \"ai_tokens\";q=100;w=60;qu=\"tokens\"\r\n"
+            "RateLimit: \"ai_tokens\";r=82;t=11\r\n");
+  CHECK_INT(bh__rl_unit_parse("tokens"), BH__RL_UNIT_TOKENS);
+  CHECK_INT(bh__rl_unit_parse("requests"), BH__RL_UNIT_REQUESTS);
+  CHECK_INT(bh__rl_unit_parse("bytes"), -EINVAL);
+  bh__rl_table_free(t);
+}
+
 int main(void) {
   test_burst_then_refusal();
   test_refill();
@@ -575,5 +617,6 @@ int main(void) {
   test_arena();
   test_shared();
   test_give_back();
+  test_charge();
   return check_finish("ratelimit");
 }
