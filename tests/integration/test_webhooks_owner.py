@@ -421,7 +421,13 @@ class MigrationTest(OwnerBase):
             db.close()
 
     def test_old_rows_belong_to_nobody_until_reassigned(self):
-        # migrated past version 2 (3: delivery_changes, for the stream)
+        # migrated past version 2 (3: delivery_changes, for the stream). The
+        # workers migrate on their store thread after start-up, so a loaded
+        # machine may read the file before that: wait for it, boundedly.
+        deadline = time.monotonic() + 15
+        while (self.sql("PRAGMA user_version") != [(3,)]
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
         self.assertEqual(self.sql("PRAGMA user_version"), [(3,)])
         self.assertEqual(self.sql("SELECT owner FROM endpoints WHERE id = ?",
                                   (self.LEGACY,)), [(None,)])
