@@ -44,6 +44,10 @@ int bh__route_register(bh__plugin *p, const bh_route *r);
 void bh__reg_fail(bh__plugin *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* composites.c: the composite_add slot (ABI 1.3) and its copies */
+int bh__svc_composite_add(bh_ctx *ctx, const bh_composite *c);
+void bh__plugin_composites_free(bh__plugin *p);
+
 /* proxy.c */
 /* The lines of a head block (bh__call_headers form) a proxy route
  * relays, appended to out: hop-by-hop headers, those Connection names,

@@ -81,6 +81,14 @@ void bh__conn_write(bh__conn *c, const char *data, size_t len);
 void bh__req_parse_target(bh_req *req);
 /* First value of a request header (name case-insensitive), or NULL. */
 const char *bh__req_header(bh_req *req, const char *name);
+/* Someone still waits for req's answer: its connection, or (a composite's
+ * section) its sink. */
+static inline int bh__req_live(const bh_req *req) {
+  return req->conn != NULL || req->sink != NULL;
+}
+/* Arms the handler deadline of req: its connection's timer, or a section's
+ * own (the sink's). */
+void bh__req_deadline(bh_req *req, uint32_t ms);
 /* Drops one reference; frees the request at zero. */
 void bh__req_unref(bh_req *req);
 /* A JSON media type: application/json or any application/<x>+json,
