@@ -71,7 +71,7 @@ class CompositeTest(_Slots, TwoSimsCase):
     def make_config(cls, one_url, two_url):
         return {
             "server": {"workers": 0},
-            "plugin.echo": echo_section(),
+            "plugin.echo": echo_section(composite="on"),
             "plugin.up_one": plugin_section("up_one"),
             "plugin.up_two": plugin_section("up_two"),
             "plugin.crashy": {"path": test_plugin("crashy"),
@@ -256,6 +256,18 @@ class CompositeTest(_Slots, TwoSimsCase):
         self.assertSlotOk(s["one"], ONE_BODY)
         self.assertSlotOk(s["two"], TWO_BODY)
         self.assertLess(took, 1.1 if not harness.SANITIZE else 1.19, took)
+
+    def test_plugin_registered_composite(self):
+        r = self.d.get("/t/echo/pair")
+        self.assertEqual(r.status, 200, r)
+        s = sections(r)
+        self.assertSlotOk(s["ok"], {"plugin": "echo", "status": "ok"})
+        self.assertSlotOk(s["params"], {"a": "x", "b": "y"})
+        # outside the plugin's mount: refused at start, never served
+        ev = self.d.wait_event(lambda e: e.get("event") == "composite_refused")
+        self.assertIsNotNone(ev, self.diag())
+        self.assertIn("echo_outside", ev.get("msg", "") + str(ev))
+        self.assertEqual(self.d.get("/v1/outside").status, 404)
 
     def test_config_check_refuses_a_bad_composite(self):
         bad = dict(self.CONFIG)
