@@ -359,18 +359,22 @@ int bh__section_auth(bh_req *req) {
   return 1;
 }
 
-/* The first section on an auth-required route of a serving plugin: its
- * route is the probe's (flags, deadline, the API-key address gate). */
+/* The first section on an auth-required route of a serving plugin, one
+ * that may be refreshed silently first: its route is the probe's (flags,
+ * deadline, the API-key address gate). */
 static bh__route *bh__auth_route(bh__cmp *m) {
+  bh__route *any = NULL;
   for (size_t i = 0; i < m->def->nsecs; i++) {
     bh_req *r = m->secs[i].req;
-    if (r->match_result == BH__ROUTE_FOUND && r->route &&
-        (r->route->flags & BH_ROUTE_AUTH_REQUIRED) &&
-        bh__plugin_serving(r->route->plugin) &&
-        (r->plugin == NULL || bh__plugin_serving(r->plugin)))
-      return r->route;
+    if (r->match_result != BH__ROUTE_FOUND || r->route == NULL ||
+        !(r->route->flags & BH_ROUTE_AUTH_REQUIRED) ||
+        !bh__plugin_serving(r->route->plugin) ||
+        (r->plugin && !bh__plugin_serving(r->plugin)))
+      continue;
+    if (!(r->route->flags & BH_ROUTE_NO_AUTO_REFRESH)) return r->route;
+    if (any == NULL) any = r->route;
   }
-  return NULL;
+  return any;
 }
 
 /* ---------------------------------------------------------------------- */

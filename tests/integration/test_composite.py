@@ -72,8 +72,10 @@ class CompositeTest(_Slots, TwoSimsCase):
         return {
             "server": {"workers": 0},
             "plugin.echo": echo_section(composite="on"),
-            "plugin.up_one": plugin_section("up_one"),
+            "plugin.up_one": plugin_section("up_one",
+                                            ok_rate_limit="tight"),
             "plugin.up_two": plugin_section("up_two"),
+            "rate_limit.tight": {"quota": 1, "window_s": 3600},
             "plugin.crashy": {"path": test_plugin("crashy"),
                               "mount": "/t/crashy", "enabled": False},
             "upstream.up_one": {"url": one_url, "retries": 0,
@@ -99,6 +101,15 @@ class CompositeTest(_Slots, TwoSimsCase):
                 "section.one": "GET /t/up_one/get/v1/one?limit=5",
                 "section.never": "GET /t/echo/never",
                 "timeout_ms": 800},
+            "composite.px": {
+                "route": "GET /v1/px",
+                "section.json": "GET /t/up_one/proxy/v1/one",
+                "section.text": "GET /t/up_one/proxy/v1/text",
+                "section.cut": "GET /t/up_one/proxy/v1/cut"},
+            "composite.limited": {
+                "route": "GET /v1/limited",
+                "section.ok": "GET /t/echo/ok",
+                "section.tight": "GET /t/up_one/ok"},
             "composite.off": {
                 "route": "GET /v1/off",
                 "section.ok": "GET /t/echo/ok",
@@ -211,6 +222,31 @@ class CompositeTest(_Slots, TwoSimsCase):
         self.assertIsNotNone(ev, self.diag())
         self.assertEqual(ev.get("section"), "one", ev)
         self.assertEqual(ev.get("composite"), "slow", ev)
+
+    def test_proxy_sections_are_gathered(self):
+        px = "/t/up_one/proxy/v1/"
+        self.sim1.set_behavior(path=px + "one", status=200, body=ONE_BODY)
+        self.sim1.set_behavior(path=px + "text", status=200, body="plain",
+                               headers={"Content-Type": "text/plain"})
+        self.sim1.set_behavior(path=px + "cut", action="reset_mid_body")
+        r = self.d.get("/v1/px")
+        self.assertEqual(r.status, 200, r)
+        s = sections(r)
+        self.assertSlotOk(s["json"], ONE_BODY)
+        self.assertSlotOk(s["text"], "plain")  # not JSON: a JSON string
+        self.assertSlotProblem(s["cut"], 502, "composite.section_failed")
+
+    def test_section_rate_limited_on_its_own_route(self):
+        r = self.d.get("/v1/limited")
+        self.assertSlotOk(sections(r)["tight"])
+        r = self.d.get("/v1/limited")
+        self.assertEqual(r.status, 200, r)
+        s = sections(r)
+        pb = self.assertSlotProblem(s["tight"], 429, "rate_limit.exceeded")
+        self.assertGreater(pb["extensions"]["retryAfterSeconds"], 0)
+        self.assertSlotOk(s["ok"])
+        # the route's bucket is the same one a direct call draws from
+        self.assertEqual(self.d.get("/t/up_one/ok").status, 429)
 
     def test_unavailable_plugin(self):
         r = self.d.get("/v1/off")
@@ -336,6 +372,8 @@ class CompositeSessionTest(_Slots, unittest.TestCase):
                                              "refresh_ttl_s": 60})
         cfg["composite.me"] = {
             "route": "GET /v1/me",
+            # the auth plugin's own route is never refreshed silently
+            "section.me": "GET /v1/auth/me",
             "section.who": "GET /t/whoami",
             "section.again": "GET /t/whoami?again=1",
             "section.limited": "GET /t/whoami/limited",
@@ -365,6 +403,7 @@ class CompositeSessionTest(_Slots, unittest.TestCase):
         r = self.composite(jar.copy())
         self.assertEqual(r.status, 200, r)
         self.assertEqual(self.set_cookies(r), [])  # fresh: nothing to refresh
+        self.assertSlotOk(sections(r)["me"])
         user = sections(r)["who"]["body"]["userId"]
         exp = sections(r)["who"]["body"]["expiresAt"]
         wait_until(exp + 0.05)
@@ -377,6 +416,8 @@ class CompositeSessionTest(_Slots, unittest.TestCase):
             self.assertEqual(s[key]["body"]["userId"], user)
             self.assertGreater(s[key]["body"]["expiresAt"], exp)
         self.assertSlotOk(s["open"], {"principal": None})
+        # ... as on its own: the expired cookie does not let it in
+        self.assertSlotProblem(s["me"], 401, "auth.unauthenticated")
         # one rotation: one new pair of cookies, on the composite only
         self.assertEqual(sorted(self.set_cookies(r)),
                          ["__refresh", "__session"], r.header_list)
@@ -392,7 +433,7 @@ class CompositeSessionTest(_Slots, unittest.TestCase):
                                           "Sec-Fetch-Mode": "navigate"})
         self.assertEqual(r.status, 200, r)
         s = sections(r)
-        for key in ("who", "again", "limited"):
+        for key in ("me", "who", "again", "limited"):
             self.assertSlotProblem(s[key], 401, "auth.unauthenticated")
         self.assertSlotOk(s["open"], {"principal": None})
 
