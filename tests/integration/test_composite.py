@@ -121,6 +121,12 @@ class CompositeTest(_Slots, TwoSimsCase):
         self.sim1.set_behavior(path="/v1/one", status=200, body=ONE_BODY)
         self.sim2.set_behavior(path="/v1/two", status=200, body=TWO_BODY)
 
+    def tearDown(self):
+        # echo keeps its /never requests until told: end them, so the
+        # daemon frees them before it stops
+        self.d.post("/t/echo/never/release")
+        super().tearDown()
+
     def test_every_section_healthy(self):
         r = self.d.get("/v1/dash")
         self.assertEqual(r.status, 200, r)
