@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "gateway/composite.h"
 #include "host/host.h"
+#include "http/router.h"
 #include "proc/daemon-t.h"
 
 #define BH__COMPOSITE_PREFIX "composite."
@@ -307,7 +308,7 @@ static int bh__cdef_clash(const bh__composites *t, const bh__cdef *c) {
   return 0;
 }
 
-static void bh__cdef_add(bh__composites *t, bh__cdef *c) {
+static void bh__cdef_add(bh__daemon *d, bh__composites *t, bh__cdef *c) {
   if (bh__cdef_clash(t, c)) {
     bh__logf(BH__ERROR, "composite_refused",
              "composite %s (%s %s): its name or route is already a "
@@ -315,6 +316,17 @@ static void bh__cdef_add(bh__composites *t, bh__cdef *c) {
              c->name, c->method, c->path);
     bh__cdef_clear(c);
     return;
+  }
+  bh__match mt;
+  char allow[96];
+  if (bh__router_match(d->router, c->method, c->path, &mt, allow,
+                       sizeof allow) == BH__ROUTE_FOUND) {
+    const bh__route *r = mt.route;
+    bh__logf(BH__WARN, "composite_shadows_route",
+             "composite %s answers %s %s, which is also a route of plugin %s: "
+             "the composite wins",
+             c->name, c->method, c->path,
+             r && r->plugin ? r->plugin->name : "?");
   }
   t->defs[t->n] = *c;
   /* the route points into the entry: set up where it lives */
@@ -343,7 +355,7 @@ int bh__composites_build(bh__daemon *d) {
     if (strncmp(s->name, BH__COMPOSITE_PREFIX, strlen(BH__COMPOSITE_PREFIX)))
       continue;
     if (bh__cdef_from_config(cfg, s, &c, why, sizeof why) == 0)
-      bh__cdef_add(t, &c);
+      bh__cdef_add(d, t, &c);
     else
       bh__logf(BH__ERROR, "composite_refused", "%s", why);
   }
@@ -364,7 +376,7 @@ int bh__composites_build(bh__daemon *d) {
         continue;
       }
       c.plugin = p;
-      bh__cdef_add(t, &c);
+      bh__cdef_add(d, t, &c);
     }
   }
   d->composites = t;
