@@ -348,6 +348,12 @@ int bh__section_auth(bh_req *req) {
       bh__respond_code(req, "generic.internal");
       return -1;
     }
+    /* the API-key gate charged the address for the probe, on this route's
+     * policy: its rate limit step gives the token back, as on its own */
+    if (m->probe->rl_addr_held && req->route == m->probe->route) {
+      m->probe->rl_addr_held = 0;
+      req->rl_addr_held = 1;
+    }
     return 0;
   }
   if (m->probe_state == BH__PROBE_DENIED) {

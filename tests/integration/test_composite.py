@@ -434,6 +434,26 @@ class CompositeSessionTest(_Slots, unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         self.assertNotIn("set-cookie", r.headers)
 
+    def test_api_key_checked_once_for_the_whole_composite(self):
+        from auth_env import bearer, login
+        tok = login(self.d, "bob").json()["accessToken"]
+        r = self.d.post("/v1/api-keys", body={"name": "dash"},
+                        headers=bearer(tok))
+        self.assertEqual(r.status, 201, r)
+        key, kid = r.json()["key"], r.json()["id"]
+        r = self.d.get("/v1/me", headers={"X-API-Key": key})
+        self.assertEqual(r.status, 200, r)
+        s = sections(r)
+        for k in ("who", "again", "limited"):
+            self.assertSlotOk(s[k], msg="%s: %r" % (k, s[k]))
+            self.assertEqual(s[k]["body"]["kind"], "api_key")
+            self.assertEqual(s[k]["body"]["keyId"], kid)
+        self.assertEqual(self.set_cookies(r), [])
+        r = self.d.get("/v1/me", headers={"X-API-Key": key + "x"})
+        s = sections(r)
+        for k in ("who", "again", "limited"):
+            self.assertSlotProblem(s[k], 401, "auth.unauthenticated")
+
     def test_refused_caller_gets_the_refusal_in_each_protected_slot(self):
         r = self.d.get("/v1/me", headers={"Accept": "text/html",
                                           "Sec-Fetch-Mode": "navigate"})
