@@ -56,6 +56,9 @@ void bh__composites_free(bh__daemon *d);
 const bh__cdef *bh__composite_find(bh__daemon *d, const char *method,
                                    const char *path);
 
+/* The method of the composite at path (for a CORS preflight), or NULL. */
+const char *bh__composite_method(bh__daemon *d, const char *path);
+
 /* composite.c */
 /* Serves req (message complete, id set) as composite c: answers later. */
 void bh__composite_serve(bh_req *req, const bh__cdef *c);

@@ -402,3 +402,10 @@ const bh__cdef *bh__composite_find(bh__daemon *d, const char *method,
       return &t->defs[i];
   return NULL;
 }
+
+const char *bh__composite_method(bh__daemon *d, const char *path) {
+  const bh__composites *t = d->composites;
+  for (size_t i = 0; t && i < t->n; i++)
+    if (strcmp(t->defs[i].path, path) == 0) return t->defs[i].method;
+  return NULL;
+}

@@ -70,7 +70,8 @@ class CompositeTest(_Slots, TwoSimsCase):
     @classmethod
     def make_config(cls, one_url, two_url):
         return {
-            "server": {"workers": 0},
+            "server": {"workers": 0,
+                       "cors_origins": "https://portal.example"},
             "plugin.echo": echo_section(composite="on"),
             "plugin.up_one": plugin_section("up_one",
                                             ok_rate_limit="tight"),
@@ -253,6 +254,19 @@ class CompositeTest(_Slots, TwoSimsCase):
         self.assertSlotOk(s["ok"])
         # the route's bucket is the same one a direct call draws from
         self.assertEqual(self.d.get("/t/up_one/ok").status, 429)
+
+    def test_cors_preflight_and_lines(self):
+        origin = {"Origin": "https://portal.example"}
+        r = self.d.request("OPTIONS", "/v1/dash", headers=dict(
+            origin, **{"Access-Control-Request-Method": "GET"}))
+        self.assertEqual(r.status, 204, r)
+        self.assertEqual(r.headers.get("access-control-allow-origin"),
+                         origin["Origin"])
+        self.assertIn("GET", r.headers.get("access-control-allow-methods"))
+        r = self.d.get("/v1/dash", headers=origin)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.headers.get("access-control-allow-origin"),
+                         origin["Origin"])
 
     def test_unavailable_plugin(self):
         r = self.d.get("/v1/off")
