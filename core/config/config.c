@@ -380,7 +380,7 @@ static int bh__on_value(void *user, const char *sec, const char *key,
 /* ---- load / free / lookup ---------------------------------------------- */
 
 static int bh__check_sections(bh__cfg_loader *ld) {
-  static const char *const raw[] = {"upstream.", "rate_limit."};
+  static const char *const raw[] = {"upstream.", "rate_limit.", "composite."};
   for (size_t i = 0; i < ld->cfg->nsections; i++) {
     const bh__section *s = &ld->cfg->sections[i];
     if (strcmp(s->name, "server") == 0 || strcmp(s->name, "auth") == 0 ||
@@ -393,7 +393,7 @@ static int bh__check_sections(bh__cfg_loader *ld) {
       continue;
     }
     int ok = 0;
-    for (size_t j = 0; j < 2 && !ok; j++) {
+    for (size_t j = 0; j < 3 && !ok; j++) {
       size_t n = strlen(raw[j]);
       ok = strncmp(s->name, raw[j], n) == 0 && s->name[n] != '\0';
     }
@@ -401,7 +401,7 @@ static int bh__check_sections(bh__cfg_loader *ld) {
       return bh__cfg_fail_at(
           ld, s->line, s->name, NULL,
           "unknown section (expected server, auth, redis, plugin.NAME, "
-          "upstream.NAME or rate_limit.NAME)");
+          "upstream.NAME, rate_limit.NAME or composite.NAME)");
   }
   return 0;
 }

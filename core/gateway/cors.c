@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "base/buf.h"
+#include "gateway/composite.h"
 #include "gateway/cors.h"
 #include "host/plugin-t.h"
 #include "http/http.h"
@@ -345,8 +346,13 @@ int bh__cors_preflight(bh_req *req) {
   bh__match m;
   char allow[sizeof(req->allow)];
   if (bh__router_match(req->d->router, " ", req->path, &m, allow,
-                       sizeof allow) == BH__ROUTE_NOT_FOUND)
-    return 0; /* nothing here: the 404 Problem, with the CORS lines */
+                       sizeof allow) == BH__ROUTE_NOT_FOUND) {
+    /* a composite route is the core's, not in the route table */
+    const char *cm = bh__composite_method(req->d, req->path);
+    if (cm == NULL)
+      return 0; /* nothing here: the 404 Problem, with the CORS lines */
+    snprintf(allow, sizeof allow, "%s", cm);
+  }
   char extra[sizeof(allow) + 64];
   if (bh__cors_common(req, p) == NULL) {
     /* not an allowed origin: a plain answer, without Access-Control-* */

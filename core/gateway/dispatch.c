@@ -14,6 +14,7 @@
 #include "base/log.h"
 #include "base/reqid.h"
 #include "config/config.h"
+#include "gateway/composite.h"
 #include "gateway/cors.h"
 #include "gateway/dispatch.h"
 #include "host/host.h"
@@ -61,7 +62,7 @@ static int bh__dispatch_head(bh_req *req) {
 
 /* Loaded here and not quarantined by the master since (another worker may
  * have crashed in it a moment ago). */
-static int bh__serving(const bh__plugin *p) {
+int bh__plugin_serving(const bh__plugin *p) {
   return p->state == BH__PLUGIN_LOADED && !(p->shm && p->shm->quarantined);
 }
 
@@ -85,10 +86,19 @@ static void bh__dispatch(bh_req *req) {
   /* before the plugin's state, the session check and the rate limit: a
    * browser sends a preflight without credentials */
   if (bh__cors_preflight(req)) return;
+  /* a composite route is the core's own: its sections meet the plugins'
+   * state one by one; a section never nests another composite */
+  const bh__cdef *cd = bh__is_section(req)
+                           ? NULL
+                           : bh__composite_find(d, req->method, req->path);
+  if (cd) {
+    bh__composite_serve(req, cd);
+    return;
+  }
   /* The owner of the path decides first: a plugin that is down answers for
    * its whole mount, even where a route of another plugin would match. */
   bh__plugin *owner = bh__plugin_for_path(d, req->path);
-  if (owner && !bh__serving(owner)) {
+  if (owner && !bh__plugin_serving(owner)) {
     bh__unavailable(req, owner);
     return;
   }
@@ -102,7 +112,7 @@ static void bh__dispatch(bh_req *req) {
     return;
   }
   bh__route *route = req->route;
-  if (!bh__serving(route->plugin)) {
+  if (!bh__plugin_serving(route->plugin)) {
     bh__unavailable(req, route->plugin);
     return;
   }
@@ -121,9 +131,13 @@ static void bh__dispatch(bh_req *req) {
   }
   /* the session middleware: 0 let in now, 1 decided later (store), < 0
    * already answered (401, 302 to the login page, 403, 503) */
-  if ((route->flags & BH_ROUTE_AUTH_REQUIRED) &&
-      bh__auth_check(req, &bh__after_auth) != 0)
-    return;
+  if (route->flags & BH_ROUTE_AUTH_REQUIRED) {
+    /* a composite's section: the composite's one check decided (a silent
+     * refresh happens once per composite, not once per section) */
+    int arc = bh__section_auth(req);
+    if (arc > 0) arc = bh__auth_check(req, &bh__after_auth);
+    if (arc != 0) return;
+  }
   bh__dispatch_resume(req);
 }
 
@@ -137,7 +151,6 @@ static void bh__dispatch_resume(bh_req *req) {
 /* The rest once the rate limit let the request through (now, or when the
  * shared backend answered). */
 static void bh__dispatch_handler(bh_req *req) {
-  bh__conn *c = req->conn;
   bh__route *route = req->route;
   if (!(route->flags & BH_ROUTE_RAW_BODY) && req->body.len > 0 &&
       !bh__is_json(bh__req_header(req, "content-type"))) {
@@ -146,7 +159,7 @@ static void bh__dispatch_handler(bh_req *req) {
   }
   req->plugin_holds = 1;
   req->refs++;
-  bh__conn_deadline(c, route->timeout_ms);
+  bh__req_deadline(req, route->timeout_ms);
   int64_t mark = bh__shm_enter(route->plugin->shm_index, BH__CB_HANDLER);
   route->handler(req, route->data);
   bh__shm_leave(mark);

@@ -14,6 +14,8 @@ extern const bh__http_hooks bh__dispatch_hooks;
  * request's upstream calls. */
 void bh__dispatch_deadline(bh_req *req);
 
+/* Loaded here and not quarantined by the master since. */
+int bh__plugin_serving(const bh__plugin *p);
 /* limit_check.c: 0 allowed (RateLimit headers added); 1 asked the shared
  * backend: next(req) runs once it allowed the request; negative: answered
  * 429 rate_limit.exceeded. */

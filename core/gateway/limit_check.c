@@ -81,7 +81,7 @@ static void bh__limit_decided(void *arg, const bh__rl_result *r) {
   bh__limit_pending *p = arg;
   bh_req *req = p->req;
   /* the client left, or the route's deadline answered meanwhile */
-  if (!req->answered && req->conn != NULL &&
+  if (!req->answered && bh__req_live(req) &&
       bh__limit_apply(req, bh__limit_policy(req->route->limit), p->key, r) == 0)
     p->next(req);
   bh__req_unref(req);

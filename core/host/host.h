@@ -59,6 +59,9 @@ int bh__svc_upstream_fallback(bh_req *req, struct bh_upstream *from,
 int bh__svc_budget_add(bh_ctx *ctx, const char *policy);
 int bh__svc_budget_charge(bh_req *req, const char *policy, uint64_t tokens,
                           uint32_t flags, long *retry_after_s);
+/* composites.c: the composite_add slot (ABI 1.3) and its copies */
+int bh__svc_composite_add(bh_ctx *ctx, const bh_composite *c);
+void bh__plugin_composites_free(bh__plugin *p);
 
 /* proxy.c */
 /* The lines of a head block (bh__call_headers form) a proxy route

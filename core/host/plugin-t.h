@@ -29,6 +29,18 @@ struct bh_ctx {
   bh__plugin *plugin;
 };
 
+/* A composite route a plugin registered (ABI 1.3), copied as given; the
+ * gateway parses and checks it once every plugin is loaded
+ * (gateway/composite_conf.c). */
+typedef struct bh__pcomposite {
+  char *name;
+  char *route;
+  char **sections; /* "KEY = METHOD /path?query" */
+  size_t nsections;
+  char *required; /* or NULL */
+  uint32_t timeout_ms;
+} bh__pcomposite;
+
 typedef struct bh__route {
   char *method;
   char *pattern;
@@ -71,6 +83,8 @@ struct bh__plugin {
   size_t nroutes;
   void **proxies; /* proxy route data, freed at unload */
   size_t nproxies;
+  bh__pcomposite *composites; /* composite_add (host/composites.c) */
+  size_t ncomposites;
 };
 
 #endif

@@ -351,6 +351,7 @@ void bh__plugins_unload(bh__daemon *d) {
     for (size_t j = 0; j < p->nproxies; j++)
       free(p->proxies[j]);
     free(p->proxies);
+    bh__plugin_composites_free(p);
     bh__errmap_free(p);
     free(p->reg_error);
     free(p->path);

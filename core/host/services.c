@@ -212,11 +212,13 @@ static const char *svc_req_param(bh_req *r, const char *name) {
 static int bh__end_begin(bh_req *r) {
   if (!r->plugin_holds) return -EALREADY;
   r->plugin_holds = 0;
-  if (r->answered || r->conn == NULL) {
+  if (r->answered || !bh__req_live(r)) {
     bh__req_unref(r);
     return -ECANCELED;
   }
-  uv_timer_stop(&r->conn->timer);
+  /* a section's deadline is its composite's to stop, once it has the
+   * answer */
+  if (r->conn) uv_timer_stop(&r->conn->timer);
   return 0;
 }
 
@@ -556,7 +558,8 @@ static int svc_stream_start(bh_req *r, int status, const char *content_type) {
   if (status < 200 || status > 599 || status == 204 || status == 304 ||
       (content_type && !bh__value_ok(content_type)))
     return -EINVAL;
-  if (r->conn == NULL || r->conn->closed) return -ECONNRESET;
+  if (r->sink == NULL && (r->conn == NULL || r->conn->closed))
+    return -ECONNRESET;
   bh__buf h;
   bh__buf_init(&h);
   bh__buf_puts(&h, "Content-Type: ");
@@ -587,7 +590,7 @@ static int svc_stream_end(bh_req *r, int failed) {
   if (!r->plugin_holds) return -EALREADY;
   if (!r->streaming) return -EINVAL;
   r->plugin_holds = 0;
-  int gone = r->conn == NULL || r->conn->closed;
+  int gone = r->sink == NULL && (r->conn == NULL || r->conn->closed);
   bh__respond_end(r, !failed);
   /* a stream the client left stays marked: respond_end had nobody to end */
   r->streaming = 0;
@@ -705,6 +708,7 @@ static const bh_services bh__svc_table = {
     .upstream_fallback = bh__svc_upstream_fallback,
     .budget_add = bh__svc_budget_add,
     .budget_charge = bh__svc_budget_charge,
+    .composite_add = bh__svc_composite_add,
 };
 
 const bh_services *bh__services(void) {

@@ -33,6 +33,22 @@ typedef struct bh__http_hooks {
   void (*on_deadline)(bh_req *req);
 } bh__http_hooks;
 
+/* Where the answer of a request with no connection goes: a composite's
+ * section (gateway/composite.c) is served by the normal request path and
+ * its answer, written by the one encoder as for any request, is handed
+ * here instead of to a socket. on_answer: once, with the status, the
+ * content type, the body (a streamed answer is gathered first) and the
+ * core's own header lines (Cache-Control, Retry-After); resp_headers stay
+ * on the request. deadline: the handler deadline of the section's route
+ * (bh__req_deadline), instead of the connection's timer. */
+typedef struct bh__sink {
+  void (*on_answer)(bh_req *req, const char *content_type, const char *body,
+                    size_t len, const char *core_headers);
+  void (*deadline)(bh_req *req, uint32_t ms);
+  int quiet; /* no access-log line, no request metrics (an internal check
+                whose verdict other requests report) */
+} bh__sink;
+
 typedef struct bh__header {
   const char *name; /* lower-cased */
   const char *value;
@@ -112,6 +128,14 @@ struct bh_req {
   uint32_t upstream_retries;
   int rl_addr_held; /* the rate-limit gate charged the address bucket
                        (gateway/limit_check.c) */
+
+  /* a composite's section (gateway/composite.c): conn is NULL, the answer
+   * goes to sink; sink_out gathers a streamed answer's body */
+  const bh__sink *sink;
+  void *sink_data;
+  bh__buf sink_out;
+  const char *composite; /* for the access log: the composite's name */
+  const char *section;   /* ... and the section's key (sections only) */
 };
 
 enum bh__listener_kind { BH__LISTENER_API = 0, BH__LISTENER_ADMIN = 1 };

@@ -88,6 +88,14 @@ void bh__req_ids(bh_req *req);
 /* At headers complete: client_addr from X-Forwarded-For when the peer is
  * one of trusted_proxies (via_trusted set), else the peer stays. */
 void bh__req_client(bh_req *req);
+/* Someone still waits for req's answer: its connection, or (a composite's
+ * section) its sink. */
+static inline int bh__req_live(const bh_req *req) {
+  return req->conn != NULL || req->sink != NULL;
+}
+/* Arms the handler deadline of req: its connection's timer, or a section's
+ * own (the sink's). */
+void bh__req_deadline(bh_req *req, uint32_t ms);
 /* Drops one reference; frees the request at zero. */
 void bh__req_unref(bh_req *req);
 /* A JSON media type: application/json or any application/<x>+json,

@@ -56,8 +56,16 @@ void bh__req_unref(bh_req *req) {
   bh__buf_free(&req->resp_headers);
   bh__buf_free(&req->cors);
   bh__buf_free(&req->head_out);
+  bh__buf_free(&req->sink_out);
   free(req->headers);
   free(req);
+}
+
+void bh__req_deadline(bh_req *req, uint32_t ms) {
+  if (req->conn)
+    bh__conn_deadline(req->conn, ms);
+  else if (req->sink)
+    req->sink->deadline(req, ms);
 }
 
 const char *bh__req_header(bh_req *req, const char *name) {

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "base/clock.h"
@@ -230,6 +231,16 @@ static void bh__access_log(bh_req *req) {
                 fmt == BH__LOGFMT_BULKHEAD ? "fallbacks"
                                            : "bulkhead.upstream.fallbacks",
                 req->fallbacks);
+  if (req->route && req->route->pattern)
+    bh__log_str(&l, fmt == BH__LOGFMT_BULKHEAD ? "route" : "http.route",
+                req->route->pattern);
+  if (req->composite)
+    bh__log_str(&l,
+                fmt == BH__LOGFMT_BULKHEAD ? "composite" : "bulkhead.composite",
+                req->composite);
+  if (req->section)
+    bh__log_str(&l, fmt == BH__LOGFMT_BULKHEAD ? "section" : "bulkhead.section",
+                req->section);
   if (req->conn && req->conn->listener->kind == BH__LISTENER_ADMIN)
     bh__log_str(&l, k[F_LISTENER], "admin");
   int64_t us = (int64_t)((bh__now_ns() - req->start_ns) / 1000);
@@ -267,11 +278,27 @@ counted:
     bh__metrics_request(req);
 }
 
+/* A section's answer: logged and counted as any request's, then handed to
+ * its composite instead of a socket. */
+static void bh__sink_answer(bh_req *req, const char *content_type,
+                            const char *body, size_t len,
+                            const char *core_headers) {
+  if (req->id[0] == '\0')
+    bh__reqid(bh__req_header(req, "x-request-id"), req->id, sizeof(req->id));
+  if (!req->sink->quiet) bh__access_log(req);
+  req->sink->on_answer(req, content_type, body, len, core_headers);
+}
+
 void bh__respond(bh_req *req, int status, const char *content_type,
                  const char *body, size_t len, const char *extra_headers) {
   if (req->answered) return;
   req->answered = 1;
   req->status = status;
+  if (req->sink) {
+    bh__sink_answer(req, content_type ? content_type : "application/json", body,
+                    len, extra_headers);
+    return;
+  }
   bh__conn *c = req->conn;
   if (c == NULL || c->closed) return;
   bh__req_ids(req);
@@ -418,6 +445,14 @@ int bh__respond_head(bh_req *req, int status, const char *headers,
   if (req->answered) return -EALREADY;
   req->answered = 1;
   req->status = status;
+  if (req->sink) {
+    /* a section's streamed answer is gathered, then handed over whole */
+    req->streaming = 1;
+    bh__buf_reset(&req->head_out);
+    bh__buf_reset(&req->sink_out);
+    if (headers) bh__buf_puts(&req->head_out, headers);
+    return bh__buf_failed(&req->head_out) ? -ENOMEM : 0;
+  }
   bh__conn *c = req->conn;
   if (c == NULL || c->closed) return -ECONNRESET;
   bh__req_ids(req);
@@ -471,7 +506,20 @@ static void bh__stream_out(bh_req *req, bh__buf *out) {
   }
 }
 
+/* A section's streamed body beyond this is cut: a composite answer is
+ * built in memory. */
+#define BH__SINK_MAX_BYTES (4u << 20)
+
 long bh__respond_body(bh_req *req, const char *data, size_t len) {
+  if (req->sink) {
+    if (!req->streaming) return -ECONNRESET;
+    if (req->sink_out.len + len > BH__SINK_MAX_BYTES ||
+        bh__buf_append(&req->sink_out, data, len) != 0) {
+      req->sink_out.len = BH__SINK_MAX_BYTES + 1; /* marks it cut */
+      return -ECONNRESET;
+    }
+    return 0;
+  }
   bh__conn *c = req->conn;
   if (c == NULL || c->closed || !req->streaming) return -ECONNRESET;
   if (req->no_body || len == 0) return 0;
@@ -506,7 +554,46 @@ long bh__respond_body(bh_req *req, const char *data, size_t len) {
   return (long)uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
 }
 
+/* The Content-Type value of preformatted head lines, in out. */
+static void bh__head_ctype(const char *lines, char *out, size_t n) {
+  out[0] = '\0';
+  for (const char *l = lines; l && *l;) {
+    size_t ll = strcspn(l, "\r\n");
+    if (ll > 13 && strncasecmp(l, "content-type:", 13) == 0) {
+      const char *v = l + 13;
+      while (*v == ' ' || *v == '\t')
+        v++;
+      size_t vl = ll - (size_t)(v - l);
+      if (vl >= n) vl = n - 1;
+      memcpy(out, v, vl);
+      out[vl] = '\0';
+      return;
+    }
+    l += ll;
+    while (*l == '\r' || *l == '\n')
+      l++;
+  }
+}
+
+static void bh__sink_end(bh_req *req, int complete) {
+  req->streaming = 0;
+  if (!complete || req->sink_out.len > BH__SINK_MAX_BYTES) {
+    /* the answer went nowhere yet: a Problem takes its place */
+    req->answered = 0;
+    bh__respond_code(req, "composite.section_failed");
+    return;
+  }
+  char ctype[128];
+  bh__head_ctype(req->head_out.data, ctype, sizeof(ctype));
+  bh__sink_answer(req, ctype[0] ? ctype : "application/octet-stream",
+                  req->sink_out.data, req->sink_out.len, NULL);
+}
+
 void bh__respond_end(bh_req *req, int complete) {
+  if (req->sink) {
+    if (req->streaming) bh__sink_end(req, complete);
+    return;
+  }
   bh__conn *c = req->conn;
   if (c == NULL || c->closed || !req->streaming) return;
   req->streaming = 0;

@@ -91,6 +91,9 @@ typedef struct bh__auth_next {
  * 1 pending (next->resume runs later, or the request is answered), -1
  * answered (401 / 302 / 403 / 503). */
 int bh__auth_check(bh_req *req, const bh__auth_next *next);
+/* Gives `to` the caller `from` was let in as (a composite's sections
+ * share its one session check). 0, -ENOENT (from has none), -ENOMEM. */
+int bh__authn_copy(bh_req *to, const bh_req *from);
 /* The principal of req, or NULL. */
 const bh_principal *bh__auth_principal(bh_req *req);
 

@@ -78,6 +78,15 @@ static bh__authn *bh__authn_set(bh_req *req, int kind, const char *user,
   return a;
 }
 
+int bh__authn_copy(bh_req *to, const bh_req *from) {
+  const bh__authn *a = from->authn;
+  if (a == NULL) return -ENOENT;
+  return bh__authn_set(to, a->p.kind, a->user_id, a->session_id, a->scopes,
+                       a->key_id[0] ? a->key_id : NULL, a->p.expires_at)
+             ? 0
+             : -ENOMEM;
+}
+
 /* ---------------------------------------------------------------------- */
 /* Cookies                                                                 */
 /* ---------------------------------------------------------------------- */
@@ -403,7 +412,7 @@ static void bh__mw_done(bh__sjob *sj) {
   bh__mwjob *j = (bh__mwjob *)sj;
   bh_req *req = j->req;
   /* answered meanwhile (deadline) or the client left: nothing to do */
-  if (!req->answered && req->conn != NULL) {
+  if (!req->answered && bh__req_live(req)) {
     if (j->kind == BH__MW_REFRESH) {
       bh__mw_refreshed(req, j);
     } else if (j->rc == 0) {
@@ -459,7 +468,7 @@ static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred,
     return -1;
   }
   /* the store is another compartment: the route's deadline covers it */
-  if (req->conn) bh__conn_deadline(req->conn, req->route->timeout_ms);
+  bh__req_deadline(req, req->route->timeout_ms);
   return 1;
 }
 

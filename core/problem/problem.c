@@ -45,6 +45,8 @@ static const bh__code bh__core_codes[] = {
     {"server.overloaded", 503, NULL,
      "The server is overloaded. Please retry later.", 1},
     {"generic.timeout", 504, NULL, "The service did not answer in time.", 1},
+    {"composite.section_failed", 502, NULL,
+     "A section's answer was cut short or too large.", 1},
     {"admin.not_ready", 503, NULL, "Required plugins are not running.", 1},
     {"admin.unauthorized", 401, NULL, "A valid admin token is required.", 0},
     {"admin.upstream_not_found", 404, NULL, "No upstream has this name.", 0},

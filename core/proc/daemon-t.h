@@ -45,6 +45,7 @@ struct bh__daemon {
   bh__router *router;
   bh__plugin *plugins;
   size_t nplugins;
+  struct bh__composites *composites; /* composite routes (gateway/) */
   bh__listener api;
   bh__listener admin;
   bh__conn *conns;

@@ -18,6 +18,7 @@
 
 #include "base/log.h"
 #include "base/reqid.h"
+#include "gateway/composite.h"
 #include "gateway/dispatch.h"
 #include "host/host.h"
 #include "http/http.h"
@@ -72,6 +73,8 @@ int bh__daemon_init(bh__daemon *d, bh__config *cfg, uv_loop_t *loop, int role,
   bh__auth_start(d); /* keys and the identity store's thread */
   bh__plugins_load(d);
   bh__plugins_publish(d);
+  /* once the plugins registered theirs (under their own mounts) */
+  if ((rc = bh__composites_build(d)) != 0) return rc;
   return 0;
 }
 
@@ -250,6 +253,7 @@ void bh__daemon_free(bh__daemon *d) {
   bh__client_close(d);
   bh__redis_stop(d);
   bh__auth_stop(d); /* its last callbacks may still reach a plugin */
+  bh__composites_free(d);
   bh__plugins_unload(d);
   bh__upstreams_free(d);
   bh__limits_free(d);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "gateway/composite.h"
 #include "gateway/cors.h"
 #include "identity/auth.h"
 #include "policy/ratelimit.h"
@@ -73,6 +74,7 @@ int bh__load(const char *path, bh__config *cfg, char *err, size_t errlen) {
   if (rc == 0) rc = bh__auth_conf_load(cfg, &cfg->auth, err, errlen);
   if (rc == 0) rc = bh__cors_conf_load(cfg, &cfg->cors, err, errlen);
   if (rc == 0) rc = bh__redis_conf_load(cfg, &cfg->redis, err, errlen);
+  if (rc == 0) rc = bh__composite_conf_check(cfg, err, errlen);
   if (rc) bh__unload(cfg);
   return rc;
 }

@@ -418,6 +418,29 @@ typedef int (*bh_upstream_chunk_fn)(bh_req *req, int status, const char *buf,
 enum bh_budget_flags { BH_BUDGET_HEADERS = 1u << 0 };
 
 /* ---------------------------------------------------------------------- */
+/* Composite routes (ABI 1.3)                                              */
+/* ---------------------------------------------------------------------- */
+
+/* A route the core answers by dispatching each section, concurrently and
+ * in-process, through the normal request path (routing, plugin state, the
+ * caller's identity, rate limits, each route's deadline), then answering
+ * 200 {"sections": {"KEY": {"status": S, "body": ...} | {"status": S,
+ * "problem": ...}}}. The same thing as a [composite.NAME] section of the
+ * config. Every string is copied. */
+typedef struct bh_composite {
+  uint32_t size;     /* sizeof(bh_composite) */
+  const char *name;  /* [a-z][a-z0-9_]{0,31}, unique among composites */
+  const char *route; /* "GET /v1/dashboard": a literal path under one of
+                        the plugin's mounts */
+  /* NULL-terminated "KEY = METHOD /path?query" lines; KEY is
+   * [A-Za-z0-9_]{1,64}, the path is any route of any plugin */
+  const char *const *sections;
+  const char *required; /* "KEY[,KEY...]": their failure fails the whole
+                           answer; NULL: none */
+  uint32_t timeout_ms;  /* per section; 0: [server] handler_timeout_ms */
+} bh_composite;
+
+/* ---------------------------------------------------------------------- */
 /* Services table                                                          */
 /* ---------------------------------------------------------------------- */
 
@@ -713,6 +736,15 @@ struct bh_services {
    * per request, before its end call (streaming: before stream_start). */
   int (*budget_charge)(bh_req *req, const char *policy, uint64_t tokens,
                        uint32_t flags, long *retry_after_s);
+  /* --- ABI 1.3 (composite) --- */
+
+  /* init only: registers a composite route (bh_composite, copied). 0;
+   * -EINVAL (no name, route or section), -EPERM (not in init), -ENOMEM.
+   * The rest (the name, the route under one of the plugin's mounts and
+   * not taken by another composite, each section line, the required keys)
+   * is checked once every plugin is loaded, by the parser of
+   * [composite.NAME]: a composite that fails is logged and not served. */
+  int (*composite_add)(bh_ctx *ctx, const bh_composite *c);
 };
 
 /* ---------------------------------------------------------------------- */
@@ -936,6 +968,10 @@ static inline int bh_budget_charge(bh_req *r, const char *policy,
                                    uint64_t tokens, uint32_t flags,
                                    long *retry_after_s) {
   return BH__SVC(r)->budget_charge(r, policy, tokens, flags, retry_after_s);
+}
+/* ABI 1.3: check BH_SVC_HAS(svc, composite_add) before the first use. */
+static inline int bh_composite_add(bh_ctx *c, const bh_composite *def) {
+  return BH__SVC(c)->composite_add(c, def);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -26,6 +26,10 @@
  *
  * [plugin.echo] init_delay_ms = N makes init take N ms (a generation of
  * workers that is slow to become ready, for the reload tests).
+ *
+ * [plugin.echo] composite = on registers two composite routes (ABI 1.3):
+ * GET /t/echo/pair (sections ok and params, ok required) and GET
+ * /v1/outside, which lies outside the mount and must be refused.
  */
 #include <bulkhead/plugin.h>
 
@@ -308,13 +312,27 @@ static const bh_error_row errors[] = {
 };
 
 static int echo_init(bh_ctx *ctx, const bh_services *svc) {
-  (void)svc;
   const char *delay = bh_config(ctx, "init_delay_ms");
   if (delay) usleep((useconds_t)strtoul(delay, NULL, 10) * 1000);
   int rc = bh_error_map(ctx, errors, COUNT(errors));
   if (rc < 0) return rc;
   for (size_t i = 0; i < COUNT(routes); i++)
     if ((rc = bh_route_add(ctx, &routes[i])) < 0) return rc;
+  const char *comp = bh_config(ctx, "composite");
+  if (comp && strcmp(comp, "on") == 0 && BH_SVC_HAS(svc, composite_add)) {
+    static const char *const pair[] = {"ok = GET /t/echo/ok",
+                                       "params = GET /t/echo/params/x/y", NULL};
+    bh_composite c = {.size = sizeof(c),
+                      .name = "echo_pair",
+                      .route = "GET /t/echo/pair",
+                      .sections = pair,
+                      .required = "ok",
+                      .timeout_ms = 2000};
+    if ((rc = bh_composite_add(ctx, &c)) < 0) return rc;
+    c.name = "echo_outside";
+    c.route = "GET /v1/outside";
+    if ((rc = bh_composite_add(ctx, &c)) < 0) return rc;
+  }
   bh_log(ctx, BH_LOG_INFO, "echo ready: %zu routes", COUNT(routes));
   return 0;
 }

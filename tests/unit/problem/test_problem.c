@@ -183,7 +183,7 @@ static void test_oom_sticky(void) {
 static void test_catalogue(void) {
   size_t n = 0;
   const bh__code *all = bh__problem_core_codes(&n);
-  CHECK_INT(n, 28);
+  CHECK_INT(n, 29);
   for (size_t i = 0; i < n; i++) {
     CHECK(bh__problem_core_code(all[i].code) == &all[i]);
     CHECK(all[i].status >= 400 && all[i].status <= 599);
