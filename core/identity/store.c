@@ -1,12 +1,15 @@
 /*
  * The identity store's file, migrations and thread (see store.h).
+ * The thread is a job queue of state/jobq.c.
  */
 #include "identity/store.h"
 
+#include "state/jobq.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,15 +22,8 @@
 #define BH__STORE_BUSY_MS 5000
 
 struct bh__store {
-  uv_async_t async; /* loop side: completions are ready */
   sqlite3 *db;
-  pthread_t thread;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bh__sjob *queue, *queue_tail; /* to run */
-  bh__sjob *done, *done_tail;   /* ran, waiting for the loop */
-  int stopping;
-  int started;
+  bh_jobq *q; /* its thread runs every statement */
 };
 
 /* Not time(NULL): that reads the coarse clock, which can lag the precise
@@ -177,49 +173,21 @@ int bh__store_open(const char *path, const bh__migration *m, size_t n,
 }
 
 /* ---------------------------------------------------------------------- */
-/* The thread                                                              */
+/* The thread: the one job queue of state/jobq.c                           */
 /* ---------------------------------------------------------------------- */
 
-static void *bh__store_main(void *arg) {
-  bh__store *s = arg;
-  pthread_mutex_lock(&s->mu);
-  for (;;) {
-    while (s->queue == NULL && !s->stopping)
-      pthread_cond_wait(&s->cv, &s->mu);
-    bh__sjob *j = s->queue;
-    if (j == NULL) break; /* stopping and drained */
-    s->queue = j->next;
-    if (s->queue == NULL) s->queue_tail = NULL;
-    pthread_mutex_unlock(&s->mu);
-    j->next = NULL;
-    j->work(s->db, j);
-    pthread_mutex_lock(&s->mu);
-    if (s->done_tail)
-      s->done_tail->next = j;
-    else
-      s->done = j;
-    s->done_tail = j;
-    /* wake the loop only when the list becomes non-empty */
-    if (s->done == j) uv_async_send(&s->async);
-  }
-  pthread_mutex_unlock(&s->mu);
-  return NULL;
-}
-
-static void bh__store_run_done(bh__store *s) {
-  pthread_mutex_lock(&s->mu);
-  bh__sjob *j = s->done;
-  s->done = s->done_tail = NULL;
-  pthread_mutex_unlock(&s->mu);
-  while (j) {
-    bh__sjob *next = j->next;
-    j->done(j); /* may free j */
-    j = next;
+static void bh__store_run(bh_job *batch, void *data) {
+  bh__store *s = data;
+  for (bh_job *j = batch; j; j = j->next) {
+    bh__sjob *sj = (bh__sjob *)(void *)j; /* the first member */
+    sj->work(s->db, sj);
   }
 }
 
-static void bh__store_on_async(uv_async_t *a) {
-  bh__store_run_done(a->data);
+static void bh__store_done(bh_job *j, void *data) {
+  (void)data;
+  bh__sjob *sj = (bh__sjob *)(void *)j;
+  sj->done(sj); /* may free it */
 }
 
 int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out) {
@@ -229,22 +197,19 @@ int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out) {
     return -ENOMEM;
   }
   s->db = db;
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
-  int rc = uv_async_init(loop, &s->async, bh__store_on_async);
+  /* one job at a time: each job is its own transaction */
+  bh_jobq_def def = {.size = sizeof(def),
+                     .name = "bh-store",
+                     .run = bh__store_run,
+                     .done = bh__store_done,
+                     .max_batch = 1,
+                     .max_queued = UINT32_MAX};
+  int rc = bh__jobq_new(loop, NULL, &def, s, &s->q);
   if (rc) {
     sqlite3_close_v2(db);
     free(s);
     return rc;
   }
-  s->async.data = s;
-  uv_unref((uv_handle_t *)&s->async);
-  if ((rc = pthread_create(&s->thread, NULL, bh__store_main, s)) != 0) {
-    s->thread = 0;
-    bh__store_stop(s);
-    return -rc;
-  }
-  s->started = 1;
   *out = s;
   return 0;
 }
@@ -252,40 +217,14 @@ int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out) {
 int bh__store_submit(bh__store *s, bh__sjob *j) {
   if (s == NULL || j == NULL || j->work == NULL || j->done == NULL)
     return -EINVAL;
-  j->next = NULL;
-  pthread_mutex_lock(&s->mu);
-  if (s->stopping) {
-    pthread_mutex_unlock(&s->mu);
-    return -ESHUTDOWN;
-  }
-  if (s->queue_tail)
-    s->queue_tail->next = j;
-  else
-    s->queue = j;
-  s->queue_tail = j;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-  return 0;
-}
-
-static void bh__store_free(uv_handle_t *h) {
-  bh__store *s = h->data;
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->cv);
-  free(s);
+  return bh__jobq_submit(s->q, &j->job);
 }
 
 void bh__store_stop(bh__store *s) {
   if (s == NULL) return;
-  pthread_mutex_lock(&s->mu);
-  s->stopping = 1;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-  if (s->started) pthread_join(s->thread, NULL);
-  /* jobs finished after the loop stopped: their callbacks still run, so
-   * nothing they own leaks and every request they hold is released */
-  bh__store_run_done(s);
+  /* the queued jobs run, then their callbacks on this thread, so nothing
+   * they own leaks and every request they hold is released */
+  bh__jobq_close(s->q);
   sqlite3_close_v2(s->db);
-  s->db = NULL;
-  uv_close((uv_handle_t *)&s->async, bh__store_free);
+  free(s);
 }

@@ -20,6 +20,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "bulkhead/plugin.h"
+
 typedef struct bh__migration {
   int version;      /* the file's leading number: 1, 2, ... ascending */
   const char *name; /* "001_sessions.sql" */
@@ -46,9 +48,9 @@ int bh__store_version(sqlite3 *db);
 
 typedef struct bh__sjob bh__sjob;
 struct bh__sjob {
+  bh_job job;                             /* first: the queue's node */
   void (*work)(sqlite3 *db, bh__sjob *j); /* store thread */
   void (*done)(bh__sjob *j);              /* loop thread, after work */
-  bh__sjob *next;                         /* the store's */
 };
 
 typedef struct bh__store bh__store;
