@@ -383,7 +383,8 @@ static int bh__check_sections(bh__cfg_loader *ld) {
   static const char *const raw[] = {"upstream.", "rate_limit."};
   for (size_t i = 0; i < ld->cfg->nsections; i++) {
     const bh__section *s = &ld->cfg->sections[i];
-    if (strcmp(s->name, "server") == 0 || strcmp(s->name, "auth") == 0)
+    if (strcmp(s->name, "server") == 0 || strcmp(s->name, "auth") == 0 ||
+        strcmp(s->name, "store") == 0)
       continue;
     if (strncmp(s->name, "plugin.", 7) == 0) {
       if (!bh__cfg_valid_plugin_name(s->name + 7))
@@ -399,7 +400,7 @@ static int bh__check_sections(bh__cfg_loader *ld) {
     if (!ok)
       return bh__cfg_fail_at(
           ld, s->line, s->name, NULL,
-          "unknown section (expected server, auth, plugin.NAME, "
+          "unknown section (expected server, auth, store, plugin.NAME, "
           "upstream.NAME or rate_limit.NAME)");
   }
   return 0;

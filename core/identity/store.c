@@ -5,6 +5,7 @@
 #include "identity/store.h"
 
 #include "state/jobq.h"
+#include "state/shm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -22,8 +23,11 @@
 #define BH__STORE_BUSY_MS 5000
 
 struct bh__store {
-  sqlite3 *db;
-  bh_jobq *q; /* its thread runs every statement */
+  int backend;
+  char *url;        /* postgres */
+  uint32_t n, next; /* connections; the next one to get a job */
+  bh_jobq **q;      /* one queue (and thread) per connection */
+  bh__sconn conn[]; /* each queue's, touched by its thread only */
 };
 
 /* Not time(NULL): that reads the coarse clock, which can lag the precise
@@ -173,15 +177,22 @@ int bh__store_open(const char *path, const bh__migration *m, size_t n,
 }
 
 /* ---------------------------------------------------------------------- */
-/* The thread: the one job queue of state/jobq.c                           */
+/* The threads: job queues of state/jobq.c                                 */
 /* ---------------------------------------------------------------------- */
 
 static void bh__store_run(bh_job *batch, void *data) {
-  bh__store *s = data;
+  bh__sconn *c = data;
+  int up = c->backend != BH__STORE_POSTGRES || bh__pg_ensure(c) == 0;
   for (bh_job *j = batch; j; j = j->next) {
     bh__sjob *sj = (bh__sjob *)(void *)j; /* the first member */
-    sj->work(s->db, sj);
+    sj->work(c, sj);
   }
+  /* a statement that failed on a connection that broke under it */
+  if (c->backend == BH__STORE_POSTGRES && up)
+    up = c->pg && PQstatus(c->pg) == CONNECTION_OK;
+  __atomic_store_n(&c->up, up, __ATOMIC_RELAXED);
+  if (bh__shm_g)
+    __atomic_store_n(&bh__shm_g->identity_store_down, !up, __ATOMIC_RELAXED);
 }
 
 static void bh__store_done(bh_job *j, void *data) {
@@ -190,24 +201,88 @@ static void bh__store_done(bh_job *j, void *data) {
   sj->done(sj); /* may free it */
 }
 
-int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out) {
-  bh__store *s = calloc(1, sizeof(*s));
-  if (s == NULL) {
-    sqlite3_close_v2(db);
-    return -ENOMEM;
-  }
-  s->db = db;
-  /* one job at a time: each job is its own transaction */
+static void bh__store_thread_stop(void *data) {
+  bh__sconn *c = data;
+  if (c->pg) PQfinish(c->pg);
+  c->pg = NULL;
+}
+
+static int bh__store_queues(uv_loop_t *loop, bh__store *s) {
+  /* one job at a time per connection: each job is its own transaction */
   bh_jobq_def def = {.size = sizeof(def),
                      .name = "bh-store",
                      .run = bh__store_run,
                      .done = bh__store_done,
+                     .thread_stop = bh__store_thread_stop,
                      .max_batch = 1,
                      .max_queued = UINT32_MAX};
-  int rc = bh__jobq_new(loop, NULL, &def, s, &s->q);
-  if (rc) {
-    sqlite3_close_v2(db);
+  for (uint32_t i = 0; i < s->n; i++) {
+    int rc = bh__jobq_new(loop, NULL, &def, &s->conn[i], &s->q[i]);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static void bh__store_free(bh__store *s) {
+  for (uint32_t i = 0; i < s->n; i++)
+    bh__jobq_close(s->q[i]);
+  for (uint32_t i = 0; i < s->n; i++)
+    if (s->conn[i].lite) sqlite3_close_v2(s->conn[i].lite);
+  /* a queue that never started leaves its connection open */
+  for (uint32_t i = 0; i < s->n; i++)
+    if (s->conn[i].pg) PQfinish(s->conn[i].pg);
+  free(s->q);
+  free(s->url);
+  free(s);
+}
+
+static bh__store *bh__store_alloc(uint32_t n) {
+  bh__store *s = calloc(1, sizeof(*s) + n * sizeof(s->conn[0]));
+  if (s == NULL) return NULL;
+  s->q = calloc(n, sizeof(*s->q));
+  if (s->q == NULL) {
     free(s);
+    return NULL;
+  }
+  s->n = n;
+  return s;
+}
+
+int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out) {
+  bh__store *s = bh__store_alloc(1);
+  if (s == NULL) {
+    sqlite3_close_v2(db);
+    return -ENOMEM;
+  }
+  s->conn[0].backend = BH__STORE_SQLITE;
+  s->conn[0].lite = db;
+  s->conn[0].up = 1;
+  int rc = bh__store_queues(loop, s);
+  if (rc) {
+    bh__store_free(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+int bh__store_start_pg(uv_loop_t *loop, const char *url, uint32_t pool,
+                       bh__store **out) {
+  if (pool == 0) pool = 1;
+  bh__store *s = bh__store_alloc(pool);
+  if (s == NULL || (s->url = strdup(url)) == NULL) {
+    if (s) bh__store_free(s);
+    return -ENOMEM;
+  }
+  s->backend = BH__STORE_POSTGRES;
+  for (uint32_t i = 0; i < pool; i++) {
+    s->conn[i].backend = BH__STORE_POSTGRES;
+    s->conn[i].url = s->url;
+    s->conn[i].up = 1; /* until a job finds otherwise */
+  }
+  int rc = bh__store_queues(loop, s);
+  if (rc) {
+    bh__store_free(s);
     return rc;
   }
   *out = s;
@@ -217,14 +292,25 @@ int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out) {
 int bh__store_submit(bh__store *s, bh__sjob *j) {
   if (s == NULL || j == NULL || j->work == NULL || j->done == NULL)
     return -EINVAL;
-  return bh__jobq_submit(s->q, &j->job);
+  uint32_t i = s->next++ % s->n;
+  return bh__jobq_submit(s->q[i], &j->job);
+}
+
+int bh__store_up(bh__store *s) {
+  if (s == NULL) return 0;
+  int up = 1;
+  for (uint32_t i = 0; i < s->n; i++)
+    up &= __atomic_load_n(&s->conn[i].up, __ATOMIC_RELAXED) != 0;
+  return up;
+}
+
+int bh__store_backend(const bh__store *s) {
+  return s ? s->backend : BH__STORE_SQLITE;
 }
 
 void bh__store_stop(bh__store *s) {
   if (s == NULL) return;
   /* the queued jobs run, then their callbacks on this thread, so nothing
    * they own leaks and every request they hold is released */
-  bh__jobq_close(s->q);
-  sqlite3_close_v2(s->db);
-  free(s);
+  bh__store_free(s);
 }
