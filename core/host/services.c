@@ -778,6 +778,9 @@ static const bh_services bh__svc_table = {
     .jobq_new = svc_jobq_new,
     .jobq_submit = svc_jobq_submit,
     .jobq_close = svc_jobq_close,
+    .store_info = bh__svc_store_info,
+    .store_connect = bh__svc_store_connect,
+    .store_disconnect = bh__svc_store_disconnect,
 };
 
 const bh_services *bh__services(void) {

@@ -353,6 +353,21 @@ typedef struct bh_jobq_def {
                           it (shed load instead of piling up); 0: 4096 */
 } bh_jobq_def;
 
+/* What store_info() reports: the backend of [store] (ABI 1.3). */
+typedef struct bh_store_info {
+  uint32_t size;       /* sizeof(bh_store_info): set by the plugin */
+  const char *backend; /* "sqlite" or "postgres"; static */
+  uint32_t pool;       /* postgres: the connections a worker may keep */
+} bh_store_info;
+
+/* One schema migration (NNN_name.sql): ascending versions. The array
+ * cmake's bh_embed_schema(HEADER) writes has this layout. */
+typedef struct bh_migration {
+  int version;
+  const char *name;
+  const char *sql;
+} bh_migration;
+
 /* ---------------------------------------------------------------------- */
 /* Identity (ABI 1.2)                                                      */
 /* ---------------------------------------------------------------------- */
@@ -750,6 +765,28 @@ struct bh_services {
    * loop lets go of it. Close each queue in stop() or fini() at the
    * latest. */
   void (*jobq_close)(bh_jobq *q);
+  /* Which backend [store] names, so a plugin ships SQL for both: on
+   * "sqlite" it keeps its own file under data_dir(); on "postgres" it
+   * shares the database of every instance through store_connect(). Any
+   * thread. 0, or -EINVAL (a size too small). */
+  int (*store_info)(bh_ctx *ctx, bh_store_info *out);
+  /* postgres only, and only on a job queue's thread (thread_start or
+   * run): connects to the [store] database with search_path = `schema`
+   * (the plugin's own, "[a-z][a-z0-9_]{0,62}": e.g. "bh_<plugin>";
+   * created if absent), a 5 s statement_timeout, and applies the
+   * migrations newer than the schema's version in ONE transaction (all
+   * or none; instances take turns). 0 and *conn, a libpq PGconn * (the
+   * plugin links libpq), owned by the plugin until store_disconnect();
+   * -ENOTSUP on sqlite; -EINVAL bad schema or migrations, or a schema
+   * newer than them; -EIO unreachable (err, errlen: one line for the
+   * plugin's log, never the url). The plugin reconnects the same way when
+   * PQstatus() says the connection broke. */
+  int (*store_connect)(bh_ctx *ctx, const char *schema, const bh_migration *m,
+                       size_t nmigrations, void **conn, char *err,
+                       size_t errlen);
+  /* Closes a connection of store_connect(), on the thread that uses it.
+   * NULL is fine. */
+  void (*store_disconnect)(bh_ctx *ctx, void *conn);
 };
 
 /* ---------------------------------------------------------------------- */
@@ -971,6 +1008,19 @@ static inline int bh_jobq_submit(bh_jobq *q, bh_job *job) {
 }
 static inline void bh_jobq_close(bh_jobq *q) {
   BH__SVC(q)->jobq_close(q);
+}
+/* ABI 1.3 (store): check BH_SVC_HAS(svc, store_info) first. */
+static inline int bh_store_info_get(bh_ctx *c, bh_store_info *out) {
+  out->size = sizeof(*out);
+  return BH__SVC(c)->store_info(c, out);
+}
+static inline int bh_store_connect(bh_ctx *c, const char *schema,
+                                   const bh_migration *m, size_t n, void **conn,
+                                   char *err, size_t errlen) {
+  return BH__SVC(c)->store_connect(c, schema, m, n, conn, err, errlen);
+}
+static inline void bh_store_disconnect(bh_ctx *c, void *conn) {
+  BH__SVC(c)->store_disconnect(c, conn);
 }
 
 /* ---------------------------------------------------------------------- */

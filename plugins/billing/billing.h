@@ -73,7 +73,12 @@ typedef struct billing_store {
   atomic_int down; /* the last batch failed (read by health()) */
   void *owner;     /* the plugin, for the done callback */
   const billing_config *cfg;
-  sqlite3 *db; /* the queue's thread only */
+  bh_ctx *ctx;
+  int postgres; /* [store] backend = postgres: billing_store_pg.c */
+  sqlite3 *db;  /* the queue's thread only */
+  void *pg;     /* PGconn, the queue's thread only */
+  int64_t pg_retry_at;
+  int pg_failing;
 } billing_store;
 
 typedef struct billing_plugin {
@@ -125,6 +130,11 @@ int billing_store_down(billing_store *s);
 /* Closes the queue: queued jobs still run, their done callbacks run before
  * it returns, and the thread closes the database. */
 void billing_store_stop(billing_store *s);
+
+/* billing_store_pg.c (the queue's thread): the jobs on PostgreSQL. */
+int billing_pg_ensure(billing_store *s);
+int billing_pg_run_batch(billing_store *s, billing_job *batch);
+void billing_pg_close(billing_store *s);
 
 /* small helpers (billing_api.c) */
 char *billing_strdup(const char *s);

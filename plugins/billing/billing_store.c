@@ -300,6 +300,10 @@ static int run_batch(billing_store *s, billing_job *batch) {
 
 static void store_thread_start(void *data) {
   billing_store *s = data;
+  if (s->postgres) {
+    atomic_store(&s->down, billing_pg_ensure(s) != 0);
+    return;
+  }
   /* open (and migrate) now: a broken path shows in health before the
    * first request needs the file */
   atomic_store(&s->down, db_ensure(s) != SQLITE_OK);
@@ -307,12 +311,14 @@ static void store_thread_start(void *data) {
 
 static void store_run(bh_job *batch, void *data) {
   billing_store *s = data;
-  int rc = run_batch(s, (billing_job *)(void *)batch);
+  billing_job *first = (billing_job *)(void *)batch;
+  int rc = s->postgres ? billing_pg_run_batch(s, first) : run_batch(s, first);
   atomic_store(&s->down, rc != 0);
 }
 
 static void store_thread_stop(void *data) {
   db_close(data);
+  billing_pg_close(data);
 }
 
 int billing_store_start(billing_store *s, const billing_config *cfg,
@@ -321,6 +327,11 @@ int billing_store_start(billing_store *s, const billing_config *cfg,
   memset(s, 0, sizeof(*s));
   s->cfg = cfg;
   s->owner = owner;
+  s->ctx = ctx;
+  bh_store_info info;
+  if (BH_SVC_HAS(BH__SVC(ctx), store_info) &&
+      bh_store_info_get(ctx, &info) == 0)
+    s->postgres = strcmp(info.backend, "postgres") == 0;
   bh_jobq_def def = {.size = sizeof(def),
                      .name = "billing-store",
                      .thread_start = store_thread_start,
