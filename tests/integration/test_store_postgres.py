@@ -10,6 +10,7 @@ in front of the simulator's identity provider on both.
 - PostgreSQL stopped: refresh and API keys answer 503
   auth.session_store_unavailable, access tokens still verify, other
   plugins are untouched; restarted: everything recovers by itself;
+- `bulkhead user add/disable` act for every instance;
 - `bulkhead -t` checks the connection and the schema version, `bulkhead
   migrate` applies the migrations; a url that is not postgresql:// is
   refused at load."""
@@ -187,6 +188,48 @@ class PostgresDownTest(unittest.TestCase):
                                headers={"X-API-Key": k["key"]}).status, 200)
         st = d.admin("/admin/status").json()
         self.assertEqual(st["stores"]["identity"]["status"], "ok", st)
+
+
+class LocalUsersTest(unittest.TestCase):
+    """idp = local on the shared store: `bulkhead user add` on one host
+    signs in on every instance; `user disable` ends it on every one."""
+
+    def test_add_and_disable_reach_both_instances(self):
+        with PgServer() as pg:
+            env = {"TEST_STORE_URL": pg.url}
+            cfg = auth_config(None, idp="local", extra={"store": {
+                "backend": "postgres", "url": "@env:TEST_STORE_URL"}})
+            a = Daemon(cfg, env=env)
+            b = None
+            try:
+                b = Daemon(cfg, env=env)
+
+                def user(*args, password=None):
+                    return subprocess.run(
+                        [harness.BIN, "-c", a.config_path, "user"] +
+                        list(args), env=a.env, universal_newlines=True,
+                        input=(password + "\n") if password else "",
+                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        timeout=60)
+                p = user("add", "dana@example.com", password="dana-pass-77")
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertTrue(p.stdout.strip().startswith("usr_"), p.stdout)
+                for d in (a, b):
+                    r = login(d, "dana@example.com", password="dana-pass-77")
+                    self.assertEqual(r.status, 200, "%r%s" % (r, d.diag(10)))
+                p = user("add", "Dana@Example.com", password="other-pass-88")
+                self.assertNotEqual(p.returncode, 0)
+                self.assertIn("exists already", p.stderr)
+                self.assertEqual(user("disable", "dana@example.com")
+                                 .returncode, 0)
+                for d in (a, b):
+                    r = login(d, "dana@example.com", password="dana-pass-77")
+                    self.assertEqual((r.status, r.code),
+                                     (403, "auth.user_disabled"), r)
+            finally:
+                a.stop()
+                if b:
+                    b.stop()
 
 
 class CommandsTest(unittest.TestCase):
