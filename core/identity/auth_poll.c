@@ -21,7 +21,7 @@ typedef struct bh__rpoll {
   uv_timer_t timer;
   bh__store *store;
   int64_t span, since, now;
-  int busy, on;
+  int busy, on, closing;
 } bh__rpoll;
 
 static bh__rpoll g_poll;
@@ -52,7 +52,8 @@ static void bh__rpoll_tick(uv_timer_t *t) {
 
 void bh__revoked_poll_start(uv_loop_t *loop, bh__store *s,
                             const bh__auth_conf *c) {
-  if (g_poll.on || s == NULL) return;
+  /* a timer still closing from a stop in this loop turn: no poll */
+  if (g_poll.on || g_poll.closing || s == NULL) return;
   memset(&g_poll, 0, sizeof(g_poll));
   g_poll.store = s;
   g_poll.span = bh__revoked_span(c);
@@ -65,9 +66,14 @@ void bh__revoked_poll_start(uv_loop_t *loop, bh__store *s,
   g_poll.on = 1;
 }
 
+static void bh__rpoll_closed(uv_handle_t *h) {
+  ((bh__rpoll *)h->data)->closing = 0;
+}
+
 void bh__revoked_poll_stop(void) {
   if (!g_poll.on) return;
   g_poll.on = 0;
+  g_poll.closing = 1;
   /* a read in flight still ends: the store's stop runs its done */
-  uv_close((uv_handle_t *)&g_poll.timer, NULL);
+  uv_close((uv_handle_t *)&g_poll.timer, bh__rpoll_closed);
 }
