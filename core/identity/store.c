@@ -296,18 +296,6 @@ int bh__store_submit(bh__store *s, bh__sjob *j) {
   return bh__jobq_submit(s->q[i], &j->job);
 }
 
-int bh__store_up(bh__store *s) {
-  if (s == NULL) return 0;
-  int up = 1;
-  for (uint32_t i = 0; i < s->n; i++)
-    up &= __atomic_load_n(&s->conn[i].up, __ATOMIC_RELAXED) != 0;
-  return up;
-}
-
-int bh__store_backend(const bh__store *s) {
-  return s ? s->backend : BH__STORE_SQLITE;
-}
-
 void bh__store_stop(bh__store *s) {
   if (s == NULL) return;
   /* the queued jobs run, then their callbacks on this thread, so nothing

@@ -80,9 +80,6 @@ int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out);
  * -EIO: the callers answer auth.session_store_unavailable). */
 int bh__store_start_pg(uv_loop_t *loop, const char *url, uint32_t pool,
                        bh__store **out);
-/* 1 when the last job found the database usable (or none ran yet). */
-int bh__store_up(bh__store *s);
-int bh__store_backend(const bh__store *s);
 
 /* PostgreSQL (store_pg.c). The identity tables live in their own schema,
  * bh_identity, with its version in bh_identity.schema_migrations. */
