@@ -1,16 +1,20 @@
 /*
- * The core's identity store: one SQLite file (WAL, busy timeout, foreign
- * keys) with its schema migrations, and a thread of its own that runs
- * every statement, so no SQLite call ever blocks an event loop.
- *
- * Each worker process opens its own connection and thread; WAL lets them
- * read concurrently and the busy timeout serialises their writes. The
- * master (or the single process) migrates the file once before any worker
- * opens it.
+ * The core's identity store, on the backend [store] names:
+ *  - SQLite (the default): one file (WAL, busy timeout, foreign keys) with
+ *    its schema migrations, one connection and job-queue thread per
+ *    worker; WAL lets workers read concurrently and the busy timeout
+ *    serialises their writes;
+ *  - PostgreSQL: one database every instance shares, the tables in schema
+ *    bh_identity with migrations of their own, `pool` connections per
+ *    worker, each on a job queue (state/jobq.c) of its own.
+ * No statement ever runs on an event loop. The master (or the single
+ * process) migrates before any worker opens the store.
  *
  * Jobs: the caller embeds a bh__sjob in its own struct, fills work (runs
- * on the store thread with the connection) and done (runs on the loop
- * thread afterwards), and submits it. Jobs run one at a time, in order.
+ * on a store thread with the connection) and done (runs on the loop
+ * thread afterwards), and submits it. On SQLite jobs run one at a time, in
+ * order; on PostgreSQL they go round-robin to the pool's connections, so
+ * two jobs may run at once (each is its own transaction).
  */
 #ifndef BH_CORE_STORE_H
 #define BH_CORE_STORE_H
