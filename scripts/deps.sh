@@ -7,10 +7,12 @@ pkgs=(build-essential cmake pkg-config python3 curl
       libuv1-dev node-llhttp libjwt-dev libsqlite3-dev libcurl4-openssl-dev
       libjansson-dev libinih-dev libsodium-dev libsystemd-dev libssl-dev
       chromium nodejs dpkg-dev file systemd man-db mandoc
-      libhiredis-dev redis-server prometheus python3-prometheus-client)
+      libhiredis-dev redis-server libpq-dev postgresql prometheus python3-prometheus-client)
 # libhiredis-dev: [redis] shared rate limits; redis-server: the private
 # server tests/integration/redis_server.py starts for them.
 # prometheus (promtool) and python3-prometheus-client: test_metrics_formats.
+# libpq-dev: the PostgreSQL store backend; postgresql: the private server
+# the PostgreSQL tests start (tests/integration/pg_server.py).
 # chromium: the browser tests (test_webhooks_browser, test_cors_browser);
 # test_cors_browser installs puppeteer-core with npm: Debian's npm package,
 # unless the nodejs installed already brings npm (a nodejs built elsewhere

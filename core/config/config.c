@@ -384,7 +384,7 @@ static int bh__check_sections(bh__cfg_loader *ld) {
   for (size_t i = 0; i < ld->cfg->nsections; i++) {
     const bh__section *s = &ld->cfg->sections[i];
     if (strcmp(s->name, "server") == 0 || strcmp(s->name, "auth") == 0 ||
-        strcmp(s->name, "redis") == 0)
+        strcmp(s->name, "redis") == 0 || strcmp(s->name, "store") == 0)
       continue;
     if (strncmp(s->name, "plugin.", 7) == 0) {
       if (!bh__cfg_valid_plugin_name(s->name + 7))
@@ -400,8 +400,8 @@ static int bh__check_sections(bh__cfg_loader *ld) {
     if (!ok)
       return bh__cfg_fail_at(
           ld, s->line, s->name, NULL,
-          "unknown section (expected server, auth, redis, plugin.NAME, "
-          "upstream.NAME, rate_limit.NAME or composite.NAME)");
+          "unknown section (expected server, auth, redis, store, "
+          "plugin.NAME, upstream.NAME, rate_limit.NAME or composite.NAME)");
   }
   return 0;
 }

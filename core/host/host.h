@@ -31,6 +31,12 @@ int bh__catalogue_json(bh__daemon *d, bh__buf *out);
 
 /* services.c */
 const bh_services *bh__services(void);
+/* store_svc.c: the store slots (ABI 1.3 (store)). */
+int bh__svc_store_info(bh_ctx *ctx, bh_store_info *out);
+int bh__svc_store_connect(bh_ctx *ctx, const char *schema,
+                          const bh_migration *m, size_t n, void **conn,
+                          char *err, size_t errlen);
+void bh__svc_store_disconnect(bh_ctx *ctx, void *conn);
 /* Percent-decodes the route's parameters into req->params before the
  * handler runs. 0; -EINVAL when one decodes to a NUL, '\', '?', '#', a
  * "." or ".." segment, or (a {name} capture) a '/'; -ENOMEM. */

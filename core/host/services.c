@@ -20,6 +20,7 @@
 #include "obs/telemetry.h"
 #include "problem/errmap.h"
 #include "proc/daemon-t.h"
+#include "state/jobq.h"
 #include "state/shm.h"
 #include "upstream/limits.h"
 #include "upstream/upstream.h"
@@ -491,6 +492,79 @@ static void svc_wakeup_close(bh_wakeup *w) {
   uv_close((uv_handle_t *)&w->async, bh__wakeup_free);
 }
 
+/* --- job queues (ABI 1.3 (store)) ----------------------------------- */
+
+/* A plugin's queue: state/jobq.c's, with done() charged to the plugin the
+ * way a wakeup callback is. Freed by jobq_close(). */
+typedef struct bh__pjobq {
+  bh__plugin *plugin;
+  bh_jobq_def def; /* the plugin's, copied */
+  void *data;
+} bh__pjobq;
+
+static void bh__pjobq_start(void *arg) {
+  bh__pjobq *w = arg;
+  if (w->def.thread_start) w->def.thread_start(w->data);
+}
+
+static void bh__pjobq_run(bh_job *batch, void *arg) {
+  bh__pjobq *w = arg;
+  w->def.run(batch, w->data);
+}
+
+static void bh__pjobq_done(bh_job *job, void *arg) {
+  bh__pjobq *w = arg;
+  int64_t mark = bh__shm_enter(w->plugin->shm_index, BH__CB_HANDLER);
+  w->def.done(job, w->data);
+  bh__shm_leave(mark);
+}
+
+static void bh__pjobq_stop(void *arg) {
+  bh__pjobq *w = arg;
+  if (w->def.thread_stop) w->def.thread_stop(w->data);
+}
+
+static int svc_jobq_new(bh_ctx *ctx, const bh_jobq_def *def, void *data,
+                        bh_jobq **out) {
+  if (ctx == NULL || def == NULL || out == NULL ||
+      def->size < offsetof(bh_jobq_def, thread_stop))
+    return -EINVAL;
+  bh__plugin *p = bh__ctx_plugin(ctx);
+  bh__pjobq *w = calloc(1, sizeof(*w));
+  if (w == NULL) return -ENOMEM;
+  memcpy(&w->def, def, def->size < sizeof(w->def) ? def->size : sizeof(w->def));
+  if (w->def.run == NULL || w->def.done == NULL) {
+    free(w);
+    return -EINVAL;
+  }
+  w->plugin = p;
+  w->data = data;
+  char name[16];
+  snprintf(name, sizeof(name), "%.10s-jobs", p->name);
+  bh_jobq_def core = w->def;
+  core.size = sizeof(core);
+  core.name = def->name ? def->name : name;
+  core.thread_start = bh__pjobq_start;
+  core.run = bh__pjobq_run;
+  core.done = bh__pjobq_done;
+  core.thread_stop = bh__pjobq_stop;
+  w->def.name = NULL; /* borrowed from the plugin: not kept */
+  int rc = bh__jobq_new(p->d->loop, p->d->svc, &core, w, out);
+  if (rc) free(w);
+  return rc;
+}
+
+static int svc_jobq_submit(bh_jobq *q, bh_job *job) {
+  return bh__jobq_submit(q, job);
+}
+
+static void svc_jobq_close(bh_jobq *q) {
+  if (q == NULL) return;
+  bh__pjobq *w = bh__jobq_data(q);
+  bh__jobq_close(q);
+  free(w);
+}
+
 /* --- streaming (ABI 1.2) ------------------------------------------- */
 
 /* A plugin's streamed upstream call: the core's stream hooks adapted to
@@ -709,6 +783,12 @@ static const bh_services bh__svc_table = {
     .budget_add = bh__svc_budget_add,
     .budget_charge = bh__svc_budget_charge,
     .composite_add = bh__svc_composite_add,
+    .jobq_new = svc_jobq_new,
+    .jobq_submit = svc_jobq_submit,
+    .jobq_close = svc_jobq_close,
+    .store_info = bh__svc_store_info,
+    .store_connect = bh__svc_store_connect,
+    .store_disconnect = bh__svc_store_disconnect,
 };
 
 const bh_services *bh__services(void) {

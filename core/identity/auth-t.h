@@ -34,6 +34,11 @@ typedef struct bh__auth_conf {
   char *api_key_scopes;     /* space-separated allowlist for API keys, "" */
   uint32_t revoked_sessions_max; /* the revoked-session set's slots, 65536 */
   uint32_t token_cache_size;     /* verified tokens kept per worker, 4096 */
+  /* [store] (store_conf.c) */
+  int store_backend; /* BH__STORE_SQLITE (default) / BH__STORE_POSTGRES */
+  char *store_url;   /* postgres: resolved (it may hold a password) */
+  size_t store_url_len;
+  uint32_t store_pool; /* postgres connections per worker, 4 */
 } bh__auth_conf;
 
 #endif

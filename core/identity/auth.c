@@ -152,6 +152,9 @@ int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
     return -EINVAL;
   }
   g_mode = check_only ? BH__AUTH_CHECK : BH__AUTH_RUN;
+  if (check_only && c->store_backend == BH__STORE_POSTGRES)
+    return bh__pg_prepare(c->store_url, BH__PG_CHECK, 0, NULL, NULL, err,
+                          errlen);
   if (check_only) return 0;
   char why[512];
   if (c->alg == BH__JWT_HS256 && c->secret == NULL) {
@@ -164,6 +167,18 @@ int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
     }
     sodium_memzero(sec, n);
     free(sec);
+  }
+  if (c->store_backend == BH__STORE_POSTGRES) {
+    if (bh__revoked_init(c->revoked_sessions_max) != 0) {
+      snprintf(err, errlen,
+               "[auth] revoked_sessions_max: cannot allocate %u "
+               "slots",
+               c->revoked_sessions_max);
+      return -ENOMEM;
+    }
+    bh__rload ld = {bh__store_now(), bh__revoked_span(c), 0};
+    return bh__pg_prepare(c->store_url, BH__PG_MIGRATE, ld.now - ld.span,
+                          bh__revoked_load, &ld, err, errlen);
   }
   char path[4096];
   if (bh__store_path(cfg, path, sizeof(path)) != 0) {
@@ -195,7 +210,7 @@ int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
     return -ENOMEM;
   }
   bh__rload ld = {bh__store_now(), bh__revoked_span(c), 0};
-  rc = bh__op_revoked_since(db, ld.now - ld.span, bh__revoked_load, &ld);
+  rc = bh__lite_revoked_since(db, ld.now - ld.span, bh__revoked_load, &ld);
   sqlite3_close_v2(db);
   if (rc) {
     snprintf(err, errlen, "identity store %s: cannot read revoked sessions",
@@ -206,6 +221,34 @@ int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
     bh__logf(BH__INFO, "revoked_sessions_loaded",
              "%zu sessions revoked within the last %lld s", ld.n,
              (long long)ld.span);
+  return 0;
+}
+
+int bh__auth_migrate(const bh__config *cfg, char *err, size_t errlen) {
+  const bh__auth_conf *c = cfg->auth;
+  if (c->store_backend == BH__STORE_POSTGRES)
+    return bh__pg_prepare(c->store_url, BH__PG_MIGRATE, 0, NULL, NULL, err,
+                          errlen);
+  char path[4096], why[512];
+  if (bh__store_path(cfg, path, sizeof(path)) != 0) {
+    snprintf(err, errlen, "[auth] store: path too long");
+    return -ENAMETOOLONG;
+  }
+  if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+    int e = errno;
+    snprintf(err, errlen, "cannot create %s: %s", cfg->data_dir, strerror(e));
+    return -e;
+  }
+  sqlite3 *db = NULL;
+  int rc = bh__store_open(path, bh__core_migrations, bh__core_nmigrations, &db,
+                          why, sizeof(why));
+  if (rc) {
+    snprintf(err, errlen, "identity store: %s", why);
+    return rc;
+  }
+  bh__logf(BH__INFO, "store_ready", "identity store %s at schema version %d",
+           path, bh__store_version(db));
+  sqlite3_close_v2(db);
   return 0;
 }
 
@@ -261,6 +304,16 @@ void bh__auth_start(bh__daemon *d) {
     bh__logf(BH__ERROR, "revoked_set_unavailable",
              "no memory for the revoked-session set: logged-out access "
              "tokens stay valid until they expire");
+  if (c->store_backend == BH__STORE_POSTGRES) {
+    int rc =
+        bh__store_start_pg(d->loop, c->store_url, c->store_pool, &g_auth.store);
+    if (rc)
+      bh__logf(BH__ERROR, "store_unavailable", "identity store threads: %s",
+               uv_strerror(rc));
+    else
+      bh__revoked_poll_start(d->loop, g_auth.store, c);
+    return;
+  }
   char path[4096];
   sqlite3 *db = NULL;
   if (bh__store_path(d->cfg, path, sizeof(path)) != 0 ||
@@ -280,6 +333,7 @@ void bh__auth_start(bh__daemon *d) {
 
 void bh__auth_stop(bh__daemon *d) {
   (void)d;
+  bh__revoked_poll_stop();
   if (g_auth.store) {
     bh__store_stop(g_auth.store);
     g_auth.store = NULL;

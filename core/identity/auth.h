@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "bulkhead/plugin.h"
 #include "config/config.h"
@@ -39,6 +40,11 @@ struct bh__store;
 int bh__auth_conf_load(const bh__config *cfg, bh__auth_conf **out, char *err,
                        size_t errlen);
 void bh__auth_conf_free(bh__auth_conf *c);
+/* store_conf.c. Reads [store] (backend, url, pool) into c; 0 or -EINVAL /
+ * -ENOMEM with "FILE:LINE: [store] KEY: problem" in err (never the url's
+ * value: it may hold a password). */
+int bh__store_conf_load(const bh__config *cfg, bh__auth_conf *c, char *err,
+                        size_t errlen);
 
 /* auth.c: the process's auth state. */
 typedef struct bh__auth {
@@ -62,6 +68,10 @@ int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
  * daemon: a store that does not open is logged and only refresh and API
  * keys answer 503. */
 void bh__auth_start(struct bh__daemon *d);
+/* `bulkhead migrate`: applies the identity store's pending migrations on
+ * the configured backend and logs its version. 0 or a negative errno with
+ * one line in err. */
+int bh__auth_migrate(const bh__config *cfg, char *err, size_t errlen);
 /* Joins the store thread, delivering the completions still queued (their
  * callbacks run), and closes the store. Idempotent. */
 void bh__auth_stop(struct bh__daemon *d);
@@ -113,6 +123,15 @@ enum { BH__REVOKED = 1, BH__REVOKED_UNSURE = 2 };
 int bh__revoked_check(const char *sid, int64_t iat, int64_t now);
 /* access_ttl_s + leeway_s: how long a revocation must be remembered. */
 int64_t bh__revoked_span(const bh__auth_conf *c);
+/* auth_poll.c. On a shared store (PostgreSQL) another instance's
+ * revocations reach this one's revoked-session set by a poll every
+ * BH__REVOKED_POLL_MS: the bound on how long a logged-out access token
+ * still passes here. Loop thread; stop is idempotent. */
+#define BH__REVOKED_POLL_MS 1000
+void bh__revoked_poll_start(uv_loop_t *loop, struct bh__store *s,
+                            const bh__auth_conf *c);
+void bh__revoked_poll_stop(void);
+
 /* Records a revocation the store just made (now + the span). */
 void bh__auth_revoked(const char *sid);
 

@@ -353,6 +353,7 @@ int bh__auth_conf_load(const bh__config *cfg, bh__auth_conf **out, char *err,
   bh__auth_conf *c = calloc(1, sizeof(*c));
   if (c == NULL) return -ENOMEM;
   int rc = bh__conf_fill(&ld, c);
+  if (rc == 0) rc = bh__store_conf_load(cfg, c, err, errlen);
   if (rc) {
     if (rc == -ENOMEM && err && errlen)
       snprintf(err, errlen, "%s: [auth]: out of memory", cfg->source);
@@ -374,6 +375,7 @@ void bh__auth_conf_free(bh__auth_conf *c) {
   free(c->audience);
   free(c->api_key_header);
   free(c->store_file);
+  bh__secret_free(c->store_url, c->store_url_len);
   free(c->api_key_scopes);
   for (size_t i = 0; i < c->norigins; i++)
     free(c->origins[i]);

@@ -350,7 +350,7 @@ typedef struct bh__mwjob {
   int64_t access_exp;
 } bh__mwjob;
 
-static void bh__mw_work(sqlite3 *db, bh__sjob *sj) {
+static void bh__mw_work(bh__sconn *db, bh__sjob *sj) {
   bh__mwjob *j = (bh__mwjob *)sj;
   if (j->kind == BH__MW_APIKEY)
     j->rc = bh__op_apikey_auth(db, j->cred, j->now, &j->key);

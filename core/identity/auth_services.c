@@ -117,7 +117,7 @@ static bh__idjob *bh__id_new(bh_req *req, int op, bh_identity_cb cb,
   return j;
 }
 
-static void bh__id_work(sqlite3 *db, bh__sjob *sj);
+static void bh__id_work(bh__sconn *db, bh__sjob *sj);
 static void bh__id_done(bh__sjob *sj);
 
 static int bh__id_submit(bh__auth *a, bh__idjob *j) {
@@ -142,7 +142,7 @@ static void bh__id_sign(bh__idjob *j) {
   if (j->access == NULL) j->rc = BH__RT_ERROR;
 }
 
-static void bh__id_work(sqlite3 *db, bh__sjob *sj) {
+static void bh__id_work(bh__sconn *db, bh__sjob *sj) {
   bh__idjob *j = (bh__idjob *)sj;
   bh__auth *a = bh__auth_get();
   const bh__auth_conf *c = a->conf;

@@ -1,12 +1,16 @@
 /*
  * The identity store's file, migrations and thread (see store.h).
+ * The thread is a job queue of state/jobq.c.
  */
 #include "identity/store.h"
 
+#include "state/jobq.h"
+#include "state/shm.h"
+
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,15 +23,11 @@
 #define BH__STORE_BUSY_MS 5000
 
 struct bh__store {
-  uv_async_t async; /* loop side: completions are ready */
-  sqlite3 *db;
-  pthread_t thread;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bh__sjob *queue, *queue_tail; /* to run */
-  bh__sjob *done, *done_tail;   /* ran, waiting for the loop */
-  int stopping;
-  int started;
+  int backend;
+  char *url;        /* postgres */
+  uint32_t n, next; /* connections; the next one to get a job */
+  bh_jobq **q;      /* one queue (and thread) per connection */
+  bh__sconn conn[]; /* each queue's, touched by its thread only */
 };
 
 /* Not time(NULL): that reads the coarse clock, which can lag the precise
@@ -177,74 +177,114 @@ int bh__store_open(const char *path, const bh__migration *m, size_t n,
 }
 
 /* ---------------------------------------------------------------------- */
-/* The thread                                                              */
+/* The threads: job queues of state/jobq.c                                 */
 /* ---------------------------------------------------------------------- */
 
-static void *bh__store_main(void *arg) {
-  bh__store *s = arg;
-  pthread_mutex_lock(&s->mu);
-  for (;;) {
-    while (s->queue == NULL && !s->stopping)
-      pthread_cond_wait(&s->cv, &s->mu);
-    bh__sjob *j = s->queue;
-    if (j == NULL) break; /* stopping and drained */
-    s->queue = j->next;
-    if (s->queue == NULL) s->queue_tail = NULL;
-    pthread_mutex_unlock(&s->mu);
-    j->next = NULL;
-    j->work(s->db, j);
-    pthread_mutex_lock(&s->mu);
-    if (s->done_tail)
-      s->done_tail->next = j;
-    else
-      s->done = j;
-    s->done_tail = j;
-    /* wake the loop only when the list becomes non-empty */
-    if (s->done == j) uv_async_send(&s->async);
+static void bh__store_run(bh_job *batch, void *data) {
+  bh__sconn *c = data;
+  int up = c->backend != BH__STORE_POSTGRES || bh__pg_ensure(c) == 0;
+  for (bh_job *j = batch; j; j = j->next) {
+    bh__sjob *sj = (bh__sjob *)(void *)j; /* the first member */
+    sj->work(c, sj);
   }
-  pthread_mutex_unlock(&s->mu);
-  return NULL;
+  /* a statement that failed on a connection that broke under it */
+  if (c->backend == BH__STORE_POSTGRES && up)
+    up = c->pg && PQstatus(c->pg) == CONNECTION_OK;
+  __atomic_store_n(&c->up, up, __ATOMIC_RELAXED);
+  if (bh__shm_g)
+    __atomic_store_n(&bh__shm_g->identity_store_down, !up, __ATOMIC_RELAXED);
 }
 
-static void bh__store_run_done(bh__store *s) {
-  pthread_mutex_lock(&s->mu);
-  bh__sjob *j = s->done;
-  s->done = s->done_tail = NULL;
-  pthread_mutex_unlock(&s->mu);
-  while (j) {
-    bh__sjob *next = j->next;
-    j->done(j); /* may free j */
-    j = next;
-  }
+static void bh__store_done(bh_job *j, void *data) {
+  (void)data;
+  bh__sjob *sj = (bh__sjob *)(void *)j;
+  sj->done(sj); /* may free it */
 }
 
-static void bh__store_on_async(uv_async_t *a) {
-  bh__store_run_done(a->data);
+static void bh__store_thread_stop(void *data) {
+  bh__sconn *c = data;
+  if (c->pg) PQfinish(c->pg);
+  c->pg = NULL;
+}
+
+static int bh__store_queues(uv_loop_t *loop, bh__store *s) {
+  /* one job at a time per connection: each job is its own transaction */
+  bh_jobq_def def = {.size = sizeof(def),
+                     .name = "bh-store",
+                     .run = bh__store_run,
+                     .done = bh__store_done,
+                     .thread_stop = bh__store_thread_stop,
+                     .max_batch = 1,
+                     .max_queued = UINT32_MAX};
+  for (uint32_t i = 0; i < s->n; i++) {
+    int rc = bh__jobq_new(loop, NULL, &def, &s->conn[i], &s->q[i]);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+static void bh__store_free(bh__store *s) {
+  for (uint32_t i = 0; i < s->n; i++)
+    bh__jobq_close(s->q[i]);
+  for (uint32_t i = 0; i < s->n; i++)
+    if (s->conn[i].lite) sqlite3_close_v2(s->conn[i].lite);
+  /* a queue that never started leaves its connection open */
+  for (uint32_t i = 0; i < s->n; i++)
+    if (s->conn[i].pg) PQfinish(s->conn[i].pg);
+  free(s->q);
+  free(s->url);
+  free(s);
+}
+
+static bh__store *bh__store_alloc(uint32_t n) {
+  bh__store *s = calloc(1, sizeof(*s) + n * sizeof(s->conn[0]));
+  if (s == NULL) return NULL;
+  s->q = calloc(n, sizeof(*s->q));
+  if (s->q == NULL) {
+    free(s);
+    return NULL;
+  }
+  s->n = n;
+  return s;
 }
 
 int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out) {
-  bh__store *s = calloc(1, sizeof(*s));
+  bh__store *s = bh__store_alloc(1);
   if (s == NULL) {
     sqlite3_close_v2(db);
     return -ENOMEM;
   }
-  s->db = db;
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
-  int rc = uv_async_init(loop, &s->async, bh__store_on_async);
+  s->conn[0].backend = BH__STORE_SQLITE;
+  s->conn[0].lite = db;
+  s->conn[0].up = 1;
+  int rc = bh__store_queues(loop, s);
   if (rc) {
-    sqlite3_close_v2(db);
-    free(s);
+    bh__store_free(s);
     return rc;
   }
-  s->async.data = s;
-  uv_unref((uv_handle_t *)&s->async);
-  if ((rc = pthread_create(&s->thread, NULL, bh__store_main, s)) != 0) {
-    s->thread = 0;
-    bh__store_stop(s);
-    return -rc;
+  *out = s;
+  return 0;
+}
+
+int bh__store_start_pg(uv_loop_t *loop, const char *url, uint32_t pool,
+                       bh__store **out) {
+  if (pool == 0) pool = 1;
+  bh__store *s = bh__store_alloc(pool);
+  if (s == NULL || (s->url = strdup(url)) == NULL) {
+    if (s) bh__store_free(s);
+    return -ENOMEM;
   }
-  s->started = 1;
+  s->backend = BH__STORE_POSTGRES;
+  for (uint32_t i = 0; i < pool; i++) {
+    s->conn[i].backend = BH__STORE_POSTGRES;
+    s->conn[i].url = s->url;
+    s->conn[i].up = 1; /* until a job finds otherwise */
+  }
+  int rc = bh__store_queues(loop, s);
+  if (rc) {
+    bh__store_free(s);
+    return rc;
+  }
   *out = s;
   return 0;
 }
@@ -252,40 +292,13 @@ int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out) {
 int bh__store_submit(bh__store *s, bh__sjob *j) {
   if (s == NULL || j == NULL || j->work == NULL || j->done == NULL)
     return -EINVAL;
-  j->next = NULL;
-  pthread_mutex_lock(&s->mu);
-  if (s->stopping) {
-    pthread_mutex_unlock(&s->mu);
-    return -ESHUTDOWN;
-  }
-  if (s->queue_tail)
-    s->queue_tail->next = j;
-  else
-    s->queue = j;
-  s->queue_tail = j;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-  return 0;
-}
-
-static void bh__store_free(uv_handle_t *h) {
-  bh__store *s = h->data;
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->cv);
-  free(s);
+  uint32_t i = s->next++ % s->n;
+  return bh__jobq_submit(s->q[i], &j->job);
 }
 
 void bh__store_stop(bh__store *s) {
   if (s == NULL) return;
-  pthread_mutex_lock(&s->mu);
-  s->stopping = 1;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-  if (s->started) pthread_join(s->thread, NULL);
-  /* jobs finished after the loop stopped: their callbacks still run, so
-   * nothing they own leaks and every request they hold is released */
-  bh__store_run_done(s);
-  sqlite3_close_v2(s->db);
-  s->db = NULL;
-  uv_close((uv_handle_t *)&s->async, bh__store_free);
+  /* the queued jobs run, then their callbacks on this thread, so nothing
+   * they own leaks and every request they hold is released */
+  bh__store_free(s);
 }

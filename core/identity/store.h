@@ -1,24 +1,31 @@
 /*
- * The core's identity store: one SQLite file (WAL, busy timeout, foreign
- * keys) with its schema migrations, and a thread of its own that runs
- * every statement, so no SQLite call ever blocks an event loop.
- *
- * Each worker process opens its own connection and thread; WAL lets them
- * read concurrently and the busy timeout serialises their writes. The
- * master (or the single process) migrates the file once before any worker
- * opens it.
+ * The core's identity store, on the backend [store] names:
+ *  - SQLite (the default): one file (WAL, busy timeout, foreign keys) with
+ *    its schema migrations, one connection and job-queue thread per
+ *    worker; WAL lets workers read concurrently and the busy timeout
+ *    serialises their writes;
+ *  - PostgreSQL: one database every instance shares, the tables in schema
+ *    bh_identity with migrations of their own, `pool` connections per
+ *    worker, each on a job queue (state/jobq.c) of its own.
+ * No statement ever runs on an event loop. The master (or the single
+ * process) migrates before any worker opens the store.
  *
  * Jobs: the caller embeds a bh__sjob in its own struct, fills work (runs
- * on the store thread with the connection) and done (runs on the loop
- * thread afterwards), and submits it. Jobs run one at a time, in order.
+ * on a store thread with the connection) and done (runs on the loop
+ * thread afterwards), and submits it. On SQLite jobs run one at a time, in
+ * order; on PostgreSQL they go round-robin to the pool's connections, so
+ * two jobs may run at once (each is its own transaction).
  */
 #ifndef BH_CORE_STORE_H
 #define BH_CORE_STORE_H
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "bulkhead/plugin.h"
 
 typedef struct bh__migration {
   int version;      /* the file's leading number: 1, 2, ... ascending */
@@ -44,11 +51,25 @@ int bh__store_migrate(sqlite3 *db, const bh__migration *m, size_t n, char *err,
 /* PRAGMA user_version, or a negative value on error. */
 int bh__store_version(sqlite3 *db);
 
+/* [store] backend */
+enum bh__store_backend { BH__STORE_SQLITE = 0, BH__STORE_POSTGRES = 1 };
+
+/* One connection of either backend, as the statements (store_ops.h) take
+ * it. A PostgreSQL one reconnects by itself (store_pg.c). */
+typedef struct bh__sconn {
+  int backend;
+  sqlite3 *lite;
+  PGconn *pg;
+  const char *url;  /* postgres: borrowed from the store */
+  int64_t retry_at; /* postgres: no reconnect before (monotonic ms) */
+  int up;           /* the last job found it usable */
+} bh__sconn;
+
 typedef struct bh__sjob bh__sjob;
 struct bh__sjob {
-  void (*work)(sqlite3 *db, bh__sjob *j); /* store thread */
-  void (*done)(bh__sjob *j);              /* loop thread, after work */
-  bh__sjob *next;                         /* the store's */
+  bh_job job;                              /* first: the queue's node */
+  void (*work)(bh__sconn *c, bh__sjob *j); /* store thread */
+  void (*done)(bh__sjob *j);               /* loop thread, after work */
 };
 
 typedef struct bh__store bh__store;
@@ -56,6 +77,44 @@ typedef struct bh__store bh__store;
 /* Starts the thread for `db` (owned by the store from now on) and the
  * loop-side wakeup (unreferenced: it never keeps a loop alive). */
 int bh__store_start(uv_loop_t *loop, sqlite3 *db, bh__store **out);
+/* The PostgreSQL store at `url` (copied): `pool` connections, each with a
+ * job queue of its own (jobs go round-robin). The connections open on
+ * their threads, and reopen after a failure, so a database that is down
+ * at start or goes away later only fails the jobs in between (status
+ * -EIO: the callers answer auth.session_store_unavailable). */
+int bh__store_start_pg(uv_loop_t *loop, const char *url, uint32_t pool,
+                       bh__store **out);
+
+/* PostgreSQL (store_pg.c). The identity tables live in their own schema,
+ * bh_identity, with its version in bh_identity.schema_migrations. */
+#define BH__PG_IDENTITY_SCHEMA "bh_identity"
+extern const bh__migration bh__core_pg_migrations[];
+extern const size_t bh__core_pg_nmigrations;
+/* Connects (connect_timeout 3 s unless the url says otherwise, a
+ * statement_timeout of 5 s, search_path = `schema`). 0 and *out, or -EIO
+ * with libpq's one-line reason in err (never the url: it may hold a
+ * password). */
+int bh__pg_open(const char *url, const char *schema, PGconn **out, char *err,
+                size_t errlen);
+/* Applies the migrations newer than the schema's version in ONE
+ * transaction under an advisory lock (instances starting together take
+ * turns; the second finds the work done): all or none. A schema newer
+ * than the last migration is refused. 0, -EINVAL or -EIO with err. */
+int bh__pg_migrate(PGconn *db, const char *schema, const bh__migration *m,
+                   size_t n, char *err, size_t errlen);
+/* The schema's version: 0 when not created yet, negative on error. */
+int bh__pg_version(PGconn *db, const char *schema);
+enum { BH__PG_CHECK = 0, BH__PG_MIGRATE = 1 };
+/* Before the workers: connects to `url`, then BH__PG_CHECK (`bulkhead
+ * -t`: the schema version is known, pending migrations only noted) or
+ * BH__PG_MIGRATE (start-up and `bulkhead migrate`: applies them), then,
+ * with `fn`, calls it for each session revoked since `since`. 0 or a
+ * negative errno with one line in err. */
+int bh__pg_prepare(const char *url, int mode, int64_t since,
+                   void (*fn)(const char *sid, int64_t at, void *arg),
+                   void *arg, char *err, size_t errlen);
+/* Reopens c->pg when it is broken (at most every 500 ms); 0 when usable. */
+int bh__pg_ensure(bh__sconn *c);
 /* Queues `j`; 0, or -ESHUTDOWN once stopping (then `done` never runs). */
 int bh__store_submit(bh__store *s, bh__sjob *j);
 /* Lets the thread finish the queued jobs, joins it, runs the pending done

@@ -1,7 +1,8 @@
 /*
- * The identity store's statements (see store_ops.h). Statements are
- * prepared per call: these run at login, refresh and key-management rates,
- * not per request (access tokens need no store at all).
+ * The identity store's statements on SQLite (see store_ops.h; the
+ * PostgreSQL ones are store_ops_pg.c). Statements are prepared per call: these
+ * run at login, refresh and key-management rates, not per request (access
+ * tokens need no store at all).
  */
 #include "identity/store_ops.h"
 
@@ -68,8 +69,9 @@ static int bh__insert_refresh(sqlite3 *db, const char *session_id, int64_t now,
   return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int bh__op_session_create(sqlite3 *db, const char *user_id, const char *scopes,
-                          int64_t now, int64_t ttl, bh__sess *out) {
+int bh__lite_session_create(sqlite3 *db, const char *user_id,
+                            const char *scopes, int64_t now, int64_t ttl,
+                            bh__sess *out) {
   memset(out, 0, sizeof(*out));
   bh__store_id("ses_", out->session_id, sizeof(out->session_id));
   snprintf(out->user_id, sizeof(out->user_id), "%s", user_id);
@@ -123,8 +125,8 @@ static int bh__revoke_session(sqlite3 *db, const char *session_id,
   return rc == SQLITE_DONE ? 0 : -EIO;
 }
 
-int bh__op_session_refresh(sqlite3 *db, const char *token, int64_t now,
-                           int64_t ttl, int64_t grace, bh__sess *out) {
+int bh__lite_session_refresh(sqlite3 *db, const char *token, int64_t now,
+                             int64_t ttl, int64_t grace, bh__sess *out) {
   memset(out, 0, sizeof(*out));
   unsigned char hash[32];
   bh__store_hash(token, strlen(token), hash);
@@ -205,9 +207,9 @@ int bh__op_session_refresh(sqlite3 *db, const char *token, int64_t now,
   return outcome;
 }
 
-int bh__op_session_revoke(sqlite3 *db, const char *token,
-                          const char *session_id, const char *reason,
-                          int64_t now, char *sid_out) {
+int bh__lite_session_revoke(sqlite3 *db, const char *token,
+                            const char *session_id, const char *reason,
+                            int64_t now, char *sid_out) {
   char sid[64] = "";
   if (token) {
     unsigned char hash[32];
@@ -240,10 +242,10 @@ int bh__op_session_revoke(sqlite3 *db, const char *token,
   return 0;
 }
 
-int bh__op_revoked_since(sqlite3 *db, int64_t since,
-                         void (*fn)(const char *sid, int64_t revoked_at,
-                                    void *arg),
-                         void *arg) {
+int bh__lite_revoked_since(sqlite3 *db, int64_t since,
+                           void (*fn)(const char *sid, int64_t revoked_at,
+                                      void *arg),
+                           void *arg) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(db,
                               "SELECT id, revoked_at FROM sessions WHERE "
@@ -267,8 +269,8 @@ int bh__op_revoked_since(sqlite3 *db, int64_t since,
 /* API keys                                                                */
 /* ---------------------------------------------------------------------- */
 
-int bh__op_apikey_create(sqlite3 *db, const char *user_id, const char *name,
-                         const char *scopes, int64_t now, bh__keyrec *out) {
+int bh__lite_apikey_create(sqlite3 *db, const char *user_id, const char *name,
+                           const char *scopes, int64_t now, bh__keyrec *out) {
   memset(out, 0, sizeof(*out));
   unsigned char hash[32];
   bh__store_id("key_", out->id, sizeof(out->id));
@@ -304,8 +306,8 @@ int bh__op_apikey_create(sqlite3 *db, const char *user_id, const char *name,
   return 0;
 }
 
-int bh__op_apikey_auth(sqlite3 *db, const char *key, int64_t now,
-                       bh__keyrec *out) {
+int bh__lite_apikey_auth(sqlite3 *db, const char *key, int64_t now,
+                         bh__keyrec *out) {
   memset(out, 0, sizeof(*out));
   unsigned char hash[32];
   bh__store_hash(key, strlen(key), hash);
@@ -346,7 +348,7 @@ int bh__op_apikey_auth(sqlite3 *db, const char *key, int64_t now,
   return 0;
 }
 
-char *bh__op_apikey_list(sqlite3 *db, const char *user_id) {
+char *bh__lite_apikey_list(sqlite3 *db, const char *user_id) {
   sqlite3_stmt *st = NULL;
   json_t *arr = json_array();
   int rc = sqlite3_prepare_v2(db,
@@ -380,8 +382,8 @@ char *bh__op_apikey_list(sqlite3 *db, const char *user_id) {
   return out;
 }
 
-int bh__op_apikey_revoke(sqlite3 *db, const char *user_id, const char *id,
-                         int64_t now) {
+int bh__lite_apikey_revoke(sqlite3 *db, const char *user_id, const char *id,
+                           int64_t now) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(db,
                               "UPDATE api_keys SET revoked_at = ? WHERE id = ? "
@@ -490,9 +492,9 @@ static int bh__guard_delete(sqlite3 *db, const char *key) {
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
-int bh__op_login_guard(sqlite3 *db, const char *account, const char *addr,
-                       int event, int64_t now, const bh__guard_conf *g,
-                       long *retry_after) {
+int bh__lite_login_guard(sqlite3 *db, const char *account, const char *addr,
+                         int event, int64_t now, const bh__guard_conf *g,
+                         long *retry_after) {
   char akey[80], ckey[80];
   unsigned char h[32];
   char hex[65];
@@ -556,8 +558,8 @@ int bh__op_login_guard(sqlite3 *db, const char *account, const char *addr,
 /* Local users                                                             */
 /* ---------------------------------------------------------------------- */
 
-int bh__op_user_get(sqlite3 *db, const char *email, char *id, size_t idlen,
-                    char *hash, size_t hashlen, int *disabled) {
+int bh__lite_user_get(sqlite3 *db, const char *email, char *id, size_t idlen,
+                      char *hash, size_t hashlen, int *disabled) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(db,
                               "SELECT id, password_hash, disabled FROM users "
@@ -579,8 +581,8 @@ int bh__op_user_get(sqlite3 *db, const char *email, char *id, size_t idlen,
   return -EIO;
 }
 
-int bh__op_user_add(sqlite3 *db, const char *email, const char *hash,
-                    int64_t now, char *id, size_t idlen) {
+int bh__lite_user_add(sqlite3 *db, const char *email, const char *hash,
+                      int64_t now, char *id, size_t idlen) {
   bh__store_id("usr_", id, idlen);
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(db,
@@ -600,7 +602,7 @@ int bh__op_user_add(sqlite3 *db, const char *email, const char *hash,
   return ext == SQLITE_CONSTRAINT_UNIQUE ? -EEXIST : -EIO;
 }
 
-int bh__op_user_set_disabled(sqlite3 *db, const char *email, int disabled) {
+int bh__lite_user_set_disabled(sqlite3 *db, const char *email, int disabled) {
   sqlite3_stmt *st = NULL;
   int rc = sqlite3_prepare_v2(
       db, "UPDATE users SET disabled = ? WHERE email = ?", -1, &st, NULL);

@@ -29,6 +29,8 @@
 #include "http/http.h"
 #include "http/router.h"
 #include "http/validate.h"
+#include "identity/auth-t.h"
+#include "identity/store.h"
 #include "obs/telemetry.h"
 #include "proc/admin.h"
 #include "proc/daemon-t.h"
@@ -149,6 +151,18 @@ static int bh__shm_serving(const bh__shm_plugin *s) {
   return s && s->state == BH__PLUGIN_LOADED && !s->quarantined;
 }
 
+/* "stores":{...}: each store's backend and health. The identity store's
+ * health is the last outcome any worker's store thread saw. */
+static void bh__status_stores(bh__buf *b, const bh__config *cfg) {
+  int pg = cfg->auth && cfg->auth->store_backend == BH__STORE_POSTGRES;
+  int down = bh__shm_g &&
+             __atomic_load_n(&bh__shm_g->identity_store_down, __ATOMIC_RELAXED);
+  bh__buf_printf(b,
+                 "\"stores\":{\"identity\":{\"backend\":\"%s\","
+                 "\"status\":\"%s\"}}",
+                 pg ? "postgres" : "sqlite", down ? "unavailable" : "ok");
+}
+
 static void bh__readyz(bh_req *req) {
   const bh__config *cfg = req->d->cfg;
   bh__buf missing;
@@ -168,7 +182,10 @@ static void bh__readyz(bh_req *req) {
   } else {
     bh__buf b;
     bh__buf_init(&b);
-    bh__buf_puts(&b, "{\"status\":\"ready\"}");
+    /* a store that is down degrades its routes only: still ready */
+    bh__buf_puts(&b, "{\"status\":\"ready\",");
+    bh__status_stores(&b, cfg);
+    bh__buf_putc(&b, '}');
     bh__admin_json(req, 200, &b);
   }
   bh__buf_free(&missing);
@@ -298,7 +315,9 @@ static void bh__status(bh_req *req) {
                                             : 0));
     first = 0;
   }
-  bh__buf_puts(&b, "],\"plugins\":[");
+  bh__buf_puts(&b, "],");
+  bh__status_stores(&b, cfg);
+  bh__buf_puts(&b, ",\"plugins\":[");
   for (size_t i = 0; i < cfg->nplugins; i++) {
     if (i) bh__buf_putc(&b, ',');
     bh__status_plugin(&b, &cfg->plugins[i], bh__shm_view(&cfg->plugins[i]));

@@ -142,6 +142,18 @@ int bh__auth_cli(int argc, char **argv, const char *config_path) {
               : snprintf(path, sizeof(path), "%s/%s", cfg.data_dir, file);
   int rc = 1;
   sqlite3 *db = NULL;
+  bh__sconn conn = {.backend = cfg.auth->store_backend};
+  if (conn.backend == BH__STORE_POSTGRES) {
+    /* the shared store: migrated like at start-up, then the same ops */
+    if (bh__pg_prepare(cfg.auth->store_url, BH__PG_MIGRATE, 0, NULL, NULL, err,
+                       sizeof(err)) != 0 ||
+        bh__pg_open(cfg.auth->store_url, BH__PG_IDENTITY_SCHEMA, &conn.pg, err,
+                    sizeof(err)) != 0) {
+      fprintf(stderr, "bulkhead: %s\n", err);
+      goto out;
+    }
+    goto ready;
+  }
   if (w < 0 || (size_t)w >= sizeof(path)) {
     fprintf(stderr, "bulkhead: store path too long\n");
     goto out;
@@ -156,6 +168,8 @@ int bh__auth_cli(int argc, char **argv, const char *config_path) {
     fprintf(stderr, "bulkhead: identity store: %s\n", err);
     goto out;
   }
+  conn.lite = db;
+ready:
   if (strcmp(verb, "add") == 0) {
     char pw[BH__PW_MAX + 2];
     char hash[crypto_pwhash_STRBYTES];
@@ -172,32 +186,35 @@ int bh__auth_cli(int argc, char **argv, const char *config_path) {
       goto out;
     }
     char id[64];
-    int r = bh__op_user_add(db, email, hash, bh__store_now(), id, sizeof(id));
+    int r =
+        bh__op_user_add(&conn, email, hash, bh__store_now(), id, sizeof(id));
     if (r == -EEXIST) {
       fprintf(stderr, "bulkhead: a user with this email exists already\n");
       goto out;
     }
     if (r != 0) {
       fprintf(stderr, "bulkhead: cannot add the user: %s\n",
-              sqlite3_errmsg(db));
+              db ? sqlite3_errmsg(db) : PQerrorMessage(conn.pg));
       goto out;
     }
     printf("%s\n", id);
   } else {
-    int r = bh__op_user_set_disabled(db, email, strcmp(verb, "disable") == 0);
+    int r =
+        bh__op_user_set_disabled(&conn, email, strcmp(verb, "disable") == 0);
     if (r == -ENOENT) {
       fprintf(stderr, "bulkhead: no user with this email\n");
       goto out;
     }
     if (r != 0) {
       fprintf(stderr, "bulkhead: cannot update the user: %s\n",
-              sqlite3_errmsg(db));
+              db ? sqlite3_errmsg(db) : PQerrorMessage(conn.pg));
       goto out;
     }
   }
   rc = 0;
 out:
   sqlite3_close_v2(db);
+  if (conn.pg) PQfinish(conn.pg);
   bh__unload(&cfg);
   return rc;
 }

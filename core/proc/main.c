@@ -5,6 +5,7 @@
  *   bulkhead -t [-c FILE]        check config and plugin loading
  *   bulkhead --list-codes [-c FILE]
  *   bulkhead [-c FILE] user add|disable|enable EMAIL [-c FILE]  (auth_cli.c)
+ *   bulkhead [-c FILE] migrate   apply the stores' schema migrations
  *   bulkhead --version
  */
 #include <errno.h>
@@ -44,6 +45,10 @@ static void bh__usage(FILE *f) {
           "catalogue as JSON\n"
           "       bulkhead [-c FILE] user add|disable|enable EMAIL  local "
           "sign-in accounts\n"
+          "       bulkhead [-c FILE] migrate     apply the identity store's "
+          "schema\n"
+          "                                      migrations ([store] "
+          "backend), then exit\n"
           "                                      (bulkhead user --help)\n"
           "       bulkhead --version\n"
           "\n"
@@ -109,7 +114,7 @@ static void bh__std_fds(void) {
 
 typedef struct bh__opts {
   const char *config_path, *listen, *admin_listen;
-  int test_only, list_codes;
+  int test_only, list_codes, migrate;
   int user_at; /* index of the `user` subcommand, 0 when none */
 } bh__opts;
 
@@ -127,7 +132,10 @@ static int bh__parse_args(int argc, char **argv, bh__opts *o) {
       o->user_at = i;
       return -1;
     }
-    if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc)
+    if (strcmp(a, "migrate") == 0)
+      o->migrate = 1;
+    else if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) &&
+             i + 1 < argc)
       o->config_path = argv[++i];
     else if (strcmp(a, "-t") == 0 || strcmp(a, "--test") == 0)
       o->test_only = 1;
@@ -267,6 +275,12 @@ int main(int argc, char **argv) {
        bh__replace(&cfg.admin_listen, o.admin_listen, "--admin-listen"))) {
     bh__unload(&cfg);
     return 2;
+  }
+  if (o.migrate) {
+    rc = bh__auth_migrate(&cfg, err, sizeof(err));
+    if (rc) fprintf(stderr, "bulkhead: %s\n", err);
+    bh__unload(&cfg);
+    return rc ? 1 : 0;
   }
   if (bh__config_admin_check(&cfg, err, sizeof(err)) != 0) {
     fprintf(stderr, "bulkhead: %s\n", err);

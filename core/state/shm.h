@@ -120,6 +120,9 @@ typedef struct bh__shm {
   volatile uint64_t requests_total;   /* atomic: every worker's answers */
   volatile int64_t connections;       /* atomic: the master's own connections */
   volatile uint64_t log_dropped_gone; /* dropped by workers that exited */
+  /* atomic: the identity store's last job found it unusable (any worker's
+   * last outcome; the admin API reports it) */
+  volatile int32_t identity_store_down;
   bh__shm_worker workers[BH__SHM_WORKERS];
   bh__shm_plugin plugins[BH__SHM_PLUGINS];
   bh__shm_upstream upstreams[BH__SHM_UPSTREAMS];

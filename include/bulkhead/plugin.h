@@ -310,6 +310,65 @@ typedef struct bh_wakeup bh_wakeup;
 typedef void (*bh_wakeup_fn)(bh_ctx *ctx, void *data);
 
 /* ---------------------------------------------------------------------- */
+/* Job queues: store work off the loop (ABI 1.3)                           */
+/* ---------------------------------------------------------------------- */
+
+/* A queue with a thread of its own for blocking work (a database): the
+ * plugin queues jobs from the loop, the thread runs them in batches, and
+ * each finished job comes back to the loop, in the order it was queued.
+ * The plugin embeds a bh_job in its own job struct (anywhere: it gets its
+ * struct back from the bh_job pointer) and keeps ownership of it. */
+typedef struct bh_job bh_job;
+struct bh_job {
+  /* In run(): the next job of the batch, NULL after the last. The queue's
+   * at every other time: never change it. */
+  bh_job *next;
+  void *reserved; /* the core's */
+};
+
+/* Owned by the core; see jobq_new in the services table. */
+typedef struct bh_jobq bh_jobq;
+
+typedef struct bh_jobq_def {
+  uint32_t size; /* sizeof(bh_jobq_def) as the plugin was built */
+  /* the thread's name (top -H, perf), at most 15 bytes; copied; NULL:
+   * "<plugin>-jobs" */
+  const char *name;
+  /* Optional, on the queue's thread before the first batch: open the
+   * connection here (or lazily in run()). */
+  void (*thread_start)(void *data);
+  /* Mandatory, on the queue's thread: runs `batch` (linked by next, in
+   * the order queued) and leaves each job's outcome in the job. Blocking
+   * is fine here, and only here. */
+  void (*run)(bh_job *batch, void *data);
+  /* Mandatory, on the loop thread after run(): one call per job, in
+   * order. The job is the plugin's again: it may answer its request and
+   * free it. */
+  void (*done)(bh_job *job, void *data);
+  /* Optional, on the queue's thread after the last batch: close the
+   * connection. */
+  void (*thread_stop)(void *data);
+  uint32_t max_batch;  /* jobs handed to one run(); 0: 1 */
+  uint32_t max_queued; /* jobs waiting to run; submit answers -EAGAIN past
+                          it (shed load instead of piling up); 0: 4096 */
+} bh_jobq_def;
+
+/* What store_info() reports: the backend of [store] (ABI 1.3). */
+typedef struct bh_store_info {
+  uint32_t size;       /* sizeof(bh_store_info): set by the plugin */
+  const char *backend; /* "sqlite" or "postgres"; static */
+  uint32_t pool;       /* postgres: the connections a worker may keep */
+} bh_store_info;
+
+/* One schema migration (NNN_name.sql): ascending versions. The array
+ * cmake's bh_embed_schema(HEADER) writes has this layout. */
+typedef struct bh_migration {
+  int version;
+  const char *name;
+  const char *sql;
+} bh_migration;
+
+/* ---------------------------------------------------------------------- */
 /* Identity (ABI 1.2)                                                      */
 /* ---------------------------------------------------------------------- */
 
@@ -745,15 +804,59 @@ struct bh_services {
    * is checked once every plugin is loaded, by the parser of
    * [composite.NAME]: a composite that fails is logged and not served. */
   int (*composite_add)(bh_ctx *ctx, const bh_composite *c);
+  /* --- ABI 1.3 (store) ---
+   * Store work off the event loop: one job queue, one thread of its own
+   * each (see bh_jobq_def). */
+
+  /* Creates a queue and starts its thread, on the loop thread (init() or
+   * later). `def` is copied; `data` is borrowed until jobq_close() and
+   * goes to every callback. The queue never keeps the worker alive. 0 and
+   * *out (owned by the core until jobq_close()), or -EINVAL (no run or
+   * done), -ENOMEM, or the thread's error. */
+  int (*jobq_new)(bh_ctx *ctx, const bh_jobq_def *def, void *data,
+                  bh_jobq **out);
+  /* Queues `job` (borrowed: the plugin's again when done() runs with it).
+   * Loop thread (or run(), to queue follow-up work). 0; -EAGAIN the queue
+   * is full (done() never runs for it: answer the request now);
+   * -ESHUTDOWN closing; -EINVAL. */
+  int (*jobq_submit)(bh_jobq *q, bh_job *job);
+  /* Loop thread: refuses new jobs, lets the thread run every queued one,
+   * joins it (thread_stop() runs last there), then calls done() for each
+   * job that came back, on the caller's thread, and frees `q` once the
+   * loop lets go of it. Close each queue in stop() or fini() at the
+   * latest. */
+  void (*jobq_close)(bh_jobq *q);
+  /* Which backend [store] names, so a plugin ships SQL for both: on
+   * "sqlite" it keeps its own file under data_dir(); on "postgres" it
+   * shares the database of every instance through store_connect(). Any
+   * thread. 0, or -EINVAL (a size too small). */
+  int (*store_info)(bh_ctx *ctx, bh_store_info *out);
+  /* postgres only, and only on a job queue's thread (thread_start or
+   * run): connects to the [store] database with search_path = `schema`
+   * (the plugin's own, "[a-z][a-z0-9_]{0,62}": e.g. "bh_<plugin>";
+   * created if absent), a 5 s statement_timeout, and applies the
+   * migrations newer than the schema's version in ONE transaction (all
+   * or none; instances take turns). 0 and *conn, a libpq PGconn * (the
+   * plugin links libpq), owned by the plugin until store_disconnect();
+   * -ENOTSUP on sqlite; -EINVAL bad schema or migrations, or a schema
+   * newer than them; -EIO unreachable (err, errlen: one line for the
+   * plugin's log, never the url). The plugin reconnects the same way when
+   * PQstatus() says the connection broke. */
+  int (*store_connect)(bh_ctx *ctx, const char *schema, const bh_migration *m,
+                       size_t nmigrations, void **conn, char *err,
+                       size_t errlen);
+  /* Closes a connection of store_connect(), on the thread that uses it.
+   * NULL is fine. */
+  void (*store_disconnect)(bh_ctx *ctx, void *conn);
 };
 
 /* ---------------------------------------------------------------------- */
 /* Inline wrappers: plugin code reads naturally                            */
 /* ---------------------------------------------------------------------- */
 
-/* Every bh_ctx, bh_req and bh_wakeup begins with this head, so the wrappers
- * reach the services table without a global in the plugin. Plugins never touch
- * it. */
+/* Every bh_ctx, bh_req, bh_wakeup and bh_jobq begins with this head, so the
+ * wrappers reach the services table without a global in the plugin. Plugins
+ * never touch it. */
 typedef struct bh_handle_head {
   const bh_services *svc;
 } bh_handle_head;
@@ -972,6 +1075,30 @@ static inline int bh_budget_charge(bh_req *r, const char *policy,
 /* ABI 1.3: check BH_SVC_HAS(svc, composite_add) before the first use. */
 static inline int bh_composite_add(bh_ctx *c, const bh_composite *def) {
   return BH__SVC(c)->composite_add(c, def);
+}
+/* ABI 1.3 (store): check BH_SVC_HAS(svc, jobq_new) before using these. */
+static inline int bh_jobq_new(bh_ctx *c, const bh_jobq_def *def, void *data,
+                              bh_jobq **out) {
+  return BH__SVC(c)->jobq_new(c, def, data, out);
+}
+static inline int bh_jobq_submit(bh_jobq *q, bh_job *job) {
+  return BH__SVC(q)->jobq_submit(q, job);
+}
+static inline void bh_jobq_close(bh_jobq *q) {
+  BH__SVC(q)->jobq_close(q);
+}
+/* ABI 1.3 (store): check BH_SVC_HAS(svc, store_info) first. */
+static inline int bh_store_info_get(bh_ctx *c, bh_store_info *out) {
+  out->size = sizeof(*out);
+  return BH__SVC(c)->store_info(c, out);
+}
+static inline int bh_store_connect(bh_ctx *c, const char *schema,
+                                   const bh_migration *m, size_t n, void **conn,
+                                   char *err, size_t errlen) {
+  return BH__SVC(c)->store_connect(c, schema, m, n, conn, err, errlen);
+}
+static inline void bh_store_disconnect(bh_ctx *c, void *conn) {
+  BH__SVC(c)->store_disconnect(c, conn);
 }
 
 /* ---------------------------------------------------------------------- */

@@ -496,8 +496,9 @@ static int magic_config(bh_ctx *ctx, auth_magic *m) {
 }
 
 static int auth_init(bh_ctx *ctx, const bh_services *svc) {
-  if (!BH_SVC_HAS(svc, local_verify)) {
-    bh_log(ctx, BH_LOG_ERROR, "this core has no identity services (ABI 1.2)");
+  if (!BH_SVC_HAS(svc, local_verify) || !BH_SVC_HAS(svc, jobq_new)) {
+    bh_log(ctx, BH_LOG_ERROR,
+           "this core has no identity services or job queues (ABI 1.3)");
     return -ENOTSUP;
   }
   memset(&auth_g, 0, sizeof(auth_g));

@@ -28,7 +28,8 @@
  * carries extensions.fallback = "magic_link".
  *
  * Threads: SQLite and SMTP (libcurl, blocking, with timeouts) run on the
- * plugin's one worker thread; results come back through the core's wakeup.
+ * thread of a core job queue (jobq_new), one job at a time; results come
+ * back to the loop through it.
  * Neither the email address nor the token is ever logged: log lines name
  * an account by the first characters of its email hash.
  */
@@ -52,7 +53,7 @@
 enum mkind { MJ_REQUEST = 1, MJ_VERIFY, MJ_REMEMBER, MJ_IDP };
 
 typedef struct mjob {
-  struct mjob *next;
+  bh_job job; /* first: the core queue's node */
   int kind;
   bh_req *req; /* loop thread only; NULL for fire-and-forget jobs */
   int get;     /* MJ_VERIFY: the mail's link (302) */
@@ -69,15 +70,10 @@ typedef struct mjob {
 } mjob;
 
 typedef struct magic_state {
-  pthread_t thread;
-  int started;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  mjob *q_head, *q_tail, *done_head, *done_tail;
-  size_t queued;
-  int stopping;
-  bh_wakeup *wakeup;
-  sqlite3 *db;
+  bh_jobq *q; /* its thread runs every statement and every mail */
+  bh_ctx *ctx;
+  pthread_mutex_t mu; /* guards the log lines */
+  sqlite3 *db;        /* the queue's thread only */
   char logbuf[8][200];
   int nlog;
 } magic_state;
@@ -554,60 +550,23 @@ static void run(mjob *j) {
   if (!sqlite3_get_autocommit(M.db)) exec1("ROLLBACK");
 }
 
-static void *magic_main(void *arg) {
-  (void)arg;
-  pthread_setname_np(pthread_self(), "auth-magic");
-  for (;;) {
-    pthread_mutex_lock(&M.mu);
-    while (M.q_head == NULL && !M.stopping)
-      pthread_cond_wait(&M.cv, &M.mu);
-    mjob *j = M.q_head;
-    if (j == NULL) {
-      pthread_mutex_unlock(&M.mu);
-      break;
-    }
-    M.q_head = j->next;
-    if (M.q_head == NULL) M.q_tail = NULL;
-    M.queued--;
-    pthread_mutex_unlock(&M.mu);
-    run(j);
-    sodium_memzero(j->token, sizeof(j->token));
-    sodium_memzero(j->email, sizeof(j->email));
-    pthread_mutex_lock(&M.mu);
-    j->next = NULL;
-    if (M.done_tail)
-      M.done_tail->next = j;
-    else
-      M.done_head = j;
-    M.done_tail = j;
-    pthread_mutex_unlock(&M.mu);
-    bh_wakeup_send(M.wakeup);
-  }
+static void magic_run(bh_job *job, void *data) {
+  (void)data;
+  mjob *j = (mjob *)(void *)job; /* one job per batch */
+  run(j);
+  sodium_memzero(j->token, sizeof(j->token));
+  sodium_memzero(j->email, sizeof(j->email));
+}
+
+static void magic_thread_stop(void *data) {
+  (void)data;
   if (M.db) sqlite3_close(M.db);
   M.db = NULL;
-  return NULL;
 }
 
 static int submit(mjob *j) {
-  if (!M.started) return -ESHUTDOWN;
-  int rc = 0;
-  pthread_mutex_lock(&M.mu);
-  if (M.stopping)
-    rc = -ESHUTDOWN;
-  else if (M.queued >= MAGIC_QUEUE_MAX)
-    rc = -EAGAIN;
-  else {
-    j->next = NULL;
-    if (M.q_tail)
-      M.q_tail->next = j;
-    else
-      M.q_head = j;
-    M.q_tail = j;
-    M.queued++;
-    pthread_cond_signal(&M.cv);
-  }
-  pthread_mutex_unlock(&M.mu);
-  return rc;
+  if (M.q == NULL) return -ESHUTDOWN;
+  return bh_jobq_submit(M.q, &j->job);
 }
 
 /* ---- the loop side ------------------------------------------------------ */
@@ -664,23 +623,18 @@ static void finish(mjob *j) {
   }
 }
 
-static void on_wakeup(bh_ctx *ctx, void *data) {
+/* A job came back: write the thread's log lines, then go on with it. */
+static void magic_done(bh_job *job, void *data) {
   (void)data;
   pthread_mutex_lock(&M.mu);
-  mjob *j = M.done_head;
-  M.done_head = M.done_tail = NULL;
   char logs[8][200];
   int nlog = M.nlog;
   memcpy(logs, M.logbuf, sizeof(logs));
   M.nlog = 0;
   pthread_mutex_unlock(&M.mu);
   for (int i = 0; i < nlog; i++)
-    bh_log(ctx, BH_LOG_INFO, "%s", logs[i]);
-  while (j) {
-    mjob *next = j->next;
-    finish(j);
-    j = next;
-  }
+    bh_log(M.ctx, BH_LOG_INFO, "%s", logs[i]);
+  finish((mjob *)(void *)job);
 }
 
 static mjob *job_new(int kind, bh_req *req) {
@@ -703,7 +657,7 @@ static void normalize(const char *in, char *out, size_t n) {
 }
 
 int auth_magic_enabled(void) {
-  return auth_g.magic.mode != AUTH_MAGIC_OFF && M.started;
+  return auth_g.magic.mode != AUTH_MAGIC_OFF && M.q != NULL;
 }
 
 void auth_magic_remember(const char *email, const char *user_id) {
@@ -857,28 +811,29 @@ int auth_magic_routes(bh_ctx *ctx) {
 int auth_magic_start(bh_ctx *ctx) {
   if (auth_g.magic.mode == AUTH_MAGIC_OFF) return 0;
   memset(&M, 0, sizeof(M));
+  M.ctx = ctx;
   pthread_mutex_init(&M.mu, NULL);
-  pthread_cond_init(&M.cv, NULL);
-  int rc = bh_wakeup_new(ctx, on_wakeup, NULL, &M.wakeup);
-  if (rc < 0) return rc;
-  if ((rc = pthread_create(&M.thread, NULL, magic_main, NULL)) != 0) return -rc;
-  M.started = 1;
-  return 0;
+  bh_jobq_def def = {.size = sizeof(def),
+                     .name = "auth-magic",
+                     .run = magic_run,
+                     .done = magic_done,
+                     .thread_stop = magic_thread_stop,
+                     .max_batch = 1,
+                     .max_queued = MAGIC_QUEUE_MAX};
+  int rc = bh_jobq_new(ctx, &def, NULL, &M.q);
+  if (rc < 0) {
+    pthread_mutex_destroy(&M.mu);
+    memset(&M, 0, sizeof(M));
+  }
+  return rc;
 }
 
 void auth_magic_fini(bh_ctx *ctx) {
-  if (!M.started && M.wakeup == NULL) return;
-  if (M.started) {
-    pthread_mutex_lock(&M.mu);
-    M.stopping = 1;
-    pthread_cond_signal(&M.cv);
-    pthread_mutex_unlock(&M.mu);
-    pthread_join(M.thread, NULL);
-    M.started = 0;
-  }
-  on_wakeup(ctx, NULL); /* answers what came back */
-  if (M.wakeup) bh_wakeup_close(M.wakeup);
+  (void)ctx;
+  if (M.q == NULL) return;
+  /* queued jobs still run; what comes back is answered here */
+  bh_jobq_close(M.q);
+  M.q = NULL;
   pthread_mutex_destroy(&M.mu);
-  pthread_cond_destroy(&M.cv);
   memset(&M, 0, sizeof(M));
 }

@@ -393,26 +393,27 @@ static void config_free(billing_config *c) {
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-/* The store thread finished jobs: go on with each on the loop. */
-static void on_wake(bh_ctx *ctx, void *data) {
-  (void)ctx;
-  billing_plugin *bp = data;
-  billing_job *j = billing_store_take_done(&bp->store);
-  while (j) {
-    billing_job *next = j->next;
-    j->next = NULL;
-    if (j->route == BILLING_EVENTS)
-      billing_events_done(bp, j);
-    else
-      billing_api_lookup_done(bp, j);
-    j = next;
+/* The store finished a job: go on with it on the loop. */
+static void on_done(bh_job *job, void *data) {
+  billing_plugin *bp = ((billing_store *)data)->owner;
+  billing_job *j = (billing_job *)(void *)job;
+  if (bp->closing) {
+    /* shutting down: never start a provider call now (the end call
+     * releases a request whose client is gone) */
+    bh_problem(j->req, "billing.store_unavailable", NULL);
+    billing_job_free(j);
+  } else if (j->route == BILLING_EVENTS) {
+    billing_events_done(bp, j);
+  } else {
+    billing_api_lookup_done(bp, j);
   }
 }
 
 static int billing_init(bh_ctx *ctx, const bh_services *svc) {
-  if (!BH_SVC_HAS(svc, wakeup_new) || !BH_SVC_HAS(svc, req_principal) ||
+  if (!BH_SVC_HAS(svc, jobq_new) || !BH_SVC_HAS(svc, req_principal) ||
       !BH_SVC_HAS(svc, problem_retry)) {
-    bh_log(ctx, BH_LOG_ERROR, "this core lacks wakeups or identity (ABI 1.2)");
+    bh_log(ctx, BH_LOG_ERROR,
+           "this core lacks job queues or identity (ABI 1.3)");
     return -ENOTSUP;
   }
   if (sodium_init() < 0) return -EIO;
@@ -454,9 +455,8 @@ static int billing_init(bh_ctx *ctx, const bh_services *svc) {
 
 static int billing_start(bh_ctx *ctx) {
   billing_plugin *bp = bh_data(ctx);
-  int rc = bh_wakeup_new(ctx, on_wake, bp, &bp->wakeup);
-  if (rc < 0) return rc;
-  if ((rc = billing_store_start(&bp->store, &bp->cfg, bp->wakeup)) < 0) {
+  int rc = billing_store_start(&bp->store, &bp->cfg, ctx, on_done, bp);
+  if (rc < 0) {
     bh_log(ctx, BH_LOG_ERROR, "cannot start the store thread: %s",
            strerror(-rc));
     return rc;
@@ -479,14 +479,8 @@ static void billing_fini(bh_ctx *ctx) {
   if (bp == NULL) return;
   /* queued work still runs; what finished unclaimed is answered now (the
    * end calls release requests whose client is gone) */
-  billing_job *j = billing_store_stop(&bp->store);
-  while (j) {
-    billing_job *next = j->next;
-    bh_problem(j->req, "billing.store_unavailable", NULL);
-    billing_job_free(j);
-    j = next;
-  }
-  if (bp->wakeup) bh_wakeup_close(bp->wakeup);
+  bp->closing = 1;
+  billing_store_stop(&bp->store);
   if (bp->auth_header) sodium_memzero(bp->auth_header, strlen(bp->auth_header));
   free(bp->auth_header);
   free(bp->version_header);

@@ -6,7 +6,7 @@
  *                     provider calls (form-encoded, Idempotency-Key)
  *   billing_events.c  provider-events: signature, timestamp tolerance,
  *                     replay refusal, recording completed checkouts
- *   billing_store.c   the plugin's own SQLite file, on a thread of its own
+ *   billing_store.c   the plugin's own SQLite file, on a core job queue
  *
  * Everything but the store thread runs on the worker's loop thread.
  */
@@ -14,7 +14,7 @@
 #define BILLING_H
 
 #include <bulkhead/plugin.h>
-#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #define BILLING_VERSION "0.2.0"
@@ -51,9 +51,9 @@ enum billing_route {
 };
 
 typedef struct billing_job {
-  struct billing_job *next;
-  int op;    /* enum billing_op */
-  int route; /* enum billing_route */
+  bh_job job; /* first: the core queue's node */
+  int op;     /* enum billing_op */
+  int route;  /* enum billing_route */
   bh_req *req;
   /* inputs */
   char *user_id;
@@ -69,18 +69,16 @@ typedef struct billing_job {
 } billing_job;
 
 typedef struct billing_store {
-  pthread_t thread;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  billing_job *q_head, *q_tail;       /* queued, guarded by mu */
-  billing_job *done_head, *done_tail; /* finished, guarded by mu */
-  size_t queued;
-  int stopping;
-  int started;
-  int down; /* last batch failed (read by health(), guarded by mu) */
+  bh_jobq *q;      /* the core's queue: its thread runs every statement */
+  atomic_int down; /* the last batch failed (read by health()) */
+  void *owner;     /* the plugin, for the done callback */
   const billing_config *cfg;
-  bh_wakeup *wakeup;
-  sqlite3 *db; /* store thread only */
+  bh_ctx *ctx;
+  int postgres; /* [store] backend = postgres: billing_store_pg.c */
+  sqlite3 *db;  /* the queue's thread only */
+  void *pg;     /* PGconn, the queue's thread only */
+  int64_t pg_retry_at;
+  int pg_failing;
 } billing_store;
 
 typedef struct billing_plugin {
@@ -88,7 +86,7 @@ typedef struct billing_plugin {
   const bh_services *svc;
   billing_config cfg;
   bh_upstream *provider;
-  bh_wakeup *wakeup;
+  int closing; /* fini(): finished jobs are answered, never carried on */
   billing_store store;
   char *auth_header;    /* "Authorization: Bearer ..." or NULL */
   char *version_header; /* "Stripe-Version: ..." or NULL */
@@ -121,15 +119,22 @@ int billing_signature_check(const char *header, const char *body,
 /* billing_store.c */
 billing_job *billing_job_new(int op, int route, bh_req *req);
 void billing_job_free(billing_job *j);
+/* Starts the store's job queue; `done` runs on the loop for each finished
+ * job with the store (whose owner is `owner`). */
 int billing_store_start(billing_store *s, const billing_config *cfg,
-                        bh_wakeup *wakeup);
+                        bh_ctx *ctx, void (*done)(bh_job *, void *),
+                        void *owner);
 /* 0 queued; -ESHUTDOWN stopping; -EAGAIN queue full. Owns j on 0. */
 int billing_store_submit(billing_store *s, billing_job *j);
-billing_job *billing_store_take_done(billing_store *s);
 int billing_store_down(billing_store *s);
-/* Joins the thread (queued jobs still run first), closes the database and
- * returns the finished jobs nobody took yet. */
-billing_job *billing_store_stop(billing_store *s);
+/* Closes the queue: queued jobs still run, their done callbacks run before
+ * it returns, and the thread closes the database. */
+void billing_store_stop(billing_store *s);
+
+/* billing_store_pg.c (the queue's thread): the jobs on PostgreSQL. */
+int billing_pg_ensure(billing_store *s);
+int billing_pg_run_batch(billing_store *s, billing_job *batch);
+void billing_pg_close(billing_store *s);
 
 /* small helpers (billing_api.c) */
 char *billing_strdup(const char *s);

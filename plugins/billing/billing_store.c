@@ -1,10 +1,12 @@
 /*
  * The billing store: the plugin's own SQLite file (never the core's, so a
- * billing disk problem stays in the billing compartment), used from one
- * thread of the plugin's so no statement ever runs on the event loop.
+ * billing disk problem stays in the billing compartment), used from the
+ * thread of a core job queue (jobq_new) so no statement ever runs on the
+ * event loop.
  *
- * Handlers queue jobs; the thread runs what is queued in one transaction
- * and hands the finished jobs back through the plugin's wakeup. The file is
+ * Handlers queue jobs; the queue's thread runs what is queued (up to a
+ * batch) in one transaction and the core hands the finished jobs back to
+ * the loop. The file is
  * in WAL mode with a busy timeout, so the worker processes sharing it take
  * turns. Migrations (schema/billing, compiled in) run under an immediate
  * transaction; PRAGMA user_version records the last one applied, so every
@@ -17,6 +19,7 @@
  */
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,9 @@
 
 #define BILLING_BATCH 64
 #define BILLING_QUEUE_MAX 4096
+
+/* the next job of a batch: bh_job is the first member */
+#define NEXT(j) ((billing_job *)(void *)(j)->job.next)
 /* Seen event ids are kept this long: far past any timestamp tolerance, so
  * a replay is refused by its id while its signature could still pass. */
 #define BILLING_EVENT_RETENTION_S (30 * 86400)
@@ -230,7 +236,7 @@ static int job_writes(const billing_job *j) {
 }
 
 static void fail_all(billing_job *batch) {
-  for (billing_job *j = batch; j; j = j->next) {
+  for (billing_job *j = batch; j; j = NEXT(j)) {
     j->status = -EIO;
     free(j->customer_id);
     j->customer_id = NULL;
@@ -246,10 +252,10 @@ static int run_batch_once(billing_store *s, billing_job *batch) {
     return busy(erc) ? -EAGAIN : -EIO;
   }
   int writes = 0;
-  for (billing_job *j = batch; j; j = j->next)
+  for (billing_job *j = batch; j; j = NEXT(j))
     writes |= job_writes(j);
   int rc = exec(s->db, writes ? "BEGIN IMMEDIATE" : "BEGIN");
-  for (billing_job *j = batch; rc == SQLITE_OK && j; j = j->next) {
+  for (billing_job *j = batch; rc == SQLITE_OK && j; j = NEXT(j)) {
     rc = exec(s->db, "SAVEPOINT job");
     if (rc != SQLITE_OK) break;
     int orc =
@@ -283,124 +289,70 @@ static int run_batch(billing_store *s, billing_job *batch) {
   int rc = run_batch_once(s, batch);
   for (int i = 0; rc == -EAGAIN && i < 3; i++) {
     pause_ms(10); /* the store thread may wait: nothing else runs on it */
-    for (billing_job *j = batch; j; j = j->next)
+    for (billing_job *j = batch; j; j = NEXT(j))
       j->status = 0;
     rc = run_batch_once(s, batch);
   }
   return rc;
 }
 
-static void *store_main(void *arg) {
-  billing_store *s = arg;
+/* ---- the queue's callbacks -------------------------------------------- */
+
+static void store_thread_start(void *data) {
+  billing_store *s = data;
+  if (s->postgres) {
+    atomic_store(&s->down, billing_pg_ensure(s) != 0);
+    return;
+  }
   /* open (and migrate) now: a broken path shows in health before the
    * first request needs the file */
-  int rc0 = db_ensure(s);
-  pthread_mutex_lock(&s->mu);
-  s->down = rc0 != SQLITE_OK;
-  pthread_mutex_unlock(&s->mu);
-  for (;;) {
-    pthread_mutex_lock(&s->mu);
-    while (s->q_head == NULL && !s->stopping)
-      pthread_cond_wait(&s->cv, &s->mu);
-    if (s->q_head == NULL) { /* stopping, and nothing left to run */
-      pthread_mutex_unlock(&s->mu);
-      break;
-    }
-    billing_job *batch = s->q_head, *last = batch;
-    size_t n = 1;
-    while (last->next && n < BILLING_BATCH) {
-      last = last->next;
-      n++;
-    }
-    s->q_head = last->next;
-    if (s->q_head == NULL) s->q_tail = NULL;
-    s->queued -= n;
-    last->next = NULL;
-    pthread_mutex_unlock(&s->mu);
+  atomic_store(&s->down, db_ensure(s) != SQLITE_OK);
+}
 
-    int rc = run_batch(s, batch);
+static void store_run(bh_job *batch, void *data) {
+  billing_store *s = data;
+  billing_job *first = (billing_job *)(void *)batch;
+  int rc = s->postgres ? billing_pg_run_batch(s, first) : run_batch(s, first);
+  atomic_store(&s->down, rc != 0);
+}
 
-    pthread_mutex_lock(&s->mu);
-    s->down = rc != 0;
-    if (s->done_tail)
-      s->done_tail->next = batch;
-    else
-      s->done_head = batch;
-    s->done_tail = last;
-    pthread_mutex_unlock(&s->mu);
-    bh_wakeup_send(s->wakeup);
-  }
-  db_close(s);
-  return NULL;
+static void store_thread_stop(void *data) {
+  db_close(data);
+  billing_pg_close(data);
 }
 
 int billing_store_start(billing_store *s, const billing_config *cfg,
-                        bh_wakeup *wakeup) {
+                        bh_ctx *ctx, void (*done)(bh_job *, void *),
+                        void *owner) {
   memset(s, 0, sizeof(*s));
   s->cfg = cfg;
-  s->wakeup = wakeup;
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
-  int rc = pthread_create(&s->thread, NULL, store_main, s);
-  if (rc != 0) {
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    return -rc;
-  }
-  s->started = 1;
-  return 0;
+  s->owner = owner;
+  s->ctx = ctx;
+  bh_store_info info;
+  if (BH_SVC_HAS(BH__SVC(ctx), store_info) &&
+      bh_store_info_get(ctx, &info) == 0)
+    s->postgres = strcmp(info.backend, "postgres") == 0;
+  bh_jobq_def def = {.size = sizeof(def),
+                     .name = "billing-store",
+                     .thread_start = store_thread_start,
+                     .run = store_run,
+                     .done = done,
+                     .thread_stop = store_thread_stop,
+                     .max_batch = BILLING_BATCH,
+                     .max_queued = BILLING_QUEUE_MAX};
+  return bh_jobq_new(ctx, &def, s, &s->q);
 }
 
 int billing_store_submit(billing_store *s, billing_job *j) {
-  if (!s->started) return -ESHUTDOWN;
-  pthread_mutex_lock(&s->mu);
-  int rc = 0;
-  if (s->stopping)
-    rc = -ESHUTDOWN;
-  else if (s->queued >= BILLING_QUEUE_MAX)
-    rc = -EAGAIN; /* shed load */
-  if (rc == 0) {
-    j->next = NULL;
-    if (s->q_tail)
-      s->q_tail->next = j;
-    else
-      s->q_head = j;
-    s->q_tail = j;
-    s->queued++;
-    pthread_cond_signal(&s->cv);
-  }
-  pthread_mutex_unlock(&s->mu);
-  return rc;
-}
-
-billing_job *billing_store_take_done(billing_store *s) {
-  if (!s->started) return NULL;
-  pthread_mutex_lock(&s->mu);
-  billing_job *j = s->done_head;
-  s->done_head = s->done_tail = NULL;
-  pthread_mutex_unlock(&s->mu);
-  return j;
+  if (s->q == NULL) return -ESHUTDOWN;
+  return bh_jobq_submit(s->q, &j->job);
 }
 
 int billing_store_down(billing_store *s) {
-  if (!s->started) return 0;
-  pthread_mutex_lock(&s->mu);
-  int down = s->down;
-  pthread_mutex_unlock(&s->mu);
-  return down;
+  return s->q != NULL && atomic_load(&s->down);
 }
 
-billing_job *billing_store_stop(billing_store *s) {
-  if (!s->started) return NULL;
-  pthread_mutex_lock(&s->mu);
-  s->stopping = 1;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-  pthread_join(s->thread, NULL);
-  billing_job *left = s->done_head;
-  s->done_head = s->done_tail = NULL;
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->cv);
-  s->started = 0;
-  return left;
+void billing_store_stop(billing_store *s) {
+  if (s->q) bh_jobq_close(s->q);
+  s->q = NULL;
 }

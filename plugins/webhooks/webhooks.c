@@ -237,11 +237,11 @@ void wh_set_down(wh_plugin *wp, volatile int *flag, int down, const char *who) {
     wh_log_post(wp, BH_LOG_INFO, "%s: the webhooks database is available", who);
 }
 
-/* The loop side of the wakeup: finished jobs and queued log lines. */
+/* The loop side of the wakeup: stream ticks and queued log lines (finished
+ * store jobs come back through the store's job queue). */
 static void on_wakeup(bh_ctx *ctx, void *data) {
   (void)ctx;
   wh_plugin *wp = data;
-  wh_api_complete(wp);
   wh_streams_tick(wp);
   logs_flush(wp);
 }
@@ -341,9 +341,10 @@ static int add_routes(bh_ctx *ctx, wh_plugin *wp) {
 /* ---- lifecycle ---------------------------------------------------------- */
 
 static int webhooks_init(bh_ctx *ctx, const bh_services *svc) {
-  if (!BH_SVC_HAS(svc, wakeup_new) || !BH_SVC_HAS(svc, problem_field)) {
+  if (!BH_SVC_HAS(svc, wakeup_new) || !BH_SVC_HAS(svc, problem_field) ||
+      !BH_SVC_HAS(svc, jobq_new)) {
     bh_log(ctx, BH_LOG_ERROR,
-           "this core lacks the ABI 1.1 services the "
+           "this core lacks the ABI 1.3 services the "
            "webhooks plugin needs");
     return -ENOTSUP;
   }
@@ -362,6 +363,16 @@ static int webhooks_init(bh_ctx *ctx, const bh_services *svc) {
          "webhooks %s ready: %d routes, %d attempts per delivery, "
          "database %s",
          WH_VERSION, rc, wp->cfg.nschedule, wp->cfg.db_path);
+  bh_store_info info;
+  if (BH_SVC_HAS(svc, store_info) && bh_store_info_get(ctx, &info) == 0 &&
+      strcmp(info.backend, "postgres") == 0)
+    /* not shared yet: say so, so nobody counts on another instance
+     * delivering what this one accepted */
+    bh_log(ctx, BH_LOG_WARN,
+           "[store] backend = postgres, but the webhooks outbox stays in "
+           "this instance's own file %s: events accepted here are delivered "
+           "from here",
+           wp->cfg.db_path);
   return 0;
 }
 
@@ -389,13 +400,13 @@ static void webhooks_fini(bh_ctx *ctx) {
   wh_plugin *wp = bh_data(ctx);
   if (wp == NULL) return;
   /* each step copes with what start() did not get to */
-  wh_store_stop(&wp->store); /* first: it may still kick the dispatcher */
+  wh_streams_stop(wp); /* before the last jobs come back */
+  /* before the dispatcher: it may still kick it; it answers requests
+   * still parked on their jobs */
+  wh_store_stop(&wp->store);
   wh_dispatch_stop(wp->disp);
   wp->disp = NULL;
-  wh_streams_stop(wp); /* before the last jobs come back */
-  wh_api_complete(wp); /* ends requests still parked on their jobs */
   wh_streams_free(wp);
-  wh_store_destroy(&wp->store);
   logs_flush(wp);
   if (wp->wakeup) bh_wakeup_close(wp->wakeup);
   pthread_mutex_destroy(&wp->log_mu);

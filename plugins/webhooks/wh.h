@@ -2,7 +2,7 @@
  * webhooks plugin internals, shared by its files:
  *   webhooks.c    descriptor, config, lifecycle, routes, error map
  *   wh_api.c      HTTP handlers (loop thread): checks, jobs, answers
- *   wh_store.c    the store thread: a job queue run against SQLite
+ *   wh_store.c    the store: a core job queue run against SQLite
  *   wh_ops.c      the SQL of every API operation (store thread)
  *   wh_db.c       opening, migrating and watching the database file
  *   wh_dispatch.c the dispatcher thread: claim, send, record
@@ -178,7 +178,7 @@ typedef enum wh_op {
 } wh_op;
 
 typedef struct wh_job {
-  struct wh_job *next;
+  bh_job job; /* first: the core queue's node */
   wh_op op;
   bh_req *req; /* touched on the loop thread only */
   const wh_config *cfg;
@@ -216,31 +216,21 @@ int wh_ops_run(wh_db *db, wh_job *j);
 typedef struct wh_plugin wh_plugin;
 typedef struct wh_streams wh_streams;
 
-/* The store thread. Jobs go in on the loop thread and come back, done,
- * through the plugin's wakeup. */
+/* The store: a core job queue. Jobs go in on the loop thread and come
+ * back, done, to wh_api_job_done() on the loop. */
 typedef struct wh_store {
   wh_plugin *wp;
-  pthread_t thread;
-  int started;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  wh_job *q_head, *q_tail;
-  size_t queued;
-  wh_job *done_head, *done_tail;
-  int stopping;
-  wh_db db;
+  bh_jobq *q;
+  wh_db db; /* the queue's thread only */
 } wh_store;
 
 int wh_store_start(wh_store *s, wh_plugin *wp);
 /* Queues a job (loop thread). -EAGAIN when the queue is full, -ESHUTDOWN
  * once stopping; the job stays the caller's then. */
 int wh_store_submit(wh_store *s, wh_job *j);
-/* Takes the finished jobs (loop thread), oldest first. */
-wh_job *wh_store_take_done(wh_store *s);
-/* Runs what is queued, then joins the thread. */
+/* Runs what is queued, joins the thread and answers every job that came
+ * back (wh_api_job_done) before it returns. */
 void wh_store_stop(wh_store *s);
-/* After stop and the last take_done. */
-void wh_store_destroy(wh_store *s);
 
 /* ---- the dispatcher (wh_dispatch.c) ------------------------------------ */
 
@@ -321,8 +311,8 @@ void wh_set_down(wh_plugin *wp, volatile int *flag, int down, const char *who);
 void wh_log_post(wh_plugin *wp, int level, const char *fmt, ...)
     BH_PRINTF(3, 4);
 
-/* Loop thread, from the wakeup: answers finished jobs. */
-void wh_api_complete(wh_plugin *wp);
+/* Loop thread: answers a finished job (and frees it). */
+void wh_api_job_done(wh_plugin *wp, wh_job *j);
 /* Every route's handler (wh_api.c). */
 void wh_endpoints_post(bh_req *req, void *data);
 void wh_endpoints_list(bh_req *req, void *data);

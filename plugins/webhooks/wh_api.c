@@ -2,8 +2,8 @@
  * The HTTP API, on the loop thread: each handler checks its input (the
  * core checks the JSON shape, these checks are what a shape cannot say),
  * turns the request into a job for the store thread, and returns. The
- * answer goes out when the job comes back (wh_api_complete, called from the
- * plugin's wakeup), or at once when the input is refused.
+ * answer goes out when the job comes back (wh_api_job_done, called by the
+ * store's job queue on the loop), or at once when the input is refused.
  *
  * Ownership: every endpoint, event and delivery belongs to one owner, the
  * user id of the principal (the SDK's principal names a user, no tenant).
@@ -157,19 +157,13 @@ static void answer(wh_job *j) {
   bh_respond(req, j->status, NULL, j->body, strlen(j->body));
 }
 
-void wh_api_complete(wh_plugin *wp) {
-  wh_job *j = wh_store_take_done(&wp->store);
-  while (j) {
-    wh_job *next = j->next;
-    if (j->op == WH_OP_STREAM_POLL || j->op == WH_OP_STREAM_PRUNE) {
-      wh_streams_job_done(wp, j); /* it frees the job */
-      j = next;
-      continue;
-    }
-    answer(j);
-    wh_job_free(j);
-    j = next;
+void wh_api_job_done(wh_plugin *wp, wh_job *j) {
+  if (j->op == WH_OP_STREAM_POLL || j->op == WH_OP_STREAM_PRUNE) {
+    wh_streams_job_done(wp, j); /* it frees the job */
+    return;
   }
+  answer(j);
+  wh_job_free(j);
 }
 
 /* The {id} of the route, or NULL after answering not_found: an id this

@@ -1,9 +1,10 @@
 /*
- * The store thread: the API's SQLite work, off the event loop.
+ * The store: the API's SQLite work, off the event loop, on the thread of a
+ * core job queue (jobq_new).
  *
- * Handlers queue jobs; this thread takes what is queued (up to a batch),
- * runs it in ONE transaction, each job under its own savepoint, commits
- * once, and hands the finished jobs back through the plugin's wakeup. One
+ * Handlers queue jobs; the queue's thread takes what is queued (up to a
+ * batch), runs it in ONE transaction, each job under its own savepoint,
+ * commits once, and the core hands the finished jobs back to the loop. One
  * commit per batch is what lets FULL durability (an fsync per commit)
  * keep up with a burst of events: the disk pays once for many events.
  *
@@ -21,6 +22,9 @@
 
 #define WH_BATCH 64
 #define WH_QUEUE_MAX 4096
+
+/* the next job of a batch: bh_job is the first member */
+#define NEXT(j) ((wh_job *)(void *)(j)->job.next)
 
 wh_job *wh_job_new(wh_op op, bh_req *req, const wh_config *cfg) {
   wh_job *j = calloc(1, sizeof(*j));
@@ -58,7 +62,7 @@ static int job_writes(const wh_job *j) {
 }
 
 static void fail_all(wh_job *batch) {
-  for (wh_job *j = batch; j; j = j->next) {
+  for (wh_job *j = batch; j; j = NEXT(j)) {
     free(j->body);
     j->body = NULL;
     j->code = "webhooks.unavailable";
@@ -75,11 +79,11 @@ static void run_batch(wh_store *s, wh_job *batch) {
     return;
   }
   int writes = 0;
-  for (wh_job *j = batch; j; j = j->next)
+  for (wh_job *j = batch; j; j = NEXT(j))
     writes |= job_writes(j);
   int rc = writes ? wh_db_write_begin(db) : wh_db_exec(db, "BEGIN");
   int locked = writes && rc == SQLITE_OK;
-  for (wh_job *j = batch; rc == SQLITE_OK && j; j = j->next) {
+  for (wh_job *j = batch; rc == SQLITE_OK && j; j = NEXT(j)) {
     rc = wh_db_exec(db, "SAVEPOINT job");
     if (rc != SQLITE_OK) break;
     int orc = wh_ops_run(db, j);
@@ -116,46 +120,26 @@ static void run_batch(wh_store *s, wh_job *batch) {
   wh_set_down(s->wp, &s->wp->store_down, 0, "store");
 }
 
-static void *store_main(void *arg) {
-  wh_store *s = arg;
-  pthread_setname_np(pthread_self(), "wh-store"); /* for top -H, perf */
-  for (;;) {
-    pthread_mutex_lock(&s->mu);
-    while (s->q_head == NULL && !s->stopping)
-      pthread_cond_wait(&s->cv, &s->mu);
-    if (s->q_head == NULL) { /* stopping, and nothing left to run */
-      pthread_mutex_unlock(&s->mu);
-      break;
-    }
-    wh_job *batch = s->q_head, *last = batch;
-    size_t n = 1;
-    while (last->next && n < WH_BATCH) {
-      last = last->next;
-      n++;
-    }
-    s->q_head = last->next;
-    if (s->q_head == NULL) s->q_tail = NULL;
-    s->queued -= n;
-    last->next = NULL;
-    pthread_mutex_unlock(&s->mu);
+/* ---- the queue's callbacks -------------------------------------------- */
 
-    run_batch(s, batch);
-    int kick = 0;
-    for (wh_job *j = batch; j; j = j->next)
-      kick |= j->wake_dispatcher;
+static void store_run(bh_job *batch, void *data) {
+  wh_store *s = data;
+  wh_job *first = (wh_job *)(void *)batch;
+  run_batch(s, first);
+  int kick = 0;
+  for (wh_job *j = first; j; j = NEXT(j))
+    kick |= j->wake_dispatcher;
+  if (kick && s->wp->disp) wh_dispatch_kick(s->wp->disp);
+}
 
-    pthread_mutex_lock(&s->mu);
-    if (s->done_tail)
-      s->done_tail->next = batch;
-    else
-      s->done_head = batch;
-    s->done_tail = last;
-    pthread_mutex_unlock(&s->mu);
-    bh_wakeup_send(s->wp->wakeup);
-    if (kick && s->wp->disp) wh_dispatch_kick(s->wp->disp);
-  }
+static void store_done(bh_job *job, void *data) {
+  wh_store *s = data;
+  wh_api_job_done(s->wp, (wh_job *)(void *)job);
+}
+
+static void store_thread_stop(void *data) {
+  wh_store *s = data;
   wh_db_close(&s->db);
-  return NULL;
 }
 
 int wh_store_start(wh_store *s, wh_plugin *wp) {
@@ -163,61 +147,22 @@ int wh_store_start(wh_store *s, wh_plugin *wp) {
   s->wp = wp;
   s->db.cfg = &wp->cfg;
   s->db.write_mu = &wp->write_mu;
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
-  int rc = pthread_create(&s->thread, NULL, store_main, s);
-  if (rc != 0) {
-    pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->cv);
-    return -rc;
-  }
-  s->started = 1;
-  return 0;
+  bh_jobq_def def = {.size = sizeof(def),
+                     .name = "wh-store",
+                     .run = store_run,
+                     .done = store_done,
+                     .thread_stop = store_thread_stop,
+                     .max_batch = WH_BATCH,
+                     .max_queued = WH_QUEUE_MAX};
+  return bh_jobq_new(wp->ctx, &def, s, &s->q);
 }
 
 int wh_store_submit(wh_store *s, wh_job *j) {
-  if (!s->started) return -ESHUTDOWN;
-  pthread_mutex_lock(&s->mu);
-  int rc = 0;
-  if (s->stopping)
-    rc = -ESHUTDOWN;
-  else if (s->queued >= WH_QUEUE_MAX)
-    rc = -EAGAIN; /* shed, do not pile up */
-  if (rc == 0) {
-    j->next = NULL;
-    if (s->q_tail)
-      s->q_tail->next = j;
-    else
-      s->q_head = j;
-    s->q_tail = j;
-    s->queued++;
-    pthread_cond_signal(&s->cv);
-  }
-  pthread_mutex_unlock(&s->mu);
-  return rc;
-}
-
-wh_job *wh_store_take_done(wh_store *s) {
-  if (!s->started) return NULL;
-  pthread_mutex_lock(&s->mu);
-  wh_job *j = s->done_head;
-  s->done_head = s->done_tail = NULL;
-  pthread_mutex_unlock(&s->mu);
-  return j;
+  if (s->q == NULL) return -ESHUTDOWN;
+  return bh_jobq_submit(s->q, &j->job);
 }
 
 void wh_store_stop(wh_store *s) {
-  if (!s->started) return;
-  pthread_mutex_lock(&s->mu);
-  s->stopping = 1;
-  pthread_cond_signal(&s->cv);
-  pthread_mutex_unlock(&s->mu);
-  pthread_join(s->thread, NULL);
-}
-
-void wh_store_destroy(wh_store *s) {
-  if (!s->started) return;
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->cv);
-  s->started = 0;
+  if (s->q) bh_jobq_close(s->q);
+  s->q = NULL;
 }

@@ -38,7 +38,8 @@ class OpenAdminTest(DaemonTestCase):
     def test_readyz(self):
         r = self.d.admin("/readyz")
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json(), {"status": "ready"})
+        self.assertEqual(r.json(), {"status": "ready", "stores": {
+            "identity": {"backend": "sqlite", "status": "ok"}}})
 
     def test_head_probe(self):
         r = self.d.admin("/healthz", method="HEAD")

@@ -197,7 +197,8 @@ class AllRequiredHealthyTest(DaemonTestCase):
     def test_readyz_ready(self):
         r = self.d.admin("/readyz")
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json(), {"status": "ready"})
+        self.assertEqual(r.json(), {"status": "ready", "stores": {
+            "identity": {"backend": "sqlite", "status": "ok"}}})
         self.assertEqual(r.headers.get("cache-control"), "no-store")
 
     def test_status_degraded(self):

@@ -79,12 +79,12 @@ static void test_migrations(void) {
 static void test_refresh(void) {
   sqlite3 *db = fresh();
   bh__sess s0, s1, s2, x;
-  CHECK_INT(bh__op_session_create(db, "u1", "read", 1000, 100, &s0), 0);
+  CHECK_INT(bh__lite_session_create(db, "u1", "read", 1000, 100, &s0), 0);
   CHECK(strncmp(s0.session_id, "ses_", 4) == 0);
   CHECK(strncmp(s0.refresh, "rt_", 3) == 0);
   CHECK_INT(s0.refresh_exp, 1100);
   /* rotation */
-  CHECK_INT(bh__op_session_refresh(db, s0.refresh, 1010, 100, 0, &s1),
+  CHECK_INT(bh__lite_session_refresh(db, s0.refresh, 1010, 100, 0, &s1),
             BH__RT_OK);
   CHECK_STR(s1.session_id, s0.session_id);
   CHECK_STR(s1.user_id, "u1");
@@ -92,39 +92,39 @@ static void test_refresh(void) {
   CHECK(strcmp(s1.refresh, s0.refresh) != 0);
   CHECK_INT(s1.refresh_exp, 1110);
   /* within the grace: let through, nothing new, nothing revoked */
-  CHECK_INT(bh__op_session_refresh(db, s0.refresh, 1012, 100, 5, &x),
+  CHECK_INT(bh__lite_session_refresh(db, s0.refresh, 1012, 100, 5, &x),
             BH__RT_GRACE);
   CHECK_STR(x.user_id, "u1");
   CHECK_STR(x.refresh, "");
-  CHECK_INT(bh__op_session_refresh(db, s1.refresh, 1013, 100, 5, &s2),
+  CHECK_INT(bh__lite_session_refresh(db, s1.refresh, 1013, 100, 5, &s2),
             BH__RT_OK);
   /* reuse after the grace revokes the family, the newest token with it */
-  CHECK_INT(bh__op_session_refresh(db, s0.refresh, 1100, 100, 5, &x),
+  CHECK_INT(bh__lite_session_refresh(db, s0.refresh, 1100, 100, 5, &x),
             BH__RT_REUSED);
-  CHECK_INT(bh__op_session_refresh(db, s2.refresh, 1101, 100, 5, &x),
+  CHECK_INT(bh__lite_session_refresh(db, s2.refresh, 1101, 100, 5, &x),
             BH__RT_REVOKED);
-  CHECK_INT(bh__op_session_refresh(db, "rt_unknown", 1101, 100, 5, &x),
+  CHECK_INT(bh__lite_session_refresh(db, "rt_unknown", 1101, 100, 5, &x),
             BH__RT_UNKNOWN);
   /* expiry */
   bh__sess e;
-  CHECK_INT(bh__op_session_create(db, "u2", NULL, 2000, 10, &e), 0);
-  CHECK_INT(bh__op_session_refresh(db, e.refresh, 2010, 10, 0, &x),
+  CHECK_INT(bh__lite_session_create(db, "u2", NULL, 2000, 10, &e), 0);
+  CHECK_INT(bh__lite_session_refresh(db, e.refresh, 2010, 10, 0, &x),
             BH__RT_EXPIRED);
   /* logout by token, by session id; idempotent */
   bh__sess l;
-  CHECK_INT(bh__op_session_create(db, "u3", NULL, 3000, 100, &l), 0);
-  CHECK_INT(bh__op_session_revoke(db, l.refresh, NULL, "logout", 3001, NULL),
+  CHECK_INT(bh__lite_session_create(db, "u3", NULL, 3000, 100, &l), 0);
+  CHECK_INT(bh__lite_session_revoke(db, l.refresh, NULL, "logout", 3001, NULL),
             0);
-  CHECK_INT(bh__op_session_refresh(db, l.refresh, 3002, 100, 0, &x),
+  CHECK_INT(bh__lite_session_refresh(db, l.refresh, 3002, 100, 0, &x),
             BH__RT_REVOKED);
-  CHECK_INT(bh__op_session_revoke(db, l.refresh, NULL, "logout", 3003, NULL),
+  CHECK_INT(bh__lite_session_revoke(db, l.refresh, NULL, "logout", 3003, NULL),
             0);
-  CHECK_INT(bh__op_session_revoke(db, "rt_nothing", NULL, "logout", 3003, NULL),
-            0);
-  CHECK_INT(bh__op_session_create(db, "u4", NULL, 3000, 100, &l), 0);
-  CHECK_INT(bh__op_session_revoke(db, NULL, l.session_id, "logout", 3001, NULL),
-            0);
-  CHECK_INT(bh__op_session_refresh(db, l.refresh, 3002, 100, 0, &x),
+  CHECK_INT(
+      bh__lite_session_revoke(db, "rt_nothing", NULL, "logout", 3003, NULL), 0);
+  CHECK_INT(bh__lite_session_create(db, "u4", NULL, 3000, 100, &l), 0);
+  CHECK_INT(
+      bh__lite_session_revoke(db, NULL, l.session_id, "logout", 3001, NULL), 0);
+  CHECK_INT(bh__lite_session_refresh(db, l.refresh, 3002, 100, 0, &x),
             BH__RT_REVOKED);
   /* only hashes are stored */
   sqlite3_stmt *st;
@@ -140,36 +140,36 @@ static void test_refresh(void) {
 static void test_api_keys(void) {
   sqlite3 *db = fresh();
   bh__keyrec k, a;
-  CHECK_INT(bh__op_apikey_create(db, "u1", "ci", "read write", 100, &k), 0);
+  CHECK_INT(bh__lite_apikey_create(db, "u1", "ci", "read write", 100, &k), 0);
   CHECK(strncmp(k.key, "bhk_", 4) == 0);
   CHECK(strncmp(k.id, "key_", 4) == 0);
   CHECK_INT(strlen(k.prefix), BH__APIKEY_PREFIX_LEN);
   CHECK(strncmp(k.key, k.prefix, BH__APIKEY_PREFIX_LEN) == 0);
-  CHECK_INT(bh__op_apikey_auth(db, k.key, 200, &a), 0);
+  CHECK_INT(bh__lite_apikey_auth(db, k.key, 200, &a), 0);
   CHECK_STR(a.user_id, "u1");
   CHECK_STR(a.id, k.id);
   CHECK_STR(a.scopes, "read write");
   CHECK_STR(a.key, "");
-  CHECK_INT(bh__op_apikey_auth(db, "bhk_nope", 200, &a), -ENOENT);
-  char *list = bh__op_apikey_list(db, "u1");
+  CHECK_INT(bh__lite_apikey_auth(db, "bhk_nope", 200, &a), -ENOENT);
+  char *list = bh__lite_apikey_list(db, "u1");
   CHECK(list && strstr(list, k.id) && strstr(list, k.prefix) &&
         !strstr(list, k.key) && strstr(list, "\"lastUsedAt\":200"));
   free(list);
-  list = bh__op_apikey_list(db, "u2");
+  list = bh__lite_apikey_list(db, "u2");
   CHECK_STR(list, "[]");
   free(list);
-  CHECK_INT(bh__op_apikey_revoke(db, "u2", k.id, 300), -ENOENT);
-  CHECK_INT(bh__op_apikey_revoke(db, "u1", k.id, 300), 0);
-  CHECK_INT(bh__op_apikey_revoke(db, "u1", k.id, 300), -ENOENT);
-  CHECK_INT(bh__op_apikey_auth(db, k.key, 400, &a), -ENOENT);
+  CHECK_INT(bh__lite_apikey_revoke(db, "u2", k.id, 300), -ENOENT);
+  CHECK_INT(bh__lite_apikey_revoke(db, "u1", k.id, 300), 0);
+  CHECK_INT(bh__lite_apikey_revoke(db, "u1", k.id, 300), -ENOENT);
+  CHECK_INT(bh__lite_apikey_auth(db, k.key, 400, &a), -ENOENT);
   sqlite3_exec(db, "DROP TABLE api_keys", NULL, NULL, NULL);
-  CHECK_INT(bh__op_apikey_create(db, "u1", "ci", NULL, 100, &k), -EIO);
+  CHECK_INT(bh__lite_apikey_create(db, "u1", "ci", NULL, 100, &k), -EIO);
   CHECK_STR(k.key, ""); /* never a key the store does not know */
   sqlite3_close(db);
 }
 
 #define GUARD(acct, addr, ev, now)                                             \
-  bh__op_login_guard(db, acct, addr, BH_LOGIN_##ev, now, &g, &ra)
+  bh__lite_login_guard(db, acct, addr, BH_LOGIN_##ev, now, &g, &ra)
 
 static void test_login_guard(void) {
   sqlite3 *db = fresh();
@@ -234,28 +234,28 @@ static void test_users(void) {
   sqlite3 *db = fresh();
   char id[64], id2[64], hash[256];
   int disabled = -1;
-  CHECK_INT(
-      bh__op_user_add(db, "Dave@example.com", "$argon2id$x", 1, id, sizeof(id)),
-      0);
+  CHECK_INT(bh__lite_user_add(db, "Dave@example.com", "$argon2id$x", 1, id,
+                              sizeof(id)),
+            0);
   CHECK(strncmp(id, "usr_", 4) == 0);
-  CHECK_INT(bh__op_user_add(db, "dave@EXAMPLE.com", "$argon2id$y", 1, id2,
-                            sizeof(id2)),
+  CHECK_INT(bh__lite_user_add(db, "dave@EXAMPLE.com", "$argon2id$y", 1, id2,
+                              sizeof(id2)),
             -EEXIST);
-  CHECK_INT(bh__op_user_get(db, "dave@example.com", id2, sizeof(id2), hash,
-                            sizeof(hash), &disabled),
+  CHECK_INT(bh__lite_user_get(db, "dave@example.com", id2, sizeof(id2), hash,
+                              sizeof(hash), &disabled),
             0);
   CHECK_STR(id2, id);
   CHECK_STR(hash, "$argon2id$x");
   CHECK_INT(disabled, 0);
-  CHECK_INT(bh__op_user_set_disabled(db, "DAVE@example.com", 1), 0);
-  CHECK_INT(bh__op_user_get(db, "dave@example.com", id2, sizeof(id2), hash,
-                            sizeof(hash), &disabled),
+  CHECK_INT(bh__lite_user_set_disabled(db, "DAVE@example.com", 1), 0);
+  CHECK_INT(bh__lite_user_get(db, "dave@example.com", id2, sizeof(id2), hash,
+                              sizeof(hash), &disabled),
             0);
   CHECK_INT(disabled, 1);
-  CHECK_INT(bh__op_user_get(db, "nobody@example.com", id2, sizeof(id2), hash,
-                            sizeof(hash), &disabled),
+  CHECK_INT(bh__lite_user_get(db, "nobody@example.com", id2, sizeof(id2), hash,
+                              sizeof(hash), &disabled),
             -ENOENT);
-  CHECK_INT(bh__op_user_set_disabled(db, "nobody@example.com", 1), -ENOENT);
+  CHECK_INT(bh__lite_user_set_disabled(db, "nobody@example.com", 1), -ENOENT);
   sqlite3_close(db);
 }
 
