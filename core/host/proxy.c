@@ -57,6 +57,11 @@ static const char *const bh__hop_by_hop[] = {"connection",
                                              "proxy-authorization",
                                              "proxy-authenticate",
                                              NULL};
+static const unsigned char bh__hop_len[] = {10, 10, 16, 17, 2,  7, 7,
+                                            4,  14, 6,  12, 19, 18};
+_Static_assert(sizeof(bh__hop_len) ==
+                   sizeof(bh__hop_by_hop) / sizeof(bh__hop_by_hop[0]) - 1,
+               "one length per hop-by-hop name");
 
 /* Hop-by-hop headers, and any header the Connection header names, stay on
  * their own hop (RFC 9110 7.6.1). `name` is n bytes, not necessarily
@@ -65,8 +70,8 @@ static int bh__is_hop_n(const char *name, size_t n, const char *connection) {
   if (n == 0) return 0;
   for (size_t i = 0; bh__hop_by_hop[i]; i++) {
     const char *h = bh__hop_by_hop[i];
-    /* most names differ in the first byte: no call for them */
-    if ((name[0] | 0x20) == h[0] && strlen(h) == n &&
+    /* most names differ in length or in the first byte: no call for them */
+    if (bh__hop_len[i] == n && (name[0] | 0x20) == h[0] &&
         strncasecmp(name, h, n) == 0)
       return 1;
   }
@@ -126,8 +131,9 @@ int bh__proxy_head_lines(const char *hs, bh__buf *out, long long *length) {
   int lengths = 0, te = 0;
   bh__buf_grow(out, strlen(hs));
   for (const char *s = hs; *s;) {
-    const char *eol = strstr(s, "\r\n");
-    if (eol == NULL) break;
+    /* the lines are ours (bh__upstream_head_line): a CR only ends one */
+    const char *eol = strchr(s, '\r');
+    if (eol == NULL || eol[1] != '\n') break;
     const char *colon = memchr(s, ':', (size_t)(eol - s));
     size_t nl = colon ? (size_t)(colon - s) : 0;
     if (colon && nl < 128) {

@@ -250,6 +250,12 @@ static const char *bh__outcome_label(int outcome, uint32_t transport,
                                      int status, char *buf, size_t len) {
   switch (outcome) {
   case BH_OUTCOME_RESPONSE:
+    /* by hand: this runs on every upstream call */
+    if (status >= 0 && status < 1000 && len >= 8) {
+      memcpy(buf, "http_0xx", 9);
+      buf[5] = (char)('0' + status / 100);
+      return buf;
+    }
     snprintf(buf, len, "http_%dxx", status / 100);
     return buf;
   case BH_OUTCOME_TRANSPORT:
