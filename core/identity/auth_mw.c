@@ -41,6 +41,7 @@
 #include "identity/auth.h"
 #include "identity/store.h"
 #include "identity/store_ops.h"
+#include "obs/telemetry.h"
 #include "proc/daemon-t.h"
 
 #define BH__COOKIE_SESSION "__session"
@@ -467,9 +468,18 @@ static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred,
 /* The check                                                               */
 /* ---------------------------------------------------------------------- */
 
-static int bh__verify(bh__auth *a, const char *token, int64_t now,
+static int bh__verify(bh__auth *a, bh_req *req, const char *token, int64_t now,
                       bh__claims *cl) {
-  return bh__jwt_verify_cached(&a->keys, a->tokens, token, now, cl);
+  if (a->tokens == NULL)
+    return bh__jwt_verify_cached(&a->keys, NULL, token, now, cl);
+  /* the cache's own counters tell whether this lookup hit or missed */
+  uint64_t h0, m0, h1, m1;
+  uint32_t n;
+  bh__jwt_cache_stats(a->tokens, &h0, &m0, &n);
+  int rc = bh__jwt_verify_cached(&a->keys, a->tokens, token, now, cl);
+  bh__jwt_cache_stats(a->tokens, &h1, &m1, &n);
+  if (h1 != h0 || m1 != m0) bh__metrics_token_cache(req->d, h1 != h0);
+  return rc;
 }
 
 const char *bh__bearer_token(const char *authz) {
@@ -504,7 +514,7 @@ int bh__auth_session_of(bh_req *req, char *sid, size_t n) {
     tok = ctok;
     from_cookie = 1;
   }
-  if (bh__verify(a, tok, now, &cl) != BH__JWT_OK || cl.sid[0] == '\0')
+  if (bh__verify(a, req, tok, now, &cl) != BH__JWT_OK || cl.sid[0] == '\0')
     return -ENOENT;
   if (from_cookie && bh__csrf_check(req) != 0) return -EPERM;
   snprintf(sid, n, "%s", cl.sid);
@@ -527,7 +537,7 @@ int bh__auth_check(bh_req *req, const bh__auth_next *next) {
       bh__deny(req, "auth.unauthenticated", 0, "not a bearer credential");
       return -1;
     }
-    int rc = bh__verify(a, tok, now, &cl);
+    int rc = bh__verify(a, req, tok, now, &cl);
     if (rc != BH__JWT_OK) {
       /* the verifier says "expired" only of a token that is otherwise
        * good (signature and every other claim): only that one may read
@@ -575,7 +585,7 @@ int bh__auth_check(bh_req *req, const bh__auth_next *next) {
   const char *why = "no credentials";
   const char *revoked = NULL;
   if (has_session) {
-    int rc = bh__verify(a, tok, now, &cl);
+    int rc = bh__verify(a, req, tok, now, &cl);
     if (rc == BH__JWT_OK && (revoked = bh__revoked_code(&cl, now)) == NULL) {
       if (bh__csrf_check(req) != 0) {
         bh__deny(req, "auth.csrf_rejected", 0, "origin check failed");

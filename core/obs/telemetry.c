@@ -166,6 +166,10 @@ int bh__telemetry_init(bh__daemon *d) {
                      "1 while the plugin serves its routes.", NULL, 0);
   bh__metrics_family(m, "bulkhead_connections", "gauge",
                      "Open client connections.", NULL, 0);
+  bh__metrics_family(m, "bulkhead_auth_token_cache_total", "counter",
+                     "Access tokens looked up in the worker's verified-token "
+                     "cache, by result (hit, miss).",
+                     NULL, 0);
   bh__metrics_family(m, "bulkhead_log_lines_dropped_total", "counter",
                      "Log lines dropped because the sink failed or lagged.",
                      NULL, 0);
@@ -356,6 +360,29 @@ void bh__metrics_rate_limited(bh__daemon *d, const char *policy) {
                   l.data ? l.data : "", 1);
   bh__munlock(d);
   bh__buf_free(&l);
+}
+
+void bh__metrics_token_cache(bh__daemon *d, int hit) {
+  /* two series, resolved once per process and registry: a lookup per
+   * authenticated request costs one atomic add */
+  static const bh__metrics *resolved_for;
+  static bh__metrics_ref refs[2];
+  static int ok[2];
+  if (d->metrics == NULL) return;
+  hit = hit ? 1 : 0;
+  if (resolved_for != d->metrics) {
+    resolved_for = d->metrics;
+    ok[0] = ok[1] = 0;
+  }
+  if (!ok[hit]) {
+    bh__mlock(d);
+    ok[hit] = bh__metrics_ref_get(d->metrics, "bulkhead_auth_token_cache_total",
+                                  hit ? "result=\"hit\"" : "result=\"miss\"",
+                                  &refs[hit]) == 0;
+    bh__munlock(d);
+    if (!ok[hit]) return;
+  }
+  bh__metrics_ref_inc(&refs[hit], 1);
 }
 
 int bh__metrics_text(bh__daemon *d, bh__buf *out) {

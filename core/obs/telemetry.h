@@ -20,6 +20,8 @@ void bh__metrics_upstream(bh__daemon *d, const char *upstream, int outcome,
                           uint64_t duration_us);
 void bh__metrics_retry(bh__daemon *d, const char *upstream);
 void bh__metrics_rate_limited(bh__daemon *d, const char *policy);
+/* One lookup in the worker's verified-token cache: a hit or a miss. */
+void bh__metrics_token_cache(bh__daemon *d, int hit);
 /* Renders /metrics (gauges sampled at render time). */
 int bh__metrics_text(bh__daemon *d, bh__buf *out);
 
