@@ -58,15 +58,23 @@ const bh_principal *bh__auth_principal(bh_req *req) {
   return req->authn ? &req->authn->p : NULL;
 }
 
+/* snprintf("%s") without printf: this runs on every authenticated
+ * request. Truncates to size - 1 bytes, always terminated. */
+static void bh__copy_field(char *dst, size_t size, const char *src) {
+  size_t n = strnlen(src, size - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
 static bh__authn *bh__authn_set(bh_req *req, int kind, const char *user,
                                 const char *sid, const char *scopes,
                                 const char *key_id, int64_t exp) {
   bh__authn *a = req->authn;
   if (a == NULL && (a = calloc(1, sizeof(*a))) == NULL) return NULL;
-  snprintf(a->user_id, sizeof(a->user_id), "%s", user);
-  snprintf(a->session_id, sizeof(a->session_id), "%s", sid ? sid : "");
-  snprintf(a->scopes, sizeof(a->scopes), "%s", scopes ? scopes : "");
-  snprintf(a->key_id, sizeof(a->key_id), "%s", key_id ? key_id : "");
+  bh__copy_field(a->user_id, sizeof(a->user_id), user ? user : "");
+  bh__copy_field(a->session_id, sizeof(a->session_id), sid ? sid : "");
+  bh__copy_field(a->scopes, sizeof(a->scopes), scopes ? scopes : "");
+  bh__copy_field(a->key_id, sizeof(a->key_id), key_id ? key_id : "");
   a->p.size = sizeof(a->p);
   a->p.kind = kind;
   a->p.user_id = a->user_id;
