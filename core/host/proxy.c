@@ -339,6 +339,8 @@ static const char *bh__auth_kind_name(int kind) {
 
 /* Extra lines the handler adds beyond the request's own */
 #define BH__PROXY_EXTRA 12
+/* Line slots kept on the stack (client lines plus the extra ones) */
+#define BH__PROXY_SMALL 48
 
 /* The client's header lines a proxy route passes on, into tmp (offsets in
  * offs, *n of them): hop-by-hop and forged ones stay behind, and so do
@@ -446,12 +448,19 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   bh__proxy *px = data;
   bh__daemon *d = req->d;
   size_t n = 0;
-  const char **hdrs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(char *));
+  /* the line arrays on the stack for the usual head, on the heap past it
+   * (bh__call_start copies what it keeps) */
+  const char *hdrs_small[BH__PROXY_SMALL];
+  size_t offs_small[BH__PROXY_SMALL];
+  size_t cap = req->nheaders + BH__PROXY_EXTRA;
+  const char **hdrs =
+      cap <= BH__PROXY_SMALL ? hdrs_small : calloc(cap, sizeof(char *));
   bh__buf tmp;
   bh__buf_init(&tmp);
   /* header lines are built in one buffer; offsets first, pointers after,
    * since the buffer may move while it grows */
-  size_t *offs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(size_t));
+  size_t *offs =
+      cap <= BH__PROXY_SMALL ? offs_small : calloc(cap, sizeof(size_t));
   if (hdrs == NULL || offs == NULL) goto oom;
   const char *host = bh__proxy_client_lines(req, px, &tmp, offs, &n);
   bh__proxy_own_lines(req, host, &tmp, offs, &n);
@@ -483,8 +492,8 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   bh__call_stream st = {bh__proxy_on_head, bh__proxy_on_data, pc};
   int rc = bh__call_start(d, req, px->u, &rq, bh__proxy_done, pc, &st);
   free(path);
-  free(hdrs);
-  free(offs);
+  if (hdrs != hdrs_small) free(hdrs);
+  if (offs != offs_small) free(offs);
   bh__buf_free(&tmp);
   if (rc != 0) {
     free(pc);
@@ -496,8 +505,8 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   }
   return;
 oom:
-  free(hdrs);
-  free(offs);
+  if (hdrs != hdrs_small) free(hdrs);
+  if (offs != offs_small) free(offs);
   bh__buf_free(&tmp);
   req->plugin_holds = 0;
   bh__respond_code(req, "generic.internal");
