@@ -238,7 +238,9 @@ int bh__upstream_head_field(bh__buf *block, const char *name, size_t nl,
     if (!bh__vchar_ok((unsigned char)v[i])) return -EPROTO;
   /* "name: value\r\n", the name lower-cased, written in place */
   size_t need = nl + 2 + vl + 2;
-  if (bh__buf_grow(block, need) != 0) return -ENOMEM;
+  if ((block->failed || block->cap - block->len <= need) &&
+      bh__buf_grow(block, need) != 0)
+    return -ENOMEM;
   char *o = block->data + block->len;
   block->len += need;
   block->data[block->len] = '\0';
