@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 void bh__buf_init(bh__buf *b) {
   memset(b, 0, sizeof(*b));
@@ -170,10 +173,33 @@ static inline uint64_t bh__json_special8(uint64_t x) {
 /* Length of the run of plain bytes at s (at most n). */
 static size_t bh__json_plain_run(const unsigned char *s, size_t n) {
   size_t i = 0;
+#ifdef __SSE2__
+  /* 16 bytes per step where the CPU has SSE2 (every x86-64) */
+  const __m128i c1f = _mm_set1_epi8(0x1f), q = _mm_set1_epi8('"'),
+                bs = _mm_set1_epi8('\\'), lt = _mm_set1_epi8('<'),
+                gt = _mm_set1_epi8('>'), amp = _mm_set1_epi8('&');
+  for (; i + 16 <= n; i += 16) {
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+    __m128i m = _mm_cmpeq_epi8(_mm_max_epu8(v, c1f), c1f); /* < 0x20 */
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, q));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, bs));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, lt));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, gt));
+    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, amp));
+    if (_mm_movemask_epi8(_mm_or_si128(m, v))) break; /* or >= 0x80 */
+  }
+#endif
   for (; i + 8 <= n; i += 8) {
     uint64_t x;
     memcpy(&x, s + i, 8);
     if (bh__json_special8(x)) break; /* the byte loop finds which one */
+  }
+  if (i + 8 > n && i < n && n >= 8) {
+    /* the tail as one word overlapping what was checked: plain strings end
+     * here without a byte loop */
+    uint64_t x;
+    memcpy(&x, s + n - 8, 8);
+    if (!bh__json_special8(x)) return n;
   }
   while (i < n && bh__json_plain[s[i]])
     i++;
@@ -219,6 +245,31 @@ int bh__buf_json_strn(bh__buf *b, const char *str, size_t len) {
     i++;
   }
   return bh__buf_putc(b, '"');
+}
+
+int bh__buf_json_key(bh__buf *b, const char *key) {
+  size_t n = strlen(key);
+  size_t i = 0;
+  while (i < n && bh__json_plain[(unsigned char)key[i]])
+    i++;
+  if (i < n) {
+    /* not a plain name: escaped like any string */
+    bh__buf_putc(b, ',');
+    bh__buf_json_strn(b, key, n);
+    return bh__buf_putc(b, ':');
+  }
+  /* ,"key": in one append */
+  if ((b->failed || b->cap - b->len <= n + 4) && bh__buf_grow(b, n + 4) != 0)
+    return -ENOMEM;
+  char *o = b->data + b->len;
+  o[0] = ',';
+  o[1] = '"';
+  memcpy(o + 2, key, n);
+  o[n + 2] = '"';
+  o[n + 3] = ':';
+  b->len += n + 4;
+  b->data[b->len] = '\0';
+  return 0;
 }
 
 int bh__buf_json_str(bh__buf *b, const char *s) {

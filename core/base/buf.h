@@ -57,6 +57,9 @@ int bh__buf_i64(bh__buf *b, int64_t v);
  * invalid UTF-8 replaced by U+FFFD. NULL encodes as null. */
 int bh__buf_json_str(bh__buf *b, const char *s);
 int bh__buf_json_strn(bh__buf *b, const char *s, size_t len);
+/* ,"key": -- the separator and an object key, escaped only if it needs it
+ * (keys are names from the code: usually one append). */
+int bh__buf_json_key(bh__buf *b, const char *key);
 
 /* Hands the data to the caller (free() it); the buffer is reset. NULL when
  * empty or failed. */

@@ -564,17 +564,13 @@ void bh__log_begin_sized(bh__logline *l, int level, const char *event,
 
 void bh__log_str(bh__logline *l, const char *key, const char *value) {
   if (l->skip) return;
-  bh__buf_putc(&l->b, ',');
-  bh__buf_json_str(&l->b, key);
-  bh__buf_putc(&l->b, ':');
+  bh__buf_json_key(&l->b, key);
   bh__buf_json_str(&l->b, value);
 }
 
 void bh__log_int(bh__logline *l, const char *key, int64_t value) {
   if (l->skip) return;
-  bh__buf_putc(&l->b, ',');
-  bh__buf_json_str(&l->b, key);
-  bh__buf_putc(&l->b, ':');
+  bh__buf_json_key(&l->b, key);
   bh__buf_i64(&l->b, value);
 }
 

@@ -57,6 +57,11 @@ static const char *const bh__hop_by_hop[] = {"connection",
                                              "proxy-authorization",
                                              "proxy-authenticate",
                                              NULL};
+static const unsigned char bh__hop_len[] = {10, 10, 16, 17, 2,  7, 7,
+                                            4,  14, 6,  12, 19, 18};
+_Static_assert(sizeof(bh__hop_len) ==
+                   sizeof(bh__hop_by_hop) / sizeof(bh__hop_by_hop[0]) - 1,
+               "one length per hop-by-hop name");
 
 /* Hop-by-hop headers, and any header the Connection header names, stay on
  * their own hop (RFC 9110 7.6.1). `name` is n bytes, not necessarily
@@ -65,8 +70,8 @@ static int bh__is_hop_n(const char *name, size_t n, const char *connection) {
   if (n == 0) return 0;
   for (size_t i = 0; bh__hop_by_hop[i]; i++) {
     const char *h = bh__hop_by_hop[i];
-    /* most names differ in the first byte: no call for them */
-    if ((name[0] | 0x20) == h[0] && strlen(h) == n &&
+    /* most names differ in length or in the first byte: no call for them */
+    if (bh__hop_len[i] == n && (name[0] | 0x20) == h[0] &&
         strncasecmp(name, h, n) == 0)
       return 1;
   }
@@ -126,8 +131,9 @@ int bh__proxy_head_lines(const char *hs, bh__buf *out, long long *length) {
   int lengths = 0, te = 0;
   bh__buf_grow(out, strlen(hs));
   for (const char *s = hs; *s;) {
-    const char *eol = strstr(s, "\r\n");
-    if (eol == NULL) break;
+    /* the lines are ours (bh__upstream_head_line): a CR only ends one */
+    const char *eol = strchr(s, '\r');
+    if (eol == NULL || eol[1] != '\n') break;
     const char *colon = memchr(s, ':', (size_t)(eol - s));
     size_t nl = colon ? (size_t)(colon - s) : 0;
     if (colon && nl < 128) {
@@ -333,6 +339,8 @@ static const char *bh__auth_kind_name(int kind) {
 
 /* Extra lines the handler adds beyond the request's own */
 #define BH__PROXY_EXTRA 12
+/* Line slots kept on the stack (client lines plus the extra ones) */
+#define BH__PROXY_SMALL 48
 
 /* The client's header lines a proxy route passes on, into tmp (offsets in
  * offs, *n of them): hop-by-hop and forged ones stay behind, and so do
@@ -462,12 +470,19 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   bh__proxy *px = data;
   bh__daemon *d = req->d;
   size_t n = 0;
-  const char **hdrs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(char *));
+  /* the line arrays on the stack for the usual head, on the heap past it
+   * (bh__call_start copies what it keeps) */
+  const char *hdrs_small[BH__PROXY_SMALL];
+  size_t offs_small[BH__PROXY_SMALL];
+  size_t cap = req->nheaders + BH__PROXY_EXTRA;
+  const char **hdrs =
+      cap <= BH__PROXY_SMALL ? hdrs_small : calloc(cap, sizeof(char *));
   bh__buf tmp;
   bh__buf_init(&tmp);
   /* header lines are built in one buffer; offsets first, pointers after,
    * since the buffer may move while it grows */
-  size_t *offs = calloc(req->nheaders + BH__PROXY_EXTRA, sizeof(size_t));
+  size_t *offs =
+      cap <= BH__PROXY_SMALL ? offs_small : calloc(cap, sizeof(size_t));
   if (hdrs == NULL || offs == NULL) goto oom;
   const char *host = bh__proxy_client_lines(req, px, &tmp, offs, &n);
   bh__proxy_own_lines(req, host, &tmp, offs, &n);
@@ -499,8 +514,8 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   bh__call_stream st = {bh__proxy_on_head, bh__proxy_on_data, pc};
   int rc = bh__call_start(d, req, px->u, &rq, bh__proxy_done, pc, &st);
   free(path);
-  free(hdrs);
-  free(offs);
+  if (hdrs != hdrs_small) free(hdrs);
+  if (offs != offs_small) free(offs);
   bh__buf_free(&tmp);
   if (rc != 0) {
     free(pc);
@@ -512,8 +527,8 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   }
   return;
 oom:
-  free(hdrs);
-  free(offs);
+  if (hdrs != hdrs_small) free(hdrs);
+  if (offs != offs_small) free(offs);
   bh__buf_free(&tmp);
   req->plugin_holds = 0;
   bh__respond_code(req, "generic.internal");

@@ -271,6 +271,14 @@ void bh__http_settings_init(llhttp_settings_t *s) {
 int bh__fold_scan(bh__conn *c, const char *data, size_t len) {
   int st = c->fold_state;
   for (size_t i = 0; i < len && st != BH__FOLD_DONE; i++) {
+    if (st == BH__FOLD_LINE) {
+      /* inside a line only its end matters: memchr, not a byte step */
+      const char *nl = memchr(data + i, '\n', len - i);
+      if (nl == NULL) break;
+      i = (size_t)(nl - data);
+      st = BH__FOLD_LINE_START;
+      continue;
+    }
     char ch = data[i];
     switch (st) {
     case BH__FOLD_START:

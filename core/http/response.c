@@ -76,6 +76,8 @@ static void bh__on_write(uv_write_t *w, int status) {
   bh__conn_on_written(c, status);
 }
 
+static void bh__conn_queue(bh__conn *c, bh__buf *out, size_t n);
+
 /* Sends what it can at once and queues the rest: most answers fit in the
  * socket buffer, which saves an allocation and a callback per request. */
 static void bh__conn_send(bh__conn *c, bh__buf *out) {
@@ -96,6 +98,13 @@ static void bh__conn_send(bh__conn *c, bh__buf *out) {
     bh__buf_free(out);
     return;
   }
+  bh__conn_queue(c, out, (size_t)n);
+}
+
+/* Queues out's bytes from offset n for a write (the ones before it are
+ * sent); takes out. */
+static void bh__conn_queue(bh__conn *c, bh__buf *out, size_t n) {
+  uv_buf_t b = uv_buf_init(out->data, (unsigned)out->len);
   bh__write *wr = malloc(sizeof(*wr));
   if (wr == NULL) {
     bh__buf_free(out);
@@ -510,6 +519,40 @@ static void bh__stream_out(bh_req *req, bh__buf *out) {
  * built in memory. */
 #define BH__SINK_MAX_BYTES (4u << 20)
 
+/* Pieces of a streamed body at least this long go to the socket from the
+ * caller's buffer; shorter ones are joined with the head in one buffer. */
+#define BH__DIRECT_MIN 4096
+
+/* Writes the parts in one writev when nothing is queued before them and
+ * queues a copy of what the socket did not take. */
+static int bh__conn_send_parts(bh__conn *c, uv_buf_t *v, unsigned nv) {
+  int n = uv_try_write((uv_stream_t *)&c->tcp, v, nv);
+  if (n < 0 && n != UV_EAGAIN) {
+    c->keep_alive = 0;
+    c->close_after_write = 1;
+    c->write_error = 1;
+    return 0;
+  }
+  size_t sent = n < 0 ? 0 : (size_t)n;
+  bh__buf rest;
+  bh__buf_init(&rest);
+  for (unsigned i = 0; i < nv; i++) {
+    size_t skip = sent < v[i].len ? sent : v[i].len;
+    sent -= skip;
+    if (v[i].len > skip)
+      bh__buf_append(&rest, v[i].base + skip, v[i].len - skip);
+  }
+  if (bh__buf_failed(&rest)) {
+    bh__buf_free(&rest);
+    return -ENOMEM;
+  }
+  if (rest.len)
+    bh__conn_queue(c, &rest, 0);
+  else
+    bh__buf_free(&rest);
+  return 0;
+}
+
 long bh__respond_body(bh_req *req, const char *data, size_t len) {
   if (req->sink) {
     if (!req->streaming) return -ECONNRESET;
@@ -525,26 +568,42 @@ long bh__respond_body(bh_req *req, const char *data, size_t len) {
   if (req->no_body || len == 0) return 0;
   bh__buf out;
   bh__stream_out(req, &out);
+  char hex[20];
+  size_t hi = sizeof(hex);
   if (req->chunked) {
-    char hex[20];
-    size_t i = sizeof(hex);
-    hex[--i] = '\n';
-    hex[--i] = '\r';
+    hex[--hi] = '\n';
+    hex[--hi] = '\r';
     size_t v = len;
     do {
-      hex[--i] = "0123456789abcdef"[v & 15];
+      hex[--hi] = "0123456789abcdef"[v & 15];
       v >>= 4;
     } while (v);
-    bh__buf_append(&out, hex + i, sizeof(hex) - i);
   }
-  bh__buf_append(&out, data, len);
   req->resp_body_bytes += len;
-  if (req->chunked) bh__buf_append(&out, "\r\n", 2);
-  if (bh__buf_failed(&out)) {
+  if (len >= BH__DIRECT_MIN && c->writes_pending == 0 &&
+      !bh__buf_failed(&out)) {
+    /* a large piece is not copied: head, chunk size, data and chunk end
+     * leave in one writev, and only a part the socket refuses now is */
+    uv_buf_t v[4];
+    unsigned nv = 0;
+    if (out.len) v[nv++] = uv_buf_init(out.data, (unsigned)out.len);
+    if (req->chunked)
+      v[nv++] = uv_buf_init(hex + hi, (unsigned)(sizeof(hex) - hi));
+    v[nv++] = uv_buf_init((char *)data, (unsigned)len);
+    if (req->chunked) v[nv++] = uv_buf_init((char *)"\r\n", 2);
+    int rc = bh__conn_send_parts(c, v, nv);
     bh__buf_free(&out);
-    return -ENOMEM;
+    if (rc) return rc;
+  } else {
+    if (req->chunked) bh__buf_append(&out, hex + hi, sizeof(hex) - hi);
+    bh__buf_append(&out, data, len);
+    if (req->chunked) bh__buf_append(&out, "\r\n", 2);
+    if (bh__buf_failed(&out)) {
+      bh__buf_free(&out);
+      return -ENOMEM;
+    }
+    bh__conn_send(c, &out);
   }
-  bh__conn_send(c, &out);
   if (c->close_after_write && c->writes_pending == 0) {
     /* the write failed at once: the client is gone. Say so, so a stream
      * stops instead of feeding a dead socket until its upstream ends */

@@ -41,6 +41,7 @@
 #include "identity/auth.h"
 #include "identity/store.h"
 #include "identity/store_ops.h"
+#include "obs/telemetry.h"
 #include "proc/daemon-t.h"
 
 #define BH__COOKIE_SESSION "__session"
@@ -57,15 +58,23 @@ const bh_principal *bh__auth_principal(bh_req *req) {
   return req->authn ? &req->authn->p : NULL;
 }
 
+/* snprintf("%s") without printf: this runs on every authenticated
+ * request. Truncates to size - 1 bytes, always terminated. */
+static void bh__copy_field(char *dst, size_t size, const char *src) {
+  size_t n = strnlen(src, size - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
 static bh__authn *bh__authn_set(bh_req *req, int kind, const char *user,
                                 const char *sid, const char *scopes,
                                 const char *key_id, int64_t exp) {
   bh__authn *a = req->authn;
   if (a == NULL && (a = calloc(1, sizeof(*a))) == NULL) return NULL;
-  snprintf(a->user_id, sizeof(a->user_id), "%s", user);
-  snprintf(a->session_id, sizeof(a->session_id), "%s", sid ? sid : "");
-  snprintf(a->scopes, sizeof(a->scopes), "%s", scopes ? scopes : "");
-  snprintf(a->key_id, sizeof(a->key_id), "%s", key_id ? key_id : "");
+  bh__copy_field(a->user_id, sizeof(a->user_id), user ? user : "");
+  bh__copy_field(a->session_id, sizeof(a->session_id), sid ? sid : "");
+  bh__copy_field(a->scopes, sizeof(a->scopes), scopes ? scopes : "");
+  bh__copy_field(a->key_id, sizeof(a->key_id), key_id ? key_id : "");
   a->p.size = sizeof(a->p);
   a->p.kind = kind;
   a->p.user_id = a->user_id;
@@ -476,9 +485,18 @@ static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred,
 /* The check                                                               */
 /* ---------------------------------------------------------------------- */
 
-static int bh__verify(bh__auth *a, const char *token, int64_t now,
+static int bh__verify(bh__auth *a, bh_req *req, const char *token, int64_t now,
                       bh__claims *cl) {
-  return bh__jwt_verify_cached(&a->keys, a->tokens, token, now, cl);
+  if (a->tokens == NULL)
+    return bh__jwt_verify_cached(&a->keys, NULL, token, now, cl);
+  /* the cache's own counters tell whether this lookup hit or missed */
+  uint64_t h0, m0, h1, m1;
+  uint32_t n;
+  bh__jwt_cache_stats(a->tokens, &h0, &m0, &n);
+  int rc = bh__jwt_verify_cached(&a->keys, a->tokens, token, now, cl);
+  bh__jwt_cache_stats(a->tokens, &h1, &m1, &n);
+  if (h1 != h0 || m1 != m0) bh__metrics_token_cache(req->d, h1 != h0);
+  return rc;
 }
 
 const char *bh__bearer_token(const char *authz) {
@@ -513,7 +531,7 @@ int bh__auth_session_of(bh_req *req, char *sid, size_t n) {
     tok = ctok;
     from_cookie = 1;
   }
-  if (bh__verify(a, tok, now, &cl) != BH__JWT_OK || cl.sid[0] == '\0')
+  if (bh__verify(a, req, tok, now, &cl) != BH__JWT_OK || cl.sid[0] == '\0')
     return -ENOENT;
   if (from_cookie && bh__csrf_check(req) != 0) return -EPERM;
   snprintf(sid, n, "%s", cl.sid);
@@ -536,7 +554,7 @@ int bh__auth_check(bh_req *req, const bh__auth_next *next) {
       bh__deny(req, "auth.unauthenticated", 0, "not a bearer credential");
       return -1;
     }
-    int rc = bh__verify(a, tok, now, &cl);
+    int rc = bh__verify(a, req, tok, now, &cl);
     if (rc != BH__JWT_OK) {
       /* the verifier says "expired" only of a token that is otherwise
        * good (signature and every other claim): only that one may read
@@ -584,7 +602,7 @@ int bh__auth_check(bh_req *req, const bh__auth_next *next) {
   const char *why = "no credentials";
   const char *revoked = NULL;
   if (has_session) {
-    int rc = bh__verify(a, tok, now, &cl);
+    int rc = bh__verify(a, req, tok, now, &cl);
     if (rc == BH__JWT_OK && (revoked = bh__revoked_code(&cl, now)) == NULL) {
       if (bh__csrf_check(req) != 0) {
         bh__deny(req, "auth.csrf_rejected", 0, "origin check failed");

@@ -189,6 +189,10 @@ int bh__telemetry_init(bh__daemon *d) {
                      "Rate-limit checks not answered within [redis] "
                      "timeout_ms.",
                      NULL, 0);
+  bh__metrics_family(m, "bulkhead_auth_token_cache_total", "counter",
+                     "Access tokens looked up in the worker's verified-token "
+                     "cache, by result (hit, miss).",
+                     NULL, 0);
   bh__metrics_family(m, "bulkhead_log_lines_dropped_total", "counter",
                      "Log lines dropped because the sink failed or lagged.",
                      NULL, 0);
@@ -291,6 +295,12 @@ static const char *bh__outcome_label(int outcome, uint32_t transport,
                                      int status, char *buf, size_t len) {
   switch (outcome) {
   case BH_OUTCOME_RESPONSE:
+    /* by hand: this runs on every upstream call */
+    if (status >= 0 && status < 1000 && len >= 8) {
+      memcpy(buf, "http_0xx", 9);
+      buf[5] = (char)('0' + status / 100);
+      return buf;
+    }
     snprintf(buf, len, "http_%dxx", status / 100);
     return buf;
   case BH_OUTCOME_TRANSPORT:
@@ -420,6 +430,29 @@ void bh__metrics_fallback(bh__daemon *d, const char *plugin, const char *from,
                   l.data ? l.data : "", 1);
   bh__munlock(d);
   bh__buf_free(&l);
+}
+
+void bh__metrics_token_cache(bh__daemon *d, int hit) {
+  /* two series, resolved once per process and registry: a lookup per
+   * authenticated request costs one atomic add */
+  static const bh__metrics *resolved_for;
+  static bh__metrics_ref refs[2];
+  static int ok[2];
+  if (d->metrics == NULL) return;
+  hit = hit ? 1 : 0;
+  if (resolved_for != d->metrics) {
+    resolved_for = d->metrics;
+    ok[0] = ok[1] = 0;
+  }
+  if (!ok[hit]) {
+    bh__mlock(d);
+    ok[hit] = bh__metrics_ref_get(d->metrics, "bulkhead_auth_token_cache_total",
+                                  hit ? "result=\"hit\"" : "result=\"miss\"",
+                                  &refs[hit]) == 0;
+    bh__munlock(d);
+    if (!ok[hit]) return;
+  }
+  bh__metrics_ref_inc(&refs[hit], 1);
 }
 
 int bh__metrics_text(bh__daemon *d, bh__buf *out, int openmetrics) {

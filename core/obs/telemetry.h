@@ -23,6 +23,8 @@ void bh__metrics_retry(bh__daemon *d, const char *upstream);
 void bh__metrics_fallback(bh__daemon *d, const char *plugin, const char *from,
                           const char *to);
 void bh__metrics_rate_limited(bh__daemon *d, const char *policy);
+/* One lookup in the worker's verified-token cache: a hit or a miss. */
+void bh__metrics_token_cache(bh__daemon *d, int hit);
 /* Renders /metrics (gauges sampled at render time): Prometheus text
  * 0.0.4, or OpenMetrics 1.0 text when openmetrics is set. */
 int bh__metrics_text(bh__daemon *d, bh__buf *out, int openmetrics);

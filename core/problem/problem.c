@@ -166,12 +166,9 @@ static int bh__reserved_key(const char *k) {
   return 0;
 }
 
-/* ,"key": — keys are static literals here, so no escaping is needed. */
+/* ,"key": — keys are static literals here: one append */
 static void bh__member(bh__buf *out, const char *key) {
-  bh__buf_putc(out, ',');
-  bh__buf_putc(out, '"');
-  bh__buf_puts(out, key);
-  bh__buf_puts(out, "\":");
+  bh__buf_json_key(out, key);
 }
 
 int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {

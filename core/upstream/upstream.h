@@ -100,6 +100,10 @@ int bh__result_malformed(const bh_upstream_result *res);
  * token, a control byte other than HTAB in a value or the reason, an
  * obs-fold line, a line with no colon); -ENOMEM (block failed). */
 int bh__upstream_head_line(bh__buf *block, const char *line, size_t len);
+/* The same for one field given as name and value (the value's blanks not
+ * yet trimmed), as the core's own client parses them. */
+int bh__upstream_head_field(bh__buf *block, const char *name, size_t nl,
+                            const char *value, size_t vl);
 
 /* Cancels the calls of a request that was answered (deadline). */
 void bh__calls_cancel(bh_req *req);

@@ -15,6 +15,7 @@ import harness  # noqa: E402
 from auth_env import auth_config, bearer  # noqa: E402
 from auth_tokens import TEST_SECRET, mint_access_token  # noqa: E402
 from harness import Daemon, RawConn, render_config  # noqa: E402
+from upstream_env import metric_sum, scrape  # noqa: E402
 from workers import status, wait_workers  # noqa: E402
 
 NEW_SECRET = "rotated-secret-0123456789-abcdefghij-QRSTU"
@@ -48,6 +49,26 @@ class TokenCacheTest(harness.DaemonTestCase):
         # and the cached one still works
         self.assertEqual(self.d.get("/t/whoami", headers=bearer(tok)).status,
                          200)
+
+    def test_hits_and_misses_are_counted(self):
+        def counts():
+            m = scrape(self.d)
+            return (metric_sum(m, "bulkhead_auth_token_cache_total",
+                               result="hit"),
+                    metric_sum(m, "bulkhead_auth_token_cache_total",
+                               result="miss"))
+        tok = mint_access_token(TEST_SECRET, "user_counted", sid="s4")
+        h0, m0 = counts()
+        for _ in range(3):  # verified once, then found twice
+            r = self.d.get("/t/whoami", headers=bearer(tok))
+            self.assertEqual(r.status, 200, r)
+        h1, m1 = counts()
+        self.assertEqual((h1 - h0, m1 - m0), (2, 1))
+        # a forged token is a miss (verified, refused, not cached)
+        r = self.d.get("/t/whoami", headers=bearer(tok[:-2] + "AA"))
+        self.assertProblem(r, 401, "auth.unauthenticated")
+        h2, m2 = counts()
+        self.assertEqual((h2 - h1, m2 - m1), (0, 1))
 
     def test_a_cached_token_expires(self):
         exp = int(time.time()) + 2

@@ -223,6 +223,34 @@ class ProxyTest(TwoSimsCase):
         self.assertEqual(hashlib.sha256(r.body).hexdigest(),
                          hashlib.sha256(body.encode()).hexdigest())
 
+    def test_large_answer_to_slow_reader_intact(self):
+        # a client that does not read for a while: the socket takes part
+        # of each 64 KiB piece, the rest is queued (large pieces go to the
+        # socket from the upstream's buffer, only what it refuses is
+        # copied); the bytes arrive whole and in order, and the
+        # connection still frames the next answer
+        import socket
+        body = "".join("%08d\n" % i for i in range(100000))  # 900 KB
+        path = "/t/up_one/proxy/big-slow"
+        self.sim1.set_behavior(path=path, body=body)
+        c = harness.RawConn(self.d.port(), timeout=20)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        try:
+            req = "GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path
+            c.send(req)
+            time.sleep(0.5)
+            r = c.read_response(20)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(len(r.body), len(body))
+            self.assertEqual(hashlib.sha256(r.body).hexdigest(),
+                             hashlib.sha256(body.encode()).hexdigest())
+            c.send(req)
+            r = c.read_response(20)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(len(r.body), len(body))
+        finally:
+            c.close()
+
     def test_answer_is_streamed(self):
         # 40 bytes at 40 bytes/s: ~1 s upstream. The head and the first
         # bytes reach the client long before the upstream is done.

@@ -18,11 +18,14 @@ import os
 import socket
 import sys
 import threading
+import tempfile
 import time
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from upstream_env import up_config, start_sim, upstream_status  # noqa: E402,E501
+from upstream_env import (closed_port, up_config, start_sim,  # noqa: E402
+                          upstream_status)
 
 
 def chunked(*parts, trailer=""):
@@ -491,6 +494,59 @@ class ResolverTest(H1Case):
         self.assertProblem(r, 503, "up_two.unavailable")
         self.assertEqual(upstream_status(self.d, "up_two")["lastError"],
                          "DNS failure")
+
+
+GAI_SHIM = os.path.join(harness.BUILD_DIR, "tests", "gai_addrs.so")
+GAI_FILE = os.path.join(tempfile.gettempdir(),
+                        "bh-gai-%d.txt" % os.getpid())
+
+
+@unittest.skipIf(harness.SANITIZE or not os.path.exists(GAI_SHIM),
+                 "needs the gai_addrs preload (not built with sanitizers)")
+class EveryAddressTest(H1Case):
+    """A name with several addresses (given by the gai_addrs preload: these
+    machines have no such name of their own): a refused connect moves on
+    to the next address, in the resolver's order, on a new socket; only
+    when every address refuses is the attempt a connect failure."""
+    ONE_HOST = "two-addrs.test"
+    TWO_URL = "http://none-answers.test:80"
+    UPSTREAM = {"dns_ttl_ms": 60000}
+    ENV = {"LD_PRELOAD": GAI_SHIM, "BH_TEST_GAI_FILE": GAI_FILE}
+
+    @classmethod
+    def setUpClass(cls):
+        # names are resolved at an upstream's first call, so the table can
+        # be written once the origin's port is known
+        super().setUpClass()
+        refused = (closed_port(), closed_port())
+        with open(GAI_FILE, "w") as f:
+            f.write("two-addrs.test 127.0.0.1:%d 127.0.0.1:%d\n" %
+                    (refused[0], cls.origin.port))
+            f.write("none-answers.test 127.0.0.1:%d 127.0.0.1:%d\n" %
+                    refused)
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            if os.path.exists(GAI_FILE):
+                os.unlink(GAI_FILE)
+
+    def test_a_refused_address_is_followed_by_the_next(self):
+        for _ in range(3):
+            r = self.d.get("/t/up_one/get/ok_cl")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.body, b"hello")
+        # one connection to the second address, reused for the others
+        self.assertEqual(self.origin.opened, 1)
+        self.assertIsNone(upstream_status(self.d, "up_one")["lastError"])
+
+    def test_every_address_refused_is_a_connect_failure(self):
+        r = self.d.get("/t/up_two/get/x")
+        self.assertProblem(r, 503, "up_two.unavailable")
+        self.assertEqual(upstream_status(self.d, "up_two")["lastError"],
+                         "connect failed")
 
 
 class TransportCurlTest(H1Case):
