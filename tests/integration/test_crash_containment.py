@@ -149,8 +149,16 @@ class ContainmentTest(_CrashCase):
 
         ev = self.wait_charged(what, charged_before)[-1]
         self.assertIn(what, ev.get("what", ""), ev)
-        exited = [e for e in self.d.events("worker_exited")
-                  if e.get("pid") == victim]
+        # the master logs the exit and the charge from one reap; the lines
+        # reach the log through its writer thread, so read until both are
+        # there (boundedly) rather than at the first look
+        deadline = time.monotonic() + 5.0
+        while True:
+            exited = [e for e in self.d.events("worker_exited")
+                      if e.get("pid") == victim]
+            if exited or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         self.assertTrue(exited, "no worker_exited event for %d" % victim)
         p = plugin_status(self.d, "crashy")
         self.assertFalse(p["quarantined"], p)
