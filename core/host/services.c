@@ -5,6 +5,7 @@
  * answers with a negative errno rather than trusting the caller.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "base/log.h"
 #include "base/reqid.h"
 #include "config/config.h"
+#include "config/secret.h"
 #include "host/host.h"
 #include "http/http.h"
 #include "http/validate.h"
@@ -27,6 +29,27 @@
 static bh__plugin *bh__ctx_plugin(bh_ctx *ctx) {
   return ctx->plugin;
 }
+
+/* 0 on p's loop thread. Elsewhere -EPERM, and one line (once per plugin)
+ * naming the plugin, the service and the rule: a plugin's own thread
+ * hands its results back with a wakeup. */
+static int bh__thread_check(bh__plugin *p, const char *slot) {
+  if (p == NULL || pthread_equal(pthread_self(), p->loop_thread)) return 0;
+  if (!p->thread_warned) {
+    p->thread_warned = 1;
+    bh__logf(BH__ERROR, "plugin_wrong_thread",
+             "plugin %s: %s called off the loop thread: services run on the "
+             "worker's loop thread only (wakeup_send excepted; hand results "
+             "back with a wakeup)",
+             p->name, slot);
+  }
+  return -EPERM;
+}
+#define BH__ON_LOOP(p, slot)                                                   \
+  do {                                                                         \
+    int bh__trc = bh__thread_check((p), (slot));                               \
+    if (bh__trc) return bh__trc;                                               \
+  } while (0)
 
 /* --- plugin context ---------------------------------------------------- */
 
@@ -67,6 +90,7 @@ static const char *svc_data_dir(bh_ctx *ctx) {
 /* --- registration ------------------------------------------------------ */
 
 static int svc_route_add(bh_ctx *ctx, const bh_route *r) {
+  BH__ON_LOOP(ctx->plugin, "route_add");
   bh__plugin *p = bh__ctx_plugin(ctx);
   if (!p->in_init) return -EPERM;
   return bh__route_register(p, r);
@@ -87,6 +111,7 @@ static void *bh__normalize(const void *src, size_t n, size_t size,
 
 static int svc_error_map(bh_ctx *ctx, const bh_error_row *rows, size_t n,
                          size_t row_size) {
+  BH__ON_LOOP(ctx->plugin, "error_map");
   bh__plugin *p = bh__ctx_plugin(ctx);
   if (!p->in_init) return -EPERM;
   if ((rows == NULL && n > 0) ||
@@ -210,6 +235,7 @@ static const char *svc_req_param(bh_req *r, const char *name) {
 /* Releases the plugin's hold. -EALREADY for a second end call; -ECANCELED
  * when the core already answered (deadline) or the client went away. */
 static int bh__end_begin(bh_req *r) {
+  BH__ON_LOOP(r->plugin, "an end call");
   if (!r->plugin_holds) return -EALREADY;
   r->plugin_holds = 0;
   if (r->answered || r->conn == NULL) {
@@ -238,6 +264,7 @@ static int bh__value_ok(const char *s) {
 }
 
 static int svc_set_header(bh_req *r, const char *name, const char *value) {
+  BH__ON_LOOP(r->plugin, "set_header");
   /* the core owns framing and identity headers */
   static const char *const refused[] = {
       "connection", "keep-alive",   "transfer-encoding", "content-length",
@@ -297,6 +324,7 @@ static int svc_problem_retry(bh_req *r, const char *code, const char *detail,
 
 static int svc_body_parse(bh_req *r, const bh_body_shape *in, size_t shape_size,
                           size_t field_size) {
+  BH__ON_LOOP(r->plugin, "body_parse");
   if (!r->plugin_holds || r->answered) return -EALREADY;
   if (in == NULL ||
       shape_size < offsetof(bh_body_shape, allow_unknown) + sizeof(int) ||
@@ -357,6 +385,7 @@ static const char *svc_body_string_at(bh_req *r, const char *f, size_t i) {
 
 static int svc_upstream_add(bh_ctx *ctx, const bh_upstream_def *def,
                             bh_upstream **out) {
+  BH__ON_LOOP(ctx->plugin, "upstream_add");
   bh__plugin *p = bh__ctx_plugin(ctx);
   if (!p->in_init) return -EPERM;
   if (out == NULL) return -EINVAL;
@@ -369,6 +398,7 @@ static int svc_upstream_add(bh_ctx *ctx, const bh_upstream_def *def,
 static int svc_upstream_call(bh_req *r, bh_upstream *u,
                              const bh_upstream_request *call, bh_upstream_cb cb,
                              void *data) {
+  BH__ON_LOOP(r ? r->plugin : NULL, "upstream_call");
   if (r == NULL || cb == NULL) return -EINVAL;
   if (!r->plugin_holds) return -EALREADY;
   return bh__call_start(r->d, r, u, call, cb, data, NULL);
@@ -458,6 +488,7 @@ static void bh__wakeup_free(uv_handle_t *h) {
 
 static int svc_wakeup_new(bh_ctx *ctx, bh_wakeup_fn cb, void *data,
                           bh_wakeup **out) {
+  BH__ON_LOOP(ctx ? ctx->plugin : NULL, "wakeup_new");
   if (ctx == NULL || cb == NULL || out == NULL) return -EINVAL;
   bh__plugin *p = bh__ctx_plugin(ctx);
   bh_wakeup *w = calloc(1, sizeof(*w));
@@ -534,6 +565,7 @@ static int svc_upstream_stream(bh_req *r, bh_upstream *u,
                                const bh_upstream_request *call,
                                bh_upstream_chunk_fn on_chunk, bh_upstream_cb cb,
                                void *data) {
+  BH__ON_LOOP(r ? r->plugin : NULL, "upstream_stream");
   if (r == NULL || cb == NULL || on_chunk == NULL || r->plugin == NULL)
     return -EINVAL;
   if (!r->plugin_holds) return -EALREADY;
@@ -648,6 +680,54 @@ static int svc_problem_json(bh_req *r, const char *code, const char *detail,
   return len;
 }
 
+/* --- 1.3: secrets, safe upstream headers, nested body values ------- */
+
+static int svc_secret_get(bh_ctx *ctx, const char *key, char **out,
+                          size_t *outlen) {
+  if (ctx == NULL || key == NULL || out == NULL || outlen == NULL)
+    return -EINVAL;
+  bh__plugin *p = bh__ctx_plugin(ctx);
+  *out = NULL;
+  *outlen = 0;
+  const char *v = svc_config_get(ctx, key);
+  if (v == NULL) return -ENOENT;
+  char why[256] = "";
+  int rc = bh__secret_resolve(v, out, outlen, why, sizeof(why));
+  if (rc != 0) /* the reason names the variable or the file, never the value */
+    bh__logf(BH__ERROR, "plugin_secret", "[plugin.%s] %s: %s", p->name, key,
+             why[0] ? why : strerror(-rc));
+  return rc;
+}
+
+static void svc_secret_free(char *secret, size_t len) {
+  bh__secret_free(secret, len);
+}
+
+static int svc_upstream_header_get(const bh_upstream_result *res,
+                                   const char *name, char *buf, size_t buflen) {
+  if (res == NULL || name == NULL || (buf == NULL && buflen)) return -EINVAL;
+  return bh__result_header_copy(res, name, buf, buflen);
+}
+
+static int svc_body_get(bh_req *r, const char *ptr, bh_body_value *out,
+                        size_t out_size) {
+  if (r == NULL || out == NULL ||
+      out_size < offsetof(bh_body_value, count) + sizeof(size_t))
+    return -EINVAL;
+  if (r->json == NULL) return -EINVAL;
+  bh_body_value v;
+  int rc = bh__body_get(r->json, ptr, &v);
+  if (rc) return rc;
+  size_t n = out_size < sizeof(v) ? out_size : sizeof(v);
+  v.size = (uint32_t)n;
+  memcpy(out, &v, n);
+  return 0;
+}
+
+static const char *svc_body_key_at(bh_req *r, const char *ptr, size_t i) {
+  return r && r->json ? bh__body_key_at(r->json, ptr, i) : NULL;
+}
+
 static const bh_services bh__svc_table = {
     .size = sizeof(bh_services),
     .abi_major = BH_ABI_MAJOR,
@@ -701,6 +781,11 @@ static const bh_services bh__svc_table = {
     .stream_write = svc_stream_write,
     .stream_end = svc_stream_end,
     .problem_json = svc_problem_json,
+    .secret_get = svc_secret_get,
+    .secret_free = svc_secret_free,
+    .upstream_header_get = svc_upstream_header_get,
+    .body_get = svc_body_get,
+    .body_key_at = svc_body_key_at,
 };
 
 const bh_services *bh__services(void) {
