@@ -35,7 +35,8 @@
  *       upstream_stream, stream_start / write / end, problem_json.
  *  1.3  header only, so usable on any 1.x core: the JSON writer
  *       (bulkhead/json.h) and bh_respond_json taking a bh_json, BH_COUNT,
- *       bh_routes_add (a whole route table in one call); fini optional
+ *       BH_ROUTE, bh_routes_add (a whole route table in one call),
+ *       BH_PLUGIN (descriptor and entry in one line); fini optional
  *       (a 1.3 core calls it only when set). Slots: secret_get /
  *       secret_free (the core's "@env:" / "@file:" resolver),
  *       upstream_header_get (a header into the caller's buffer: the one
@@ -128,6 +129,20 @@ typedef const bh_plugin_desc *(*bh_entry_fn)(uint16_t core_abi_major,
 BH_EXPORT const bh_plugin_desc *bulkhead_plugin_entry(uint16_t core_abi_major,
                                                       uint16_t core_abi_minor);
 
+/* A whole plugin's descriptor and entry in one line (1.3, header only):
+ *   BH_PLUGIN("hello", "1.0.0", hello_init)
+ * for a plugin of init() alone; write the descriptor and BH_PLUGIN_ENTRY
+ * when it has start, stop, fini or health. */
+#define BH_PLUGIN(name_, version_, init_)                                      \
+  static const bh_plugin_desc bh__plugin_desc = {                              \
+      .size = sizeof(bh_plugin_desc),                                          \
+      .abi_major = BH_ABI_MAJOR,                                               \
+      .abi_minor = BH_ABI_MINOR,                                               \
+      .name = (name_),                                                         \
+      .version = (version_),                                                   \
+      .init = (init_)};                                                        \
+  BH_PLUGIN_ENTRY(bh__plugin_desc)
+
 /* Convenience for plugin sources:
  *   BH_PLUGIN_ENTRY(my_desc)
  * defines the entry symbol with default visibility and an ABI refusal. */
@@ -172,6 +187,15 @@ typedef struct bh_route {
   uint32_t timeout_ms;    /* handler deadline; 0: the server default */
   const char *rate_limit; /* named policy, or NULL; copied */
 } bh_route;
+
+/* A route table row with the defaults (1.3, header only):
+ *   static const bh_route routes[] = {BH_ROUTE("GET", "/v1/x/{id}", get_x)};
+ * Set the other members with a full initializer when a route needs them. */
+#define BH_ROUTE(method_, pattern_, handler_)                                  \
+  {.size = sizeof(bh_route),                                                   \
+   .method = (method_),                                                        \
+   .pattern = (pattern_),                                                      \
+   .handler = (handler_)}
 
 /* ---------------------------------------------------------------------- */
 /* Error map: the plugin's whole code catalogue                            */
