@@ -24,7 +24,6 @@
 
 #include "ai.h"
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define AI_DRAFT_MAX (64 * 1024) /* text kept for the final "done" event */
 
 static const char *const tones[] = {"friendly", "formal", NULL};
@@ -41,7 +40,7 @@ static const bh_field fields[] = {
      .min = 1,
      .max = 120},
 };
-static const bh_body_shape shape = {fields, COUNT(fields), 0};
+static const bh_body_shape shape = {fields, BH_COUNT(fields), 0};
 
 static const char system_prompt[] =
     "You write short, courteous public replies to customer reviews on "
@@ -83,22 +82,38 @@ static int text_ok(const char *s, int multiline) {
   return seen;
 }
 
-static char *request_body(const ai_plugin *ap, const char *review,
-                          const char *tone, const char *business, int stream) {
+/* The Messages API request into j: 0, or the writer's error. */
+static int request_body(bh_json *j, const ai_plugin *ap, const char *review,
+                        const char *tone, const char *business, int stream) {
   size_t n = strlen(review) + strlen(business) + 64;
   char *prompt = malloc(n);
-  if (prompt == NULL) return NULL;
+  bh_json_init(j, 0);
+  if (prompt == NULL) return -ENOMEM;
   snprintf(prompt, n, "Business: %s\nTone: %s\n\nReview:\n%s", business, tone,
            review);
-  json_t *doc =
-      json_pack("{s:s,s:I,s:s,s:[{s:s,s:s}]}", "model", ap->cfg.model,
-                "max_tokens", (json_int_t)ap->cfg.max_tokens, "system",
-                system_prompt, "messages", "role", "user", "content", prompt);
+  bh_json_obj(j);
+  bh_json_kstr(j, "model", ap->cfg.model);
+  bh_json_kint(j, "max_tokens", ap->cfg.max_tokens);
+  bh_json_kstr(j, "system", system_prompt);
+  bh_json_karr(j, "messages");
+  bh_json_obj(j);
+  bh_json_kstr(j, "role", "user");
+  bh_json_kstr(j, "content", prompt);
+  bh_json_end(j);
+  bh_json_end(j);
+  if (stream) bh_json_kbool(j, "stream", 1);
+  bh_json_end(j);
   free(prompt);
-  if (doc && stream) json_object_set_new(doc, "stream", json_true());
-  char *out = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-  json_decref(doc);
-  return out;
+  return bh_json_done(j, NULL) ? 0 : bh_json_error(j);
+}
+
+/* {"<key>": text} */
+static void one_field(bh_json *j, const char *key, const char *text,
+                      size_t len) {
+  bh_json_init(j, 0);
+  bh_json_obj(j);
+  bh_json_kstrn(j, key, text, len);
+  bh_json_end(j);
 }
 
 /* ---- buffered ----------------------------------------------------------- */
@@ -111,9 +126,12 @@ static void draft_done(bh_req *req, const bh_upstream_result *res, void *data) {
     ai_provider_failed(ap, req, res);
     return;
   }
+  /* the provider's answer is parsed with jansson: the SDK's getters read
+   * request bodies, not upstream ones */
   json_t *doc = json_loadb(res->body, res->body_len, 0, NULL);
   json_t *content = json_object_get(doc, "content");
-  json_t *out = NULL;
+  bh_json out;
+  int have = 0;
   if (json_is_array(content)) {
     /* the text blocks, in order, are the draft */
     size_t i, total = 0;
@@ -135,14 +153,15 @@ static void draft_done(bh_req *req, const bh_upstream_result *res, void *data) {
         }
       }
       draft[o] = '\0';
-      if (o) out = json_pack("{s:s}", "draft", draft);
+      if (o) {
+        one_field(&out, "draft", draft, o);
+        have = 1;
+      }
       free(draft);
     }
   }
   json_decref(doc);
-  char *s = out ? json_dumps(out, JSON_COMPACT) : NULL;
-  json_decref(out);
-  if (s == NULL) {
+  if (!have) {
     bh_log(ap->ctx, BH_LOG_WARN,
            "the AI provider's answer has no text "
            "(request %s)",
@@ -150,8 +169,7 @@ static void draft_done(bh_req *req, const bh_upstream_result *res, void *data) {
     bh_problem(req, "ai.invalid_response", NULL);
     return;
   }
-  bh_respond_json(req, 200, s);
-  free(s);
+  bh_respond_json(req, 200, &out);
 }
 
 /* ---- streamed ----------------------------------------------------------- */
@@ -167,12 +185,14 @@ static int emit(ai_call *c, const char *event, const char *data) {
   return rc < 0 ? -1 : 0;
 }
 
-static int emit_json(ai_call *c, const char *event, json_t *doc) {
-  char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-  json_decref(doc);
-  if (s == NULL) return -1;
-  int rc = emit(c, event, s);
-  free(s);
+/* One event whose data is {"<key>": text}. */
+static int emit_json(ai_call *c, const char *event, const char *key,
+                     const char *text, size_t len) {
+  bh_json j;
+  one_field(&j, key, text, len);
+  const char *s = bh_json_done(&j, NULL);
+  int rc = s ? emit(c, event, s) : -1;
+  bh_json_free(&j);
   return rc;
 }
 
@@ -216,7 +236,7 @@ static int on_event(void *arg, const char *event, const char *data,
           c->tlen += tl;
         }
       }
-      rc = emit_json(c, "delta", json_pack("{s:s}", "text", t));
+      rc = emit_json(c, "delta", "text", t, tl);
       if (rc < 0) c->gone = 1;
     }
   } else if (strcmp(type, "message_stop") == 0) {
@@ -285,7 +305,7 @@ static void stream_done(bh_req *req, const bh_upstream_result *res,
   } else if (res->outcome == BH_OUTCOME_CANCELED) {
     bh_stream_end(req, 1); /* shutting down: nobody to tell */
   } else if (res->outcome == BH_OUTCOME_RESPONSE && c->finished) {
-    emit_json(c, "done", json_pack("{s:s}", "draft", c->text ? c->text : ""));
+    emit_json(c, "done", "draft", c->text ? c->text : "", c->tlen);
     bh_stream_end(req, 0);
   } else if (res->outcome == BH_OUTCOME_RESPONSE) {
     bh_log(ap->ctx, BH_LOG_WARN,
@@ -324,8 +344,9 @@ void ai_draft_post(bh_req *req, void *data) {
   const char *accept = bh_req_header(req, "accept");
   int stream = ap->can_stream && accept && strstr(accept, "text/event-stream");
   ai_call *c = calloc(1, sizeof(*c));
-  char *body = c ? request_body(ap, review, tone, business, stream) : NULL;
-  if (body == NULL) {
+  bh_json body;
+  if (c == NULL || request_body(&body, ap, review, tone, business, stream)) {
+    if (c) bh_json_free(&body);
     free(c);
     bh_problem(req, "generic.internal", NULL);
     return;
@@ -340,12 +361,12 @@ void ai_draft_post(bh_req *req, void *data) {
                             .method = "POST",
                             .path = "/v1/messages",
                             .headers = headers,
-                            .body = body,
-                            .body_len = strlen(body)};
+                            .body = body.buf,
+                            .body_len = body.len};
   int rc = stream ? bh_upstream_stream(req, ap->provider, &rq, on_chunk,
                                        stream_done, c)
                   : bh_upstream_call(req, ap->provider, &rq, draft_done, c);
-  free(body);
+  bh_json_free(&body); /* copied by the call */
   if (rc != 0) {
     call_free(c);
     bh_problem(req, rc == -EINVAL ? "generic.internal" : "ai.unavailable",
