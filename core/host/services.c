@@ -693,9 +693,17 @@ static int svc_secret_get(bh_ctx *ctx, const char *key, char **out,
   if (v == NULL) return -ENOENT;
   char why[256] = "";
   int rc = bh__secret_resolve(v, out, outlen, why, sizeof(why));
-  if (rc != 0) /* the reason names the variable or the file, never the value */
-    bh__logf(BH__ERROR, "plugin_secret", "[plugin.%s] %s: %s", p->name, key,
+  if (rc != 0) {
+    /* the reason names the variable or the file, never the value */
+    char msg[400];
+    snprintf(msg, sizeof(msg), "[plugin.%s] %s: %s", p->name, key,
              why[0] ? why : strerror(-rc));
+    bh__logline l;
+    bh__log_begin(&l, BH__ERROR, "plugin_secret");
+    bh__log_str(&l, "plugin", p->name);
+    bh__log_str(&l, "msg", msg);
+    bh__log_end(&l);
+  }
   return rc;
 }
 
