@@ -54,6 +54,7 @@ typedef struct bh_json {
   unsigned depth;
   int want_value; /* a key was written: its value is next */
   int done;       /* a complete top-level value was written */
+  int wipe;       /* bh_json_sensitive: no copy of the text left behind */
   /* per open level: 'o' or 'a', and whether it has a member yet */
   unsigned char kind[BH_JSON_MAX_DEPTH];
   unsigned char nonempty[BH_JSON_MAX_DEPTH];
@@ -65,8 +66,23 @@ static inline void bh_json_init(bh_json *j, size_t max) {
   j->max = max ? max : BH_JSON_DEFAULT_MAX;
 }
 
+/* Zeroes n bytes in a way the compiler keeps (the memory is freed next). */
+static inline void bh__json_zero(char *p, size_t n) {
+  volatile char *v = p;
+  while (n--)
+    *v++ = 0;
+}
+
+/* For text that holds a secret (a password going upstream, tokens going
+ * to the client): growing copies instead of realloc() and wipes the old
+ * buffer, and bh_json_free wipes the text. Call right after bh_json_init. */
+static inline void bh_json_sensitive(bh_json *j) {
+  j->wipe = 1;
+}
+
 /* Frees the text. The writer may be reused after bh_json_init. */
 static inline void bh_json_free(bh_json *j) {
+  if (j->wipe && j->buf) bh__json_zero(j->buf, j->cap);
   free(j->buf);
   j->buf = NULL;
   j->len = j->cap = 0;
@@ -89,7 +105,17 @@ static inline int bh__json_reserve(bh_json *j, size_t n) {
   size_t cap = j->cap ? j->cap : 256;
   while (cap < j->len + n + 1)
     cap *= 2;
-  char *b = (char *)realloc(j->buf, cap);
+  char *b;
+  if (j->wipe) {
+    b = (char *)malloc(cap);
+    if (b && j->buf) {
+      memcpy(b, j->buf, j->len + 1);
+      bh__json_zero(j->buf, j->cap);
+      free(j->buf);
+    }
+  } else {
+    b = (char *)realloc(j->buf, cap);
+  }
   if (b == NULL) return bh__json_fail(j, -ENOMEM);
   j->buf = b;
   j->cap = cap;

@@ -214,7 +214,26 @@ static void test_limits(void) {
   bh_json_free(&j);
 }
 
+/* A sensitive writer grows by copy and wipes; its text is the same. */
+static void test_sensitive(void) {
+  bh_json j;
+  bh_json_init(&j, 0);
+  bh_json_sensitive(&j);
+  bh_json_arr(&j);
+  for (int i = 0; i < 100; i++)
+    bh_json_str(&j, "secret-secret-secret");
+  bh_json_end(&j);
+  size_t len = 0;
+  const char *t = bh_json_done(&j, &len);
+  CHECK(t != NULL);
+  CHECK_INT(len, 2 + 100 * 22 + 99);
+  CHECK(t && strncmp(t, "[\"secret-secret-secret\",", 24) == 0);
+  bh_json_free(&j);
+  CHECK(j.buf == NULL);
+}
+
 int main(void) {
+  test_sensitive();
   test_escaping();
   test_utf8();
   test_same_rule_as_core();
