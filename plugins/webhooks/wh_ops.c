@@ -49,31 +49,33 @@ static const char *col_text(sqlite3_stmt *st, int i) {
   return t ? (const char *)t : "";
 }
 
-static void jtime(bh_json *w, int64_t ms) {
+/* key: value writers of the row's columns (NULL columns write null) */
+static void ktime(bh_json *w, const char *k, int64_t ms) {
   char buf[40];
   wh_time_str(ms, buf, sizeof(buf));
-  bh_json_str(w, buf);
+  bh_json_kstr(w, k, buf);
 }
 
-static void jtime_or_null(bh_json *w, sqlite3_stmt *st, int i) {
-  if (sqlite3_column_type(st, i) == SQLITE_NULL)
-    bh_json_null(w);
-  else
-    jtime(w, sqlite3_column_int64(st, i));
+static int col_null(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL;
 }
 
-static void jint_or_null(bh_json *w, sqlite3_stmt *st, int i) {
-  if (sqlite3_column_type(st, i) == SQLITE_NULL)
-    bh_json_null(w);
+static void ktime_col(bh_json *w, const char *k, sqlite3_stmt *st, int i) {
+  if (col_null(st, i))
+    bh_json_knull(w, k);
   else
-    bh_json_int(w, sqlite3_column_int64(st, i));
+    ktime(w, k, sqlite3_column_int64(st, i));
 }
 
-static void jtext_or_null(bh_json *w, sqlite3_stmt *st, int i) {
-  if (sqlite3_column_type(st, i) == SQLITE_NULL)
-    bh_json_null(w);
+static void kint_col(bh_json *w, const char *k, sqlite3_stmt *st, int i) {
+  if (col_null(st, i))
+    bh_json_knull(w, k);
   else
-    bh_json_str(w, col_text(st, i));
+    bh_json_kint(w, k, sqlite3_column_int64(st, i));
+}
+
+static void ktext_col(bh_json *w, const char *k, sqlite3_stmt *st, int i) {
+  bh_json_kstr(w, k, col_null(st, i) ? NULL : col_text(st, i));
 }
 
 /* Hands what `w` built to the job as its answer (w's text is taken). */
@@ -112,20 +114,16 @@ static void endpoint_put(bh_json *w, const wh_config *cfg, sqlite3_stmt *st,
   bh_json_kstr(w, "description", col_text(st, 3));
   bh_json_kraw(w, "events", events[0] == '[' ? events : "[]");
   bh_json_kbool(w, "enabled", sqlite3_column_int(st, 5));
-  bh_json_key(w, "disabledReason");
-  jtext_or_null(w, st, 6);
+  ktext_col(w, "disabledReason", st, 6);
   bh_json_kobj(w, "breaker");
   bh_json_kstr(w, "state", breaker);
   bh_json_kint(w, "consecutiveFailures", fails);
   bh_json_end(w);
-  bh_json_key(w, "createdAt");
-  jtime(w, sqlite3_column_int64(st, 10));
-  bh_json_key(w, "updatedAt");
-  jtime(w, sqlite3_column_int64(st, 11));
+  ktime(w, "createdAt", sqlite3_column_int64(st, 10));
+  ktime(w, "updatedAt", sqlite3_column_int64(st, 11));
   int64_t old_until = sqlite3_column_int64(st, 7);
   if (old_until > now) {
-    bh_json_key(w, "previousSecretExpiresAt");
-    jtime(w, old_until);
+    ktime(w, "previousSecretExpiresAt", old_until);
   }
   if (secret) bh_json_kstr(w, "secret", secret);
   bh_json_end(w);
@@ -382,8 +380,7 @@ static int event_answer(wh_job *j, const char *id, const char *type, int64_t n,
   bh_json_kstr(&w, "id", id);
   bh_json_kstr(&w, "type", type);
   bh_json_kint(&w, "deliveries", n);
-  bh_json_key(&w, "createdAt");
-  jtime(&w, created);
+  ktime(&w, "createdAt", created);
   bh_json_end(&w);
   return answer(j, 202, &w);
 }
@@ -477,22 +474,16 @@ static void delivery_members(bh_json *w, sqlite3_stmt *st, int in_flight) {
   bh_json_kstr(w, "endpointId", col_text(st, 4));
   bh_json_kstr(w, "status", state);
   bh_json_kint(w, "attemptCount", sqlite3_column_int64(st, 6));
-  bh_json_key(w, "nextAttemptAt");
   if (pending)
-    jtime(w, sqlite3_column_int64(st, 7));
+    ktime(w, "nextAttemptAt", sqlite3_column_int64(st, 7));
   else
-    bh_json_null(w);
+    bh_json_knull(w, "nextAttemptAt");
   bh_json_kbool(w, "inFlight", in_flight);
-  bh_json_key(w, "lastStatusCode");
-  jint_or_null(w, st, 9);
-  bh_json_key(w, "lastError");
-  jtext_or_null(w, st, 10);
-  bh_json_key(w, "createdAt");
-  jtime(w, sqlite3_column_int64(st, 11));
-  bh_json_key(w, "updatedAt");
-  jtime(w, sqlite3_column_int64(st, 12));
-  bh_json_key(w, "completedAt");
-  jtime_or_null(w, st, 13);
+  kint_col(w, "lastStatusCode", st, 9);
+  ktext_col(w, "lastError", st, 10);
+  ktime(w, "createdAt", sqlite3_column_int64(st, 11));
+  ktime(w, "updatedAt", sqlite3_column_int64(st, 12));
+  ktime_col(w, "completedAt", st, 13);
 }
 
 static void delivery_row(bh_json *w, const wh_config *cfg, sqlite3_stmt *st) {
@@ -577,13 +568,10 @@ static int delivery_answer(wh_db *db, wh_job *j, int status, int attempts) {
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
       bh_json_obj(&w);
       bh_json_kint(&w, "attempt", sqlite3_column_int64(st, 0));
-      bh_json_key(&w, "at");
-      jtime(&w, sqlite3_column_int64(st, 1));
+      ktime(&w, "at", sqlite3_column_int64(st, 1));
       bh_json_kint(&w, "latencyMs", sqlite3_column_int64(st, 2));
-      bh_json_key(&w, "statusCode");
-      jint_or_null(&w, st, 3);
-      bh_json_key(&w, "error");
-      jtext_or_null(&w, st, 4);
+      kint_col(&w, "statusCode", st, 3);
+      ktext_col(&w, "error", st, 4);
       bh_json_end(&w);
     }
     sqlite3_reset(st);
