@@ -33,15 +33,17 @@
  *       refresh / revoke, apikey_create / list / revoke, login_guard,
  *       local_verify; BH_ROUTE_NO_AUTO_REFRESH; streaming:
  *       upstream_stream, stream_start / write / end, problem_json.
- *  1.3  header only, so usable on any 1.x core: the JSON writer
+ *  1.3  Slots: secret_get / secret_free (the core's "@env:" / "@file:"
+ *       resolver), upstream_header_get (a header into the caller's
+ *       buffer: the form to use), body_get / body_key_at (any value of a
+ *       parsed body, nested ones included, by JSON Pointer; bh_body_value,
+ *       BH_VALUE_NULL).
+ *       Header only, so usable on any 1.x core: the JSON writer
  *       (bulkhead/json.h) and bh_respond_json taking a bh_json, BH_COUNT,
  *       BH_ROUTE, bh_routes_add (a whole route table in one call),
- *       BH_PLUGIN (descriptor and entry in one line); fini optional
- *       (a 1.3 core calls it only when set). Slots: secret_get /
- *       secret_free (the core's "@env:" / "@file:" resolver),
- *       upstream_header_get (a header into the caller's buffer: the one
- *       to use), body_get / body_key_at (any value of a parsed body,
- *       nested ones included, by JSON Pointer).
+ *       BH_PLUGIN (descriptor and entry in one line).
+ *       Core behaviour: fini is optional (a 1.2 core refuses NULL); a
+ *       service called off the loop thread returns -EPERM and logs once.
  *
  * Status convention (libuv style): 0 on success, a negative errno value on
  * failure. A call that takes a callback and fails never calls it.
@@ -51,8 +53,9 @@
  * its own copy and the caller may free its argument on return.
  *
  * Threading: every callback runs on the worker's event loop thread, and every
- * service must be called from that thread. A handler must not block: use the
- * asynchronous services the core offers.
+ * service must be called from that thread (wakeup_send excepted). A handler
+ * must not block: use the asynchronous services the core offers. The
+ * header-only helpers call no service and work on any thread.
  *
  * No libuv, libcurl, sqlite or jansson type appears here on purpose: the
  * plugin ABI must not be tied to theirs.
@@ -134,13 +137,13 @@ BH_EXPORT const bh_plugin_desc *bulkhead_plugin_entry(uint16_t core_abi_major,
  * for a plugin of init() alone; write the descriptor and BH_PLUGIN_ENTRY
  * when it has start, stop, fini or health. */
 #define BH_PLUGIN(name_, version_, init_)                                      \
-  static const bh_plugin_desc bh__plugin_desc = {                              \
-      .size = sizeof(bh_plugin_desc),                                          \
-      .abi_major = BH_ABI_MAJOR,                                               \
-      .abi_minor = BH_ABI_MINOR,                                               \
-      .name = (name_),                                                         \
-      .version = (version_),                                                   \
-      .init = (init_)};                                                        \
+  static const bh_plugin_desc bh__plugin_desc = {.size =                       \
+                                                     sizeof(bh_plugin_desc),   \
+                                                 .abi_major = BH_ABI_MAJOR,    \
+                                                 .abi_minor = BH_ABI_MINOR,    \
+                                                 .name = (name_),              \
+                                                 .version = (version_),        \
+                                                 .init = (init_)};             \
   BH_PLUGIN_ENTRY(bh__plugin_desc)
 
 /* Convenience for plugin sources:
@@ -192,10 +195,10 @@ typedef struct bh_route {
  *   static const bh_route routes[] = {BH_ROUTE("GET", "/v1/x/{id}", get_x)};
  * Set the other members with a full initializer when a route needs them. */
 #define BH_ROUTE(method_, pattern_, handler_)                                  \
-  {.size = sizeof(bh_route),                                                   \
-   .method = (method_),                                                        \
-   .pattern = (pattern_),                                                      \
-   .handler = (handler_)}
+  {                                                                            \
+    .size = sizeof(bh_route), .method = (method_), .pattern = (pattern_),      \
+    .handler = (handler_)                                                      \
+  }
 
 /* ---------------------------------------------------------------------- */
 /* Error map: the plugin's whole code catalogue                            */
