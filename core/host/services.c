@@ -14,7 +14,6 @@
 #include "base/log.h"
 #include "base/reqid.h"
 #include "config/config.h"
-#include "config/secret.h"
 #include "host/host.h"
 #include "http/http.h"
 #include "http/validate.h"
@@ -680,62 +679,6 @@ static int svc_problem_json(bh_req *r, const char *code, const char *detail,
   return len;
 }
 
-/* --- 1.3: secrets, safe upstream headers, nested body values ------- */
-
-static int svc_secret_get(bh_ctx *ctx, const char *key, char **out,
-                          size_t *outlen) {
-  if (ctx == NULL || key == NULL || out == NULL || outlen == NULL)
-    return -EINVAL;
-  bh__plugin *p = bh__ctx_plugin(ctx);
-  *out = NULL;
-  *outlen = 0;
-  const char *v = svc_config_get(ctx, key);
-  if (v == NULL) return -ENOENT;
-  char why[256] = "";
-  int rc = bh__secret_resolve(v, out, outlen, why, sizeof(why));
-  if (rc != 0) {
-    /* the reason names the variable or the file, never the value */
-    char msg[400];
-    snprintf(msg, sizeof(msg), "[plugin.%s] %s: %s", p->name, key,
-             why[0] ? why : strerror(-rc));
-    bh__logline l;
-    bh__log_begin(&l, BH__ERROR, "plugin_secret");
-    bh__log_str(&l, "plugin", p->name);
-    bh__log_str(&l, "msg", msg);
-    bh__log_end(&l);
-  }
-  return rc;
-}
-
-static void svc_secret_free(char *secret, size_t len) {
-  bh__secret_free(secret, len);
-}
-
-static int svc_upstream_header_get(const bh_upstream_result *res,
-                                   const char *name, char *buf, size_t buflen) {
-  if (res == NULL || name == NULL || (buf == NULL && buflen)) return -EINVAL;
-  return bh__result_header_copy(res, name, buf, buflen);
-}
-
-static int svc_body_get(bh_req *r, const char *ptr, bh_body_value *out,
-                        size_t out_size) {
-  if (r == NULL || out == NULL ||
-      out_size < offsetof(bh_body_value, count) + sizeof(size_t))
-    return -EINVAL;
-  if (r->json == NULL) return -EINVAL;
-  bh_body_value v;
-  int rc = bh__body_get(r->json, ptr, &v);
-  if (rc) return rc;
-  size_t n = out_size < sizeof(v) ? out_size : sizeof(v);
-  v.size = (uint32_t)n;
-  memcpy(out, &v, n);
-  return 0;
-}
-
-static const char *svc_body_key_at(bh_req *r, const char *ptr, size_t i) {
-  return r && r->json ? bh__body_key_at(r->json, ptr, i) : NULL;
-}
-
 static const bh_services bh__svc_table = {
     .size = sizeof(bh_services),
     .abi_major = BH_ABI_MAJOR,
@@ -789,11 +732,11 @@ static const bh_services bh__svc_table = {
     .stream_write = svc_stream_write,
     .stream_end = svc_stream_end,
     .problem_json = svc_problem_json,
-    .secret_get = svc_secret_get,
-    .secret_free = svc_secret_free,
-    .upstream_header_get = svc_upstream_header_get,
-    .body_get = svc_body_get,
-    .body_key_at = svc_body_key_at,
+    .secret_get = bh__svc_secret_get,
+    .secret_free = bh__svc_secret_free,
+    .upstream_header_get = bh__svc_upstream_header_get,
+    .body_get = bh__svc_body_get,
+    .body_key_at = bh__svc_body_key_at,
 };
 
 const bh_services *bh__services(void) {
