@@ -1090,12 +1090,17 @@ static inline int bh_respond_json_built(bh_req *r, int status, bh_json *j) {
 
 /* bh_respond_json(req, status, x): x is a bh_json * the plugin built
  * (sent and freed, as bh_respond_json_built) or JSON text (as
- * bh_respond_json_text). C++ calls the two by name. */
+ * bh_respond_json_text). In C++ it takes text only. */
 #ifndef __cplusplus
 #define bh_respond_json(r, status, x)                                          \
   _Generic((x), bh_json *                                                      \
            : bh_respond_json_built, default                                    \
            : bh_respond_json_text)((r), (status), (x))
+#else
+/* C++ keeps the 1.2 form for text; a writer goes to bh_respond_json_built */
+static inline int bh_respond_json(bh_req *r, int status, const char *json) {
+  return bh_respond_json_text(r, status, json);
+}
 #endif
 
 static inline int bh__path_unreserved(unsigned char c) {
