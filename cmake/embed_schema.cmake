@@ -11,7 +11,11 @@
 # <ARRAY>[]` and `const size_t <COUNT>` (see core/identity/store.h).
 # With HEADER (a plugin, which includes no core header): a self-contained
 # header with `static const struct {int version; const char *name;
-# const char *sql;} <ARRAY>[]`; sizeof gives the count.
+# const char *sql;} <ARRAY>[]`; sizeof gives the count (BH_COUNT).
+#
+# Installed with the SDK for out-of-tree plugins:
+#   pkg_get_variable(BULKHEAD_CMAKEDIR bulkhead cmakedir)
+#   include(${BULKHEAD_CMAKEDIR}/embed_schema.cmake)
 function(bh_embed_schema)
   cmake_parse_arguments(E "HEADER" "OUT;ARRAY;COUNT" "FILES" ${ARGN})
   list(SORT E_FILES)

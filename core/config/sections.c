@@ -594,9 +594,11 @@ int bh__cfg_load_plugin(bh__cfg_loader *ld, size_t si) {
     for (size_t j = 0; o->enabled && j < o->nmounts; j++)
       for (size_t k = 0; k < p->nmounts; k++)
         if (bh__mounts_overlap(o->mounts[j], p->mounts[k]))
-          return bh__cfg_fail_kv(ld, s, mount,
-                                 "mount '%s' is already mounted by [plugin.%s]",
-                                 p->mounts[k], o->name);
+          return bh__cfg_fail_kv(
+              ld, s, mount,
+              "mount '%s' is already mounted by [plugin.%s]: "
+              "one plugin per prefix (prefixes may nest)",
+              p->mounts[k], o->name);
   }
   return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * The plugin host: the loader (plugins.c), the services table handed to
- * plugins (services.c), route registration (routes.c) and proxy routes
- * (proxy.c).
+ * plugins (services.c, services_sdk.c), route registration (routes.c) and
+ * proxy routes (proxy.c).
  */
 #ifndef BH_CORE_HOST_HOST_H
 #define BH_CORE_HOST_HOST_H
@@ -41,6 +41,16 @@ void bh__svc_store_disconnect(bh_ctx *ctx, void *conn);
  * handler runs. 0; -EINVAL when one decodes to a NUL, '\', '?', '#', a
  * "." or ".." segment, or (a {name} capture) a '/'; -ENOMEM. */
 int bh__params_decode(bh_req *req);
+
+/* services_sdk.c: the slots of ABI 1.3 */
+int bh__svc_secret_get(bh_ctx *ctx, const char *key, char **out,
+                       size_t *outlen);
+void bh__svc_secret_free(char *secret, size_t len);
+int bh__svc_upstream_header_get(const bh_upstream_result *res, const char *name,
+                                char *buf, size_t buflen);
+int bh__svc_body_get(bh_req *req, const char *pointer, bh_body_value *out,
+                     size_t out_size);
+const char *bh__svc_body_key_at(bh_req *req, const char *pointer, size_t i);
 
 /* routes.c */
 /* Registers a route for p (init only); the one path for plugin routes and

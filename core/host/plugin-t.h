@@ -4,6 +4,7 @@
 #ifndef BH_CORE_HOST_PLUGIN_T_H
 #define BH_CORE_HOST_PLUGIN_T_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,6 +67,8 @@ struct bh__plugin {
   const bh_plugin_desc *desc;
   int state;
   int in_init;                /* registration services are allowed only then */
+  pthread_t loop_thread;      /* the only thread services may be called on */
+  int thread_warned;          /* the wrong-thread line is logged once */
   char *reg_error;            /* first registration failure during init */
   struct bh__shm_plugin *shm; /* containment state and what ops see */
   int shm_index;

@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,14 @@ static void bh__default_plugin_dir(char *out, size_t len) {
 static int bh__fail(bh__plugin *p, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* fini() when the plugin has one (optional since ABI 1.3). */
+static void bh__plugin_fini(bh__plugin *p) {
+  if (p->desc->fini == NULL) return;
+  int64_t mark = bh__shm_enter(p->shm_index, BH__CB_FINI);
+  p->desc->fini(&p->ctx);
+  bh__shm_leave(mark);
+}
+
 static int bh__fail(bh__plugin *p, const char *reason, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -126,13 +135,14 @@ static const char *bh__desc_check(bh__daemon *d, bh__plugin *p,
              BH_ABI_MAJOR);
     why = buf;
   } else if (desc->abi_minor > BH_ABI_MINOR) {
-    snprintf(buf, buflen, "built for ABI %u.%u, newer than core %d.%d",
+    snprintf(buf, buflen,
+             "built for ABI %u.%u, newer than core %d.%d: a core loads "
+             "plugins of its own minor or older",
              desc->abi_major, desc->abi_minor, BH_ABI_MAJOR, BH_ABI_MINOR);
     why = buf;
-  } else if (desc->init == NULL || desc->fini == NULL) {
-    snprintf(buf, buflen, "missing mandatory callback %s",
-             desc->init == NULL ? "init" : "fini");
-    why = buf;
+  } else if (desc->init == NULL) {
+    /* fini is optional since 1.3 (bh__plugin_fini) */
+    why = "missing mandatory callback init";
   } else if (desc->name == NULL || !bh__name_ok(desc->name)) {
     why = "descriptor name is missing or not [a-z][a-z0-9_]{0,31}";
   } else if (strcmp(desc->name, p->name) != 0) {
@@ -192,9 +202,7 @@ static int bh__plugin_init(bh__daemon *d, bh__plugin *p) {
   }
   if (rc >= 0 && p->reg_error == NULL) rc = bh__errmap_defaults(p);
   if (rc < 0 || p->reg_error) {
-    mark = bh__shm_enter(p->shm_index, BH__CB_FINI);
-    desc->fini(&p->ctx);
-    bh__shm_leave(mark);
+    bh__plugin_fini(p);
     bh__plugin_close(p);
     if (p->reg_error)
       return bh__fail(p, "init_failed", "init failed: %s", p->reg_error);
@@ -243,7 +251,7 @@ static int bh__plugin_load(bh__daemon *d, bh__plugin *p, const char *dir) {
     return bh__fail(p, "load_failed", "no entry symbol %s", BH_ENTRY_SYMBOL);
   }
   const bh_plugin_desc *desc = entry(BH_ABI_MAJOR, BH_ABI_MINOR);
-  char buf[160];
+  char buf[256];
   const char *why = bh__desc_check(d, p, desc, buf, sizeof(buf));
   if (why) {
     bh__plugin_close(p);
@@ -282,6 +290,7 @@ int bh__plugins_load(bh__daemon *d) {
     p->name = cfg->plugins[i].name;
     p->ctx.svc = d->svc;
     p->ctx.plugin = p;
+    p->loop_thread = pthread_self(); /* the loop runs where plugins load */
     p->shm_index = -1;
     if (bh__shm_g) {
       bh__shm_lock();
@@ -305,8 +314,8 @@ int bh__plugins_start(bh__daemon *d) {
     if (rc < 0) {
       mark = bh__shm_enter(p->shm_index, BH__CB_STOP);
       if (p->desc->stop) p->desc->stop(&p->ctx);
-      p->desc->fini(&p->ctx);
       bh__shm_leave(mark);
+      bh__plugin_fini(p);
       bh__plugin_close(p);
       bh__fail(p, "start_failed", "start failed: %s (%d)", strerror(-rc), rc);
       failed++;
@@ -334,11 +343,8 @@ void bh__plugins_unload(bh__daemon *d) {
     bh__plugin *p = &d->plugins[i];
     if (p->desc &&
         (p->state == BH__PLUGIN_LOADED || p->state == BH__PLUGIN_INITIALIZED ||
-         p->state == BH__PLUGIN_QUARANTINED)) {
-      int64_t mark = bh__shm_enter(p->shm_index, BH__CB_FINI);
-      p->desc->fini(&p->ctx);
-      bh__shm_leave(mark);
-    }
+         p->state == BH__PLUGIN_QUARANTINED))
+      bh__plugin_fini(p);
     bh__plugin_close(p);
     for (size_t j = 0; j < p->nroutes; j++) {
       bh__route *r = p->routes[j];

@@ -23,7 +23,12 @@ void bh__reg_fail(bh__plugin *p, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(why, sizeof(why), fmt, ap);
   va_end(ap);
-  if (p->reg_error == NULL) p->reg_error = strdup(why);
+  /* one line naming the plugin, the thing and the rule */
+  if (p->reg_error == NULL) {
+    size_t n = strlen(p->name) + strlen(why) + 16;
+    p->reg_error = malloc(n);
+    if (p->reg_error) snprintf(p->reg_error, n, "plugin %s: %s", p->name, why);
+  }
 }
 
 static int bh__method_ok(const char *m) {
@@ -51,14 +56,24 @@ int bh__route_register(bh__plugin *p, const bh_route *r) {
     bh__reg_fail(p, "route: incomplete bh_route");
     return -EINVAL;
   }
-  if (!bh__method_ok(r->method) || bh__router_pattern_valid(r->pattern)) {
-    bh__reg_fail(p, "route %.16s %.128s: invalid method or pattern", r->method,
-                 r->pattern);
+  if (!bh__method_ok(r->method)) {
+    bh__reg_fail(p, "route %.16s %.128s: bad method: 1 to 16 letters A-Z",
+                 r->method, r->pattern);
+    return -EINVAL;
+  }
+  const char *why = bh__router_pattern_why(r->pattern);
+  if (why) {
+    bh__reg_fail(p, "route %s %.128s: bad pattern: %s", r->method, r->pattern,
+                 why);
     return -EINVAL;
   }
   if (!bh__under_mount(p, r->pattern)) {
-    bh__reg_fail(p, "route %s %.128s: outside the plugin's mounts", r->method,
-                 r->pattern);
+    bh__reg_fail(p,
+                 "route %s %.128s: outside the plugin's mounts (%s%s): a "
+                 "route lies under a mount of [plugin.%s]",
+                 r->method, r->pattern,
+                 p->conf->nmounts ? p->conf->mounts[0] : "none",
+                 p->conf->nmounts > 1 ? ", ..." : "", p->name);
     return -EINVAL;
   }
   bh__route *rt = calloc(1, sizeof(*rt));
@@ -94,18 +109,18 @@ int bh__route_register(bh__plugin *p, const bh_route *r) {
   if (policy) rt->rate_limit = strdup(policy);
   rt->plugin = p;
   if (rt->rate_limit) {
-    char why[200];
-    rt->limit = bh__limit_get(d, rt->rate_limit, why, sizeof(why));
+    char lwhy[200];
+    rt->limit = bh__limit_get(d, rt->rate_limit, lwhy, sizeof(lwhy));
     if (rt->limit && bh__limit_policy(rt->limit)->unit == BH__RL_UNIT_TOKENS) {
       /* a route takes one token per request: a token budget would count
        * requests and call them tokens */
-      snprintf(why, sizeof(why),
+      snprintf(lwhy, sizeof(lwhy),
                "[rate_limit.%s] counts tokens (unit = tokens), not requests",
                rt->rate_limit);
       rt->limit = NULL;
     }
     if (rt->limit == NULL) {
-      bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern, why);
+      bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern, lwhy);
       free(rt->method);
       free(rt->pattern);
       free(rt->rate_limit);
@@ -125,7 +140,9 @@ int bh__route_register(bh__plugin *p, const bh_route *r) {
   if (rc != 0) {
     if (rc == -EEXIST && conflict) {
       bh__route *o = conflict;
-      bh__reg_fail(p, "route %s %s conflicts with plugin '%s' (%s %s)",
+      bh__reg_fail(p,
+                   "route %s %s clashes with plugin '%s' (%s %s): one "
+                   "handler per method and path",
                    rt->method, rt->pattern, o->plugin->name, o->method,
                    o->pattern);
     } else {

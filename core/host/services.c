@@ -5,6 +5,7 @@
  * answers with a negative errno rather than trusting the caller.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,27 @@
 static bh__plugin *bh__ctx_plugin(bh_ctx *ctx) {
   return ctx->plugin;
 }
+
+/* 0 on p's loop thread. Elsewhere -EPERM, and one line (once per plugin)
+ * naming the plugin, the service and the rule: a plugin's own thread
+ * hands its results back with a wakeup. */
+static int bh__thread_check(bh__plugin *p, const char *slot) {
+  if (p == NULL || pthread_equal(pthread_self(), p->loop_thread)) return 0;
+  if (!p->thread_warned) {
+    p->thread_warned = 1;
+    bh__logf(BH__ERROR, "plugin_wrong_thread",
+             "plugin %s: %s called off the loop thread: services run on the "
+             "worker's loop thread only (wakeup_send excepted; hand results "
+             "back with a wakeup)",
+             p->name, slot);
+  }
+  return -EPERM;
+}
+#define BH__ON_LOOP(p, slot)                                                   \
+  do {                                                                         \
+    int bh__trc = bh__thread_check((p), (slot));                               \
+    if (bh__trc) return bh__trc;                                               \
+  } while (0)
 
 /* --- plugin context ---------------------------------------------------- */
 
@@ -68,6 +90,7 @@ static const char *svc_data_dir(bh_ctx *ctx) {
 /* --- registration ------------------------------------------------------ */
 
 static int svc_route_add(bh_ctx *ctx, const bh_route *r) {
+  BH__ON_LOOP(ctx->plugin, "route_add");
   bh__plugin *p = bh__ctx_plugin(ctx);
   if (!p->in_init) return -EPERM;
   return bh__route_register(p, r);
@@ -88,6 +111,7 @@ static void *bh__normalize(const void *src, size_t n, size_t size,
 
 static int svc_error_map(bh_ctx *ctx, const bh_error_row *rows, size_t n,
                          size_t row_size) {
+  BH__ON_LOOP(ctx->plugin, "error_map");
   bh__plugin *p = bh__ctx_plugin(ctx);
   if (!p->in_init) return -EPERM;
   if ((rows == NULL && n > 0) ||
@@ -211,6 +235,7 @@ static const char *svc_req_param(bh_req *r, const char *name) {
 /* Releases the plugin's hold. -EALREADY for a second end call; -ECANCELED
  * when the core already answered (deadline) or the client went away. */
 static int bh__end_begin(bh_req *r) {
+  BH__ON_LOOP(r->plugin, "an end call");
   if (!r->plugin_holds) return -EALREADY;
   r->plugin_holds = 0;
   if (r->answered || !bh__req_live(r)) {
@@ -241,6 +266,7 @@ static int bh__value_ok(const char *s) {
 }
 
 static int svc_set_header(bh_req *r, const char *name, const char *value) {
+  BH__ON_LOOP(r->plugin, "set_header");
   /* the core owns framing and identity headers */
   static const char *const refused[] = {
       "connection", "keep-alive",   "transfer-encoding", "content-length",
@@ -300,6 +326,7 @@ static int svc_problem_retry(bh_req *r, const char *code, const char *detail,
 
 static int svc_body_parse(bh_req *r, const bh_body_shape *in, size_t shape_size,
                           size_t field_size) {
+  BH__ON_LOOP(r->plugin, "body_parse");
   if (!r->plugin_holds || r->answered) return -EALREADY;
   if (in == NULL ||
       shape_size < offsetof(bh_body_shape, allow_unknown) + sizeof(int) ||
@@ -360,6 +387,7 @@ static const char *svc_body_string_at(bh_req *r, const char *f, size_t i) {
 
 static int svc_upstream_add(bh_ctx *ctx, const bh_upstream_def *def,
                             bh_upstream **out) {
+  BH__ON_LOOP(ctx->plugin, "upstream_add");
   bh__plugin *p = bh__ctx_plugin(ctx);
   if (!p->in_init) return -EPERM;
   if (out == NULL) return -EINVAL;
@@ -372,6 +400,7 @@ static int svc_upstream_add(bh_ctx *ctx, const bh_upstream_def *def,
 static int svc_upstream_call(bh_req *r, bh_upstream *u,
                              const bh_upstream_request *call, bh_upstream_cb cb,
                              void *data) {
+  BH__ON_LOOP(r ? r->plugin : NULL, "upstream_call");
   if (r == NULL || cb == NULL) return -EINVAL;
   if (!r->plugin_holds) return -EALREADY;
   return bh__call_start(r->d, r, u, call, cb, data, NULL);
@@ -461,6 +490,7 @@ static void bh__wakeup_free(uv_handle_t *h) {
 
 static int svc_wakeup_new(bh_ctx *ctx, bh_wakeup_fn cb, void *data,
                           bh_wakeup **out) {
+  BH__ON_LOOP(ctx ? ctx->plugin : NULL, "wakeup_new");
   if (ctx == NULL || cb == NULL || out == NULL) return -EINVAL;
   bh__plugin *p = bh__ctx_plugin(ctx);
   bh_wakeup *w = calloc(1, sizeof(*w));
@@ -610,6 +640,7 @@ static int svc_upstream_stream(bh_req *r, bh_upstream *u,
                                const bh_upstream_request *call,
                                bh_upstream_chunk_fn on_chunk, bh_upstream_cb cb,
                                void *data) {
+  BH__ON_LOOP(r ? r->plugin : NULL, "upstream_stream");
   if (r == NULL || cb == NULL || on_chunk == NULL || r->plugin == NULL)
     return -EINVAL;
   if (!r->plugin_holds) return -EALREADY;
@@ -779,6 +810,11 @@ static const bh_services bh__svc_table = {
     .stream_write = svc_stream_write,
     .stream_end = svc_stream_end,
     .problem_json = svc_problem_json,
+    .secret_get = bh__svc_secret_get,
+    .secret_free = bh__svc_secret_free,
+    .upstream_header_get = bh__svc_upstream_header_get,
+    .body_get = bh__svc_body_get,
+    .body_key_at = bh__svc_body_key_at,
     .upstream_fallback = bh__svc_upstream_fallback,
     .budget_add = bh__svc_budget_add,
     .budget_charge = bh__svc_budget_charge,

@@ -124,41 +124,48 @@ static int bh__seg_kind(const char *s, size_t len) {
   return BH__SEG_LIT;
 }
 
-int bh__router_pattern_valid(const char *pattern) {
-  if (pattern == NULL || pattern[0] != '/') return -EINVAL;
-  if (pattern[1] == '\0') return 0; /* "/" is the root route */
+const char *bh__router_pattern_why(const char *pattern) {
+  if (pattern == NULL || pattern[0] != '/') return "a pattern starts with '/'";
+  if (pattern[1] == '\0') return NULL; /* "/" is the root route */
   size_t nparams = 0;
   const char *s = pattern + 1;
   for (;;) {
     size_t len = bh__seg_len(s);
     int last = s[len] == '\0';
     /* Covers "//" and a trailing slash: both would need empty segments. */
-    if (len == 0) return -EINVAL;
+    if (len == 0) return "no empty segment (\"//\" or a trailing '/')";
     switch (bh__seg_kind(s, len)) {
     case BH__SEG_WILD:
-      if (!last) return -EINVAL;
+      if (!last) return "'*' only as the last segment";
       nparams++;
       break;
     case BH__SEG_PARAM:
       if (len < 3 || s[len - 1] != '}' || !bh__is_ident(s + 1, len - 2))
-        return -EINVAL;
+        return "a parameter segment is {name}, name [A-Za-z_][A-Za-z0-9_]*";
       /* Duplicate names would make req_param() ambiguous. */
       for (const char *p = pattern + 1; p < s;) {
         size_t plen = bh__seg_len(p);
-        if (plen == len && memcmp(p, s, len) == 0) return -EINVAL;
+        if (plen == len && memcmp(p, s, len) == 0)
+          return "a parameter name appears once";
         p += plen + 1;
       }
       nparams++;
       break;
     default:
       for (size_t i = 0; i < len; i++)
-        if (!bh__lit_byte_ok((unsigned char)s[i])) return -EINVAL;
+        if (!bh__lit_byte_ok((unsigned char)s[i]))
+          return "a literal segment has no space, control byte, {, }, *, ? or "
+                 "#";
       break;
     }
-    if (nparams > BH__ROUTER_MAX_PARAMS) return -EINVAL;
-    if (last) return 0;
+    if (nparams > BH__ROUTER_MAX_PARAMS) return "at most 8 parameters";
+    if (last) return NULL;
     s += len + 1;
   }
+}
+
+int bh__router_pattern_valid(const char *pattern) {
+  return bh__router_pattern_why(pattern) ? -EINVAL : 0;
 }
 
 static int bh__method_valid(const char *m) {

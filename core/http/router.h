@@ -17,6 +17,8 @@ void bh__router_free(bh__router *r); /* does not free the route pointers */
 
 /* Checks a pattern's syntax without adding it: 0 or -EINVAL. */
 int bh__router_pattern_valid(const char *pattern);
+/* The rule `pattern` breaks, as a static phrase, or NULL when valid. */
+const char *bh__router_pattern_why(const char *pattern);
 
 /* Adds `route` for method + pattern (both copied). Two patterns conflict
  * when they are the same after renaming params ("/a/{id}" == "/a/{x}") and

@@ -425,3 +425,107 @@ const char *bh__body_string_at(bh__body *b, const char *field, size_t i) {
   json_t *el = json_array_get(bh__get(b, field), i);
   return bh__is_c_string(el) ? json_string_value(el) : NULL;
 }
+
+/* The value at RFC 6901 pointer `ptr` ("" is the root), or NULL with *rc
+ * -ENOENT (no such member or element) or -EINVAL (malformed pointer). */
+static json_t *bh__pointer(const bh__body *b, const char *ptr, int *rc) {
+  json_t *v = b->root;
+  char tok[256];
+  *rc = -EINVAL;
+  if (*ptr != '\0' && *ptr != '/') return NULL;
+  while (*ptr == '/') {
+    size_t n = 0;
+    for (ptr++; *ptr && *ptr != '/'; ptr++) {
+      char c = *ptr;
+      if (c == '~') {
+        if (ptr[1] != '0' && ptr[1] != '1') return NULL;
+        c = *++ptr == '0' ? '~' : '/';
+      }
+      if (n + 1 >= sizeof(tok)) return NULL;
+      tok[n++] = c;
+    }
+    tok[n] = '\0';
+    if (json_is_object(v)) {
+      v = json_object_get(v, tok);
+    } else if (json_is_array(v)) {
+      /* an index: digits, no leading zero */
+      if (n == 0 || n > 18 || (tok[0] == '0' && n > 1) ||
+          strspn(tok, "0123456789") != n)
+        return NULL;
+      v = json_array_get(v, (size_t)strtoull(tok, NULL, 10));
+    } else {
+      v = NULL;
+    }
+    if (v == NULL) {
+      *rc = -ENOENT;
+      return NULL;
+    }
+  }
+  *rc = 0;
+  return v;
+}
+
+int bh__body_get(bh__body *b, const char *ptr, bh_body_value *out) {
+  int rc;
+  if (b == NULL || ptr == NULL || out == NULL) return -EINVAL;
+  json_t *v = bh__pointer(b, ptr, &rc);
+  if (v == NULL) return rc;
+  memset(out, 0, sizeof(*out));
+  out->size = sizeof(*out);
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    out->type = BH_FIELD_OBJECT;
+    out->count = json_object_size(v);
+    break;
+  case JSON_ARRAY:
+    out->type = BH_FIELD_ARRAY;
+    out->count = json_array_size(v);
+    break;
+  case JSON_STRING:
+    out->type = BH_FIELD_STRING;
+    out->str = json_string_value(v);
+    out->len = json_string_length(v);
+    break;
+  case JSON_INTEGER:
+    out->type = BH_FIELD_INT;
+    out->i = (int64_t)json_integer_value(v);
+    out->num = (double)out->i;
+    break;
+  case JSON_REAL:
+    /* with raw.big every number is a real: an integral one that fits
+     * int64 still reads as an integer */
+    out->num = json_real_value(v);
+    out->type = BH_FIELD_NUMBER;
+    if (b->raw.big && out->num == (double)(int64_t)out->num &&
+        out->num >= -9223372036854775808.0 &&
+        out->num < 9223372036854775808.0) {
+      out->type = BH_FIELD_INT;
+      out->i = (int64_t)out->num;
+    }
+    break;
+  case JSON_TRUE:
+  case JSON_FALSE:
+    out->type = BH_FIELD_BOOL;
+    out->b = json_is_true(v);
+    out->num = 0;
+    break;
+  default: out->type = BH_VALUE_NULL;
+  }
+  return 0;
+}
+
+const char *bh__body_key_at(bh__body *b, const char *ptr, size_t i) {
+  int rc;
+  if (b == NULL || ptr == NULL) return NULL;
+  json_t *v = bh__pointer(b, ptr, &rc);
+  if (!json_is_object(v)) return NULL;
+  /* jansson keeps insertion (document) order */
+  size_t k = 0;
+  const char *key;
+  json_t *val;
+  json_object_foreach(v, key, val) {
+    (void)val;
+    if (k++ == i) return key;
+  }
+  return NULL;
+}

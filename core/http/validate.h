@@ -39,5 +39,10 @@ int bh__body_int(bh__body *b, const char *field, int64_t *out);
 int bh__body_bool(bh__body *b, const char *field, int *out);
 const char *bh__body_json(bh__body *b, const char *field);
 const char *bh__body_string_at(bh__body *b, const char *field, size_t i);
+/* The value at RFC 6901 pointer `ptr` into *out: 0, -ENOENT (absent),
+ * -EINVAL (malformed pointer). Strings borrowed until bh__body_free. */
+int bh__body_get(bh__body *b, const char *ptr, bh_body_value *out);
+/* Member i's name of the object at `ptr` (document order), or NULL. */
+const char *bh__body_key_at(bh__body *b, const char *ptr, size_t i);
 
 #endif

@@ -84,6 +84,10 @@ void bh__call_resume(bh__call *call);
 /* Response headers of the current attempt as "name: value\r\n" lines. */
 const char *bh__call_headers(bh__call *call);
 const char *bh__result_header(const bh_upstream_result *res, const char *name);
+/* The same header copied into buf (NUL-terminated, cut to buflen - 1):
+ * its full length, or -ENOENT. */
+int bh__result_header_copy(const bh_upstream_result *res, const char *name,
+                           char *buf, size_t buflen);
 /* 1 when the call failed because the upstream's answer had a head we refuse
  * to relay (see bh__upstream_head_line): BH_OUTCOME_TRANSPORT with
  * BH_TRANSPORT_RESET, answered as <plugin>.upstream_error (502). */

@@ -17,7 +17,39 @@
  *    field, or has its size passed alongside, and only grows at its end;
  *    reserved slots are zero. Structs the core hands out (bh_services,
  *    bh_upstream_result) carry the core's size: check it before using a
- *    member added after the minor the plugin was built for.
+ *    member added after the minor the plugin was built for
+ *    (BH_SVC_HAS for a service slot).
+ *
+ * ABI changelog (the one place that says what each minor added; a plugin
+ * built for minor N loads on every core of minor >= N; the inline
+ * wrappers of slots newer than 1.0 say how to check for them):
+ *  1.0  descriptor, routes, error map, request accessors, respond /
+ *       problem, strict JSON bodies (body_parse and getters), upstreams
+ *       (upstream_add, upstream_call, upstream_header, problem_upstream),
+ *       proxy_add; then reserved[8], spare (see the table).
+ *  1.1  wakeup_new / wakeup_send / wakeup_close (the plugin's own threads
+ *       waking the loop); problem_field.
+ *  1.2  identity: req_principal, problem_retry, session_create /
+ *       refresh / revoke, apikey_create / list / revoke, login_guard,
+ *       local_verify; BH_ROUTE_NO_AUTO_REFRESH; streaming:
+ *       upstream_stream, stream_start / write / end, problem_json.
+ *  1.3  Slots: secret_get / secret_free (the core's "@env:" / "@file:"
+ *       resolver), upstream_header_get (a header into the caller's
+ *       buffer: the form to use), body_get / body_key_at (any value of a
+ *       parsed body, nested ones included, by JSON Pointer; bh_body_value,
+ *       BH_VALUE_NULL); jobq_new / jobq_submit / jobq_close (store work
+ *       on a thread of its own, results back on the loop: bh_job,
+ *       bh_jobq_def) and store_info / store_connect / store_disconnect
+ *       (the [store] backend, a PostgreSQL connection in the plugin's own
+ *       schema, migrated by the core: bh_store_info, bh_migration);
+ *       upstream_fallback, budget_add / budget_charge (provider fallback
+ *       and token budgets: BH_BUDGET_*); composite_add (bh_composite).
+ *       Header only, so usable on any 1.x core: the JSON writer
+ *       (bulkhead/json.h) and bh_respond_json taking a bh_json, BH_COUNT,
+ *       BH_ROUTE, bh_routes_add (a whole route table in one call),
+ *       BH_PLUGIN (descriptor and entry in one line).
+ *       Core behaviour: fini is optional (a 1.2 core refuses NULL); a
+ *       service called off the loop thread returns -EPERM and logs once.
  *
  * Status convention (libuv style): 0 on success, a negative errno value on
  * failure. A call that takes a callback and fails never calls it.
@@ -27,8 +59,9 @@
  * its own copy and the caller may free its argument on return.
  *
  * Threading: every callback runs on the worker's event loop thread, and every
- * service must be called from that thread. A handler must not block: use the
- * asynchronous services the core offers.
+ * service must be called from that thread (wakeup_send excepted). A handler
+ * must not block: use the asynchronous services the core offers. The
+ * header-only helpers call no service and work on any thread.
  *
  * No libuv, libcurl, sqlite or jansson type appears here on purpose: the
  * plugin ABI must not be tied to theirs.
@@ -39,6 +72,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -84,7 +118,8 @@ typedef struct bh_plugin_desc {
   int (*start)(bh_ctx *ctx);
   /* Optional. Stop accepting new work; in-flight requests still end. */
   void (*stop)(bh_ctx *ctx);
-  /* Mandatory. Free everything the plugin owns. Called exactly once after a
+  /* Optional since 1.3 (NULL: nothing to free; a 1.2 core refuses NULL).
+   * Free everything the plugin owns. Called exactly once after a
    * successful init() and also after a failed one. */
   void (*fini)(bh_ctx *ctx);
   /* Optional. 0 healthy, negative unhealthy with *why set to a static
@@ -102,6 +137,20 @@ typedef const bh_plugin_desc *(*bh_entry_fn)(uint16_t core_abi_major,
 /* The entry symbol itself, declared so a hand-written one is checked. */
 BH_EXPORT const bh_plugin_desc *bulkhead_plugin_entry(uint16_t core_abi_major,
                                                       uint16_t core_abi_minor);
+
+/* A whole plugin's descriptor and entry in one line (1.3, header only):
+ *   BH_PLUGIN("hello", "1.0.0", hello_init)
+ * for a plugin of init() alone; write the descriptor and BH_PLUGIN_ENTRY
+ * when it has start, stop, fini or health. */
+#define BH_PLUGIN(name_, version_, init_)                                      \
+  static const bh_plugin_desc bh__plugin_desc = {.size =                       \
+                                                     sizeof(bh_plugin_desc),   \
+                                                 .abi_major = BH_ABI_MAJOR,    \
+                                                 .abi_minor = BH_ABI_MINOR,    \
+                                                 .name = (name_),              \
+                                                 .version = (version_),        \
+                                                 .init = (init_)};             \
+  BH_PLUGIN_ENTRY(bh__plugin_desc)
 
 /* Convenience for plugin sources:
  *   BH_PLUGIN_ENTRY(my_desc)
@@ -126,7 +175,7 @@ typedef void (*bh_handler_fn)(bh_req *req, void *route_data);
 enum bh_route_flags {
   BH_ROUTE_AUTH_REQUIRED = 1u << 0, /* session middleware must pass */
   BH_ROUTE_RAW_BODY = 1u << 1,      /* do not require a JSON content type */
-  /* ABI 1.2. With BH_ROUTE_AUTH_REQUIRED: an expired __session cookie is
+  /* With BH_ROUTE_AUTH_REQUIRED: an expired __session cookie is
    * NOT refreshed silently from __refresh on this route (the caller gets
    * 401). The auth plugin's own routes use it: a client refreshes those
    * explicitly, never as a side effect. An older core ignores the bit. */
@@ -147,6 +196,15 @@ typedef struct bh_route {
   uint32_t timeout_ms;    /* handler deadline; 0: the server default */
   const char *rate_limit; /* named policy, or NULL; copied */
 } bh_route;
+
+/* A route table row with the defaults (1.3, header only):
+ *   static const bh_route routes[] = {BH_ROUTE("GET", "/v1/x/{id}", get_x)};
+ * Set the other members with a full initializer when a route needs them. */
+#define BH_ROUTE(method_, pattern_, handler_)                                  \
+  {                                                                            \
+    .size = sizeof(bh_route), .method = (method_), .pattern = (pattern_),      \
+    .handler = (handler_)                                                      \
+  }
 
 /* ---------------------------------------------------------------------- */
 /* Error map: the plugin's whole code catalogue                            */
@@ -232,6 +290,23 @@ typedef struct bh_body_shape {
   int allow_unknown; /* 0 (the default): unknown fields are errors */
 } bh_body_shape;
 
+/* bh_body_value.type of a JSON null; the other values are bh_field_type
+ * (an integer is BH_FIELD_INT, any other number BH_FIELD_NUMBER). */
+#define BH_VALUE_NULL 0
+
+/* One value of a parsed body, as body_get() reads it. */
+typedef struct bh_body_value {
+  uint32_t size;   /* the bytes the core filled in */
+  int type;        /* BH_VALUE_NULL or a bh_field_type */
+  const char *str; /* STRING: NUL-terminated, borrowed until the request
+                      ends; len bytes (a string may hold a NUL) */
+  size_t len;
+  int64_t i;    /* INT */
+  double num;   /* INT and NUMBER */
+  int b;        /* BOOL */
+  size_t count; /* OBJECT: members; ARRAY: elements */
+} bh_body_value;
+
 /* ---------------------------------------------------------------------- */
 /* Upstreams                                                               */
 /* ---------------------------------------------------------------------- */
@@ -298,7 +373,7 @@ typedef void (*bh_upstream_cb)(bh_req *req, const bh_upstream_result *res,
                                void *data);
 
 /* ---------------------------------------------------------------------- */
-/* Wakeups (ABI 1.1)                                                       */
+/* Wakeups                                                                 */
 /* ---------------------------------------------------------------------- */
 
 /* Lets a thread of the plugin's own (one that runs blocking work: a
@@ -369,7 +444,7 @@ typedef struct bh_migration {
 } bh_migration;
 
 /* ---------------------------------------------------------------------- */
-/* Identity (ABI 1.2)                                                      */
+/* Identity                                                                */
 /* ---------------------------------------------------------------------- */
 
 /* How the caller of an auth-required route proved who it is. */
@@ -461,7 +536,7 @@ typedef void (*bh_identity_cb)(bh_req *req, const bh_identity_result *res,
                                void *data);
 
 /* ---------------------------------------------------------------------- */
-/* Streaming (ABI 1.2)                                                     */
+/* Streaming                                                               */
 /* ---------------------------------------------------------------------- */
 
 /* Body bytes of a streamed upstream answer (see upstream_stream), on the
@@ -511,7 +586,7 @@ struct bh_services {
   uint16_t abi_major;
   uint16_t abi_minor;
 
-  /* --- plugin context (ABI 1.0) --- */
+  /* --- plugin context --- */
 
   /* One JSON log line tagged with the plugin's name. Never pass secrets,
    * tokens or personal data. `fmt` is formatted into the "msg" field. */
@@ -526,7 +601,7 @@ struct bh_services {
    * core). Borrowed until fini(). */
   const char *(*data_dir)(bh_ctx *ctx);
 
-  /* --- registration, only during init() (ABI 1.0) --- */
+  /* --- registration, only during init() --- */
 
   /* Register a route. The route struct is copied. -EINVAL bad pattern or
    * outside the plugin's mounts; -EEXIST conflict (the load fails and the
@@ -542,7 +617,7 @@ struct bh_services {
   int (*error_map)(bh_ctx *ctx, const bh_error_row *rows, size_t nrows,
                    size_t row_size);
 
-  /* --- request accessors (ABI 1.0); all strings borrowed until the
+  /* --- request accessors; all strings borrowed until the
    *     request ends --- */
 
   const char *(*req_method)(bh_req *req);
@@ -563,7 +638,7 @@ struct bh_services {
   const char *(*req_client_addr)(bh_req *req);
   bh_ctx *(*req_ctx)(bh_req *req);
 
-  /* --- ending a request (ABI 1.0) --- */
+  /* --- ending a request --- */
 
   /* Add a response header before the end call. Copied. -EINVAL for a
    * hop-by-hop or malformed header. */
@@ -577,7 +652,7 @@ struct bh_services {
    * and are logged. */
   int (*problem)(bh_req *req, const char *code, const char *detail);
 
-  /* --- strict JSON bodies (ABI 1.0) --- */
+  /* --- strict JSON bodies --- */
 
   /* Parse the request body against `shape` (sizes as the plugin was built;
    * the wrapper passes them; routes without BH_ROUTE_RAW_BODY already
@@ -601,7 +676,7 @@ struct bh_services {
   /* Element i of a STRING_ARRAY field, NULL past the end. */
   const char *(*body_string_at)(bh_req *req, const char *field, size_t i);
 
-  /* --- upstreams (ABI 1.0) --- */
+  /* --- upstreams --- */
 
   /* Registers an upstream during init(). *out is owned by the core and
    * valid until fini(). -EINVAL bad name or no url; -EEXIST name taken. */
@@ -617,7 +692,8 @@ struct bh_services {
   /* A response header of `res` (case-insensitive; the first one when
    * repeated), NULL when absent. The value is copied into a buffer of the
    * calling thread, truncated to 1023 bytes, and overwritten by the next
-   * call: copy it before asking for another header. */
+   * call: copy it before asking for another header. Superseded by
+   * upstream_header_get (1.3), which cannot be misused that way. */
   const char *(*upstream_header)(const bh_upstream_result *res,
                                  const char *name);
   /* Ends `req` with the Problem the plugin's error map gives for `res`
@@ -632,9 +708,13 @@ struct bh_services {
   int (*proxy_add)(bh_ctx *ctx, const char *prefix, bh_upstream *u,
                    uint32_t flags);
 
+  /* Spare: eight slots left free between the 1.0 and 1.1 slots, NULL in
+   * every core so far. They keep the offset of every later slot where
+   * 1.1 put it. A later minor may give one a meaning (BH_SVC_HAS is false
+   * on a core where it is NULL); until then a plugin never reads them. */
   void *reserved[8];
 
-  /* --- waking the loop from the plugin's own threads (ABI 1.1) --- */
+  /* --- waking the loop from the plugin's own threads --- */
 
   /* Creates a wakeup, on the loop thread (init() or later). After each
    * wakeup_send(), `cb(ctx, data)` runs on the loop thread; sends that
@@ -652,7 +732,7 @@ struct bh_services {
    * first; close each wakeup in fini() at the latest. */
   void (*wakeup_close)(bh_wakeup *w);
 
-  /* --- field errors from the plugin's own checks (ABI 1.1) --- */
+  /* --- field errors from the plugin's own checks --- */
 
   /* Ends `req` like problem() and names the failing field: the Problem
    * gets extensions.errors = [{"field": field, "code": code}], the shape
@@ -661,7 +741,7 @@ struct bh_services {
   int (*problem_field)(bh_req *req, const char *code, const char *detail,
                        const char *field);
 
-  /* --- identity (ABI 1.2) ---
+  /* --- identity ---
    * The session store is the core's (SQLite, off the loop); these slots
    * let the auth plugin drive it. Each asynchronous one returns 0 and
    * calls `cb` later exactly once, or returns a negative errno (-EINVAL
@@ -718,7 +798,7 @@ struct bh_services {
   int (*local_verify)(bh_req *req, const char *email, const char *password,
                       bh_identity_cb cb, void *data);
 
-  /* --- streaming (ABI 1.2) ---
+  /* --- streaming ---
    * A plugin that relays an answer as it is produced (server-sent events
    * from an LLM) reads its upstream with upstream_stream() and writes its
    * own answer with stream_start() / stream_write() / stream_end(). */
@@ -768,6 +848,39 @@ struct bh_services {
    * negative errno. The request's access log line then names the code. */
   int (*problem_json)(bh_req *req, const char *code, const char *detail,
                       const bh_upstream_result *res, char *buf, size_t buflen);
+
+  /* --- 1.3: secrets, safe upstream headers, nested body values --- */
+
+  /* The plugin's config key `key` with the core's secret rule applied,
+   * the same as for [auth] and [upstream.*] header keys: a literal as is,
+   * "@env:NAME" the variable's value, "@file:PATH" the file's content with
+   * one trailing line break (LF, CR or CRLF) dropped and nothing else
+   * trimmed. 0 with *out (NUL-terminated, owned by the caller: free it
+   * with secret_free(), which wipes it) and *outlen; -ENOENT when the key
+   * is not set (nothing logged); else a negative errno (-ENOENT variable
+   * unset, -EACCES, -EFBIG past 64 KiB, -ENOMEM) and one log line naming
+   * the plugin, the key and the cause, never the value. */
+  int (*secret_get)(bh_ctx *ctx, const char *key, char **out, size_t *outlen);
+  /* Wipes and frees what secret_get() gave. NULL is fine. */
+  void (*secret_free)(char *secret, size_t len);
+  /* A response header of `res` (case-insensitive; the first one when
+   * repeated) copied NUL-terminated into the caller's buf (truncated to
+   * buflen - 1 bytes). Returns the value's full length (like snprintf),
+   * -ENOENT when absent, -EINVAL (NULL res or name, buf NULL with buflen).
+   * Nothing is shared between calls. */
+  int (*upstream_header_get)(const bh_upstream_result *res, const char *name,
+                             char *buf, size_t buflen);
+  /* After body_parse(): the value at JSON Pointer `pointer` (RFC 6901:
+   * "" the whole body, "/items/0/name"; "~1" is '/', "~0" is '~') into
+   * *out (out_size: sizeof(bh_body_value) as the plugin was built; the
+   * wrapper passes it). 0; -ENOENT no such member or element; -EINVAL no
+   * parsed body, a malformed pointer or a bad out_size. */
+  int (*body_get)(bh_req *req, const char *pointer, bh_body_value *out,
+                  size_t out_size);
+  /* The name of member i of the object at `pointer` (document order),
+   * borrowed until the request ends; NULL past the end or when the value
+   * is not an object. */
+  const char *(*body_key_at)(bh_req *req, const char *pointer, size_t i);
 
   /* --- ABI 1.3 (ai): provider fallback and token budgets --- */
 
@@ -924,7 +1037,9 @@ static inline int bh_respond(bh_req *r, int status, const char *content_type,
                              const char *body, size_t len) {
   return BH__SVC(r)->respond(r, status, content_type, body, len);
 }
-static inline int bh_respond_json(bh_req *r, int status, const char *json) {
+/* Ends `req` with JSON text the plugin wrote itself. */
+static inline int bh_respond_json_text(bh_req *r, int status,
+                                       const char *json) {
   size_t n = 0;
   while (json[n] != '\0')
     n++;
@@ -974,7 +1089,7 @@ static inline const char *bh_body_string_at(bh_req *r, const char *field,
                                             size_t i) {
   return BH__SVC(r)->body_string_at(r, field, i);
 }
-/* ABI 1.1: check BH_SVC_HAS(svc, wakeup_new) before the first use. */
+/* Check BH_SVC_HAS(svc, wakeup_new) before the first use (not in 1.0). */
 static inline int bh_wakeup_new(bh_ctx *c, bh_wakeup_fn cb, void *data,
                                 bh_wakeup **out) {
   return BH__SVC(c)->wakeup_new(c, cb, data, out);
@@ -985,17 +1100,17 @@ static inline int bh_wakeup_send(bh_wakeup *w) {
 static inline void bh_wakeup_close(bh_wakeup *w) {
   BH__SVC(w)->wakeup_close(w);
 }
-/* ABI 1.1: check BH_SVC_HAS(svc, problem_field) before the first use. */
+/* Check BH_SVC_HAS(svc, problem_field) before the first use (not in 1.0). */
 static inline int bh_problem_field(bh_req *r, const char *code,
                                    const char *detail, const char *field) {
   return BH__SVC(r)->problem_field(r, code, detail, field);
 }
-/* ABI 1.2. NULL on an older core too, so no check is needed. */
+/* NULL on a core older than 1.2 too, so no check is needed. */
 static inline const bh_principal *bh_req_principal(bh_req *r) {
   const bh_services *s = BH__SVC(r);
   return BH_SVC_HAS(s, req_principal) ? s->req_principal(r) : NULL;
 }
-/* ABI 1.2: check BH_SVC_HAS(svc, session_create) before using these. */
+/* Check BH_SVC_HAS(svc, session_create) before using these (1.2). */
 static inline int bh_problem_retry(bh_req *r, const char *code,
                                    const char *detail, long retry_after_s) {
   return BH__SVC(r)->problem_retry(r, code, detail, retry_after_s);
@@ -1035,7 +1150,7 @@ static inline int bh_local_verify(bh_req *r, const char *email,
                                   void *data) {
   return BH__SVC(r)->local_verify(r, email, password, cb, data);
 }
-/* ABI 1.2: check BH_SVC_HAS(svc, upstream_stream) before using these. */
+/* Check BH_SVC_HAS(svc, upstream_stream) before using these (1.2). */
 static inline int bh_upstream_stream(bh_req *r, bh_upstream *u,
                                      const bh_upstream_request *call,
                                      bh_upstream_chunk_fn on_chunk,
@@ -1057,6 +1172,47 @@ static inline int bh_problem_json(bh_req *r, const char *code,
                                   const bh_upstream_result *res, char *buf,
                                   size_t buflen) {
   return BH__SVC(r)->problem_json(r, code, detail, res, buf, buflen);
+}
+/* Check BH_SVC_HAS(svc, secret_get) before using these two (1.3). */
+static inline int bh_secret_get(bh_ctx *c, const char *key, char **out,
+                                size_t *outlen) {
+  return BH__SVC(c)->secret_get(c, key, out, outlen);
+}
+static inline void bh_secret_free(bh_ctx *c, char *secret, size_t len) {
+  BH__SVC(c)->secret_free(secret, len);
+}
+/* The form of bh_upstream_header to use: the value lands in the caller's
+ * buffer, so a second call cannot overwrite the first. On a core older
+ * than 1.3 it copies from the per-thread buffer at once (values longer
+ * than 1023 bytes are then cut there). */
+static inline int bh_upstream_header_get(bh_req *r,
+                                         const bh_upstream_result *res,
+                                         const char *name, char *buf,
+                                         size_t buflen) {
+  const bh_services *s = BH__SVC(r);
+  if (BH_SVC_HAS(s, upstream_header_get))
+    return s->upstream_header_get(res, name, buf, buflen);
+  if (res == NULL || name == NULL || (buf == NULL && buflen)) return -EINVAL;
+  const char *v = s->upstream_header(res, name);
+  if (v == NULL) return -ENOENT;
+  size_t n = 0;
+  while (v[n])
+    n++;
+  if (buflen) {
+    size_t k = n < buflen - 1 ? n : buflen - 1;
+    memcpy(buf, v, k);
+    buf[k] = '\0';
+  }
+  return (int)n;
+}
+/* Check BH_SVC_HAS(svc, body_get) before using these two (1.3). */
+static inline int bh_body_get(bh_req *r, const char *pointer,
+                              bh_body_value *out) {
+  return BH__SVC(r)->body_get(r, pointer, out, sizeof(*out));
+}
+static inline const char *bh_body_key_at(bh_req *r, const char *pointer,
+                                         size_t i) {
+  return BH__SVC(r)->body_key_at(r, pointer, i);
 }
 
 /* ABI 1.3: check BH_SVC_HAS(svc, budget_charge) before using these. */
@@ -1104,6 +1260,61 @@ static inline void bh_store_disconnect(bh_ctx *c, void *conn) {
 /* ---------------------------------------------------------------------- */
 /* Helpers (header only: no service slot)                                  */
 /* ---------------------------------------------------------------------- */
+
+/* The number of elements of an array (not of a pointer). */
+#define BH_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Registers every route of a table during init(), in order: the loop
+ * each plugin used to write. 0, or the first failure (the core has then
+ * recorded it, and the load fails with a line naming the plugin, the
+ * route and the rule it broke). Use as bh_routes_add(ctx, routes,
+ * BH_COUNT(routes)). */
+static inline int bh_routes_add(bh_ctx *c, const bh_route *routes, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    int rc = BH__SVC(c)->route_add(c, &routes[i]);
+    if (rc < 0) return rc;
+  }
+  return 0;
+}
+
+/* The JSON writer (header only, see its header). */
+#include "bulkhead/json.h"
+
+/* Ends `req` with what the writer built (the status and application/json)
+ * and frees the writer's text, in every case. A writer that failed or is
+ * incomplete answers generic.internal instead, logged with the writer's
+ * error, and its error is returned. */
+static inline int bh_respond_json_built(bh_req *r, int status, bh_json *j) {
+  size_t n = 0;
+  const char *t = bh_json_done(j, &n);
+  int rc;
+  if (t == NULL) {
+    rc = j->err;
+    bh_log(bh_req_ctx(r), BH_LOG_ERROR,
+           "JSON answer not sent: the writer failed (%d)", rc);
+    int prc = bh_problem(r, "generic.internal", NULL);
+    bh_json_free(j);
+    return prc < 0 ? prc : rc;
+  }
+  rc = BH__SVC(r)->respond(r, status, NULL, t, n);
+  bh_json_free(j);
+  return rc;
+}
+
+/* bh_respond_json(req, status, x): x is a bh_json * the plugin built
+ * (sent and freed, as bh_respond_json_built) or JSON text (as
+ * bh_respond_json_text). In C++ it takes text only. */
+#ifndef __cplusplus
+#define bh_respond_json(r, status, x)                                          \
+  _Generic((x), bh_json *                                                      \
+           : bh_respond_json_built, default                                    \
+           : bh_respond_json_text)((r), (status), (x))
+#else
+/* C++ keeps the 1.2 form for text; a writer goes to bh_respond_json_built */
+static inline int bh_respond_json(bh_req *r, int status, const char *json) {
+  return bh_respond_json_text(r, status, json);
+}
+#endif
 
 static inline int bh__path_unreserved(unsigned char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||

@@ -24,8 +24,6 @@
 
 #include "ai.h"
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
 ai_plugin *ai_get(bh_req *req) {
   return bh_data(bh_req_ctx(req));
 }
@@ -172,44 +170,24 @@ void ai_provider_failed(ai_plugin *ap, bh_req *req,
 
 /* ---- config ------------------------------------------------------------- */
 
-/* A secret from a free key: its value (an environment override,
- * BULKHEAD_PLUGIN_AI_<KEY>), "@env:VAR" or "@file:PATH" (trailing newlines
- * dropped). The secret itself is never logged. */
+/* A secret from a free key (api_key, NAME.api_key): the core's secret rule
+ * (bh_secret_get: the environment override BULKHEAD_PLUGIN_AI_<KEY>,
+ * "@env:VAR" or "@file:PATH" with one trailing line break dropped), then
+ * ours: it goes into a header, so no spaces or control bytes. Never
+ * logged. */
 int ai_secret_get(bh_ctx *ctx, const char *key, char **out) {
+  size_t n = 0;
+  char *v = NULL;
+  const char *raw = bh_config(ctx, key);
   *out = NULL;
-  const char *v = bh_config(ctx, key);
-  if (v == NULL || v[0] == '\0') return 0;
-  char buf[4096];
-  size_t n;
-  if (strncmp(v, "@env:", 5) == 0) {
-    const char *e = getenv(v + 5);
-    if (e == NULL) {
-      bh_log(ctx, BH_LOG_ERROR, "%s: environment variable %.64s is not set",
-             key, v + 5);
-      return -EINVAL;
-    }
-    n = strlen(e);
-    if (n < sizeof(buf)) memcpy(buf, e, n + 1);
-  } else if (strncmp(v, "@file:", 6) == 0) {
-    FILE *f = fopen(v + 6, "r");
-    if (f == NULL) {
-      bh_log(ctx, BH_LOG_ERROR, "%s: cannot read %.200s", key, v + 6);
-      return -EINVAL;
-    }
-    n = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    while (n && n < sizeof(buf) && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-      n--;
-    if (n < sizeof(buf)) buf[n] = '\0';
-  } else {
-    n = strlen(v);
-    if (n < sizeof(buf)) memcpy(buf, v, n + 1);
-  }
-  int ok = n > 0 && n < sizeof(buf);
+  if (raw == NULL || raw[0] == '\0') return 0; /* calls carry no key */
+  int rc = bh_secret_get(ctx, key, &v, &n);
+  if (rc < 0) return -EINVAL; /* the core logged which and why */
+  int ok = n > 0 && n < 4096;
   for (size_t i = 0; ok && i < n; i++)
-    if ((unsigned char)buf[i] <= ' ' || buf[i] == 0x7f) ok = 0;
-  if (ok) *out = strdup(buf);
-  explicit_bzero(buf, sizeof(buf));
+    if ((unsigned char)v[i] <= ' ' || v[i] == 0x7f) ok = 0;
+  if (ok) *out = strdup(v);
+  bh_secret_free(ctx, v, n);
   if (!ok) {
     bh_log(ctx, BH_LOG_ERROR,
            "%s: empty, too long, or has spaces or control bytes", key);
@@ -299,16 +277,10 @@ static int ai_init(bh_ctx *ctx, const bh_services *svc) {
     }
     if ((rc = bh_budget_add(ctx, ap->cfg.token_budget)) < 0) return rc;
   }
-  if ((rc = bh_error_map(ctx, errors, COUNT(errors))) < 0) return rc;
+  if ((rc = bh_error_map(ctx, errors, BH_COUNT(errors))) < 0) return rc;
   const bh_route routes[] = {
-      {.size = sizeof(bh_route),
-       .method = "GET",
-       .pattern = "/v1/ai/status",
-       .handler = status_get},
-      {.size = sizeof(bh_route),
-       .method = "GET",
-       .pattern = "/v1/ai/provider-status",
-       .handler = provider_get},
+      BH_ROUTE("GET", "/v1/ai/status", status_get),
+      BH_ROUTE("GET", "/v1/ai/provider-status", provider_get),
       {.size = sizeof(bh_route),
        .method = "POST",
        .pattern = "/v1/ai/draft-reply",
@@ -319,13 +291,12 @@ static int ai_init(bh_ctx *ctx, const bh_services *svc) {
         * its code) is what the client hears */
        .timeout_ms = 65000},
   };
-  for (size_t i = 0; i < COUNT(routes); i++)
-    if ((rc = bh_route_add(ctx, &routes[i])) < 0) return rc;
+  if ((rc = bh_routes_add(ctx, routes, BH_COUNT(routes))) < 0) return rc;
   bh_log(ctx, BH_LOG_INFO,
          "ai %s ready: %zu routes, %zu error rows, model %s, %zu "
          "fallback provider(s)%s%s%s%s",
-         AI_VERSION, COUNT(routes), COUNT(errors), ap->cfg.model, ap->nprov - 1,
-         ap->cfg.token_budget ? ", token budget " : "",
+         AI_VERSION, BH_COUNT(routes), BH_COUNT(errors), ap->cfg.model,
+         ap->nprov - 1, ap->cfg.token_budget ? ", token budget " : "",
          ap->cfg.token_budget ? ap->cfg.token_budget : "",
          ap->can_stream ? "" : "; no streaming in this core",
          ap->cfg.api_key ? "" : "; no api_key: provider calls carry no key");

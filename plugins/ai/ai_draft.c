@@ -95,23 +95,40 @@ static int text_ok(const char *s, int multiline) {
   return seen;
 }
 
-static char *request_body(const ai_plugin *ap, const char *model,
-                          const char *review, const char *tone,
-                          const char *business, int stream) {
+/* The Messages API request into j: 0, or the writer's error. */
+static int request_body(bh_json *j, const ai_plugin *ap, const char *model,
+                        const char *review, const char *tone,
+                        const char *business, int stream) {
   size_t n = strlen(review) + strlen(business) + 64;
   char *prompt = malloc(n);
-  if (prompt == NULL) return NULL;
+  bh_json_init(j, 0);
+  if (prompt == NULL) return -ENOMEM;
   snprintf(prompt, n, "Business: %s\nTone: %s\n\nReview:\n%s", business, tone,
            review);
-  json_t *doc =
-      json_pack("{s:s,s:I,s:s,s:[{s:s,s:s}]}", "model", model, "max_tokens",
-                (json_int_t)ap->cfg.max_tokens, "system", system_prompt,
-                "messages", "role", "user", "content", prompt);
+  bh_json_obj(j);
+  bh_json_kstr(j, "model", model);
+  bh_json_kint(j, "max_tokens", ap->cfg.max_tokens);
+  bh_json_kstr(j, "system", system_prompt);
+  bh_json_karr(j, "messages");
+  bh_json_obj(j);
+  bh_json_kstr(j, "role", "user");
+  bh_json_kstr(j, "content", prompt);
+  bh_json_end(j);
+  bh_json_end(j);
+  if (stream) bh_json_kbool(j, "stream", 1);
+  bh_json_end(j);
   free(prompt);
-  if (doc && stream) json_object_set_new(doc, "stream", json_true());
-  char *out = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-  json_decref(doc);
-  return out;
+  return bh_json_done(j, NULL) ? 0 : bh_json_error(j);
+}
+
+/* {"draft": text, "provider": name}: the answer, buffered or streamed. */
+static void draft_json(bh_json *j, const char *text, size_t len,
+                       const char *provider) {
+  bh_json_init(j, 0);
+  bh_json_obj(j);
+  bh_json_kstrn(j, "draft", text, len);
+  bh_json_kstr(j, "provider", provider);
+  bh_json_end(j);
 }
 
 /* ---- buffered ----------------------------------------------------------- */
@@ -192,13 +209,11 @@ static void draft_done(bh_req *req, const bh_upstream_result *res, void *data) {
   charge(c);
   const char *served = ap->prov[c->tries.idx].name;
   char *draft = draft_text(json_object_get(doc, "content"));
-  json_t *out =
-      draft ? json_pack("{s:s,s:s}", "draft", draft, "provider", served) : NULL;
-  free(draft);
   json_decref(doc);
-  char *s = out ? json_dumps(out, JSON_COMPACT) : NULL;
-  json_decref(out);
-  if (s == NULL) {
+  bh_json out;
+  if (draft) draft_json(&out, draft, strlen(draft), served);
+  free(draft);
+  if (draft == NULL) {
     bh_log(ap->ctx, BH_LOG_WARN,
            "the AI provider %s's answer has no text (request %s)", served,
            bh_req_id(req));
@@ -208,8 +223,7 @@ static void draft_done(bh_req *req, const bh_upstream_result *res, void *data) {
   }
   ai_served_by(ap, req, &c->tries);
   call_free(c);
-  bh_respond_json(req, 200, s);
-  free(s);
+  bh_respond_json(req, 200, &out);
 }
 
 /* ---- streamed ----------------------------------------------------------- */
@@ -225,12 +239,11 @@ static int emit(ai_call *c, const char *event, const char *data) {
   return rc < 0 ? -1 : 0;
 }
 
-static int emit_json(ai_call *c, const char *event, json_t *doc) {
-  char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-  json_decref(doc);
-  if (s == NULL) return -1;
-  int rc = emit(c, event, s);
-  free(s);
+/* One event whose data is what j holds; frees j. */
+static int emit_json(ai_call *c, const char *event, bh_json *j) {
+  const char *s = bh_json_done(j, NULL);
+  int rc = s ? emit(c, event, s) : -1;
+  bh_json_free(j);
   return rc;
 }
 
@@ -274,7 +287,12 @@ static int on_event(void *arg, const char *event, const char *data,
           c->tlen += tl;
         }
       }
-      rc = emit_json(c, "delta", json_pack("{s:s}", "text", t));
+      bh_json j;
+      bh_json_init(&j, 0);
+      bh_json_obj(&j);
+      bh_json_kstrn(&j, "text", t, tl);
+      bh_json_end(&j);
+      rc = emit_json(c, "delta", &j);
       if (rc < 0) c->gone = 1;
     }
   } else if (strcmp(type, "message_start") == 0) {
@@ -358,9 +376,10 @@ static void stream_done(bh_req *req, const bh_upstream_result *res,
   } else if (res->outcome == BH_OUTCOME_CANCELED) {
     bh_stream_end(req, 1); /* shutting down: nobody to tell */
   } else if (res->outcome == BH_OUTCOME_RESPONSE && c->finished) {
-    emit_json(c, "done",
-              json_pack("{s:s,s:s}", "draft", c->text ? c->text : "",
-                        "provider", ap->prov[c->tries.idx].name));
+    bh_json j;
+    draft_json(&j, c->text ? c->text : "", c->text ? c->tlen : 0,
+               ap->prov[c->tries.idx].name);
+    emit_json(c, "done", &j);
     bh_stream_end(req, 0);
   } else if (res->outcome == BH_OUTCOME_RESPONSE) {
     bh_log(ap->ctx, BH_LOG_WARN,
@@ -385,9 +404,13 @@ static void stream_done(bh_req *req, const bh_upstream_result *res,
 static int call_start(ai_call *c) {
   ai_plugin *ap = c->ap;
   const ai_provider *p = &ap->prov[c->tries.idx];
-  char *body =
-      request_body(ap, p->model, c->review, c->tone, c->business, c->stream);
-  if (body == NULL) return -ENOMEM;
+  bh_json body;
+  int brc = request_body(&body, ap, p->model, c->review, c->tone, c->business,
+                         c->stream);
+  if (brc) {
+    bh_json_free(&body);
+    return brc < 0 ? brc : -ENOMEM;
+  }
   const char *headers[] = {"content-type: application/json", ap->version_header,
                            c->stream ? "accept: text/event-stream"
                                      : "accept: application/json",
@@ -396,12 +419,12 @@ static int call_start(ai_call *c) {
                             .method = "POST",
                             .path = "/v1/messages",
                             .headers = headers,
-                            .body = body,
-                            .body_len = strlen(body)};
+                            .body = body.buf,
+                            .body_len = body.len};
   int rc = c->stream ? bh_upstream_stream(c->req, p->up, &rq, on_chunk,
                                           stream_done, c)
                      : bh_upstream_call(c->req, p->up, &rq, draft_done, c);
-  free(body);
+  bh_json_free(&body); /* copied by the call */
   return rc;
 }
 

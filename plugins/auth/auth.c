@@ -27,47 +27,46 @@
 
 #include "auth_plugin.h"
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
 auth_state auth_g;
 
-void auth_reply(bh_req *req, int status, json_t *doc) {
-  char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-  json_decref(doc);
-  if (body == NULL) {
-    bh_problem(req, "generic.internal", NULL);
-    return;
-  }
+void auth_reply(bh_req *req, int status, bh_json *j) {
   bh_set_header(req, "Cache-Control", "no-store");
-  bh_respond(req, status, NULL, body, strlen(body));
-  free(body);
+  bh_respond_json(req, status, j);
 }
 
-json_t *auth_scopes_json(const char *scopes) {
-  json_t *arr = json_array();
-  for (const char *s = scopes ? scopes : ""; arr && *s;) {
+void auth_scopes_put(bh_json *j, const char *scopes) {
+  bh_json_arr(j);
+  for (const char *s = scopes ? scopes : ""; *s;) {
     while (*s == ' ')
       s++;
     size_t n = strcspn(s, " ");
-    if (n) json_array_append_new(arr, json_stringn(s, n));
+    if (n) bh_json_strn(j, s, n);
     s += n;
   }
-  return arr;
+  bh_json_end(j);
 }
 
-json_t *auth_token_doc(const bh_identity_result *res, int with_refresh) {
+void auth_token_reply(bh_req *req, const bh_identity_result *res,
+                      int with_refresh, const char *redirect) {
   int64_t now = (int64_t)time(NULL);
-  json_t *doc =
-      json_pack("{s:{s:s},s:s,s:s,s:I,s:I}", "user", "id", res->user_id,
-                "accessToken", res->access_token, "tokenType", "Bearer",
-                "expiresIn", (json_int_t)(res->access_expires_at - now),
-                "expiresAt", (json_int_t)res->access_expires_at);
-  if (doc && with_refresh) {
-    json_object_set_new(doc, "refreshToken", json_string(res->refresh_token));
-    json_object_set_new(doc, "refreshExpiresAt",
-                        json_integer(res->refresh_expires_at));
+  bh_json j;
+  bh_json_init(&j, 0);
+  bh_json_sensitive(&j); /* tokens */
+  bh_json_obj(&j);
+  bh_json_kobj(&j, "user");
+  bh_json_kstr(&j, "id", res->user_id);
+  bh_json_end(&j);
+  bh_json_kstr(&j, "accessToken", res->access_token);
+  bh_json_kstr(&j, "tokenType", "Bearer");
+  bh_json_kint(&j, "expiresIn", res->access_expires_at - now);
+  bh_json_kint(&j, "expiresAt", res->access_expires_at);
+  if (with_refresh) {
+    bh_json_kstr(&j, "refreshToken", res->refresh_token);
+    bh_json_kint(&j, "refreshExpiresAt", res->refresh_expires_at);
   }
-  return doc;
+  if (redirect && redirect[0]) bh_json_kstr(&j, "redirect", redirect);
+  bh_json_end(&j);
+  auth_reply(req, 200, &j);
 }
 
 void auth_fail(bh_req *req, int status, const char *code) {
@@ -111,12 +110,24 @@ static void me_get(bh_req *req, void *data) {
     bh_problem(req, "auth.unauthenticated", NULL);
     return;
   }
-  json_t *doc = json_pack(
-      "{s:{s:s},s:{s:o,s:s,s:o,s:o}}", "user", "id", p->user_id, "session",
-      "id", p->session_id[0] ? json_string(p->session_id) : json_null(), "kind",
-      kind_name(p->kind), "scopes", auth_scopes_json(p->scopes), "expiresAt",
-      p->expires_at ? json_integer(p->expires_at) : json_null());
-  auth_reply(req, 200, doc);
+  bh_json j;
+  bh_json_init(&j, 0);
+  bh_json_obj(&j);
+  bh_json_kobj(&j, "user");
+  bh_json_kstr(&j, "id", p->user_id);
+  bh_json_end(&j);
+  bh_json_kobj(&j, "session");
+  bh_json_kstr(&j, "id", p->session_id[0] ? p->session_id : NULL);
+  bh_json_kstr(&j, "kind", kind_name(p->kind));
+  bh_json_key(&j, "scopes");
+  auth_scopes_put(&j, p->scopes);
+  if (p->expires_at)
+    bh_json_kint(&j, "expiresAt", p->expires_at);
+  else
+    bh_json_knull(&j, "expiresAt");
+  bh_json_end(&j);
+  bh_json_end(&j);
+  auth_reply(req, 200, &j);
 }
 
 /* The auth plugin's own routes are never refreshed silently: a client
@@ -124,10 +135,7 @@ static void me_get(bh_req *req, void *data) {
 #define AUTHED (BH_ROUTE_AUTH_REQUIRED | BH_ROUTE_NO_AUTO_REFRESH)
 
 static const bh_route routes[] = {
-    {.size = sizeof(bh_route),
-     .method = "GET",
-     .pattern = "/v1/auth/status",
-     .handler = status_get},
+    BH_ROUTE("GET", "/v1/auth/status", status_get),
     {.size = sizeof(bh_route),
      .method = "POST",
      .pattern = "/v1/auth/login",
@@ -278,6 +286,8 @@ static int mounted(bh_ctx *ctx, const char *path) {
 
 /* ---- the identity provider failed ------------------------------------- */
 
+/* jansson stays here: the answer is the core's Problem JSON plus one
+ * member, and the SDK has no Problem slot with extra members. */
 void auth_idp_failed(bh_req *req, const bh_upstream_result *res) {
   char buf[2048];
   int n = bh_problem_json(req, res ? NULL : "auth.idp_unavailable", NULL, res,
@@ -327,52 +337,27 @@ void auth_idp_failed(bh_req *req, const bh_upstream_result *res) {
 
 /* ---- config of the magic link ----------------------------------------- */
 
-/* A secret from a free key: the value, "@env:VAR" or "@file:PATH"
- * (trailing newlines dropped). 0 and *out (NULL when absent), or -EINVAL
- * with the reason logged; the secret itself never is. */
+/* A secret from a free key with the core's rule (bh_secret_get: the
+ * value, "@env:VAR" or "@file:PATH" with one trailing line break
+ * dropped), then ours: no control bytes. 0 and *out (NULL when absent or
+ * empty), or -EINVAL with the reason logged; the secret itself never is. */
 static int secret_get(bh_ctx *ctx, const char *key, char **out) {
+  const char *raw = bh_config(ctx, key);
+  char *v = NULL;
+  size_t n = 0;
   *out = NULL;
-  const char *v = bh_config(ctx, key);
-  if (v == NULL || v[0] == '\0') return 0;
-  char buf[1024];
-  size_t n;
-  if (strncmp(v, "@env:", 5) == 0) {
-    const char *e = getenv(v + 5);
-    if (e == NULL) {
-      bh_log(ctx, BH_LOG_ERROR,
-             "[plugin.auth] %s: environment variable %.64s is not set", key,
-             v + 5);
-      return -EINVAL;
-    }
-    n = strlen(e);
-    if (n < sizeof(buf)) memcpy(buf, e, n + 1);
-  } else if (strncmp(v, "@file:", 6) == 0) {
-    FILE *f = fopen(v + 6, "r");
-    if (f == NULL) {
-      bh_log(ctx, BH_LOG_ERROR, "[plugin.auth] %s: cannot read %.200s", key,
-             v + 6);
-      return -EINVAL;
-    }
-    n = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    while (n && n < sizeof(buf) && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-      n--;
-    if (n < sizeof(buf)) buf[n] = '\0';
-  } else {
-    n = strlen(v);
-    if (n < sizeof(buf)) memcpy(buf, v, n + 1);
-  }
-  int ok = n > 0 && n < sizeof(buf);
+  if (raw == NULL || raw[0] == '\0') return 0;
+  if (bh_secret_get(ctx, key, &v, &n) < 0) return -EINVAL; /* logged */
+  int ok = n > 0 && n < 1024;
   for (size_t i = 0; ok && i < n; i++)
-    if ((unsigned char)buf[i] < ' ' || buf[i] == 0x7f) ok = 0;
+    if ((unsigned char)v[i] < ' ' || v[i] == 0x7f) ok = 0;
+  if (ok) *out = strdup(v);
+  bh_secret_free(ctx, v, n);
   if (!ok) {
-    sodium_memzero(buf, sizeof(buf));
     bh_log(ctx, BH_LOG_ERROR,
            "[plugin.auth] %s: empty, too long, or has control bytes", key);
     return -EINVAL;
   }
-  *out = strdup(buf);
-  sodium_memzero(buf, sizeof(buf));
   return *out ? 0 : -ENOMEM;
 }
 
@@ -543,12 +528,12 @@ static int auth_init(bh_ctx *ctx, const bh_services *svc) {
                            .timeout_ms = 5000};
     if ((rc = bh_upstream_add(ctx, &def, &auth_g.upstream)) < 0) return rc;
   }
-  if ((rc = bh_error_map(ctx, errors, COUNT(errors))) < 0) return rc;
+  if ((rc = bh_error_map(ctx, errors, BH_COUNT(errors))) < 0) return rc;
   /* API keys are served only where ops mounted them: a deployment that
    * mounts /v1/auth alone gets sessions without keys, not a failed load */
   int keys = mounted(ctx, "/v1/api-keys");
   size_t served = 0;
-  for (size_t i = 0; i < COUNT(routes); i++) {
+  for (size_t i = 0; i < BH_COUNT(routes); i++) {
     if (!keys && strncmp(routes[i].pattern, "/v1/api-keys", 12) == 0) continue;
     if ((rc = bh_route_add(ctx, &routes[i])) < 0) return rc;
     served++;

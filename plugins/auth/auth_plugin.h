@@ -44,14 +44,15 @@ typedef struct auth_state {
 /* One per process (each worker loads its own copy of the plugin). */
 extern auth_state auth_g;
 
-/* Answers `doc` (stolen) as JSON with `status`. */
-void auth_reply(bh_req *req, int status, json_t *doc);
-/* A space-separated scope string as a JSON array (new reference). */
-json_t *auth_scopes_json(const char *scopes);
-/* The body of a successful login or refresh: user, access token and its
- * expiry, and with `with_refresh` the refresh token (new reference, NULL
- * when out of memory). */
-json_t *auth_token_doc(const bh_identity_result *res, int with_refresh);
+/* Answers what `j` built (sent and freed) with `status`, no-store. */
+void auth_reply(bh_req *req, int status, bh_json *j);
+/* A space-separated scope string as the writer's next value, an array. */
+void auth_scopes_put(bh_json *j, const char *scopes);
+/* Answers a successful login or refresh: user, access token and its
+ * expiry, with `with_refresh` the refresh token, and `redirect` when not
+ * NULL or "". The text is wiped once sent. */
+void auth_token_reply(bh_req *req, const bh_identity_result *res,
+                      int with_refresh, const char *redirect);
 /* Answers a failed identity call: res->code, or the service's errno. */
 void auth_fail(bh_req *req, int status, const char *code);
 

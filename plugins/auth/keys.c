@@ -51,11 +51,19 @@ static void on_created(bh_req *req, const bh_identity_result *res, void *data) {
     free(name);
     return;
   }
-  json_t *doc = json_pack(
-      "{s:s,s:s,s:s,s:s,s:o,s:I}", "id", res->key_id, "key", res->key, "prefix",
-      res->key_prefix, "name", name ? name : "", "scopes",
-      auth_scopes_json(res->scopes), "createdAt", (json_int_t)time(NULL));
-  auth_reply(req, 201, doc);
+  bh_json j;
+  bh_json_init(&j, 0);
+  bh_json_sensitive(&j); /* the raw key */
+  bh_json_obj(&j);
+  bh_json_kstr(&j, "id", res->key_id);
+  bh_json_kstr(&j, "key", res->key);
+  bh_json_kstr(&j, "prefix", res->key_prefix);
+  bh_json_kstr(&j, "name", name ? name : "");
+  bh_json_key(&j, "scopes");
+  auth_scopes_put(&j, res->scopes);
+  bh_json_kint(&j, "createdAt", (int64_t)time(NULL));
+  bh_json_end(&j);
+  auth_reply(req, 201, &j);
   free(name);
 }
 
@@ -103,20 +111,37 @@ static void on_listed(bh_req *req, const bh_identity_result *res, void *data) {
     auth_fail(req, res->status ? res->status : -EIO, res->code);
     return;
   }
+  /* the core lists scopes as one string: the API shows an array. The
+   * core's list is parsed with jansson (the SDK reads request bodies
+   * only); each member is copied as the core wrote it, scopes split. */
   json_t *keys = json_loads(res->json, 0, NULL);
-  json_t *arr = json_array();
+  bh_json j;
+  bh_json_init(&j, 0);
+  bh_json_obj(&j);
+  bh_json_karr(&j, "keys");
   size_t i;
   json_t *k;
-  /* the core lists scopes as one string: the API shows an array */
   json_array_foreach(keys, i, k) {
-    json_t *o = json_deep_copy(k);
-    json_object_set_new(
-        o, "scopes",
-        auth_scopes_json(json_string_value(json_object_get(k, "scopes"))));
-    json_array_append_new(arr, o);
+    const char *name;
+    json_t *v;
+    bh_json_obj(&j);
+    json_object_foreach(k, name, v) {
+      bh_json_key(&j, name);
+      if (strcmp(name, "scopes") == 0)
+        auth_scopes_put(&j, json_string_value(v));
+      else if (json_is_string(v))
+        bh_json_strn(&j, json_string_value(v), json_string_length(v));
+      else if (json_is_integer(v))
+        bh_json_int(&j, json_integer_value(v));
+      else
+        bh_json_null(&j); /* the core writes strings, integers and null */
+    }
+    bh_json_end(&j);
   }
   json_decref(keys);
-  auth_reply(req, 200, json_pack("{s:o}", "keys", arr));
+  bh_json_end(&j);
+  bh_json_end(&j);
+  auth_reply(req, 200, &j);
 }
 
 void auth_keys_list(bh_req *req, void *data) {

@@ -69,8 +69,7 @@ static void on_created(bh_req *req, const bh_identity_result *res, void *data) {
     return;
   }
   auth_magic_remember(l->email, l->user_id);
-  json_t *doc = auth_token_doc(res, l->include_refresh);
-  auth_reply(req, 200, doc);
+  auth_token_reply(req, res, l->include_refresh, NULL);
   login_free(l);
 }
 
@@ -135,23 +134,27 @@ static void on_local(bh_req *req, const bh_identity_result *res, void *data) {
 
 /* ---- an identity toolkit ---------------------------------------------- */
 
-static int idp_call(bh_req *req, const char *what, json_t *body,
+/* Sends what `body` built (a sensitive writer: it may hold the password),
+ * then wipes and frees it. */
+static int idp_call(bh_req *req, const char *what, bh_json *body,
                     bh_upstream_cb cb, login *l) {
   char path[640];
   snprintf(path, sizeof(path), "/v1/accounts:%s%s", what, auth_g.key_query);
-  char *text = json_dumps(body, JSON_COMPACT);
-  json_decref(body);
-  if (text == NULL) return -ENOMEM;
+  size_t len = 0;
+  const char *text = bh_json_done(body, &len);
+  if (text == NULL) {
+    bh_json_free(body);
+    return -ENOMEM;
+  }
   static const char *const headers[] = {"Content-Type: application/json", NULL};
   bh_upstream_request rq = {.size = sizeof(rq),
                             .method = "POST",
                             .path = path,
                             .headers = headers,
                             .body = text,
-                            .body_len = strlen(text)};
+                            .body_len = len};
   int rc = bh_upstream_call(req, auth_g.upstream, &rq, cb, l);
-  wipe(text); /* the core copied it; it held the password */
-  free(text);
+  bh_json_free(body); /* wiped: the core copied it */
   return rc;
 }
 
@@ -216,8 +219,13 @@ static void on_signin(bh_req *req, const bh_upstream_result *res, void *data) {
       return;
     }
     snprintf(l->user_id, sizeof(l->user_id), "%s", id);
-    int rc = idp_call(req, "lookup", json_pack("{s:s}", "idToken", tok),
-                      on_lookup, l);
+    bh_json body;
+    bh_json_init(&body, 0);
+    bh_json_sensitive(&body);
+    bh_json_obj(&body);
+    bh_json_kstr(&body, "idToken", tok);
+    bh_json_end(&body);
+    int rc = idp_call(req, "lookup", &body, on_lookup, l);
     json_decref(doc);
     if (rc) {
       give_back(req, l);
@@ -276,11 +284,16 @@ static void on_checked(bh_req *req, const bh_identity_result *res, void *data) {
     wipe(l->password); /* the core took its own copy */
     if (rc) give_back(req, l), auth_fail(req, rc, NULL);
   } else {
-    json_t *body = json_pack("{s:s,s:s,s:b}", "email", l->email, "password",
-                             l->password, "returnSecureToken", 1);
+    bh_json body;
+    bh_json_init(&body, 0);
+    bh_json_sensitive(&body);
+    bh_json_obj(&body);
+    bh_json_kstr(&body, "email", l->email);
+    bh_json_kstr(&body, "password", l->password);
+    bh_json_kbool(&body, "returnSecureToken", 1);
+    bh_json_end(&body);
     wipe(l->password);
-    rc = body ? idp_call(req, "signInWithPassword", body, on_signin, l)
-              : -ENOMEM;
+    rc = idp_call(req, "signInWithPassword", &body, on_signin, l);
     if (rc) give_back(req, l), auth_idp_failed(req, NULL);
   }
   if (rc) login_free(l);

@@ -581,10 +581,7 @@ static void on_session(bh_req *req, const bh_identity_result *res, void *data) {
     bh_set_header(req, "Referrer-Policy", "no-referrer");
     bh_respond(req, 302, "text/plain; charset=utf-8", "", 0);
   } else {
-    json_t *doc = auth_token_doc(res, 0);
-    if (doc && j->redirect[0])
-      json_object_set_new(doc, "redirect", json_string(j->redirect));
-    auth_reply(req, 200, doc);
+    auth_token_reply(req, res, 0, j->redirect);
   }
   free(j);
 }
@@ -799,11 +796,8 @@ int auth_magic_routes(bh_ctx *ctx) {
        .pattern = "/v1/auth/magic-link/verify",
        .handler = magic_verify_get},
   };
-  for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-    int rc = bh_route_add(ctx, &routes[i]);
-    if (rc < 0) return rc;
-  }
-  return 3;
+  int rc = bh_routes_add(ctx, routes, BH_COUNT(routes));
+  return rc < 0 ? rc : (int)BH_COUNT(routes);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */

@@ -49,8 +49,7 @@ static void on_refreshed(bh_req *req, const bh_identity_result *res,
     free(r);
     return;
   }
-  json_t *doc = auth_token_doc(res, r->from_body);
-  auth_reply(req, 200, doc);
+  auth_token_reply(req, res, r->from_body, NULL);
   free(r);
 }
 

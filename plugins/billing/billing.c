@@ -23,8 +23,6 @@
 
 #include "billing.h"
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
 billing_plugin *billing_get(bh_req *req) {
   return bh_data(bh_req_ctx(req));
 }
@@ -70,14 +68,8 @@ static void provider_get(bh_req *req, void *data) {
 }
 
 static const bh_route routes[] = {
-    {.size = sizeof(bh_route),
-     .method = "GET",
-     .pattern = "/v1/billing/status",
-     .handler = status_get},
-    {.size = sizeof(bh_route),
-     .method = "GET",
-     .pattern = "/v1/billing/provider-status",
-     .handler = provider_get},
+    BH_ROUTE("GET", "/v1/billing/status", status_get),
+    BH_ROUTE("GET", "/v1/billing/provider-status", provider_get),
     {.size = sizeof(bh_route),
      .method = "POST",
      .pattern = "/v1/billing/checkout-session",
@@ -229,57 +221,29 @@ static const bh_error_row errors[] = {
 
 /* ---- config ------------------------------------------------------------- */
 
-/* A secret from a free key: the value itself (an environment override,
- * BULKHEAD_PLUGIN_BILLING_<KEY>), "@env:VAR" or "@file:PATH" (trailing
- * newlines dropped). 0 and *out (NULL when the key is absent), or -EINVAL
- * with the reason logged; the secret itself is never logged. */
+/* A secret from a free key with the core's rule (bh_secret_get: the
+ * environment override BULKHEAD_PLUGIN_BILLING_<KEY>, "@env:VAR" or
+ * "@file:PATH" with one trailing line break dropped), then ours: it goes
+ * into a header, so no spaces or control bytes. 0 and *out (NULL when the
+ * key is absent or empty), or -EINVAL with the reason logged; the secret
+ * itself is never logged. */
 static int secret_get(bh_ctx *ctx, const char *key, char **out) {
-  *out = NULL;
-  const char *v = bh_config(ctx, key);
-  if (v == NULL || v[0] == '\0') return 0;
-  char buf[4096];
+  const char *raw = bh_config(ctx, key);
+  char *v = NULL;
   size_t n = 0;
-  if (strncmp(v, "@env:", 5) == 0) {
-    const char *e = getenv(v + 5);
-    if (e == NULL) {
-      bh_log(ctx, BH_LOG_ERROR, "%s: environment variable %.64s is not set",
-             key, v + 5);
-      return -EINVAL;
-    }
-    n = strlen(e);
-    if (n >= sizeof(buf))
-      n = sizeof(buf); /* refused below */
-    else
-      memcpy(buf, e, n + 1);
-  } else if (strncmp(v, "@file:", 6) == 0) {
-    FILE *f = fopen(v + 6, "r");
-    if (f == NULL) {
-      bh_log(ctx, BH_LOG_ERROR, "%s: cannot read %.200s", key, v + 6);
-      return -EINVAL;
-    }
-    n = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    while (n && n < sizeof(buf) && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-      n--;
-    if (n < sizeof(buf)) buf[n] = '\0';
-  } else {
-    n = strlen(v);
-    if (n < sizeof(buf))
-      memcpy(buf, v, n + 1);
-    else
-      n = sizeof(buf);
-  }
-  int ok = n > 0 && n < sizeof(buf);
+  *out = NULL;
+  if (raw == NULL || raw[0] == '\0') return 0;
+  if (bh_secret_get(ctx, key, &v, &n) < 0) return -EINVAL; /* logged */
+  int ok = n > 0 && n < 4096;
   for (size_t i = 0; ok && i < n; i++)
-    if ((unsigned char)buf[i] <= ' ' || buf[i] == 0x7f) ok = 0;
+    if ((unsigned char)v[i] <= ' ' || v[i] == 0x7f) ok = 0;
+  if (ok) *out = billing_strdup(v);
+  bh_secret_free(ctx, v, n);
   if (!ok) {
-    sodium_memzero(buf, sizeof(buf));
     bh_log(ctx, BH_LOG_ERROR,
            "%s: empty, too long, or has spaces or control bytes", key);
     return -EINVAL;
   }
-  *out = billing_strdup(buf);
-  sodium_memzero(buf, sizeof(buf));
   return *out ? 0 : -ENOMEM;
 }
 
@@ -352,7 +316,7 @@ static int config_load(bh_ctx *ctx, billing_config *c) {
   static const char *const urls[] = {"success_url", "cancel_url",
                                      "portal_return_url"};
   const char **dst[] = {&c->success_url, &c->cancel_url, &c->portal_return_url};
-  for (size_t i = 0; i < COUNT(urls); i++) {
+  for (size_t i = 0; i < BH_COUNT(urls); i++) {
     *dst[i] = bh_config(ctx, urls[i]);
     if (*dst[i] && !url_ok(*dst[i])) {
       bh_log(ctx, BH_LOG_ERROR, "%s: not an http(s) URL", urls[i]);
@@ -439,11 +403,10 @@ static int billing_init(bh_ctx *ctx, const bh_services *svc) {
                          .name = "billing",
                          .default_url = "https://api.stripe.com"};
   if ((rc = bh_upstream_add(ctx, &def, &bp->provider)) < 0) return rc;
-  if ((rc = bh_error_map(ctx, errors, COUNT(errors))) < 0) return rc;
-  for (size_t i = 0; i < COUNT(routes); i++)
-    if ((rc = bh_route_add(ctx, &routes[i])) < 0) return rc;
+  if ((rc = bh_error_map(ctx, errors, BH_COUNT(errors))) < 0) return rc;
+  if ((rc = bh_routes_add(ctx, routes, BH_COUNT(routes))) < 0) return rc;
   bh_log(ctx, BH_LOG_INFO, "billing %s ready: %zu routes, %zu error rows%s%s",
-         BILLING_VERSION, COUNT(routes), COUNT(errors),
+         BILLING_VERSION, BH_COUNT(routes), BH_COUNT(errors),
          bp->cfg.secret_key ? ""
                             : "; no secret_key: provider calls carry no "
                               "key of ours",

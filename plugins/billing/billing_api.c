@@ -21,8 +21,6 @@
 
 #include "billing.h"
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
 char *billing_strdup(const char *s) {
   if (s == NULL) return NULL;
   size_t n = strlen(s) + 1;
@@ -127,17 +125,6 @@ static char *idem_key(bh_req *req, const char *user, const char *route) {
 
 /* ---- answering ---------------------------------------------------------- */
 
-static void respond_doc(bh_req *req, json_t *doc) {
-  char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-  json_decref(doc);
-  if (s == NULL) {
-    bh_problem(req, "generic.internal", NULL);
-    return;
-  }
-  bh_respond_json(req, 200, s);
-  free(s);
-}
-
 /* Short provider identifiers of an error body (type, code, param), for the
  * log: never its message, which may quote what the user sent. */
 static void error_ids(const bh_upstream_result *res, char *out, size_t n) {
@@ -185,6 +172,8 @@ void billing_provider_failed(billing_plugin *bp, bh_req *req,
   bh_problem_upstream(req, res);
 }
 
+/* The provider's answers are parsed with jansson: the SDK's getters read
+ * request bodies, not upstream ones. Ours are built with the SDK's writer. */
 static json_t *provider_doc(const bh_upstream_result *res) {
   json_t *doc = json_loadb(res->body, res->body_len, 0, NULL);
   if (doc && !json_is_object(doc)) {
@@ -213,10 +202,14 @@ static void session_done(bh_req *req, const bh_upstream_result *res,
            "(request %s)",
            bh_req_id(req));
     bh_problem(req, "billing.provider_bad_response", NULL);
-  } else if (j->route == BILLING_CHECKOUT) {
-    respond_doc(req, json_pack("{s:s?,s:s}", "id", id, "url", url));
   } else {
-    respond_doc(req, json_pack("{s:s}", "url", url));
+    bh_json w;
+    bh_json_init(&w, 0);
+    bh_json_obj(&w);
+    if (j->route == BILLING_CHECKOUT) bh_json_kstr(&w, "id", id);
+    bh_json_kstr(&w, "url", url);
+    bh_json_end(&w);
+    bh_respond_json(req, 200, &w);
   }
   json_decref(doc);
   billing_job_free(j);
@@ -240,27 +233,36 @@ static void subscription_done(bh_req *req, const bh_upstream_result *res,
     return;
   }
   json_t *sub = json_array_get(list, 0);
-  json_t *out;
-  if (sub == NULL) {
-    out = json_pack("{s:s,s:n,s:n,s:b}", "status", "none", "plan",
-                    "currentPeriodEnd", "cancelAtPeriodEnd", 0);
+  json_t *items = json_object_get(json_object_get(sub, "items"), "data");
+  json_t *price = json_object_get(json_array_get(items, 0), "price");
+  const char *pid = json_string_value(json_object_get(price, "id"));
+  const char *status = json_string_value(json_object_get(sub, "status"));
+  json_t *end = json_object_get(sub, "current_period_end");
+  bh_json w;
+  bh_json_init(&w, 0);
+  bh_json_obj(&w);
+  bh_json_kstr(&w, "status",
+               sub == NULL ? "none"
+               : status    ? status
+                           : "unknown");
+  if (pid) {
+    bh_json_kobj(&w, "plan");
+    bh_json_kstr(&w, "priceId", pid);
+    bh_json_kstr(&w, "name",
+                 json_string_value(json_object_get(price, "nickname")));
+    bh_json_end(&w);
   } else {
-    json_t *items = json_object_get(json_object_get(sub, "items"), "data");
-    json_t *price = json_object_get(json_array_get(items, 0), "price");
-    const char *pid = json_string_value(json_object_get(price, "id"));
-    const char *nick = json_string_value(json_object_get(price, "nickname"));
-    const char *status = json_string_value(json_object_get(sub, "status"));
-    json_t *end = json_object_get(sub, "current_period_end");
-    json_t *plan = pid ? json_pack("{s:s,s:s?}", "priceId", pid, "name", nick)
-                       : json_null();
-    out =
-        json_pack("{s:s,s:o,s:O,s:b}", "status", status ? status : "unknown",
-                  "plan", plan, "currentPeriodEnd",
-                  json_is_integer(end) ? end : json_null(), "cancelAtPeriodEnd",
-                  json_is_true(json_object_get(sub, "cancel_at_period_end")));
+    bh_json_knull(&w, "plan");
   }
+  if (json_is_integer(end))
+    bh_json_kint(&w, "currentPeriodEnd", json_integer_value(end));
+  else
+    bh_json_knull(&w, "currentPeriodEnd");
+  bh_json_kbool(&w, "cancelAtPeriodEnd",
+                json_is_true(json_object_get(sub, "cancel_at_period_end")));
+  bh_json_end(&w);
   json_decref(doc);
-  respond_doc(req, out);
+  bh_respond_json(req, 200, &w);
 }
 
 /* ---- provider calls ----------------------------------------------------- */
@@ -409,7 +411,7 @@ static const bh_field checkout_fields[] = {
     {.name = "quantity", .type = BH_FIELD_INT, .min = 1, .max = 100},
 };
 static const bh_body_shape checkout_shape = {checkout_fields,
-                                             COUNT(checkout_fields), 0};
+                                             BH_COUNT(checkout_fields), 0};
 
 /* POST /v1/billing/checkout-session {"priceId": "...", "quantity": 1} ->
  * {"id": "cs_...", "url": "https://..."} */

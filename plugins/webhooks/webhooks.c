@@ -22,7 +22,6 @@
 
 #include "wh.h"
 
-#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define WH_LOG_QUEUE_MAX 256
 
 static const char DEFAULT_SCHEDULE[] = "0, 5s, 5m, 30m, 2h, 5h, 10h, 10h";
@@ -60,7 +59,7 @@ static int cfg_bool(bh_ctx *ctx, const char *key, int *out) {
   const char *v = bh_config(ctx, key);
   *out = 0;
   if (v == NULL) return 0;
-  for (size_t i = 0; i < COUNT(yes); i++) {
+  for (size_t i = 0; i < BH_COUNT(yes); i++) {
     if (strcasecmp(v, yes[i]) == 0) return *out = 1, 0;
     if (strcasecmp(v, no[i]) == 0) return 0;
   }
@@ -324,18 +323,9 @@ static int add_routes(bh_ctx *ctx, wh_plugin *wp) {
       {sizeof(bh_route), "GET", "/v1/webhooks/status", status_get, wp, 0, 0, 0,
        NULL},
   };
-  int can_stream = BH_SVC_HAS(BH__SVC(ctx), problem_json); /* ABI 1.2 */
-  int n = 0;
-  for (size_t i = 0; i < COUNT(routes); i++) {
-    if (routes[i].handler == wh_deliveries_stream && !can_stream) continue;
-    n++;
-    int rc = bh_route_add(ctx, &routes[i]);
-    if (rc < 0) return rc;
-  }
-  if (!can_stream)
-    bh_log(ctx, BH_LOG_WARN,
-           "this core has no streaming slots (ABI 1.2): no delivery stream");
-  return n;
+  /* built for 1.3: a core that loads it has the streaming slots (1.2) */
+  int rc = bh_routes_add(ctx, routes, BH_COUNT(routes));
+  return rc < 0 ? rc : (int)BH_COUNT(routes);
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -357,7 +347,7 @@ static int webhooks_init(bh_ctx *ctx, const bh_services *svc) {
   bh_set_data(ctx, wp); /* fini frees it, whatever happens next */
   int rc = load_config(ctx, &wp->cfg);
   if (rc < 0) return rc;
-  if ((rc = bh_error_map(ctx, errors, COUNT(errors))) < 0) return rc;
+  if ((rc = bh_error_map(ctx, errors, BH_COUNT(errors))) < 0) return rc;
   if ((rc = add_routes(ctx, wp)) < 0) return rc;
   bh_log(ctx, BH_LOG_INFO,
          "webhooks %s ready: %d routes, %d attempts per delivery, "

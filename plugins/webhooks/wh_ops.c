@@ -10,8 +10,10 @@
  * of each table (a delivery's is its endpoint's, copied). A row of another
  * owner is simply not found, so it answers exactly as a missing id; rows
  * with no owner (written before schema version 2) match nobody.
+ *
+ * The JSON is built with the SDK's writer (header only, so it runs on
+ * the store thread without calling the core).
  */
-#include <jansson.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -47,32 +49,44 @@ static const char *col_text(sqlite3_stmt *st, int i) {
   return t ? (const char *)t : "";
 }
 
-static json_t *jtime(int64_t ms) {
+/* key: value writers of the row's columns (NULL columns write null) */
+static void ktime(bh_json *w, const char *k, int64_t ms) {
   char buf[40];
   wh_time_str(ms, buf, sizeof(buf));
-  return json_string(buf);
+  bh_json_kstr(w, k, buf);
 }
 
-static json_t *jtime_or_null(sqlite3_stmt *st, int i) {
-  if (sqlite3_column_type(st, i) == SQLITE_NULL) return json_null();
-  return jtime(sqlite3_column_int64(st, i));
+static int col_null(sqlite3_stmt *st, int i) {
+  return sqlite3_column_type(st, i) == SQLITE_NULL;
 }
 
-static json_t *jint_or_null(sqlite3_stmt *st, int i) {
-  if (sqlite3_column_type(st, i) == SQLITE_NULL) return json_null();
-  return json_integer(sqlite3_column_int64(st, i));
+static void ktime_col(bh_json *w, const char *k, sqlite3_stmt *st, int i) {
+  if (col_null(st, i))
+    bh_json_knull(w, k);
+  else
+    ktime(w, k, sqlite3_column_int64(st, i));
 }
 
-static json_t *jtext_or_null(sqlite3_stmt *st, int i) {
-  if (sqlite3_column_type(st, i) == SQLITE_NULL) return json_null();
-  return json_string(col_text(st, i));
+static void kint_col(bh_json *w, const char *k, sqlite3_stmt *st, int i) {
+  if (col_null(st, i))
+    bh_json_knull(w, k);
+  else
+    bh_json_kint(w, k, sqlite3_column_int64(st, i));
 }
 
-/* Hands `doc` to the job as its answer (steals the reference). */
-static int answer(wh_job *j, int status, json_t *doc) {
-  j->body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-  json_decref(doc);
-  if (j->body == NULL) return SQLITE_NOMEM;
+static void ktext_col(bh_json *w, const char *k, sqlite3_stmt *st, int i) {
+  bh_json_kstr(w, k, col_null(st, i) ? NULL : col_text(st, i));
+}
+
+/* Hands what `w` built to the job as its answer (w's text is taken). */
+static int answer(wh_job *j, int status, bh_json *w) {
+  if (bh_json_done(w, NULL) == NULL) {
+    int nomem = bh_json_error(w) == -ENOMEM;
+    bh_json_free(w);
+    return nomem ? SQLITE_NOMEM : SQLITE_ERROR;
+  }
+  j->body = w->buf; /* malloc'd: freed with the job */
+  w->buf = NULL;
   j->status = status;
   return SQLITE_OK;
 }
@@ -84,26 +98,39 @@ static int refuse(wh_job *j, const char *code) {
 
 /* ---- endpoints ---------------------------------------------------------- */
 
-static json_t *endpoint_json(const wh_config *cfg, sqlite3_stmt *st) {
+/* The endpoint of row `st` as an object; `secret` (when not NULL) last. */
+static void endpoint_put(bh_json *w, const wh_config *cfg, sqlite3_stmt *st,
+                         const char *secret) {
   int64_t now = wh_now_ms();
-  json_t *events = json_loads(col_text(st, 4), 0, NULL);
   int64_t fails = sqlite3_column_int64(st, 8);
   int64_t open_until = sqlite3_column_int64(st, 9);
   const char *breaker = fails < cfg->breaker_failures ? "closed"
                         : open_until > now            ? "open"
                                                       : "half_open";
-  json_t *o = json_pack(
-      "{s:s,s:s,s:s,s:o,s:b,s:o,s:{s:s,s:I},s:o,s:o}", "id", col_text(st, 1),
-      "url", col_text(st, 2), "description", col_text(st, 3), "events",
-      events ? events : json_array(), "enabled", sqlite3_column_int(st, 5),
-      "disabledReason", jtext_or_null(st, 6), "breaker", "state", breaker,
-      "consecutiveFailures", (json_int_t)fails, "createdAt",
-      jtime(sqlite3_column_int64(st, 10)), "updatedAt",
-      jtime(sqlite3_column_int64(st, 11)));
+  const char *events = col_text(st, 4); /* events_text() wrote it */
+  bh_json_obj(w);
+  bh_json_kstr(w, "id", col_text(st, 1));
+  bh_json_kstr(w, "url", col_text(st, 2));
+  bh_json_kstr(w, "description", col_text(st, 3));
+  bh_json_kraw(w, "events", events[0] == '[' ? events : "[]");
+  bh_json_kbool(w, "enabled", sqlite3_column_int(st, 5));
+  ktext_col(w, "disabledReason", st, 6);
+  bh_json_kobj(w, "breaker");
+  bh_json_kstr(w, "state", breaker);
+  bh_json_kint(w, "consecutiveFailures", fails);
+  bh_json_end(w);
+  ktime(w, "createdAt", sqlite3_column_int64(st, 10));
+  ktime(w, "updatedAt", sqlite3_column_int64(st, 11));
   int64_t old_until = sqlite3_column_int64(st, 7);
-  if (o && old_until > now)
-    json_object_set_new(o, "previousSecretExpiresAt", jtime(old_until));
-  return o;
+  if (old_until > now) {
+    ktime(w, "previousSecretExpiresAt", old_until);
+  }
+  if (secret) bh_json_kstr(w, "secret", secret);
+  bh_json_end(w);
+}
+
+static void endpoint_row(bh_json *w, const wh_config *cfg, sqlite3_stmt *st) {
+  endpoint_put(w, cfg, st, NULL);
 }
 
 static const char SQL_EP_BY_ID[] =
@@ -120,10 +147,12 @@ static int endpoint_answer(wh_db *db, wh_job *j, const char *id, int status,
   rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) return refuse(j, "webhooks.endpoint_not_found");
   if (rc != SQLITE_ROW) return rc;
-  json_t *o = endpoint_json(j->cfg, st);
-  if (o && secret) json_object_set_new(o, "secret", json_string(secret));
+  bh_json w;
+  bh_json_init(&w, 0);
+  bh_json_sensitive(&w); /* a new secret is shown once */
+  endpoint_put(&w, j->cfg, st, secret);
   sqlite3_reset(st);
-  return answer(j, status, o);
+  return answer(j, status, &w);
 }
 
 static const char SQL_SUB_DEL[] =
@@ -148,12 +177,17 @@ static int subscriptions_set(wh_db *db, wh_job *j, const char *id) {
 }
 
 static char *events_text(const wh_job *j) {
-  json_t *a = json_array();
+  bh_json w;
+  bh_json_init(&w, 0);
+  bh_json_arr(&w);
   for (size_t i = 0; i < j->nevents; i++)
-    json_array_append_new(a, json_string(j->events[i]));
-  char *s = json_dumps(a, JSON_COMPACT);
-  json_decref(a);
-  return s;
+    bh_json_str(&w, j->events[i]);
+  bh_json_end(&w);
+  if (bh_json_done(&w, NULL) == NULL) {
+    bh_json_free(&w);
+    return NULL;
+  }
+  return w.buf; /* the caller frees it */
 }
 
 static const char SQL_EP_INSERT[] =
@@ -192,28 +226,34 @@ static const char SQL_EP_LIST[] =
 /* {"data": [...], "nextCursor": "..." | null}: rows newest first, one more
  * than the page asked to learn whether another page follows. */
 static int page_answer(wh_job *j, sqlite3_stmt *st,
-                       json_t *(*row)(const wh_config *, sqlite3_stmt *)) {
-  json_t *data = json_array();
-  int64_t last = 0;
+                       void (*row)(bh_json *, const wh_config *,
+                                   sqlite3_stmt *)) {
+  bh_json w;
+  bh_json_init(&w, 0);
+  bh_json_obj(&w);
+  bh_json_karr(&w, "data");
+  int64_t last = 0, n = 0;
   int more = 0, rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if ((int64_t)json_array_size(data) == j->limit) {
+    if (n == j->limit) {
       more = 1;
       break;
     }
     last = sqlite3_column_int64(st, 0);
-    json_array_append_new(data, row(j->cfg, st));
+    row(&w, j->cfg, st);
+    n++;
   }
   sqlite3_reset(st);
   if (STEP_ERR(rc)) {
-    json_decref(data);
+    bh_json_free(&w);
     return rc;
   }
+  bh_json_end(&w);
   char cursor[24];
   snprintf(cursor, sizeof(cursor), "%lld", (long long)last);
-  return answer(j, 200,
-                json_pack("{s:o,s:o}", "data", data, "nextCursor",
-                          more ? json_string(cursor) : json_null()));
+  bh_json_kstr(&w, "nextCursor", more ? cursor : NULL);
+  bh_json_end(&w);
+  return answer(j, 200, &w);
 }
 
 static int ep_list(wh_db *db, wh_job *j) {
@@ -223,7 +263,7 @@ static int ep_list(wh_db *db, wh_job *j) {
   sqlite3_bind_int64(st, 1, j->cursor > 0 ? j->cursor : INT64_MAX);
   sqlite3_bind_int64(st, 2, j->limit + 1);
   bind_text(st, 3, j->owner);
-  return page_answer(j, st, endpoint_json);
+  return page_answer(j, st, endpoint_row);
 }
 
 static const char SQL_EP_PATCH[] =
@@ -334,28 +374,35 @@ static const char SQL_EVENT_COUNT[] =
 
 static int event_answer(wh_job *j, const char *id, const char *type, int64_t n,
                         int64_t created) {
-  return answer(j, 202,
-                json_pack("{s:s,s:s,s:I,s:o}", "id", id, "type", type,
-                          "deliveries", (json_int_t)n, "createdAt",
-                          jtime(created)));
+  bh_json w;
+  bh_json_init(&w, 0);
+  bh_json_obj(&w);
+  bh_json_kstr(&w, "id", id);
+  bh_json_kstr(&w, "type", type);
+  bh_json_kint(&w, "deliveries", n);
+  ktime(&w, "createdAt", created);
+  bh_json_end(&w);
+  return answer(j, 202, &w);
 }
 
 /* The body every delivery of the event sends, in the Standard Webhooks
  * shape: {"type", "timestamp", "data"}. */
 static char *payload_text(const wh_job *j, int64_t now) {
-  json_t *t = json_string(j->type);
-  char *type = t ? json_dumps(t, JSON_ENCODE_ANY) : NULL;
-  json_decref(t);
-  if (type == NULL) return NULL;
   char ts[40];
   wh_time_str(now, ts, sizeof(ts));
-  size_t n = strlen(type) + strlen(j->data) + 64;
-  char *out = malloc(n);
-  if (out)
-    snprintf(out, n, "{\"type\":%s,\"timestamp\":\"%s\",\"data\":%s}", type, ts,
-             j->data);
-  free(type);
-  return out;
+  bh_json w;
+  bh_json_init(&w, 0);
+  bh_json_obj(&w);
+  bh_json_kstr(&w, "type", j->type);
+  bh_json_kstr(&w, "timestamp", ts);
+  /* the request's "data" exactly as the client sent it (bh_body_json) */
+  bh_json_kraw(&w, "data", j->data);
+  bh_json_end(&w);
+  if (bh_json_done(&w, NULL) == NULL) {
+    bh_json_free(&w);
+    return NULL;
+  }
+  return w.buf; /* the caller frees it */
 }
 
 static int event_create(wh_db *db, wh_job *j) {
@@ -414,22 +461,36 @@ static int event_create(wh_db *db, wh_job *j) {
 
 /* ---- deliveries --------------------------------------------------------- */
 
-static json_t *delivery_json(const wh_config *cfg, sqlite3_stmt *st) {
-  (void)cfg;
+/* The members of the delivery of row `st` (the caller opens and closes
+ * the object). in_flight < 0: from the lease and the clock. */
+static void delivery_members(bh_json *w, sqlite3_stmt *st, int in_flight) {
   const char *state = col_text(st, 5);
   int pending = strcmp(state, "pending") == 0;
-  int64_t now = wh_now_ms();
-  return json_pack(
-      "{s:s,s:s,s:s,s:s,s:s,s:I,s:o,s:b,s:o,s:o,s:o,s:o,s:o}", "id",
-      col_text(st, 1), "eventId", col_text(st, 2), "eventType", col_text(st, 3),
-      "endpointId", col_text(st, 4), "status", state, "attemptCount",
-      (json_int_t)sqlite3_column_int64(st, 6), "nextAttemptAt",
-      pending ? jtime(sqlite3_column_int64(st, 7)) : json_null(), "inFlight",
-      pending && sqlite3_column_int64(st, 8) > now, "lastStatusCode",
-      jint_or_null(st, 9), "lastError", jtext_or_null(st, 10), "createdAt",
-      jtime(sqlite3_column_int64(st, 11)), "updatedAt",
-      jtime(sqlite3_column_int64(st, 12)), "completedAt",
-      jtime_or_null(st, 13));
+  if (in_flight < 0)
+    in_flight = pending && sqlite3_column_int64(st, 8) > wh_now_ms();
+  bh_json_kstr(w, "id", col_text(st, 1));
+  bh_json_kstr(w, "eventId", col_text(st, 2));
+  bh_json_kstr(w, "eventType", col_text(st, 3));
+  bh_json_kstr(w, "endpointId", col_text(st, 4));
+  bh_json_kstr(w, "status", state);
+  bh_json_kint(w, "attemptCount", sqlite3_column_int64(st, 6));
+  if (pending)
+    ktime(w, "nextAttemptAt", sqlite3_column_int64(st, 7));
+  else
+    bh_json_knull(w, "nextAttemptAt");
+  bh_json_kbool(w, "inFlight", in_flight);
+  kint_col(w, "lastStatusCode", st, 9);
+  ktext_col(w, "lastError", st, 10);
+  ktime(w, "createdAt", sqlite3_column_int64(st, 11));
+  ktime(w, "updatedAt", sqlite3_column_int64(st, 12));
+  ktime_col(w, "completedAt", st, 13);
+}
+
+static void delivery_row(bh_json *w, const wh_config *cfg, sqlite3_stmt *st) {
+  (void)cfg;
+  bh_json_obj(w);
+  delivery_members(w, st, -1);
+  bh_json_end(w);
 }
 
 static const char SQL_DLV_ALL[] =
@@ -473,7 +534,7 @@ static int dlv_list(wh_db *db, wh_job *j) {
   if (by_state) bind_text(st, 3, j->status_filter);
   if (by_ep) bind_text(st, 4, j->endpoint_filter);
   bind_text(st, 5, j->owner);
-  return page_answer(j, st, delivery_json);
+  return page_answer(j, st, delivery_row);
 }
 
 static const char SQL_DLV_BY_ID[] =
@@ -491,32 +552,37 @@ static int delivery_answer(wh_db *db, wh_job *j, int status, int attempts) {
   rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) return refuse(j, "webhooks.delivery_not_found");
   if (rc != SQLITE_ROW) return rc;
-  json_t *o = delivery_json(j->cfg, st);
+  bh_json w;
+  bh_json_init(&w, 0);
+  bh_json_obj(&w);
+  delivery_members(&w, st, -1);
   int64_t seq = sqlite3_column_int64(st, 0);
   sqlite3_reset(st);
-  if (attempts && o) {
-    json_t *list = json_array();
+  if (attempts) {
     if ((st = wh_db_stmt(db, SQL_ATTEMPTS, &rc)) == NULL) {
-      json_decref(list);
-      json_decref(o);
+      bh_json_free(&w);
       return rc;
     }
+    bh_json_karr(&w, "attempts");
     sqlite3_bind_int64(st, 1, seq);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-      json_array_append_new(
-          list, json_pack("{s:I,s:o,s:I,s:o,s:o}", "attempt",
-                          (json_int_t)sqlite3_column_int64(st, 0), "at",
-                          jtime(sqlite3_column_int64(st, 1)), "latencyMs",
-                          (json_int_t)sqlite3_column_int64(st, 2), "statusCode",
-                          jint_or_null(st, 3), "error", jtext_or_null(st, 4)));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      bh_json_obj(&w);
+      bh_json_kint(&w, "attempt", sqlite3_column_int64(st, 0));
+      ktime(&w, "at", sqlite3_column_int64(st, 1));
+      bh_json_kint(&w, "latencyMs", sqlite3_column_int64(st, 2));
+      kint_col(&w, "statusCode", st, 3);
+      ktext_col(&w, "error", st, 4);
+      bh_json_end(&w);
+    }
     sqlite3_reset(st);
-    json_object_set_new(o, "attempts", list);
+    bh_json_end(&w);
     if (STEP_ERR(rc)) {
-      json_decref(o);
+      bh_json_free(&w);
       return rc;
     }
   }
-  return answer(j, status, o);
+  bh_json_end(&w);
+  return answer(j, status, &w);
 }
 
 /* A failed or succeeded delivery goes back to pending with a fresh retry
@@ -594,17 +660,17 @@ static int stream_poll(wh_db *db, wh_job *j) {
   int64_t seq = j->cursor;
   int n = 0;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    json_t *o = delivery_json(j->cfg, st);
     const char *change = col_text(st, 14);
-    if (o) {
-      json_object_set_new(o, "change", json_string(change));
-      /* as it was then, not as the clock now says */
-      json_object_set_new(o, "inFlight",
-                          json_boolean(strcmp(change, "attempting") == 0));
-    }
-    char *data = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
+    bh_json w;
+    bh_json_init(&w, 0);
+    bh_json_obj(&w);
+    /* in flight as it was then, not as the clock now says */
+    delivery_members(&w, st, strcmp(change, "attempting") == 0);
+    bh_json_kstr(&w, "change", change);
+    bh_json_end(&w);
+    char *data = bh_json_done(&w, NULL) ? w.buf : NULL;
     if (data == NULL) {
+      bh_json_free(&w);
       rc = SQLITE_NOMEM;
       break;
     }

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -100,6 +101,7 @@ static void fz_init(void) {
   p->name = "fz";
   p->ctx.svc = fz_d.svc;
   p->ctx.plugin = p;
+  p->loop_thread = pthread_self(); /* services check it */
   p->in_init = 1;
   bh_route routes[] = {
       {sizeof(bh_route), "GET", "/fz/p/{x}", fz_param, NULL, 0, 0, 0, NULL},

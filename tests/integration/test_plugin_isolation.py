@@ -18,7 +18,6 @@ FAILING = {
     "missing": ("load_failed", "no-such-plugin.so"),
     "badabi": ("load_failed", "ABI major"),
     "newminor": ("load_failed", "newer than core"),
-    "nofini": ("load_failed", "fini"),
     "noentry": ("load_failed", "entry"),
     "refuse": ("load_failed", "refused"),
     "initfail": ("init_failed", "init"),

@@ -146,6 +146,8 @@ class DebTest(unittest.TestCase):
             self.assertTrue(os.path.isfile(os.path.join(pdir, name + ".so")),
                             name)
         for p in ("usr/include/bulkhead/plugin.h",
+                  "usr/include/bulkhead/json.h",
+                  "usr/share/bulkhead/cmake/embed_schema.cmake",
                   "usr/lib/systemd/system/bulkhead.service",
                   "etc/bulkhead/bulkhead.ini",
                   "usr/share/man/man8/bulkhead.8.gz",

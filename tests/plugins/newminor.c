@@ -1,6 +1,7 @@
 /*
- * newminor: test plugin built for a newer ABI minor than the core's. Such a
- * plugin may call service slots this core lacks, so the core refuses it.
+ * newminor: test plugin claiming the ABI minor after the core's (1.4 on a
+ * 1.3 core). Such a plugin may call service slots this core lacks, so the
+ * core refuses it.
  * The /t/newminor/ok route only serves if that check is missing.
  */
 #include <bulkhead/plugin.h>

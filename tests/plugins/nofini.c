@@ -1,7 +1,6 @@
 /*
- * nofini: test plugin whose descriptor lacks the mandatory fini(). The core
- * refuses it before init(); the /t/nofini/ok route only serves if that check
- * is missing.
+ * nofini: test plugin without a fini() (optional since ABI 1.3: it owns
+ * nothing to free). It loads and serves /t/nofini/ok.
  */
 #include <bulkhead/plugin.h>
 
@@ -27,7 +26,6 @@ static const bh_plugin_desc nofini_desc = {
     .name = "nofini",
     .version = "0.1.0",
     .init = nofini_init,
-    .fini = NULL,
 };
 
 BH_PLUGIN_ENTRY(nofini_desc)

@@ -388,7 +388,8 @@ static void test_mount_errors(void) {
   /* The same prefix twice across plugins, named on the later one's mount
    * line; nested prefixes are allowed (longest prefix owns the path). */
   EXPECT_ERR("[plugin.a]\nmount = /v1\n[plugin.b]\nmount = /v1\n", 4,
-             "[plugin.b] mount: mount '/v1' is already mounted by [plugin.a]");
+             "[plugin.b] mount: mount '/v1' is already mounted by [plugin.a]: "
+             "one plugin per prefix (prefixes may nest)");
   {
     bh__config nested;
     char nerr[512];

@@ -8,6 +8,7 @@
  */
 #define _XOPEN_SOURCE 700
 #include <ftw.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,7 @@ static void t_plugin(void) {
   p->name = "t";
   p->ctx.svc = d.svc;
   p->ctx.plugin = p;
+  p->loop_thread = pthread_self(); /* services check it */
   p->in_init = 1;
   bh_route routes[] = {
       {sizeof(bh_route), "GET", "/t/p/{x}", th_param, NULL, 0, 0, 0, NULL},
