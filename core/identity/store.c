@@ -24,10 +24,11 @@
 
 struct bh__store {
   int backend;
-  char *url;        /* postgres */
-  uint32_t n, next; /* connections; the next one to get a job */
-  bh_jobq **q;      /* one queue (and thread) per connection */
-  bh__sconn conn[]; /* each queue's, touched by its thread only */
+  char *url;          /* postgres */
+  uint32_t n, next;   /* connections; the next one to get a job */
+  unsigned incidents; /* bh__sconn.incidents of every connection */
+  bh_jobq **q;        /* one queue (and thread) per connection */
+  bh__sconn conn[];   /* each queue's, touched by its thread only */
 };
 
 /* Not time(NULL): that reads the coarse clock, which can lag the precise
@@ -188,8 +189,10 @@ static void bh__store_run(bh_job *batch, void *data) {
     sj->work(c, sj);
   }
   /* a statement that failed on a connection that broke under it */
-  if (c->backend == BH__STORE_POSTGRES && up)
+  if (c->backend == BH__STORE_POSTGRES && up) {
     up = c->pg && PQstatus(c->pg) == CONNECTION_OK;
+    if (!up) bh__pg_incident(c);
+  }
   __atomic_store_n(&c->up, up, __ATOMIC_RELAXED);
   if (bh__shm_g)
     __atomic_store_n(&bh__shm_g->identity_store_down, !up, __ATOMIC_RELAXED);
@@ -278,6 +281,7 @@ int bh__store_start_pg(uv_loop_t *loop, const char *url, uint32_t pool,
   for (uint32_t i = 0; i < pool; i++) {
     s->conn[i].backend = BH__STORE_POSTGRES;
     s->conn[i].url = s->url;
+    s->conn[i].incidents = &s->incidents;
     s->conn[i].up = 1; /* until a job finds otherwise */
   }
   int rc = bh__store_queues(loop, s);

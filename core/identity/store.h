@@ -63,6 +63,11 @@ typedef struct bh__sconn {
   const char *url;  /* postgres: borrowed from the store */
   int64_t retry_at; /* postgres: no reconnect before (monotonic ms) */
   int up;           /* the last job found it usable */
+  /* postgres: the pool's count of incidents (a connection found broken,
+   * or reopened), shared by every connection of the store, and the count
+   * this one last acted on: see bh__pg_ensure */
+  unsigned *incidents;
+  unsigned seen;
 } bh__sconn;
 
 typedef struct bh__sjob bh__sjob;
@@ -115,6 +120,8 @@ int bh__pg_prepare(const char *url, int mode, int64_t since,
                    void *arg, char *err, size_t errlen);
 /* Reopens c->pg when it is broken (at most every 500 ms); 0 when usable. */
 int bh__pg_ensure(bh__sconn *c);
+/* c's connection broke under a statement: tells the pool's others. */
+void bh__pg_incident(bh__sconn *c);
 /* Queues `j`; 0, or -ESHUTDOWN once stopping (then `done` never runs). */
 int bh__store_submit(bh__store *s, bh__sjob *j);
 /* Lets the thread finish the queued jobs, joins it, runs the pending done

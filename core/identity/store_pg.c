@@ -159,7 +159,26 @@ fail:
   return -EIO;
 }
 
+void bh__pg_incident(bh__sconn *c) {
+  c->seen = __atomic_add_fetch(c->incidents, 1, __ATOMIC_ACQ_REL);
+}
+
 int bh__pg_ensure(bh__sconn *c) {
+  unsigned inc = __atomic_load_n(c->incidents, __ATOMIC_ACQUIRE);
+  if (inc != c->seen) {
+    /* another connection of the pool found the server gone, or got back
+     * to it: this one may hold a socket the server has forgotten (its
+     * first statement would fail a request) or wait out its reconnect
+     * pause for nothing. One round trip settles it. */
+    c->seen = inc;
+    c->retry_at = 0;
+    if (c->pg && PQstatus(c->pg) == CONNECTION_OK) {
+      PGresult *r = PQexec(c->pg, "SELECT 1");
+      int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+      PQclear(r);
+      if (ok) return 0;
+    }
+  }
   if (c->pg && PQstatus(c->pg) == CONNECTION_OK) return 0;
   int64_t now = bh__pg_mono_ms();
   if (now < c->retry_at) return -EAGAIN;
@@ -174,6 +193,7 @@ int bh__pg_ensure(bh__sconn *c) {
     return -EIO;
   }
   c->pg = db;
+  bh__pg_incident(c); /* the others may come back now too */
   if (!c->up)
     bh__logf(BH__INFO, "store_available",
              "identity store: PostgreSQL is reachable again");
