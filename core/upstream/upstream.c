@@ -595,6 +595,7 @@ static void bh__attempt_setopt(bh__call *call, CURL *e, struct curl_slist *sl,
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, (long)u->tls_verify);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, u->tls_verify ? 2L : 0L);
+  if (u->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, bh__curl_closesocket);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, cl);

@@ -27,6 +27,8 @@ struct bh_upstream {
   uint32_t timeout_ms;
   size_t max_response_bytes;
   int tls_verify;
+  char *ca_file; /* [upstream.NAME] ca_file: CA bundle for https://, or NULL
+                    (the system's) */
   int forward_credentials; /* proxy routes pass the caller's credentials */
   int transport_curl;      /* transport = curl: http:// on libcurl too */
   uint32_t max_idle, idle_timeout_ms, max_connections, dns_ttl_ms;
