@@ -39,6 +39,7 @@ static void bh__call_free(uv_handle_t *h) {
   free(call->mem);
   bh__buf_free(&call->resp);
   bh__buf_free(&call->resp_headers);
+  bh__buf_free(&call->body_held);
   free(call);
 }
 
@@ -642,6 +643,8 @@ static void bh__call_attempt(bh__call *call) {
     if (bh__h1_usable(u)) goto fail;
     /* a URL our client does not take: libcurl's from now on */
   }
+  /* libcurl gets whole bodies only (bh__upstream_streams_body) */
+  if (call->has_stream && call->stream.body_stream) goto fail;
   CURL *e = bh__easy_get(cl);
   if (e == NULL) goto fail;
   call->easy = e;
@@ -743,6 +746,7 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
     call->timeout_ms = rq->timeout_ms;
   bh__buf_init(&call->resp);
   bh__buf_init(&call->resp_headers);
+  bh__buf_init(&call->body_held);
   call->retry_after = -1;
   if (bad) {
     uv_timer_init(d->loop, &call->timer);
