@@ -18,6 +18,9 @@
 #include "proc/daemon-t.h"
 
 #define BH__MAX_HEADERS 100
+/* Bodies of a known length up to this are read whole even where bodies
+ * stream (see bh__body_sink). */
+#define BH__STREAM_BODY_MIN (64u << 10)
 
 /* ---------------------------------------------------------------------- */
 /* llhttp callbacks                                                        */
@@ -225,10 +228,12 @@ static int bh__on_headers_complete(llhttp_t *p) {
     bh__conn_write(c, cont, sizeof(cont) - 1);
   }
   /* a body to stream: the request is served from here (http.c), and the
-   * body is parsed on once its sink is ready */
+   * body is parsed on once its sink is ready. A short body of known length
+   * is read whole as before: it stays ours, so its call may be retried */
   int chunked = (p->flags & F_CHUNKED) != 0;
   if (req->body_stream &&
-      (chunked || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0))) {
+      (chunked || ((p->flags & F_CONTENT_LENGTH) &&
+                   p->content_length > BH__STREAM_BODY_MIN))) {
     req->body_open = 1;
     req->body_length = chunked ? -1 : (long long)p->content_length;
     c->body_dispatch = 1;
