@@ -155,6 +155,9 @@ class ProxyStreamBodyTest(harness.DaemonTestCase):
                                                   "workers": 1},
             one={"timeout_ms": 30000, "retries": 1, "retry_base_ms": 10,
                  "breaker_min_calls": 1000},
+            two={"retries": 2, "retry_base_ms": 10, "retry_cap_ms": 20,
+                 "retry_budget_percent": 100, "retry_budget_min": 1000,
+                 "breaker_min_calls": 1000},
             plugin_one={"route_timeout_ms": 30000})
         try:
             super().setUpClass()
@@ -305,6 +308,23 @@ class ProxyStreamBodyTest(harness.DaemonTestCase):
         for rec in seen:
             self.assertFalse(rec["complete"], rec)
             self.assertLessEqual(rec["len"], LIMIT)
+
+    def test_streamed_body_not_retried_short_one_is(self):
+        # both POSTs are marked safe to retry; only the short body, read
+        # whole and kept, can be sent twice
+        path = "/t/up_two/proxy/retry"
+        key = {"Content-Type": "text/plain", "Idempotency-Key": "k-1"}
+        self.sim2.reset()
+        self.sim2.set_behavior(path=path, status=503, times=1)
+        r = self.d.post(path, body=b"x" * 1000, headers=key)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.sim2.count(path), 2)
+        self.sim2.reset()
+        self.sim2.set_behavior(path=path, status=503, times=1)
+        r = self.d.post(path, body=b"y" * (256 << 10), headers=key)
+        self.assertEqual(r.status, 503, r)
+        self.assertEqual(r.json()["extensions"]["code"], "up_two.unavailable")
+        self.assertEqual(self.sim2.count(path), 1)
 
     def test_small_bodies_still_proxied(self):
         r = self.d.post(PATH, body=b"hello", headers={
