@@ -53,7 +53,10 @@ class Origin(object):
     def _serve(self, s):
         s.settimeout(30)
         f = s.makefile("rb")
-        rec = {"complete": False, "len": 0}
+        rec = {"complete": False, "len": 0, "done": False}
+        with self.lock:
+            # at once: a test that follows never sees an earlier one's
+            self.seen.append(rec)
         try:
             line = f.readline()
             if not line:
@@ -90,8 +93,7 @@ class Origin(object):
         except (OSError, ValueError):
             pass
         finally:
-            with self.lock:
-                self.seen.append(rec)
+            rec["done"] = True
             try:
                 s.close()
             except OSError:
@@ -301,7 +303,7 @@ class ProxyStreamBodyTest(harness.DaemonTestCase):
         while time.monotonic() < deadline:
             with self.origin.lock:
                 seen = list(self.origin.seen)
-            if seen:
+            if seen and all(rec["done"] for rec in seen):
                 break
             time.sleep(0.05)
         # the upstream never took a partial body for a whole one
