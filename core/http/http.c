@@ -313,7 +313,9 @@ void bh__conn_write_drained(bh__conn *c) {
 }
 
 int bh__conn_last_answer(const bh__conn *c) {
+  /* a streamed body not read to its end: nothing after it can be framed */
   return !c->keep_alive || c->read_eof || c->d->stopping ||
+         (c->req && c->req->body_open) ||
          (uint32_t)c->served + 1 >= c->d->cfg->keepalive_requests;
 }
 

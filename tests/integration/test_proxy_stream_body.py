@@ -299,6 +299,7 @@ class ProxyStreamBodyTest(harness.DaemonTestCase):
         s.close()
         self.assertEqual(r.status, 413, r)
         self.assertEqual(r.json()["extensions"]["code"], "request.too_large")
+        self.assertTrue(r.closes(), r)  # the rest of the stream is lost
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             with self.origin.lock:
