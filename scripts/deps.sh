@@ -7,7 +7,8 @@ pkgs=(build-essential cmake pkg-config python3 curl
       libuv1-dev node-llhttp libjwt-dev libsqlite3-dev libcurl4-openssl-dev
       libjansson-dev libinih-dev libsodium-dev libsystemd-dev libssl-dev
       chromium nodejs dpkg-dev file systemd man-db mandoc
-      libhiredis-dev redis-server libpq-dev postgresql prometheus python3-prometheus-client)
+      libhiredis-dev redis-server libpq-dev postgresql prometheus python3-prometheus-client
+      openssl)
 # libhiredis-dev: [redis] shared rate limits; redis-server: the private
 # server tests/integration/redis_server.py starts for them.
 # prometheus (promtool) and python3-prometheus-client: test_metrics_formats.
@@ -20,6 +21,7 @@ pkgs=(build-essential cmake pkg-config python3 curl
 # dpkg-dev (dpkg-shlibdeps) and file: cpack -G DEB's dependency list;
 # systemd: systemd-analyze verify / security on the unit; man-db, mandoc:
 # the man page (tests/packaging/test_deb.py).
+# openssl: the CLI makes test_upstream_tls's CA and certificates.
 # prometheus (promtool) and python3-prometheus-client (its OpenMetrics
 # parser): test_metrics_formats checks both /metrics formats.
 command -v npm >/dev/null || pkgs+=(npm)

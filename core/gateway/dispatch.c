@@ -52,6 +52,10 @@ static int bh__dispatch_head(bh_req *req) {
     req->route = req->match.route;
     req->plugin = req->route->plugin;
     req->body_limit = req->route->max_body_bytes;
+    /* a proxy route's body goes upstream as it is read, unless a
+     * composite (which reads bodies whole) takes the path */
+    req->body_stream = bh__proxy_streams_body(req->route) &&
+                       !bh__composite_find(d, req->method, req->path);
   } else {
     req->plugin = bh__plugin_for_path(d, url);
   }

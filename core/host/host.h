@@ -87,6 +87,9 @@ void bh__plugin_composites_free(bh__plugin *p);
  * several or a malformed one, or also gave Transfer-Encoding. 0 or
  * -ENOMEM. */
 int bh__proxy_head_lines(const char *block, bh__buf *out, long long *length);
+/* 1 when route is a proxy route whose upstream takes a streamed request
+ * body (the core's own client): the gateway then streams it. */
+int bh__proxy_streams_body(const struct bh__route *route);
 int bh__proxy_add(bh__plugin *p, const char *prefix, struct bh_upstream *u,
                   uint32_t flags);
 

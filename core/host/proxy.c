@@ -41,6 +41,7 @@ typedef struct bh__proxy_call {
   int streamed;
   long long length; /* announced Content-Length, -1: chunked */
   unsigned long long sent;
+  const char *body_error; /* the client's streamed body failed: answer */
 } bh__proxy_call;
 
 static const char *const bh__hop_by_hop[] = {"connection",
@@ -223,7 +224,17 @@ static void bh__proxy_done(bh_req *req, const bh_upstream_result *res,
   bh__proxy_call *pc = data;
   req->on_drain = NULL;
   req->on_drain_data = NULL;
-  if (pc->streamed) {
+  /* a body still coming has nowhere to go: the connection will close once
+   * the answer is out (http.c) */
+  if (req->body_sink_data == pc) bh__req_body_sink(req, NULL, NULL);
+  if (pc->body_error) {
+    /* the client's body broke off (too large, bad framing): the upstream
+     * call was cancelled; an answer already streaming is cut short */
+    if (pc->streamed)
+      bh__respond_end(req, 0);
+    else if (!req->answered)
+      bh__respond_code(req, pc->body_error);
+  } else if (pc->streamed) {
     bh__respond_end(req, res->outcome == BH_OUTCOME_RESPONSE);
   } else if (!req->answered && res->outcome == BH_OUTCOME_RESPONSE &&
              !(res->status >= 500 || res->status == 408 || res->status == 429 ||
@@ -246,6 +257,43 @@ static void bh__proxy_done(bh_req *req, const bh_upstream_result *res,
     bh__req_unref(req);
   }
   free(pc);
+}
+
+/* The streamed body (http/stream_body.c) into the call (h1_body.c): the
+ * client is read while the upstream's queue has room. */
+static int bh__proxy_body_data(bh_req *req, const char *buf, size_t len,
+                               void *data) {
+  bh__proxy_call *pc = data;
+  (void)req;
+  return pc->call ? bh__call_body_write(pc->call, buf, len) != 0 : 1;
+}
+
+static void bh__proxy_body_end(bh_req *req, const char *code, void *data) {
+  bh__proxy_call *pc = data;
+  if (code == NULL) {
+    if (pc->call) bh__call_body_end(pc->call);
+    return;
+  }
+  /* the upstream must not take a partial body for a whole one: cancelled,
+   * and bh__proxy_done answers */
+  pc->body_error = code;
+  bh__calls_cancel(req);
+}
+
+static const bh__body_sink bh__proxy_sink = {bh__proxy_body_data,
+                                             bh__proxy_body_end};
+
+static void bh__proxy_writable(bh__call *call, void *data) {
+  bh__proxy_call *pc = data;
+  pc->call = call;
+  bh__req_body_resume(pc->req);
+}
+
+static void bh__proxy_handler(bh_req *req, void *data);
+
+int bh__proxy_streams_body(const bh__route *route) {
+  return route->handler == bh__proxy_handler &&
+         bh__upstream_streams_body(((const bh__proxy *)route->data)->u);
 }
 
 /* The session cookies of the core: its own names and the __Host- ones
@@ -511,8 +559,20 @@ static void bh__proxy_handler(bh_req *req, void *data) {
       .body_len = req->body.len,
       .flags = marked ? BH_CALL_RETRY_SAFE : 0,
   };
-  bh__call_stream st = {bh__proxy_on_head, bh__proxy_on_data, pc};
+  bh__call_stream st = {
+      .on_head = bh__proxy_on_head, .on_data = bh__proxy_on_data, .data = pc};
+  if (req->body_open) {
+    /* the body streams (the gateway chose so at the head): it flows once
+     * the upstream has our head */
+    st.body_stream = 1;
+    st.body_length = req->body_length;
+    st.on_writable = bh__proxy_writable;
+    rq.body = NULL;
+    rq.body_len = 0;
+    bh__req_body_sink(req, &bh__proxy_sink, pc);
+  }
   int rc = bh__call_start(d, req, px->u, &rq, bh__proxy_done, pc, &st);
+  if (rc != 0 && req->body_sink_data == pc) bh__req_body_sink(req, NULL, NULL);
   free(path);
   if (hdrs != hdrs_small) free(hdrs);
   if (offs != offs_small) free(offs);

@@ -651,7 +651,8 @@ static int svc_upstream_stream(bh_req *r, bh_upstream *u,
   ps->on_chunk = on_chunk;
   ps->cb = cb;
   ps->data = data;
-  bh__call_stream st = {bh__pstream_head, bh__pstream_data, ps};
+  bh__call_stream st = {
+      .on_head = bh__pstream_head, .on_data = bh__pstream_data, .data = ps};
   int rc = bh__call_start(r->d, r, u, call, bh__pstream_done, ps, &st);
   if (rc != 0) free(ps);
   return rc;

@@ -25,4 +25,17 @@ enum {
 };
 int bh__fold_scan(bh__conn *c, const char *data, size_t len);
 
+/* http.c: reading, for the streamed body. */
+void bh__conn_read_stop(bh__conn *c);
+void bh__conn_read_start(bh__conn *c);
+/* What the paused parser left of data (len bytes) goes to c->pending.
+ * 0 or -ENOMEM. */
+int bh__conn_keep_rest(bh__conn *c, const char *data, size_t len);
+
+/* stream_body.c: bytes of a streamed body read from the socket go to the
+ * parser and on to the request's sink. */
+void bh__conn_body_feed(bh__conn *c, const char *data, size_t len);
+/* The streamed body ends (code NULL: whole); the sink hears it. */
+void bh__conn_body_end(bh__conn *c, const char *code);
+
 #endif

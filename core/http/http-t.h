@@ -49,6 +49,19 @@ typedef struct bh__sink {
                 whose verdict other requests report) */
 } bh__sink;
 
+/* Where a streamed request body goes (a proxy route on the core's own
+ * client): the handler runs once the head is parsed and the body is read
+ * only while a sink takes it. on_data: bytes as the parser delivers them;
+ * 1 asks to stop reading until bh__req_body_resume (the bytes given are
+ * taken either way). on_end: once, with NULL when the body was read whole,
+ * else the problem code that ended it (request.too_large past the route's
+ * limit, request.bad_request for bad chunk framing or a client that
+ * closed). Neither runs inside the other, and on_end may answer. */
+typedef struct bh__body_sink {
+  int (*on_data)(bh_req *req, const char *buf, size_t len, void *data);
+  void (*on_end)(bh_req *req, const char *code, void *data);
+} bh__body_sink;
+
 typedef struct bh__header {
   const char *name; /* lower-cased */
   const char *value;
@@ -76,6 +89,14 @@ struct bh_req {
   int is_head;
   int no_body; /* HEAD, or a 204/304 answer: no body bytes leave */
   int expect_continue;
+  /* a streamed body (see bh__body_sink): body stays empty */
+  int body_stream;       /* on_head: stream it if there is one */
+  int body_open;         /* streamed and not yet read to its end */
+  int body_flowing;      /* the sink takes bytes now */
+  long long body_length; /* the client's Content-Length; -1 chunked */
+  uint64_t body_seen;    /* streamed bytes so far, for body_limit */
+  const bh__body_sink *body_sink;
+  void *body_sink_data;
 
   /* routing */
   int match_result; /* enum bh__match_result */
@@ -181,6 +202,9 @@ struct bh__conn {
   size_t pending_len;
   const char *early_code; /* answer chosen inside a parser callback */
   int message_done;       /* the parser paused at a message end */
+  int body_dispatch;      /* the parser paused at a head whose body streams */
+  int body_resume;        /* ... and must be resumed before the body */
+  int body_pause;         /* the sink asked to stop reading */
   int pumping;            /* inside bh__conn_pump or a read: no re-entry */
   int write_blocked;      /* reading waits for the write queue to drain */
   int idle_arm;           /* entered idle: (re)arm the keep-alive timer once */

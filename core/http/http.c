@@ -103,6 +103,10 @@ static void bh__read_stop(bh__conn *c) {
   }
 }
 
+void bh__conn_read_stop(bh__conn *c) {
+  bh__read_stop(c);
+}
+
 static void bh__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void bh__on_eof(bh__conn *c);
 
@@ -116,6 +120,10 @@ static void bh__read_start(bh__conn *c) {
     if (uv_read_start((uv_stream_t *)&c->tcp, bh__alloc, bh__on_read) == 0)
       c->reading = 1;
   }
+}
+
+void bh__conn_read_start(bh__conn *c) {
+  bh__read_start(c);
 }
 
 /* Our output the client has not taken yet is past the bound. */
@@ -167,6 +175,9 @@ static void bh__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   if (nread == 0) return;
   if (c->lingering) {
     bh__linger_read(c, nread);
+  } else if (nread > 0 && c->state == BH__CONN_PROCESSING && c->req &&
+             c->req->body_flowing) {
+    bh__conn_body_feed(c, buf->base, (size_t)nread);
   } else if (nread > 0 && c->state == BH__CONN_PROCESSING) {
     bh__conn_hold(c, buf->base, (size_t)nread);
   } else if (nread > 0 && c->state == BH__CONN_CLOSING) {
@@ -178,6 +189,11 @@ static void bh__on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     bh__conn_feed(c, buf->base, (size_t)nread);
     c->pumping = 0;
     if (c->state != BH__CONN_PROCESSING) bh__conn_pump(c);
+  } else if (c->state == BH__CONN_PROCESSING && c->req && c->req->body_open) {
+    /* the client stopped sending mid-body: it wants no answer */
+    c->read_eof = 1;
+    bh__read_stop(c);
+    bh__conn_body_end(c, "request.bad_request");
   } else if (c->state == BH__CONN_PROCESSING) {
     /* seen only once the answer is out, as it would be had reading been
      * paused: held pipelined requests are still answered first */
@@ -199,6 +215,19 @@ static void bh__on_eof(bh__conn *c) {
     bh__conn_close_when_written(c);
 }
 
+int bh__conn_keep_rest(bh__conn *c, const char *data, size_t len) {
+  const char *pos = llhttp_get_error_pos(&c->parser);
+  size_t used = pos ? (size_t)(pos - data) : len;
+  if (used >= len) return 0;
+  char *rest = malloc(len - used);
+  if (rest == NULL) return -ENOMEM;
+  memcpy(rest, data + used, len - used);
+  free(c->pending);
+  c->pending = rest;
+  c->pending_len = len - used;
+  return 0;
+}
+
 /* Feeds bytes to the parser until they are used up or a request is ready.
  * Called from reads and when a request ends with bytes left over. */
 static void bh__conn_feed(bh__conn *c, const char *data, size_t len) {
@@ -212,23 +241,15 @@ static void bh__conn_feed(bh__conn *c, const char *data, size_t len) {
   }
   llhttp_errno_t err = llhttp_execute(&c->parser, data, len);
   if (err == HPE_OK) return;
-  if (err == HPE_PAUSED && c->message_done) {
-    const char *pos = llhttp_get_error_pos(&c->parser);
-    size_t used = pos ? (size_t)(pos - data) : len;
-    if (used < len) {
-      /* pipelined bytes: keep them for when this request is answered */
-      char *rest = malloc(len - used);
-      if (rest == NULL) {
-        c->keep_alive = 0;
-        bh__conn_problem(c, "generic.internal");
-        return;
-      }
-      memcpy(rest, data + used, len - used);
-      free(c->pending);
-      c->pending = rest;
-      c->pending_len = len - used;
+  if (err == HPE_PAUSED && (c->message_done || c->body_dispatch)) {
+    /* pipelined bytes, or the start of a streamed body: kept for later */
+    if (bh__conn_keep_rest(c, data, len) != 0) {
+      c->keep_alive = 0;
+      bh__conn_problem(c, "generic.internal");
+      return;
     }
-    c->message_done = 0;
+    c->body_resume = c->body_dispatch;
+    c->message_done = c->body_dispatch = 0;
     c->state = BH__CONN_PROCESSING;
     /* reading goes on: what arrives meanwhile is held (bh__conn_hold) */
     uv_timer_stop(&c->timer);
@@ -292,7 +313,9 @@ void bh__conn_write_drained(bh__conn *c) {
 }
 
 int bh__conn_last_answer(const bh__conn *c) {
+  /* a streamed body not read to its end: nothing after it can be framed */
   return !c->keep_alive || c->read_eof || c->d->stopping ||
+         (c->req && c->req->body_open) ||
          (uint32_t)c->served + 1 >= c->d->cfg->keepalive_requests;
 }
 
@@ -300,6 +323,13 @@ void bh__conn_request_done(bh__conn *c) {
   bh_req *req = c->req;
   c->req = NULL;
   if (req) {
+    /* answered before its streamed body was read whole: the rest of the
+     * stream cannot be framed any more */
+    if (req->body_open) {
+      c->keep_alive = 0;
+      req->body_open = req->body_flowing = 0;
+    }
+    req->body_sink = NULL;
     req->conn = NULL;
     bh__req_unref(req);
   }
@@ -405,6 +435,8 @@ static void bh__conn_close(bh__conn *c) {
     bh_req *req = c->req;
     c->req = NULL;
     req->conn = NULL;
+    /* a body still streaming upstream will get no more bytes */
+    bh__req_body_end(req, "request.bad_request");
     bh__req_unref(req);
   }
   uv_close((uv_handle_t *)&c->timer, bh__conn_free);

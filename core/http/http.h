@@ -81,6 +81,14 @@ void bh__conn_write(bh__conn *c, const char *data, size_t len);
 void bh__req_parse_target(bh_req *req);
 /* First value of a request header (name case-insensitive), or NULL. */
 const char *bh__req_header(bh_req *req, const char *name);
+
+/* stream_body.c: a streamed request body (req->body_open) and its sink
+ * (see bh__body_sink). sink NULL detaches it; bytes flow only after
+ * resume, and again after each pause the sink asked for. */
+void bh__req_body_sink(bh_req *req, const bh__body_sink *sink, void *data);
+void bh__req_body_resume(bh_req *req);
+/* Ends the body early (code: why) or whole (NULL); the sink hears it. */
+void bh__req_body_end(bh_req *req, const char *code);
 /* forwarded.c */
 /* The request id and the gateway's trace span, once (each answer, log
  * line and upstream call carries them). */

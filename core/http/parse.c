@@ -18,6 +18,9 @@
 #include "proc/daemon-t.h"
 
 #define BH__MAX_HEADERS 100
+/* Bodies of a known length up to this are read whole even where bodies
+ * stream (see bh__body_sink). */
+#define BH__STREAM_BODY_MIN (64u << 10)
 
 /* ---------------------------------------------------------------------- */
 /* llhttp callbacks                                                        */
@@ -224,12 +227,36 @@ static int bh__on_headers_complete(llhttp_t *p) {
     static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
     bh__conn_write(c, cont, sizeof(cont) - 1);
   }
+  /* a body to stream: the request is served from here (http.c), and the
+   * body is parsed on once its sink is ready. A short body of known length
+   * is read whole as before: it stays ours, so its call may be retried */
+  int chunked = (p->flags & F_CHUNKED) != 0;
+  if (req->body_stream &&
+      (chunked || ((p->flags & F_CONTENT_LENGTH) &&
+                   p->content_length > BH__STREAM_BODY_MIN))) {
+    req->body_open = 1;
+    req->body_length = chunked ? -1 : (long long)p->content_length;
+    c->body_dispatch = 1;
+    return HPE_PAUSED;
+  }
   return 0;
 }
 
 static int bh__on_body(llhttp_t *p, const char *at, size_t n) {
   bh__conn *c = p->data;
   bh_req *req = c->req;
+  if (req->body_open) {
+    /* a chunked body learns its size as it goes: past the limit it ends
+     * here, whatever went upstream already */
+    req->body_seen += n;
+    if (req->body_seen > req->body_limit) {
+      c->early_code = "request.too_large";
+      return HPE_USER;
+    }
+    const bh__body_sink *s = req->body_sink;
+    if (s && s->on_data(req, at, n, req->body_sink_data) > 0) c->body_pause = 1;
+    return 0;
+  }
   if (req->body.len + n > req->body_limit) {
     c->early_code = "request.too_large";
     return HPE_USER;

@@ -76,6 +76,11 @@ struct bh__call {
   char *path; /* in url, after the base URL */
   char *body;
   size_t body_len;
+  /* a streamed body (stream.body_stream, h1_body.c) */
+  bh__buf body_held;  /* bytes given while no attempt could take them */
+  uint64_t body_sent; /* body bytes queued on a connection */
+  int body_ended;     /* bh__call_body_end was called */
+  int body_want;      /* on_writable is owed once the queue drains */
   char **headers;
   size_t nheaders;
   uint32_t flags;

@@ -265,9 +265,17 @@ static void bh__h1_send(bh__h1conn *c) {
     bh__buf_append(b, "\r\n", 2);
   }
   /* the length of what the caller gave, GET or not; POST, PUT and PATCH
-   * say 0 when empty */
-  if (call->body_len || strcmp(call->method, "POST") == 0 ||
-      strcmp(call->method, "PUT") == 0 || strcmp(call->method, "PATCH") == 0) {
+   * say 0 when empty. A streamed body: the client's framing */
+  int streamed = call->has_stream && call->stream.body_stream;
+  if (streamed && call->stream.body_length < 0) {
+    bh__buf_append(b, "Transfer-Encoding: chunked\r\n", 28);
+  } else if (streamed) {
+    bh__buf_append(b, "Content-Length: ", 16);
+    bh__buf_u64(b, (uint64_t)call->stream.body_length);
+    bh__buf_append(b, "\r\n", 2);
+  } else if (call->body_len || strcmp(call->method, "POST") == 0 ||
+             strcmp(call->method, "PUT") == 0 ||
+             strcmp(call->method, "PATCH") == 0) {
     bh__buf_append(b, "Content-Length: ", 16);
     bh__buf_u64(b, call->body_len);
     bh__buf_append(b, "\r\n", 2);
@@ -283,6 +291,7 @@ static void bh__h1_send(bh__h1conn *c) {
   c->parser.data = c;
   c->done = c->interim = c->stream_head = c->got_bytes = c->want_pause = 0;
   c->in_value = c->prev_fold = 0;
+  c->body_ready = c->body_open = 0;
   c->err = CURLE_OK;
   bh__buf_reset(&c->name);
   bh__buf_reset(&c->val);
@@ -293,7 +302,9 @@ static void bh__h1_send(bh__h1conn *c) {
   if (rc) {
     c->writing = 0;
     bh__h1_broken(c);
+    return;
   }
+  if (streamed) bh__h1_body_ready(c);
 }
 
 static void bh__h1_write_cb(uv_write_t *w, int status) {
@@ -401,7 +412,8 @@ static void bh__h1_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
      * both sides keep it open */
     const char *pos = llhttp_get_error_pos(&c->parser);
     int keep = pos == b->base + n && llhttp_should_keep_alive(&c->parser) &&
-               !c->writing; /* an early answer: our request is not all out */
+               !c->writing && /* an early answer: our request is not */
+               !c->body_open; /* all out */
     bh__h1_success(c, keep);
     return;
   }

@@ -31,6 +31,8 @@ struct bh__h1conn {
   int stream_head; /* the stream's on_head ran */
   int want_pause, read_paused;
   int in_value, prev_fold; /* obs-fold detection (h1.c) */
+  int body_ready;          /* the head is out: a streamed body may follow */
+  int body_open;           /* ... and its end has not been written */
   const char *exec_start;  /* the read being parsed */
   int handles;             /* handles still open, for the free */
   CURLcode err;
@@ -87,5 +89,10 @@ void bh__h1_assign(bh__h1conn *c, bh__call *call);
 void bh__h1_connected(bh__h1conn *c);
 void bh__h1_resume(bh__call *call);
 void bh__h1_settings_ready(void);
+
+/* h1_body.c */
+/* The head of a call with a streamed body went out on c: what was held
+ * follows, then the caller hears it may write. */
+void bh__h1_body_ready(bh__h1conn *c);
 
 #endif

@@ -40,6 +40,7 @@ static void bh__call_free(uv_handle_t *h) {
   free(call->mem);
   bh__buf_free(&call->resp);
   bh__buf_free(&call->resp_headers);
+  bh__buf_free(&call->body_held);
   free(call);
 }
 
@@ -596,6 +597,7 @@ static void bh__attempt_setopt(bh__call *call, CURL *e, struct curl_slist *sl,
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, (long)u->tls_verify);
   curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, u->tls_verify ? 2L : 0L);
+  if (u->ca_file) curl_easy_setopt(e, CURLOPT_CAINFO, u->ca_file);
   curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, bh__curl_closesocket);
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, cl);
@@ -642,6 +644,8 @@ static void bh__call_attempt(bh__call *call) {
     if (bh__h1_usable(u)) goto fail;
     /* a URL our client does not take: libcurl's from now on */
   }
+  /* libcurl gets whole bodies only (bh__upstream_streams_body) */
+  if (call->has_stream && call->stream.body_stream) goto fail;
   CURL *e = bh__easy_get(cl);
   if (e == NULL) goto fail;
   call->easy = e;
@@ -743,6 +747,7 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
     call->timeout_ms = rq->timeout_ms;
   bh__buf_init(&call->resp);
   bh__buf_init(&call->resp_headers);
+  bh__buf_init(&call->body_held);
   call->retry_after = -1;
   if (bad) {
     uv_timer_init(d->loop, &call->timer);

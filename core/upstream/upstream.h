@@ -27,6 +27,8 @@ struct bh_upstream {
   uint32_t timeout_ms;
   size_t max_response_bytes;
   int tls_verify;
+  char *ca_file; /* [upstream.NAME] ca_file: CA bundle for https://, or NULL
+                    (the system's) */
   int forward_credentials; /* proxy routes pass the caller's credentials */
   int transport_curl;      /* transport = curl: http:// on libcurl too */
   uint32_t max_idle, idle_timeout_ms, max_connections, dns_ttl_ms;
@@ -53,6 +55,15 @@ typedef struct bh__call_stream {
   int (*on_head)(bh__call *call, int status, void *data);
   int (*on_data)(bh__call *call, const char *buf, size_t len, void *data);
   void *data;
+  /* A request body that streams (bh__call_body_write, bh__call_body_end)
+   * instead of rq->body: body_length bytes, or chunked when -1. Only on
+   * the core's own client (bh__upstream_streams_body). on_writable runs
+   * when an attempt's head went out and when the body queue drained below
+   * its bound: bytes are welcome. Once a body byte went out the call is
+   * not retried (nothing keeps the bytes). */
+  int body_stream;
+  long long body_length;
+  void (*on_writable)(bh__call *call, void *data);
 } bh__call_stream;
 
 typedef struct bh__client bh__client;
@@ -81,6 +92,15 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
                    const bh_upstream_request *rq, bh_upstream_cb cb, void *data,
                    const bh__call_stream *stream);
 void bh__call_resume(bh__call *call);
+/* h1_body.c: the streamed body's bytes, copied (framed as chunks when
+ * chunked). 0, 1 when the queue is past its bound (stop until
+ * on_writable), or -errno (the attempt fails; its verdict comes through
+ * the callback). */
+int bh__call_body_write(bh__call *call, const char *buf, size_t len);
+/* The streamed body is whole (the last chunk goes out when chunked). */
+void bh__call_body_end(bh__call *call);
+/* 1 when this upstream's calls can take a streamed body. */
+int bh__upstream_streams_body(struct bh_upstream *u);
 /* Response headers of the current attempt as "name: value\r\n" lines. */
 const char *bh__call_headers(bh__call *call);
 const char *bh__result_header(const bh_upstream_result *res, const char *name);

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config/config.h"
 #include "config/secret.h"
@@ -87,6 +88,7 @@ static const char *const bh__ukeys[] = {"url",
                                         "timeout_ms",
                                         "max_response_bytes",
                                         "tls_verify",
+                                        "ca_file",
                                         "retries",
                                         "retry_base_ms",
                                         "retry_cap_ms",
@@ -120,6 +122,7 @@ static int bh__ukey_known(const char *k) {
 void bh__upstream_free_one(struct bh_upstream *u) {
   free(u->name);
   free(u->base_url);
+  free(u->ca_file);
   for (size_t i = 0; i < u->nheaders; i++)
     free(u->headers[i]);
   free(u->headers);
@@ -208,6 +211,12 @@ static int bh__uparse(bh__ucfg *c, bh__uvals *v) {
     return bh__ufail(c, "forward_credentials",
                      "expected true/false, yes/no, on/off or 1/0, got '%s'",
                      fc);
+  /* checked here so that `-t` and a reload refuse a CA file a worker could
+   * not read: libcurl would only say so at the first call */
+  const char *ca = bh__config_get(c->cfg, c->section, "ca_file");
+  if (ca && (ca[0] == '\0' || access(ca, R_OK) != 0))
+    return bh__ufail(c, "ca_file", "cannot read '%s': %s", ca,
+                     ca[0] ? strerror(errno) : "empty path");
   return 0;
 }
 
@@ -346,6 +355,8 @@ int bh__upstream_new(bh__daemon *d, bh__plugin *p, const bh_upstream_def *def,
   }
   u->max_response_bytes = v.maxresp;
   u->tls_verify = (int)v.tls;
+  const char *ca = bh__config_get(d->cfg, section, "ca_file");
+  if (ca && (u->ca_file = strdup(ca)) == NULL) goto fail;
   u->forward_credentials = v.fwd_creds;
   u->transport_curl = v.transport_curl;
   u->max_idle = v.max_idle;
