@@ -141,6 +141,8 @@ class WebhooksTwoInstancesTest(unittest.TestCase):
         first = api.event_id("dn.t", {"n": 1})
         self.assertTrue(wait_for(lambda: first in W.ids_at(
             self.sim, "/hooks/dn"), 10), d.diag(20))
+        self.assertTrue(wait_for(lambda: self.store(d) == {
+            "backend": "postgres", "status": "ok"}, 10), self.store(d))
         self.pg.stop()
         r = api.event("dn.t", {"n": 2})
         self.assertEqual(r.status, 503, "%r%s" % (r, d.diag(10)))
@@ -148,12 +150,22 @@ class WebhooksTwoInstancesTest(unittest.TestCase):
         self.assertEqual(api.call("GET", "/endpoints/" + ep["id"]).code,
                          "webhooks.unavailable")
         self.assertEqual(d.admin("/healthz").status, 200)
+        self.assertTrue(wait_for(lambda: self.store(d)["status"] ==
+                                 "unavailable", 15), self.store(d))
+        self.assertEqual(d.admin("/readyz").json()["stores"]["webhooks"][
+            "backend"], "postgres")
         self.pg.start()
         self.assertTrue(wait_for(lambda: api.event(
             "dn.t", {"n": 3}).status == 202, 15), d.diag(20))
         self.assertTrue(wait_for(lambda: len(W.ids_at(
             self.sim, "/hooks/dn")) >= 2, 15), d.diag(20))
         self.assertEqual(api.endpoint(ep["id"])["id"], ep["id"])
+        self.assertTrue(wait_for(lambda: self.store(d)["status"] == "ok",
+                                 15), self.store(d))
+
+    @staticmethod
+    def store(d):
+        return d.admin("/admin/status").json()["stores"].get("webhooks")
 
 
 if __name__ == "__main__":
