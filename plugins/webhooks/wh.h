@@ -198,8 +198,9 @@ int wh_col_type(wh_stmt *st, int i); /* SQLITE_NULL or another */
 int64_t wh_col_int64(wh_stmt *st, int i);
 int wh_col_int(wh_stmt *st, int i);
 const unsigned char *wh_col_text(wh_stmt *st, int i); /* NULL for NULL */
-/* The PostgreSQL text of a statement written for SQLite (malloc'd). */
-char *wh_sql_pg(const char *sql, int *nparams);
+/* The PostgreSQL text of a statement written for SQLite (malloc'd), its
+ * highest parameter and a bit per parameter it uses. */
+char *wh_sql_pg(const char *sql, int *nparams, unsigned *used);
 
 /* ---- API jobs (wh_store.c, wh_ops.c) ----------------------------------- */
 

@@ -25,6 +25,10 @@ struct wh_stmt {
   /* postgres */
   char *sql;
   int nparams;
+  /* 0: inferred; text for a parameter the statement does not use (the
+   * SQL of a family of statements binds them all), which PostgreSQL
+   * could not type */
+  Oid types[WH_MAX_PARAMS];
   const char *val[WH_MAX_PARAMS];
   char num[WH_MAX_PARAMS][24];
   PGresult *res;
@@ -74,9 +78,10 @@ static const struct {
     {"+d.", "d."},
 };
 
-char *wh_sql_pg(const char *sql, int *nparams) {
+char *wh_sql_pg(const char *sql, int *nparams, unsigned *used) {
   sbuf b = {0};
   int maxp = 0;
+  *used = 0;
   int ignore = starts(sql, "INSERT OR IGNORE INTO ");
   int replace = starts(sql, "INSERT OR REPLACE INTO attempts");
   for (const char *s = sql; *s;) {
@@ -92,6 +97,7 @@ char *wh_sql_pg(const char *sql, int *nparams) {
       char *end;
       long n = strtol(s + 1, &end, 10);
       if (n > maxp) maxp = (int)n;
+      if (n >= 1 && n <= 32) *used |= 1u << (n - 1);
       char p[32];
       const char *cast = "";
       int after_when = b.n >= 5 && (strncmp(b.p + b.n - 5, "WHEN ", 5) == 0 ||
@@ -138,12 +144,15 @@ wh_stmt *wh_stmt_new(wh_db *db, const char *sql, int *rc) {
   }
   st->db = db;
   if (db->postgres) {
-    st->sql = wh_sql_pg(sql, &st->nparams);
+    unsigned used = 0;
+    st->sql = wh_sql_pg(sql, &st->nparams, &used);
     if (st->sql == NULL || st->nparams > WH_MAX_PARAMS) {
       *rc = st->sql ? SQLITE_INTERNAL : SQLITE_NOMEM;
       wh_stmt_free(st);
       return NULL;
     }
+    for (int i = 0; i < st->nparams; i++)
+      st->types[i] = used & (1u << i) ? 0 : 25; /* TEXTOID */
     *rc = SQLITE_OK;
     return st;
   }
@@ -202,8 +211,8 @@ int wh_step(wh_stmt *st) {
   if (st->res == NULL) {
     PGconn *c = st->db->pg;
     if (c == NULL) return SQLITE_IOERR;
-    PGresult *r =
-        PQexecParams(c, st->sql, st->nparams, NULL, st->val, NULL, NULL, 0);
+    PGresult *r = PQexecParams(c, st->sql, st->nparams, st->types, st->val,
+                               NULL, NULL, 0);
     ExecStatusType s = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     if (s != PGRES_TUPLES_OK && s != PGRES_COMMAND_OK) {
       int rc = pg_failure(r);

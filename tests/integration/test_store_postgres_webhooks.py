@@ -27,6 +27,7 @@ import harness  # noqa: E402
 from harness import Daemon  # noqa: E402
 import webhooks_env as W  # noqa: E402
 from pg_server import PgServer, wait_for  # noqa: E402
+from test_webhooks_stream import SSE, doc  # noqa: E402
 
 LEASE_MS = 4000
 IN_FLIGHT = 4
@@ -132,6 +133,22 @@ class WebhooksTwoInstancesTest(unittest.TestCase):
         self.assertGreaterEqual(int(self.pg.psql(
             "SELECT count(*) FROM bh_webhooks.delivery_changes WHERE "
             "change = 'succeeded'")), len(accepted))
+
+    def test_stream_shows_changes_made_on_the_other_instance(self):
+        a, b = self.daemon(), self.daemon()
+        ep = W.Api(a).create(self.sim.url + "/hooks/sse", ["s.t"])
+        s = SSE(a.port(), query="?endpoint=" + ep["id"])
+        try:
+            self.assertEqual(s.status, 200)
+            W.Api(b).event_id("s.t", {})  # accepted on B, sent by A or B
+            got = s.deliveries(lambda out: out and
+                               doc(out[-1])["change"] == "succeeded", 15)
+            self.assertEqual([doc(e)["change"] for e in got],
+                             ["queued", "attempting", "succeeded"])
+            ids = [int(e["id"]) for e in got]
+            self.assertEqual(ids, sorted(ids))
+        finally:
+            s.close()
 
     def test_postgres_down_then_back(self):
         self.sim.set_behavior(path="/hooks/dn", delay_ms=0)
