@@ -2,21 +2,25 @@
  * webhooks plugin internals, shared by its files:
  *   webhooks.c    descriptor, config, lifecycle, routes, error map
  *   wh_api.c      HTTP handlers (loop thread): checks, jobs, answers
- *   wh_store.c    the store: a core job queue run against SQLite
+ *   wh_store.c    the store: a core job queue run against the database
  *   wh_ops.c      the SQL of every API operation (store thread)
- *   wh_db.c       opening, migrating and watching the database file
+ *   wh_db.c       opening, migrating and watching the SQLite file
+ *   wh_db_pg.c    or, with [store] backend = postgres, the shared schema
+ *                 bh_webhooks (store_connect)
+ *   wh_sql.c      statements on either backend (one copy of the SQL)
  *   wh_dispatch.c the dispatcher thread: claim, send, record
  *   wh_send.c     one HTTP delivery on libcurl (dispatcher thread)
  *   wh_sign.c     secrets and Standard Webhooks signatures
  *   wh_url.c      endpoint URL checks and address classes (SSRF)
  *
  * Threads: the loop thread runs handlers and answers requests; the store
- * thread owns one SQLite connection and runs API jobs; the dispatcher
+ * thread owns one database connection and runs API jobs; the dispatcher
  * thread owns another connection and a curl multi handle. They meet only
  * through the job and log queues (mutex + condition), one mutex that
  * serialises the two connections' write transactions, atomic flags, and
  * the wakeup the core offers (ABI 1.1); no thread but the loop's touches
- * a bh_req or calls a service other than bh_wakeup_send().
+ * a bh_req or calls a service other than bh_wakeup_send() (and, on
+ * postgres, store_connect() / store_disconnect() for their connections).
  */
 #ifndef WH_H
 #define WH_H

@@ -121,7 +121,6 @@ BEGIN
   VALUES (d.owner, d.seq, what, d.state, d.attempts, d.next_at,
     d.lease_until, d.last_status, d.last_error, d.updated_at, d.completed_at,
     (extract(epoch FROM clock_timestamp()) * 1000)::bigint);
-  PERFORM pg_notify('bh_webhooks_changes', '');
 END $$;
 
 CREATE FUNCTION delivery_changed() RETURNS trigger
