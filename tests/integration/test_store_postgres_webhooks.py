@@ -38,8 +38,8 @@ def config(tmp, **keys):
     keys.setdefault("delivery_timeout_ms", 1500)
     keys.setdefault("max_in_flight", IN_FLIGHT)
     keys.setdefault("max_in_flight_per_endpoint", IN_FLIGHT)
-    # a per-instance file that must stay unused on postgres
-    cfg = W.config(database=os.path.join(tmp, "webhooks-unused.db"), **keys)
+    # each instance's own file, which must stay unused on postgres
+    cfg = W.config(database=tempfile.mktemp(suffix=".db", dir=tmp), **keys)
     cfg["store"] = {"backend": "postgres", "url": "@env:TEST_STORE_URL",
                     "pool": "1"}
     return cfg
