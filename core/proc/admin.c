@@ -151,16 +151,38 @@ static int bh__shm_serving(const bh__shm_plugin *s) {
   return s && s->state == BH__PLUGIN_LOADED && !s->quarantined;
 }
 
+/* The first-party plugins that keep a store on [store]'s backend (their
+ * own file on sqlite, their own schema on postgres): /admin/status and
+ * /readyz list them beside the identity store, healthy as their health()
+ * last said (a plugin reports a store it cannot reach as unhealthy). */
+static const char *const bh__store_plugins[] = {"billing", "webhooks"};
+
 /* "stores":{...}: each store's backend and health. The identity store's
- * health is the last outcome any worker's store thread saw. */
+ * health is the last outcome any worker's store thread saw. Under the shm
+ * lock. */
 static void bh__status_stores(bh__buf *b, const bh__config *cfg) {
   int pg = cfg->auth && cfg->auth->store_backend == BH__STORE_POSTGRES;
+  const char *backend = pg ? "postgres" : "sqlite";
   int down = bh__shm_g &&
              __atomic_load_n(&bh__shm_g->identity_store_down, __ATOMIC_RELAXED);
   bh__buf_printf(b,
                  "\"stores\":{\"identity\":{\"backend\":\"%s\","
-                 "\"status\":\"%s\"}}",
-                 pg ? "postgres" : "sqlite", down ? "unavailable" : "ok");
+                 "\"status\":\"%s\"}",
+                 backend, down ? "unavailable" : "ok");
+  for (size_t k = 0; k < sizeof(bh__store_plugins) / sizeof(char *); k++) {
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+      const bh__plugin_conf *pc = &cfg->plugins[i];
+      if (!pc->enabled || strcmp(pc->name, bh__store_plugins[k]) != 0) continue;
+      const bh__shm_plugin *sp = bh__shm_view(pc);
+      const char *st = !bh__shm_serving(sp) ? "not_loaded"
+                       : sp->healthy == 0   ? "unavailable"
+                       : sp->healthy == 1   ? "ok"
+                                            : "unknown";
+      bh__buf_printf(b, ",\"%s\":{\"backend\":\"%s\",\"status\":\"%s\"}",
+                     bh__store_plugins[k], backend, st);
+    }
+  }
+  bh__buf_putc(b, '}');
 }
 
 static void bh__readyz(bh_req *req) {
@@ -175,8 +197,8 @@ static void bh__readyz(bh_req *req) {
       bh__buf_puts(&missing, pc->name);
     }
   }
-  bh__shm_unlock();
   if (missing.len) {
+    bh__shm_unlock();
     bh__ext ext[1] = {{"plugins", missing.data}};
     bh__respond_problem(req, "admin.not_ready", NULL, -1, ext, 1, NULL, 0);
   } else {
@@ -185,6 +207,7 @@ static void bh__readyz(bh_req *req) {
     /* a store that is down degrades its routes only: still ready */
     bh__buf_puts(&b, "{\"status\":\"ready\",");
     bh__status_stores(&b, cfg);
+    bh__shm_unlock();
     bh__buf_putc(&b, '}');
     bh__admin_json(req, 200, &b);
   }

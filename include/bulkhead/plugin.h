@@ -945,7 +945,8 @@ struct bh_services {
    * thread. 0, or -EINVAL (a size too small). */
   int (*store_info)(bh_ctx *ctx, bh_store_info *out);
   /* postgres only, and only on a job queue's thread (thread_start or
-   * run): connects to the [store] database with search_path = `schema`
+   * run) or another blocking thread of the plugin's own, never the loop:
+   * connects to the [store] database with search_path = `schema`
    * (the plugin's own, "[a-z][a-z0-9_]{0,62}": e.g. "bh_<plugin>";
    * created if absent), a 5 s statement_timeout, and applies the
    * migrations newer than the schema's version in ONE transaction (all

@@ -4,7 +4,8 @@
  *   login.c    POST /v1/auth/login against the identity provider
  *   session.c  POST /v1/auth/refresh and /v1/auth/logout
  *   keys.c     /v1/api-keys
- *   magic.c    the email magic-link sign-in (its own SQLite file, SMTP)
+ *   magic.c    the email magic-link sign-in (SMTP; the store: magic_db.c,
+ *              its own SQLite file or PostgreSQL: magic_db_pg.c)
  * Sessions, refresh tokens and API keys live in the core's store; this
  * plugin drives it through the identity services (ABI 1.2).
  */

@@ -37,7 +37,6 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,9 +44,10 @@
 #include <time.h>
 
 #include "auth_plugin.h"
+#include "magic_db.h"
 
 #define MAGIC_QUEUE_MAX 256
-#define HASH_LEN 32
+#define HASH_LEN MAGIC_HASH_LEN
 #define SELECTOR_LEN 16
 
 enum mkind { MJ_REQUEST = 1, MJ_VERIFY, MJ_REMEMBER, MJ_IDP };
@@ -73,7 +73,6 @@ typedef struct magic_state {
   bh_jobq *q; /* its thread runs every statement and every mail */
   bh_ctx *ctx;
   pthread_mutex_t mu; /* guards the log lines */
-  sqlite3 *db;        /* the queue's thread only */
   char logbuf[8][200];
   int nlog;
 } magic_state;
@@ -140,58 +139,10 @@ static int local_path_ok(const char *r) {
   return 1;
 }
 
-/* ---- the database (worker thread) --------------------------------------- */
-
-static const char SCHEMA[] =
-    "CREATE TABLE IF NOT EXISTS accounts (email_hash BLOB PRIMARY KEY, "
-    "  user_id TEXT NOT NULL, seen_at INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS tokens (selector TEXT PRIMARY KEY, "
-    "  verifier BLOB NOT NULL, email_hash BLOB NOT NULL, "
-    "  user_id TEXT NOT NULL, redirect TEXT NOT NULL, "
-    "  expires_at INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS tokens_by_email ON tokens(email_hash);"
-    "CREATE TABLE IF NOT EXISTS limits (key BLOB PRIMARY KEY, "
-    "  window_start INTEGER NOT NULL, count INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS idp_state (id INTEGER PRIMARY KEY "
-    "  CHECK (id = 1), down INTEGER NOT NULL, at INTEGER NOT NULL);"
-    "PRAGMA user_version = 1;";
-
-static int db_ensure(void) {
-  if (M.db) return 0;
-  sqlite3 *h = NULL;
-  int rc = sqlite3_open_v2(
-      auth_g.magic.db_path, &h,
-      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc == SQLITE_OK) {
-    sqlite3_busy_timeout(h, 5000);
-    rc = sqlite3_exec(h,
-                      "PRAGMA journal_mode = WAL; PRAGMA synchronous = "
-                      "NORMAL;",
-                      NULL, NULL, NULL);
-  }
-  if (rc == SQLITE_OK) rc = sqlite3_exec(h, SCHEMA, NULL, NULL, NULL);
-  if (rc != SQLITE_OK) {
-    tlog("magic-link database %.120s: %.60s", auth_g.magic.db_path,
-         h ? sqlite3_errmsg(h) : "cannot open");
-    sqlite3_close(h);
-    return -EIO;
-  }
-  M.db = h;
-  return 0;
-}
+/* ---- the store (worker thread): magic_db.c ----------------------------- */
 
 static int64_t now_s(void) {
   return (int64_t)time(NULL);
-}
-
-static sqlite3_stmt *prep(const char *sql) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(M.db, sql, -1, &st, NULL) != SQLITE_OK) return NULL;
-  return st;
-}
-
-static int exec1(const char *sql) {
-  return sqlite3_exec(M.db, sql, NULL, NULL, NULL);
 }
 
 /* Fixed-window counter: 1 and *retry when `key` is over `max`, else 0
@@ -199,42 +150,20 @@ static int exec1(const char *sql) {
 static int limited(const unsigned char key[HASH_LEN], int max, int count,
                    long *retry) {
   int64_t now = now_s(), win = auth_g.magic.window_s;
-  sqlite3_stmt *st = prep("SELECT window_start, count FROM limits "
-                          "WHERE key = ?1");
-  if (st == NULL) return -EIO;
-  sqlite3_bind_blob(st, 1, key, HASH_LEN, SQLITE_STATIC);
-  int64_t start = now, n = 0;
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW && sqlite3_column_int64(st, 0) + win > now) {
-    start = sqlite3_column_int64(st, 0);
-    n = sqlite3_column_int64(st, 1);
+  int64_t start = now, n = 0, s0 = 0, n0 = 0;
+  int rc = mdb_limit_get(key, &s0, &n0);
+  if (rc < 0) return -EIO;
+  if (rc == 1 && s0 + win > now) {
+    start = s0;
+    n = n0;
   }
-  sqlite3_finalize(st);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE) return -EIO;
   if (n >= max) {
     *retry = (long)(start + win - now);
     if (*retry < 1) *retry = 1;
     return 1;
   }
   if (!count) return 0;
-  st = prep("INSERT INTO limits (key, window_start, count) VALUES (?1,?2,?3) "
-            "ON CONFLICT (key) DO UPDATE SET window_start = excluded."
-            "window_start, count = excluded.count");
-  if (st == NULL) return -EIO;
-  sqlite3_bind_blob(st, 1, key, HASH_LEN, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, start);
-  sqlite3_bind_int64(st, 3, n + 1);
-  rc = sqlite3_step(st);
-  sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? 0 : -EIO;
-}
-
-static int idp_is_down(void) {
-  sqlite3_stmt *st = prep("SELECT down FROM idp_state WHERE id = 1");
-  if (st == NULL) return 0;
-  int down = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
-  return down;
+  return mdb_limit_put(key, start, n + 1);
 }
 
 /* ---- SMTP (worker thread) ----------------------------------------------- */
@@ -346,14 +275,15 @@ static int smtp_send(const char *to, const char *token, const char *tag) {
 
 static void run_request(mjob *j) {
   long ra = 0;
-  if (auth_g.magic.mode == AUTH_MAGIC_FALLBACK && !idp_is_down()) {
-    j->code = "auth.magic_link_not_needed";
+  int idp = auth_g.magic.mode == AUTH_MAGIC_FALLBACK ? mdb_idp_down() : 1;
+  if (idp <= 0) {
+    j->code = idp < 0 ? "auth.email_unavailable" : "auth.magic_link_not_needed";
     return;
   }
   unsigned char ke[HASH_LEN], ka[HASH_LEN];
   key_hash("email", j->email, ke);
   key_hash("addr", j->addr, ka);
-  if (exec1("BEGIN IMMEDIATE") != SQLITE_OK) {
+  if (mdb_begin() != 0) {
     j->code = "auth.email_unavailable";
     return;
   }
@@ -364,65 +294,42 @@ static void run_request(mjob *j) {
     if (a == 0) b = limited(ka, auth_g.magic.per_address, 1, &ra);
   }
   if (a < 0 || b < 0) {
-    exec1("ROLLBACK");
+    mdb_rollback();
     j->code = "auth.email_unavailable";
     return;
   }
   if (a > 0 || b > 0) {
-    exec1("COMMIT");
+    mdb_commit();
     j->code = "auth.too_many_attempts";
     j->retry_after = ra;
     return;
   }
   /* the account, if this gateway has seen it sign in */
-  sqlite3_stmt *st = prep("SELECT user_id FROM accounts WHERE email_hash=?1");
-  int found = 0;
-  if (st) {
-    sqlite3_bind_blob(st, 1, j->email_hash, HASH_LEN, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-      snprintf(j->user_id, sizeof(j->user_id), "%s",
-               (const char *)sqlite3_column_text(st, 0));
-      found = 1;
-    }
-    sqlite3_finalize(st);
-  }
+  int found =
+      mdb_account_get(j->email_hash, j->user_id, sizeof(j->user_id)) == 1;
   char token[64] = "";
   if (found) {
-    unsigned char raw[32], vh[HASH_LEN];
+    unsigned char raw[32];
+    magic_token t = {.expires_at = now_s() + auth_g.magic.ttl_s};
     randombytes_buf(raw, sizeof(raw));
     sodium_bin2base64(token, sizeof(token), raw, sizeof(raw),
                       sodium_base64_VARIANT_URLSAFE_NO_PADDING);
     sodium_memzero(raw, sizeof(raw));
-    token_hash(token, vh);
-    st = prep("INSERT INTO tokens (selector, verifier, email_hash, user_id, "
-              "redirect, expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-    int rc = SQLITE_ERROR;
-    if (st) {
-      sqlite3_bind_text(st, 1, token, SELECTOR_LEN, SQLITE_STATIC);
-      sqlite3_bind_blob(st, 2, vh, HASH_LEN, SQLITE_STATIC);
-      sqlite3_bind_blob(st, 3, j->email_hash, HASH_LEN, SQLITE_STATIC);
-      sqlite3_bind_text(st, 4, j->user_id, -1, SQLITE_STATIC);
-      sqlite3_bind_text(st, 5, j->redirect, -1, SQLITE_STATIC);
-      sqlite3_bind_int64(st, 6, now_s() + auth_g.magic.ttl_s);
-      rc = sqlite3_step(st);
-      sqlite3_finalize(st);
-    }
-    if (rc != SQLITE_DONE) {
-      exec1("ROLLBACK");
+    token_hash(token, t.verifier);
+    memcpy(t.email_hash, j->email_hash, HASH_LEN);
+    snprintf(t.user_id, sizeof(t.user_id), "%s", j->user_id);
+    snprintf(t.redirect, sizeof(t.redirect), "%s", j->redirect);
+    if (mdb_token_put(token, SELECTOR_LEN, &t) != 0) {
+      mdb_rollback();
       j->code = "auth.email_unavailable";
       return;
     }
   }
   /* expired tokens go, now and then */
-  st = prep("DELETE FROM tokens WHERE expires_at < ?1");
-  if (st) {
-    sqlite3_bind_int64(st, 1, now_s() - 3600);
-    sqlite3_step(st);
-    sqlite3_finalize(st);
-  }
+  (void)mdb_tokens_expire(now_s() - 3600);
   /* counted even if the mail fails: the limit bounds what reaches SMTP */
-  if (exec1("COMMIT") != SQLITE_OK) {
-    exec1("ROLLBACK");
+  if (mdb_commit() != 0) {
+    mdb_rollback();
     j->code = "auth.email_unavailable";
     return;
   }
@@ -430,14 +337,8 @@ static void run_request(mjob *j) {
   account_tag(j->email_hash, tag);
   int rc = found ? smtp_send(j->email, token, tag) : smtp_probe();
   if (rc != 0) {
-    if (found) { /* a link nobody received must not stay usable */
-      st = prep("DELETE FROM tokens WHERE selector = ?1");
-      if (st) {
-        sqlite3_bind_text(st, 1, token, SELECTOR_LEN, SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_finalize(st);
-      }
-    }
+    /* a link nobody received must not stay usable */
+    if (found) (void)mdb_token_delete(token, SELECTOR_LEN);
     j->code = "auth.email_unavailable";
   } else if (found) {
     tlog("magic link sent for account %s%s", tag, NULL);
@@ -449,13 +350,13 @@ static void run_verify(mjob *j) {
   long ra = 0;
   unsigned char kv[HASH_LEN], vh[HASH_LEN];
   key_hash("verify", j->addr, kv);
-  if (exec1("BEGIN IMMEDIATE") != SQLITE_OK) {
+  if (mdb_begin() != 0) {
     j->code = "auth.session_store_unavailable";
     return;
   }
   int lim = limited(kv, auth_g.magic.verify_failures, 0, &ra);
   if (lim != 0) {
-    exec1("ROLLBACK");
+    mdb_rollback();
     j->code =
         lim > 0 ? "auth.too_many_attempts" : "auth.session_store_unavailable";
     j->retry_after = ra;
@@ -464,79 +365,40 @@ static void run_verify(mjob *j) {
   const char *code = "auth.magic_link_invalid";
   size_t tl = strlen(j->token);
   if (tl >= SELECTOR_LEN) {
+    magic_token t;
     token_hash(j->token, vh);
-    sqlite3_stmt *st = prep("SELECT verifier, email_hash, user_id, redirect, "
-                            "expires_at FROM tokens WHERE selector = ?1");
-    if (st) {
-      sqlite3_bind_text(st, 1, j->token, SELECTOR_LEN, SQLITE_STATIC);
-      if (sqlite3_step(st) == SQLITE_ROW &&
-          sqlite3_column_bytes(st, 0) == HASH_LEN &&
-          sodium_memcmp(sqlite3_column_blob(st, 0), vh, HASH_LEN) == 0) {
-        memcpy(j->email_hash, sqlite3_column_blob(st, 1), HASH_LEN);
-        snprintf(j->user_id, sizeof(j->user_id), "%s",
-                 (const char *)sqlite3_column_text(st, 2));
-        snprintf(j->redirect, sizeof(j->redirect), "%s",
-                 (const char *)sqlite3_column_text(st, 3));
-        code = sqlite3_column_int64(st, 4) > now_s()
-                   ? NULL
-                   : "auth.magic_link_expired";
-      }
-      sqlite3_finalize(st);
+    int got = mdb_token_get(j->token, SELECTOR_LEN, &t);
+    if (got < 0) {
+      code = "auth.session_store_unavailable";
+    } else if (got == 1 && sodium_memcmp(t.verifier, vh, HASH_LEN) == 0) {
+      memcpy(j->email_hash, t.email_hash, HASH_LEN);
+      snprintf(j->user_id, sizeof(j->user_id), "%s", t.user_id);
+      snprintf(j->redirect, sizeof(j->redirect), "%s", t.redirect);
+      code = t.expires_at > now_s() ? NULL : "auth.magic_link_expired";
     }
+    sodium_memzero(&t, sizeof(t));
   }
-  if (code == NULL || strcmp(code, "auth.magic_link_expired") == 0) {
-    /* single use: this link, and every other of the account, is spent */
-    sqlite3_stmt *st = prep("DELETE FROM tokens WHERE email_hash = ?1");
-    if (st) {
-      sqlite3_bind_blob(st, 1, j->email_hash, HASH_LEN, SQLITE_STATIC);
-      if (sqlite3_step(st) != SQLITE_DONE)
-        code = "auth.session_store_unavailable";
-      sqlite3_finalize(st);
-    }
-  }
-  if (code == NULL) { /* still the account the email belongs to */
-    sqlite3_stmt *st = prep("SELECT 1 FROM accounts WHERE email_hash = ?1 "
-                            "AND user_id = ?2");
-    if (st) {
-      sqlite3_bind_blob(st, 1, j->email_hash, HASH_LEN, SQLITE_STATIC);
-      sqlite3_bind_text(st, 2, j->user_id, -1, SQLITE_STATIC);
-      if (sqlite3_step(st) != SQLITE_ROW) code = "auth.magic_link_invalid";
-      sqlite3_finalize(st);
-    }
-  }
+  /* single use: this link, and every other of the account, is spent */
+  if ((code == NULL || strcmp(code, "auth.magic_link_expired") == 0) &&
+      mdb_tokens_delete_email(j->email_hash) != 0)
+    code = "auth.session_store_unavailable";
+  /* still the account the email belongs to */
+  if (code == NULL && mdb_account_is(j->email_hash, j->user_id) != 1)
+    code = "auth.magic_link_invalid";
   if (code && strcmp(code, "auth.session_store_unavailable") != 0)
     (void)limited(kv, auth_g.magic.verify_failures, 1, &ra);
-  exec1("COMMIT");
+  if (code && strcmp(code, "auth.session_store_unavailable") == 0) {
+    mdb_rollback();
+  } else if (mdb_commit() != 0) {
+    mdb_rollback();
+    code = "auth.session_store_unavailable";
+  }
   j->code = code;
 }
 
-static void run_remember(mjob *j) {
-  sqlite3_stmt *st = prep(
-      "INSERT INTO accounts (email_hash, user_id, seen_at) VALUES (?1,?2,?3) "
-      "ON CONFLICT (email_hash) DO UPDATE SET user_id = excluded.user_id, "
-      "seen_at = excluded.seen_at");
-  if (st == NULL) return;
-  sqlite3_bind_blob(st, 1, j->email_hash, HASH_LEN, SQLITE_STATIC);
-  sqlite3_bind_text(st, 2, j->user_id, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 3, now_s());
-  sqlite3_step(st);
-  sqlite3_finalize(st);
-}
-
-static void run_idp(mjob *j) {
-  sqlite3_stmt *st = prep(
-      "INSERT INTO idp_state (id, down, at) VALUES (1, ?1, ?2) "
-      "ON CONFLICT (id) DO UPDATE SET down = excluded.down, at = excluded.at "
-      "WHERE down <> excluded.down");
-  if (st == NULL) return;
-  sqlite3_bind_int(st, 1, j->idp_down);
-  sqlite3_bind_int64(st, 2, now_s());
-  sqlite3_step(st);
-  sqlite3_finalize(st);
-}
-
 static void run(mjob *j) {
-  if (db_ensure() != 0) {
+  if (mdb_ensure() != 0) {
+    tlog("magic-link store %.120s: unavailable%s", mdb_name(), NULL);
     j->code = j->kind == MJ_VERIFY ? "auth.session_store_unavailable"
                                    : "auth.email_unavailable";
     return;
@@ -544,10 +406,12 @@ static void run(mjob *j) {
   switch (j->kind) {
   case MJ_REQUEST: run_request(j); break;
   case MJ_VERIFY: run_verify(j); break;
-  case MJ_REMEMBER: run_remember(j); break;
-  case MJ_IDP: run_idp(j); break;
+  case MJ_REMEMBER:
+    (void)mdb_account_put(j->email_hash, j->user_id, now_s());
+    break;
+  case MJ_IDP: (void)mdb_idp_set(j->idp_down, now_s()); break;
   }
-  if (!sqlite3_get_autocommit(M.db)) exec1("ROLLBACK");
+  mdb_rollback(); /* whatever a failure left open */
 }
 
 static void magic_run(bh_job *job, void *data) {
@@ -560,8 +424,7 @@ static void magic_run(bh_job *job, void *data) {
 
 static void magic_thread_stop(void *data) {
   (void)data;
-  if (M.db) sqlite3_close(M.db);
-  M.db = NULL;
+  mdb_close();
 }
 
 static int submit(mjob *j) {
@@ -806,6 +669,7 @@ int auth_magic_start(bh_ctx *ctx) {
   if (auth_g.magic.mode == AUTH_MAGIC_OFF) return 0;
   memset(&M, 0, sizeof(M));
   M.ctx = ctx;
+  mdb_init(ctx);
   pthread_mutex_init(&M.mu, NULL);
   bh_jobq_def def = {.size = sizeof(def),
                      .name = "auth-magic",

@@ -328,7 +328,7 @@ int billing_store_start(billing_store *s, const billing_config *cfg,
   s->cfg = cfg;
   s->owner = owner;
   s->ctx = ctx;
-  bh_store_info info;
+  bh_store_info info = {.size = sizeof(info)};
   if (BH_SVC_HAS(BH__SVC(ctx), store_info) &&
       bh_store_info_get(ctx, &info) == 0)
     s->postgres = strcmp(info.backend, "postgres") == 0;

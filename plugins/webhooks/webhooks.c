@@ -349,20 +349,18 @@ static int webhooks_init(bh_ctx *ctx, const bh_services *svc) {
   if (rc < 0) return rc;
   if ((rc = bh_error_map(ctx, errors, BH_COUNT(errors))) < 0) return rc;
   if ((rc = add_routes(ctx, wp)) < 0) return rc;
+  bh_store_info info = {.size = sizeof(info)};
+  wp->postgres = BH_SVC_HAS(svc, store_info) &&
+                 BH_SVC_HAS(svc, store_connect) &&
+                 bh_store_info_get(ctx, &info) == 0 &&
+                 strcmp(info.backend, "postgres") == 0;
+  /* on postgres every instance shares the outbox: an event accepted here
+   * is delivered by whichever instance claims it first */
   bh_log(ctx, BH_LOG_INFO,
          "webhooks %s ready: %d routes, %d attempts per delivery, "
-         "database %s",
-         WH_VERSION, rc, wp->cfg.nschedule, wp->cfg.db_path);
-  bh_store_info info;
-  if (BH_SVC_HAS(svc, store_info) && bh_store_info_get(ctx, &info) == 0 &&
-      strcmp(info.backend, "postgres") == 0)
-    /* not shared yet: say so, so nobody counts on another instance
-     * delivering what this one accepted */
-    bh_log(ctx, BH_LOG_WARN,
-           "[store] backend = postgres, but the webhooks outbox stays in "
-           "this instance's own file %s: events accepted here are delivered "
-           "from here",
-           wp->cfg.db_path);
+         "store %s",
+         WH_VERSION, rc, wp->cfg.nschedule,
+         wp->postgres ? "postgres (schema bh_webhooks)" : wp->cfg.db_path);
   return 0;
 }
 

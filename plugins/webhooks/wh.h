@@ -2,21 +2,25 @@
  * webhooks plugin internals, shared by its files:
  *   webhooks.c    descriptor, config, lifecycle, routes, error map
  *   wh_api.c      HTTP handlers (loop thread): checks, jobs, answers
- *   wh_store.c    the store: a core job queue run against SQLite
+ *   wh_store.c    the store: a core job queue run against the database
  *   wh_ops.c      the SQL of every API operation (store thread)
- *   wh_db.c       opening, migrating and watching the database file
+ *   wh_db.c       opening, migrating and watching the SQLite file
+ *   wh_db_pg.c    or, with [store] backend = postgres, the shared schema
+ *                 bh_webhooks (store_connect)
+ *   wh_sql.c      statements on either backend (one copy of the SQL)
  *   wh_dispatch.c the dispatcher thread: claim, send, record
  *   wh_send.c     one HTTP delivery on libcurl (dispatcher thread)
  *   wh_sign.c     secrets and Standard Webhooks signatures
  *   wh_url.c      endpoint URL checks and address classes (SSRF)
  *
  * Threads: the loop thread runs handlers and answers requests; the store
- * thread owns one SQLite connection and runs API jobs; the dispatcher
+ * thread owns one database connection and runs API jobs; the dispatcher
  * thread owns another connection and a curl multi handle. They meet only
  * through the job and log queues (mutex + condition), one mutex that
  * serialises the two connections' write transactions, atomic flags, and
  * the wakeup the core offers (ABI 1.1); no thread but the loop's touches
- * a bh_req or calls a service other than bh_wakeup_send().
+ * a bh_req or calls a service other than bh_wakeup_send() (and, on
+ * postgres, store_connect() / store_disconnect() for their connections).
  */
 #ifndef WH_H
 #define WH_H
@@ -119,12 +123,16 @@ int wh_url_check(const wh_config *cfg, const char *url, const char **why);
 /* ---- the database (wh_db.c) -------------------------------------------- */
 
 typedef struct sqlite3_stmt sqlite3_stmt;
+/* A statement on either backend (wh_sql.c): SQLite's prepared statement,
+ * or on PostgreSQL the statement's SQL translated once and its parameters
+ * bound as text, sent when stepped. */
+typedef struct wh_stmt wh_stmt;
 
 typedef struct wh_db {
   sqlite3 *h;
   struct {
     const char *sql; /* a static string: cached by its address */
-    sqlite3_stmt *st;
+    wh_stmt *st;
   } cache[64];
   int ncache;
   const wh_config *cfg;
@@ -138,6 +146,12 @@ typedef struct wh_db {
   /* serialises the writes of this process's connections, so they hand the
    * write lock over at once instead of polling for it */
   pthread_mutex_t *write_mu;
+  /* [store] backend = postgres: the shared database (schema bh_webhooks,
+   * through store_connect) instead of the file */
+  bh_ctx *ctx;
+  int postgres;
+  void *pg;           /* PGconn * */
+  int64_t pg_changes; /* rows the last statement changed */
 } wh_db;
 
 /* Opens (create: may create the file) and migrates; 0 or -errno. */
@@ -158,7 +172,39 @@ int wh_db_write_begin(wh_db *db);
 int wh_db_write_end(wh_db *db, int commit);
 /* A prepared statement for the static string `sql`, reset and unbound,
  * owned by the connection; NULL on failure (*rc set). */
-sqlite3_stmt *wh_db_stmt(wh_db *db, const char *sql, int *rc);
+wh_stmt *wh_db_stmt(wh_db *db, const char *sql, int *rc);
+/* Inside a transaction (a ROLLBACK is due after a failure). */
+int wh_db_in_tx(wh_db *db);
+/* Rows changed by the last statement. */
+int64_t wh_db_changes(wh_db *db);
+/* PostgreSQL (wh_db_pg.c): connect through store_connect (schema
+ * bh_webhooks, its migrations) unless connected, at most every 100 ms. */
+int wh_db_pg_ensure(wh_db *db);
+void wh_db_pg_close(wh_db *db);
+int wh_db_pg_exec(wh_db *db, const char *sql); /* SQLITE_OK or a code */
+int wh_db_pg_in_tx(wh_db *db);
+
+/* ---- statements on either backend (wh_sql.c) ---------------------------
+ * SQLite's names and result codes (SQLITE_ROW, SQLITE_DONE, SQLITE_NULL),
+ * so the SQL of wh_ops.c and wh_dispatch.c is written once: on PostgreSQL
+ * a failure maps to SQLITE_CONSTRAINT (class 23: the job's input),
+ * SQLITE_BUSY (serialization, deadlock) or SQLITE_IOERR (the store). */
+wh_stmt *wh_stmt_new(wh_db *db, const char *sql, int *rc);
+void wh_stmt_free(wh_stmt *st);
+void wh_bind_int64(wh_stmt *st, int i, int64_t v);
+void wh_bind_int(wh_stmt *st, int i, int v);
+/* `s` is borrowed until the statement is stepped and reset (NULL: NULL) */
+void wh_bind_text(wh_stmt *st, int i, const char *s);
+int wh_step(wh_stmt *st);
+void wh_reset(wh_stmt *st);          /* keeps the bindings */
+void wh_unbind(wh_stmt *st);         /* reset and forget them */
+int wh_col_type(wh_stmt *st, int i); /* SQLITE_NULL or another */
+int64_t wh_col_int64(wh_stmt *st, int i);
+int wh_col_int(wh_stmt *st, int i);
+const unsigned char *wh_col_text(wh_stmt *st, int i); /* NULL for NULL */
+/* The PostgreSQL text of a statement written for SQLite (malloc'd), its
+ * highest parameter and a bit per parameter it uses. */
+char *wh_sql_pg(const char *sql, int *nparams, unsigned *used);
 
 /* ---- API jobs (wh_store.c, wh_ops.c) ----------------------------------- */
 
@@ -296,6 +342,7 @@ struct wh_plugin {
   bh_wakeup *wakeup;
   volatile int store_down;  /* atomic: the store thread cannot reach it */
   volatile int disp_down;   /* atomic: the dispatcher cannot */
+  int postgres;             /* [store] backend = postgres: shared store */
   pthread_mutex_t write_mu; /* see wh_db.write_mu */
   pthread_mutex_t log_mu;
   wh_logline *logs, *logs_tail;

@@ -27,7 +27,17 @@
 #define WH_REOPEN_EVERY_MS 100
 
 int wh_db_exec(wh_db *db, const char *sql) {
+  if (db->postgres) return wh_db_pg_exec(db, sql);
   return sqlite3_exec(db->h, sql, NULL, NULL, NULL);
+}
+
+int wh_db_in_tx(wh_db *db) {
+  if (db->postgres) return wh_db_pg_in_tx(db);
+  return db->h && !sqlite3_get_autocommit(db->h);
+}
+
+int64_t wh_db_changes(wh_db *db) {
+  return db->postgres ? db->pg_changes : sqlite3_changes(db->h);
 }
 
 /* SQLite's own busy timeout sleeps up to 100 ms between tries; the lock
@@ -43,6 +53,8 @@ static int on_busy(void *arg, int count) {
 }
 
 int wh_db_write_begin(wh_db *db) {
+  /* PostgreSQL: row locks order the writers, of every instance */
+  if (db->postgres) return wh_db_exec(db, "BEGIN");
   if (db->write_mu) pthread_mutex_lock(db->write_mu);
   int rc = wh_db_exec(db, "BEGIN IMMEDIATE");
   if (rc != SQLITE_OK && db->write_mu) pthread_mutex_unlock(db->write_mu);
@@ -50,6 +62,11 @@ int wh_db_write_begin(wh_db *db) {
 }
 
 int wh_db_write_end(wh_db *db, int commit) {
+  if (db->postgres) {
+    int rc = commit ? wh_db_exec(db, "COMMIT") : SQLITE_ABORT;
+    if (rc != SQLITE_OK && wh_db_in_tx(db)) wh_db_exec(db, "ROLLBACK");
+    return rc;
+  }
   int rc = commit ? wh_db_exec(db, "COMMIT") : SQLITE_ABORT;
   if (rc != SQLITE_OK && db->h && !sqlite3_get_autocommit(db->h))
     wh_db_exec(db, "ROLLBACK");
@@ -137,25 +154,19 @@ int wh_db_open(wh_db *db, const wh_config *cfg, int create) {
   return 0;
 }
 
-sqlite3_stmt *wh_db_stmt(wh_db *db, const char *sql, int *rc) {
+wh_stmt *wh_db_stmt(wh_db *db, const char *sql, int *rc) {
   int n = (int)(sizeof(db->cache) / sizeof(db->cache[0]));
   for (int i = 0; i < db->ncache; i++) {
     if (db->cache[i].sql != sql) continue;
-    sqlite3_reset(db->cache[i].st);
-    sqlite3_clear_bindings(db->cache[i].st);
+    wh_unbind(db->cache[i].st);
     return db->cache[i].st;
   }
   if (db->ncache == n) { /* sized for every query the plugin has */
     *rc = SQLITE_INTERNAL;
     return NULL;
   }
-  sqlite3_stmt *st = NULL;
-  *rc =
-      sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL);
-  if (*rc != SQLITE_OK) {
-    sqlite3_finalize(st);
-    return NULL;
-  }
+  wh_stmt *st = wh_stmt_new(db, sql, rc);
+  if (st == NULL) return NULL;
   db->cache[db->ncache].sql = sql;
   db->cache[db->ncache].st = st;
   db->ncache++;
@@ -164,13 +175,15 @@ sqlite3_stmt *wh_db_stmt(wh_db *db, const char *sql, int *rc) {
 
 void wh_db_close(wh_db *db) {
   for (int i = 0; i < db->ncache; i++)
-    sqlite3_finalize(db->cache[i].st);
+    wh_stmt_free(db->cache[i].st);
   db->ncache = 0;
   if (db->h) sqlite3_close_v2(db->h);
   db->h = NULL;
+  wh_db_pg_close(db);
 }
 
 int wh_db_ensure(wh_db *db) {
+  if (db->postgres) return wh_db_pg_ensure(db);
   if (db->h) {
     struct stat st;
     if (stat(db->cfg->db_path, &st) == 0 && st.st_dev == db->dev &&

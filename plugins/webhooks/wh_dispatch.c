@@ -103,45 +103,44 @@ static int leased_count(ep_load *loads, int nloads, const char *id) {
 
 static wh_send *load_claimed(wh_dispatcher *d, int64_t seq, int64_t now,
                              int *rc) {
-  sqlite3_stmt *st = wh_db_stmt(&d->db, SQL_CLAIMED, rc);
+  wh_stmt *st = wh_db_stmt(&d->db, SQL_CLAIMED, rc);
   if (st == NULL) return NULL;
-  sqlite3_bind_int64(st, 1, seq);
-  if ((*rc = sqlite3_step(st)) != SQLITE_ROW) {
-    sqlite3_reset(st);
+  wh_bind_int64(st, 1, seq);
+  if ((*rc = wh_step(st)) != SQLITE_ROW) {
+    wh_reset(st);
     if (*rc == SQLITE_DONE) *rc = SQLITE_OK; /* deleted meanwhile */
     return NULL;
   }
   *rc = SQLITE_OK;
   wh_send *s = calloc(1, sizeof(*s));
   if (s == NULL) {
-    sqlite3_reset(st);
+    wh_reset(st);
     *rc = SQLITE_NOMEM;
     return NULL;
   }
   s->cfg = d->cfg;
   s->seq = seq;
-  snprintf(s->id, sizeof(s->id), "%s", sqlite3_column_text(st, 0));
-  snprintf(s->event_id, sizeof(s->event_id), "%s", sqlite3_column_text(st, 1));
-  snprintf(s->endpoint_id, sizeof(s->endpoint_id), "%s",
-           sqlite3_column_text(st, 2));
-  s->attempt = sqlite3_column_int(st, 3) + 1;
-  s->round_attempt = sqlite3_column_int(st, 4) + 1;
-  s->url = strdup((const char *)sqlite3_column_text(st, 5));
-  s->payload = strdup((const char *)sqlite3_column_text(st, 9));
+  snprintf(s->id, sizeof(s->id), "%s", wh_col_text(st, 0));
+  snprintf(s->event_id, sizeof(s->event_id), "%s", wh_col_text(st, 1));
+  snprintf(s->endpoint_id, sizeof(s->endpoint_id), "%s", wh_col_text(st, 2));
+  s->attempt = wh_col_int(st, 3) + 1;
+  s->round_attempt = wh_col_int(st, 4) + 1;
+  s->url = strdup((const char *)wh_col_text(st, 5));
+  s->payload = strdup((const char *)wh_col_text(st, 9));
   s->payload_len = s->payload ? strlen(s->payload) : 0;
   s->timestamp_s = now / 1000;
   int sig = s->url && s->payload
-                ? wh_sign((const char *)sqlite3_column_text(st, 6), s->event_id,
+                ? wh_sign((const char *)wh_col_text(st, 6), s->event_id,
                           s->timestamp_s, s->payload, s->payload_len,
                           s->signature, sizeof(s->signature))
                 : -ENOMEM;
   /* during a rotation the previous secret signs too */
-  if (sig == 0 && sqlite3_column_int64(st, 8) > now &&
-      sqlite3_column_type(st, 7) == SQLITE_TEXT)
-    sig = wh_sign((const char *)sqlite3_column_text(st, 7), s->event_id,
-                  s->timestamp_s, s->payload, s->payload_len, s->signature,
-                  sizeof(s->signature));
-  sqlite3_reset(st);
+  if (sig == 0 && wh_col_int64(st, 8) > now &&
+      wh_col_type(st, 7) == SQLITE_TEXT)
+    sig =
+        wh_sign((const char *)wh_col_text(st, 7), s->event_id, s->timestamp_s,
+                s->payload, s->payload_len, s->signature, sizeof(s->signature));
+  wh_reset(st);
   if (sig != 0 || wh_send_prepare(s) != 0) {
     wh_send_free(s);
     *rc = SQLITE_NOMEM;
@@ -158,44 +157,43 @@ static int claim(wh_dispatcher *d, int64_t now, int64_t *next, wh_send **out) {
   wh_db *db = &d->db;
   ep_load *loads = NULL, *eps = NULL;
   int nloads = 0, total = 0, neps = 0, epcap = 0, rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_LEASED, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_LEASED, &rc);
   if (st) {
-    sqlite3_bind_int64(st, 1, now);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    wh_bind_int64(st, 1, now);
+    while ((rc = wh_step(st)) == SQLITE_ROW) {
       ep_load *nl = realloc(loads, (size_t)(nloads + 1) * sizeof(*nl));
       if (nl == NULL) {
         rc = SQLITE_NOMEM;
         break;
       }
       loads = nl;
-      snprintf(loads[nloads].id, WH_ID_MAX, "%s", sqlite3_column_text(st, 0));
-      loads[nloads].n = sqlite3_column_int(st, 1);
+      snprintf(loads[nloads].id, WH_ID_MAX, "%s", wh_col_text(st, 0));
+      loads[nloads].n = wh_col_int(st, 1);
       total += loads[nloads++].n;
     }
-    sqlite3_reset(st);
+    wh_reset(st);
     if (rc == SQLITE_DONE) rc = SQLITE_OK;
   }
   if (rc == SQLITE_OK && (st = wh_db_stmt(db, SQL_NEXT_EXPIRY, &rc))) {
-    sqlite3_bind_int64(st, 1, now);
-    if ((rc = sqlite3_step(st)) == SQLITE_ROW &&
-        sqlite3_column_type(st, 0) != SQLITE_NULL &&
-        sqlite3_column_int64(st, 0) < *next)
-      *next = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
+    wh_bind_int64(st, 1, now);
+    if ((rc = wh_step(st)) == SQLITE_ROW && wh_col_type(st, 0) != SQLITE_NULL &&
+        wh_col_int64(st, 0) < *next)
+      *next = wh_col_int64(st, 0);
+    wh_reset(st);
     rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
   }
   int room = cfg->max_in_flight - total;
   /* the endpoints with room, then a walk over them from a rotating start */
   if (rc == SQLITE_OK && room > 0 &&
       (st = wh_db_stmt(db, SQL_ENDPOINTS, &rc))) {
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      int64_t fails = sqlite3_column_int64(st, 1);
-      int64_t open_until = sqlite3_column_int64(st, 2);
+    while ((rc = wh_step(st)) == SQLITE_ROW) {
+      int64_t fails = wh_col_int64(st, 1);
+      int64_t open_until = wh_col_int64(st, 2);
       if (open_until > now) { /* breaker open: skip, wake when it half-opens */
         if (open_until < *next) *next = open_until;
         continue;
       }
-      const char *id = (const char *)sqlite3_column_text(st, 0);
+      const char *id = (const char *)wh_col_text(st, 0);
       int cap = fails >= cfg->breaker_failures ? 1 : cfg->max_per_endpoint;
       cap -= leased_count(loads, nloads, id);
       if (cap <= 0) continue;
@@ -211,7 +209,7 @@ static int claim(wh_dispatcher *d, int64_t now, int64_t *next, wh_send **out) {
       snprintf(eps[neps].id, WH_ID_MAX, "%s", id);
       eps[neps++].n = cap;
     }
-    sqlite3_reset(st);
+    wh_reset(st);
     if (rc == SQLITE_DONE) rc = SQLITE_OK;
   }
   for (int k = 0; rc == SQLITE_OK && room > 0 && k < neps; k++) {
@@ -219,30 +217,30 @@ static int claim(wh_dispatcher *d, int64_t now, int64_t *next, wh_send **out) {
     int want = eps[i].n < room ? eps[i].n : room;
     if (want > 64) want = 64;
     if ((st = wh_db_stmt(db, SQL_DUE, &rc)) == NULL) break;
-    sqlite3_bind_text(st, 1, eps[i].id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_int(st, 3, want);
+    wh_bind_text(st, 1, eps[i].id);
+    wh_bind_int64(st, 2, now);
+    wh_bind_int(st, 3, want);
     int64_t seqs[64];
     int nseq = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-      int64_t at = sqlite3_column_int64(st, 1);
+    while ((rc = wh_step(st)) == SQLITE_ROW) {
+      int64_t at = wh_col_int64(st, 1);
       if (at > now) {
         if (at < *next) *next = at;
         break;
       }
-      if (nseq < 64) seqs[nseq++] = sqlite3_column_int64(st, 0);
+      if (nseq < 64) seqs[nseq++] = wh_col_int64(st, 0);
     }
-    sqlite3_reset(st);
+    wh_reset(st);
     rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
     for (int q = 0; rc == SQLITE_OK && q < nseq; q++) {
       if ((st = wh_db_stmt(db, SQL_LEASE, &rc)) == NULL) break;
-      sqlite3_bind_int64(st, 1, seqs[q]);
-      sqlite3_bind_text(st, 2, d->owner, -1, SQLITE_STATIC);
-      sqlite3_bind_int64(st, 3, now + cfg->lease_ms);
-      sqlite3_bind_int64(st, 4, now);
-      if ((rc = sqlite3_step(st)) != SQLITE_DONE) break;
+      wh_bind_int64(st, 1, seqs[q]);
+      wh_bind_text(st, 2, d->owner);
+      wh_bind_int64(st, 3, now + cfg->lease_ms);
+      wh_bind_int64(st, 4, now);
+      if ((rc = wh_step(st)) != SQLITE_DONE) break;
       rc = SQLITE_OK;
-      if (sqlite3_changes(db->h) == 0) continue;
+      if (wh_db_changes(db) == 0) continue;
       wh_send *s = load_claimed(d, seqs[q], now, &rc);
       if (s) {
         s->next = *out;
@@ -294,9 +292,9 @@ static int64_t next_delay(const wh_config *cfg, const wh_send *s) {
   return delay;
 }
 
-static int step_done(sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
+static int step_done(wh_stmt *st) {
+  int rc = wh_step(st);
+  wh_reset(st);
   return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
@@ -310,49 +308,47 @@ static int record_one(wh_dispatcher *d, wh_send *s, int64_t now) {
   int last = s->round_attempt >= cfg->nschedule;
   const char *state = ok ? "succeeded" : gone || last ? "failed" : "pending";
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_DONE, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_DONE, &rc);
   if (st == NULL) return rc;
-  sqlite3_bind_int64(st, 1, s->seq);
-  sqlite3_bind_text(st, 2, d->owner, -1, SQLITE_STATIC);
-  sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
-  sqlite3_bind_int(st, 4, s->attempt);
-  sqlite3_bind_int(st, 5, s->round_attempt);
-  sqlite3_bind_int64(st, 6,
-                     ok || gone || last ? now : now + next_delay(cfg, s));
-  if (s->status) sqlite3_bind_int(st, 7, s->status);
+  wh_bind_int64(st, 1, s->seq);
+  wh_bind_text(st, 2, d->owner);
+  wh_bind_text(st, 3, state);
+  wh_bind_int(st, 4, s->attempt);
+  wh_bind_int(st, 5, s->round_attempt);
+  wh_bind_int64(st, 6, ok || gone || last ? now : now + next_delay(cfg, s));
+  if (s->status) wh_bind_int(st, 7, s->status);
   if (gone)
-    sqlite3_bind_text(st, 8, "endpoint_gone", -1, SQLITE_STATIC);
+    wh_bind_text(st, 8, "endpoint_gone");
   else if (s->error[0])
-    sqlite3_bind_text(st, 8, s->error, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 9, now);
-  if (strcmp(state, "pending") != 0) sqlite3_bind_int64(st, 10, now);
+    wh_bind_text(st, 8, s->error);
+  wh_bind_int64(st, 9, now);
+  if (strcmp(state, "pending") != 0) wh_bind_int64(st, 10, now);
   if ((rc = step_done(st)) != SQLITE_OK) return rc;
-  if (sqlite3_changes(db->h) == 0) return SQLITE_OK; /* lease lost: not ours */
+  if (wh_db_changes(db) == 0) return SQLITE_OK; /* lease lost: not ours */
   if ((st = wh_db_stmt(db, SQL_ATTEMPT, &rc)) == NULL) return rc;
-  sqlite3_bind_int64(st, 1, s->seq);
-  sqlite3_bind_int(st, 2, s->attempt);
-  sqlite3_bind_int64(st, 3, s->started_ms);
-  sqlite3_bind_int64(st, 4, s->duration_ms);
-  if (s->status) sqlite3_bind_int(st, 5, s->status);
-  if (s->error[0]) sqlite3_bind_text(st, 6, s->error, -1, SQLITE_STATIC);
+  wh_bind_int64(st, 1, s->seq);
+  wh_bind_int(st, 2, s->attempt);
+  wh_bind_int64(st, 3, s->started_ms);
+  wh_bind_int64(st, 4, s->duration_ms);
+  if (s->status) wh_bind_int(st, 5, s->status);
+  if (s->error[0]) wh_bind_text(st, 6, s->error);
   if ((rc = step_done(st)) != SQLITE_OK) return rc;
   if (gone) {
     if ((st = wh_db_stmt(db, SQL_GONE, &rc)) == NULL) return rc;
-    sqlite3_bind_text(st, 1, s->endpoint_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now);
+    wh_bind_text(st, 1, s->endpoint_id);
+    wh_bind_int64(st, 2, now);
     if ((rc = step_done(st)) != SQLITE_OK) return rc;
     wh_log_post(d->wp, BH_LOG_WARN, "endpoint %s answered 410 Gone: disabled",
                 s->endpoint_id);
   }
   if (down) {
     if ((st = wh_db_stmt(db, SQL_BREAKER_FAIL, &rc)) == NULL) return rc;
-    sqlite3_bind_text(st, 1, s->endpoint_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, cfg->breaker_failures);
-    sqlite3_bind_int64(st, 3, now + cfg->breaker_open_ms);
+    wh_bind_text(st, 1, s->endpoint_id);
+    wh_bind_int(st, 2, cfg->breaker_failures);
+    wh_bind_int64(st, 3, now + cfg->breaker_open_ms);
     int fails = 0;
-    if ((rc = sqlite3_step(st)) == SQLITE_ROW)
-      fails = sqlite3_column_int(st, 0);
-    sqlite3_reset(st);
+    if ((rc = wh_step(st)) == SQLITE_ROW) fails = wh_col_int(st, 0);
+    wh_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) return rc;
     if (fails == cfg->breaker_failures)
       wh_log_post(d->wp, BH_LOG_WARN,
@@ -360,7 +356,7 @@ static int record_one(wh_dispatcher *d, wh_send *s, int64_t now) {
                   s->endpoint_id, fails);
   } else {
     if ((st = wh_db_stmt(db, SQL_BREAKER_OK, &rc)) == NULL) return rc;
-    sqlite3_bind_text(st, 1, s->endpoint_id, -1, SQLITE_STATIC);
+    wh_bind_text(st, 1, s->endpoint_id);
     if ((rc = step_done(st)) != SQLITE_OK) return rc;
   }
   if (!ok && !gone && last)
@@ -381,15 +377,15 @@ static void free_list(wh_send **list) {
 /* Renews our row in dispatchers (and forgets rows dead for a day). */
 static int beat(wh_dispatcher *d, int64_t now) {
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(&d->db, SQL_BEAT, &rc);
+  wh_stmt *st = wh_db_stmt(&d->db, SQL_BEAT, &rc);
   if (st == NULL) return rc;
-  sqlite3_bind_text(st, 1, d->owner, -1, SQLITE_STATIC);
+  wh_bind_text(st, 1, d->owner);
   /* a dispatcher cycles at least every poll_ms: three missed beats and
    * its leases no longer count against the caps */
-  sqlite3_bind_int64(st, 2, now + 3 * d->cfg->poll_ms + 1000);
+  wh_bind_int64(st, 2, now + 3 * d->cfg->poll_ms + 1000);
   if ((rc = step_done(st)) != SQLITE_OK) return rc;
   if ((st = wh_db_stmt(&d->db, SQL_BURY, &rc)) == NULL) return rc;
-  sqlite3_bind_int64(st, 1, now - 86400000);
+  wh_bind_int64(st, 1, now - 86400000);
   if ((rc = step_done(st)) != SQLITE_OK) return rc;
   d->beat_at = wh_mono_ms() + d->cfg->poll_ms;
   return SQLITE_OK;
@@ -462,15 +458,15 @@ static void release_all(wh_dispatcher *d) {
   if (d->done) cycle(d, 0);
   free_list(&d->done); /* could not record: the leases expire instead */
   int rc;
-  sqlite3_stmt *st = d->db.h && wh_db_ensure(&d->db) == 0
-                         ? wh_db_stmt(&d->db, SQL_RELEASE, &rc)
-                         : NULL;
+  wh_stmt *st = (d->db.h || d->db.pg) && wh_db_ensure(&d->db) == 0
+                    ? wh_db_stmt(&d->db, SQL_RELEASE, &rc)
+                    : NULL;
   if (st) {
-    sqlite3_bind_text(st, 1, d->owner, -1, SQLITE_STATIC);
+    wh_bind_text(st, 1, d->owner);
     if (d->db.write_mu) pthread_mutex_lock(d->db.write_mu);
     step_done(st);
     if ((st = wh_db_stmt(&d->db, SQL_RETIRE, &rc)) != NULL) {
-      sqlite3_bind_text(st, 1, d->owner, -1, SQLITE_STATIC);
+      wh_bind_text(st, 1, d->owner);
       step_done(st);
     }
     if (d->db.write_mu) pthread_mutex_unlock(d->db.write_mu);
@@ -549,7 +545,9 @@ int wh_dispatch_start(wh_dispatcher **out, wh_plugin *wp) {
   d->wp = wp;
   d->cfg = &wp->cfg;
   d->db.cfg = &wp->cfg;
-  d->db.write_mu = &wp->write_mu;
+  d->db.write_mu = wp->postgres ? NULL : &wp->write_mu;
+  d->db.ctx = wp->ctx;
+  d->db.postgres = wp->postgres;
   /* leases and attempt results lost to a power cut only mean a delivery is
    * sent again, which at-least-once allows: no fsync per commit for them.
    * Events and endpoints (the store thread) keep the configured level. */

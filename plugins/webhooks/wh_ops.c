@@ -37,15 +37,15 @@
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static void bind_text(sqlite3_stmt *st, int i, const char *s) {
+static void bind_text(wh_stmt *st, int i, const char *s) {
   if (s)
-    sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    wh_bind_text(st, i, s);
   else
-    sqlite3_bind_null(st, i);
+    wh_bind_text(st, i, NULL);
 }
 
-static const char *col_text(sqlite3_stmt *st, int i) {
-  const unsigned char *t = sqlite3_column_text(st, i);
+static const char *col_text(wh_stmt *st, int i) {
+  const unsigned char *t = wh_col_text(st, i);
   return t ? (const char *)t : "";
 }
 
@@ -56,25 +56,25 @@ static void ktime(bh_json *w, const char *k, int64_t ms) {
   bh_json_kstr(w, k, buf);
 }
 
-static int col_null(sqlite3_stmt *st, int i) {
-  return sqlite3_column_type(st, i) == SQLITE_NULL;
+static int col_null(wh_stmt *st, int i) {
+  return wh_col_type(st, i) == SQLITE_NULL;
 }
 
-static void ktime_col(bh_json *w, const char *k, sqlite3_stmt *st, int i) {
+static void ktime_col(bh_json *w, const char *k, wh_stmt *st, int i) {
   if (col_null(st, i))
     bh_json_knull(w, k);
   else
-    ktime(w, k, sqlite3_column_int64(st, i));
+    ktime(w, k, wh_col_int64(st, i));
 }
 
-static void kint_col(bh_json *w, const char *k, sqlite3_stmt *st, int i) {
+static void kint_col(bh_json *w, const char *k, wh_stmt *st, int i) {
   if (col_null(st, i))
     bh_json_knull(w, k);
   else
-    bh_json_kint(w, k, sqlite3_column_int64(st, i));
+    bh_json_kint(w, k, wh_col_int64(st, i));
 }
 
-static void ktext_col(bh_json *w, const char *k, sqlite3_stmt *st, int i) {
+static void ktext_col(bh_json *w, const char *k, wh_stmt *st, int i) {
   bh_json_kstr(w, k, col_null(st, i) ? NULL : col_text(st, i));
 }
 
@@ -99,11 +99,11 @@ static int refuse(wh_job *j, const char *code) {
 /* ---- endpoints ---------------------------------------------------------- */
 
 /* The endpoint of row `st` as an object; `secret` (when not NULL) last. */
-static void endpoint_put(bh_json *w, const wh_config *cfg, sqlite3_stmt *st,
+static void endpoint_put(bh_json *w, const wh_config *cfg, wh_stmt *st,
                          const char *secret) {
   int64_t now = wh_now_ms();
-  int64_t fails = sqlite3_column_int64(st, 8);
-  int64_t open_until = sqlite3_column_int64(st, 9);
+  int64_t fails = wh_col_int64(st, 8);
+  int64_t open_until = wh_col_int64(st, 9);
   const char *breaker = fails < cfg->breaker_failures ? "closed"
                         : open_until > now            ? "open"
                                                       : "half_open";
@@ -113,15 +113,15 @@ static void endpoint_put(bh_json *w, const wh_config *cfg, sqlite3_stmt *st,
   bh_json_kstr(w, "url", col_text(st, 2));
   bh_json_kstr(w, "description", col_text(st, 3));
   bh_json_kraw(w, "events", events[0] == '[' ? events : "[]");
-  bh_json_kbool(w, "enabled", sqlite3_column_int(st, 5));
+  bh_json_kbool(w, "enabled", wh_col_int(st, 5));
   ktext_col(w, "disabledReason", st, 6);
   bh_json_kobj(w, "breaker");
   bh_json_kstr(w, "state", breaker);
   bh_json_kint(w, "consecutiveFailures", fails);
   bh_json_end(w);
-  ktime(w, "createdAt", sqlite3_column_int64(st, 10));
-  ktime(w, "updatedAt", sqlite3_column_int64(st, 11));
-  int64_t old_until = sqlite3_column_int64(st, 7);
+  ktime(w, "createdAt", wh_col_int64(st, 10));
+  ktime(w, "updatedAt", wh_col_int64(st, 11));
+  int64_t old_until = wh_col_int64(st, 7);
   if (old_until > now) {
     ktime(w, "previousSecretExpiresAt", old_until);
   }
@@ -129,7 +129,7 @@ static void endpoint_put(bh_json *w, const wh_config *cfg, sqlite3_stmt *st,
   bh_json_end(w);
 }
 
-static void endpoint_row(bh_json *w, const wh_config *cfg, sqlite3_stmt *st) {
+static void endpoint_row(bh_json *w, const wh_config *cfg, wh_stmt *st) {
   endpoint_put(w, cfg, st, NULL);
 }
 
@@ -140,18 +140,18 @@ static const char SQL_EP_BY_ID[] =
 static int endpoint_answer(wh_db *db, wh_job *j, const char *id, int status,
                            const char *secret) {
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_BY_ID, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_EP_BY_ID, &rc);
   if (st == NULL) return rc;
   bind_text(st, 1, id);
   bind_text(st, 2, j->owner);
-  rc = sqlite3_step(st);
+  rc = wh_step(st);
   if (rc == SQLITE_DONE) return refuse(j, "webhooks.endpoint_not_found");
   if (rc != SQLITE_ROW) return rc;
   bh_json w;
   bh_json_init(&w, 0);
   bh_json_sensitive(&w); /* a new secret is shown once */
   endpoint_put(&w, j->cfg, st, secret);
-  sqlite3_reset(st);
+  wh_reset(st);
   return answer(j, status, &w);
 }
 
@@ -163,15 +163,15 @@ static const char SQL_SUB_ADD[] =
 
 static int subscriptions_set(wh_db *db, wh_job *j, const char *id) {
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_SUB_DEL, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_SUB_DEL, &rc);
   if (st == NULL) return rc;
   bind_text(st, 1, id);
-  if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
+  if ((rc = wh_step(st)) != SQLITE_DONE) return rc;
   for (size_t i = 0; i < j->nevents; i++) {
     if ((st = wh_db_stmt(db, SQL_SUB_ADD, &rc)) == NULL) return rc;
     bind_text(st, 1, j->events[i]);
     bind_text(st, 2, id);
-    if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
+    if ((rc = wh_step(st)) != SQLITE_DONE) return rc;
   }
   return SQLITE_OK;
 }
@@ -201,16 +201,16 @@ static int ep_create(wh_db *db, wh_job *j) {
   char *events = events_text(j);
   if (events == NULL) return SQLITE_NOMEM;
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_INSERT, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_EP_INSERT, &rc);
   if (st) {
     bind_text(st, 1, id);
     bind_text(st, 2, j->url);
     bind_text(st, 3, j->description ? j->description : "");
     bind_text(st, 4, events);
     bind_text(st, 5, secret);
-    sqlite3_bind_int64(st, 6, wh_now_ms());
+    wh_bind_int64(st, 6, wh_now_ms());
     bind_text(st, 7, j->owner);
-    rc = sqlite3_step(st);
+    rc = wh_step(st);
     if (rc == SQLITE_DONE) rc = subscriptions_set(db, j, id);
     if (rc == SQLITE_OK) rc = endpoint_answer(db, j, id, 201, secret);
   }
@@ -225,25 +225,24 @@ static const char SQL_EP_LIST[] =
 
 /* {"data": [...], "nextCursor": "..." | null}: rows newest first, one more
  * than the page asked to learn whether another page follows. */
-static int page_answer(wh_job *j, sqlite3_stmt *st,
-                       void (*row)(bh_json *, const wh_config *,
-                                   sqlite3_stmt *)) {
+static int page_answer(wh_job *j, wh_stmt *st,
+                       void (*row)(bh_json *, const wh_config *, wh_stmt *)) {
   bh_json w;
   bh_json_init(&w, 0);
   bh_json_obj(&w);
   bh_json_karr(&w, "data");
   int64_t last = 0, n = 0;
   int more = 0, rc;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((rc = wh_step(st)) == SQLITE_ROW) {
     if (n == j->limit) {
       more = 1;
       break;
     }
-    last = sqlite3_column_int64(st, 0);
+    last = wh_col_int64(st, 0);
     row(&w, j->cfg, st);
     n++;
   }
-  sqlite3_reset(st);
+  wh_reset(st);
   if (STEP_ERR(rc)) {
     bh_json_free(&w);
     return rc;
@@ -258,10 +257,10 @@ static int page_answer(wh_job *j, sqlite3_stmt *st,
 
 static int ep_list(wh_db *db, wh_job *j) {
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_LIST, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_EP_LIST, &rc);
   if (st == NULL) return rc;
-  sqlite3_bind_int64(st, 1, j->cursor > 0 ? j->cursor : INT64_MAX);
-  sqlite3_bind_int64(st, 2, j->limit + 1);
+  wh_bind_int64(st, 1, j->cursor > 0 ? j->cursor : INT64_MAX);
+  wh_bind_int64(st, 2, j->limit + 1);
   bind_text(st, 3, j->owner);
   return page_answer(j, st, endpoint_row);
 }
@@ -284,21 +283,21 @@ static int ep_patch(wh_db *db, wh_job *j) {
   char *events = j->set_events ? events_text(j) : NULL;
   if (j->set_events && events == NULL) return SQLITE_NOMEM;
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_PATCH, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_EP_PATCH, &rc);
   if (st) {
     bind_text(st, 1, j->id);
-    sqlite3_bind_int(st, 2, j->set_url);
+    wh_bind_int(st, 2, j->set_url);
     bind_text(st, 3, j->url);
-    sqlite3_bind_int(st, 4, j->set_description);
+    wh_bind_int(st, 4, j->set_description);
     bind_text(st, 5, j->description ? j->description : "");
-    sqlite3_bind_int(st, 6, j->set_events);
+    wh_bind_int(st, 6, j->set_events);
     bind_text(st, 7, events);
-    sqlite3_bind_int(st, 8, j->set_enabled);
-    sqlite3_bind_int(st, 9, j->enabled);
-    sqlite3_bind_int64(st, 10, wh_now_ms());
+    wh_bind_int(st, 8, j->set_enabled);
+    wh_bind_int(st, 9, j->enabled);
+    wh_bind_int64(st, 10, wh_now_ms());
     bind_text(st, 11, j->owner);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE && sqlite3_changes(db->h) == 0) {
+    rc = wh_step(st);
+    if (rc == SQLITE_DONE && wh_db_changes(db) == 0) {
       rc = refuse(j, "webhooks.endpoint_not_found");
     } else if (rc == SQLITE_DONE) {
       rc = j->set_events ? subscriptions_set(db, j, j->id) : SQLITE_OK;
@@ -315,13 +314,12 @@ static const char SQL_EP_DELETE[] =
 
 static int ep_delete(wh_db *db, wh_job *j) {
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_DELETE, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_EP_DELETE, &rc);
   if (st == NULL) return rc;
   bind_text(st, 1, j->id);
   bind_text(st, 2, j->owner);
-  if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
-  if (sqlite3_changes(db->h) == 0)
-    return refuse(j, "webhooks.endpoint_not_found");
+  if ((rc = wh_step(st)) != SQLITE_DONE) return rc;
+  if (wh_db_changes(db) == 0) return refuse(j, "webhooks.endpoint_not_found");
   j->status = 204;
   j->body = strdup("");
   return j->body ? SQLITE_OK : SQLITE_NOMEM;
@@ -336,15 +334,15 @@ static int ep_rotate(wh_db *db, wh_job *j) {
   wh_secret_new(secret, sizeof(secret));
   int64_t now = wh_now_ms();
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_EP_ROTATE, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_EP_ROTATE, &rc);
   if (st) {
     bind_text(st, 1, j->id);
-    sqlite3_bind_int64(st, 2, now + j->cfg->rotation_grace_ms);
+    wh_bind_int64(st, 2, now + j->cfg->rotation_grace_ms);
     bind_text(st, 3, secret);
-    sqlite3_bind_int64(st, 4, now);
+    wh_bind_int64(st, 4, now);
     bind_text(st, 5, j->owner);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_DONE && sqlite3_changes(db->h) == 0)
+    rc = wh_step(st);
+    if (rc == SQLITE_DONE && wh_db_changes(db) == 0)
       rc = refuse(j, "webhooks.endpoint_not_found");
     else if (rc == SQLITE_DONE)
       rc = endpoint_answer(db, j, j->id, 200, secret);
@@ -407,22 +405,22 @@ static char *payload_text(const wh_job *j, int64_t now) {
 
 static int event_create(wh_db *db, wh_job *j) {
   int rc;
-  sqlite3_stmt *st;
+  wh_stmt *st;
   if (j->idem_key) {
     if ((st = wh_db_stmt(db, SQL_EVENT_BY_KEY, &rc)) == NULL) return rc;
     bind_text(st, 1, j->idem_key);
     bind_text(st, 2, j->owner);
-    rc = sqlite3_step(st);
+    rc = wh_step(st);
     if (rc == SQLITE_ROW) {
       j->replayed = 1;
       char id[WH_ID_MAX], type[256];
       snprintf(id, sizeof(id), "%s", col_text(st, 0));
       snprintf(type, sizeof(type), "%s", col_text(st, 1));
-      int64_t n = sqlite3_column_int64(st, 2), at = sqlite3_column_int64(st, 3);
-      sqlite3_reset(st);
+      int64_t n = wh_col_int64(st, 2), at = wh_col_int64(st, 3);
+      wh_reset(st);
       return event_answer(j, id, type, n, at);
     }
-    sqlite3_reset(st);
+    wh_reset(st);
     if (rc != SQLITE_DONE) return rc;
   }
   char id[WH_ID_MAX];
@@ -438,23 +436,23 @@ static int event_create(wh_db *db, wh_job *j) {
   bind_text(st, 2, j->type);
   bind_text(st, 3, payload);
   bind_text(st, 4, j->idem_key);
-  sqlite3_bind_int64(st, 5, now);
+  wh_bind_int64(st, 5, now);
   bind_text(st, 6, j->owner);
-  rc = sqlite3_step(st);
+  rc = wh_step(st);
   free(payload);
   if (rc != SQLITE_DONE) return rc;
   if ((st = wh_db_stmt(db, SQL_FANOUT, &rc)) == NULL) return rc;
   bind_text(st, 1, id);
-  sqlite3_bind_int64(st, 2, now);
+  wh_bind_int64(st, 2, now);
   bind_text(st, 3, j->type);
-  sqlite3_bind_int64(st, 4, now + j->cfg->schedule_ms[0]); /* 1st wait */
+  wh_bind_int64(st, 4, now + j->cfg->schedule_ms[0]); /* 1st wait */
   bind_text(st, 5, j->owner);
-  if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
-  int64_t n = sqlite3_changes(db->h);
+  if ((rc = wh_step(st)) != SQLITE_DONE) return rc;
+  int64_t n = wh_db_changes(db);
   if ((st = wh_db_stmt(db, SQL_EVENT_COUNT, &rc)) == NULL) return rc;
   bind_text(st, 1, id);
-  sqlite3_bind_int64(st, 2, n);
-  if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
+  wh_bind_int64(st, 2, n);
+  if ((rc = wh_step(st)) != SQLITE_DONE) return rc;
   j->wake_dispatcher = n > 0;
   return event_answer(j, id, j->type, n, now);
 }
@@ -463,30 +461,29 @@ static int event_create(wh_db *db, wh_job *j) {
 
 /* The members of the delivery of row `st` (the caller opens and closes
  * the object). in_flight < 0: from the lease and the clock. */
-static void delivery_members(bh_json *w, sqlite3_stmt *st, int in_flight) {
+static void delivery_members(bh_json *w, wh_stmt *st, int in_flight) {
   const char *state = col_text(st, 5);
   int pending = strcmp(state, "pending") == 0;
-  if (in_flight < 0)
-    in_flight = pending && sqlite3_column_int64(st, 8) > wh_now_ms();
+  if (in_flight < 0) in_flight = pending && wh_col_int64(st, 8) > wh_now_ms();
   bh_json_kstr(w, "id", col_text(st, 1));
   bh_json_kstr(w, "eventId", col_text(st, 2));
   bh_json_kstr(w, "eventType", col_text(st, 3));
   bh_json_kstr(w, "endpointId", col_text(st, 4));
   bh_json_kstr(w, "status", state);
-  bh_json_kint(w, "attemptCount", sqlite3_column_int64(st, 6));
+  bh_json_kint(w, "attemptCount", wh_col_int64(st, 6));
   if (pending)
-    ktime(w, "nextAttemptAt", sqlite3_column_int64(st, 7));
+    ktime(w, "nextAttemptAt", wh_col_int64(st, 7));
   else
     bh_json_knull(w, "nextAttemptAt");
   bh_json_kbool(w, "inFlight", in_flight);
   kint_col(w, "lastStatusCode", st, 9);
   ktext_col(w, "lastError", st, 10);
-  ktime(w, "createdAt", sqlite3_column_int64(st, 11));
-  ktime(w, "updatedAt", sqlite3_column_int64(st, 12));
+  ktime(w, "createdAt", wh_col_int64(st, 11));
+  ktime(w, "updatedAt", wh_col_int64(st, 12));
   ktime_col(w, "completedAt", st, 13);
 }
 
-static void delivery_row(bh_json *w, const wh_config *cfg, sqlite3_stmt *st) {
+static void delivery_row(bh_json *w, const wh_config *cfg, wh_stmt *st) {
   (void)cfg;
   bh_json_obj(w);
   delivery_members(w, st, -1);
@@ -518,19 +515,19 @@ static int dlv_list(wh_db *db, wh_job *j) {
                     : by_state        ? SQL_DLV_STATE
                                       : SQL_DLV_ALL;
   int rc;
-  sqlite3_stmt *st;
+  wh_stmt *st;
   if (by_ep) { /* an endpoint not the caller's is not found, as a missing one */
     if ((st = wh_db_stmt(db, SQL_EP_OWNED, &rc)) == NULL) return rc;
     bind_text(st, 1, j->endpoint_filter);
     bind_text(st, 2, j->owner);
-    rc = sqlite3_step(st);
-    sqlite3_reset(st);
+    rc = wh_step(st);
+    wh_reset(st);
     if (rc == SQLITE_DONE) return refuse(j, "webhooks.endpoint_not_found");
     if (rc != SQLITE_ROW) return rc;
   }
   if ((st = wh_db_stmt(db, sql, &rc)) == NULL) return rc;
-  sqlite3_bind_int64(st, 1, j->cursor > 0 ? j->cursor : INT64_MAX);
-  sqlite3_bind_int64(st, 2, j->limit + 1);
+  wh_bind_int64(st, 1, j->cursor > 0 ? j->cursor : INT64_MAX);
+  wh_bind_int64(st, 2, j->limit + 1);
   if (by_state) bind_text(st, 3, j->status_filter);
   if (by_ep) bind_text(st, 4, j->endpoint_filter);
   bind_text(st, 5, j->owner);
@@ -545,36 +542,36 @@ static const char SQL_ATTEMPTS[] =
 
 static int delivery_answer(wh_db *db, wh_job *j, int status, int attempts) {
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_DLV_BY_ID, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_DLV_BY_ID, &rc);
   if (st == NULL) return rc;
   bind_text(st, 1, j->id);
   bind_text(st, 2, j->owner);
-  rc = sqlite3_step(st);
+  rc = wh_step(st);
   if (rc == SQLITE_DONE) return refuse(j, "webhooks.delivery_not_found");
   if (rc != SQLITE_ROW) return rc;
   bh_json w;
   bh_json_init(&w, 0);
   bh_json_obj(&w);
   delivery_members(&w, st, -1);
-  int64_t seq = sqlite3_column_int64(st, 0);
-  sqlite3_reset(st);
+  int64_t seq = wh_col_int64(st, 0);
+  wh_reset(st);
   if (attempts) {
     if ((st = wh_db_stmt(db, SQL_ATTEMPTS, &rc)) == NULL) {
       bh_json_free(&w);
       return rc;
     }
     bh_json_karr(&w, "attempts");
-    sqlite3_bind_int64(st, 1, seq);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    wh_bind_int64(st, 1, seq);
+    while ((rc = wh_step(st)) == SQLITE_ROW) {
       bh_json_obj(&w);
-      bh_json_kint(&w, "attempt", sqlite3_column_int64(st, 0));
-      ktime(&w, "at", sqlite3_column_int64(st, 1));
-      bh_json_kint(&w, "latencyMs", sqlite3_column_int64(st, 2));
+      bh_json_kint(&w, "attempt", wh_col_int64(st, 0));
+      ktime(&w, "at", wh_col_int64(st, 1));
+      bh_json_kint(&w, "latencyMs", wh_col_int64(st, 2));
       kint_col(&w, "statusCode", st, 3);
       ktext_col(&w, "error", st, 4);
       bh_json_end(&w);
     }
-    sqlite3_reset(st);
+    wh_reset(st);
     bh_json_end(&w);
     if (STEP_ERR(rc)) {
       bh_json_free(&w);
@@ -597,13 +594,13 @@ static const char SQL_DLV_RETRY[] =
 
 static int dlv_retry(wh_db *db, wh_job *j) {
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_DLV_RETRY, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_DLV_RETRY, &rc);
   if (st == NULL) return rc;
   bind_text(st, 1, j->id);
-  sqlite3_bind_int64(st, 2, wh_now_ms());
+  wh_bind_int64(st, 2, wh_now_ms());
   bind_text(st, 3, j->owner);
-  if ((rc = sqlite3_step(st)) != SQLITE_DONE) return rc;
-  j->wake_dispatcher = sqlite3_changes(db->h) > 0;
+  if ((rc = wh_step(st)) != SQLITE_DONE) return rc;
+  j->wake_dispatcher = wh_db_changes(db) > 0;
   return delivery_answer(db, j, 202, 0);
 }
 
@@ -631,35 +628,35 @@ static const char SQL_CHANGES_PRUNE[] =
 static int stream_poll(wh_db *db, wh_job *j) {
   int rc;
   if (j->check_owner) { /* as the listing: another's is not found */
-    sqlite3_stmt *ck = wh_db_stmt(db, SQL_EP_OWNED, &rc);
+    wh_stmt *ck = wh_db_stmt(db, SQL_EP_OWNED, &rc);
     if (ck == NULL) return rc;
     bind_text(ck, 1, j->endpoint_filter);
     bind_text(ck, 2, j->owner);
-    rc = sqlite3_step(ck);
-    sqlite3_reset(ck);
+    rc = wh_step(ck);
+    wh_reset(ck);
     if (rc == SQLITE_DONE) return refuse(j, "webhooks.endpoint_not_found");
     if (rc != SQLITE_ROW) return rc;
   }
   /* first, in the same read transaction: every row up to `last` is
    * committed and seen by the query below */
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_CHANGES_LAST, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_CHANGES_LAST, &rc);
   if (st == NULL) return rc;
-  if ((rc = sqlite3_step(st)) != SQLITE_ROW) return rc;
-  int64_t last = sqlite3_column_int64(st, 0);
-  sqlite3_reset(st);
+  if ((rc = wh_step(st)) != SQLITE_ROW) return rc;
+  int64_t last = wh_col_int64(st, 0);
+  wh_reset(st);
   if ((st = wh_db_stmt(db, SQL_CHANGES, &rc)) == NULL) return rc;
   bind_text(st, 1, j->owner);
-  sqlite3_bind_int64(st, 2, j->cursor);
+  wh_bind_int64(st, 2, j->cursor);
   bind_text(st, 3, j->endpoint_filter[0] ? j->endpoint_filter : NULL);
   bind_text(st, 4, j->status_filter[0] ? j->status_filter : NULL);
-  sqlite3_bind_int64(st, 5, j->limit);
+  wh_bind_int64(st, 5, j->limit);
   size_t cap = 4096, len = 0;
   char *out = malloc(cap);
   if (out == NULL) return SQLITE_NOMEM;
   out[0] = '\0';
   int64_t seq = j->cursor;
   int n = 0;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+  while ((rc = wh_step(st)) == SQLITE_ROW) {
     const char *change = col_text(st, 14);
     bh_json w;
     bh_json_init(&w, 0);
@@ -674,7 +671,7 @@ static int stream_poll(wh_db *db, wh_job *j) {
       rc = SQLITE_NOMEM;
       break;
     }
-    seq = sqlite3_column_int64(st, 0);
+    seq = wh_col_int64(st, 0);
     size_t need = len + strlen(data) + 64;
     if (need > cap) {
       while (cap < need)
@@ -693,7 +690,7 @@ static int stream_poll(wh_db *db, wh_job *j) {
     free(data);
     n++;
   }
-  sqlite3_reset(st);
+  wh_reset(st);
   if (STEP_ERR(rc)) {
     free(out);
     return rc;
@@ -710,11 +707,11 @@ static int stream_poll(wh_db *db, wh_job *j) {
 
 static int stream_prune(wh_db *db, wh_job *j) {
   int rc;
-  sqlite3_stmt *st = wh_db_stmt(db, SQL_CHANGES_PRUNE, &rc);
+  wh_stmt *st = wh_db_stmt(db, SQL_CHANGES_PRUNE, &rc);
   if (st == NULL) return rc;
-  sqlite3_bind_int64(st, 1, wh_now_ms() - j->cfg->stream_retention_ms);
-  rc = sqlite3_step(st);
-  sqlite3_reset(st);
+  wh_bind_int64(st, 1, wh_now_ms() - j->cfg->stream_retention_ms);
+  rc = wh_step(st);
+  wh_reset(st);
   if (rc != SQLITE_DONE) return rc;
   j->status = 200;
   j->body = strdup("");

@@ -107,7 +107,7 @@ static void run_batch(wh_store *s, wh_job *batch) {
     rc = wh_db_exec(db, "COMMIT");
   }
   if (rc != SQLITE_OK) {
-    if (db->h && !sqlite3_get_autocommit(db->h)) wh_db_exec(db, "ROLLBACK");
+    if (wh_db_in_tx(db)) wh_db_exec(db, "ROLLBACK");
     fail_all(batch);
     /* a busy database is still our file; anything else may not be */
     if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) {
@@ -146,7 +146,9 @@ int wh_store_start(wh_store *s, wh_plugin *wp) {
   memset(s, 0, sizeof(*s));
   s->wp = wp;
   s->db.cfg = &wp->cfg;
-  s->db.write_mu = &wp->write_mu;
+  s->db.write_mu = wp->postgres ? NULL : &wp->write_mu;
+  s->db.ctx = wp->ctx;
+  s->db.postgres = wp->postgres;
   bh_jobq_def def = {.size = sizeof(def),
                      .name = "wh-store",
                      .run = store_run,

@@ -196,8 +196,14 @@ class AllRequiredHealthyTest(DaemonTestCase):
     def test_readyz_ready(self):
         r = self.d.admin("/readyz")
         self.assertEqual(r.status, 200, r)
-        self.assertEqual(r.json(), {"status": "ready", "stores": {
-            "identity": {"backend": "sqlite", "status": "ok"}}})
+        doc = r.json()
+        self.assertEqual(doc["status"], "ready", doc)
+        self.assertEqual(doc["stores"]["identity"],
+                         {"backend": "sqlite", "status": "ok"})
+        # the plugins' stores (billing, webhooks), when loaded
+        for name, st in doc["stores"].items():
+            self.assertIn(name, ("identity", "billing", "webhooks"), doc)
+            self.assertEqual(st["backend"], "sqlite", doc)
         self.assertEqual(r.headers.get("cache-control"), "no-store")
 
     def test_status_degraded(self):
