@@ -51,6 +51,9 @@ int bh__svc_upstream_header_get(const bh_upstream_result *res, const char *name,
 int bh__svc_body_get(bh_req *req, const char *pointer, bh_body_value *out,
                      size_t out_size);
 const char *bh__svc_body_key_at(bh_req *req, const char *pointer, size_t i);
+int bh__svc_problem_with(bh_req *req, const char *code, const char *detail,
+                         const bh_upstream_result *res,
+                         const char *members_json, long retry_after_s);
 
 /* routes.c */
 /* Registers a route for p (init only); the one path for plugin routes and
