@@ -1,7 +1,7 @@
 /*
  * The plugin host: the loader (plugins.c), the services table handed to
- * plugins (services.c, services_sdk.c), route registration (routes.c) and
- * proxy routes (proxy.c).
+ * plugins (services.c and services_*.c, sharing host/services.h), route
+ * registration (routes.c) and proxy routes (proxy.c).
  */
 #ifndef BH_CORE_HOST_HOST_H
 #define BH_CORE_HOST_HOST_H
