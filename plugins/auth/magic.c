@@ -238,18 +238,17 @@ static int idp_is_down(void) {
 
 /* ---- the jobs (worker thread) ------------------------------------------- */
 
-static void run_request(mjob *j) {
+/* Opens the request's transaction and charges the per-email and
+ * per-address limits: 0 (the transaction open), or -1 with j->code set
+ * (and it closed). */
+static int request_limits(mjob *j) {
   long ra = 0;
-  if (auth_g.magic.mode == AUTH_MAGIC_FALLBACK && !idp_is_down()) {
-    j->code = "auth.magic_link_not_needed";
-    return;
-  }
   unsigned char ke[HASH_LEN], ka[HASH_LEN];
   key_hash("email", j->email, ke);
   key_hash("addr", j->addr, ka);
   if (exec1("BEGIN IMMEDIATE") != SQLITE_OK) {
     j->code = "auth.email_unavailable";
-    return;
+    return -1;
   }
   int a = limited(ke, auth_g.magic.per_email, 0, &ra);
   int b = a == 0 ? limited(ka, auth_g.magic.per_address, 0, &ra) : 0;
@@ -260,14 +259,23 @@ static void run_request(mjob *j) {
   if (a < 0 || b < 0) {
     exec1("ROLLBACK");
     j->code = "auth.email_unavailable";
-    return;
+    return -1;
   }
   if (a > 0 || b > 0) {
     exec1("COMMIT");
     j->code = "auth.too_many_attempts";
     j->retry_after = ra;
+    return -1;
+  }
+  return 0;
+}
+
+static void run_request(mjob *j) {
+  if (auth_g.magic.mode == AUTH_MAGIC_FALLBACK && !idp_is_down()) {
+    j->code = "auth.magic_link_not_needed";
     return;
   }
+  if (request_limits(j) != 0) return;
   /* the account, if this gateway has seen it sign in */
   sqlite3_stmt *st = prep("SELECT user_id FROM accounts WHERE email_hash=?1");
   int found = 0;
