@@ -1,7 +1,7 @@
 /*
  * The plugin host: the loader (plugins.c), the services table handed to
- * plugins (services.c, services_sdk.c), route registration (routes.c) and
- * proxy routes (proxy.c).
+ * plugins (services.c and services_*.c, sharing host/services.h), route
+ * registration (routes.c) and proxy routes (proxy.c).
  */
 #ifndef BH_CORE_HOST_HOST_H
 #define BH_CORE_HOST_HOST_H
@@ -51,6 +51,9 @@ int bh__svc_upstream_header_get(const bh_upstream_result *res, const char *name,
 int bh__svc_body_get(bh_req *req, const char *pointer, bh_body_value *out,
                      size_t out_size);
 const char *bh__svc_body_key_at(bh_req *req, const char *pointer, size_t i);
+int bh__svc_problem_with(bh_req *req, const char *code, const char *detail,
+                         const bh_upstream_result *res,
+                         const char *members_json, long retry_after_s);
 
 /* routes.c */
 /* Registers a route for p (init only); the one path for plugin routes and

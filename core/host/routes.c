@@ -49,8 +49,9 @@ static int bh__under_mount(const bh__plugin *p, const char *pattern) {
   return 0;
 }
 
-int bh__route_register(bh__plugin *p, const bh_route *r) {
-  bh__daemon *d = p->d;
+/* What a plugin can get wrong in a bh_route: 0, or -EINVAL with the
+ * reason recorded (bh__reg_fail). */
+static int bh__route_check(bh__plugin *p, const bh_route *r) {
   if (r == NULL || r->size < offsetof(bh_route, rate_limit) ||
       r->method == NULL || r->pattern == NULL || r->handler == NULL) {
     bh__reg_fail(p, "route: incomplete bh_route");
@@ -76,6 +77,75 @@ int bh__route_register(bh__plugin *p, const bh_route *r) {
                  p->conf->nmounts > 1 ? ", ..." : "", p->name);
     return -EINVAL;
   }
+  return 0;
+}
+
+static void bh__route_free(bh__route *rt) {
+  free(rt->method);
+  free(rt->pattern);
+  free(rt->rate_limit);
+  free(rt);
+}
+
+/* The route's policy: a `routes` line of [plugin.NAME], else the plugin's
+ * own, else the mount's rate_limit; retries likewise from the config.
+ * Then the policy itself, which must count requests. 0; -EINVAL (the
+ * reason recorded); -ENOMEM. */
+static int bh__route_policy(bh__plugin *p, const bh_route *r, bh__route *rt) {
+  const char *policy = NULL;
+  if (r->size >= offsetof(bh_route, rate_limit) + sizeof(r->rate_limit))
+    policy = r->rate_limit;
+  if (policy == NULL) policy = p->conf->rate_limit;
+  rt->retries = p->conf->retries;
+  for (size_t i = 0; i < p->conf->nroutes; i++) {
+    const bh__route_conf *c = &p->conf->routes[i];
+    if (strcmp(c->method, r->method) || strcmp(c->pattern, r->pattern))
+      continue;
+    if (c->rate_limit) policy = c->rate_limit;
+    if (c->retries >= 0) rt->retries = c->retries;
+  }
+  if (policy) rt->rate_limit = strdup(policy);
+  if (rt->rate_limit == NULL) return 0;
+  char lwhy[200];
+  rt->limit = bh__limit_get(p->d, rt->rate_limit, lwhy, sizeof(lwhy));
+  if (rt->limit && bh__limit_policy(rt->limit)->unit == BH__RL_UNIT_TOKENS) {
+    /* a route takes one token per request: a token budget would count
+     * requests and call them tokens */
+    snprintf(lwhy, sizeof(lwhy),
+             "[rate_limit.%s] counts tokens (unit = tokens), not requests",
+             rt->rate_limit);
+    rt->limit = NULL;
+  }
+  if (rt->limit == NULL) {
+    bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern, lwhy);
+    return -EINVAL;
+  }
+  return 0;
+}
+
+/* Into the router: 0, or the router's error with the reason recorded (a
+ * clash names the other plugin's route). */
+static int bh__route_insert(bh__plugin *p, bh__route *rt) {
+  void *conflict = NULL;
+  int rc = bh__router_add(p->d->router, rt->method, rt->pattern, rt, &conflict);
+  if (rc == 0) return 0;
+  if (rc == -EEXIST && conflict) {
+    bh__route *o = conflict;
+    bh__reg_fail(p,
+                 "route %s %s clashes with plugin '%s' (%s %s): one "
+                 "handler per method and path",
+                 rt->method, rt->pattern, o->plugin->name, o->method,
+                 o->pattern);
+  } else {
+    bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern, strerror(-rc));
+  }
+  return rc;
+}
+
+int bh__route_register(bh__plugin *p, const bh_route *r) {
+  bh__daemon *d = p->d;
+  int rc = bh__route_check(p, r);
+  if (rc) return rc;
   bh__route *rt = calloc(1, sizeof(*rt));
   bh__route **list = realloc(p->routes, (p->nroutes + 1) * sizeof(*list));
   if (rt == NULL || list == NULL) {
@@ -92,67 +162,12 @@ int bh__route_register(bh__plugin *p, const bh_route *r) {
   rt->max_body_bytes =
       r->max_body_bytes ? r->max_body_bytes : d->cfg->max_body_bytes;
   rt->timeout_ms = r->timeout_ms ? r->timeout_ms : d->cfg->handler_timeout_ms;
-  /* the policy: a `routes` line of [plugin.NAME], else the plugin's own,
-   * else the mount's rate_limit; retries likewise from the config */
-  const char *policy = NULL;
-  if (r->size >= offsetof(bh_route, rate_limit) + sizeof(r->rate_limit))
-    policy = r->rate_limit;
-  if (policy == NULL) policy = p->conf->rate_limit;
-  rt->retries = p->conf->retries;
-  for (size_t i = 0; i < p->conf->nroutes; i++) {
-    const bh__route_conf *c = &p->conf->routes[i];
-    if (strcmp(c->method, r->method) || strcmp(c->pattern, r->pattern))
-      continue;
-    if (c->rate_limit) policy = c->rate_limit;
-    if (c->retries >= 0) rt->retries = c->retries;
-  }
-  if (policy) rt->rate_limit = strdup(policy);
   rt->plugin = p;
-  if (rt->rate_limit) {
-    char lwhy[200];
-    rt->limit = bh__limit_get(d, rt->rate_limit, lwhy, sizeof(lwhy));
-    if (rt->limit && bh__limit_policy(rt->limit)->unit == BH__RL_UNIT_TOKENS) {
-      /* a route takes one token per request: a token budget would count
-       * requests and call them tokens */
-      snprintf(lwhy, sizeof(lwhy),
-               "[rate_limit.%s] counts tokens (unit = tokens), not requests",
-               rt->rate_limit);
-      rt->limit = NULL;
-    }
-    if (rt->limit == NULL) {
-      bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern, lwhy);
-      free(rt->method);
-      free(rt->pattern);
-      free(rt->rate_limit);
-      free(rt);
-      return -EINVAL;
-    }
-  }
-  if (rt->method == NULL || rt->pattern == NULL) {
-    free(rt->method);
-    free(rt->pattern);
-    free(rt->rate_limit);
-    free(rt);
-    return -ENOMEM;
-  }
-  void *conflict = NULL;
-  int rc = bh__router_add(d->router, rt->method, rt->pattern, rt, &conflict);
-  if (rc != 0) {
-    if (rc == -EEXIST && conflict) {
-      bh__route *o = conflict;
-      bh__reg_fail(p,
-                   "route %s %s clashes with plugin '%s' (%s %s): one "
-                   "handler per method and path",
-                   rt->method, rt->pattern, o->plugin->name, o->method,
-                   o->pattern);
-    } else {
-      bh__reg_fail(p, "route %s %s: %s", rt->method, rt->pattern,
-                   strerror(-rc));
-    }
-    free(rt->method);
-    free(rt->pattern);
-    free(rt->rate_limit);
-    free(rt);
+  rc = bh__route_policy(p, r, rt);
+  if (rc == 0 && (rt->method == NULL || rt->pattern == NULL)) rc = -ENOMEM;
+  if (rc == 0) rc = bh__route_insert(p, rt);
+  if (rc) {
+    bh__route_free(rt);
     return rc;
   }
   p->routes[p->nroutes++] = rt;

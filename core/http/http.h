@@ -54,6 +54,10 @@ void bh__respond(bh_req *req, int status, const char *content_type,
 void bh__respond_problem(bh_req *req, const char *code, const char *detail,
                          long retry_after, const bh__ext *ext, size_t next,
                          const bh__field_error *errs, size_t nerrs);
+/* bh__respond_problem with what `extra` says: its retry_after, errors,
+ * ext and members (the other members of `extra` are ignored). */
+void bh__respond_problem_pb(bh_req *req, const char *code, const char *detail,
+                            const bh__problem *extra);
 /* The common case of bh__respond_problem: the code's own title and detail,
  * no Retry-After, no extensions, no field errors. */
 void bh__respond_code(bh_req *req, const char *code);

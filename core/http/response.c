@@ -379,7 +379,22 @@ const bh__code *bh__code_find(bh__daemon *d, bh__plugin *p, const char *code) {
 void bh__respond_problem(bh_req *req, const char *code, const char *detail,
                          long retry_after, const bh__ext *ext, size_t next,
                          const bh__field_error *errs, size_t nerrs) {
+  bh__problem pb = {.retry_after = retry_after,
+                    .errors = errs,
+                    .nerrors = nerrs,
+                    .ext = ext,
+                    .next = next};
+  bh__respond_problem_pb(req, code, detail, &pb);
+}
+
+void bh__respond_problem_pb(bh_req *req, const char *code, const char *detail,
+                            const bh__problem *extra) {
   bh__daemon *d = req->d;
+  long retry_after = extra->retry_after;
+  const bh__ext *ext = extra->ext;
+  size_t next = extra->next;
+  const char *members = extra->members;
+  size_t nmembers = extra->nmembers;
   const bh__code *cd = bh__code_find(d, req->plugin, code);
   if (cd == NULL) {
     /* an unknown code is a plugin bug: the client still gets an honest
@@ -394,6 +409,8 @@ void bh__respond_problem(bh_req *req, const char *code, const char *detail,
     detail = NULL;
     ext = NULL;
     next = 0;
+    members = NULL;
+    nmembers = 0;
   }
   bh__req_ids(req);
   bh__problem pb = {
@@ -407,10 +424,12 @@ void bh__respond_problem(bh_req *req, const char *code, const char *detail,
       .request_id = req->id,
       .trace_id = req->trace.trace_id,
       .span_id = req->trace.span_id,
-      .errors = errs,
-      .nerrors = nerrs,
+      .errors = extra->errors,
+      .nerrors = extra->nerrors,
       .ext = ext,
       .next = next,
+      .members = members,
+      .nmembers = nmembers,
   };
   bh__buf body, hdr;
   bh__buf_init(&body);

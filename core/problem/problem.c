@@ -153,7 +153,7 @@ const char *bh__status_reason(int status) {
 /* Member names the encoder writes itself. An ext[] entry with one of these
  * keys would make a duplicate member (which parsers resolve differently, so
  * a client could read another code than the log shows): it is skipped. */
-static int bh__reserved_key(const char *k) {
+int bh__problem_reserved_key(const char *k) {
   static const char *const keys[] = {
       "type",      "title",     "status",
       "detail",    "instance",  "extensions",
@@ -219,12 +219,13 @@ int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
   }
   for (size_t i = 0; p->ext && i < p->next; i++) {
     const bh__ext *e = &p->ext[i];
-    if (e->key == NULL || bh__reserved_key(e->key)) continue;
+    if (e->key == NULL || bh__problem_reserved_key(e->key)) continue;
     bh__buf_putc(out, ',');
     bh__buf_json_str(out, e->key);
     bh__buf_putc(out, ':');
     bh__buf_json_str(out, e->value);
   }
+  if (p->members && p->nmembers) bh__buf_append(out, p->members, p->nmembers);
   if (p->errors && p->nerrors > 0) {
     bh__buf_puts(out, ",\"errors\":[");
     for (size_t i = 0; i < p->nerrors; i++) {

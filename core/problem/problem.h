@@ -63,11 +63,29 @@ typedef struct bh__problem {
   size_t nerrors;
   const bh__ext *ext; /* up to next string extensions */
   size_t next;
+  /* Further members as JSON text, each ",\"key\":value" (what
+   * bh__problem_members made: checked, compact), or NULL. */
+  const char *members;
+  size_t nmembers;
 } bh__problem;
 
 /* Appends the JSON document for `p` to `out`. flat = 0: extension members
  * nested under "extensions" (default shape); flat = 1: at top level as RFC
  * 9457 allows. Every echoed string is escaped. 0 or -ENOMEM. */
 int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out);
+
+/* Whether `key` names a member the encoder writes itself (type, title,
+ * status, detail, instance, extensions, code, retryable,
+ * retryAfterSeconds, requestId, traceId, spanId, errors). */
+int bh__problem_reserved_key(const char *key);
+
+/* members.c: checks `json`, a plugin's JSON object of extra extension
+ * members, and appends them to `out` as bh__problem.members wants them
+ * (",\"k\":v" each, compact). 0; -EINVAL (not one JSON object, a
+ * duplicate or a member the encoder owns: `why` names it), -E2BIG (past
+ * BH__PROBLEM_MEMBERS_MAX bytes), -ENOMEM. */
+#define BH__PROBLEM_MEMBERS_MAX 16384
+int bh__problem_members(const char *json, bh__buf *out, char *why,
+                        size_t whylen);
 
 #endif

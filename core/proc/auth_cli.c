@@ -91,9 +91,10 @@ static int bh__read_password(char *pw, size_t n) {
   return 0;
 }
 
-int bh__auth_cli(int argc, char **argv, const char *config_path) {
-  const char *verb = NULL;
-  const char *email = NULL;
+/* The verb, the email and -c PATH from argv. -1: go on; else the exit
+ * status (0 after --help, 2 for a usage error, printed). */
+static int bh__cli_args(int argc, char **argv, const char **config_path,
+                        const char **verb, const char **email) {
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       bh__cli_usage(stdout);
@@ -101,30 +102,130 @@ int bh__auth_cli(int argc, char **argv, const char *config_path) {
     }
   }
   for (int i = 1; i < argc; i++) {
-    if (verb == NULL && argv[i][0] != '-') {
-      verb = argv[i];
+    if (*verb == NULL && argv[i][0] != '-') {
+      *verb = argv[i];
       continue;
     }
     if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) &&
         i + 1 < argc)
-      config_path = argv[++i];
-    else if (email == NULL && argv[i][0] != '-')
-      email = argv[i];
+      *config_path = argv[++i];
+    else if (*email == NULL && argv[i][0] != '-')
+      *email = argv[i];
     else {
       bh__cli_usage(stderr);
       return 2;
     }
   }
-  if (verb == NULL || email == NULL ||
-      (strcmp(verb, "add") && strcmp(verb, "disable") &&
-       strcmp(verb, "enable"))) {
+  if (*verb == NULL || *email == NULL ||
+      (strcmp(*verb, "add") && strcmp(*verb, "disable") &&
+       strcmp(*verb, "enable"))) {
     bh__cli_usage(stderr);
     return 2;
   }
-  if (!bh__email_ok(email)) {
+  if (!bh__email_ok(*email)) {
     fprintf(stderr, "bulkhead: not an email address\n");
     return 2;
   }
+  return -1;
+}
+
+/* Opens the identity store [auth] names, migrated like at start-up. 0, or
+ * -1 with the reason printed (conn may still hold what to close). */
+static int bh__cli_store_open(const bh__config *cfg, bh__sconn *conn) {
+  char err[600];
+  conn->backend = cfg->auth->store_backend;
+  if (conn->backend == BH__STORE_POSTGRES) {
+    /* the shared store: migrated like at start-up, then the same ops */
+    if (bh__pg_prepare(cfg->auth->store_url, BH__PG_MIGRATE, 0, NULL, NULL, err,
+                       sizeof(err)) != 0 ||
+        bh__pg_open(cfg->auth->store_url, BH__PG_IDENTITY_SCHEMA, &conn->pg,
+                    err, sizeof(err)) != 0) {
+      fprintf(stderr, "bulkhead: %s\n", err);
+      return -1;
+    }
+    return 0;
+  }
+  char path[4096];
+  const char *file = cfg->auth->store_file;
+  int w = file[0] == '/'
+              ? snprintf(path, sizeof(path), "%s", file)
+              : snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, file);
+  if (w < 0 || (size_t)w >= sizeof(path)) {
+    fprintf(stderr, "bulkhead: store path too long\n");
+    return -1;
+  }
+  if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+    fprintf(stderr, "bulkhead: cannot create %s: %s\n", cfg->data_dir,
+            strerror(errno));
+    return -1;
+  }
+  sqlite3 *db = NULL;
+  int rc = bh__store_open(path, bh__core_migrations, bh__core_nmigrations, &db,
+                          err, sizeof(err));
+  conn->lite = db;
+  if (rc != 0) {
+    fprintf(stderr, "bulkhead: identity store: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
+static const char *bh__cli_store_err(const bh__sconn *conn) {
+  return conn->lite ? sqlite3_errmsg(conn->lite) : PQerrorMessage(conn->pg);
+}
+
+/* `user add`: reads the password, stores its Argon2id hash, prints the
+ * new user's id. 0 or 1 (printed). */
+static int bh__cli_user_add(bh__sconn *conn, const char *email) {
+  char pw[BH__PW_MAX + 2];
+  char hash[crypto_pwhash_STRBYTES];
+  if (bh__read_password(pw, sizeof(pw)) != 0) {
+    sodium_memzero(pw, sizeof(pw));
+    return 1;
+  }
+  int h = crypto_pwhash_str(hash, pw, strlen(pw),
+                            crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                            crypto_pwhash_MEMLIMIT_INTERACTIVE);
+  sodium_memzero(pw, sizeof(pw));
+  if (h != 0) {
+    fprintf(stderr, "bulkhead: cannot hash the password (out of memory)\n");
+    return 1;
+  }
+  char id[64];
+  int r = bh__op_user_add(conn, email, hash, bh__store_now(), id, sizeof(id));
+  if (r == -EEXIST) {
+    fprintf(stderr, "bulkhead: a user with this email exists already\n");
+    return 1;
+  }
+  if (r != 0) {
+    fprintf(stderr, "bulkhead: cannot add the user: %s\n",
+            bh__cli_store_err(conn));
+    return 1;
+  }
+  printf("%s\n", id);
+  return 0;
+}
+
+/* `user disable` / `user enable`. 0 or 1 (printed). */
+static int bh__cli_user_set(bh__sconn *conn, const char *email, int disable) {
+  int r = bh__op_user_set_disabled(conn, email, disable);
+  if (r == -ENOENT) {
+    fprintf(stderr, "bulkhead: no user with this email\n");
+    return 1;
+  }
+  if (r != 0) {
+    fprintf(stderr, "bulkhead: cannot update the user: %s\n",
+            bh__cli_store_err(conn));
+    return 1;
+  }
+  return 0;
+}
+
+int bh__auth_cli(int argc, char **argv, const char *config_path) {
+  const char *verb = NULL;
+  const char *email = NULL;
+  int rc = bh__cli_args(argc, argv, &config_path, &verb, &email);
+  if (rc >= 0) return rc;
   if (sodium_init() < 0) {
     fprintf(stderr, "bulkhead: libsodium failed to initialise\n");
     return 1;
@@ -135,85 +236,13 @@ int bh__auth_cli(int argc, char **argv, const char *config_path) {
     fprintf(stderr, "bulkhead: %s\n", err);
     return 2;
   }
-  char path[4096];
-  const char *file = cfg.auth->store_file;
-  int w = file[0] == '/'
-              ? snprintf(path, sizeof(path), "%s", file)
-              : snprintf(path, sizeof(path), "%s/%s", cfg.data_dir, file);
-  int rc = 1;
-  sqlite3 *db = NULL;
   bh__sconn conn = {.backend = cfg.auth->store_backend};
-  if (conn.backend == BH__STORE_POSTGRES) {
-    /* the shared store: migrated like at start-up, then the same ops */
-    if (bh__pg_prepare(cfg.auth->store_url, BH__PG_MIGRATE, 0, NULL, NULL, err,
-                       sizeof(err)) != 0 ||
-        bh__pg_open(cfg.auth->store_url, BH__PG_IDENTITY_SCHEMA, &conn.pg, err,
-                    sizeof(err)) != 0) {
-      fprintf(stderr, "bulkhead: %s\n", err);
-      goto out;
-    }
-    goto ready;
-  }
-  if (w < 0 || (size_t)w >= sizeof(path)) {
-    fprintf(stderr, "bulkhead: store path too long\n");
-    goto out;
-  }
-  if (mkdir(cfg.data_dir, 0700) != 0 && errno != EEXIST) {
-    fprintf(stderr, "bulkhead: cannot create %s: %s\n", cfg.data_dir,
-            strerror(errno));
-    goto out;
-  }
-  if (bh__store_open(path, bh__core_migrations, bh__core_nmigrations, &db, err,
-                     sizeof(err)) != 0) {
-    fprintf(stderr, "bulkhead: identity store: %s\n", err);
-    goto out;
-  }
-  conn.lite = db;
-ready:
-  if (strcmp(verb, "add") == 0) {
-    char pw[BH__PW_MAX + 2];
-    char hash[crypto_pwhash_STRBYTES];
-    if (bh__read_password(pw, sizeof(pw)) != 0) {
-      sodium_memzero(pw, sizeof(pw));
-      goto out;
-    }
-    int h = crypto_pwhash_str(hash, pw, strlen(pw),
-                              crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                              crypto_pwhash_MEMLIMIT_INTERACTIVE);
-    sodium_memzero(pw, sizeof(pw));
-    if (h != 0) {
-      fprintf(stderr, "bulkhead: cannot hash the password (out of memory)\n");
-      goto out;
-    }
-    char id[64];
-    int r =
-        bh__op_user_add(&conn, email, hash, bh__store_now(), id, sizeof(id));
-    if (r == -EEXIST) {
-      fprintf(stderr, "bulkhead: a user with this email exists already\n");
-      goto out;
-    }
-    if (r != 0) {
-      fprintf(stderr, "bulkhead: cannot add the user: %s\n",
-              db ? sqlite3_errmsg(db) : PQerrorMessage(conn.pg));
-      goto out;
-    }
-    printf("%s\n", id);
-  } else {
-    int r =
-        bh__op_user_set_disabled(&conn, email, strcmp(verb, "disable") == 0);
-    if (r == -ENOENT) {
-      fprintf(stderr, "bulkhead: no user with this email\n");
-      goto out;
-    }
-    if (r != 0) {
-      fprintf(stderr, "bulkhead: cannot update the user: %s\n",
-              db ? sqlite3_errmsg(db) : PQerrorMessage(conn.pg));
-      goto out;
-    }
-  }
-  rc = 0;
-out:
-  sqlite3_close_v2(db);
+  rc = 1;
+  if (bh__cli_store_open(&cfg, &conn) == 0)
+    rc = strcmp(verb, "add") == 0
+             ? bh__cli_user_add(&conn, email)
+             : bh__cli_user_set(&conn, email, strcmp(verb, "disable") == 0);
+  sqlite3_close_v2(conn.lite);
   if (conn.pg) PQfinish(conn.pg);
   bh__unload(&cfg);
   return rc;

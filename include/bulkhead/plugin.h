@@ -43,7 +43,9 @@
  *       (the [store] backend, a PostgreSQL connection in the plugin's own
  *       schema, migrated by the core: bh_store_info, bh_migration);
  *       upstream_fallback, budget_add / budget_charge (provider fallback
- *       and token budgets: BH_BUDGET_*); composite_add (bh_composite).
+ *       and token budgets: BH_BUDGET_*); composite_add (bh_composite);
+ *       problem_with (a Problem with extension members the plugin built
+ *       with the writer, and its own Retry-After).
  *       Header only, so usable on any 1.x core: the JSON writer
  *       (bulkhead/json.h) and bh_respond_json taking a bh_json, BH_COUNT,
  *       BH_ROUTE, bh_routes_add (a whole route table in one call),
@@ -962,6 +964,26 @@ struct bh_services {
   /* Closes a connection of store_connect(), on the thread that uses it.
    * NULL is fine. */
   void (*store_disconnect)(bh_ctx *ctx, void *conn);
+  /* --- ABI 1.3 (problem_with) --- */
+
+  /* Ends `req` like problem() (or, with `res`, a result of this request
+   * still in its upstream callback, like problem_upstream(): `code` and
+   * `detail` are then ignored) with the members of `members_json` added
+   * to extensions (at the top level with flat Problems). members_json: one
+   * JSON object (bh_json_done() of the writer), copied; NULL adds nothing.
+   * Its strings are escaped as the core's own; at most 16 KiB.
+   * retry_after_s >= 0 sets Retry-After and extensions.retryAfterSeconds
+   * (always equal); < 0 keeps what the code or the error map's row for
+   * `res` says (none for a plain code). 0; -EALREADY / -ECANCELED as
+   * problem(); -EINVAL members_json not one object, with a duplicate name
+   * or naming a member the core writes (type, title, status, detail,
+   * instance, extensions, code, retryable, retryAfterSeconds, requestId,
+   * traceId, spanId, errors), -E2BIG past 16 KiB: then the request is
+   * ended with generic.internal (as respond() with bad arguments) and
+   * one line names the plugin and the member. */
+  int (*problem_with)(bh_req *req, const char *code, const char *detail,
+                      const bh_upstream_result *res, const char *members_json,
+                      long retry_after_s);
 };
 
 /* ---------------------------------------------------------------------- */
@@ -1256,6 +1278,15 @@ static inline int bh_store_connect(bh_ctx *c, const char *schema,
 }
 static inline void bh_store_disconnect(bh_ctx *c, void *conn) {
   BH__SVC(c)->store_disconnect(c, conn);
+}
+/* ABI 1.3: check BH_SVC_HAS(svc, problem_with) before the first use. */
+static inline int bh_problem_with(bh_req *r, const char *code,
+                                  const char *detail,
+                                  const bh_upstream_result *res,
+                                  const char *members_json,
+                                  long retry_after_s) {
+  return BH__SVC(r)->problem_with(r, code, detail, res, members_json,
+                                  retry_after_s);
 }
 
 /* ---------------------------------------------------------------------- */

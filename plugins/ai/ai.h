@@ -49,8 +49,9 @@ typedef struct ai_plugin {
 /* The providers tried for one request, and what each answered. */
 typedef struct ai_tries {
   size_t idx;       /* the provider in use */
-  json_t *primary;  /* the primary's Problem, once it failed */
-  json_t *attempts; /* [{"provider", "code"}] of the failed ones */
+  char primary[96]; /* the primary's code, once it failed; "" before */
+  bh_json attempts; /* [{"provider", "code"}] of the failed ones (open) */
+  int started;      /* attempts holds an open array */
   long retry_after; /* the shortest Retry-After among them, -1 none */
 } ai_tries;
 

@@ -127,7 +127,9 @@ static json_t *problem_ext(json_t *doc) {
   return json_is_object(ext) ? ext : doc;
 }
 
-/* Records the attempt of the provider in use that ended with `res`. */
+/* Records the attempt of the provider in use that ended with `res`: the
+ * code and Retry-After of the core's Problem for it, read back with
+ * jansson (parsing only). */
 static void attempt_add(ai_plugin *ap, bh_req *req, ai_tries *t,
                         const bh_upstream_result *res) {
   char buf[2048];
@@ -141,11 +143,16 @@ static void attempt_add(ai_plugin *ap, bh_req *req, ai_tries *t,
   if (json_is_integer(ra) && json_integer_value(ra) >= 0 &&
       (t->retry_after < 0 || json_integer_value(ra) < t->retry_after))
     t->retry_after = (long)json_integer_value(ra);
-  if (t->attempts == NULL) t->attempts = json_array();
-  json_array_append_new(
-      t->attempts, json_pack("{s:s,s:s}", "provider", ap->prov[t->idx].name,
-                             "code", code ? code : "generic.internal"));
-  if (t->idx == 0 && doc) t->primary = json_incref(doc);
+  if (!t->started) {
+    bh_json_init(&t->attempts, 0);
+    bh_json_arr(&t->attempts);
+    t->started = 1;
+  }
+  bh_json_obj(&t->attempts);
+  bh_json_kstr(&t->attempts, "provider", ap->prov[t->idx].name);
+  bh_json_kstr(&t->attempts, "code", code ? code : "generic.internal");
+  bh_json_end(&t->attempts);
+  if (t->idx == 0 && code) snprintf(t->primary, sizeof(t->primary), "%s", code);
   json_decref(doc);
 }
 
@@ -154,7 +161,7 @@ int ai_tries_next(ai_plugin *ap, bh_req *req, ai_tries *t,
   if (!retryable(res) || t->idx + 1 >= ap->nprov) return 0;
   ai_provider_log(ap, &ap->prov[t->idx], req, res);
   attempt_add(ap, req, t, res);
-  if (t->primary == NULL) return 0; /* out of memory: answer as today */
+  if (t->primary[0] == '\0') return 0; /* out of memory: answer as today */
   bh_upstream_fallback(req, ap->prov[t->idx].up, ap->prov[t->idx + 1].up);
   bh_log(ap->ctx, BH_LOG_INFO, "falling back from %s to %s (request %s)",
          ap->prov[t->idx].name, ap->prov[t->idx + 1].name, bh_req_id(req));
@@ -164,45 +171,38 @@ int ai_tries_next(ai_plugin *ap, bh_req *req, ai_tries *t,
 
 void ai_tries_fail(ai_plugin *ap, bh_req *req, ai_tries *t,
                    const bh_upstream_result *res) {
-  if (t->idx == 0 || t->primary == NULL ||
+  if (t->idx == 0 || t->primary[0] == '\0' ||
       res->outcome == BH_OUTCOME_CANCELED) {
     ai_provider_failed(ap, req, res);
     return;
   }
   ai_provider_log(ap, &ap->prov[t->idx], req, res);
   attempt_add(ap, req, t, res);
-  json_t *doc = t->primary;
-  json_t *ext = problem_ext(doc);
-  json_object_set(ext, "attempts", t->attempts);
-  if (t->retry_after >= 0) {
-    json_object_set_new(ext, "retryAfterSeconds", json_integer(t->retry_after));
-    char ra[24];
-    snprintf(ra, sizeof(ra), "%ld", t->retry_after);
-    bh_set_header(req, "Retry-After", ra);
-  } else {
-    json_object_del(ext, "retryAfterSeconds");
+  /* the primary's Problem (and so its code in the access log), with every
+   * attempt and the shortest Retry-After, header and member alike */
+  bh_json m;
+  bh_json_init(&m, 0);
+  bh_json_obj(&m);
+  bh_json_end(&t->attempts); /* the array */
+  size_t alen = 0;
+  const char *attempts = bh_json_done(&t->attempts, &alen);
+  if (attempts) {
+    bh_json_key(&m, "attempts");
+    bh_json_raw(&m, attempts, alen);
   }
-  const char *code = json_string_value(json_object_get(ext, "code"));
-  json_t *st = json_object_get(doc, "status");
-  char *body = json_dumps(doc, JSON_COMPACT);
-  if (body == NULL || code == NULL || !json_is_integer(st)) {
-    free(body);
+  bh_json_end(&m);
+  const char *members = attempts ? bh_json_done(&m, NULL) : NULL;
+  if (members == NULL)
     bh_problem(req, "ai.unavailable", NULL);
-    return;
-  }
-  /* the access log names the primary's code, not the last attempt's;
-   * and, as every Problem, it is never cached */
-  bh_problem_json(req, code, NULL, NULL, NULL, 0);
-  bh_set_header(req, "Cache-Control", "no-store");
-  bh_respond(req, (int)json_integer_value(st), "application/problem+json", body,
-             strlen(body));
-  free(body);
+  else
+    bh_problem_with(req, t->primary, NULL, NULL, members, t->retry_after);
+  bh_json_free(&m);
 }
 
 void ai_tries_free(ai_tries *t) {
-  json_decref(t->primary);
-  json_decref(t->attempts);
-  t->primary = t->attempts = NULL;
+  if (t->started) bh_json_free(&t->attempts);
+  t->started = 0;
+  t->primary[0] = '\0';
 }
 
 void ai_served_by(ai_plugin *ap, bh_req *req, const ai_tries *t) {

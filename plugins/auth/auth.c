@@ -286,9 +286,10 @@ static int mounted(bh_ctx *ctx, const char *path) {
 
 /* ---- the identity provider failed ------------------------------------- */
 
-/* jansson stays here: the answer is the core's Problem JSON plus one
- * member, and the SDK has no Problem slot with extra members. */
-void auth_idp_failed(bh_req *req, const bh_upstream_result *res) {
+/* The Problem the core answers for `res` (or for auth.idp_unavailable):
+ * its code and status, read back with jansson (parsing only). */
+static const char *idp_problem_code(bh_req *req, const bh_upstream_result *res,
+                                    int *status, char *code, size_t codelen) {
   char buf[2048];
   int n = bh_problem_json(req, res ? NULL : "auth.idp_unavailable", NULL, res,
                           buf, sizeof(buf));
@@ -297,42 +298,31 @@ void auth_idp_failed(bh_req *req, const bh_upstream_result *res) {
                     : NULL;
   json_t *ext = json_object_get(doc, "extensions");
   json_t *where = json_is_object(ext) ? ext : doc; /* problem_flat or not */
-  const char *code = json_string_value(json_object_get(where, "code"));
-  if (code == NULL || strcmp(code, "auth.idp_unavailable") != 0) {
-    json_decref(doc);
-    if (res)
-      bh_problem_upstream(req, res);
-    else
-      bh_problem(req, "auth.idp_unavailable", NULL);
-    return;
-  }
-  auth_magic_idp_state(1);
-  int status = (int)json_integer_value(json_object_get(doc, "status"));
-  if (!auth_magic_enabled() || status < 400) {
-    json_decref(doc);
-    if (res)
-      bh_problem_upstream(req, res);
-    else
-      bh_problem(req, "auth.idp_unavailable", NULL);
-    return;
-  }
-  /* the same Problem, plus where the portal can send the user */
-  json_object_set_new(where, "fallback", json_string("magic_link"));
-  json_t *ra = json_object_get(where, "retryAfterSeconds");
-  if (json_is_integer(ra) && json_integer_value(ra) >= 0) {
-    char v[24];
-    snprintf(v, sizeof(v), "%lld", (long long)json_integer_value(ra));
-    bh_set_header(req, "Retry-After", v);
-  }
-  char *body = json_dumps(doc, JSON_COMPACT);
+  const char *c = json_string_value(json_object_get(where, "code"));
+  *status = (int)json_integer_value(json_object_get(doc, "status"));
+  snprintf(code, codelen, "%s", c ? c : "");
   json_decref(doc);
-  if (body == NULL) {
-    bh_problem(req, "auth.idp_unavailable", NULL);
-    return;
+  return code;
+}
+
+void auth_idp_failed(bh_req *req, const bh_upstream_result *res) {
+  int status = 0;
+  char code[96];
+  idp_problem_code(req, res, &status, code, sizeof(code));
+  int idp = strcmp(code, "auth.idp_unavailable") == 0;
+  if (idp) auth_magic_idp_state(1);
+  bh_json j;
+  bh_json_init(&j, 0);
+  if (idp && auth_magic_enabled() && status >= 400) {
+    /* the same Problem, plus where the portal can send the user */
+    bh_json_obj(&j);
+    bh_json_kstr(&j, "fallback", "magic_link");
+    bh_json_end(&j);
   }
-  bh_set_header(req, "Cache-Control", "no-store");
-  bh_respond(req, status, "application/problem+json", body, strlen(body));
-  free(body);
+  const char *members = bh_json_done(&j, NULL); /* NULL: nothing added */
+  bh_problem_with(req, res ? NULL : "auth.idp_unavailable", NULL, res, members,
+                  -1);
+  bh_json_free(&j);
 }
 
 /* ---- config of the magic link ----------------------------------------- */

@@ -67,6 +67,11 @@ int auth_magic_enabled(void);
  * (after a successful password login), and whether the IdP answered. */
 void auth_magic_remember(const char *email, const char *user_id);
 void auth_magic_idp_state(int down);
+/* magic_mail.c (the job queue's thread): whether the SMTP server answers
+ * (0 or -EIO), and the mail with the link for `token` to `to`: 0, or a
+ * negative errno with *why (curl's static text) when SMTP failed. */
+int auth_magic_smtp_probe(void);
+int auth_magic_smtp_send(const char *to, const char *token, const char **why);
 /* Ends a login the IdP could not serve: the error map's answer for `res`
  * (or auth.idp_unavailable when NULL); auth.idp_unavailable then records
  * the outage and, with the magic link on, carries extensions.fallback =

@@ -27,13 +27,12 @@
  * too; otherwise 409 auth.magic_link_not_needed. Such a login's 503 then
  * carries extensions.fallback = "magic_link".
  *
- * Threads: SQLite and SMTP (libcurl, blocking, with timeouts) run on the
- * thread of a core job queue (jobq_new), one job at a time; results come
- * back to the loop through it.
+ * Threads: SQLite and SMTP (magic_mail.c: libcurl, blocking, with
+ * timeouts) run on the thread of a core job queue (jobq_new), one job at a
+ * time; results come back to the loop through it.
  * Neither the email address nor the token is ever logged: log lines name
  * an account by the first characters of its email hash.
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -166,126 +165,19 @@ static int limited(const unsigned char key[HASH_LEN], int max, int count,
   return mdb_limit_put(key, start, n + 1);
 }
 
-/* ---- SMTP (worker thread) ----------------------------------------------- */
-
-typedef struct mail_src {
-  const char *p;
-  size_t left;
-} mail_src;
-
-static size_t mail_read(char *buf, size_t size, size_t n, void *arg) {
-  mail_src *s = arg;
-  size_t k = size * n < s->left ? size * n : s->left;
-  memcpy(buf, s->p, k);
-  s->p += k;
-  s->left -= k;
-  return k;
-}
-
-static void smtp_common(CURL *c) {
-  const auth_magic *m = &auth_g.magic;
-  curl_easy_setopt(c, CURLOPT_URL, m->smtp_url);
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(
-      c, CURLOPT_CONNECTTIMEOUT_MS,
-      (long)(m->smtp_timeout_ms < 5000 ? m->smtp_timeout_ms : 5000));
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)m->smtp_timeout_ms);
-  if (m->smtp_user) {
-    curl_easy_setopt(c, CURLOPT_USERNAME, m->smtp_user);
-    curl_easy_setopt(c, CURLOPT_PASSWORD, m->smtp_password);
-    /* credentials never travel in clear: STARTTLS is required */
-    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
-  } else {
-    curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_TRY);
-  }
-}
-
-/* The server answers: what an unknown email costs too, so that an SMTP
- * outage answers 503 whether or not the account exists. */
-static int smtp_probe(void) {
-  CURL *c = curl_easy_init();
-  if (c == NULL) return -ENOMEM;
-  smtp_common(c);
-  curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
-  CURLcode cc = curl_easy_perform(c);
-  curl_easy_cleanup(c);
-  return cc == CURLE_OK ? 0 : -EIO;
-}
-
-static int smtp_send(const char *to, const char *token, const char *tag) {
-  const auth_magic *m = &auth_g.magic;
-  char date[64], msgid[40];
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  unsigned char rnd[12];
-  randombytes_buf(rnd, sizeof(rnd));
-  sodium_bin2hex(msgid, sizeof(msgid), rnd, sizeof(rnd));
-  const char *dom = strchr(m->smtp_from, '@');
-  size_t cap = 2048 + strlen(m->link_base);
-  char *msg = malloc(cap);
-  if (msg == NULL) return -ENOMEM;
-  int n = snprintf(
-      msg, cap,
-      "Date: %s\r\nFrom: <%s>\r\nTo: <%s>\r\nMessage-ID: <%s%s>\r\n"
-      "Subject: Your sign-in link\r\nMIME-Version: 1.0\r\n"
-      "Content-Type: text/plain; charset=us-ascii\r\n"
-      "Content-Transfer-Encoding: 7bit\r\nAuto-Submitted: auto-generated\r\n"
-      "\r\n"
-      "Use this link to sign in. It works once, for %ld minutes:\r\n\r\n"
-      "%s/v1/auth/magic-link/verify?token=%s\r\n\r\n"
-      "If you did not ask to sign in, ignore this email.\r\n",
-      date, m->smtp_from, to, msgid, dom ? dom : "@bulkhead",
-      (long)((m->ttl_s + 59) / 60), m->link_base, token);
-  if (n < 0 || (size_t)n >= cap) {
-    free(msg);
-    return -ENOSPC;
-  }
-  CURL *c = curl_easy_init();
-  struct curl_slist *rcpt = NULL;
-  char angle[300];
-  snprintf(angle, sizeof(angle), "<%s>", to);
-  rcpt = curl_slist_append(rcpt, angle);
-  char from[300];
-  snprintf(from, sizeof(from), "<%s>", m->smtp_from);
-  int rc = -ENOMEM;
-  if (c && rcpt) {
-    mail_src src = {msg, (size_t)n};
-    smtp_common(c);
-    curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
-    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, mail_read);
-    curl_easy_setopt(c, CURLOPT_READDATA, &src);
-    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-    CURLcode cc = curl_easy_perform(c);
-    rc = cc == CURLE_OK ? 0 : -EIO;
-    if (cc != CURLE_OK)
-      tlog("magic link for account %s not sent: SMTP %s", tag,
-           curl_easy_strerror(cc));
-  }
-  curl_slist_free_all(rcpt);
-  curl_easy_cleanup(c);
-  sodium_memzero(msg, cap);
-  free(msg);
-  return rc;
-}
-
 /* ---- the jobs (worker thread) ------------------------------------------- */
 
-static void run_request(mjob *j) {
+/* Opens the request's transaction and charges the per-email and
+ * per-address limits: 0 (the transaction open), or -1 with j->code set
+ * (and it closed). */
+static int request_limits(mjob *j) {
   long ra = 0;
-  int idp = auth_g.magic.mode == AUTH_MAGIC_FALLBACK ? mdb_idp_down() : 1;
-  if (idp <= 0) {
-    j->code = idp < 0 ? "auth.email_unavailable" : "auth.magic_link_not_needed";
-    return;
-  }
   unsigned char ke[HASH_LEN], ka[HASH_LEN];
   key_hash("email", j->email, ke);
   key_hash("addr", j->addr, ka);
   if (mdb_begin() != 0) {
     j->code = "auth.email_unavailable";
-    return;
+    return -1;
   }
   int a = limited(ke, auth_g.magic.per_email, 0, &ra);
   int b = a == 0 ? limited(ka, auth_g.magic.per_address, 0, &ra) : 0;
@@ -296,14 +188,24 @@ static void run_request(mjob *j) {
   if (a < 0 || b < 0) {
     mdb_rollback();
     j->code = "auth.email_unavailable";
-    return;
+    return -1;
   }
   if (a > 0 || b > 0) {
     mdb_commit();
     j->code = "auth.too_many_attempts";
     j->retry_after = ra;
+    return -1;
+  }
+  return 0;
+}
+
+static void run_request(mjob *j) {
+  int idp = auth_g.magic.mode == AUTH_MAGIC_FALLBACK ? mdb_idp_down() : 1;
+  if (idp <= 0) {
+    j->code = idp < 0 ? "auth.email_unavailable" : "auth.magic_link_not_needed";
     return;
   }
+  if (request_limits(j) != 0) return;
   /* the account, if this gateway has seen it sign in */
   int found =
       mdb_account_get(j->email_hash, j->user_id, sizeof(j->user_id)) == 1;
@@ -335,7 +237,10 @@ static void run_request(mjob *j) {
   }
   char tag[13];
   account_tag(j->email_hash, tag);
-  int rc = found ? smtp_send(j->email, token, tag) : smtp_probe();
+  const char *why = NULL;
+  int rc = found ? auth_magic_smtp_send(j->email, token, &why)
+                 : auth_magic_smtp_probe();
+  if (why) tlog("magic link for account %s not sent: SMTP %s", tag, why);
   if (rc != 0) {
     /* a link nobody received must not stay usable */
     if (found) (void)mdb_token_delete(token, SELECTOR_LEN);

@@ -269,7 +269,53 @@ static void test_reasons(void) {
   }
 }
 
+/* problem_with's members: checked, re-encoded with the core's escaping,
+ * then appended inside extensions (or at the top level when flat). */
+static void test_members(void) {
+  char why[128];
+  bh__buf m;
+  bh__buf_init(&m);
+  CHECK_INT(bh__problem_members("{\"fallback\": \"<x>\", \"n\": [1, {\"a\": "
+                                "null}]}",
+                                &m, why, sizeof(why)),
+            0);
+  CHECK_STR(m.data, ",\"fallback\":\"\\u003cx\\u003e\",\"n\":[1,{\"a\":null}]");
+  bh__problem p = {.status = 503,
+                   .code = "x.y",
+                   .retry_after = -1,
+                   .members = m.data,
+                   .nmembers = m.len};
+  CHECK_STR(bh__enc(&p, 0),
+            "{\"type\":\"about:blank\",\"title\":\"Service Unavailable\","
+            "\"status\":503,\"extensions\":{\"code\":\"x.y\",\"retryable\":"
+            "false,\"fallback\":\"\\u003cx\\u003e\",\"n\":[1,{\"a\":null}]}}");
+  CHECK_STR(bh__enc(&p, 1),
+            "{\"type\":\"about:blank\",\"title\":\"Service Unavailable\","
+            "\"status\":503,\"code\":\"x.y\",\"retryable\":false,"
+            "\"fallback\":\"\\u003cx\\u003e\",\"n\":[1,{\"a\":null}]}");
+  bh__buf_free(&m);
+  static const char *const bad[] = {"{\"code\":\"a\"}",
+                                    "{\"retryAfterSeconds\":1}",
+                                    "{\"status\":1}",
+                                    "{\"a\":1,\"a\":2}",
+                                    "[1]",
+                                    "\"s\"",
+                                    "{",
+                                    "{\"a\":\"\xff\"}"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    bh__buf_init(&m);
+    CHECK_INT(bh__problem_members(bad[i], &m, why, sizeof(why)), -EINVAL);
+    CHECK(why[0] != '\0');
+    bh__buf_free(&m);
+  }
+  bh__buf_init(&m);
+  CHECK_INT(bh__problem_members(NULL, &m, why, sizeof(why)), 0);
+  CHECK(m.len == 0);
+  bh__buf_free(&m);
+}
+
 int main(void) {
+  test_members();
   test_full_shapes();
   test_minimal();
   test_escaping();
