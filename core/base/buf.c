@@ -206,14 +206,12 @@ static size_t bh__json_plain_run(const unsigned char *s, size_t n) {
   return i;
 }
 
-int bh__buf_json_strn(bh__buf *b, const char *str, size_t len) {
+/* The escaping loop from the first byte that needs it (`i`, after a plain
+ * run the caller has checked); the quotes are the caller's. */
+static void bh__json_escape_from(bh__buf *b, const unsigned char *s, size_t len,
+                                 size_t i) {
   static const char hex[] = "0123456789abcdef";
-  const unsigned char *s = (const unsigned char *)str;
-  /* room for the common case (nothing to escape) up front, so the loop
-   * below appends without growing */
-  if (len < SIZE_MAX - 2 && bh__buf_reserve(b, len + 2) != 0) return -ENOMEM;
-  bh__buf_putc(b, '"');
-  size_t i = 0;
+  if (i) bh__buf_append(b, s, i);
   while (i < len) {
     size_t run = i + bh__json_plain_run(s + i, len - i);
     if (run > i) bh__buf_append(b, s + i, run - i);
@@ -244,7 +242,42 @@ int bh__buf_json_strn(bh__buf *b, const char *str, size_t len) {
     }
     i++;
   }
+}
+
+/* pre + a quoted JSON string. A string with nothing to escape (nearly
+ * every one: ids, paths, names) is one room check and one copy; the
+ * escaping loop runs only from the first byte that needs it. */
+static int bh__json_pre_strn(bh__buf *b, const char *pre, size_t pn,
+                             const char *str, size_t len) {
+  const unsigned char *s = (const unsigned char *)str;
+  if (len >= SIZE_MAX / 2 || bh__buf_reserve(b, pn + len + 2) != 0)
+    return -ENOMEM;
+  size_t run = bh__json_plain_run(s, len);
+  char *o = b->data + b->len;
+  if (pn) memcpy(o, pre, pn);
+  o[pn] = '"';
+  if (run == len) {
+    if (len) memcpy(o + pn + 1, s, len);
+    o[pn + 1 + len] = '"';
+    b->len += pn + len + 2;
+    b->data[b->len] = '\0';
+    return 0;
+  }
+  b->len += pn + 1;
+  bh__json_escape_from(b, s, len, run);
   return bh__buf_putc(b, '"');
+}
+
+int bh__buf_json_strn(bh__buf *b, const char *str, size_t len) {
+  return bh__json_pre_strn(b, NULL, 0, str, len);
+}
+
+int bh__buf_json_kv(bh__buf *b, const bh__jkey *key, const char *value) {
+  if (value == NULL) {
+    bh__buf_append(b, key->s, key->n);
+    return bh__buf_puts(b, "null");
+  }
+  return bh__json_pre_strn(b, key->s, key->n, value, strlen(value));
 }
 
 int bh__buf_json_key(bh__buf *b, const char *key) {

@@ -196,11 +196,44 @@ static void test_json_every_byte(void) {
   }
 }
 
+/* A framed key and its value: the one-copy path for plain values, the
+ * escaping loop entered after a plain run, NULL as null, and the same
+ * bytes as the key-by-key builders give. */
+static void test_json_kv(void) {
+  static const bh__jkey k = BH__JKEY("path");
+  bh__buf b;
+  bh__buf_init(&b);
+  bh__buf_putc(&b, '{');
+  CHECK_INT(bh__buf_json_kv(&b, &k, "/v1/plain"), 0);
+  CHECK_INT(bh__buf_json_kv(&b, &k, "0123456789abcdef0123\"<x>&\n\xc3\xa9\xff"),
+            0);
+  CHECK_INT(bh__buf_json_kv(&b, &k, ""), 0);
+  CHECK_INT(bh__buf_json_kv(&b, &k, NULL), 0);
+  CHECK_INT(bh__buf_key(&b, "n"), 0);
+  CHECK_INT(bh__buf_i64(&b, -7), 0);
+  bh__buf_putc(&b, '}');
+  CHECK_STR(b.data, "{,\"path\":\"/v1/plain\",\"path\":\"0123456789abcdef0123"
+                    "\\\"\\u003cx\\u003e\\u0026\\n\xc3\xa9\\ufffd\","
+                    "\"path\":\"\",\"path\":null,\"n\":-7}");
+  bh__buf_reset(&b);
+  /* the same as bh__buf_json_key + bh__buf_json_str */
+  const char *v = "a\tb \x01 long enough to take the wide loop: 0123456789";
+  bh__buf ref;
+  bh__buf_init(&ref);
+  bh__buf_json_key(&ref, "path");
+  bh__buf_json_str(&ref, v);
+  bh__buf_json_kv(&b, &k, v);
+  CHECK_STR(b.data, ref.data);
+  bh__buf_free(&ref);
+  bh__buf_free(&b);
+}
+
 int main(void) {
   test_append();
   test_printf();
   test_numbers();
   test_json();
   test_json_every_byte();
+  test_json_kv();
   return check_finish("test_buf");
 }
