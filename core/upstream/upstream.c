@@ -132,6 +132,17 @@ static void bh__upstream_note_error(struct bh_upstream *u, bh__call *call,
   (void)now;
 }
 
+/* Off the soon list when finished before its turn (a cancel). */
+static void bh__soon_unlink(bh__call *call) {
+  for (bh__call **p = &call->cl->soon_head; *p; p = &(*p)->soon_next)
+    if (*p == call) {
+      *p = call->soon_next;
+      call->soon_next = NULL;
+      call->soon = 0;
+      return;
+    }
+}
+
 /* Delivers the result and frees the call. */
 void bh__call_finish(bh__call *call) {
   if (call->finished) return;
@@ -139,6 +150,7 @@ void bh__call_finish(bh__call *call) {
   bh__client *cl = call->cl;
   bh__easy_release(call);
   uv_timer_stop(&call->timer);
+  if (call->soon) bh__soon_unlink(call);
   if (call->prev)
     call->prev->next = call->next;
   else
@@ -189,18 +201,55 @@ void bh__call_finish(bh__call *call) {
 
 static void bh__call_attempt(bh__call *call);
 
-static void bh__timer_fire(uv_timer_t *t) {
-  bh__call *call = t->data;
+static void bh__call_fire(bh__call *call) {
   if (call->outcome == -1)
     bh__call_attempt(call);
   else
     bh__call_finish(call);
 }
 
-/* Finishes on the next loop turn: a callback never runs inside the call
- * that started it. */
+static void bh__timer_fire(uv_timer_t *t) {
+  bh__call_fire(t->data);
+}
+
+static void bh__soon_noop(uv_idle_t *h) {
+  (void)h;
+}
+
+/* The check phase: the calls made "soon" since the last one, oldest
+ * first. A call finished meanwhile (a cancel) is skipped: its memory goes
+ * in the closing phase, which comes after this one. */
+static void bh__soon_run(uv_check_t *h) {
+  bh__client *cl = h->data;
+  bh__call *c = NULL;
+  while (cl->soon_head) { /* reversed: oldest first */
+    bh__call *n = cl->soon_head;
+    cl->soon_head = n->soon_next;
+    n->soon_next = c;
+    c = n;
+  }
+  uv_check_stop(&cl->soon);
+  uv_idle_stop(&cl->soon_wake);
+  while (c) {
+    bh__call *next = c->soon_next;
+    c->soon_next = NULL;
+    c->soon = 0;
+    if (!c->finished) bh__call_fire(c);
+    c = next;
+  }
+}
+
+/* Finishes later in this loop turn (after the poll, see bh__client.soon):
+ * a callback never runs inside the call that started it. */
 static void bh__call_finish_soon(bh__call *call) {
-  uv_timer_start(&call->timer, bh__timer_fire, 0, 0);
+  bh__client *cl = call->cl;
+  uv_timer_stop(&call->timer);
+  if (call->soon) return;
+  call->soon = 1;
+  call->soon_next = cl->soon_head;
+  cl->soon_head = call;
+  uv_check_start(&cl->soon, bh__soon_run);
+  uv_idle_start(&cl->soon_wake, bh__soon_noop);
 }
 
 /* ---------------------------------------------------------------------- */
