@@ -282,31 +282,51 @@ static int bh__vchar_ok(unsigned char c) {
   return c == '\t' || (c >= 0x20 && c != 0x7f);
 }
 
+/* 1 when the n bytes at v are all field-value bytes (bh__vchar_ok). Eight
+ * at a time: a word with no byte below 0x20 and no DEL is all good (a tab,
+ * rare in values, sends that word to the byte check). */
+static int bh__value_ok(const char *v, size_t n) {
+  const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t x, d;
+    memcpy(&x, v + i, 8);
+    d = x ^ (ones * 0x7f);
+    if ((((x - ones * 0x20) & ~x) | ((d - ones) & ~d)) & highs) {
+      for (size_t j = i; j < i + 8; j++)
+        if (!bh__vchar_ok((unsigned char)v[j])) return 0;
+    }
+  }
+  for (; i < n; i++)
+    if (!bh__vchar_ok((unsigned char)v[i])) return 0;
+  return 1;
+}
+
 int bh__upstream_head_field(bh__buf *block, const char *name, size_t nl,
                             const char *v, size_t vl) {
   /* name ":" OWS value OWS. A name that is not a token (empty, spaces
    * before the colon, an obs-fold continuation line) is refused, not
    * guessed at (RFC 9112 5.1, 5.2) */
   if (nl == 0) return -EPROTO;
-  for (size_t i = 0; i < nl; i++)
-    if (!bh__tchar_tab[(unsigned char)name[i]]) return -EPROTO;
   while (vl && (*v == ' ' || *v == '\t'))
     v++, vl--;
   while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
     vl--;
-  for (size_t i = 0; i < vl; i++)
-    if (!bh__vchar_ok((unsigned char)v[i])) return -EPROTO;
-  /* "name: value\r\n", the name lower-cased, written in place */
+  if (!bh__value_ok(v, vl)) return -EPROTO;
+  /* "name: value\r\n", the name checked and lower-cased in one pass,
+   * written in place; the length counted only once the name is good */
   size_t need = nl + 2 + vl + 2;
   if ((block->failed || block->cap - block->len <= need) &&
       bh__buf_grow(block, need) != 0)
     return -ENOMEM;
   char *o = block->data + block->len;
-  block->len += need;
-  block->data[block->len] = '\0';
   for (size_t i = 0; i < nl; i++) {
-    char c = name[i];
-    o[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+    unsigned char c = (unsigned char)name[i];
+    if (!bh__tchar_tab[c]) {
+      block->data[block->len] = '\0';
+      return -EPROTO;
+    }
+    o[i] = (char)(c | ((unsigned)(c - 'A') < 26u ? 0x20 : 0));
   }
   o += nl;
   *o++ = ':';
@@ -314,7 +334,9 @@ int bh__upstream_head_field(bh__buf *block, const char *name, size_t nl,
   if (vl) memcpy(o, v, vl);
   o += vl;
   *o++ = '\r';
-  *o = '\n';
+  *o++ = '\n';
+  *o = '\0';
+  block->len += need;
   return 0;
 }
 
