@@ -170,24 +170,32 @@ static inline uint64_t bh__json_special8(uint64_t x) {
   return m;
 }
 
+#ifdef __SSE2__
+/* Nonzero when one of the 16 bytes at p needs escaping (as above). */
+static inline int bh__json_special16(const unsigned char *p) {
+  const __m128i c1f = _mm_set1_epi8(0x1f);
+  __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+  __m128i m = _mm_cmpeq_epi8(_mm_max_epu8(v, c1f), c1f); /* < 0x20 */
+  m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+  m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+  m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('<')));
+  m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('>')));
+  m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('&')));
+  return _mm_movemask_epi8(_mm_or_si128(m, v)); /* or >= 0x80 */
+}
+#endif
+
 /* Length of the run of plain bytes at s (at most n). */
 static size_t bh__json_plain_run(const unsigned char *s, size_t n) {
   size_t i = 0;
 #ifdef __SSE2__
   /* 16 bytes per step where the CPU has SSE2 (every x86-64) */
-  const __m128i c1f = _mm_set1_epi8(0x1f), q = _mm_set1_epi8('"'),
-                bs = _mm_set1_epi8('\\'), lt = _mm_set1_epi8('<'),
-                gt = _mm_set1_epi8('>'), amp = _mm_set1_epi8('&');
-  for (; i + 16 <= n; i += 16) {
-    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-    __m128i m = _mm_cmpeq_epi8(_mm_max_epu8(v, c1f), c1f); /* < 0x20 */
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, q));
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, bs));
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, lt));
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, gt));
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, amp));
-    if (_mm_movemask_epi8(_mm_or_si128(m, v))) break; /* or >= 0x80 */
-  }
+  for (; i + 16 <= n; i += 16)
+    if (bh__json_special16(s + i)) break;
+  /* the tail as one vector overlapping what was checked: a plain string
+   * of 16 bytes or more ends here, without the word or byte loops */
+  if (i + 16 > n && i < n && n >= 16 && !bh__json_special16(s + n - 16))
+    return n;
 #endif
   for (; i + 8 <= n; i += 8) {
     uint64_t x;

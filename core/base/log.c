@@ -595,6 +595,22 @@ void bh__log_kint(bh__logline *l, const bh__jkey *key, int64_t value) {
   bh__buf_i64(&l->b, value);
 }
 
+void bh__log_kraw(bh__logline *l, const bh__jkey *key, const char *value) {
+  if (l->skip) return;
+  size_t n = strlen(value);
+  bh__buf *b = &l->b;
+  if ((b->failed || b->cap - b->len <= key->n + n + 2) &&
+      bh__buf_grow(b, key->n + n + 2) != 0)
+    return;
+  char *o = b->data + b->len;
+  memcpy(o, key->s, key->n);
+  o[key->n] = '"';
+  memcpy(o + key->n + 1, value, n);
+  o[key->n + 1 + n] = '"';
+  b->len += key->n + n + 2;
+  b->data[b->len] = '\0';
+}
+
 void bh__log_end(bh__logline *l) {
   if (l->skip) {
     bh__buf_free(&l->b);

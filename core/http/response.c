@@ -244,10 +244,11 @@ static void bh__access_log(bh_req *req) {
   /* most lines fit in 512 bytes (a long user agent or path may grow it) */
   bh__log_begin_sized(&l, BH__INFO, "request", 511);
   if (l.skip) goto counted;
-  bh__log_kstr(&l, &k[F_REQID], req->id);
+  /* ids the core checked (bh__reqid, bh__trace_parse) or made: plain */
+  bh__log_kraw(&l, &k[F_REQID], req->id);
   if (req->trace.trace_id[0]) {
-    bh__log_kstr(&l, &k[F_TRACE], req->trace.trace_id);
-    bh__log_kstr(&l, &k[F_SPAN], req->trace.span_id);
+    bh__log_kraw(&l, &k[F_TRACE], req->trace.trace_id);
+    bh__log_kraw(&l, &k[F_SPAN], req->trace.span_id);
   }
   bh__log_kstr(&l, &k[F_METHOD], req->method ? req->method : "-");
   /* the path only: a query string may carry tokens */
