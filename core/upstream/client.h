@@ -79,7 +79,8 @@ struct bh__call {
   int aborted;   /* the stream's reader stopped it: no verdict */
   int malformed; /* this attempt's answer had a head we refuse to relay */
 
-  void *mem; /* one block: the strings and the body below point into it */
+  /* the strings and the body below point into the call's own allocation,
+   * after the struct (bh__call_start) */
   char *method;
   char *url;
   char *path; /* in url, after the base URL */

@@ -36,7 +36,6 @@
 
 static void bh__call_free(uv_handle_t *h) {
   bh__call *call = h->data;
-  free(call->mem);
   bh__buf_free(&call->resp);
   bh__buf_free(&call->resp_headers);
   free(call);
@@ -752,17 +751,8 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
     if ((unsigned char)*p <= ' ' || *p == 127) return -EINVAL;
   if (req && req->answered) return -ECANCELED;
 
-  bh__call *call = calloc(1, sizeof(*call));
-  if (call == NULL) return -ENOMEM;
-  call->cl = cl;
-  call->u = u;
-  call->cb = cb;
-  call->cb_data = data;
-  if (stream) {
-    call->stream = *stream;
-    call->has_stream = 1;
-  }
-  /* method, URL, headers and body are copied into one block */
+  /* method, URL, headers and body are copied into one block, which
+   * follows the call in its allocation */
   const char *const *hdrs = NULL;
   size_t nh = 0;
   int bad = 0;
@@ -781,9 +771,27 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
     if (strpbrk(h, "\r\n") || strchr(h, ':') == NULL) bad = 1;
     bytes += strlen(h) + 1;
   }
-  char *mem = bad ? NULL : malloc(bytes);
+  /* the block's pointer array first: aligned as the call's end is */
+  size_t head = (sizeof(bh__call) + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+  int whole = !bad && bytes <= SIZE_MAX - head;
+  bh__call *call = whole ? malloc(head + bytes) : NULL;
+  if (call == NULL) {
+    /* the call alone: the refusal below is reported through it */
+    whole = 0;
+    call = malloc(sizeof(*call));
+    if (call == NULL) return -ENOMEM;
+  }
+  memset(call, 0, sizeof(*call));
+  call->cl = cl;
+  call->u = u;
+  call->cb = cb;
+  call->cb_data = data;
+  if (stream) {
+    call->stream = *stream;
+    call->has_stream = 1;
+  }
+  char *mem = whole ? (char *)call + head : NULL;
   if (mem) {
-    call->mem = mem;
     call->headers = (char **)(void *)mem;
     char *p = mem + nh * sizeof(char *);
     for (size_t i = 0; i < nh; i++) {
