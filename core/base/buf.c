@@ -85,12 +85,27 @@ int bh__buf_printf(bh__buf *b, const char *fmt, ...) {
 }
 
 int bh__buf_u64(bh__buf *b, uint64_t v) {
+  /* two digits per division: a log line carries half a dozen numbers */
+  /* clang-format off */
+  static const char pairs[201] =
+      "00010203040506070809101112131415161718192021222324"
+      "25262728293031323334353637383940414243444546474849"
+      "50515253545556575859606162636465666768697071727374"
+      "75767778798081828384858687888990919293949596979899";
+  /* clang-format on */
   char tmp[24];
   size_t i = sizeof(tmp);
-  do {
-    tmp[--i] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
+  while (v >= 100) {
+    i -= 2;
+    memcpy(tmp + i, pairs + 2 * (v % 100), 2);
+    v /= 100;
+  }
+  if (v >= 10) {
+    i -= 2;
+    memcpy(tmp + i, pairs + 2 * v, 2);
+  } else {
+    tmp[--i] = (char)('0' + v);
+  }
   return bh__buf_append(b, tmp + i, sizeof(tmp) - i);
 }
 

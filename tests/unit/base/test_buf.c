@@ -1,5 +1,6 @@
 /* bh__buf: appends, printf in one or two passes, JSON string escaping. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +91,28 @@ static void test_numbers(void) {
   bh__buf_putc(&b, ' ');
   bh__buf_i64(&b, -5);
   CHECK_STR(b.data, "0 18446744073709551615 -9223372036854775808 -5");
+  /* every digit count, odd and even, and the edges around each power of
+   * ten, against printf */
+  int wrong = 0;
+  uint64_t p = 1;
+  for (int e = 0; e < 20; e++, p *= 10)
+    for (uint64_t d = 0; d < 3; d++)
+      for (int sgn = -1; sgn <= 1; sgn += 2) {
+        uint64_t v = sgn < 0 ? p - d : p + d;
+        char want[24];
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)v);
+        bh__buf_reset(&b);
+        bh__buf_u64(&b, v);
+        if (strcmp(b.data, want) != 0) wrong++;
+      }
+  for (uint64_t v = 0; v < 100000; v += 7) {
+    char want[24];
+    snprintf(want, sizeof(want), "%llu", (unsigned long long)v);
+    bh__buf_reset(&b);
+    bh__buf_u64(&b, v);
+    if (strcmp(b.data, want) != 0) wrong++;
+  }
+  CHECK_INT(wrong, 0);
   bh__buf_free(&b);
 }
 
