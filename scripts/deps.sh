@@ -26,7 +26,8 @@ pkgs=(build-essential cmake pkg-config python3 curl
 # parser): test_metrics_formats checks both /metrics formats.
 command -v npm >/dev/null || pkgs+=(npm)
 if [[ "${1:-}" == "--bench" ]]; then
-  pkgs+=(nginx-light wrk)
+  # valgrind: tests/bench/callgrind.py; strace: tests/bench/syscalls.py
+  pkgs+=(nginx-light wrk valgrind strace)
 fi
 
 missing=()

@@ -85,12 +85,27 @@ int bh__buf_printf(bh__buf *b, const char *fmt, ...) {
 }
 
 int bh__buf_u64(bh__buf *b, uint64_t v) {
+  /* two digits per division: a log line carries half a dozen numbers */
+  /* clang-format off */
+  static const char pairs[201] =
+      "00010203040506070809101112131415161718192021222324"
+      "25262728293031323334353637383940414243444546474849"
+      "50515253545556575859606162636465666768697071727374"
+      "75767778798081828384858687888990919293949596979899";
+  /* clang-format on */
   char tmp[24];
   size_t i = sizeof(tmp);
-  do {
-    tmp[--i] = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
+  while (v >= 100) {
+    i -= 2;
+    memcpy(tmp + i, pairs + 2 * (v % 100), 2);
+    v /= 100;
+  }
+  if (v >= 10) {
+    i -= 2;
+    memcpy(tmp + i, pairs + 2 * v, 2);
+  } else {
+    tmp[--i] = (char)('0' + v);
+  }
   return bh__buf_append(b, tmp + i, sizeof(tmp) - i);
 }
 
@@ -170,24 +185,32 @@ static inline uint64_t bh__json_special8(uint64_t x) {
   return m;
 }
 
+#ifdef __SSE2__
+/* Nonzero when one of the 16 bytes at p needs escaping (as above). */
+static inline int bh__json_special16(const unsigned char *p) {
+  const __m128i c1f = _mm_set1_epi8(0x1f);
+  __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+  __m128i m = _mm_cmpeq_epi8(_mm_max_epu8(v, c1f), c1f); /* < 0x20 */
+  m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('"')));
+  m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('\\')));
+  m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('<')));
+  m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('>')));
+  m = _mm_or_si128(m, _mm_cmpeq_epi8(v, _mm_set1_epi8('&')));
+  return _mm_movemask_epi8(_mm_or_si128(m, v)); /* or >= 0x80 */
+}
+#endif
+
 /* Length of the run of plain bytes at s (at most n). */
 static size_t bh__json_plain_run(const unsigned char *s, size_t n) {
   size_t i = 0;
 #ifdef __SSE2__
   /* 16 bytes per step where the CPU has SSE2 (every x86-64) */
-  const __m128i c1f = _mm_set1_epi8(0x1f), q = _mm_set1_epi8('"'),
-                bs = _mm_set1_epi8('\\'), lt = _mm_set1_epi8('<'),
-                gt = _mm_set1_epi8('>'), amp = _mm_set1_epi8('&');
-  for (; i + 16 <= n; i += 16) {
-    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
-    __m128i m = _mm_cmpeq_epi8(_mm_max_epu8(v, c1f), c1f); /* < 0x20 */
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, q));
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, bs));
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, lt));
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, gt));
-    m = _mm_or_si128(m, _mm_cmpeq_epi8(v, amp));
-    if (_mm_movemask_epi8(_mm_or_si128(m, v))) break; /* or >= 0x80 */
-  }
+  for (; i + 16 <= n; i += 16)
+    if (bh__json_special16(s + i)) break;
+  /* the tail as one vector overlapping what was checked: a plain string
+   * of 16 bytes or more ends here, without the word or byte loops */
+  if (i + 16 > n && i < n && n >= 16 && !bh__json_special16(s + n - 16))
+    return n;
 #endif
   for (; i + 8 <= n; i += 8) {
     uint64_t x;
@@ -206,14 +229,12 @@ static size_t bh__json_plain_run(const unsigned char *s, size_t n) {
   return i;
 }
 
-int bh__buf_json_strn(bh__buf *b, const char *str, size_t len) {
+/* The escaping loop from the first byte that needs it (`i`, after a plain
+ * run the caller has checked); the quotes are the caller's. */
+static void bh__json_escape_from(bh__buf *b, const unsigned char *s, size_t len,
+                                 size_t i) {
   static const char hex[] = "0123456789abcdef";
-  const unsigned char *s = (const unsigned char *)str;
-  /* room for the common case (nothing to escape) up front, so the loop
-   * below appends without growing */
-  if (len < SIZE_MAX - 2 && bh__buf_reserve(b, len + 2) != 0) return -ENOMEM;
-  bh__buf_putc(b, '"');
-  size_t i = 0;
+  if (i) bh__buf_append(b, s, i);
   while (i < len) {
     size_t run = i + bh__json_plain_run(s + i, len - i);
     if (run > i) bh__buf_append(b, s + i, run - i);
@@ -244,7 +265,42 @@ int bh__buf_json_strn(bh__buf *b, const char *str, size_t len) {
     }
     i++;
   }
+}
+
+/* pre + a quoted JSON string. A string with nothing to escape (nearly
+ * every one: ids, paths, names) is one room check and one copy; the
+ * escaping loop runs only from the first byte that needs it. */
+static int bh__json_pre_strn(bh__buf *b, const char *pre, size_t pn,
+                             const char *str, size_t len) {
+  const unsigned char *s = (const unsigned char *)str;
+  if (len >= SIZE_MAX / 2 || bh__buf_reserve(b, pn + len + 2) != 0)
+    return -ENOMEM;
+  size_t run = bh__json_plain_run(s, len);
+  char *o = b->data + b->len;
+  if (pn) memcpy(o, pre, pn);
+  o[pn] = '"';
+  if (run == len) {
+    if (len) memcpy(o + pn + 1, s, len);
+    o[pn + 1 + len] = '"';
+    b->len += pn + len + 2;
+    b->data[b->len] = '\0';
+    return 0;
+  }
+  b->len += pn + 1;
+  bh__json_escape_from(b, s, len, run);
   return bh__buf_putc(b, '"');
+}
+
+int bh__buf_json_strn(bh__buf *b, const char *str, size_t len) {
+  return bh__json_pre_strn(b, NULL, 0, str, len);
+}
+
+int bh__buf_json_kv(bh__buf *b, const bh__jkey *key, const char *value) {
+  if (value == NULL) {
+    bh__buf_append(b, key->s, key->n);
+    return bh__buf_puts(b, "null");
+  }
+  return bh__json_pre_strn(b, key->s, key->n, value, strlen(value));
 }
 
 int bh__buf_json_key(bh__buf *b, const char *key) {

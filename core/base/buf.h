@@ -61,6 +61,22 @@ int bh__buf_json_strn(bh__buf *b, const char *s, size_t len);
  * (keys are names from the code: usually one append). */
 int bh__buf_json_key(bh__buf *b, const char *key);
 
+/* An object key the code spells, framed once at compile time as ,"key":
+ * (BH__JKEY("name"), plain characters only): appended with no scan. */
+typedef struct bh__jkey {
+  const char *s;
+  size_t n;
+} bh__jkey;
+#define BH__JKEY_LIT(lit) ",\"" lit "\":"
+#define BH__JKEY(lit)                                                          \
+  { BH__JKEY_LIT(lit), sizeof(BH__JKEY_LIT(lit)) - 1 }
+/* ,"key": of a literal key, one append */
+#define bh__buf_key(b, lit)                                                    \
+  bh__buf_append((b), BH__JKEY_LIT(lit), sizeof(BH__JKEY_LIT(lit)) - 1)
+/* The framed key and `value` as a JSON string (null when NULL), with one
+ * room check when nothing needs escaping. */
+int bh__buf_json_kv(bh__buf *b, const bh__jkey *key, const char *value);
+
 /* Hands the data to the caller (free() it); the buffer is reset. NULL when
  * empty or failed. */
 char *bh__buf_steal(bh__buf *b, size_t *len);

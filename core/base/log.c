@@ -547,18 +547,28 @@ void bh__log_begin_sized(bh__logline *l, int level, const char *event,
   if (level > BH__ERROR) level = BH__ERROR;
   char t[25];
   bh__log_time(t);
-  /* time, level, event under the format's names */
-  static const char *const keys[3][3] = {
-      {"{\"time\":\"", "\",\"level\":\"", "\",\"event\":"},
-      {"{\"@timestamp\":\"", "\",\"log.level\":\"", "\",\"event.action\":"},
-      {"{\"timestamp\":\"", "\",\"severity_text\":\"", "\",\"event.name\":"},
+  /* time, level, event under the format's names; the pieces' lengths
+   * known at compile time */
+#define BH__LK(lit)                                                            \
+  { lit, sizeof(lit) - 1 }
+  static const struct {
+    const char *s;
+    size_t n;
+  } keys[3][3] = {
+      {BH__LK("{\"time\":\""), BH__LK("\",\"level\":\""),
+       BH__LK("\",\"event\":")},
+      {BH__LK("{\"@timestamp\":\""), BH__LK("\",\"log.level\":\""),
+       BH__LK("\",\"event.action\":")},
+      {BH__LK("{\"timestamp\":\""), BH__LK("\",\"severity_text\":\""),
+       BH__LK("\",\"event.name\":")},
   };
-  const char *const *k = keys[g_format >= 0 && g_format < 3 ? g_format : 0];
-  bh__buf_puts(&l->b, k[0]);
+#undef BH__LK
+  int f = g_format >= 0 && g_format < 3 ? g_format : 0;
+  bh__buf_append(&l->b, keys[f][0].s, keys[f][0].n);
   bh__buf_append(&l->b, t, 24);
-  bh__buf_puts(&l->b, k[1]);
+  bh__buf_append(&l->b, keys[f][1].s, keys[f][1].n);
   bh__buf_puts(&l->b, g_level_names[level]);
-  bh__buf_puts(&l->b, k[2]);
+  bh__buf_append(&l->b, keys[f][2].s, keys[f][2].n);
   bh__buf_json_str(&l->b, event);
 }
 
@@ -572,6 +582,33 @@ void bh__log_int(bh__logline *l, const char *key, int64_t value) {
   if (l->skip) return;
   bh__buf_json_key(&l->b, key);
   bh__buf_i64(&l->b, value);
+}
+
+void bh__log_kstr(bh__logline *l, const bh__jkey *key, const char *value) {
+  if (l->skip) return;
+  bh__buf_json_kv(&l->b, key, value);
+}
+
+void bh__log_kint(bh__logline *l, const bh__jkey *key, int64_t value) {
+  if (l->skip) return;
+  bh__buf_append(&l->b, key->s, key->n);
+  bh__buf_i64(&l->b, value);
+}
+
+void bh__log_kraw(bh__logline *l, const bh__jkey *key, const char *value) {
+  if (l->skip) return;
+  size_t n = strlen(value);
+  bh__buf *b = &l->b;
+  if ((b->failed || b->cap - b->len <= key->n + n + 2) &&
+      bh__buf_grow(b, key->n + n + 2) != 0)
+    return;
+  char *o = b->data + b->len;
+  memcpy(o, key->s, key->n);
+  o[key->n] = '"';
+  memcpy(o + key->n + 1, value, n);
+  o[key->n + 1 + n] = '"';
+  b->len += key->n + n + 2;
+  b->data[b->len] = '\0';
 }
 
 void bh__log_end(bh__logline *l) {

@@ -59,6 +59,13 @@ void bh__log_begin_sized(bh__logline *l, int level, const char *event,
                          size_t size);
 void bh__log_str(bh__logline *l, const char *key, const char *value);
 void bh__log_int(bh__logline *l, const char *key, int64_t value);
+/* The same with a key framed at compile time (BH__JKEY): no key scan, one
+ * room check per field. The access log's way. */
+void bh__log_kstr(bh__logline *l, const bh__jkey *key, const char *value);
+void bh__log_kint(bh__logline *l, const bh__jkey *key, int64_t value);
+/* A value the core made or checked to be plain characters only (request
+ * ids, trace ids): quoted, with no escape scan. */
+void bh__log_kraw(bh__logline *l, const bh__jkey *key, const char *value);
 /* Closes the object and queues the line (or drops it, counted). */
 void bh__log_end(bh__logline *l);
 

@@ -163,54 +163,74 @@ enum {
   F_PRINCIPAL,
   F_TRACE,
   F_SPAN,
+  F_FALLBACKS,
+  F_ROUTE,
+  F_COMPOSITE,
+  F_SECTION,
   F_COUNT
 };
-static const char *const bh__access_keys[3][F_COUNT] = {
-    {"requestId",     "method",    "path",           "status",
-     "code",          "plugin",    "listener",       "durationUs",
-     "clientAddr",    "peerAddr",  "userAgent",      "requestBytes",
-     "responseBytes", "upstream",  "upstreamStatus", "upstreamUs",
-     "retries",       "principal", "traceId",        "spanId"},
-    {"http.request.id",
-     "http.request.method",
-     "url.path",
-     "http.response.status_code",
-     "error.code",
-     "bulkhead.plugin",
-     "bulkhead.listener",
-     "event.duration",
-     "client.ip",
-     "source.ip",
-     "user_agent.original",
-     "http.request.body.bytes",
-     "http.response.body.bytes",
-     "bulkhead.upstream.name",
-     "bulkhead.upstream.status_code",
-     "bulkhead.upstream.duration_us",
-     "bulkhead.upstream.retries",
-     "user.id",
-     "trace.id",
-     "span.id"},
-    {"bulkhead.request_id",
-     "http.request.method",
-     "url.path",
-     "http.response.status_code",
-     "error.type",
-     "bulkhead.plugin",
-     "bulkhead.listener",
-     "bulkhead.duration_us",
-     "client.address",
-     "network.peer.address",
-     "user_agent.original",
-     "http.request.body.size",
-     "http.response.body.size",
-     "bulkhead.upstream.name",
-     "bulkhead.upstream.status_code",
-     "bulkhead.upstream.duration_us",
-     "bulkhead.upstream.retries",
-     "user.id",
-     "trace_id",
-     "span_id"},
+/* framed at compile time as ,"key": (one append per field) */
+static const bh__jkey bh__access_keys[3][F_COUNT] = {
+    {BH__JKEY("requestId"),      BH__JKEY("method"),
+     BH__JKEY("path"),           BH__JKEY("status"),
+     BH__JKEY("code"),           BH__JKEY("plugin"),
+     BH__JKEY("listener"),       BH__JKEY("durationUs"),
+     BH__JKEY("clientAddr"),     BH__JKEY("peerAddr"),
+     BH__JKEY("userAgent"),      BH__JKEY("requestBytes"),
+     BH__JKEY("responseBytes"),  BH__JKEY("upstream"),
+     BH__JKEY("upstreamStatus"), BH__JKEY("upstreamUs"),
+     BH__JKEY("retries"),        BH__JKEY("principal"),
+     BH__JKEY("traceId"),        BH__JKEY("spanId"),
+     BH__JKEY("fallbacks"),      BH__JKEY("route"),
+     BH__JKEY("composite"),      BH__JKEY("section")},
+    {BH__JKEY("http.request.id"),
+     BH__JKEY("http.request.method"),
+     BH__JKEY("url.path"),
+     BH__JKEY("http.response.status_code"),
+     BH__JKEY("error.code"),
+     BH__JKEY("bulkhead.plugin"),
+     BH__JKEY("bulkhead.listener"),
+     BH__JKEY("event.duration"),
+     BH__JKEY("client.ip"),
+     BH__JKEY("source.ip"),
+     BH__JKEY("user_agent.original"),
+     BH__JKEY("http.request.body.bytes"),
+     BH__JKEY("http.response.body.bytes"),
+     BH__JKEY("bulkhead.upstream.name"),
+     BH__JKEY("bulkhead.upstream.status_code"),
+     BH__JKEY("bulkhead.upstream.duration_us"),
+     BH__JKEY("bulkhead.upstream.retries"),
+     BH__JKEY("user.id"),
+     BH__JKEY("trace.id"),
+     BH__JKEY("span.id"),
+     BH__JKEY("bulkhead.upstream.fallbacks"),
+     BH__JKEY("http.route"),
+     BH__JKEY("bulkhead.composite"),
+     BH__JKEY("bulkhead.section")},
+    {BH__JKEY("bulkhead.request_id"),
+     BH__JKEY("http.request.method"),
+     BH__JKEY("url.path"),
+     BH__JKEY("http.response.status_code"),
+     BH__JKEY("error.type"),
+     BH__JKEY("bulkhead.plugin"),
+     BH__JKEY("bulkhead.listener"),
+     BH__JKEY("bulkhead.duration_us"),
+     BH__JKEY("client.address"),
+     BH__JKEY("network.peer.address"),
+     BH__JKEY("user_agent.original"),
+     BH__JKEY("http.request.body.size"),
+     BH__JKEY("http.response.body.size"),
+     BH__JKEY("bulkhead.upstream.name"),
+     BH__JKEY("bulkhead.upstream.status_code"),
+     BH__JKEY("bulkhead.upstream.duration_us"),
+     BH__JKEY("bulkhead.upstream.retries"),
+     BH__JKEY("user.id"),
+     BH__JKEY("trace_id"),
+     BH__JKEY("span_id"),
+     BH__JKEY("bulkhead.upstream.fallbacks"),
+     BH__JKEY("http.route"),
+     BH__JKEY("bulkhead.composite"),
+     BH__JKEY("bulkhead.section")},
 };
 
 /* The longest User-Agent logged: the rest is cut (a header may be 16 KiB
@@ -219,44 +239,35 @@ static const char *const bh__access_keys[3][F_COUNT] = {
 
 static void bh__access_log(bh_req *req) {
   int fmt = bh__log_get_format();
-  const char *const *k = bh__access_keys[fmt >= 0 && fmt < 3 ? fmt : 0];
+  const bh__jkey *k = bh__access_keys[fmt >= 0 && fmt < 3 ? fmt : 0];
   bh__logline l;
   /* most lines fit in 512 bytes (a long user agent or path may grow it) */
   bh__log_begin_sized(&l, BH__INFO, "request", 511);
   if (l.skip) goto counted;
-  bh__log_str(&l, k[F_REQID], req->id);
+  /* ids the core checked (bh__reqid, bh__trace_parse) or made: plain */
+  bh__log_kraw(&l, &k[F_REQID], req->id);
   if (req->trace.trace_id[0]) {
-    bh__log_str(&l, k[F_TRACE], req->trace.trace_id);
-    bh__log_str(&l, k[F_SPAN], req->trace.span_id);
+    bh__log_kraw(&l, &k[F_TRACE], req->trace.trace_id);
+    bh__log_kraw(&l, &k[F_SPAN], req->trace.span_id);
   }
-  bh__log_str(&l, k[F_METHOD], req->method ? req->method : "-");
+  bh__log_kstr(&l, &k[F_METHOD], req->method ? req->method : "-");
   /* the path only: a query string may carry tokens */
-  bh__log_str(&l, k[F_PATH], req->path ? req->path : "-");
-  bh__log_int(&l, k[F_STATUS], req->status);
-  if (req->code) bh__log_str(&l, k[F_CODE], req->code);
-  if (req->plugin) bh__log_str(&l, k[F_PLUGIN], req->plugin->name);
-  if (req->fallbacks[0])
-    bh__log_str(&l,
-                fmt == BH__LOGFMT_BULKHEAD ? "fallbacks"
-                                           : "bulkhead.upstream.fallbacks",
-                req->fallbacks);
+  bh__log_kstr(&l, &k[F_PATH], req->path ? req->path : "-");
+  bh__log_kint(&l, &k[F_STATUS], req->status);
+  if (req->code) bh__log_kstr(&l, &k[F_CODE], req->code);
+  if (req->plugin) bh__log_kstr(&l, &k[F_PLUGIN], req->plugin->name);
+  if (req->fallbacks[0]) bh__log_kstr(&l, &k[F_FALLBACKS], req->fallbacks);
   if (req->route && req->route->pattern)
-    bh__log_str(&l, fmt == BH__LOGFMT_BULKHEAD ? "route" : "http.route",
-                req->route->pattern);
-  if (req->composite)
-    bh__log_str(&l,
-                fmt == BH__LOGFMT_BULKHEAD ? "composite" : "bulkhead.composite",
-                req->composite);
-  if (req->section)
-    bh__log_str(&l, fmt == BH__LOGFMT_BULKHEAD ? "section" : "bulkhead.section",
-                req->section);
+    bh__log_kstr(&l, &k[F_ROUTE], req->route->pattern);
+  if (req->composite) bh__log_kstr(&l, &k[F_COMPOSITE], req->composite);
+  if (req->section) bh__log_kstr(&l, &k[F_SECTION], req->section);
   if (req->conn && req->conn->listener->kind == BH__LISTENER_ADMIN)
-    bh__log_str(&l, k[F_LISTENER], "admin");
+    bh__log_kstr(&l, &k[F_LISTENER], "admin");
   int64_t us = (int64_t)((bh__now_ns() - req->start_ns) / 1000);
   /* ECS event.duration is in nanoseconds */
-  bh__log_int(&l, k[F_DURATION], fmt == BH__LOGFMT_ECS ? us * 1000 : us);
-  if (req->client_addr[0]) bh__log_str(&l, k[F_CLIENT], req->client_addr);
-  if (req->via_trusted) bh__log_str(&l, k[F_PEER], req->peer_addr);
+  bh__log_kint(&l, &k[F_DURATION], fmt == BH__LOGFMT_ECS ? us * 1000 : us);
+  if (req->client_addr[0]) bh__log_kstr(&l, &k[F_CLIENT], req->client_addr);
+  if (req->via_trusted) bh__log_kstr(&l, &k[F_PEER], req->peer_addr);
   const char *ua = bh__req_header(req, "user-agent");
   if (ua) {
     char cut[BH__UA_MAX + 1];
@@ -266,20 +277,20 @@ static void bh__access_log(bh_req *req) {
       cut[BH__UA_MAX] = '\0';
       ua = cut;
     }
-    bh__log_str(&l, k[F_UA], ua);
+    bh__log_kstr(&l, &k[F_UA], ua);
   }
-  bh__log_int(&l, k[F_REQ_BYTES], (int64_t)req->body.len);
-  bh__log_int(&l, k[F_RESP_BYTES], (int64_t)req->resp_body_bytes);
+  bh__log_kint(&l, &k[F_REQ_BYTES], (int64_t)req->body.len);
+  bh__log_kint(&l, &k[F_RESP_BYTES], (int64_t)req->resp_body_bytes);
   if (req->upstream_name[0]) {
-    bh__log_str(&l, k[F_UPSTREAM], req->upstream_name);
+    bh__log_kstr(&l, &k[F_UPSTREAM], req->upstream_name);
     if (req->upstream_status)
-      bh__log_int(&l, k[F_UP_STATUS], req->upstream_status);
-    bh__log_int(&l, k[F_UP_US], (int64_t)req->upstream_us);
-    bh__log_int(&l, k[F_RETRIES], req->upstream_retries);
+      bh__log_kint(&l, &k[F_UP_STATUS], req->upstream_status);
+    bh__log_kint(&l, &k[F_UP_US], (int64_t)req->upstream_us);
+    bh__log_kint(&l, &k[F_RETRIES], req->upstream_retries);
   }
   /* the caller's id only: never a token, a key or a session id */
   if (req->principal_id && req->principal_id[0])
-    bh__log_str(&l, k[F_PRINCIPAL], req->principal_id);
+    bh__log_kstr(&l, &k[F_PRINCIPAL], req->principal_id);
 counted:
   bh__log_end(&l);
   if (bh__shm_self) bh__shm_self->log_dropped = bh__log_dropped();

@@ -167,10 +167,6 @@ int bh__problem_reserved_key(const char *k) {
 }
 
 /* ,"key": — keys are static literals here: one append */
-static void bh__member(bh__buf *out, const char *key) {
-  bh__buf_json_key(out, key);
-}
-
 int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
   const char *title = p->title ? p->title : bh__status_reason(p->status);
   /* code is mandatory in the contract; never emit a Problem without one */
@@ -178,14 +174,14 @@ int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
 
   bh__buf_puts(out, "{\"type\":\"about:blank\",\"title\":");
   bh__buf_json_str(out, title);
-  bh__member(out, "status");
+  bh__buf_key(out, "status");
   bh__buf_i64(out, p->status);
   if (p->detail) {
-    bh__member(out, "detail");
+    bh__buf_key(out, "detail");
     bh__buf_json_str(out, p->detail);
   }
   if (p->instance) {
-    bh__member(out, "instance");
+    bh__buf_key(out, "instance");
     bh__buf_json_str(out, p->instance);
   }
 
@@ -197,22 +193,22 @@ int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
   bh__buf_puts(out,
                p->retryable ? ",\"retryable\":true" : ",\"retryable\":false");
   if (p->retry_after >= 0) {
-    bh__member(out, "retryAfterSeconds");
+    bh__buf_key(out, "retryAfterSeconds");
     bh__buf_i64(out, p->retry_after);
   }
   if (p->request_id) {
-    bh__member(out, "requestId");
+    bh__buf_key(out, "requestId");
     bh__buf_json_str(out, p->request_id);
   }
   /* lowercase hex the core made: no escaping needed */
   if (p->trace_id && p->trace_id[0]) {
-    bh__member(out, "traceId");
+    bh__buf_key(out, "traceId");
     bh__buf_putc(out, '"');
     bh__buf_puts(out, p->trace_id);
     bh__buf_putc(out, '"');
   }
   if (p->span_id && p->span_id[0]) {
-    bh__member(out, "spanId");
+    bh__buf_key(out, "spanId");
     bh__buf_putc(out, '"');
     bh__buf_puts(out, p->span_id);
     bh__buf_putc(out, '"');

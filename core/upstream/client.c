@@ -147,6 +147,11 @@ int bh__client_init(bh__daemon *d) {
   }
   uv_timer_init(d->loop, &cl->timer);
   cl->timer.data = cl;
+  uv_check_init(d->loop, &cl->soon);
+  cl->soon.data = cl;
+  uv_idle_init(d->loop, &cl->soon_wake);
+  cl->soon_wake.data = cl;
+  cl->open_handles = 3;
   curl_multi_setopt(cl->multi, CURLMOPT_SOCKETFUNCTION, bh__curl_socket);
   curl_multi_setopt(cl->multi, CURLMOPT_SOCKETDATA, cl);
   curl_multi_setopt(cl->multi, CURLMOPT_TIMERFUNCTION, bh__curl_timer);
@@ -170,7 +175,8 @@ void bh__check_multi(bh__client *cl) {
 }
 
 static void bh__client_free(uv_handle_t *h) {
-  free(h->data);
+  bh__client *cl = h->data;
+  if (--cl->open_handles == 0) free(cl);
 }
 
 void bh__client_close(bh__daemon *d) {
@@ -196,5 +202,7 @@ void bh__client_close(bh__daemon *d) {
   cl->socks = NULL;
   cl->nsocks = 0;
   uv_close((uv_handle_t *)&cl->timer, bh__client_free);
+  uv_close((uv_handle_t *)&cl->soon, bh__client_free);
+  uv_close((uv_handle_t *)&cl->soon_wake, bh__client_free);
   d->client = NULL;
 }

@@ -33,6 +33,15 @@ struct bh__client {
   CURL *easy_pool[BH__EASY_POOL];
   size_t neasy;
   struct bh__h1pool *pools; /* our own client's, one per upstream used */
+  /* Calls finished "soon" (bh__call_finish_soon) run in this loop turn's
+   * check phase, after the I/O callback that decided them has returned:
+   * a zero timer would cost a loop turn and an epoll_wait more. The idle
+   * handle keeps the poll from blocking when one was decided before it
+   * (in a timer callback). */
+  uv_check_t soon;
+  uv_idle_t soon_wake;
+  bh__call *soon_head; /* newest first */
+  int open_handles;    /* closing: freed when the last one is closed */
 };
 
 typedef struct bh__h1conn bh__h1conn;
@@ -70,7 +79,8 @@ struct bh__call {
   int aborted;   /* the stream's reader stopped it: no verdict */
   int malformed; /* this attempt's answer had a head we refuse to relay */
 
-  void *mem; /* one block: the strings and the body below point into it */
+  /* the strings and the body below point into the call's own allocation,
+   * after the struct (bh__call_start) */
   char *method;
   char *url;
   char *path; /* in url, after the base URL */
@@ -111,7 +121,9 @@ struct bh__call {
   uint64_t attempt_start_ms;
   uint64_t deadline_ms; /* 0: none */
   int finished;
-  bh__trace trace; /* a call made outside any request: its own trace */
+  int soon;            /* on the client's soon list */
+  bh__call *soon_next; /* that list */
+  bh__trace trace;     /* a call made outside any request: its own trace */
 
   bh__call *next, *prev; /* client list */
   bh__call *req_next;    /* request's list */

@@ -295,10 +295,27 @@ static void bh__h1_send(bh__h1conn *c) {
   c->err = CURLE_OK;
   bh__buf_reset(&c->name);
   bh__buf_reset(&c->val);
+  unsigned nb = call->body_len ? 2 : 1;
+  /* Written at once when the socket takes it (nearly always: a request
+   * head is small): a queued uv_write costs an epoll_ctl per request, when
+   * libuv drops the write watch again. Only what it refuses is queued; an
+   * error is left to uv_write to report, as before. */
+  int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nb);
+  if (n > 0) {
+    size_t left = (size_t)n;
+    unsigned i = 0;
+    while (i < nb && left >= bufs[i].len)
+      left -= bufs[i++].len;
+    if (i == nb) return;
+    bufs[i].base += left;
+    bufs[i].len -= left;
+    if (i) bufs[0] = bufs[1];
+    nb -= i;
+  }
   c->writing = 1;
   c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs,
-                    call->body_len ? 2 : 1, bh__h1_write_cb);
+  int rc =
+      uv_write(&c->wreq, (uv_stream_t *)&c->tcp, bufs, nb, bh__h1_write_cb);
   if (rc) {
     c->writing = 0;
     bh__h1_broken(c);

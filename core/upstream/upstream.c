@@ -37,7 +37,6 @@
 
 static void bh__call_free(uv_handle_t *h) {
   bh__call *call = h->data;
-  free(call->mem);
   bh__buf_free(&call->resp);
   bh__buf_free(&call->resp_headers);
   bh__buf_free(&call->body_held);
@@ -134,6 +133,17 @@ static void bh__upstream_note_error(struct bh_upstream *u, bh__call *call,
   (void)now;
 }
 
+/* Off the soon list when finished before its turn (a cancel). */
+static void bh__soon_unlink(bh__call *call) {
+  for (bh__call **p = &call->cl->soon_head; *p; p = &(*p)->soon_next)
+    if (*p == call) {
+      *p = call->soon_next;
+      call->soon_next = NULL;
+      call->soon = 0;
+      return;
+    }
+}
+
 /* Delivers the result and frees the call. */
 void bh__call_finish(bh__call *call) {
   if (call->finished) return;
@@ -141,6 +151,7 @@ void bh__call_finish(bh__call *call) {
   bh__client *cl = call->cl;
   bh__easy_release(call);
   uv_timer_stop(&call->timer);
+  if (call->soon) bh__soon_unlink(call);
   if (call->prev)
     call->prev->next = call->next;
   else
@@ -191,113 +202,60 @@ void bh__call_finish(bh__call *call) {
 
 static void bh__call_attempt(bh__call *call);
 
-static void bh__timer_fire(uv_timer_t *t) {
-  bh__call *call = t->data;
+static void bh__call_fire(bh__call *call) {
   if (call->outcome == -1)
     bh__call_attempt(call);
   else
     bh__call_finish(call);
 }
 
-/* Finishes on the next loop turn: a callback never runs inside the call
- * that started it. */
+static void bh__timer_fire(uv_timer_t *t) {
+  bh__call_fire(t->data);
+}
+
+static void bh__soon_noop(uv_idle_t *h) {
+  (void)h;
+}
+
+/* The check phase: the calls made "soon" since the last one, oldest
+ * first. A call finished meanwhile (a cancel) is skipped: its memory goes
+ * in the closing phase, which comes after this one. */
+static void bh__soon_run(uv_check_t *h) {
+  bh__client *cl = h->data;
+  bh__call *c = NULL;
+  while (cl->soon_head) { /* reversed: oldest first */
+    bh__call *n = cl->soon_head;
+    cl->soon_head = n->soon_next;
+    n->soon_next = c;
+    c = n;
+  }
+  uv_check_stop(&cl->soon);
+  uv_idle_stop(&cl->soon_wake);
+  while (c) {
+    bh__call *next = c->soon_next;
+    c->soon_next = NULL;
+    c->soon = 0;
+    if (!c->finished) bh__call_fire(c);
+    c = next;
+  }
+}
+
+/* Finishes later in this loop turn (after the poll, see bh__client.soon):
+ * a callback never runs inside the call that started it. */
 static void bh__call_finish_soon(bh__call *call) {
-  uv_timer_start(&call->timer, bh__timer_fire, 0, 0);
+  bh__client *cl = call->cl;
+  uv_timer_stop(&call->timer);
+  if (call->soon) return;
+  call->soon = 1;
+  call->soon_next = cl->soon_head;
+  cl->soon_head = call;
+  uv_check_start(&cl->soon, bh__soon_run);
+  uv_idle_start(&cl->soon_wake, bh__soon_noop);
 }
 
 /* ---------------------------------------------------------------------- */
 /* One attempt                                                             */
 /* ---------------------------------------------------------------------- */
-
-/* RFC 9110 5.6.2 tchar: ! # $ % & ' * + - . ^ _ ` | ~ DIGIT ALPHA. A
- * table: one lookup per byte of every upstream header name. */
-/* clang-format off */
-static const unsigned char bh__tchar_tab[256] = {
-#define BH__T16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
-    BH__T16(0), BH__T16(0),                         /* 0x00..0x1f */
-    0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0, /*  !"#$%&'()*+,-./ */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, /* 0-9 :;<=>? */
-    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* @ A-O */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1, /* P-Z [\]^_ */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* ` a-o */
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0, /* p-z {|}~ DEL */
-    BH__T16(0), BH__T16(0), BH__T16(0), BH__T16(0), /* 0x80..0xff */
-    BH__T16(0), BH__T16(0), BH__T16(0), BH__T16(0),
-#undef BH__T16
-};
-/* clang-format on */
-
-/* Field-value and reason-phrase bytes: HTAB, SP, VCHAR, obs-text. A
- * bare CR, LF, NUL or any other control byte would be relayed into the
- * client's answer, where a CR-splitting parser sees a header we never
- * sent (response splitting). */
-static int bh__vchar_ok(unsigned char c) {
-  return c == '\t' || (c >= 0x20 && c != 0x7f);
-}
-
-int bh__upstream_head_field(bh__buf *block, const char *name, size_t nl,
-                            const char *v, size_t vl) {
-  /* name ":" OWS value OWS. A name that is not a token (empty, spaces
-   * before the colon, an obs-fold continuation line) is refused, not
-   * guessed at (RFC 9112 5.1, 5.2) */
-  if (nl == 0) return -EPROTO;
-  for (size_t i = 0; i < nl; i++)
-    if (!bh__tchar_tab[(unsigned char)name[i]]) return -EPROTO;
-  while (vl && (*v == ' ' || *v == '\t'))
-    v++, vl--;
-  while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t'))
-    vl--;
-  for (size_t i = 0; i < vl; i++)
-    if (!bh__vchar_ok((unsigned char)v[i])) return -EPROTO;
-  /* "name: value\r\n", the name lower-cased, written in place */
-  size_t need = nl + 2 + vl + 2;
-  if ((block->failed || block->cap - block->len <= need) &&
-      bh__buf_grow(block, need) != 0)
-    return -ENOMEM;
-  char *o = block->data + block->len;
-  block->len += need;
-  block->data[block->len] = '\0';
-  for (size_t i = 0; i < nl; i++) {
-    char c = name[i];
-    o[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
-  }
-  o += nl;
-  *o++ = ':';
-  *o++ = ' ';
-  if (vl) memcpy(o, v, vl);
-  o += vl;
-  *o++ = '\r';
-  *o = '\n';
-  return 0;
-}
-
-int bh__upstream_head_line(bh__buf *block, const char *line, size_t len) {
-  /* one terminator: LF or CRLF (libcurl hands over whole lines) */
-  if (len && line[len - 1] == '\n') len--;
-  if (len && line[len - 1] == '\r') len--;
-  if (len == 0) return 0; /* the blank line ending the head */
-  if (len >= 5 && memcmp(line, "HTTP/", 5) == 0) {
-    /* a status line: HTTP/<version> SP 3DIGIT [SP reason]; a new one
-     * (after 1xx) starts a new head */
-    size_t i = 5;
-    while (i < len && ((line[i] >= '0' && line[i] <= '9') || line[i] == '.'))
-      i++;
-    if (i == 5 || i + 4 > len || line[i] != ' ' || line[i + 1] < '1' ||
-        line[i + 1] > '5' || line[i + 2] < '0' || line[i + 2] > '9' ||
-        line[i + 3] < '0' || line[i + 3] > '9')
-      return -EPROTO;
-    i += 4;
-    if (i < len && line[i] != ' ') return -EPROTO;
-    for (; i < len; i++)
-      if (!bh__vchar_ok((unsigned char)line[i])) return -EPROTO;
-    bh__buf_reset(block);
-    return 0;
-  }
-  const char *colon = memchr(line, ':', len);
-  if (colon == NULL) return -EPROTO;
-  size_t nl = (size_t)(colon - line);
-  return bh__upstream_head_field(block, line, nl, colon + 1, len - nl - 1);
-}
 
 static size_t bh__on_header(char *buf, size_t size, size_t n, void *userp) {
   bh__call *call = userp;
@@ -686,17 +644,8 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
     if ((unsigned char)*p <= ' ' || *p == 127) return -EINVAL;
   if (req && req->answered) return -ECANCELED;
 
-  bh__call *call = calloc(1, sizeof(*call));
-  if (call == NULL) return -ENOMEM;
-  call->cl = cl;
-  call->u = u;
-  call->cb = cb;
-  call->cb_data = data;
-  if (stream) {
-    call->stream = *stream;
-    call->has_stream = 1;
-  }
-  /* method, URL, headers and body are copied into one block */
+  /* method, URL, headers and body are copied into one block, which
+   * follows the call in its allocation */
   const char *const *hdrs = NULL;
   size_t nh = 0;
   int bad = 0;
@@ -715,9 +664,27 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
     if (strpbrk(h, "\r\n") || strchr(h, ':') == NULL) bad = 1;
     bytes += strlen(h) + 1;
   }
-  char *mem = bad ? NULL : malloc(bytes);
+  /* the block's pointer array first: aligned as the call's end is */
+  size_t head = (sizeof(bh__call) + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+  int whole = !bad && bytes <= SIZE_MAX - head;
+  bh__call *call = whole ? malloc(head + bytes) : NULL;
+  if (call == NULL) {
+    /* the call alone: the refusal below is reported through it */
+    whole = 0;
+    call = malloc(sizeof(*call));
+    if (call == NULL) return -ENOMEM;
+  }
+  memset(call, 0, sizeof(*call));
+  call->cl = cl;
+  call->u = u;
+  call->cb = cb;
+  call->cb_data = data;
+  if (stream) {
+    call->stream = *stream;
+    call->has_stream = 1;
+  }
+  char *mem = whole ? (char *)call + head : NULL;
   if (mem) {
-    call->mem = mem;
     call->headers = (char **)(void *)mem;
     char *p = mem + nh * sizeof(char *);
     for (size_t i = 0; i < nh; i++) {

@@ -62,7 +62,7 @@ def scenario(name, sim_port):
     return path, status, headers, up, extra
 
 
-def bulkhead_conf(tmp, sim_port, up, extra):
+def bulkhead_conf(tmp, sim_port, up, extra, workers=0):
     return """[server]
 listen = 127.0.0.1:0
 admin_listen = 127.0.0.1:0
@@ -70,7 +70,7 @@ data_dir = {tmp}/data
 plugin_dir = {pd}
 log = {tmp}/access.log
 log_level = info
-workers = 0
+workers = {workers}
 
 [plugin.auth]
 path = auth.so
@@ -96,7 +96,8 @@ mount = /t/up_one
 url = http://127.0.0.1:{sim}
 {up}
 {extra}""".format(tmp=tmp, pd=harness.PLUGIN_DIR, sim=sim_port, up=up,
-                  extra=extra, up_one=harness.test_plugin("up_one"))
+                  extra=extra, up_one=harness.test_plugin("up_one"),
+                  workers=workers)
 
 
 def nginx_conf(tmp, name, port, sim_port, body):
@@ -188,17 +189,17 @@ def bh_port(log):
     return None
 
 
-def run(server, name, n, tmp, sim, body, out):
-    """Starts server under callgrind, serves warm-up + n requests, stops
-    it; returns the callgrind output file."""
+def run(server, name, n, tmp, sim, body, out, wrap=None, workers=0):
+    """Starts server under callgrind (or the `wrap` command), serves
+    warm-up + n requests, stops it; returns the last answer's body."""
     path, status, headers, up, extra = scenario(name, sim.port)
     d = tempfile.mkdtemp(dir=tmp)
-    vg = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
-          "--dump-instr=no", "--trace-children=no"]
+    vg = wrap or ["valgrind", "--tool=callgrind", "--callgrind-out-file=" +
+                  out, "--dump-instr=no", "--trace-children=no"]
     if server == "bulkhead":
         conf = os.path.join(d, "bulkhead.ini")
         with open(conf, "w") as f:
-            f.write(bulkhead_conf(d, sim.port, up, extra))
+            f.write(bulkhead_conf(d, sim.port, up, extra, workers))
         env = dict((k, v) for k, v in os.environ.items()
                    if not k.startswith("BULKHEAD_"))
         proc = subprocess.Popen(vg + [harness.BIN, "-c", conf],

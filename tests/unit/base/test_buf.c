@@ -1,5 +1,6 @@
 /* bh__buf: appends, printf in one or two passes, JSON string escaping. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,6 +91,28 @@ static void test_numbers(void) {
   bh__buf_putc(&b, ' ');
   bh__buf_i64(&b, -5);
   CHECK_STR(b.data, "0 18446744073709551615 -9223372036854775808 -5");
+  /* every digit count, odd and even, and the edges around each power of
+   * ten, against printf */
+  int wrong = 0;
+  uint64_t p = 1;
+  for (int e = 0; e < 20; e++, p *= 10)
+    for (uint64_t d = 0; d < 3; d++)
+      for (int sgn = -1; sgn <= 1; sgn += 2) {
+        uint64_t v = sgn < 0 ? p - d : p + d;
+        char want[24];
+        snprintf(want, sizeof(want), "%llu", (unsigned long long)v);
+        bh__buf_reset(&b);
+        bh__buf_u64(&b, v);
+        if (strcmp(b.data, want) != 0) wrong++;
+      }
+  for (uint64_t v = 0; v < 100000; v += 7) {
+    char want[24];
+    snprintf(want, sizeof(want), "%llu", (unsigned long long)v);
+    bh__buf_reset(&b);
+    bh__buf_u64(&b, v);
+    if (strcmp(b.data, want) != 0) wrong++;
+  }
+  CHECK_INT(wrong, 0);
   bh__buf_free(&b);
 }
 
@@ -196,11 +219,44 @@ static void test_json_every_byte(void) {
   }
 }
 
+/* A framed key and its value: the one-copy path for plain values, the
+ * escaping loop entered after a plain run, NULL as null, and the same
+ * bytes as the key-by-key builders give. */
+static void test_json_kv(void) {
+  static const bh__jkey k = BH__JKEY("path");
+  bh__buf b;
+  bh__buf_init(&b);
+  bh__buf_putc(&b, '{');
+  CHECK_INT(bh__buf_json_kv(&b, &k, "/v1/plain"), 0);
+  CHECK_INT(bh__buf_json_kv(&b, &k, "0123456789abcdef0123\"<x>&\n\xc3\xa9\xff"),
+            0);
+  CHECK_INT(bh__buf_json_kv(&b, &k, ""), 0);
+  CHECK_INT(bh__buf_json_kv(&b, &k, NULL), 0);
+  CHECK_INT(bh__buf_key(&b, "n"), 0);
+  CHECK_INT(bh__buf_i64(&b, -7), 0);
+  bh__buf_putc(&b, '}');
+  CHECK_STR(b.data, "{,\"path\":\"/v1/plain\",\"path\":\"0123456789abcdef0123"
+                    "\\\"\\u003cx\\u003e\\u0026\\n\xc3\xa9\\ufffd\","
+                    "\"path\":\"\",\"path\":null,\"n\":-7}");
+  bh__buf_reset(&b);
+  /* the same as bh__buf_json_key + bh__buf_json_str */
+  const char *v = "a\tb \x01 long enough to take the wide loop: 0123456789";
+  bh__buf ref;
+  bh__buf_init(&ref);
+  bh__buf_json_key(&ref, "path");
+  bh__buf_json_str(&ref, v);
+  bh__buf_json_kv(&b, &k, v);
+  CHECK_STR(b.data, ref.data);
+  bh__buf_free(&ref);
+  bh__buf_free(&b);
+}
+
 int main(void) {
   test_append();
   test_printf();
   test_numbers();
   test_json();
   test_json_every_byte();
+  test_json_kv();
   return check_finish("test_buf");
 }
