@@ -306,7 +306,7 @@ static void bh__h1_send(bh__h1conn *c) {
     unsigned i = 0;
     while (i < nb && left >= bufs[i].len)
       left -= bufs[i++].len;
-    if (i == nb) return;
+    if (i == nb) goto sent;
     bufs[i].base += left;
     bufs[i].len -= left;
     if (i) bufs[0] = bufs[1];
@@ -321,6 +321,8 @@ static void bh__h1_send(bh__h1conn *c) {
     bh__h1_broken(c);
     return;
   }
+sent:
+  /* the head is out (or queued ahead of it): a streamed body follows */
   if (streamed) bh__h1_body_ready(c);
 }
 
