@@ -144,6 +144,31 @@ void bh__auth_revoked(const char *sid) {
   bh__revoked_add(sid, now + bh__revoked_span(a->conf), now);
 }
 
+/* The SQLite identity store under data_dir, created and migrated: 0 with
+ * *db open (its path in path), or a negative errno with err set. */
+static int bh__lite_open(const bh__config *cfg, char *path, size_t pathlen,
+                         sqlite3 **db, char *err, size_t errlen) {
+  char why[512];
+  if (bh__store_path(cfg, path, pathlen) != 0) {
+    snprintf(err, errlen, "[auth] store: path too long");
+    return -ENAMETOOLONG;
+  }
+  if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
+    int e = errno;
+    snprintf(err, errlen, "cannot create %s: %s", cfg->data_dir, strerror(e));
+    return -e;
+  }
+  int rc = bh__store_open(path, bh__core_migrations, bh__core_nmigrations, db,
+                          why, sizeof(why));
+  if (rc) {
+    snprintf(err, errlen, "identity store: %s", why);
+    return rc;
+  }
+  bh__logf(BH__INFO, "store_ready", "identity store %s at schema version %d",
+           path, bh__store_version(*db));
+  return 0;
+}
+
 int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
                      size_t errlen) {
   const bh__auth_conf *c = cfg->auth;
@@ -168,41 +193,9 @@ int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
     sodium_memzero(sec, n);
     free(sec);
   }
-  if (c->store_backend == BH__STORE_POSTGRES) {
-    if (bh__revoked_init(c->revoked_sessions_max) != 0) {
-      snprintf(err, errlen,
-               "[auth] revoked_sessions_max: cannot allocate %u "
-               "slots",
-               c->revoked_sessions_max);
-      return -ENOMEM;
-    }
-    bh__rload ld = {bh__store_now(), bh__revoked_span(c), 0};
-    return bh__pg_prepare(c->store_url, BH__PG_MIGRATE, ld.now - ld.span,
-                          bh__revoked_load, &ld, err, errlen);
-  }
-  char path[4096];
-  if (bh__store_path(cfg, path, sizeof(path)) != 0) {
-    snprintf(err, errlen, "[auth] store: path too long");
-    return -ENAMETOOLONG;
-  }
-  if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-    int e = errno;
-    snprintf(err, errlen, "cannot create %s: %s", cfg->data_dir, strerror(e));
-    return -e;
-  }
-  sqlite3 *db = NULL;
-  int rc = bh__store_open(path, bh__core_migrations, bh__core_nmigrations, &db,
-                          why, sizeof(why));
-  if (rc) {
-    snprintf(err, errlen, "identity store: %s", why);
-    return rc;
-  }
-  bh__logf(BH__INFO, "store_ready", "identity store %s at schema version %d",
-           path, bh__store_version(db));
   /* the revoked-session set, before any worker exists, with what the
    * store revoked recently: a restart does not bring those tokens back */
   if (bh__revoked_init(c->revoked_sessions_max) != 0) {
-    sqlite3_close_v2(db);
     snprintf(err, errlen,
              "[auth] revoked_sessions_max: cannot allocate %u "
              "slots",
@@ -210,6 +203,13 @@ int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
     return -ENOMEM;
   }
   bh__rload ld = {bh__store_now(), bh__revoked_span(c), 0};
+  if (c->store_backend == BH__STORE_POSTGRES)
+    return bh__pg_prepare(c->store_url, BH__PG_MIGRATE, ld.now - ld.span,
+                          bh__revoked_load, &ld, err, errlen);
+  char path[4096];
+  sqlite3 *db = NULL;
+  int rc = bh__lite_open(cfg, path, sizeof(path), &db, err, errlen);
+  if (rc) return rc;
   rc = bh__lite_revoked_since(db, ld.now - ld.span, bh__revoked_load, &ld);
   sqlite3_close_v2(db);
   if (rc) {
@@ -229,25 +229,10 @@ int bh__auth_migrate(const bh__config *cfg, char *err, size_t errlen) {
   if (c->store_backend == BH__STORE_POSTGRES)
     return bh__pg_prepare(c->store_url, BH__PG_MIGRATE, 0, NULL, NULL, err,
                           errlen);
-  char path[4096], why[512];
-  if (bh__store_path(cfg, path, sizeof(path)) != 0) {
-    snprintf(err, errlen, "[auth] store: path too long");
-    return -ENAMETOOLONG;
-  }
-  if (mkdir(cfg->data_dir, 0700) != 0 && errno != EEXIST) {
-    int e = errno;
-    snprintf(err, errlen, "cannot create %s: %s", cfg->data_dir, strerror(e));
-    return -e;
-  }
+  char path[4096];
   sqlite3 *db = NULL;
-  int rc = bh__store_open(path, bh__core_migrations, bh__core_nmigrations, &db,
-                          why, sizeof(why));
-  if (rc) {
-    snprintf(err, errlen, "identity store: %s", why);
-    return rc;
-  }
-  bh__logf(BH__INFO, "store_ready", "identity store %s at schema version %d",
-           path, bh__store_version(db));
+  int rc = bh__lite_open(cfg, path, sizeof(path), &db, err, errlen);
+  if (rc) return rc;
   sqlite3_close_v2(db);
   return 0;
 }

@@ -40,13 +40,21 @@ int64_t bh__store_now(void) {
   return (int64_t)ts.tv_sec;
 }
 
-void bh__store_id(const char *prefix, char *out, size_t outlen) {
-  unsigned char raw[16];
-  char b64[32];
-  randombytes_buf(raw, sizeof(raw));
-  sodium_bin2base64(b64, sizeof(b64), raw, sizeof(raw),
+void bh__store_token(const char *prefix, size_t nbytes, char *out,
+                     size_t outlen) {
+  unsigned char raw[32];
+  char b64[sodium_base64_ENCODED_LEN(32,
+                                     sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+  if (nbytes > sizeof(raw)) nbytes = sizeof(raw);
+  randombytes_buf(raw, nbytes);
+  sodium_bin2base64(b64, sizeof(b64), raw, nbytes,
                     sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   snprintf(out, outlen, "%s%s", prefix, b64);
+  sodium_memzero(raw, sizeof(raw));
+}
+
+void bh__store_id(const char *prefix, char *out, size_t outlen) {
+  bh__store_token(prefix, 16, out, outlen);
 }
 
 void bh__store_hash(const char *s, size_t n, unsigned char out[32]) {

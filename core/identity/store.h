@@ -132,6 +132,10 @@ void bh__store_stop(bh__store *s);
 /* Helpers for job code. */
 /* Random id "<prefix><22 base64url chars>" (16 random bytes). */
 void bh__store_id(const char *prefix, char *out, size_t outlen);
+/* prefix + nbytes (at most 32) random bytes, base64url: refresh tokens and
+ * API keys, the same on every backend. */
+void bh__store_token(const char *prefix, size_t nbytes, char *out,
+                     size_t outlen);
 /* SHA-256 of a credential, as stored. */
 void bh__store_hash(const char *s, size_t n, unsigned char out[32]);
 int64_t bh__store_now(void);

@@ -31,18 +31,6 @@ static void bh__copy_col(sqlite3_stmt *st, int col, char *out, size_t n) {
   snprintf(out, n, "%s", v ? (const char *)v : "");
 }
 
-static void bh__random_token(const char *prefix, size_t nbytes, char *out,
-                             size_t outlen) {
-  unsigned char raw[32];
-  char b64[sodium_base64_ENCODED_LEN(32,
-                                     sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-  randombytes_buf(raw, nbytes);
-  sodium_bin2base64(b64, sizeof(b64), raw, nbytes,
-                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  snprintf(out, outlen, "%s%s", prefix, b64);
-  sodium_memzero(raw, sizeof(raw));
-}
-
 /* ---------------------------------------------------------------------- */
 /* Sessions and refresh tokens                                             */
 /* ---------------------------------------------------------------------- */
@@ -50,7 +38,7 @@ static void bh__random_token(const char *prefix, size_t nbytes, char *out,
 static int bh__insert_refresh(sqlite3 *db, const char *session_id, int64_t now,
                               int64_t ttl, bh__sess *out) {
   unsigned char hash[32];
-  bh__random_token("rt_", 32, out->refresh, sizeof(out->refresh));
+  bh__store_token("rt_", 32, out->refresh, sizeof(out->refresh));
   bh__store_hash(out->refresh, strlen(out->refresh), hash);
   out->refresh_exp = now + ttl;
   sqlite3_stmt *st = NULL;
@@ -274,7 +262,7 @@ int bh__lite_apikey_create(sqlite3 *db, const char *user_id, const char *name,
   memset(out, 0, sizeof(*out));
   unsigned char hash[32];
   bh__store_id("key_", out->id, sizeof(out->id));
-  bh__random_token("bhk_", 24, out->key, sizeof(out->key));
+  bh__store_token("bhk_", 24, out->key, sizeof(out->key));
   memcpy(out->prefix, out->key, BH__APIKEY_PREFIX_LEN);
   out->prefix[BH__APIKEY_PREFIX_LEN] = '\0';
   snprintf(out->user_id, sizeof(out->user_id), "%s", user_id);

@@ -79,18 +79,6 @@ static int64_t bh__int(PGresult *r, int row, int col) {
                                   : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-static void bh__random_token(const char *prefix, size_t nbytes, char *out,
-                             size_t outlen) {
-  unsigned char raw[32];
-  char b64[sodium_base64_ENCODED_LEN(32,
-                                     sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
-  randombytes_buf(raw, nbytes);
-  sodium_bin2base64(b64, sizeof(b64), raw, nbytes,
-                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  snprintf(out, outlen, "%s%s", prefix, b64);
-  sodium_memzero(raw, sizeof(raw));
-}
-
 /* ---------------------------------------------------------------------- */
 /* Sessions and refresh tokens                                             */
 /* ---------------------------------------------------------------------- */
@@ -98,7 +86,7 @@ static void bh__random_token(const char *prefix, size_t nbytes, char *out,
 static int bh__insert_refresh(PGconn *db, const char *sid, int64_t now,
                               int64_t ttl, bh__sess *out) {
   char hash[65], a[24], b[24];
-  bh__random_token("rt_", 32, out->refresh, sizeof(out->refresh));
+  bh__store_token("rt_", 32, out->refresh, sizeof(out->refresh));
   bh__hexhash(out->refresh, hash);
   out->refresh_exp = now + ttl;
   bh__num(now, a);
@@ -256,7 +244,7 @@ int bh__pg_apikey_create(PGconn *db, const char *user_id, const char *name,
   memset(out, 0, sizeof(*out));
   char hash[65], t[24];
   bh__store_id("key_", out->id, sizeof(out->id));
-  bh__random_token("bhk_", 24, out->key, sizeof(out->key));
+  bh__store_token("bhk_", 24, out->key, sizeof(out->key));
   memcpy(out->prefix, out->key, BH__APIKEY_PREFIX_LEN);
   out->prefix[BH__APIKEY_PREFIX_LEN] = '\0';
   snprintf(out->user_id, sizeof(out->user_id), "%s", user_id);
