@@ -11,6 +11,7 @@
 
 #include "base/buf.h"
 #include "bulkhead/plugin.h"
+#include "config/config.h"
 #include "host/plugin-t.h"
 
 struct bh_upstream;
@@ -20,6 +21,16 @@ struct bh_upstream;
  * shared mapping. */
 void bh__plugins_publish(bh__daemon *d);
 int bh__plugins_load(bh__daemon *d);
+/* Where the plugins of cfg are ([server] plugin_dir, else found from the
+ * executable's place), and one plugin's .so there; -ENAMETOOLONG. */
+void bh__plugin_dir(const bh__config *cfg, char *out, size_t len);
+int bh__plugin_path(const bh__plugin_conf *pc, const char *dir, char *out,
+                    size_t len);
+/* What is wrong with the descriptor the entry of [plugin.`name`] returned
+ * (ABI, callbacks, name, declared store schema), or NULL; buf holds the
+ * reason when one needs formatting. */
+const char *bh__desc_check(const char *name, const bh_plugin_desc *desc,
+                           char *buf, size_t buflen);
 int bh__plugins_start(bh__daemon *d);
 void bh__plugins_stop(bh__daemon *d);
 void bh__plugins_unload(bh__daemon *d);
@@ -37,6 +48,26 @@ int bh__svc_store_connect(bh_ctx *ctx, const char *schema,
                           const bh_migration *m, size_t n, void **conn,
                           char *err, size_t errlen);
 void bh__svc_store_disconnect(bh_ctx *ctx, void *conn);
+/* The rule store_connect applies to a schema and its migrations (name
+ * [a-z][a-z0-9_]{0,62} and not the core's, at least one migration, each
+ * with a name and SQL, versions ascending from 1): NULL, or the broken
+ * rule in buf. */
+const char *bh__store_schema_why(const char *name, const bh_migration *m,
+                                 size_t n, char *buf, size_t buflen);
+/* The descriptor's store_schema (NULL: none, or a descriptor too short to
+ * hold one), and what is wrong with it (NULL when fine or absent). */
+const bh_store_schema *bh__desc_store_schema(const bh_plugin_desc *desc);
+const char *bh__desc_schema_why(const bh_plugin_desc *desc, char *buf,
+                                size_t buflen);
+/* plugin_schemas.c: the declared schemas of the enabled plugins on
+ * [store] backend = postgres (nothing to do on sqlite). check: `bulkhead
+ * -t`, d's initialized plugins, one line each, every schema checked; 0,
+ * or -1 after logging each failure. migrate: `bulkhead migrate`, each
+ * plugin loaded only as far as its descriptor (dlopen, entry, checks:
+ * none of its code runs), its schema migrated; 0, or a negative errno
+ * at the first failure, with one line in err. */
+int bh__plugin_schemas_check(bh__daemon *d);
+int bh__plugin_schemas_migrate(const bh__config *cfg, char *err, size_t errlen);
 /* Percent-decodes the route's parameters into req->params before the
  * handler runs. 0; -EINVAL when one decodes to a NUL, '\', '?', '#', a
  * "." or ".." segment, or (a {name} capture) a '/'; -ENOMEM. */

@@ -73,6 +73,20 @@ static void bh__default_plugin_dir(char *out, size_t len) {
   snprintf(out, len, "%s", BH_PLUGIN_INSTALL_DIR);
 }
 
+void bh__plugin_dir(const bh__config *cfg, char *out, size_t len) {
+  if (cfg->plugin_dir)
+    snprintf(out, len, "%s", cfg->plugin_dir);
+  else
+    bh__default_plugin_dir(out, len);
+}
+
+int bh__plugin_path(const bh__plugin_conf *pc, const char *dir, char *out,
+                    size_t len) {
+  int n = pc->path[0] == '/' ? snprintf(out, len, "%s", pc->path)
+                             : snprintf(out, len, "%s/%s", dir, pc->path);
+  return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
 static int bh__fail(bh__plugin *p, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -116,19 +130,17 @@ static void bh__plugin_close(bh__plugin *p) {
   p->desc = NULL;
 }
 
-/* What is wrong with p's descriptor (ABI, callbacks, name), or NULL. buf
- * holds the reason when one needs formatting. */
-static const char *bh__desc_check(bh__daemon *d, bh__plugin *p,
-                                  const bh_plugin_desc *desc, char *buf,
-                                  size_t buflen) {
+const char *bh__desc_check(const char *name, const bh_plugin_desc *desc,
+                           char *buf, size_t buflen) {
   const char *why = NULL;
+  size_t min = offsetof(bh_plugin_desc, store_schema); /* the 1.0 layout */
   if (desc == NULL) {
     snprintf(buf, buflen, "the plugin refused core ABI %d.%d", BH_ABI_MAJOR,
              BH_ABI_MINOR);
     why = buf;
-  } else if (desc->size < offsetof(bh_plugin_desc, reserved)) {
+  } else if (desc->size < min) {
     snprintf(buf, buflen, "descriptor is %u bytes, expected at least %zu",
-             desc->size, offsetof(bh_plugin_desc, reserved));
+             desc->size, min);
     why = buf;
   } else if (desc->abi_major != BH_ABI_MAJOR) {
     snprintf(buf, buflen, "ABI major %u, core has %d", desc->abi_major,
@@ -145,19 +157,37 @@ static const char *bh__desc_check(bh__daemon *d, bh__plugin *p,
     why = "missing mandatory callback init";
   } else if (desc->name == NULL || !bh__name_ok(desc->name)) {
     why = "descriptor name is missing or not [a-z][a-z0-9_]{0,31}";
-  } else if (strcmp(desc->name, p->name) != 0) {
+  } else if (strcmp(desc->name, name) != 0) {
     snprintf(buf, buflen,
              "descriptor name '%s' does not match section [plugin.%s]",
-             desc->name, p->name);
+             desc->name, name);
     why = buf;
+  } else {
+    why = bh__desc_schema_why(desc, buf, buflen);
   }
-  if (why == NULL) {
-    for (bh__plugin *o = d->plugins; o < p; o++) {
-      if (o->desc && strcmp(o->desc->name, desc->name) == 0) {
-        snprintf(buf, buflen, "duplicate plugin name '%s' (also %s)",
-                 desc->name, o->path);
-        why = buf;
-      }
+  return why;
+}
+
+/* What is wrong with p's descriptor (bh__desc_check, or a name another
+ * plugin took), or NULL. */
+static const char *bh__desc_check_in(bh__daemon *d, bh__plugin *p,
+                                     const bh_plugin_desc *desc, char *buf,
+                                     size_t buflen) {
+  const char *why = bh__desc_check(p->name, desc, buf, buflen);
+  for (bh__plugin *o = d->plugins; why == NULL && o < p; o++) {
+    if (o->desc && strcmp(o->desc->name, desc->name) == 0) {
+      snprintf(buf, buflen, "duplicate plugin name '%s' (also %s)", desc->name,
+               o->path);
+      why = buf;
+    }
+    /* one schema, one version table: two plugins would take each other's
+     * migrations for their own */
+    const bh_store_schema *a = bh__desc_store_schema(desc),
+                          *b = bh__desc_store_schema(o->desc);
+    if (why == NULL && a && b && strcmp(a->name, b->name) == 0) {
+      snprintf(buf, buflen, "store schema %s is also plugin %s's", a->name,
+               o->name);
+      why = buf;
     }
   }
   return why;
@@ -215,12 +245,9 @@ static int bh__plugin_init(bh__daemon *d, bh__plugin *p) {
 static int bh__plugin_load(bh__daemon *d, bh__plugin *p, const char *dir) {
   const bh__plugin_conf *pc = p->conf;
   char path[PATH_MAX];
-  int n = pc->path[0] == '/'
-              ? snprintf(path, sizeof(path), "%s", pc->path)
-              : snprintf(path, sizeof(path), "%s/%s", dir, pc->path);
+  int bad = bh__plugin_path(pc, dir, path, sizeof(path));
   p->path = strdup(path);
-  if (n < 0 || (size_t)n >= sizeof(path))
-    return bh__fail(p, "load_failed", "plugin path is too long");
+  if (bad) return bh__fail(p, "load_failed", "plugin path is too long");
   if (!pc->enabled) {
     p->state = BH__PLUGIN_DISABLED;
     p->reason = "disabled";
@@ -252,7 +279,7 @@ static int bh__plugin_load(bh__daemon *d, bh__plugin *p, const char *dir) {
   }
   const bh_plugin_desc *desc = entry(BH_ABI_MAJOR, BH_ABI_MINOR);
   char buf[256];
-  const char *why = bh__desc_check(d, p, desc, buf, sizeof(buf));
+  const char *why = bh__desc_check_in(d, p, desc, buf, sizeof(buf));
   if (why) {
     bh__plugin_close(p);
     return bh__fail(p, "load_failed", "%s", why);
@@ -275,10 +302,7 @@ static int bh__plugin_load(bh__daemon *d, bh__plugin *p, const char *dir) {
 int bh__plugins_load(bh__daemon *d) {
   bh__config *cfg = d->cfg;
   char dir[PATH_MAX];
-  if (cfg->plugin_dir)
-    snprintf(dir, sizeof(dir), "%s", cfg->plugin_dir);
-  else
-    bh__default_plugin_dir(dir, sizeof(dir));
+  bh__plugin_dir(cfg, dir, sizeof(dir));
   d->plugins = calloc(cfg->nplugins ? cfg->nplugins : 1, sizeof(*d->plugins));
   if (d->plugins == NULL) return -ENOMEM;
   d->nplugins = cfg->nplugins;

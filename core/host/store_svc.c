@@ -42,6 +42,54 @@ static int bh__schema_ok(const char *s) {
   return strcmp(s, BH__PG_IDENTITY_SCHEMA) != 0;
 }
 
+const char *bh__store_schema_why(const char *name, const bh_migration *m,
+                                 size_t n, char *buf, size_t buflen) {
+  if (!bh__schema_ok(name)) {
+    snprintf(buf, buflen,
+             "store schema name '%s' is not [a-z][a-z0-9_]{0,62} (and not "
+             "the core's " BH__PG_IDENTITY_SCHEMA ")",
+             name ? name : "(null)");
+    return buf;
+  }
+  if (m == NULL || n == 0) {
+    snprintf(buf, buflen, "store schema %s has no migrations", name);
+    return buf;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (m[i].name == NULL || m[i].sql == NULL) {
+      snprintf(buf, buflen, "store schema %s: migration %zu has no name or SQL",
+               name, i);
+      return buf;
+    }
+    if (m[i].version <= (i ? m[i - 1].version : 0)) {
+      snprintf(buf, buflen,
+               "store schema %s: migration %s (version %d) is not above the "
+               "one before: versions must ascend from 1",
+               name, m[i].name, m[i].version);
+      return buf;
+    }
+  }
+  return NULL;
+}
+
+const bh_store_schema *bh__desc_store_schema(const bh_plugin_desc *desc) {
+  size_t end = offsetof(bh_plugin_desc, store_schema) + sizeof(void *);
+  return desc && desc->size >= end ? desc->store_schema : NULL;
+}
+
+const char *bh__desc_schema_why(const bh_plugin_desc *desc, char *buf,
+                                size_t buflen) {
+  const bh_store_schema *s = bh__desc_store_schema(desc);
+  if (s == NULL) return NULL;
+  if (s->size < offsetof(bh_store_schema, nmigrations) + sizeof(size_t)) {
+    snprintf(buf, buflen, "store_schema is %u bytes, expected at least %zu",
+             s->size, offsetof(bh_store_schema, nmigrations) + sizeof(size_t));
+    return buf;
+  }
+  return bh__store_schema_why(s->name, s->migrations, s->nmigrations, buf,
+                              buflen);
+}
+
 int bh__svc_store_connect(bh_ctx *ctx, const char *schema,
                           const bh_migration *m, size_t n, void **conn,
                           char *err, size_t errlen) {
@@ -49,17 +97,28 @@ int bh__svc_store_connect(bh_ctx *ctx, const char *schema,
   *conn = NULL;
   const bh__auth_conf *c = bh__store_conf_of(ctx);
   if (c == NULL || c->store_backend != BH__STORE_POSTGRES) return -ENOTSUP;
-  if (!bh__schema_ok(schema) || m == NULL || n == 0) {
-    if (err && errlen) snprintf(err, errlen, "bad schema name or migrations");
-    return -EINVAL;
+  /* the declared schema, named once in the descriptor (checked at load) */
+  const bh_store_schema *decl = bh__desc_store_schema(ctx->plugin->desc);
+  if (decl && m == NULL &&
+      (schema == NULL || strcmp(schema, decl->name) == 0)) {
+    schema = decl->name;
+    m = decl->migrations;
+    n = decl->nmigrations;
   }
   char why[512];
+  if (bh__store_schema_why(schema, m, n, why, sizeof(why))) {
+    if (err && errlen) snprintf(err, errlen, "%s", why);
+    return -EINVAL;
+  }
+  char who[64];
+  snprintf(who, sizeof(who), "plugin %s", ctx->plugin->name);
   PGconn *db = NULL;
   int rc = bh__pg_open(c->store_url, schema, &db, why, sizeof(why));
   /* bh_migration and the core's bh__migration: the same three members */
   if (rc == 0)
-    rc = bh__pg_migrate(db, schema, (const bh__migration *)(const void *)m, n,
-                        why, sizeof(why));
+    rc = bh__pg_schema_step(db, who, schema,
+                            (const bh__migration *)(const void *)m, n,
+                            BH__PG_CONNECT, why, sizeof(why));
   if (rc) {
     if (err && errlen) snprintf(err, errlen, "%s", why);
     if (db) PQfinish(db);

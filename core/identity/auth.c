@@ -204,7 +204,7 @@ int bh__auth_prepare(const bh__config *cfg, int check_only, char *err,
   }
   bh__rload ld = {bh__store_now(), bh__revoked_span(c), 0};
   if (c->store_backend == BH__STORE_POSTGRES)
-    return bh__pg_prepare(c->store_url, BH__PG_MIGRATE, ld.now - ld.span,
+    return bh__pg_prepare(c->store_url, BH__PG_CONNECT, ld.now - ld.span,
                           bh__revoked_load, &ld, err, errlen);
   char path[4096];
   sqlite3 *db = NULL;

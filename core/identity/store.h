@@ -104,17 +104,28 @@ int bh__pg_open(const char *url, const char *schema, PGconn **out, char *err,
 /* Applies the migrations newer than the schema's version in ONE
  * transaction under an advisory lock (instances starting together take
  * turns; the second finds the work done): all or none. A schema newer
- * than the last migration is refused. 0, -EINVAL or -EIO with err. */
+ * than the last migration is refused. 0 (*from, when not NULL: the
+ * version found under the lock), -EINVAL or -EIO with err. */
 int bh__pg_migrate(PGconn *db, const char *schema, const bh__migration *m,
-                   size_t n, char *err, size_t errlen);
+                   size_t n, int *from, char *err, size_t errlen);
 /* The schema's version: 0 when not created yet, negative on error. */
 int bh__pg_version(PGconn *db, const char *schema);
-enum { BH__PG_CHECK = 0, BH__PG_MIGRATE = 1 };
-/* Before the workers: connects to `url`, then BH__PG_CHECK (`bulkhead
- * -t`: the schema version is known, pending migrations only noted) or
- * BH__PG_MIGRATE (start-up and `bulkhead migrate`: applies them), then,
- * with `fn`, calls it for each session revoked since `since`. 0 or a
+/* What to do with a schema: BH__PG_CHECK (`bulkhead -t`: read its
+ * version, log whether migrations are pending), BH__PG_MIGRATE (`bulkhead
+ * migrate`: apply them, log one line either way) or BH__PG_CONNECT
+ * (start-up, a plugin's store_connect: apply them, log only when some
+ * were). */
+enum { BH__PG_CHECK = 0, BH__PG_MIGRATE = 1, BH__PG_CONNECT = 2 };
+/* One schema on db (connected by bh__pg_open) in `mode`; `who` names the
+ * store in the log line and in err ("identity store", "plugin
+ * webhooks"). A schema newer than m is -EINVAL in every mode. 0 or a
  * negative errno with one line in err. */
+int bh__pg_schema_step(PGconn *db, const char *who, const char *schema,
+                       const bh__migration *m, size_t n, int mode, char *err,
+                       size_t errlen);
+/* Before the workers: connects to `url`, then the identity schema in
+ * `mode` (bh__pg_schema_step), then, with `fn`, calls it for each session
+ * revoked since `since`. 0 or a negative errno with one line in err. */
 int bh__pg_prepare(const char *url, int mode, int64_t since,
                    void (*fn)(const char *sid, int64_t at, void *arg),
                    void *arg, char *err, size_t errlen);

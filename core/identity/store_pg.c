@@ -93,7 +93,7 @@ int bh__pg_version(PGconn *db, const char *schema) {
 }
 
 int bh__pg_migrate(PGconn *db, const char *schema, const bh__migration *m,
-                   size_t n, char *err, size_t errlen) {
+                   size_t n, int *from, char *err, size_t errlen) {
   char why[400] = "", sql[400];
   int last = n ? m[n - 1].version : 0;
   if (bh__pg_cmd(db, "BEGIN", why, sizeof(why))) goto fail;
@@ -112,6 +112,7 @@ int bh__pg_migrate(PGconn *db, const char *schema, const bh__migration *m,
     snprintf(why, sizeof(why), "cannot read the schema version");
     goto fail;
   }
+  if (from) *from = cur;
   if (cur > last) {
     bh__pg_cmd(db, "ROLLBACK", NULL, 0);
     snprintf(err, errlen,
@@ -200,6 +201,65 @@ int bh__pg_ensure(bh__sconn *c) {
   return 0;
 }
 
+/* The migrations of m newer than version v. */
+static int bh__pg_pending(const bh__migration *m, size_t n, int v) {
+  int k = 0;
+  for (size_t i = 0; i < n; i++)
+    k += m[i].version > v;
+  return k;
+}
+
+int bh__pg_schema_step(PGconn *db, const char *who, const char *schema,
+                       const bh__migration *m, size_t n, int mode, char *err,
+                       size_t errlen) {
+  int last = n ? m[n - 1].version : 0;
+  int v = bh__pg_version(db, schema);
+  if (v < 0) {
+    snprintf(err, errlen, "%s: cannot read the version of schema %s", who,
+             schema);
+    return -EIO;
+  }
+  if (v > last) {
+    snprintf(err, errlen,
+             "%s: schema %s is at version %d, newer than this bulkhead knows "
+             "(%d)",
+             who, schema, v, last);
+    return -EINVAL;
+  }
+  if (mode == BH__PG_CHECK) {
+    if (v < last)
+      bh__logf(BH__INFO, "store_pending",
+               "%s: schema %s at version %d, %d migration(s) pending "
+               "(applied at start or by bulkhead migrate)",
+               who, schema, v, bh__pg_pending(m, n, v));
+    else
+      bh__logf(BH__INFO, "store_current",
+               "%s: schema %s at version %d, up "
+               "to date",
+               who, schema, v);
+    return 0;
+  }
+  /* up to date: no transaction, no lock (the runner rereads the version
+   * under its lock anyway when there is work) */
+  int from = v;
+  if (v < last) {
+    char why[512];
+    int rc = bh__pg_migrate(db, schema, m, n, &from, why, sizeof(why));
+    if (rc) {
+      snprintf(err, errlen, "%s: %s", who, why);
+      return rc;
+    }
+  }
+  if (from < last)
+    bh__logf(BH__INFO, "store_migrated",
+             "%s: schema %s migrated from version %d to %d", who, schema, from,
+             last);
+  else if (mode == BH__PG_MIGRATE)
+    bh__logf(BH__INFO, "store_current",
+             "%s: schema %s at version %d, nothing to do", who, schema, last);
+  return 0;
+}
+
 int bh__pg_prepare(const char *url, int mode, int64_t since,
                    void (*fn)(const char *sid, int64_t at, void *arg),
                    void *arg, char *err, size_t errlen) {
@@ -209,44 +269,17 @@ int bh__pg_prepare(const char *url, int mode, int64_t since,
     snprintf(err, errlen, "identity store: %s", why);
     return -EIO;
   }
-  int last = (int)bh__core_pg_migrations[bh__core_pg_nmigrations - 1].version;
-  int rc = 0, v = bh__pg_version(db, BH__PG_IDENTITY_SCHEMA);
-  if (v < 0) {
-    snprintf(err, errlen,
-             "identity store: cannot read the version of "
-             "schema " BH__PG_IDENTITY_SCHEMA);
+  int rc = bh__pg_schema_step(db, "identity store", BH__PG_IDENTITY_SCHEMA,
+                              bh__core_pg_migrations, bh__core_pg_nmigrations,
+                              mode, err, errlen);
+  if (rc == 0 && mode == BH__PG_CONNECT)
+    bh__logf(BH__INFO, "store_ready",
+             "identity store on PostgreSQL, schema " BH__PG_IDENTITY_SCHEMA
+             " at version %d",
+             bh__core_pg_migrations[bh__core_pg_nmigrations - 1].version);
+  if (rc == 0 && fn && bh__pg_revoked_since(db, since, fn, arg) != 0) {
+    snprintf(err, errlen, "identity store: cannot read revoked sessions");
     rc = -EIO;
-  } else if (v > last) {
-    snprintf(err, errlen,
-             "identity store: schema " BH__PG_IDENTITY_SCHEMA
-             " is at version %d, newer than this bulkhead knows (%d)",
-             v, last);
-    rc = -EINVAL;
-  } else if (mode == BH__PG_CHECK) {
-    if (v < last)
-      bh__logf(BH__INFO, "store_pending",
-               "identity store: schema " BH__PG_IDENTITY_SCHEMA
-               " at version %d, %d migration(s) pending (applied at start "
-               "or by bulkhead migrate)",
-               v, last - v);
-  } else {
-    rc = bh__pg_migrate(db, BH__PG_IDENTITY_SCHEMA, bh__core_pg_migrations,
-                        bh__core_pg_nmigrations, why, sizeof(why));
-    if (rc) snprintf(err, errlen, "identity store: %s", why);
-    if (rc == 0 && v < last)
-      bh__logf(BH__INFO, "store_migrated",
-               "identity store: schema " BH__PG_IDENTITY_SCHEMA
-               " migrated from version %d to %d",
-               v, last);
-    if (rc == 0)
-      bh__logf(BH__INFO, "store_ready",
-               "identity store on PostgreSQL, schema " BH__PG_IDENTITY_SCHEMA
-               " at version %d",
-               last);
-    if (rc == 0 && fn && bh__pg_revoked_since(db, since, fn, arg) != 0) {
-      snprintf(err, errlen, "identity store: cannot read revoked sessions");
-      rc = -EIO;
-    }
   }
   PQfinish(db);
   return rc;

@@ -136,7 +136,7 @@ static int bh__cli_store_open(const bh__config *cfg, bh__sconn *conn) {
   conn->backend = cfg->auth->store_backend;
   if (conn->backend == BH__STORE_POSTGRES) {
     /* the shared store: migrated like at start-up, then the same ops */
-    if (bh__pg_prepare(cfg->auth->store_url, BH__PG_MIGRATE, 0, NULL, NULL, err,
+    if (bh__pg_prepare(cfg->auth->store_url, BH__PG_CONNECT, 0, NULL, NULL, err,
                        sizeof(err)) != 0 ||
         bh__pg_open(cfg->auth->store_url, BH__PG_IDENTITY_SCHEMA, &conn->pg,
                     err, sizeof(err)) != 0) {

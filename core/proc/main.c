@@ -5,7 +5,8 @@
  *   bulkhead -t [-c FILE]        check config and plugin loading
  *   bulkhead --list-codes [-c FILE]
  *   bulkhead [-c FILE] user add|disable|enable EMAIL [-c FILE]  (auth_cli.c)
- *   bulkhead [-c FILE] migrate   apply the stores' schema migrations
+ *   bulkhead [-c FILE] migrate   apply the stores' schema migrations (the
+ *                                identity store's, the plugins' on postgres)
  *   bulkhead --version
  */
 #include <errno.h>
@@ -45,11 +46,16 @@ static void bh__usage(FILE *f) {
           "catalogue as JSON\n"
           "       bulkhead [-c FILE] user add|disable|enable EMAIL  local "
           "sign-in accounts\n"
-          "       bulkhead [-c FILE] migrate     apply the identity store's "
-          "schema\n"
-          "                                      migrations ([store] "
-          "backend), then exit\n"
           "                                      (bulkhead user --help)\n"
+          "       bulkhead [-c FILE] migrate     apply the stores' schema "
+          "migrations, then\n"
+          "                                      exit: the identity store, "
+          "and on\n"
+          "                                      [store] backend = postgres "
+          "each enabled\n"
+          "                                      plugin's schema (on sqlite "
+          "plugins migrate\n"
+          "                                      their own files at start)\n"
           "       bulkhead --version\n"
           "\n"
           "  -c, --config FILE      the INI file; without it the embedded "
@@ -66,7 +72,10 @@ static void bh__usage(FILE *f) {
           "                         without admin_token only a loopback "
           "address\n"
           "  -t, --test             check the configuration and load every "
-          "plugin\n"
+          "plugin;\n"
+          "                         on postgres also connect and read each "
+          "schema's\n"
+          "                         version (pending migrations are noted)\n"
           "\n"
           "Environment:\n"
           "  BULKHEAD_<SECTION>_<KEY>  overrides that key of the file, the "
@@ -177,6 +186,8 @@ static int bh__check_only(const bh__opts *o, bh__config *cfg, uv_loop_t *loop) {
   int failed = 0;
   for (size_t i = 0; rc == 0 && i < d.nplugins; i++)
     if (d.plugins[i].state == BH__PLUGIN_FAILED) failed++;
+  /* the plugins' schemas, as the identity one above (postgres only) */
+  int schemas = rc == 0 && o->test_only ? bh__plugin_schemas_check(&d) : 0;
   if (rc == 0 && o->list_codes) {
     bh__buf b;
     bh__buf_init(&b);
@@ -187,6 +198,11 @@ static int bh__check_only(const bh__opts *o, bh__config *cfg, uv_loop_t *loop) {
     if (failed)
       fprintf(stderr, "bulkhead: %s: %d plugin(s) failed to load\n",
               cfg->source, failed);
+    else if (schemas)
+      fprintf(stderr,
+              "bulkhead: %s: a plugin's store schema failed the "
+              "check\n",
+              cfg->source);
     else
       fprintf(stderr, "bulkhead: %s: configuration OK, %zu plugin(s)\n",
               cfg->source, d.nplugins);
@@ -195,7 +211,7 @@ static int bh__check_only(const bh__opts *o, bh__config *cfg, uv_loop_t *loop) {
   bh__unload(cfg);
   bh__loop_close(loop);
   bh__shm_destroy();
-  return rc ? 1 : (o->test_only && failed) ? 1 : 0;
+  return rc ? 1 : (o->test_only && (failed || schemas)) ? 1 : 0;
 }
 
 /* The daemon's life: log, identity store, then one process or a master
@@ -277,7 +293,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (o.migrate) {
+    /* the identity schema, then each enabled plugin's (postgres; on
+     * sqlite each plugin migrates its own file at start) */
     rc = bh__auth_migrate(&cfg, err, sizeof(err));
+    if (rc == 0) rc = bh__plugin_schemas_migrate(&cfg, err, sizeof(err));
     if (rc) fprintf(stderr, "bulkhead: %s\n", err);
     bh__unload(&cfg);
     return rc ? 1 : 0;

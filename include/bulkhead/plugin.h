@@ -42,6 +42,10 @@
  *       bh_jobq_def) and store_info / store_connect / store_disconnect
  *       (the [store] backend, a PostgreSQL connection in the plugin's own
  *       schema, migrated by the core: bh_store_info, bh_migration);
+ *       descriptor member store_schema (was reserved[0]: bh_store_schema,
+ *       the plugin's schema and migrations, which `bulkhead -t` checks
+ *       and `bulkhead migrate` applies without running the plugin;
+ *       store_connect with schema NULL uses it);
  *       upstream_fallback, budget_add / budget_charge (provider fallback
  *       and token budgets: BH_BUDGET_*); composite_add (bh_composite);
  *       problem_with (a Problem with extension members the plugin built
@@ -98,6 +102,7 @@ typedef struct bh_ctx bh_ctx; /* one per loaded plugin (per worker) */
 typedef struct bh_req bh_req; /* one per HTTP request */
 
 typedef struct bh_services bh_services;
+typedef struct bh_store_schema bh_store_schema; /* see Job queues below */
 
 /* ---------------------------------------------------------------------- */
 /* Descriptor                                                              */
@@ -128,7 +133,14 @@ typedef struct bh_plugin_desc {
    * string (borrowed by the core until the next call). */
   int (*health)(bh_ctx *ctx, const char **why);
 
-  void *reserved[4]; /* zero */
+  /* Optional (1.3; NULL on older plugins, whose slot is reserved zero).
+   * The plugin's PostgreSQL schema and its migrations (static, borrowed by
+   * the core for the plugin's life), so the core checks (`bulkhead -t`)
+   * and applies (`bulkhead migrate`, start-up) them without running the
+   * plugin's code: store_connect() with schema NULL uses it. A bad one
+   * (name, empty or unordered migrations) fails the load. */
+  const bh_store_schema *store_schema;
+  void *reserved[3]; /* zero */
 } bh_plugin_desc;
 
 /* The one exported symbol. The plugin may return NULL to refuse a core whose
@@ -444,6 +456,20 @@ typedef struct bh_migration {
   const char *name;
   const char *sql;
 } bh_migration;
+
+/* A plugin's PostgreSQL schema, declared in its descriptor (1.3,
+ * bh_plugin_desc.store_schema): static, borrowed for the plugin's life.
+ *   const bh_store_schema my_schema = {sizeof(bh_store_schema), "bh_mine",
+ *       (const bh_migration *)(const void *)my_pg_migrations,
+ *       BH_COUNT(my_pg_migrations)};
+ * name: "[a-z][a-z0-9_]{0,62}", not the core's bh_identity; migrations:
+ * at least one, versions ascending (what bh_embed_schema writes). */
+struct bh_store_schema {
+  uint32_t size; /* sizeof(bh_store_schema) */
+  const char *name;
+  const bh_migration *migrations;
+  size_t nmigrations;
+};
 
 /* ---------------------------------------------------------------------- */
 /* Identity                                                                */
@@ -952,11 +978,13 @@ struct bh_services {
    * (the plugin's own, "[a-z][a-z0-9_]{0,62}": e.g. "bh_<plugin>";
    * created if absent), a 5 s statement_timeout, and applies the
    * migrations newer than the schema's version in ONE transaction (all
-   * or none; instances take turns). 0 and *conn, a libpq PGconn * (the
-   * plugin links libpq), owned by the plugin until store_disconnect();
-   * -ENOTSUP on sqlite; -EINVAL bad schema or migrations, or a schema
-   * newer than them; -EIO unreachable (err, errlen: one line for the
-   * plugin's log, never the url). The plugin reconnects the same way when
+   * or none; instances take turns). `schema` NULL, or the declared name
+   * with `m` NULL: the descriptor's store_schema (name and migrations),
+   * the form to use, as `bulkhead migrate` and `-t` see only that one. 0 and
+   * *conn, a libpq PGconn * (the plugin links libpq), owned by the plugin until
+   * store_disconnect(); -ENOTSUP on sqlite; -EINVAL bad schema or migrations,
+   * or a schema newer than them; -EIO unreachable (err, errlen: one line for
+   * the plugin's log, never the url). The plugin reconnects the same way when
    * PQstatus() says the connection broke. */
   int (*store_connect)(bh_ctx *ctx, const char *schema, const bh_migration *m,
                        size_t nmigrations, void **conn, char *err,

@@ -566,6 +566,7 @@ static const bh_plugin_desc auth_desc = {
     .init = auth_init,
     .start = auth_start,
     .fini = auth_fini,
+    .store_schema = &magic_pg_schema,
 };
 
 BH_PLUGIN_ENTRY(auth_desc)

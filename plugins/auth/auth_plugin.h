@@ -85,4 +85,8 @@ void auth_keys_create(bh_req *req, void *data);
 void auth_keys_list(bh_req *req, void *data);
 void auth_keys_delete(bh_req *req, void *data);
 
+/* magic_db_pg.c: the magic-link store's PostgreSQL schema (bh_auth),
+ * declared in the descriptor */
+extern const bh_store_schema magic_pg_schema;
+
 #endif

@@ -50,7 +50,8 @@ int mdb_token_delete(const char *selector, size_t sel_len);
 int mdb_tokens_delete_email(const unsigned char *email_hash);
 int mdb_tokens_expire(int64_t before);
 
-/* magic_db_pg.c: the same, on PostgreSQL */
+/* magic_db_pg.c: the same, on PostgreSQL, in schema bh_auth (declared in
+ * the descriptor: magic_pg_schema, auth_plugin.h) */
 int mdb_pg_ensure(bh_ctx *ctx);
 void mdb_pg_close(bh_ctx *ctx);
 int mdb_pg_exec(const char *sql);

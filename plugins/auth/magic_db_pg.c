@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth_plugin.h"
 #include "magic_db.h"
 #include "magic_schema_pg.h"
 
@@ -38,6 +39,11 @@ void mdb_pg_close(bh_ctx *ctx) {
   P.db = NULL;
 }
 
+const bh_store_schema magic_pg_schema = {
+    sizeof(bh_store_schema), "bh_auth",
+    (const bh_migration *)(const void *)magic_pg_migrations,
+    BH_COUNT(magic_pg_migrations)};
+
 int mdb_pg_ensure(bh_ctx *ctx) {
   if (P.db && PQstatus(P.db) == CONNECTION_OK) return 0;
   int64_t now = mono_ms();
@@ -46,10 +52,8 @@ int mdb_pg_ensure(bh_ctx *ctx) {
   mdb_pg_close(ctx);
   char err[300];
   void *conn = NULL;
-  int rc = bh_store_connect(
-      ctx, "bh_auth", (const bh_migration *)(const void *)magic_pg_migrations,
-      sizeof(magic_pg_migrations) / sizeof(magic_pg_migrations[0]), &conn, err,
-      sizeof(err));
+  /* NULL: the descriptor's store_schema (magic_pg_schema) */
+  int rc = bh_store_connect(ctx, NULL, NULL, 0, &conn, err, sizeof(err));
   if (rc) return rc;
   P.db = conn;
   return 0;

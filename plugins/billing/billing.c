@@ -462,6 +462,7 @@ static const bh_plugin_desc billing_desc = {
     .start = billing_start,
     .fini = billing_fini,
     .health = billing_health,
+    .store_schema = &billing_pg_schema,
 };
 
 BH_PLUGIN_ENTRY(billing_desc)

@@ -131,7 +131,10 @@ int billing_store_down(billing_store *s);
  * it returns, and the thread closes the database. */
 void billing_store_stop(billing_store *s);
 
-/* billing_store_pg.c (the queue's thread): the jobs on PostgreSQL. */
+/* billing_store_pg.c (the queue's thread): the jobs on PostgreSQL, in
+ * schema bh_billing, declared in the descriptor (the core checks and
+ * migrates it without starting the plugin). */
+extern const bh_store_schema billing_pg_schema;
 int billing_pg_ensure(billing_store *s);
 int billing_pg_run_batch(billing_store *s, billing_job *batch);
 void billing_pg_close(billing_store *s);

@@ -35,6 +35,11 @@ void billing_pg_close(billing_store *s) {
   s->pg = NULL;
 }
 
+const bh_store_schema billing_pg_schema = {
+    sizeof(bh_store_schema), "bh_billing",
+    (const bh_migration *)(const void *)billing_pg_migrations,
+    BH_COUNT(billing_pg_migrations)};
+
 int billing_pg_ensure(billing_store *s) {
   PGconn *db = s->pg;
   if (db && PQstatus(db) == CONNECTION_OK) return 0;
@@ -44,11 +49,8 @@ int billing_pg_ensure(billing_store *s) {
   billing_pg_close(s);
   char err[300];
   void *conn = NULL;
-  int rc = bh_store_connect(
-      s->ctx, "bh_billing",
-      (const bh_migration *)(const void *)billing_pg_migrations,
-      sizeof(billing_pg_migrations) / sizeof(billing_pg_migrations[0]), &conn,
-      err, sizeof(err));
+  /* NULL: the descriptor's store_schema (billing_pg_schema) */
+  int rc = bh_store_connect(s->ctx, NULL, NULL, 0, &conn, err, sizeof(err));
   if (rc) {
     if (!s->pg_failing) bh_log(s->ctx, BH_LOG_ERROR, "billing store: %s", err);
     s->pg_failing = 1;

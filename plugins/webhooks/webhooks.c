@@ -423,6 +423,7 @@ static const bh_plugin_desc webhooks_desc = {
     .stop = webhooks_stop,
     .fini = webhooks_fini,
     .health = webhooks_health,
+    .store_schema = &wh_pg_schema,
 };
 
 BH_PLUGIN_ENTRY(webhooks_desc)

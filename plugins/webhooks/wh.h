@@ -177,8 +177,11 @@ wh_stmt *wh_db_stmt(wh_db *db, const char *sql, int *rc);
 int wh_db_in_tx(wh_db *db);
 /* Rows changed by the last statement. */
 int64_t wh_db_changes(wh_db *db);
-/* PostgreSQL (wh_db_pg.c): connect through store_connect (schema
- * bh_webhooks, its migrations) unless connected, at most every 100 ms. */
+/* PostgreSQL (wh_db_pg.c): schema bh_webhooks and its migrations, declared
+ * in the descriptor (the core checks and migrates it without starting the
+ * plugin); connect through store_connect unless connected, at most every
+ * 100 ms. */
+extern const bh_store_schema wh_pg_schema;
 int wh_db_pg_ensure(wh_db *db);
 void wh_db_pg_close(wh_db *db);
 int wh_db_pg_exec(wh_db *db, const char *sql); /* SQLITE_OK or a code */

@@ -26,6 +26,11 @@ void wh_db_pg_close(wh_db *db) {
   db->pg = NULL;
 }
 
+const bh_store_schema wh_pg_schema = {
+    sizeof(bh_store_schema), "bh_webhooks",
+    (const bh_migration *)(const void *)wh_pg_migrations,
+    BH_COUNT(wh_pg_migrations)};
+
 int wh_db_pg_ensure(wh_db *db) {
   if (db->pg && PQstatus(db->pg) == CONNECTION_OK) return 0;
   int64_t now = wh_mono_ms();
@@ -34,11 +39,8 @@ int wh_db_pg_ensure(wh_db *db) {
   wh_db_close(db); /* statements of the old connection go with it */
   char err[300];
   void *conn = NULL;
-  int rc =
-      bh_store_connect(db->ctx, "bh_webhooks",
-                       (const bh_migration *)(const void *)wh_pg_migrations,
-                       sizeof(wh_pg_migrations) / sizeof(wh_pg_migrations[0]),
-                       &conn, err, sizeof(err));
+  /* NULL: the descriptor's store_schema (wh_pg_schema) */
+  int rc = bh_store_connect(db->ctx, NULL, NULL, 0, &conn, err, sizeof(err));
   if (rc) {
     db->failing = 1;
     return rc;
