@@ -61,12 +61,12 @@ const char *bh__desc_schema_why(const bh_plugin_desc *desc, char *buf,
                                 size_t buflen);
 /* plugin_schemas.c: the declared schemas of the enabled plugins on
  * [store] backend = postgres (nothing to do on sqlite). check: `bulkhead
- * -t`, d's initialized plugins, one line each, every schema checked; 0,
- * or -1 after logging each failure. migrate: `bulkhead migrate`, each
+ * -t`, d's initialized plugins, one log line each, every schema checked;
+ * 0, or -EIO with the first failure in err. migrate: `bulkhead migrate`, each
  * plugin loaded only as far as its descriptor (dlopen, entry, checks:
  * none of its code runs), its schema migrated; 0, or a negative errno
  * at the first failure, with one line in err. */
-int bh__plugin_schemas_check(bh__daemon *d);
+int bh__plugin_schemas_check(bh__daemon *d, char *err, size_t errlen);
 int bh__plugin_schemas_migrate(const bh__config *cfg, char *err, size_t errlen);
 /* Percent-decodes the route's parameters into req->params before the
  * handler runs. 0; -EINVAL when one decodes to a NUL, '\', '?', '#', a

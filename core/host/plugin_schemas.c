@@ -43,7 +43,7 @@ static int bh__schema_run(const char *url, const char *plugin,
   return rc;
 }
 
-int bh__plugin_schemas_check(bh__daemon *d) {
+int bh__plugin_schemas_check(bh__daemon *d, char *err, size_t errlen) {
   const char *url = bh__pg_url(d->cfg);
   int failed = 0;
   for (size_t i = 0; url && i < d->nplugins; i++) {
@@ -51,13 +51,14 @@ int bh__plugin_schemas_check(bh__daemon *d) {
     const bh_store_schema *s = p->state == BH__PLUGIN_INITIALIZED
                                    ? bh__desc_store_schema(p->desc)
                                    : NULL;
-    char err[700];
-    if (s && bh__schema_run(url, p->name, s, BH__PG_CHECK, err, sizeof(err))) {
-      bh__logf(BH__ERROR, "store_check_failed", "%s", err);
-      failed++;
+    char why[700];
+    if (s && bh__schema_run(url, p->name, s, BH__PG_CHECK, why, sizeof(why))) {
+      /* every schema gets its line; the first failure is the summary */
+      bh__logf(BH__ERROR, "store_check_failed", "%s", why);
+      if (failed++ == 0) snprintf(err, errlen, "%s", why);
     }
   }
-  return failed ? -1 : 0;
+  return failed ? -EIO : 0;
 }
 
 /* [plugin.NAME]'s .so opened and its descriptor checked, nothing more:

@@ -187,7 +187,9 @@ static int bh__check_only(const bh__opts *o, bh__config *cfg, uv_loop_t *loop) {
   for (size_t i = 0; rc == 0 && i < d.nplugins; i++)
     if (d.plugins[i].state == BH__PLUGIN_FAILED) failed++;
   /* the plugins' schemas, as the identity one above (postgres only) */
-  int schemas = rc == 0 && o->test_only ? bh__plugin_schemas_check(&d) : 0;
+  int schemas = rc == 0 && o->test_only
+                    ? bh__plugin_schemas_check(&d, err, sizeof(err))
+                    : 0;
   if (rc == 0 && o->list_codes) {
     bh__buf b;
     bh__buf_init(&b);
@@ -199,10 +201,7 @@ static int bh__check_only(const bh__opts *o, bh__config *cfg, uv_loop_t *loop) {
       fprintf(stderr, "bulkhead: %s: %d plugin(s) failed to load\n",
               cfg->source, failed);
     else if (schemas)
-      fprintf(stderr,
-              "bulkhead: %s: a plugin's store schema failed the "
-              "check\n",
-              cfg->source);
+      fprintf(stderr, "bulkhead: %s: %s\n", cfg->source, err);
     else
       fprintf(stderr, "bulkhead: %s: configuration OK, %zu plugin(s)\n",
               cfg->source, d.nplugins);
