@@ -244,6 +244,23 @@ class DeclaredSchemaCheckTest(unittest.TestCase):
             self.assertNotIn("bh_badschema", pg.psql(
                 "SELECT string_agg(nspname, ',') FROM pg_namespace"))
 
+    def test_migrate_never_runs_init(self):
+        # a valid schema, an init() that aborts: migrate applies the
+        # schema from the descriptor alone
+        so = harness.test_plugin("badschema")
+        with PgServer() as pg:
+            cfg = {"plugin.badschema": {"path": so, "mount": "/t/bad"},
+                   "store": {"backend": "postgres", "url": pg.url}}
+            d = Daemon(cfg, start=False)
+            r = harness.run_tool(["-c", d.config_path, "migrate"],
+                                 env={"BADSCHEMA": "good"})
+            d.kill()
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertIn("plugin badschema: schema bh_badschema migrated "
+                          "from version 0 to 1", r.stdout + r.stderr)
+            self.assertEqual(pg.psql("SELECT max(version) FROM "
+                                     "bh_badschema.schema_migrations"), "1")
+
     def test_core_schema_name_refused(self):
         self.check("name", r"store schema name 'bh_identity' is not "
                    r"\[a-z\]\[a-z0-9_\]\{0,62\}")
