@@ -83,7 +83,10 @@ struct bh_req {
   const char *query; /* after '?' or "" */
   bh__header *headers;
   size_t nheaders;
-  size_t headers_cap; /* slots of headers (kept when the request is reused) */
+  /* the array headers points to once the head is complete: kept, with
+   * its slots, when the request is reused (headers stays NULL until then) */
+  bh__header *headers_mem;
+  size_t headers_cap;
   bh__buf body;
   size_t body_limit;
   int bad_path; /* the target is not an origin-form path we serve */

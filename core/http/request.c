@@ -88,7 +88,7 @@ bh_req *bh__req_new(void) {
   BH__UNPOISON(req, sizeof(*req));
   bh__buf keep[5] = {req->raw, req->resp_headers, req->cors, req->head_out,
                      req->params_mem};
-  bh__header *headers = req->headers;
+  bh__header *headers = req->headers_mem;
   size_t headers_cap = req->headers_cap;
   memset(req, 0, sizeof(*req));
   req->raw = keep[0];
@@ -101,19 +101,21 @@ bh_req *bh__req_new(void) {
   bh__reuse_buf(&req->cors);
   bh__reuse_buf(&req->head_out);
   bh__reuse_buf(&req->params_mem);
-  req->headers = headers;
+  req->headers_mem = headers;
   req->headers_cap = headers_cap;
   if (headers) BH__UNPOISON(headers, headers_cap * sizeof(*headers));
   return req;
 }
 
 int bh__req_headers_alloc(bh_req *req, size_t n) {
-  if (n <= req->headers_cap) return 0;
-  free(req->headers);
-  req->headers_cap = 0;
-  req->headers = calloc(n, sizeof(*req->headers));
-  if (req->headers == NULL) return -ENOMEM;
-  req->headers_cap = n;
+  if (n > req->headers_cap) {
+    free(req->headers_mem);
+    req->headers_cap = 0;
+    req->headers_mem = calloc(n, sizeof(*req->headers_mem));
+    if (req->headers_mem == NULL) return -ENOMEM;
+    req->headers_cap = n;
+  }
+  req->headers = req->headers_mem;
   return 0;
 }
 
@@ -123,7 +125,7 @@ static void bh__req_free(bh_req *req) {
   bh__buf_free(&req->cors);
   bh__buf_free(&req->head_out);
   bh__buf_free(&req->params_mem);
-  free(req->headers);
+  free(req->headers_mem);
   free(req);
 }
 
@@ -143,12 +145,12 @@ void bh__req_unref(bh_req *req) {
   bh__keep_buf(&req->head_out);
   bh__keep_buf(&req->params_mem);
   if (req->headers_cap > BH__REQ_KEEP_HEADERS) {
-    free(req->headers);
-    req->headers = NULL;
+    free(req->headers_mem);
+    req->headers_mem = NULL;
     req->headers_cap = 0;
   }
-  if (req->headers)
-    BH__POISON(req->headers, req->headers_cap * sizeof(*req->headers));
+  if (req->headers_mem)
+    BH__POISON(req->headers_mem, req->headers_cap * sizeof(*req->headers_mem));
   g_spare[g_nspare++] = req;
   BH__POISON(req, sizeof(*req));
 }
