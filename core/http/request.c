@@ -75,7 +75,10 @@ static size_t g_nspare;
 static void bh__keep_buf(bh__buf *b) {
   if (b->cap > BH__REQ_KEEP_BYTES || b->failed) bh__buf_free(b);
   b->len = 0;
-  if (b->data) BH__POISON(b->data, b->cap);
+  if (b->data) {
+    b->data[0] = '\0'; /* read as a string while empty */
+    BH__POISON(b->data, b->cap);
+  }
 }
 
 static void bh__reuse_buf(bh__buf *b) {
