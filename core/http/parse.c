@@ -49,10 +49,7 @@ static int bh__on_message_begin(llhttp_t *p) {
   req->start_ns = bh__now_ns();
   memcpy(req->client_addr, c->client_addr, sizeof(req->client_addr));
   memcpy(req->peer_addr, c->client_addr, sizeof(req->peer_addr));
-  bh__buf_init(&req->raw);
-  bh__buf_init(&req->body);
-  bh__buf_init(&req->resp_headers);
-  bh__buf_init(&req->cors);
+  /* its buffers are empty: new, or kept with their room (bh__req_new) */
   c->req = req;
   c->head_bytes = 0;
   c->field_len = 0;

@@ -69,6 +69,9 @@ void bh__req_parse_target(bh_req *req) {
 #endif
 
 static bh_req *g_spare[BH__REQ_KEEP];
+/* The kept buffers' blocks, outside the poisoned struct: LeakSanitizer
+ * does not scan poisoned memory, and would call them leaked. */
+static void *volatile g_spare_blocks[BH__REQ_KEEP][6];
 static size_t g_nspare;
 
 /* Keeps b's block if it is small enough, else frees it. */
@@ -154,6 +157,13 @@ void bh__req_unref(bh_req *req) {
   }
   if (req->headers_mem)
     BH__POISON(req->headers_mem, req->headers_cap * sizeof(*req->headers_mem));
+  void *volatile *blocks = g_spare_blocks[g_nspare];
+  blocks[0] = req->raw.data;
+  blocks[1] = req->resp_headers.data;
+  blocks[2] = req->cors.data;
+  blocks[3] = req->head_out.data;
+  blocks[4] = req->params_mem.data;
+  blocks[5] = req->headers_mem;
   g_spare[g_nspare++] = req;
   BH__POISON(req, sizeof(*req));
 }
