@@ -120,7 +120,7 @@ static void bh__pair(bh__buf *b, const char *name, const char *value) {
 static bh_req *bh__sub_new(bh__cmp *m, const char *method, const char *target,
                            const bh__sink *sink, void *data) {
   bh_req *p = m->parent;
-  bh_req *r = calloc(1, sizeof(*r));
+  bh_req *r = bh__req_new();
   if (r == NULL) return NULL;
   r->svc = p->svc;
   r->d = p->d;
@@ -141,8 +141,7 @@ static bh_req *bh__sub_new(bh__cmp *m, const char *method, const char *target,
   }
   bh__pair(raw, "x-request-id", p->id);
   bh__pair(raw, "accept", "application/json");
-  r->headers = calloc(n, sizeof(bh__header));
-  if (bh__buf_failed(raw) || r->headers == NULL) {
+  if (bh__buf_failed(raw) || bh__req_headers_alloc(r, n) != 0) {
     bh__req_unref(r);
     return NULL;
   }

@@ -65,21 +65,16 @@ static int bh__hexval(char c) {
   return -1;
 }
 
-/* Percent-decodes s[0..n) into *out (allocated). 0; -EINVAL when it
- * decodes to a NUL byte (plugins treat parameters as C strings); -ENOMEM. */
-static int bh__pct_decode(const char *s, size_t n, char **out) {
-  char *o = malloc(n + 1);
-  *out = NULL;
-  if (o == NULL) return -ENOMEM;
+/* Percent-decodes s[0..n) into o (room for n + 1 bytes: decoding never
+ * grows). 0; -EINVAL when it decodes to a NUL byte (plugins treat
+ * parameters as C strings). */
+static int bh__pct_decode(const char *s, size_t n, char *o) {
   size_t k = 0;
   for (size_t i = 0; i < n; i++) {
     if (s[i] == '%' && i + 2 < n && bh__hexval(s[i + 1]) >= 0 &&
         bh__hexval(s[i + 2]) >= 0) {
       char c = (char)(bh__hexval(s[i + 1]) * 16 + bh__hexval(s[i + 2]));
-      if (c == '\0') {
-        free(o);
-        return -EINVAL;
-      }
+      if (c == '\0') return -EINVAL;
       o[k++] = c;
       i += 2;
     } else {
@@ -87,7 +82,6 @@ static int bh__pct_decode(const char *s, size_t n, char **out) {
     }
   }
   o[k] = '\0';
-  *out = o;
   return 0;
 }
 
@@ -105,16 +99,28 @@ static int bh__param_ok(const char *v, int tail) {
   }
 }
 
+/* The values live in the request's params_mem, the pointer array first,
+ * sized once up front (so no pointer moves): one buffer the request keeps
+ * when it is reused, no allocation per parameter. */
 int bh__params_decode(bh_req *r) {
   if (r->match.nparams == 0 || r->params) return 0;
-  r->params = calloc(r->match.nparams, sizeof(char *));
-  if (r->params == NULL) return -ENOMEM;
+  size_t need = r->match.nparams * sizeof(char *);
+  for (size_t i = 0; i < r->match.nparams; i++)
+    need += r->match.params[i].len + 1;
+  bh__buf *m = &r->params_mem;
+  m->len = 0;
+  if (bh__buf_grow(m, need) != 0) return -ENOMEM;
+  char **vals = (char **)(void *)m->data; /* malloc'd: aligned */
+  char *o = m->data + r->match.nparams * sizeof(char *);
   for (size_t i = 0; i < r->match.nparams; i++) {
     const bh__param *pm = &r->match.params[i];
-    int rc = bh__pct_decode(r->path + pm->off, pm->len, &r->params[i]);
+    vals[i] = o;
+    int rc = bh__pct_decode(r->path + pm->off, pm->len, o);
     if (rc) return rc;
-    if (!bh__param_ok(r->params[i], strcmp(pm->name, "*") == 0)) return -EINVAL;
+    if (!bh__param_ok(o, strcmp(pm->name, "*") == 0)) return -EINVAL;
+    o += pm->len + 1;
   }
+  r->params = vals;
   return 0;
 }
 

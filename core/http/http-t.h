@@ -83,6 +83,10 @@ struct bh_req {
   const char *query; /* after '?' or "" */
   bh__header *headers;
   size_t nheaders;
+  /* the array headers points to once the head is complete: kept, with
+   * its slots, when the request is reused (headers stays NULL until then) */
+  bh__header *headers_mem;
+  size_t headers_cap;
   bh__buf body;
   size_t body_limit;
   int bad_path; /* the target is not an origin-form path we serve */
@@ -104,7 +108,8 @@ struct bh_req {
   bh__route *route;
   bh__plugin *plugin; /* owner of the path (route or mount) */
   bh__match match;
-  char **params; /* decoded param values, lazily */
+  char **params; /* decoded param values, lazily, in params_mem */
+  bh__buf params_mem;
 
   char id[80];
   bh__trace trace;        /* the gateway's span (bh__req_ids) */

@@ -108,8 +108,16 @@ static inline int bh__req_live(const bh_req *req) {
 /* Arms the handler deadline of req: its connection's timer, or a section's
  * own (the sink's). */
 void bh__req_deadline(bh_req *req, uint32_t ms);
-/* Drops one reference; frees the request at zero. */
+/* A zeroed request (a finished one reused, with its buffers' capacity,
+ * when there is one: see request.c), or NULL. Loop thread only. */
+bh_req *bh__req_new(void);
+/* Room for n header slots in req->headers (kept across reuse). 0 or
+ * -ENOMEM. */
+int bh__req_headers_alloc(bh_req *req, size_t n);
+/* Drops one reference; at zero the request is kept for reuse or freed. */
 void bh__req_unref(bh_req *req);
+/* Frees the kept requests (at daemon exit, so leak checkers see none). */
+void bh__req_spares_free(void);
 /* A JSON media type: application/json or any application/<x>+json,
  * parameters allowed. */
 int bh__is_json(const char *ct);

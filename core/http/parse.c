@@ -37,7 +37,7 @@ static int bh__head_grow(bh__conn *c, size_t n) {
 
 static int bh__on_message_begin(llhttp_t *p) {
   bh__conn *c = p->data;
-  bh_req *req = calloc(1, sizeof(*req));
+  bh_req *req = bh__req_new();
   if (req == NULL) {
     c->early_code = "generic.internal";
     return HPE_USER;
@@ -49,10 +49,7 @@ static int bh__on_message_begin(llhttp_t *p) {
   req->start_ns = bh__now_ns();
   memcpy(req->client_addr, c->client_addr, sizeof(req->client_addr));
   memcpy(req->peer_addr, c->client_addr, sizeof(req->peer_addr));
-  bh__buf_init(&req->raw);
-  bh__buf_init(&req->body);
-  bh__buf_init(&req->resp_headers);
-  bh__buf_init(&req->cors);
+  /* its buffers are empty: new, or kept with their room (bh__req_new) */
   c->req = req;
   c->head_bytes = 0;
   c->field_len = 0;
@@ -141,8 +138,7 @@ static int bh__headers_finish(bh_req *req) {
   bh__buf_putc(&req->raw, '\0');
   if (bh__buf_failed(&req->raw)) return -ENOMEM;
   if (req->nheaders) {
-    req->headers = calloc(req->nheaders, sizeof(*req->headers));
-    if (req->headers == NULL) return -ENOMEM;
+    if (bh__req_headers_alloc(req, req->nheaders) != 0) return -ENOMEM;
   }
   const char *s = req->raw.data + req->url_len + 1;
   for (size_t i = 0; i < req->nheaders; i++) {

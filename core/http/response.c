@@ -722,7 +722,7 @@ void bh__conn_problem(bh__conn *c, const char *code) {
   if (req == NULL || req->answered) {
     /* nothing parsed yet (e.g. a fold in the first line): make a request
      * shell so the answer still carries an id and is logged */
-    req = calloc(1, sizeof(*req));
+    req = bh__req_new();
     if (req == NULL) {
       bh__conn_close_when_written(c);
       return;

@@ -261,6 +261,7 @@ void bh__daemon_free(bh__daemon *d) {
   bh__router_free(d->router);
   d->router = NULL;
   bh__admin_free();
+  bh__req_spares_free(); /* no request is left once the daemon is */
 }
 
 static void bh__close_walk(uv_handle_t *h, void *arg) {

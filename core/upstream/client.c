@@ -176,7 +176,10 @@ void bh__check_multi(bh__client *cl) {
 
 static void bh__client_free(uv_handle_t *h) {
   bh__client *cl = h->data;
-  if (--cl->open_handles == 0) free(cl);
+  if (--cl->open_handles > 0) return;
+  free(cl);
+  /* the calls' timers closed before these handles: every block is back */
+  bh__call_mem_free_all();
 }
 
 void bh__client_close(bh__daemon *d) {

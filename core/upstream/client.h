@@ -121,6 +121,7 @@ struct bh__call {
   uint64_t attempt_start_ms;
   uint64_t deadline_ms; /* 0: none */
   int finished;
+  int mem_kept;        /* a block of the standard size (call_mem.c) */
   int soon;            /* on the client's soon list */
   bh__call *soon_next; /* that list */
   bh__trace trace;     /* a call made outside any request: its own trace */
@@ -128,6 +129,15 @@ struct bh__call {
   bh__call *next, *prev; /* client list */
   bh__call *req_next;    /* request's list */
 };
+
+/* Call blocks (call_mem.c), loop thread only. A zeroed call with room
+ * for `bytes` after the first `head` bytes (a kept block when one fits,
+ * its answer-head buffer's capacity kept), or NULL. */
+bh__call *bh__call_mem_get(size_t head, size_t bytes);
+/* Ends a call's memory: kept for reuse or freed, its buffers with it. */
+void bh__call_mem_put(bh__call *call);
+/* Frees the kept blocks (at the client's end, for leak checkers). */
+void bh__call_mem_free_all(void);
 
 static inline uint64_t bh__ms(bh__client *cl) {
   return uv_now(cl->d->loop);

@@ -36,11 +36,7 @@
 /* ---------------------------------------------------------------------- */
 
 static void bh__call_free(uv_handle_t *h) {
-  bh__call *call = h->data;
-  bh__buf_free(&call->resp);
-  bh__buf_free(&call->resp_headers);
-  bh__buf_free(&call->body_held);
-  free(call);
+  bh__call_mem_put(h->data);
 }
 
 static void bh__easy_release(bh__call *call) {
@@ -667,14 +663,13 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
   /* the block's pointer array first: aligned as the call's end is */
   size_t head = (sizeof(bh__call) + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
   int whole = !bad && bytes <= SIZE_MAX - head;
-  bh__call *call = whole ? malloc(head + bytes) : NULL;
+  bh__call *call = whole ? bh__call_mem_get(head, bytes) : NULL;
   if (call == NULL) {
     /* the call alone: the refusal below is reported through it */
     whole = 0;
-    call = malloc(sizeof(*call));
+    call = bh__call_mem_get(head, 0);
     if (call == NULL) return -ENOMEM;
   }
-  memset(call, 0, sizeof(*call));
   call->cl = cl;
   call->u = u;
   call->cb = cb;
@@ -712,10 +707,7 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
   call->flags = rq->flags;
   if (rq->size >= offsetof(bh_upstream_request, timeout_ms) + sizeof(uint32_t))
     call->timeout_ms = rq->timeout_ms;
-  bh__buf_init(&call->resp);
-  bh__buf_init(&call->resp_headers);
-  bh__buf_init(&call->body_held);
-  call->retry_after = -1;
+  call->retry_after = -1; /* buffers: zeroed, or kept (call_mem.c) */
   if (bad) {
     uv_timer_init(d->loop, &call->timer);
     call->timer.data = call;
