@@ -371,7 +371,7 @@ void bh__respond(bh_req *req, int status, const char *content_type,
   /* Counted before the bytes leave: a client that scrapes /metrics right
    * after its answer must find its request there. */
   d->requests_total++;
-  if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
+  if (bh__shm_g) bh__shm_count_request();
   bh__access_log(req);
   bh__conn_send(c, &out);
   if (c->req == req) bh__conn_request_done(c);
@@ -694,7 +694,7 @@ void bh__respond_end(bh_req *req, int complete) {
              req->id);
   }
   req->d->requests_total++;
-  if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
+  if (bh__shm_g) bh__shm_count_request();
   bh__access_log(req);
   bh__buf out;
   bh__stream_out(req, &out);
