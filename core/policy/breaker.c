@@ -112,7 +112,7 @@ static void bh__set_state(bh__breaker *b, int state, uint64_t now_ms) {
   /* Trial bookkeeping belongs to one half-open period only. */
   b->half_open_inflight = 0;
   b->half_open_ok = 0;
-  if (state == BH__BREAKER_OPEN) b->opened_ms = now_ms;
+  if (state == BH__BREAKER_OPEN) BH__STORE(&b->opened_ms, now_ms);
 }
 
 /* Adds one outcome to the bucket covering now_ms, resetting the bucket if
@@ -253,11 +253,32 @@ void bh__breaker_record(bh__breaker *b, uint64_t now_ms, int failed,
   }
 }
 
-int bh__breaker_allow_fast(const bh__breaker *b) {
+int bh__breaker_allow_fast(const bh__breaker *b, uint64_t now_ms,
+                           uint64_t *retry_after_ms) {
+  *retry_after_ms = 0;
   int mode = BH__LOAD(&b->mode);
-  if (mode == BH__BREAKER_DISABLED || mode == BH__BREAKER_METRICS_ONLY)
-    return 1;
-  return mode == BH__BREAKER_AUTO && BH__LOAD(&b->state) == BH__BREAKER_CLOSED;
+  switch (mode) {
+  case BH__BREAKER_DISABLED:
+  case BH__BREAKER_METRICS_ONLY: return 0;
+  case BH__BREAKER_FORCED_OPEN:
+    *retry_after_ms = b->cfg.open_ms ? b->cfg.open_ms : 1;
+    return -EAGAIN;
+  default: break;
+  }
+  int state = BH__LOAD(&b->state);
+  if (state == BH__BREAKER_CLOSED) return 0;
+  if (state == BH__BREAKER_OPEN) {
+    /* as bh__breaker_allow, up to the move to half-open, which is the
+     * locked call's */
+    uint64_t until = BH__LOAD(&b->opened_ms) + b->cfg.open_ms;
+    if (now_ms < until) {
+      uint64_t left = until - now_ms;
+      if (left > b->cfg.open_ms) left = b->cfg.open_ms;
+      *retry_after_ms = left ? left : 1;
+      return -EAGAIN;
+    }
+  }
+  return -EBUSY;
 }
 
 int bh__breaker_record_fast(bh__breaker *b, uint64_t now_ms, int failed,
@@ -281,7 +302,7 @@ void bh__breaker_set_mode(bh__breaker *b, int mode, uint64_t now_ms) {
   case BH__BREAKER_FORCED_OPEN:
     bh__set_state(b, BH__BREAKER_OPEN, now_ms);
     /* Already open: the operator's decision still restarts the clock. */
-    b->opened_ms = now_ms;
+    BH__STORE(&b->opened_ms, now_ms);
     break;
   case BH__BREAKER_DISABLED:
   case BH__BREAKER_METRICS_ONLY:

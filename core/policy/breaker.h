@@ -89,10 +89,14 @@ int bh__breaker_allow(bh__breaker *b, uint64_t now_ms,
 void bh__breaker_record(bh__breaker *b, uint64_t now_ms, int failed,
                         uint32_t duration_ms);
 
-/* The common path, with no lock: 1 when the call may go out for sure (closed
- * in AUTO, or DISABLED / METRICS_ONLY), nothing written; 0 when the caller
- * must take the lock and ask bh__breaker_allow. */
-int bh__breaker_allow_fast(const bh__breaker *b);
+/* The common path, with no lock and nothing written: 0 when the call may go
+ * out for sure (closed in AUTO, or DISABLED / METRICS_ONLY); -EAGAIN when
+ * it is refused for sure (FORCED_OPEN, or open with open_ms not yet
+ * passed), with *retry_after_ms as bh__breaker_allow gives it; -EBUSY when
+ * the answer may change the state (open_ms passed, half-open) and the
+ * caller must take the lock and ask bh__breaker_allow. */
+int bh__breaker_allow_fast(const bh__breaker *b, uint64_t now_ms,
+                           uint64_t *retry_after_ms);
 /* 1 when the outcome was recorded with no lock: a success that is not slow
  * while closed in AUTO, or any outcome outside AUTO (counted in this
  * process's shard only); 0 when it can change the state (a failure, a slow

@@ -453,13 +453,15 @@ static int bh__attempt_admit(bh__call *call, uint64_t now) {
       return -1;
     }
   }
-  /* closed: no lock and nothing written (policy/breaker.h) */
-  int refused = 0;
-  if (!bh__breaker_allow_fast(u->breaker)) {
+  /* closed, or open and refusing: no lock and nothing written; the lock
+   * only when the answer can move the state (policy/breaker.h) */
+  int rc = bh__breaker_allow_fast(u->breaker, now, &retry_ms);
+  if (rc == -EBUSY) {
     bh__shm_lock();
-    refused = bh__breaker_allow(u->breaker, now, &retry_ms) != 0;
+    rc = bh__breaker_allow(u->breaker, now, &retry_ms);
     bh__shm_unlock();
   }
+  int refused = rc != 0;
   if (refused) {
     if (call->attempts == 0) {
       call->outcome = BH_OUTCOME_BREAKER_OPEN;

@@ -507,6 +507,21 @@ static void test_tiny_window(void) {
  * window (half-open -> closed) empties the other processes' shards too,
  * and every outcome that can change the state is left to the locked
  * call. */
+/* bh__breaker_allow_fast's verdict, checked against bh__breaker_allow's
+ * on a copy whenever it gives one (-EBUSY: only the locked call knows). */
+static int bh__fast(const bh__breaker *b, uint64_t now) {
+  uint64_t ra = 12345, ra2 = 54321;
+  int rc = bh__breaker_allow_fast(b, now, &ra);
+  if (rc != -EBUSY) {
+    static bh__breaker copy;
+    copy = *b;
+    CHECK_INT(bh__breaker_allow(&copy, now, &ra2), rc);
+    CHECK_INT(ra, ra2);
+    CHECK_INT(copy.state, b->state);
+  }
+  return rc;
+}
+
 static void test_shards(void) {
   static bh__breaker b; /* 16 KiB: not on the stack */
   CHECK_INT(sizeof(bh__breaker_shard) % BH__CACHELINE, 0);
@@ -514,7 +529,7 @@ static void test_shards(void) {
   bh__mk(&b, 10, 2);
   uint64_t t = 100000;
   bh__shard_self = 1;
-  CHECK_INT(bh__breaker_allow_fast(&b), 1);
+  CHECK_INT(bh__fast(&b, t), 0);
   for (int i = 0; i < 5; i++)
     CHECK_INT(bh__breaker_record_fast(&b, t, 0, 10), 1);
   CHECK_INT(b.shards[1].buckets[0].calls + b.shards[1].buckets[1].calls +
@@ -540,16 +555,18 @@ static void test_shards(void) {
   CHECK_INT(fail, 44);
   bh__rec(&b, t + 1, 1, 1, 10);
   CHECK_INT(b.state, BH__BREAKER_OPEN);
-  /* open, for both: the fast calls decline */
+  /* open, for both: refused with no lock until open_ms has passed */
   bh__shard_self = 1;
-  CHECK_INT(bh__breaker_allow_fast(&b), 0);
+  CHECK_INT(bh__fast(&b, t + 2), -EAGAIN);
+  CHECK_INT(bh__fast(&b, t + 1 + 29999), -EAGAIN);
+  CHECK_INT(bh__fast(&b, t + 1 + 30000), -EBUSY);
   CHECK(bh__allow(&b, t + 2) < 0);
   CHECK_INT(bh__breaker_record_fast(&b, t + 2, 0, 10), 0);
   /* half-open: trials are the locked calls' too */
   uint64_t t2 = t + 1 + 30000;
   CHECK_INT(bh__allow(&b, t2), 0);
   CHECK_INT(b.state, BH__BREAKER_HALF_OPEN);
-  CHECK_INT(bh__breaker_allow_fast(&b), 0);
+  CHECK_INT(bh__fast(&b, t2), -EBUSY);
   CHECK_INT(bh__breaker_record_fast(&b, t2, 0, 10), 0);
   bh__rec(&b, t2, 1, 0, 10);
   bh__shard_self = 2;
@@ -567,7 +584,7 @@ static void test_shards(void) {
   /* outside AUTO: disabled counts nothing, metrics_only counts and never
    * trips, both with no lock */
   bh__breaker_set_mode(&b, BH__BREAKER_DISABLED, t2);
-  CHECK_INT(bh__breaker_allow_fast(&b), 1);
+  CHECK_INT(bh__fast(&b, t2), 0);
   CHECK_INT(bh__breaker_record_fast(&b, t2, 1, 10), 1);
   bh__breaker_stats(&b, t2, &calls, NULL, NULL);
   CHECK_INT(calls, 1);
@@ -577,8 +594,10 @@ static void test_shards(void) {
   bh__breaker_stats(&b, t2, &calls, &fail, NULL);
   CHECK_INT(calls, 21);
   CHECK_INT(b.state, BH__BREAKER_CLOSED);
+  CHECK_INT(bh__fast(&b, t2), 0);
   bh__breaker_set_mode(&b, BH__BREAKER_FORCED_OPEN, t2);
-  CHECK_INT(bh__breaker_allow_fast(&b), 0);
+  CHECK_INT(bh__fast(&b, t2), -EAGAIN);
+  CHECK_INT(bh__fast(&b, t2 + 100000), -EAGAIN);
   bh__shard_self = 0;
 }
 
