@@ -371,7 +371,7 @@ void bh__respond(bh_req *req, int status, const char *content_type,
   /* Counted before the bytes leave: a client that scrapes /metrics right
    * after its answer must find its request there. */
   d->requests_total++;
-  if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
+  if (bh__shm_g) bh__shm_count_request();
   bh__access_log(req);
   bh__conn_send(c, &out);
   if (c->req == req) bh__conn_request_done(c);
@@ -396,6 +396,34 @@ void bh__respond_problem(bh_req *req, const char *code, const char *detail,
                     .ext = ext,
                     .next = next};
   bh__respond_problem_pb(req, code, detail, &pb);
+}
+
+/* The constant parts of the Problems this process answers with their
+ * catalogue detail (a breaker-open 503 per upstream and code, a rate-limit
+ * 429...), encoded once: per request only the instance, the ids and
+ * Retry-After are written. Matched by content, so nothing goes stale; a
+ * Problem with a detail of its own (which may differ each time) is encoded
+ * in full, so it cannot churn the entries out. Loop thread only. */
+#define BH__PROBLEM_PRE 8
+static bh__problem_pre bh__pre[BH__PROBLEM_PRE];
+static unsigned bh__pre_next;
+
+static void bh__problem_body(const bh__problem *pb, int flat, int constant,
+                             bh__buf *out) {
+  if (!constant) {
+    bh__problem_encode(pb, flat, out);
+    return;
+  }
+  for (int i = 0; i < BH__PROBLEM_PRE; i++)
+    if (bh__problem_pre_match(&bh__pre[i], pb, flat)) {
+      bh__problem_encode_pre(&bh__pre[i], pb, out);
+      return;
+    }
+  bh__problem_pre *e = &bh__pre[bh__pre_next++ % BH__PROBLEM_PRE];
+  if (bh__problem_pre_build(e, pb, flat) == 0)
+    bh__problem_encode_pre(e, pb, out);
+  else
+    bh__problem_encode(pb, flat, out);
 }
 
 void bh__respond_problem_pb(bh_req *req, const char *code, const char *detail,
@@ -447,7 +475,7 @@ void bh__respond_problem_pb(bh_req *req, const char *code, const char *detail,
   bh__buf_init(&hdr);
   /* most Problems fit: one allocation each instead of a grow */
   bh__buf_grow(&body, 511);
-  bh__problem_encode(&pb, d->cfg->problem_flat, &body);
+  bh__problem_body(&pb, d->cfg->problem_flat, pb.detail == cd->detail, &body);
   bh__buf_puts(&hdr, "Cache-Control: no-store\r\n");
   if (retry_after >= 0) {
     bh__buf_append(&hdr, "Retry-After: ", 13);
@@ -694,7 +722,7 @@ void bh__respond_end(bh_req *req, int complete) {
              req->id);
   }
   req->d->requests_total++;
-  if (bh__shm_g) bh__shm_count(&bh__shm_g->requests_total);
+  if (bh__shm_g) bh__shm_count_request();
   bh__access_log(req);
   bh__buf out;
   bh__stream_out(req, &out);

@@ -202,7 +202,10 @@ static void bh__store_run(bh_job *batch, void *data) {
     if (!up) bh__pg_incident(c);
   }
   __atomic_store_n(&c->up, up, __ATOMIC_RELAXED);
-  if (bh__shm_g)
+  /* written only when it changes: a store, even of the same value, takes
+   * the line from every other worker's cache */
+  if (bh__shm_g &&
+      __atomic_load_n(&bh__shm_g->identity_store_down, __ATOMIC_RELAXED) != !up)
     __atomic_store_n(&bh__shm_g->identity_store_down, !up, __ATOMIC_RELAXED);
 }
 

@@ -32,6 +32,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/shard.h"
+
 #define BH__METRICS_MAX_SERIES 10000
 #define BH__METRICS_MAX_LABELS 1024
 #define BH__METRICS_MAX_BUCKETS 64
@@ -57,10 +59,23 @@ typedef struct bh__mtab {
   size_t n;
 } bh__mtab;
 
+/* One process's share of a counter or histogram series (base/shard.h):
+ * what its refs add, on cache lines no other process writes, so workers
+ * updating the same series do not bounce a line between their cores.
+ * Rendering adds the cells to the series' own values. */
+typedef struct bh__cell {
+  double value;
+  uint64_t count;
+  uint64_t buckets[];
+} bh__cell;
+
 typedef struct bh__series {
   bh__ment e;
-  double value;       /* counter/gauge value, histogram sum */
-  uint64_t count;     /* histogram observations */
+  double value;   /* counter/gauge value, histogram sum */
+  uint64_t count; /* histogram observations */
+  /* NULL, or BH__SHARDS cells (NULL until that shard resolves a ref to
+   * the series) followed by the BH__SHARDS blocks they were cut from */
+  bh__cell **cells;
   uint64_t buckets[]; /* per-bucket hits, made cumulative when rendered; the
                          label string follows in the same allocation */
 } bh__series;
@@ -187,9 +202,19 @@ static bh__family *bh__family_find(const bh__metrics *m, const char *name) {
   return slot ? (bh__family *)*slot : NULL;
 }
 
+static void bh__series_free(const bh__allocator *a, bh__series *s) {
+  if (s == NULL) return;
+  if (s->cells) {
+    for (int i = 0; i < BH__SHARDS; i++)
+      bh__mfree(a, s->cells[BH__SHARDS + i]);
+    bh__mfree(a, s->cells);
+  }
+  bh__mfree(a, s);
+}
+
 static void bh__family_free(const bh__allocator *a, bh__family *f) {
   for (size_t i = 0; i < f->series.cap; i++)
-    bh__mfree(a, f->series.slots[i]);
+    bh__series_free(a, (bh__series *)f->series.slots[i]);
   bh__mfree(a, f->series.slots);
   bh__mfree(a, f->bounds);
   bh__mfree(a, f->help);
@@ -334,14 +359,45 @@ void bh__metrics_free(bh__metrics *m) {
 /* One observation: its bucket (none past the last bound: +Inf only), the
  * count and the sum, each atomically. Rendering may see them a moment
  * apart, which Prometheus tolerates (scrapes are not snapshots). */
-static void bh__series_observe(const bh__family *f, bh__series *s,
-                               double seconds) {
+static void bh__observe(const bh__family *f, double *sum, uint64_t *count,
+                        uint64_t *buckets, double seconds) {
   size_t i = 0;
   while (i < f->nbounds && seconds > f->bounds[i])
     i++;
-  if (i < f->nbounds) __atomic_fetch_add(&s->buckets[i], 1, __ATOMIC_RELAXED);
-  __atomic_fetch_add(&s->count, 1, __ATOMIC_RELAXED);
-  bh__atomic_add_double(&s->value, seconds);
+  if (i < f->nbounds) __atomic_fetch_add(&buckets[i], 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(count, 1, __ATOMIC_RELAXED);
+  bh__atomic_add_double(sum, seconds);
+}
+
+static void bh__series_observe(const bh__family *f, bh__series *s,
+                               double seconds) {
+  bh__observe(f, &s->value, &s->count, s->buckets, seconds);
+}
+
+/* This process's cell of s, made on first use (under the same lock as any
+ * insert); NULL when memory is short, and the ref then updates the series
+ * itself, as before. A cell is never freed before the registry, so the
+ * next holder of a worker slot keeps adding to it. */
+static bh__cell *bh__cell_get(bh__metrics *m, const bh__family *f,
+                              bh__series *s) {
+  int k = bh__shard_self;
+  if (k < 0 || k >= BH__SHARDS) return NULL;
+  if (s->cells == NULL) {
+    s->cells = bh__mcalloc(&m->a, 2 * BH__SHARDS, sizeof(*s->cells));
+    if (s->cells == NULL) return NULL;
+  }
+  if (s->cells[k]) return s->cells[k];
+  size_t nb = f->type == BH__HISTOGRAM ? f->nbounds : 0;
+  size_t n = sizeof(bh__cell) + nb * sizeof(uint64_t);
+  /* whole cache lines, aligned: the allocator only promises 16 bytes */
+  n = (n + BH__CACHELINE - 1) & ~(size_t)(BH__CACHELINE - 1);
+  void *raw = bh__mcalloc(&m->a, 1, n + BH__CACHELINE - 16);
+  if (raw == NULL) return NULL;
+  uintptr_t at =
+      ((uintptr_t)raw + BH__CACHELINE - 1) & ~(uintptr_t)(BH__CACHELINE - 1);
+  s->cells[BH__SHARDS + k] = raw;
+  s->cells[k] = (bh__cell *)at;
+  return s->cells[k];
 }
 
 void bh__metrics_inc(bh__metrics *m, const char *name, const char *labels,
@@ -378,6 +434,7 @@ int bh__metrics_ref_get(bh__metrics *m, const char *name, const char *labels,
                         bh__metrics_ref *out) {
   out->family = NULL;
   out->series = NULL;
+  out->cell = NULL;
   if (m == NULL || name == NULL) return -ENOENT;
   bh__family *f = bh__family_find(m, name);
   if (f == NULL) return -ENOENT;
@@ -385,6 +442,10 @@ int bh__metrics_ref_get(bh__metrics *m, const char *name, const char *labels,
   if (s == NULL) return -ENOSPC;
   out->family = f;
   out->series = s;
+  out->cell = NULL;
+  /* A gauge stays one value: it may be set, and a set cannot reach the
+   * other processes' cells. Counters and histograms only add up. */
+  if (f->type != BH__GAUGE) out->cell = bh__cell_get(m, f, s);
   return 0;
 }
 
@@ -392,13 +453,18 @@ void bh__metrics_ref_inc(const bh__metrics_ref *r, double v) {
   const bh__family *f = r->family;
   if (f == NULL || f->type == BH__HISTOGRAM) return;
   if (f->type == BH__COUNTER && !(v >= 0)) return;
-  bh__atomic_add_double(&((bh__series *)r->series)->value, v);
+  bh__cell *c = r->cell;
+  bh__atomic_add_double(c ? &c->value : &((bh__series *)r->series)->value, v);
 }
 
 void bh__metrics_ref_observe(const bh__metrics_ref *r, double seconds) {
   const bh__family *f = r->family;
   if (f == NULL || f->type != BH__HISTOGRAM || isnan(seconds)) return;
-  bh__series_observe(f, r->series, seconds);
+  bh__cell *c = r->cell;
+  if (c)
+    bh__observe(f, &c->value, &c->count, c->buckets, seconds);
+  else
+    bh__series_observe(f, r->series, seconds);
 }
 
 void bh__metrics_label_escape(bh__buf *b, const char *value) {
@@ -449,23 +515,45 @@ static void bh__series_name(bh__buf *b, const bh__family *f, const char *suffix,
   bh__buf_putc(b, ' ');
 }
 
+/* The series' value (sum) and count with every process's cell added. */
+static double bh__series_value(const bh__series *s) {
+  double v = bh__atomic_get_double(&s->value);
+  for (int k = 0; s->cells && k < BH__SHARDS; k++)
+    if (s->cells[k]) v += bh__atomic_get_double(&s->cells[k]->value);
+  return v;
+}
+
+static uint64_t bh__series_count(const bh__series *s) {
+  uint64_t n = bh__atomic_get_u64(&s->count);
+  for (int k = 0; s->cells && k < BH__SHARDS; k++)
+    if (s->cells[k]) n += bh__atomic_get_u64(&s->cells[k]->count);
+  return n;
+}
+
+static uint64_t bh__series_bucket(const bh__series *s, size_t i) {
+  uint64_t n = bh__atomic_get_u64(&s->buckets[i]);
+  for (int k = 0; s->cells && k < BH__SHARDS; k++)
+    if (s->cells[k]) n += bh__atomic_get_u64(&s->cells[k]->buckets[i]);
+  return n;
+}
+
 static void bh__render_series(bh__buf *b, const bh__family *f,
                               const bh__series *s, int om) {
   char num[32];
   const char *l = s->e.key;
   if (f->type != BH__HISTOGRAM) {
     bh__series_name(b, f, "", l, NULL);
-    bh__buf_puts(b, bh__fmt_num(num, bh__atomic_get_double(&s->value)));
+    bh__buf_puts(b, bh__fmt_num(num, bh__series_value(s)));
     bh__buf_putc(b, '\n');
     return;
   }
   /* the count first, and never less than the buckets' sum, so the
    * cumulative buckets stay monotonic up to +Inf even while observations
    * land during the scrape */
-  uint64_t count = bh__atomic_get_u64(&s->count);
+  uint64_t count = bh__series_count(s);
   uint64_t cum = 0;
   for (size_t i = 0; i < f->nbounds; i++) {
-    cum += bh__atomic_get_u64(&s->buckets[i]);
+    cum += bh__series_bucket(s, i);
     if (cum > count) cum = count;
     const char *le = bh__fmt_num(num, f->bounds[i]);
     /* OpenMetrics wants le in its canonical float form: "1.0", not "1" */
@@ -481,7 +569,7 @@ static void bh__render_series(bh__buf *b, const bh__family *f,
   bh__buf_u64(b, count);
   bh__buf_putc(b, '\n');
   bh__series_name(b, f, "_sum", l, NULL);
-  bh__buf_puts(b, bh__fmt_num(num, bh__atomic_get_double(&s->value)));
+  bh__buf_puts(b, bh__fmt_num(num, bh__series_value(s)));
   bh__buf_putc(b, '\n');
   bh__series_name(b, f, "_count", l, NULL);
   bh__buf_u64(b, count);

@@ -49,6 +49,8 @@ void bh__metrics_observe(bh__metrics *m, const char *name, const char *labels,
 typedef struct bh__metrics_ref {
   const void *family; /* NULL: unresolved or dropped, updates are no-ops */
   void *series;
+  void *cell; /* the resolving process's share of a counter or histogram
+                 series (base/shard.h), NULL: the series itself */
 } bh__metrics_ref;
 
 /* Resolves (creating it if needed) the series of family `name` with
@@ -58,7 +60,10 @@ typedef struct bh__metrics_ref {
 int bh__metrics_ref_get(bh__metrics *m, const char *name, const char *labels,
                         bh__metrics_ref *out);
 /* Updates through a ref. Lock-free: every value update of the registry is
- * an atomic operation, so these need no lock even on a shared registry. */
+ * an atomic operation, so these need no lock even on a shared registry.
+ * A counter or histogram ref adds to a cell of the process that resolved
+ * it (its shard, base/shard.h), which rendering adds to the series: a ref
+ * belongs to the process that resolved it. */
 void bh__metrics_ref_inc(const bh__metrics_ref *r, double v);
 void bh__metrics_ref_observe(const bh__metrics_ref *r, double seconds);
 

@@ -27,6 +27,16 @@
  *   FORCED_OPEN -> open (retry_after = open_ms, a hint: only the operator
  *   ends it); DISABLED and METRICS_ONLY -> closed; AUTO from FORCED_OPEN ->
  *   closed with a clean window, AUTO from the others keeps the window.
+ * - Each process adds its outcomes to its own shard of the window (a
+ *   success while closed needs nothing else: no lock, no shared line
+ *   written), so two workers calling the same upstream do not bounce the
+ *   window's cache lines between them. Sums read every shard that has
+ *   counted. A shard is only ever written by its process, so clearing the
+ *   window cannot zero it from outside: it bumps the generation instead, a
+ *   shard of an older generation reads as empty, and its process zeroes it
+ *   before its next count. A sum taken while another process is rolling a
+ *   bucket over may miss that process's last count or two; the verdict
+ *   only ever moves on the next failure.
  */
 #include "policy/breaker.h"
 
@@ -61,19 +71,48 @@ static uint64_t bh__bucket_ms(const bh__breaker *b) {
   return ms ? ms : 1;
 }
 
+#define BH__LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define BH__STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
 static void bh__clear_window(bh__breaker *b) {
-  memset(b->buckets, 0, sizeof(b->buckets));
+  BH__STORE(&b->gen, BH__LOAD(&b->gen) + 1);
+}
+
+/* This process's shard, zeroed first if it counted for an older window. */
+static bh__breaker_shard *bh__own_shard(bh__breaker *b) {
+  uint32_t k = bh__shard_self > 0 && bh__shard_self < BH__SHARDS
+                   ? (uint32_t)bh__shard_self
+                   : 0;
+  bh__breaker_shard *sh = &b->shards[k];
+  uint32_t gen = BH__LOAD(&b->gen);
+  if (BH__LOAD(&sh->gen) != gen) {
+    for (int i = 0; i < BH__BREAKER_BUCKETS; i++) {
+      bh__breaker_bucket *q = &sh->buckets[i];
+      BH__STORE(&q->calls, 0);
+      BH__STORE(&q->failures, 0);
+      BH__STORE(&q->slow, 0);
+      BH__STORE(&q->start_ms, 0);
+    }
+    /* the zeroes before the generation that makes them count */
+    __atomic_store_n(&sh->gen, gen, __ATOMIC_RELEASE);
+  }
+  uint32_t n = BH__LOAD(&b->nshards);
+  while (n <= k &&
+         !__atomic_compare_exchange_n(&b->nshards, &n, k + 1, 0,
+                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+  return sh;
 }
 
 static void bh__set_state(bh__breaker *b, int state, uint64_t now_ms) {
   if (b->state == state) return;
-  b->state = state;
+  BH__STORE(&b->state, state);
   b->transition_ms = now_ms;
   b->transitions++;
   /* Trial bookkeeping belongs to one half-open period only. */
   b->half_open_inflight = 0;
   b->half_open_ok = 0;
-  if (state == BH__BREAKER_OPEN) b->opened_ms = now_ms;
+  if (state == BH__BREAKER_OPEN) BH__STORE(&b->opened_ms, now_ms);
 }
 
 /* Adds one outcome to the bucket covering now_ms, resetting the bucket if
@@ -84,17 +123,21 @@ static void bh__window_add(bh__breaker *b, uint64_t now_ms, int failed,
                            uint32_t duration_ms) {
   uint64_t bms = bh__bucket_ms(b);
   uint64_t start = now_ms - now_ms % bms;
-  bh__breaker_bucket *k = &b->buckets[(now_ms / bms) % BH__BREAKER_BUCKETS];
+  bh__breaker_shard *sh = bh__own_shard(b);
+  bh__breaker_bucket *k = &sh->buckets[(now_ms / bms) % BH__BREAKER_BUCKETS];
+  /* plain loads of our own values; stores other processes may read */
   if (k->start_ms != start) {
     if (k->start_ms > start) return;
-    memset(k, 0, sizeof(*k));
-    k->start_ms = start;
+    BH__STORE(&k->calls, 0);
+    BH__STORE(&k->failures, 0);
+    BH__STORE(&k->slow, 0);
+    BH__STORE(&k->start_ms, start);
   }
   /* Saturate: a stuck clock must not wrap counts to zero. */
   if (k->calls == UINT32_MAX) return;
-  k->calls++;
-  if (failed) k->failures++;
-  if (duration_ms > b->cfg.slow_call_ms) k->slow++;
+  BH__STORE(&k->calls, k->calls + 1);
+  if (failed) BH__STORE(&k->failures, k->failures + 1);
+  if (duration_ms > b->cfg.slow_call_ms) BH__STORE(&k->slow, k->slow + 1);
 }
 
 /* Sums the buckets inside the window ending at now_ms (the current bucket
@@ -105,13 +148,20 @@ static void bh__window_sum(const bh__breaker *b, uint64_t now_ms,
   uint64_t bms = bh__bucket_ms(b);
   uint64_t span = bms * BH__BREAKER_BUCKETS;
   *calls = *failures = *slow = 0;
-  for (int i = 0; i < BH__BREAKER_BUCKETS; i++) {
-    const bh__breaker_bucket *k = &b->buckets[i];
-    if (k->calls == 0 || k->start_ms > now_ms) continue;
-    if (now_ms - k->start_ms >= span) continue;
-    *calls += k->calls;
-    *failures += k->failures;
-    *slow += k->slow;
+  uint32_t gen = BH__LOAD(&b->gen), n = BH__LOAD(&b->nshards);
+  for (uint32_t s = 0; s < n && s < BH__SHARDS; s++) {
+    const bh__breaker_shard *sh = &b->shards[s];
+    if (__atomic_load_n(&sh->gen, __ATOMIC_ACQUIRE) != gen) continue;
+    for (int i = 0; i < BH__BREAKER_BUCKETS; i++) {
+      const bh__breaker_bucket *k = &sh->buckets[i];
+      uint64_t start = BH__LOAD(&k->start_ms);
+      uint32_t c = BH__LOAD(&k->calls);
+      if (c == 0 || start > now_ms) continue;
+      if (now_ms - start >= span) continue;
+      *calls += c;
+      *failures += BH__LOAD(&k->failures);
+      *slow += BH__LOAD(&k->slow);
+    }
   }
 }
 
@@ -203,15 +253,56 @@ void bh__breaker_record(bh__breaker *b, uint64_t now_ms, int failed,
   }
 }
 
+int bh__breaker_allow_fast(const bh__breaker *b, uint64_t now_ms,
+                           uint64_t *retry_after_ms) {
+  *retry_after_ms = 0;
+  int mode = BH__LOAD(&b->mode);
+  switch (mode) {
+  case BH__BREAKER_DISABLED:
+  case BH__BREAKER_METRICS_ONLY: return 0;
+  case BH__BREAKER_FORCED_OPEN:
+    *retry_after_ms = b->cfg.open_ms ? b->cfg.open_ms : 1;
+    return -EAGAIN;
+  default: break;
+  }
+  int state = BH__LOAD(&b->state);
+  if (state == BH__BREAKER_CLOSED) return 0;
+  if (state == BH__BREAKER_OPEN) {
+    /* as bh__breaker_allow, up to the move to half-open, which is the
+     * locked call's */
+    uint64_t until = BH__LOAD(&b->opened_ms) + b->cfg.open_ms;
+    if (now_ms < until) {
+      uint64_t left = until - now_ms;
+      if (left > b->cfg.open_ms) left = b->cfg.open_ms;
+      *retry_after_ms = left ? left : 1;
+      return -EAGAIN;
+    }
+  }
+  return -EBUSY;
+}
+
+int bh__breaker_record_fast(bh__breaker *b, uint64_t now_ms, int failed,
+                            uint32_t duration_ms) {
+  int mode = BH__LOAD(&b->mode);
+  if (mode == BH__BREAKER_DISABLED) return 1;
+  /* outside AUTO the record only counts (bh__breaker_record) */
+  if (mode == BH__BREAKER_AUTO &&
+      (failed || duration_ms > b->cfg.slow_call_ms ||
+       BH__LOAD(&b->state) != BH__BREAKER_CLOSED))
+    return 0;
+  bh__window_add(b, now_ms, failed, duration_ms);
+  return 1;
+}
+
 void bh__breaker_set_mode(bh__breaker *b, int mode, uint64_t now_ms) {
   if (mode < BH__BREAKER_AUTO || mode > BH__BREAKER_METRICS_ONLY) return;
   int prev = b->mode;
-  b->mode = mode;
+  BH__STORE(&b->mode, mode);
   switch (mode) {
   case BH__BREAKER_FORCED_OPEN:
     bh__set_state(b, BH__BREAKER_OPEN, now_ms);
     /* Already open: the operator's decision still restarts the clock. */
-    b->opened_ms = now_ms;
+    BH__STORE(&b->opened_ms, now_ms);
     break;
   case BH__BREAKER_DISABLED:
   case BH__BREAKER_METRICS_ONLY:

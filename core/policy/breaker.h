@@ -5,12 +5,17 @@
  *
  * Plain data, no pointers and no clock of its own (callers pass now_ms), so
  * the struct can live in shared memory and be unit-tested deterministically.
- * Not thread-safe: callers serialise access (one loop, or a lock in shm).
+ * Not thread-safe: callers serialise access (one loop, or a lock in shm),
+ * except for the two _fast calls, which take no lock: each process counts
+ * its calls in a window shard of its own (base/shard.h), and the verdicts
+ * read the sum of the shards.
  */
 #ifndef BH_CORE_BREAKER_H
 #define BH_CORE_BREAKER_H
 
 #include <stdint.h>
+
+#include "base/shard.h"
 
 #define BH__BREAKER_BUCKETS 10
 
@@ -43,6 +48,13 @@ typedef struct bh__breaker_bucket {
   uint32_t calls, failures, slow;
 } bh__breaker_bucket;
 
+/* One process's calls in the window, on cache lines of its own: written by
+ * that process only, read by any process deciding (under the lock). */
+typedef struct __attribute__((aligned(BH__CACHELINE))) bh__breaker_shard {
+  uint32_t gen; /* the window generation its buckets count for */
+  bh__breaker_bucket buckets[BH__BREAKER_BUCKETS];
+} bh__breaker_shard;
+
 typedef struct bh__breaker {
   bh__breaker_cfg cfg;
   int state;                   /* enum bh__breaker_state */
@@ -52,7 +64,10 @@ typedef struct bh__breaker {
   uint64_t transitions;        /* count of state changes */
   uint32_t half_open_inflight; /* trial calls admitted, not yet recorded */
   uint32_t half_open_ok;       /* successful trials in this half-open period */
-  bh__breaker_bucket buckets[BH__BREAKER_BUCKETS];
+  uint32_t gen;     /* window generation: clearing the window bumps it, and
+                       a shard of another generation counts as empty */
+  uint32_t nshards; /* shards [0, nshards) have counted something */
+  bh__breaker_shard shards[BH__SHARDS];
 } bh__breaker;
 
 /* Fills defaults for every zero field. */
@@ -73,6 +88,22 @@ int bh__breaker_allow(bh__breaker *b, uint64_t now_ms,
  * rate reaches its threshold, it opens (never in METRICS_ONLY). */
 void bh__breaker_record(bh__breaker *b, uint64_t now_ms, int failed,
                         uint32_t duration_ms);
+
+/* The common path, with no lock and nothing written: 0 when the call may go
+ * out for sure (closed in AUTO, or DISABLED / METRICS_ONLY); -EAGAIN when
+ * it is refused for sure (FORCED_OPEN, or open with open_ms not yet
+ * passed), with *retry_after_ms as bh__breaker_allow gives it; -EBUSY when
+ * the answer may change the state (open_ms passed, half-open) and the
+ * caller must take the lock and ask bh__breaker_allow. */
+int bh__breaker_allow_fast(const bh__breaker *b, uint64_t now_ms,
+                           uint64_t *retry_after_ms);
+/* 1 when the outcome was recorded with no lock: a success that is not slow
+ * while closed in AUTO, or any outcome outside AUTO (counted in this
+ * process's shard only); 0 when it can change the state (a failure, a slow
+ * call, half-open) and the caller must take the lock and call
+ * bh__breaker_record, nothing recorded. */
+int bh__breaker_record_fast(bh__breaker *b, uint64_t now_ms, int failed,
+                            uint32_t duration_ms);
 
 /* Operator override. Setting AUTO from FORCED_OPEN returns to closed with a
  * clean window. */

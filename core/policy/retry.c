@@ -90,16 +90,70 @@ static uint64_t bh__budget_w(const bh__retry_cfg *cfg) {
   return cfg->budget_window_ms ? cfg->budget_window_ms : 1;
 }
 
+#define BH__LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+#define BH__STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+/* Requests are counted per process (a shard each, written by its process
+ * only), retries in the shared part under the lock: a retry is rare, a
+ * request is every call. Both windows move on the same grid (multiples of
+ * w from 0), so take() can line the shards up with the shared part: rolling
+ * lazily gives what rolling on every request gave. */
 void bh__retry_budget_request(bh__retry_budget *b, const bh__retry_cfg *cfg,
                               uint64_t now_ms) {
-  bh__budget_roll(b, bh__budget_w(cfg), now_ms);
-  if (b->requests_cur < UINT32_MAX) b->requests_cur++;
+  uint32_t k = bh__shard_self > 0 && bh__shard_self < BH__SHARDS
+                   ? (uint32_t)bh__shard_self
+                   : 0;
+  bh__retry_budget_shard *sh = &b->shards[k];
+  uint64_t w = bh__budget_w(cfg);
+  if (now_ms >= sh->window_start_ms + w) {
+    uint64_t gone = (now_ms - sh->window_start_ms) / w;
+    BH__STORE(&sh->requests_prev, gone == 1 ? sh->requests_cur : 0);
+    BH__STORE(&sh->requests_cur, 0);
+    BH__STORE(&sh->window_start_ms, sh->window_start_ms + gone * w);
+  }
+  if (sh->requests_cur < UINT32_MAX)
+    BH__STORE(&sh->requests_cur, sh->requests_cur + 1);
+  uint32_t n = BH__LOAD(&b->nshards);
+  while (n <= k &&
+         !__atomic_compare_exchange_n(&b->nshards, &n, k + 1, 0,
+                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
+/* Rolls the shared part to now_ms, or further to a shard's window when
+ * that process already counted in a later one (its clock read later: the
+ * latest roll wins, as when one struct counted everything), then sums the
+ * shards' requests into requests_prev / requests_cur. */
+static void bh__budget_gather(bh__retry_budget *b, uint64_t w,
+                              uint64_t now_ms) {
+  bh__budget_roll(b, w, now_ms);
+  uint32_t n = BH__LOAD(&b->nshards);
+  if (n > BH__SHARDS) n = BH__SHARDS;
+  for (uint32_t s = 0; s < n; s++) {
+    uint64_t ws = BH__LOAD(&b->shards[s].window_start_ms);
+    if (ws > b->window_start_ms) bh__budget_roll(b, w, ws);
+  }
+  uint64_t prev = 0, cur = 0;
+  for (uint32_t s = 0; s < n; s++) {
+    const bh__retry_budget_shard *sh = &b->shards[s];
+    uint64_t ws = BH__LOAD(&sh->window_start_ms);
+    uint32_t sc = BH__LOAD(&sh->requests_cur),
+             sp = BH__LOAD(&sh->requests_prev);
+    if (ws == b->window_start_ms) {
+      prev += sp;
+      cur += sc;
+    } else if (ws + w == b->window_start_ms) {
+      prev += sc;
+    }
+  }
+  b->requests_prev = prev > UINT32_MAX ? UINT32_MAX : (uint32_t)prev;
+  b->requests_cur = cur > UINT32_MAX ? UINT32_MAX : (uint32_t)cur;
 }
 
 int bh__retry_budget_take(bh__retry_budget *b, const bh__retry_cfg *cfg,
                           uint64_t now_ms) {
   uint64_t w = bh__budget_w(cfg);
-  bh__budget_roll(b, w, now_ms);
+  bh__budget_gather(b, w, now_ms);
   /* Sliding estimate: the previous bucket weighs by how much of it still
    * overlaps the window ending now. */
   uint64_t elapsed =

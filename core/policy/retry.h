@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 
+#include "base/shard.h"
+
 typedef struct bh__retry_cfg {
   uint32_t max_retries; /* retries after the first attempt, default 2 */
   uint32_t base_ms;     /* backoff base, default 100 */
@@ -39,17 +41,32 @@ int bh__retry_outcome_ok(uint32_t transport, int status);
 int64_t bh__retry_delay_ms(const bh__retry_cfg *cfg, uint32_t attempt,
                            uint64_t rnd, int64_t retry_after_ms);
 
+/* One process's requests in the budget's window, on cache lines of its
+ * own (base/shard.h): every call counts one, so a shared counter would be
+ * a line two workers write per call. Written by that process only. */
+typedef struct __attribute__((aligned(BH__CACHELINE))) bh__retry_budget_shard {
+  uint64_t window_start_ms; /* a multiple of the window, like the budget's */
+  uint32_t requests_prev, requests_cur;
+} bh__retry_budget_shard;
+
 /* Retry budget (Envoy-like, over a sliding window of requests). Plain
  * data so it can live in shared memory. */
 typedef struct bh__retry_budget {
   uint64_t window_start_ms;
-  uint32_t requests_prev, requests_cur; /* two-bucket sliding window */
+  /* two-bucket sliding window; requests_* are the shards' sum as of the
+   * last bh__retry_budget_take */
+  uint32_t requests_prev, requests_cur;
   uint32_t retries_prev, retries_cur;
+  uint32_t nshards; /* shards [0, nshards) have counted */
+  bh__retry_budget_shard shards[BH__SHARDS];
 } bh__retry_budget;
 
+/* Counts one request in this process's shard: no lock needed, whatever
+ * other processes do at the same time. */
 void bh__retry_budget_request(bh__retry_budget *b, const bh__retry_cfg *cfg,
                               uint64_t now_ms);
-/* 1 and the retry counted, or 0 when the budget is spent. Allowed while
+/* Under the caller's lock: 1 and the retry counted, or 0 when the budget is
+ * spent. Allowed while
  * retries in the window < max(budget_min, budget_pct% of requests). */
 int bh__retry_budget_take(bh__retry_budget *b, const bh__retry_cfg *cfg,
                           uint64_t now_ms);

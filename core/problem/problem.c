@@ -8,6 +8,7 @@
 #include "problem/problem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Titles are NULL on purpose: the title of a core code is the reason phrase
@@ -166,12 +167,14 @@ int bh__problem_reserved_key(const char *k) {
   return 0;
 }
 
-/* ,"key": — keys are static literals here: one append */
-int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
+/* The encoder in the three pieces a prebuilt Problem (bh__problem_pre)
+ * needs: the constant head (title, status, detail), the constant middle
+ * (code, retryable) and the per-request tail; the instance sits between
+ * head and middle. bh__problem_encode and bh__problem_encode_pre write the
+ * same pieces, so their bytes cannot differ. Keys are static literals
+ * here: one append each (bh__buf_key). */
+static void bh__problem_head(const bh__problem *p, bh__buf *out) {
   const char *title = p->title ? p->title : bh__status_reason(p->status);
-  /* code is mandatory in the contract; never emit a Problem without one */
-  const char *code = p->code ? p->code : "generic.internal";
-
   bh__buf_puts(out, "{\"type\":\"about:blank\",\"title\":");
   bh__buf_json_str(out, title);
   bh__buf_key(out, "status");
@@ -180,11 +183,18 @@ int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
     bh__buf_key(out, "detail");
     bh__buf_json_str(out, p->detail);
   }
+}
+
+static void bh__problem_instance(const bh__problem *p, bh__buf *out) {
   if (p->instance) {
     bh__buf_key(out, "instance");
     bh__buf_json_str(out, p->instance);
   }
+}
 
+static void bh__problem_mid(const bh__problem *p, int flat, bh__buf *out) {
+  /* code is mandatory in the contract; never emit a Problem without one */
+  const char *code = p->code ? p->code : "generic.internal";
   if (flat)
     bh__buf_puts(out, ",\"code\":");
   else
@@ -192,6 +202,19 @@ int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
   bh__buf_json_str(out, code);
   bh__buf_puts(out,
                p->retryable ? ",\"retryable\":true" : ",\"retryable\":false");
+}
+
+static void bh__problem_tail(const bh__problem *p, int flat, bh__buf *out);
+
+int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
+  bh__problem_head(p, out);
+  bh__problem_instance(p, out);
+  bh__problem_mid(p, flat, out);
+  bh__problem_tail(p, flat, out);
+  return bh__buf_failed(out) ? -ENOMEM : 0;
+}
+
+static void bh__problem_tail(const bh__problem *p, int flat, bh__buf *out) {
   if (p->retry_after >= 0) {
     bh__buf_key(out, "retryAfterSeconds");
     bh__buf_i64(out, p->retry_after);
@@ -235,5 +258,67 @@ int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out) {
   }
   if (!flat) bh__buf_putc(out, '}');
   bh__buf_putc(out, '}');
+}
+
+/* Copies s (NULL stays NULL) into the entry's own storage. */
+static char *bh__pre_dup(const char *s) {
+  if (s == NULL) return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+static int bh__pre_same(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+void bh__problem_pre_free(bh__problem_pre *pre) {
+  free(pre->code);
+  free(pre->title);
+  free(pre->detail);
+  bh__buf_free(&pre->head);
+  bh__buf_free(&pre->mid);
+  memset(pre, 0, sizeof(*pre));
+}
+
+int bh__problem_pre_build(bh__problem_pre *pre, const bh__problem *p,
+                          int flat) {
+  bh__problem_pre_free(pre);
+  bh__buf_init(&pre->head);
+  bh__buf_init(&pre->mid);
+  pre->status = p->status;
+  pre->retryable = p->retryable;
+  pre->flat = flat;
+  pre->code = bh__pre_dup(p->code);
+  pre->title = bh__pre_dup(p->title);
+  pre->detail = bh__pre_dup(p->detail);
+  bh__problem_head(p, &pre->head);
+  bh__problem_mid(p, flat, &pre->mid);
+  if ((p->code && !pre->code) || (p->title && !pre->title) ||
+      (p->detail && !pre->detail) || bh__buf_failed(&pre->head) ||
+      bh__buf_failed(&pre->mid)) {
+    bh__problem_pre_free(pre);
+    return -ENOMEM;
+  }
+  pre->built = 1;
+  return 0;
+}
+
+int bh__problem_pre_match(const bh__problem_pre *pre, const bh__problem *p,
+                          int flat) {
+  return pre->built && pre->status == p->status &&
+         pre->retryable == p->retryable && pre->flat == flat &&
+         bh__pre_same(pre->code, p->code) &&
+         bh__pre_same(pre->title, p->title) &&
+         bh__pre_same(pre->detail, p->detail);
+}
+
+int bh__problem_encode_pre(const bh__problem_pre *pre, const bh__problem *p,
+                           bh__buf *out) {
+  bh__buf_append(out, pre->head.data, pre->head.len);
+  bh__problem_instance(p, out);
+  bh__buf_append(out, pre->mid.data, pre->mid.len);
+  bh__problem_tail(p, pre->flat, out);
   return bh__buf_failed(out) ? -ENOMEM : 0;
 }

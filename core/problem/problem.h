@@ -74,6 +74,33 @@ typedef struct bh__problem {
  * 9457 allows. Every echoed string is escaped. 0 or -ENOMEM. */
 int bh__problem_encode(const bh__problem *p, int flat, bh__buf *out);
 
+/* A Problem's constant parts encoded once: everything before the instance
+ * (type, title, status, detail) and between the instance and the
+ * per-request members (code, retryable). A breaker-open 503 is the same
+ * Problem for every request but its instance, ids and Retry-After; with
+ * this only those are encoded per request, and the bytes are those of
+ * bh__problem_encode (the same code writes both). The keyed strings are
+ * copied, so a match compares content, never addresses. */
+typedef struct bh__problem_pre {
+  int built;
+  int status, retryable, flat;
+  char *code, *title, *detail; /* the key, copied (NULL as given) */
+  bh__buf head, mid;
+} bh__problem_pre;
+
+/* Builds pre for p's constant parts (any previous content freed). 0 or
+ * -ENOMEM (pre then left empty). */
+int bh__problem_pre_build(bh__problem_pre *pre, const bh__problem *p, int flat);
+/* 1 when pre was built for the same status, code, title, detail,
+ * retryable and shape as p. */
+int bh__problem_pre_match(const bh__problem_pre *pre, const bh__problem *p,
+                          int flat);
+/* bh__problem_encode(p, pre->flat, out) through the prebuilt parts; the
+ * caller checked bh__problem_pre_match. 0 or -ENOMEM. */
+int bh__problem_encode_pre(const bh__problem_pre *pre, const bh__problem *p,
+                           bh__buf *out);
+void bh__problem_pre_free(bh__problem_pre *pre);
+
 /* Whether `key` names a member the encoder writes itself (type, title,
  * status, detail, instance, extensions, code, retryable,
  * retryAfterSeconds, requestId, traceId, spanId, errors). */

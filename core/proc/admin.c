@@ -322,7 +322,7 @@ static void bh__status(bh_req *req) {
       "\"workers\":[",
       bh__shm_g->generation,
       bh__ops && bh__ops->reloading && bh__ops->reloading() ? "true" : "false",
-      (long long)conns, (unsigned long long)bh__shm_g->requests_total,
+      (long long)conns, (unsigned long long)bh__shm_requests_total(),
       (unsigned long long)bh__shm_log_dropped(bh__log_dropped()));
   int first = 1;
   for (int i = 0; i < BH__SHM_WORKERS; i++) {

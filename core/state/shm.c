@@ -161,6 +161,8 @@ bh__shm_worker *bh__shm_worker_claim(int pid, int generation) {
       w->generation = generation;
       w->plugin = -1;
       w->started_ms = w->heartbeat_ms = bh__shm_now_ms();
+      /* its shard is the slot's: counts of an earlier holder stay */
+      bh__shard_self = i + 1;
     }
   }
   bh__shm_unlock();
@@ -200,5 +202,14 @@ int bh__shm_redis_down(void) {
   int n = bh__shm_g->redis.single_down;
   for (int i = 0; i < BH__SHM_WORKERS; i++)
     if (bh__shm_g->workers[i].pid && bh__shm_g->workers[i].redis_down) n++;
+  return n;
+}
+
+uint64_t bh__shm_requests_total(void) {
+  if (bh__shm_g == NULL) return 0;
+  uint64_t n = 0;
+  for (int i = 0; i < BH__SHARDS; i++)
+    n +=
+        __atomic_load_n(&bh__shm_g->shards[i].requests_total, __ATOMIC_RELAXED);
   return n;
 }

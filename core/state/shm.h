@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "base/arena.h"
+#include "base/shard.h"
 #include "policy/breaker.h"
 #include "policy/retry.h"
 
@@ -39,7 +40,10 @@ enum bh__callback {
   BH__CB_HEALTH
 };
 
-typedef struct bh__shm_worker {
+/* A worker slot is written by its worker on every loop turn (heartbeat,
+ * callback marks, connections): one cache line or two of its own, so
+ * neighbouring slots do not share a line. */
+typedef struct __attribute__((aligned(BH__CACHELINE))) bh__shm_worker {
   volatile int32_t pid;        /* 0: free slot */
   volatile int32_t generation; /* config generation it runs */
   volatile int32_t ready;      /* listening and plugins started */
@@ -105,6 +109,13 @@ typedef struct bh__shm_redis {
   char last_error[160];
 } bh__shm_redis;
 
+/* What one process counts on every request, on cache lines no other
+ * process writes (base/shard.h): indexed by shard, never cleared, so a
+ * replaced worker's counts stay in the totals. */
+typedef struct __attribute__((aligned(BH__CACHELINE))) bh__shm_shard {
+  volatile uint64_t requests_total; /* answers sent (atomic) */
+} bh__shm_shard;
+
 typedef struct bh__shm_named {
   char name[48];
   void *ptr;
@@ -117,13 +128,13 @@ typedef struct bh__shm {
   volatile int32_t generation; /* current config generation */
   volatile int32_t master_pid;
   volatile int32_t reload_requested;  /* set by admin, acted on by master */
-  volatile uint64_t requests_total;   /* atomic: every worker's answers */
   volatile int64_t connections;       /* atomic: the master's own connections */
   volatile uint64_t log_dropped_gone; /* dropped by workers that exited */
   /* atomic: the identity store's last job found it unusable (any worker's
    * last outcome; the admin API reports it) */
   volatile int32_t identity_store_down;
   bh__shm_worker workers[BH__SHM_WORKERS];
+  bh__shm_shard shards[BH__SHARDS];
   bh__shm_plugin plugins[BH__SHM_PLUGINS];
   bh__shm_upstream upstreams[BH__SHM_UPSTREAMS];
   bh__shm_named named[BH__SHM_NAMED];
@@ -175,6 +186,16 @@ static inline void bh__shm_count(volatile uint64_t *c) {
 static inline void bh__shm_gauge(volatile int64_t *g, int64_t delta) {
   __atomic_fetch_add(g, delta, __ATOMIC_RELAXED);
 }
+
+_Static_assert(BH__SHARDS == BH__SHM_WORKERS + 1,
+               "a shard per worker slot, plus the master's");
+
+/* One answer sent by this process, counted in its own shard. */
+static inline void bh__shm_count_request(void) {
+  bh__shm_count(&bh__shm_g->shards[bh__shard_self].requests_total);
+}
+/* Answers sent by every process since the mapping was made. */
+uint64_t bh__shm_requests_total(void);
 
 /* Processes whose rate limits fell back to local buckets (caller holds
  * the lock). */

@@ -347,9 +347,11 @@ void bh__attempt_done(bh__call *call, CURLcode rc) {
   if (call->aborted) {
     /* the reader stopped a 2xx stream (its client left): the upstream was
      * answering fine, and the breaker's slot is still owed a record */
-    bh__shm_lock();
-    bh__breaker_record(u->breaker, now, 0, took);
-    bh__shm_unlock();
+    if (!bh__breaker_record_fast(u->breaker, now, 0, took)) {
+      bh__shm_lock();
+      bh__breaker_record(u->breaker, now, 0, took);
+      bh__shm_unlock();
+    }
     bh__easy_release(call);
     call->outcome = BH_OUTCOME_CANCELED;
     call->transport = 0;
@@ -384,9 +386,13 @@ void bh__attempt_done(bh__call *call, CURLcode rc) {
    * what the breaker is for */
   int failed = call->outcome == BH_OUTCOME_TRANSPORT || call->status >= 500 ||
                call->status == 429 || call->status == 408;
-  bh__shm_lock();
-  bh__breaker_record(u->breaker, now, failed, took);
-  bh__shm_unlock();
+  /* the lock only when the outcome can move the breaker: a failure, a
+   * slow call, half-open (policy/breaker.h) */
+  if (!bh__breaker_record_fast(u->breaker, now, failed, took)) {
+    bh__shm_lock();
+    bh__breaker_record(u->breaker, now, failed, took);
+    bh__shm_unlock();
+  }
   bh__easy_release(call);
 
   /* a malformed head is not retried: the same upstream would most likely
@@ -443,9 +449,15 @@ static int bh__attempt_admit(bh__call *call, uint64_t now) {
       return -1;
     }
   }
-  bh__shm_lock();
-  int refused = bh__breaker_allow(u->breaker, now, &retry_ms) != 0;
-  bh__shm_unlock();
+  /* closed, or open and refusing: no lock and nothing written; the lock
+   * only when the answer can move the state (policy/breaker.h) */
+  int rc = bh__breaker_allow_fast(u->breaker, now, &retry_ms);
+  if (rc == -EBUSY) {
+    bh__shm_lock();
+    rc = bh__breaker_allow(u->breaker, now, &retry_ms);
+    bh__shm_unlock();
+  }
+  int refused = rc != 0;
   if (refused) {
     if (call->attempts == 0) {
       call->outcome = BH_OUTCOME_BREAKER_OPEN;
@@ -738,9 +750,8 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
   call->next = cl->calls;
   if (cl->calls) cl->calls->prev = call;
   cl->calls = call;
-  bh__shm_lock();
+  /* counted in this process's shard: no lock (policy/retry.h) */
   bh__retry_budget_request(u->budget, &u->retry, call->start_ms);
-  bh__shm_unlock();
   bh__call_attempt(call);
   return 0;
 }

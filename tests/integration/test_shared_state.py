@@ -4,15 +4,17 @@ connection; a rate-limit bucket drained through one worker is empty in the
 other; /metrics and /admin/status count what both workers did."""
 
 import os
+import signal
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Daemon, echo_section  # noqa: E402
-from upstream_env import (FAST, metric, plugin_section, scrape,  # noqa: E402
-                          upstream_status)
-from workers import SimDaemonCase, pinned_conns  # noqa: E402
+from harness import Daemon, RawConn, echo_section  # noqa: E402
+from upstream_env import (FAST, metric, metric_sum, plugin_section,  # noqa: E402
+                          scrape, upstream_status)
+from workers import (SimDaemonCase, pinned_conns, status,  # noqa: E402
+                     wait_workers)
 
 MIN_CALLS = 4
 
@@ -101,6 +103,56 @@ class SharedStateTest(SimDaemonCase):
         st = self.d.admin("/admin/status").json()
         self.assertEqual(len(st["workers"]), 2)
         self.assertGreaterEqual(st["connections"], 2)
+
+    def test_counts_survive_a_replaced_worker(self):
+        """Each worker counts in shards of its own; one killed leaves its
+        counts in the totals, and the worker that takes its slot adds to
+        them: no counter goes down."""
+        key = dict(plugin="echo", route="/t/echo/ok", status="200", code="")
+        hist = "bulkhead_request_duration_seconds_count"
+        calls = "bulkhead_upstream_calls_total"
+        m0 = scrape(self.d)
+        t0 = status(self.d)["requestsTotal"]
+        for _ in range(3):
+            self.assertEqual(get(self.a, "/t/echo/ok").status, 200)
+            self.assertEqual(get(self.b, "/t/echo/ok").status, 200)
+        for i in range(2):
+            self.assertEqual(get(self.a, "/t/up_one/get/f%d" % i).status, 200)
+
+        def delta(m, name, **labels):
+            return metric_sum(m, name, **labels) - metric_sum(m0, name,
+                                                              **labels)
+
+        m1 = scrape(self.d)
+        t1 = status(self.d)["requestsTotal"]
+        self.assertGreaterEqual(t1 - t0, 8)
+        self.assertEqual(metric(m1, "bulkhead_requests_total", **key) -
+                         metric(m0, "bulkhead_requests_total", **key), 6)
+        self.assertEqual(delta(m1, hist, plugin="echo"), 6)
+        self.assertEqual(delta(m1, calls, upstream="up_one"), 2)
+
+        self.a.close()
+        os.kill(self.pa, signal.SIGKILL)
+        wait_workers(self.d, 2, exclude=(self.pa,))
+        m2 = scrape(self.d)
+        t2 = status(self.d)["requestsTotal"]
+        self.assertGreaterEqual(t2, t1)
+        self.assertEqual(metric(m2, "bulkhead_requests_total", **key) -
+                         metric(m0, "bulkhead_requests_total", **key), 6)
+        self.assertEqual(delta(m2, hist, plugin="echo"), 6)
+        self.assertEqual(delta(m2, calls, upstream="up_one"), 2)
+
+        # the successor (and the survivor) keep counting on top
+        self.a = RawConn(self.d.port())
+        for i in range(4):
+            self.assertEqual(get(self.a, "/t/echo/ok").status, 200)
+            self.assertEqual(get(self.a, "/t/up_one/get/g%d" % i).status, 200)
+        m3 = scrape(self.d)
+        self.assertEqual(metric(m3, "bulkhead_requests_total", **key) -
+                         metric(m0, "bulkhead_requests_total", **key), 10)
+        self.assertEqual(delta(m3, hist, plugin="echo"), 10)
+        self.assertEqual(delta(m3, calls, upstream="up_one"), 6)
+        self.assertGreaterEqual(status(self.d)["requestsTotal"] - t2, 8)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/arena.h"
+#include "base/shard.h"
 #include "check.h"
 #include "counting_alloc.h"
 #include "obs/metrics.h"
@@ -633,6 +634,107 @@ static void test_refs(void) {
   munmap(mem, size);
 }
 
+/* Per-process shards: each process's refs to a counter or histogram
+ * series add to a cell of its own, on cache lines no other shard's cell
+ * touches; rendering adds the cells to the series; the next process on the
+ * same shard (a replaced worker) gets the same cell, so nothing is lost;
+ * a gauge ref updates the one shared value, which a set replaces. */
+static void test_shards(void) {
+  size_t size = 1 << 20;
+  void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  CHECK(mem != MAP_FAILED);
+  if (mem == MAP_FAILED) return;
+  bh__arena *ar = bh__arena_init(mem, size);
+  bh__allocator a = bh__arena_allocator(ar);
+  bh__metrics *m = bh__metrics_new_with(&a);
+  static const double b[] = {0.01, 0.1, 1};
+  CHECK_INT(bh__metrics_family(m, "req_total", "counter", "R.", NULL, 0), 0);
+  CHECK_INT(bh__metrics_family(m, "lat_seconds", "histogram", "L.", b, 3), 0);
+  CHECK_INT(bh__metrics_family(m, "up", "gauge", "U.", NULL, 0), 0);
+  bh__metrics_ref c[3], h[3], g;
+  for (int k = 0; k < 3; k++) {
+    bh__shard_self = k;
+    CHECK_INT(bh__metrics_ref_get(m, "req_total", "", &c[k]), 0);
+    CHECK_INT(bh__metrics_ref_get(m, "lat_seconds", "", &h[k]), 0);
+    CHECK(c[k].cell != NULL && h[k].cell != NULL);
+    CHECK((uintptr_t)c[k].cell % BH__CACHELINE == 0);
+    CHECK((uintptr_t)h[k].cell % BH__CACHELINE == 0);
+  }
+  /* distinct lines: a histogram cell (4 buckets + count + sum) is 48 bytes,
+   * so two shards' cells must be a line apart at least */
+  for (int i = 0; i < 3; i++)
+    for (int j = i + 1; j < 3; j++) {
+      CHECK((uintptr_t)c[i].cell / BH__CACHELINE !=
+            (uintptr_t)c[j].cell / BH__CACHELINE);
+      CHECK((uintptr_t)h[i].cell / BH__CACHELINE !=
+            (uintptr_t)h[j].cell / BH__CACHELINE);
+    }
+  bh__shard_self = 1;
+  CHECK_INT(bh__metrics_ref_get(m, "up", "", &g), 0);
+  CHECK(g.cell == NULL);
+
+  /* a worker on shard 2 counts, dies; its successor on shard 2 resolves
+   * the same cell and keeps counting */
+  enum { N = 5000 };
+  for (int round = 0; round < 2; round++) {
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+      bh__shard_self = 2;
+      bh__metrics_ref cc, hh;
+      int ok = bh__metrics_ref_get(m, "req_total", "", &cc) == 0 &&
+               bh__metrics_ref_get(m, "lat_seconds", "", &hh) == 0 &&
+               cc.cell == c[2].cell && hh.cell == h[2].cell;
+      for (int i = 0; i < N; i++) {
+        bh__metrics_ref_inc(&cc, 1);
+        bh__metrics_ref_observe(&hh, 0.05);
+      }
+      _exit(ok ? 0 : 1);
+    }
+    for (int i = 0; i < N; i++) {
+      bh__metrics_ref_inc(&c[1], 1);
+      bh__metrics_ref_observe(&h[1], 0.5);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  /* shard 0, the series itself (a named update) and a gauge */
+  bh__metrics_ref_inc(&c[0], 3);
+  bh__metrics_ref_observe(&h[0], 5);
+  bh__metrics_inc(m, "req_total", "", 4);
+  bh__metrics_observe(m, "lat_seconds", "", 0.005);
+  bh__metrics_set(m, "up", "", 1);
+  bh__metrics_ref_inc(&g, 2);
+  char *text = bh__render(m);
+  char want[32];
+  snprintf(want, sizeof(want), "%d", 4 * N + 7);
+  CHECK_STR(bh__value(text, "req_total"), want);
+  snprintf(want, sizeof(want), "%d", 4 * N + 2);
+  CHECK_STR(bh__value(text, "lat_seconds_count"), want);
+  CHECK_STR(bh__value(text, "lat_seconds_bucket{le=\"0.01\"}"), "1");
+  snprintf(want, sizeof(want), "%d", 2 * N + 1);
+  CHECK_STR(bh__value(text, "lat_seconds_bucket{le=\"0.1\"}"), want);
+  snprintf(want, sizeof(want), "%d", 4 * N + 1);
+  CHECK_STR(bh__value(text, "lat_seconds_bucket{le=\"1\"}"), want);
+  snprintf(want, sizeof(want), "%d", 4 * N + 2);
+  CHECK_STR(bh__value(text, "lat_seconds_bucket{le=\"+Inf\"}"), want);
+  const char *sum = bh__value(text, "lat_seconds_sum");
+  CHECK(sum &&
+        fabs(strtod(sum, NULL) - (N * 0.05 * 2 + N * 0.5 * 2 + 5.005)) < 1e-6);
+  CHECK_STR(bh__value(text, "up"), "3");
+  bh__metrics_set(m, "up", "", 0);
+  free(text);
+  text = bh__render(m);
+  CHECK_STR(bh__value(text, "up"), "0");
+  free(text);
+  bh__shard_self = 0;
+  bh__metrics_free(m);
+  munmap(mem, size);
+}
+
 /* OpenMetrics 1.0: counter families named without _total (the samples
  * keep it), le in canonical float form, '"' escaped in HELP, # EOF last. */
 static void test_render_openmetrics(void) {
@@ -687,5 +789,6 @@ int main(void) {
   test_arena();
   test_shared();
   test_refs();
+  test_shards();
   return check_finish("test_metrics");
 }

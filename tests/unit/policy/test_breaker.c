@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/shard.h"
 #include "check.h"
 #include "policy/breaker.h"
 
@@ -501,6 +502,105 @@ static void test_tiny_window(void) {
   CHECK_INT(b.state, BH__BREAKER_OPEN);
 }
 
+/* Per-process window shards: the lock-free calls count in the caller's
+ * shard only, verdicts and statistics add every shard up, clearing the
+ * window (half-open -> closed) empties the other processes' shards too,
+ * and every outcome that can change the state is left to the locked
+ * call. */
+/* bh__breaker_allow_fast's verdict, checked against bh__breaker_allow's
+ * on a copy whenever it gives one (-EBUSY: only the locked call knows). */
+static int bh__fast(const bh__breaker *b, uint64_t now) {
+  uint64_t ra = 12345, ra2 = 54321;
+  int rc = bh__breaker_allow_fast(b, now, &ra);
+  if (rc != -EBUSY) {
+    static bh__breaker copy;
+    copy = *b;
+    CHECK_INT(bh__breaker_allow(&copy, now, &ra2), rc);
+    CHECK_INT(ra, ra2);
+    CHECK_INT(copy.state, b->state);
+  }
+  return rc;
+}
+
+static void test_shards(void) {
+  static bh__breaker b; /* 16 KiB: not on the stack */
+  CHECK_INT(sizeof(bh__breaker_shard) % BH__CACHELINE, 0);
+  CHECK_INT((uintptr_t)&b.shards[1] % BH__CACHELINE, 0);
+  bh__mk(&b, 10, 2);
+  uint64_t t = 100000;
+  bh__shard_self = 1;
+  CHECK_INT(bh__fast(&b, t), 0);
+  for (int i = 0; i < 5; i++)
+    CHECK_INT(bh__breaker_record_fast(&b, t, 0, 10), 1);
+  CHECK_INT(b.shards[1].buckets[0].calls + b.shards[1].buckets[1].calls +
+                b.shards[1].buckets[2].calls + b.shards[1].buckets[3].calls +
+                b.shards[1].buckets[4].calls + b.shards[1].buckets[5].calls +
+                b.shards[1].buckets[6].calls + b.shards[1].buckets[7].calls +
+                b.shards[1].buckets[8].calls + b.shards[1].buckets[9].calls,
+            5);
+  for (int i = 0; i < BH__BREAKER_BUCKETS; i++) {
+    CHECK_INT(b.shards[0].buckets[i].calls, 0);
+    CHECK_INT(b.shards[2].buckets[i].calls, 0);
+  }
+  /* a slow success or a failure may trip it: the locked call's */
+  CHECK_INT(bh__breaker_record_fast(&b, t, 0, 6000), 0);
+  CHECK_INT(bh__breaker_record_fast(&b, t, 1, 10), 0);
+  /* another worker's failures: 5 of 10 calls across both shards trip it */
+  bh__shard_self = 2;
+  bh__rec(&b, t + 1, 4, 1, 10);
+  CHECK_INT(b.state, BH__BREAKER_CLOSED);
+  uint32_t calls = 0, fail = 0;
+  bh__breaker_stats(&b, t + 1, &calls, &fail, NULL);
+  CHECK_INT(calls, 9);
+  CHECK_INT(fail, 44);
+  bh__rec(&b, t + 1, 1, 1, 10);
+  CHECK_INT(b.state, BH__BREAKER_OPEN);
+  /* open, for both: refused with no lock until open_ms has passed */
+  bh__shard_self = 1;
+  CHECK_INT(bh__fast(&b, t + 2), -EAGAIN);
+  CHECK_INT(bh__fast(&b, t + 1 + 29999), -EAGAIN);
+  CHECK_INT(bh__fast(&b, t + 1 + 30000), -EBUSY);
+  CHECK(bh__allow(&b, t + 2) < 0);
+  CHECK_INT(bh__breaker_record_fast(&b, t + 2, 0, 10), 0);
+  /* half-open: trials are the locked calls' too */
+  uint64_t t2 = t + 1 + 30000;
+  CHECK_INT(bh__allow(&b, t2), 0);
+  CHECK_INT(b.state, BH__BREAKER_HALF_OPEN);
+  CHECK_INT(bh__fast(&b, t2), -EBUSY);
+  CHECK_INT(bh__breaker_record_fast(&b, t2, 0, 10), 0);
+  bh__rec(&b, t2, 1, 0, 10);
+  bh__shard_self = 2;
+  CHECK_INT(bh__allow(&b, t2), 0);
+  bh__rec(&b, t2, 1, 0, 10);
+  CHECK_INT(b.state, BH__BREAKER_CLOSED);
+  /* closing cleared the window, shard 1's old counts included */
+  bh__breaker_stats(&b, t2, &calls, NULL, NULL);
+  CHECK_INT(calls, 0);
+  bh__shard_self = 1;
+  CHECK_INT(bh__breaker_record_fast(&b, t2, 0, 10), 1);
+  bh__breaker_stats(&b, t2, &calls, &fail, NULL);
+  CHECK_INT(calls, 1);
+  CHECK_INT(fail, 0);
+  /* outside AUTO: disabled counts nothing, metrics_only counts and never
+   * trips, both with no lock */
+  bh__breaker_set_mode(&b, BH__BREAKER_DISABLED, t2);
+  CHECK_INT(bh__fast(&b, t2), 0);
+  CHECK_INT(bh__breaker_record_fast(&b, t2, 1, 10), 1);
+  bh__breaker_stats(&b, t2, &calls, NULL, NULL);
+  CHECK_INT(calls, 1);
+  bh__breaker_set_mode(&b, BH__BREAKER_METRICS_ONLY, t2);
+  for (int i = 0; i < 20; i++)
+    CHECK_INT(bh__breaker_record_fast(&b, t2, 1, 10), 1);
+  bh__breaker_stats(&b, t2, &calls, &fail, NULL);
+  CHECK_INT(calls, 21);
+  CHECK_INT(b.state, BH__BREAKER_CLOSED);
+  CHECK_INT(bh__fast(&b, t2), 0);
+  bh__breaker_set_mode(&b, BH__BREAKER_FORCED_OPEN, t2);
+  CHECK_INT(bh__fast(&b, t2), -EAGAIN);
+  CHECK_INT(bh__fast(&b, t2 + 100000), -EAGAIN);
+  bh__shard_self = 0;
+}
+
 int main(void) {
   test_defaults();
   test_min_calls();
@@ -514,5 +614,6 @@ int main(void) {
   test_modes();
   test_names();
   test_tiny_window();
+  test_shards();
   return check_finish("breaker");
 }

@@ -1,6 +1,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/shard.h"
 #include "bulkhead/plugin.h"
 #include "check.h"
 #include "policy/retry.h"
@@ -221,7 +222,8 @@ static void test_budget(void) {
   /* A clock that steps back neither rolls nor breaks the window. */
   memset(&b, 0, sizeof(b));
   bh__retry_budget_request(&b, &c, t);
-  uint64_t start = b.window_start_ms;
+  /* requests roll this process's shard; take() lines the budget up */
+  uint64_t start = b.shards[0].window_start_ms;
   CHECK_INT(bh__retry_budget_take(&b, &c, t - 5000), 1);
   CHECK_INT(b.window_start_ms, start);
 
@@ -234,6 +236,50 @@ static void test_budget(void) {
   for (int i = 0; i < 10; i++)
     bh__retry_budget_request(&b, &z, t);
   CHECK_INT(bh__retry_budget_take(&b, &z, t), 0);
+}
+
+/* Requests counted per process: each in its own shard (its own cache
+ * line), and take() weighs the sum of every shard, also a shard whose
+ * process last counted a window ago. */
+static void test_budget_shards(void) {
+  bh__retry_cfg c = bh__cfg(); /* 20%, floor 3, window 10 s */
+  static bh__retry_budget b;
+  memset(&b, 0, sizeof(b));
+  CHECK_INT(sizeof(bh__retry_budget_shard) % BH__CACHELINE, 0);
+  CHECK_INT((uintptr_t)&b.shards[1] % BH__CACHELINE, 0);
+  uint64_t t = 1000000;
+  bh__shard_self = 1;
+  for (int i = 0; i < 60; i++)
+    bh__retry_budget_request(&b, &c, t + 1);
+  bh__shard_self = 2;
+  for (int i = 0; i < 40; i++)
+    bh__retry_budget_request(&b, &c, t + 2);
+  CHECK_INT(b.shards[1].requests_cur, 60);
+  CHECK_INT(b.shards[2].requests_cur, 40);
+  CHECK_INT(b.shards[0].requests_cur, 0);
+  int got = 0;
+  for (int i = 0; i < 50; i++)
+    got += bh__retry_budget_take(&b, &c, t + 3);
+  CHECK_INT(got, 20); /* 20% of both shards' 100 */
+  CHECK_INT(b.requests_cur, 100);
+  /* next window: shard 2 counts in it, shard 1 last counted in the one
+   * before, which still weighs fully at its start: 20 retries < 20% of
+   * 110 requests */
+  for (int i = 0; i < 10; i++)
+    bh__retry_budget_request(&b, &c, t + 10000);
+  CHECK_INT(bh__retry_budget_take(&b, &c, t + 10000), 1);
+  CHECK_INT(b.requests_prev, 100);
+  CHECK_INT(b.requests_cur, 10);
+  CHECK_INT(b.retries_prev, 20);
+  /* a take whose clock reads earlier than a shard's window: the shard's
+   * window wins, nothing rolls back */
+  memset(&b, 0, sizeof(b));
+  bh__retry_budget_request(&b, &c, t + 10000);
+  bh__shard_self = 1;
+  CHECK_INT(bh__retry_budget_take(&b, &c, t + 9999), 1);
+  CHECK_INT(b.window_start_ms, t + 10000);
+  CHECK_INT(b.requests_cur, 1);
+  bh__shard_self = 0;
 }
 
 static void test_retry_after_parse(void) {
@@ -311,6 +357,7 @@ int main(void) {
   test_delay_bounds();
   test_delay_retry_after();
   test_budget();
+  test_budget_shards();
   test_retry_after_parse();
   return check_finish("retry");
 }

@@ -314,7 +314,100 @@ static void test_members(void) {
   bh__buf_free(&m);
 }
 
+/* The prebuilt path writes exactly the encoder's bytes, for Problems with
+ * and without each optional member, in both shapes; an entry matches only
+ * a Problem with the same constant parts (by content: a detail changed
+ * behind the same pointer does not match). */
+static void test_prebuilt(void) {
+  static const bh__field_error errs[] = {{"email", BH_FIELD_ERR_REQUIRED},
+                                         {"a\"b", BH_FIELD_ERR_TYPE}};
+  static const bh__ext ext[] = {{"upstream", "pay\nments"}};
+  char detail[64] = "Payment processing is \"temporarily\" unavailable.";
+  bh__problem ps[] = {
+      {.status = 503,
+       .code = "billing.payment_unavailable",
+       .detail = detail,
+       .instance = "/v1/billing/portal-session",
+       .retryable = 1,
+       .retry_after = 30,
+       .request_id = "01JD0000000000000000000000",
+       .trace_id = "0af7651916cd43dd8448eb211c80319c",
+       .span_id = "b7ad6b7169203331"},
+      {.status = 503,
+       .code = "up_one.unavailable",
+       .instance = "/t/up_one/get/\"x\\y\u00e9",
+       .retryable = 1,
+       .retry_after = -1,
+       .request_id = "r-1"},
+      {.status = 400,
+       .code = "request.invalid_body",
+       .title = "Bad \"Body\"",
+       .retry_after = -1,
+       .errors = errs,
+       .nerrors = 2,
+       .ext = ext,
+       .next = 1,
+       .members = ",\"limit\":5",
+       .nmembers = 10},
+      {.status = 599, .retry_after = 0},
+  };
+  for (size_t i = 0; i < sizeof(ps) / sizeof(ps[0]); i++)
+    for (int flat = 0; flat < 2; flat++) {
+      bh__problem_pre pre;
+      memset(&pre, 0, sizeof(pre));
+      CHECK_INT(bh__problem_pre_build(&pre, &ps[i], flat), 0);
+      CHECK_INT(bh__problem_pre_match(&pre, &ps[i], flat), 1);
+      CHECK_INT(bh__problem_pre_match(&pre, &ps[i], !flat), 0);
+      /* the per-request members change, the entry still serves */
+      bh__problem q = ps[i];
+      for (int k = 0; k < 3; k++) {
+        if (k == 1) {
+          q.instance = "/other/path";
+          q.request_id = "another-id";
+          q.retry_after = 7;
+        }
+        if (k == 2) {
+          q.instance = NULL;
+          q.trace_id = q.span_id = NULL;
+          q.request_id = NULL;
+        }
+        CHECK_INT(bh__problem_pre_match(&pre, &q, flat), 1);
+        bh__buf a, b;
+        bh__buf_init(&a);
+        bh__buf_init(&b);
+        CHECK_INT(bh__problem_encode(&q, flat, &a), 0);
+        CHECK_INT(bh__problem_encode_pre(&pre, &q, &b), 0);
+        CHECK_STR(b.data, a.data);
+        bh__buf_free(&a);
+        bh__buf_free(&b);
+      }
+      /* a different constant part: no match */
+      q = ps[i];
+      q.status++;
+      CHECK_INT(bh__problem_pre_match(&pre, &q, flat), 0);
+      q = ps[i];
+      q.retryable = !q.retryable;
+      CHECK_INT(bh__problem_pre_match(&pre, &q, flat), 0);
+      q = ps[i];
+      q.code = "other.code";
+      CHECK_INT(bh__problem_pre_match(&pre, &q, flat), 0);
+      q = ps[i];
+      q.title = "Other";
+      CHECK_INT(bh__problem_pre_match(&pre, &q, flat), 0);
+      bh__problem_pre_free(&pre);
+      CHECK_INT(bh__problem_pre_match(&pre, &ps[i], flat), 0);
+    }
+  /* same detail pointer, other text: the entry kept its own copy */
+  bh__problem_pre pre;
+  memset(&pre, 0, sizeof(pre));
+  CHECK_INT(bh__problem_pre_build(&pre, &ps[0], 0), 0);
+  detail[0] = 'X';
+  CHECK_INT(bh__problem_pre_match(&pre, &ps[0], 0), 0);
+  bh__problem_pre_free(&pre);
+}
+
 int main(void) {
+  test_prebuilt();
   test_members();
   test_full_shapes();
   test_minimal();
