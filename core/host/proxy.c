@@ -365,6 +365,13 @@ static void bh__line(bh__buf *b, size_t *offs, size_t *n, const char *name,
   bh__buf_putc(b, '\0');
 }
 
+/* A whole "Name: value" line of len bytes, and its NUL after them */
+static void bh__line_raw(bh__buf *b, size_t *offs, size_t *n, const char *line,
+                         size_t len) {
+  offs[(*n)++] = b->len;
+  bh__buf_append(b, line, len + 1);
+}
+
 /* RFC 7239 quoted-string */
 static void bh__quoted(bh__buf *b, const char *s) {
   bh__buf_putc(b, '"');
@@ -484,12 +491,13 @@ static void bh__proxy_own_lines(bh_req *req, const char *host, bh__buf *tmp,
   bh__buf_puts(tmp, ";proto=http");
   bh__buf_putc(tmp, '\0');
   if (an) {
+    /* the user and scopes lines were rendered with the principal (once
+     * per cached token): copied whole, NUL included */
     const char *kind = bh__auth_kind_name(an->p.kind);
-    if (bh__header_safe(an->p.user_id))
-      bh__line(tmp, offs, n, "X-Bulkhead-User", an->p.user_id);
+    if (an->send_user) bh__line_raw(tmp, offs, n, an->user_line, an->user_len);
     if (kind) bh__line(tmp, offs, n, "X-Bulkhead-Auth", kind);
-    if (an->p.scopes[0] && bh__header_safe(an->p.scopes))
-      bh__line(tmp, offs, n, "X-Bulkhead-Scopes", an->p.scopes);
+    if (an->send_scopes)
+      bh__line_raw(tmp, offs, n, an->scopes_line, an->scopes_len);
     if (an->p.key_id[0] && bh__header_safe(an->p.key_id))
       bh__line(tmp, offs, n, "X-Bulkhead-Key-Id", an->p.key_id);
   }
