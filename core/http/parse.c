@@ -86,12 +86,14 @@ static int bh__on_header_field(llhttp_t *p, const char *at, size_t n) {
     req->in_value = 0;
   }
   c->field_len += n;
-  for (size_t i = 0; i < n; i++) {
-    char ch = at[i];
-    if (ch >= 'A' && ch <= 'Z') ch = (char)(ch + 32);
-    bh__buf_putc(&req->raw, ch);
-  }
-  return bh__buf_failed(&req->raw) ? HPE_USER : 0;
+  /* copied in one piece and lower-cased in place: a room check per byte
+   * was ~25 instructions a byte (a 13-byte Authorization ~350) */
+  size_t at0 = req->raw.len;
+  if (bh__buf_append(&req->raw, at, n)) return HPE_USER;
+  char *s = req->raw.data + at0;
+  for (size_t i = 0; i < n; i++)
+    s[i] = (char)(s[i] + ((unsigned char)(s[i] - 'A') < 26u ? 32 : 0));
+  return 0;
 }
 
 /* RFC 9112 5.1: a field name is a token, so never empty. llhttp 8.1.0

@@ -278,7 +278,7 @@ void bh__auth_start(bh__daemon *d) {
              "the %s verification key cannot be used: every access token "
              "is refused",
              bh__jwt_alg_name(c->alg));
-  g_auth.tokens = bh__jwt_cache_new(c->token_cache_size);
+  g_auth.tokens = bh__jwt_cache_new_ex(c->token_cache_size, 0, bh__authn_prep);
   if (c->token_cache_size && g_auth.tokens == NULL)
     bh__logf(BH__WARN, "token_cache_unavailable",
              "no memory for %u cached tokens: every token is verified",

@@ -80,15 +80,28 @@ bh__auth *bh__auth_get(void);
 
 /* What the middleware attaches to a request it let through: plain data,
  * freed with free() when the request goes (http/request.c). */
+#define BH__IDL_USER "X-Bulkhead-User: "
+#define BH__IDL_SCOPES "X-Bulkhead-Scopes: "
+#define BH__IDL_USER_N (sizeof(BH__IDL_USER) - 1)
+#define BH__IDL_SCOPES_N (sizeof(BH__IDL_SCOPES) - 1)
 typedef struct bh__authn {
   bh_principal p; /* points into the arrays below */
-  char user_id[128];
+  /* The identity lines a proxy route sends upstream, rendered with the
+   * principal (for a cached token once, at insert: auth_mw.c), each
+   * NUL-terminated: "X-Bulkhead-User: <user_id>", "X-Bulkhead-Scopes:
+   * <scopes>". p.user_id and p.scopes point at their values. *_len: the
+   * line's length; send_*: it may go (no control byte; scopes not empty) */
+  char user_line[BH__IDL_USER_N + 128];
+  char scopes_line[BH__IDL_SCOPES_N + 512];
+  uint16_t user_len, scopes_len;
+  uint8_t send_user, send_scopes;
   char session_id[64];
-  char scopes[512];
   char key_id[48];
 } bh__authn;
 
-/* auth_mw.c: the middleware. */
+/* auth_mw.c: the middleware. The token cache's prep callback
+ * (jwt_cache.h): a cached token's principal and session key, built once. */
+size_t bh__authn_prep(const bh__claims *c, void *out, size_t room);
 /* What the request path hands the session check. resume: the rest of the
  * path, run later once an asynchronous check (API key, silent refresh) let
  * the caller in. gate (may be NULL): run before an API key is looked up in
@@ -121,6 +134,11 @@ enum { BH__REVOKED = 1, BH__REVOKED_UNSURE = 2 };
  * BH__REVOKED, or BH__REVOKED_UNSURE (issued before the set overflowed:
  * refresh to go on). No lock, no I/O. */
 int bh__revoked_check(const char *sid, int64_t iat, int64_t now);
+/* The set's key of session `sid` (a 16-byte BLAKE2b digest, ~1 000
+ * instructions), and the check with a key computed before: the token
+ * cache keeps each cached token's key (auth_mw.c). key NULL: no sid. */
+void bh__revoked_key(const char *sid, uint64_t key[2]);
+int bh__revoked_check_key(const uint64_t *key, int64_t iat, int64_t now);
 /* access_ttl_s + leeway_s: how long a revocation must be remembered. */
 int64_t bh__revoked_span(const bh__auth_conf *c);
 /* auth_poll.c. On a shared store (PostgreSQL) another instance's

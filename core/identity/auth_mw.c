@@ -36,6 +36,7 @@
 
 #include "base/log.h"
 #include "config/config.h"
+#include "config/loader.h"
 #include "host/plugin-t.h"
 #include "http/http.h"
 #include "identity/auth.h"
@@ -59,38 +60,127 @@ const bh_principal *bh__auth_principal(bh_req *req) {
 }
 
 /* snprintf("%s") without printf: this runs on every authenticated
- * request. Truncates to size - 1 bytes, always terminated. */
-static void bh__copy_field(char *dst, size_t size, const char *src) {
+ * request. Truncates to size - 1 bytes, always terminated; the length. */
+static size_t bh__copy_field(char *dst, size_t size, const char *src) {
   size_t n = strnlen(src, size - 1);
   memcpy(dst, src, n);
   dst[n] = '\0';
+  return n;
+}
+
+/* "<prefix><value>" into line (size bytes, the prefix fits): its length */
+static uint16_t bh__id_line(char *line, size_t size, const char *prefix,
+                            size_t pl, const char *v) {
+  memcpy(line, prefix, pl);
+  return (uint16_t)(pl + bh__copy_field(line + pl, size - pl, v));
+}
+
+/* The principal's fields and the identity lines into a (not its p). */
+static void bh__authn_fill(bh__authn *a, const char *user, const char *sid,
+                           const char *scopes, const char *key_id) {
+  a->user_len = bh__id_line(a->user_line, sizeof(a->user_line), BH__IDL_USER,
+                            BH__IDL_USER_N, user ? user : "");
+  a->scopes_len =
+      bh__id_line(a->scopes_line, sizeof(a->scopes_line), BH__IDL_SCOPES,
+                  BH__IDL_SCOPES_N, scopes ? scopes : "");
+  /* a value the core sets from its own state goes upstream only without
+   * control bytes (refused at the source; this keeps a header line one
+   * line whatever changes there) */
+  a->send_user = !bh__cfg_has_ctl(a->user_line + BH__IDL_USER_N);
+  a->send_scopes = a->scopes_len > BH__IDL_SCOPES_N &&
+                   !bh__cfg_has_ctl(a->scopes_line + BH__IDL_SCOPES_N);
+  bh__copy_field(a->session_id, sizeof(a->session_id), sid ? sid : "");
+  bh__copy_field(a->key_id, sizeof(a->key_id), key_id ? key_id : "");
+}
+
+/* a (filled) becomes req's caller. */
+static bh__authn *bh__authn_attach(bh_req *req, bh__authn *a, int kind,
+                                   int64_t exp) {
+  memset(&a->p, 0, sizeof(a->p));
+  a->p.size = sizeof(a->p);
+  a->p.kind = kind;
+  a->p.user_id = a->user_line + BH__IDL_USER_N;
+  a->p.session_id = a->session_id;
+  a->p.scopes = a->scopes_line + BH__IDL_SCOPES_N;
+  a->p.key_id = a->key_id;
+  a->p.expires_at = exp;
+  req->authn = a;
+  req->principal_id = a->p.user_id; /* rate limits keyed by principal */
+  return a;
+}
+
+/* Every field bh__authn_fill writes is written before it is read: no
+ * zeroing of the ~800 bytes per request. */
+static bh__authn *bh__authn_get(bh_req *req) {
+  return req->authn ? req->authn : malloc(sizeof(bh__authn));
 }
 
 static bh__authn *bh__authn_set(bh_req *req, int kind, const char *user,
                                 const char *sid, const char *scopes,
                                 const char *key_id, int64_t exp) {
-  bh__authn *a = req->authn;
-  if (a == NULL && (a = calloc(1, sizeof(*a))) == NULL) return NULL;
-  bh__copy_field(a->user_id, sizeof(a->user_id), user ? user : "");
-  bh__copy_field(a->session_id, sizeof(a->session_id), sid ? sid : "");
-  bh__copy_field(a->scopes, sizeof(a->scopes), scopes ? scopes : "");
-  bh__copy_field(a->key_id, sizeof(a->key_id), key_id ? key_id : "");
-  a->p.size = sizeof(a->p);
-  a->p.kind = kind;
-  a->p.user_id = a->user_id;
-  a->p.session_id = a->session_id;
-  a->p.scopes = a->scopes;
-  a->p.key_id = a->key_id;
-  a->p.expires_at = exp;
-  req->authn = a;
-  req->principal_id = a->user_id; /* rate limits keyed by principal */
-  return a;
+  bh__authn *a = bh__authn_get(req);
+  if (a == NULL) return NULL;
+  bh__authn_fill(a, user, sid, scopes, key_id);
+  return bh__authn_attach(req, a, kind, exp);
+}
+
+/* What every hit of a cached token would recompute, built once at insert
+ * (the token cache's prep callback): the revoked-set key of its session,
+ * and the principal's fields as bh__authn_fill renders them. */
+typedef struct bh__authn_pre {
+  uint64_t sid_key[2];
+  uint8_t has_sid, send_user, send_scopes;
+  uint16_t user_len, scopes_len, sid_len;
+  char text[]; /* user line, scopes line, session id: each NUL-terminated */
+} bh__authn_pre;
+
+size_t bh__authn_prep(const bh__claims *c, void *out, size_t room) {
+  bh__authn a;
+  bh__authn_fill(&a, c->sub, c->sid, c->scope, NULL);
+  size_t sl = strlen(a.session_id);
+  size_t need = sizeof(bh__authn_pre) + a.user_len + a.scopes_len + sl + 3;
+  if (need > room) return 0;
+  bh__authn_pre *p = out;
+  p->has_sid = c->sid[0] != '\0';
+  if (p->has_sid) bh__revoked_key(c->sid, p->sid_key);
+  p->send_user = a.send_user;
+  p->send_scopes = a.send_scopes;
+  p->user_len = a.user_len;
+  p->scopes_len = a.scopes_len;
+  p->sid_len = (uint16_t)sl;
+  char *t = p->text;
+  memcpy(t, a.user_line, a.user_len + 1u);
+  t += a.user_len + 1u;
+  memcpy(t, a.scopes_line, a.scopes_len + 1u);
+  t += a.scopes_len + 1u;
+  memcpy(t, a.session_id, sl + 1);
+  return need;
+}
+
+/* bh__authn_set from a cached token's prebuilt fields: three copies of
+ * known length instead of rendering them again. */
+static bh__authn *bh__authn_set_pre(bh_req *req, int kind,
+                                    const bh__authn_pre *p, int64_t exp) {
+  bh__authn *a = bh__authn_get(req);
+  if (a == NULL) return NULL;
+  const char *t = p->text;
+  memcpy(a->user_line, t, p->user_len + 1u);
+  t += p->user_len + 1u;
+  memcpy(a->scopes_line, t, p->scopes_len + 1u);
+  t += p->scopes_len + 1u;
+  memcpy(a->session_id, t, p->sid_len + 1u);
+  a->key_id[0] = '\0';
+  a->user_len = p->user_len;
+  a->scopes_len = p->scopes_len;
+  a->send_user = p->send_user;
+  a->send_scopes = p->send_scopes;
+  return bh__authn_attach(req, a, kind, exp);
 }
 
 int bh__authn_copy(bh_req *to, const bh_req *from) {
   const bh__authn *a = from->authn;
   if (a == NULL) return -ENOENT;
-  return bh__authn_set(to, a->p.kind, a->user_id, a->session_id, a->scopes,
+  return bh__authn_set(to, a->p.kind, a->p.user_id, a->session_id, a->p.scopes,
                        a->key_id[0] ? a->key_id : NULL, a->p.expires_at)
              ? 0
              : -ENOMEM;
@@ -485,18 +575,32 @@ static int bh__mw_submit(bh_req *req, bh__auth *a, int kind, const char *cred,
 /* The check                                                               */
 /* ---------------------------------------------------------------------- */
 
+/* *pre: the token's prebuilt fields when it is (now) cached, else NULL */
 static int bh__verify(bh__auth *a, bh_req *req, const char *token, int64_t now,
-                      bh__claims *cl) {
-  if (a->tokens == NULL)
-    return bh__jwt_verify_cached(&a->keys, NULL, token, now, cl);
+                      bh__claims *cl, const bh__authn_pre **pre) {
+  const void *p = NULL;
+  if (a->tokens == NULL) {
+    *pre = NULL;
+    return bh__jwt_verify_pre(&a->keys, NULL, token, now, cl, &p);
+  }
   /* the cache's own counters tell whether this lookup hit or missed */
   uint64_t h0, m0, h1, m1;
   uint32_t n;
   bh__jwt_cache_stats(a->tokens, &h0, &m0, &n);
-  int rc = bh__jwt_verify_cached(&a->keys, a->tokens, token, now, cl);
+  int rc = bh__jwt_verify_pre(&a->keys, a->tokens, token, now, cl, &p);
   bh__jwt_cache_stats(a->tokens, &h1, &m1, &n);
   if (h1 != h0 || m1 != m0) bh__metrics_token_cache(req->d, h1 != h0);
+  *pre = p;
   return rc;
+}
+
+/* The verified token's caller into req, from its prebuilt fields when it
+ * has them. NULL: no memory. */
+static bh__authn *bh__authn_token(bh_req *req, int kind, const bh__claims *cl,
+                                  const bh__authn_pre *pre) {
+  return pre ? bh__authn_set_pre(req, kind, pre, cl->exp)
+             : bh__authn_set(req, kind, cl->sub, cl->sid, cl->scope, NULL,
+                             cl->exp);
 }
 
 const char *bh__bearer_token(const char *authz) {
@@ -508,9 +612,14 @@ const char *bh__bearer_token(const char *authz) {
 }
 
 /* A verified token whose session was revoked since it was issued: the
- * code to refuse it with, or NULL when it stands. */
-static const char *bh__revoked_code(const bh__claims *cl, int64_t now) {
-  switch (bh__revoked_check(cl->sid, cl->iat, now)) {
+ * code to refuse it with, or NULL when it stands. pre: the token's
+ * prebuilt fields (its session's key computed once), or NULL. */
+static const char *bh__revoked_code(const bh__claims *cl,
+                                    const bh__authn_pre *pre, int64_t now) {
+  int r = pre ? bh__revoked_check_key(pre->has_sid ? pre->sid_key : NULL,
+                                      cl->iat, now)
+              : bh__revoked_check(cl->sid, cl->iat, now);
+  switch (r) {
   case BH__REVOKED: return "auth.session_revoked";
   case BH__REVOKED_UNSURE: return "auth.session_expired";
   default: return NULL;
@@ -531,7 +640,9 @@ int bh__auth_session_of(bh_req *req, char *sid, size_t n) {
     tok = ctok;
     from_cookie = 1;
   }
-  if (bh__verify(a, req, tok, now, &cl) != BH__JWT_OK || cl.sid[0] == '\0')
+  const bh__authn_pre *pre;
+  if (bh__verify(a, req, tok, now, &cl, &pre) != BH__JWT_OK ||
+      cl.sid[0] == '\0')
     return -ENOENT;
   if (from_cookie && bh__csrf_check(req) != 0) return -EPERM;
   snprintf(sid, n, "%s", cl.sid);
@@ -554,7 +665,8 @@ int bh__auth_check(bh_req *req, const bh__auth_next *next) {
       bh__deny(req, "auth.unauthenticated", 0, "not a bearer credential");
       return -1;
     }
-    int rc = bh__verify(a, req, tok, now, &cl);
+    const bh__authn_pre *pre;
+    int rc = bh__verify(a, req, tok, now, &cl, &pre);
     if (rc != BH__JWT_OK) {
       /* the verifier says "expired" only of a token that is otherwise
        * good (signature and every other claim): only that one may read
@@ -565,13 +677,12 @@ int bh__auth_check(bh_req *req, const bh__auth_next *next) {
                0, bh__jwt_strerror(rc));
       return -1;
     }
-    const char *revoked = bh__revoked_code(&cl, now);
+    const char *revoked = bh__revoked_code(&cl, pre, now);
     if (revoked) {
       bh__deny(req, revoked, 0, "session revoked");
       return -1;
     }
-    if (!bh__authn_set(req, BH_AUTH_BEARER, cl.sub, cl.sid, cl.scope, NULL,
-                       cl.exp)) {
+    if (!bh__authn_token(req, BH_AUTH_BEARER, &cl, pre)) {
       bh__respond_code(req, "generic.internal");
       return -1;
     }
@@ -602,14 +713,15 @@ int bh__auth_check(bh_req *req, const bh__auth_next *next) {
   const char *why = "no credentials";
   const char *revoked = NULL;
   if (has_session) {
-    int rc = bh__verify(a, req, tok, now, &cl);
-    if (rc == BH__JWT_OK && (revoked = bh__revoked_code(&cl, now)) == NULL) {
+    const bh__authn_pre *pre;
+    int rc = bh__verify(a, req, tok, now, &cl, &pre);
+    if (rc == BH__JWT_OK &&
+        (revoked = bh__revoked_code(&cl, pre, now)) == NULL) {
       if (bh__csrf_check(req) != 0) {
         bh__deny(req, "auth.csrf_rejected", 0, "origin check failed");
         return -1;
       }
-      if (!bh__authn_set(req, BH_AUTH_COOKIE, cl.sub, cl.sid, cl.scope, NULL,
-                         cl.exp)) {
+      if (!bh__authn_token(req, BH_AUTH_COOKIE, &cl, pre)) {
         bh__respond_code(req, "generic.internal");
         return -1;
       }

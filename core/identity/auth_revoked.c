@@ -52,7 +52,7 @@ typedef struct bh__rvk {
 static bh__rvk *g_rvk;
 static int g_rvk_local; /* not shared (no mapping): malloc'd */
 
-static void bh__rvk_hash(const char *sid, uint64_t h[2]) {
+void bh__revoked_key(const char *sid, uint64_t h[2]) {
   unsigned char d[16];
   crypto_generichash(d, sizeof(d), (const unsigned char *)sid, strlen(sid),
                      NULL, 0);
@@ -102,7 +102,7 @@ static void bh__rvk_unlock(void) {
 int bh__revoked_add(const char *sid, int64_t until, int64_t now) {
   if (g_rvk == NULL || sid == NULL || sid[0] == '\0') return 0;
   uint64_t h[2];
-  bh__rvk_hash(sid, h);
+  bh__revoked_key(sid, h);
   bh__rvk *t = g_rvk;
   uint32_t home = (uint32_t)(h[0] % t->cap);
   int rc = 0;
@@ -141,14 +141,20 @@ int bh__revoked_add(const char *sid, int64_t until, int64_t now) {
 }
 
 int bh__revoked_check(const char *sid, int64_t iat, int64_t now) {
+  if (sid == NULL || sid[0] == '\0')
+    return bh__revoked_check_key(NULL, iat, now);
+  uint64_t h[2];
+  bh__revoked_key(sid, h);
+  return bh__revoked_check_key(h, iat, now);
+}
+
+int bh__revoked_check_key(const uint64_t *h, int64_t iat, int64_t now) {
   bh__rvk *t = g_rvk;
   if (t == NULL) return 0;
   if (now < __atomic_load_n(&t->overflow_until, __ATOMIC_ACQUIRE) &&
       iat <= __atomic_load_n(&t->overflow_iat, __ATOMIC_ACQUIRE))
     return BH__REVOKED_UNSURE;
-  if (sid == NULL || sid[0] == '\0') return 0;
-  uint64_t h[2];
-  bh__rvk_hash(sid, h);
+  if (h == NULL) return 0;
   uint32_t home = (uint32_t)(h[0] % t->cap);
   for (uint32_t i = 0; i < BH__RVK_PROBE; i++) {
     bh__rvk_entry *e = &t->e[(home + i) % t->cap];

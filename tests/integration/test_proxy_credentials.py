@@ -114,6 +114,27 @@ class ProxyCredentialsTest(CredentialsBase):
             for v in values:
                 self.assertNotIn(tok, v)
 
+    def test_cached_tokens_each_send_their_own_identity(self):
+        """The identity lines are built once per cached token: each hit of
+        each token still sends its own, as a bearer or as a cookie."""
+        t1 = mint_access_token(TEST_SECRET, "user_c1", scope="read",
+                               sid="ses_c1")
+        t2 = mint_access_token(TEST_SECRET, "user_c2", scope="write admin",
+                               sid="ses_c2")
+        for _ in range(2):
+            for tok, user, scopes in ((t1, "user_c1", "read"),
+                                      (t2, "user_c2", "write admin")):
+                self.sim.clear_requests()
+                h = self.upstream_saw(PROXY, bearer(tok))
+                self.assertEqual(h.get("x-bulkhead-user"), [user], h)
+                self.assertEqual(h.get("x-bulkhead-auth"), ["bearer"], h)
+                self.assertEqual(h.get("x-bulkhead-scopes"), [scopes], h)
+        self.sim.clear_requests()
+        h = self.upstream_saw(PROXY, {"Cookie": "__session=%s" % t2})
+        self.assertEqual(h.get("x-bulkhead-user"), ["user_c2"], h)
+        self.assertEqual(h.get("x-bulkhead-auth"), ["cookie"], h)
+        self.assertEqual(h.get("x-bulkhead-scopes"), ["write admin"], h)
+
     def test_session_cookies_stay_other_cookies_go(self):
         tok = mint_access_token(TEST_SECRET, "user_7")
         cookie = ("theme=dark; __session=%s; __refresh=rt_secret_refresh; "

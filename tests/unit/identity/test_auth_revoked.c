@@ -19,6 +19,13 @@ static void test_add_check_expire(void) {
   CHECK_INT(bh__revoked_add("ses_a", 200, 100), 0);
   CHECK_INT(bh__revoked_check("ses_a", 90, 150), BH__REVOKED);
   CHECK_INT(bh__revoked_check("ses_b", 90, 150), 0);
+  /* with the key computed before (the token cache keeps it) */
+  uint64_t ka[2], kb[2];
+  bh__revoked_key("ses_a", ka);
+  bh__revoked_key("ses_b", kb);
+  CHECK_INT(bh__revoked_check_key(ka, 90, 150), BH__REVOKED);
+  CHECK_INT(bh__revoked_check_key(kb, 90, 150), 0);
+  CHECK_INT(bh__revoked_check_key(NULL, 90, 150), 0);
   CHECK_INT(bh__revoked_check("", 90, 150), 0);
   CHECK_INT(bh__revoked_check(NULL, 90, 150), 0);
   /* again: the later end wins, the entry is not doubled */

@@ -520,6 +520,81 @@ static void cost(void) {
   bh__jwt_keys_release(&k);
 }
 
+/* The prep callback of test_cache_suffix: the sub it was built from */
+static size_t sub_prep(const bh__claims *c, void *out, size_t room) {
+  size_t n = strlen(c->sub) + 1;
+  if (n > room) return 0;
+  memcpy(out, c->sub, n);
+  return n;
+}
+
+/* The bucket comes from the last bytes only: two valid tokens that share
+ * them (one byte here, so that a pair is found among a few tokens) are
+ * both cached, and each hit returns its own claims and prep bytes. */
+static void test_cache_suffix(void) {
+  bh__jwt_keys k = hs_keys();
+  CHECK_INT(bh__jwt_keys_prepare(&k), BH__JWT_OK);
+  bh__jwt_cache *c = bh__jwt_cache_new_ex(8, 1, sub_prep);
+  CHECK(c != NULL);
+  static char toks[64][512];
+  int a = -1, b = -1;
+  for (int i = 0; i < 64 && a < 0; i++) {
+    char claims[256];
+    snprintf(claims, sizeof(claims),
+             "{\"iss\":\"bulkhead\",\"aud\":\"bulkhead\",\"sub\":"
+             "\"c%d\",\"typ\":\"access\",\"exp\":1800000300}",
+             i);
+    snprintf(toks[i], sizeof(toks[i]), "%s",
+             forge(HS, claims, secret, sizeof(secret) - 1, NULL));
+    size_t li = strlen(toks[i]);
+    for (int j = 0; j < i; j++)
+      if (strlen(toks[j]) == li && toks[j][li - 1] == toks[i][li - 1])
+        a = j, b = i;
+  }
+  CHECK(a >= 0);
+  if (a < 0) return;
+  char sa[16], sb[16];
+  snprintf(sa, sizeof(sa), "c%d", a);
+  snprintf(sb, sizeof(sb), "c%d", b);
+  CHECK(strcmp(toks[a], toks[b]) != 0);
+  bh__claims cl;
+  const void *pre = NULL;
+  CHECK_INT(bh__jwt_verify_pre(&k, c, toks[a], NOW, &cl, &pre), BH__JWT_OK);
+  CHECK(pre != NULL && strcmp(pre, sa) == 0); /* built at insert */
+  CHECK_INT(bh__jwt_verify_pre(&k, c, toks[b], NOW, &cl, &pre), BH__JWT_OK);
+  CHECK(pre != NULL && strcmp(pre, sb) == 0);
+  uint64_t hits, misses;
+  uint32_t n;
+  bh__jwt_cache_stats(c, &hits, &misses, &n);
+  CHECK_INT(n, 2);
+  CHECK_INT(misses, 2);
+  for (int round = 0; round < 2; round++) {
+    CHECK_INT(bh__jwt_verify_pre(&k, c, toks[a], NOW, &cl, &pre), BH__JWT_OK);
+    CHECK_STR(cl.sub, sa);
+    CHECK(pre != NULL && strcmp(pre, sa) == 0);
+    CHECK_INT(bh__jwt_verify_pre(&k, c, toks[b], NOW, &cl, &pre), BH__JWT_OK);
+    CHECK_STR(cl.sub, sb);
+    CHECK(pre != NULL && strcmp(pre, sb) == 0);
+  }
+  bh__jwt_cache_stats(c, &hits, &misses, &n);
+  CHECK_INT(hits, 4);
+  CHECK_INT(misses, 2);
+  /* a forged token with the same last byte lands in that chain: refused,
+   * not kept */
+  char forged[512];
+  snprintf(forged, sizeof(forged), "%s", toks[a]);
+  forged[strlen(forged) / 2] ^= 1;
+  CHECK(bh__jwt_verify_pre(&k, c, forged, NOW, &cl, &pre) != BH__JWT_OK);
+  CHECK(pre == NULL);
+  bh__jwt_cache_stats(c, &hits, &misses, &n);
+  CHECK_INT(n, 2);
+  /* no cache: verified, nothing prebuilt */
+  CHECK_INT(bh__jwt_verify_pre(&k, NULL, toks[a], NOW, &cl, &pre), BH__JWT_OK);
+  CHECK(pre == NULL);
+  bh__jwt_cache_free(c);
+  bh__jwt_keys_release(&k);
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   test_roundtrip();
@@ -527,6 +602,7 @@ int main(void) {
   test_garbage();
   test_no_json_before_signature();
   test_cache();
+  test_cache_suffix();
   test_asymmetric(BH__JWT_RS256, "rs256-test-private.pem",
                   "rs256-test-public.pem");
   test_asymmetric(BH__JWT_ES256, "es256-test-private.pem",
