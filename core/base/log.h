@@ -1,6 +1,7 @@
 /*
  * Structured JSON logs, one line per event. Writers on the loop never block:
- * lines go into a bounded in-memory queue drained by a dedicated thread; a
+ * lines go into a bounded in-memory ring per thread (no allocation, no lock
+ * per line) drained by a dedicated thread; a
  * sink that fails or blocks (closed stdout, full disk, a stalled pipe) only
  * makes lines drop, counted in bh__log_dropped().
  */
@@ -50,6 +51,7 @@ typedef struct bh__logline {
   bh__buf b;
   int level;
   int skip; /* below the minimum level: builders are no-ops */
+  int lent; /* b is the thread's reused line buffer (log.c) */
 } bh__logline;
 
 void bh__log_begin(bh__logline *l, int level, const char *event);
