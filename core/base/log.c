@@ -88,6 +88,9 @@ static bh__writer *g_w; /* under g_mu */
  * signals. Set under g_mu, read by producers without it (see
  * bh__log_queue for the fence pairing). */
 static atomic_int g_waiting;
+/* Rings 0..g_rings_hw-1 have had a producer: the writer scans only those
+ * (a process has a few logging threads, not BH__LOG_RINGS). */
+static atomic_uint g_rings_hw = 1;
 
 /* A thread's side: its ring, and its line buffer lent to one line at a
  * time (a line begun while another is open gets a buffer of its own). */
@@ -182,11 +185,13 @@ static void bh__rings_drop_all(void) {
  * so a busy thread cannot starve the others; g_mu held. The bytes. */
 static size_t bh__rings_take(bh__writer *w) {
   size_t n = 0;
-  for (unsigned k = 0; k < BH__LOG_RINGS && n < BH__LOG_BATCH_BYTES; k++) {
-    bh__lring *r = &g_rings[(w->next + k) % BH__LOG_RINGS];
-    n += bh__lring_take(r, w->buf + n, BH__LOG_BATCH_BYTES - n);
+  unsigned hw = atomic_load_explicit(&g_rings_hw, memory_order_acquire);
+  if (w->next >= hw) w->next = 0;
+  for (unsigned k = 0; k < hw && n < BH__LOG_BATCH_BYTES; k++) {
+    unsigned i = w->next + k < hw ? w->next + k : w->next + k - hw;
+    n += bh__lring_take(&g_rings[i], w->buf + n, BH__LOG_BATCH_BYTES - n);
   }
-  w->next = (w->next + 1) % BH__LOG_RINGS;
+  w->next = w->next + 1 < hw ? w->next + 1 : 0;
   return n;
 }
 
@@ -518,6 +523,12 @@ static void bh__logtls_claim(bh__logtls *t) {
       if (atomic_compare_exchange_strong(&g_rings[i].state, &free_,
                                          BH__RING_OWNED)) {
         t->ring = &g_rings[i];
+        /* raised before the first line is put: the writer's next scan,
+         * after that line's release store, covers this ring */
+        unsigned hw = atomic_load(&g_rings_hw);
+        while (hw < i + 1 &&
+               !atomic_compare_exchange_weak(&g_rings_hw, &hw, i + 1)) {
+        }
         return;
       }
     }
