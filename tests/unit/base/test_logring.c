@@ -127,7 +127,7 @@ static void test_drop_count(void) {
 
 /* One producer thread, the consumer here: every line out whole and in
  * order, none lost, while the ring is full most of the time. */
-#define BH_SPSC_LINES 200000u
+#define BH_SPSC_LINES 50000u
 static char g_spsc_mem[1024];
 static bh__lring g_spsc;
 
