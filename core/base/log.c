@@ -88,6 +88,10 @@ static bh__writer *g_w; /* under g_mu */
  * signals. Set under g_mu, read by producers without it (see
  * bh__log_queue for the fence pairing). */
 static atomic_int g_waiting;
+/* Some line was published since the writer last looked: it skips the scan
+ * of the rings when none was. Exchanged (read-modify-write) on both sides,
+ * so the writer that reads it set also sees every line published before. */
+static atomic_int g_dirty;
 /* Rings 0..g_rings_hw-1 have had a producer: the writer scans only those
  * (a process has a few logging threads, not BH__LOG_RINGS). */
 static atomic_uint g_rings_hw = 1;
@@ -184,13 +188,19 @@ static void bh__rings_drop_all(void) {
 /* Whole lines from the rings into w->buf, each ring in turn from w->next
  * so a busy thread cannot starve the others; g_mu held. The bytes. */
 static size_t bh__rings_take(bh__writer *w) {
+  if (!atomic_exchange(&g_dirty, 0)) return 0;
   size_t n = 0;
+  int left = 0;
   unsigned hw = atomic_load_explicit(&g_rings_hw, memory_order_acquire);
   if (w->next >= hw) w->next = 0;
-  for (unsigned k = 0; k < hw && n < BH__LOG_BATCH_BYTES; k++) {
-    unsigned i = w->next + k < hw ? w->next + k : w->next + k - hw;
-    n += bh__lring_take(&g_rings[i], w->buf + n, BH__LOG_BATCH_BYTES - n);
+  for (unsigned k = 0; k < hw; k++) {
+    bh__lring *r = &g_rings[w->next + k < hw ? w->next + k : w->next + k - hw];
+    if (n < BH__LOG_BATCH_BYTES)
+      n += bh__lring_take(r, w->buf + n, BH__LOG_BATCH_BYTES - n);
+    if (bh__lring_used(r) != 0) left = 1;
   }
+  /* what did not fit this batch is still to be looked at */
+  if (left) atomic_store(&g_dirty, 1);
   w->next = w->next + 1 < hw ? w->next + 1 : 0;
   return n;
 }
@@ -444,6 +454,7 @@ int bh__log_after_fork(void) {
   g_sync_mu = fresh;
   g_shared_mu = fresh;
   atomic_store(&g_waiting, 0);
+  atomic_store(&g_dirty, 0);
   /* Empty rings, all free: queued lines belong to the parent, which writes
    * them, and the threads that owned rings do not exist here; but this
    * thread keeps the ring it owns. */
@@ -566,8 +577,10 @@ static int bh__log_queue(const char *p, size_t n) {
     bh__drop(1);
     return 0;
   }
-  /* published, fence, g_waiting: pairs with bh__writer_wait(); the lock is
-   * taken only when the writer sleeps, never while it writes or pauses */
+  /* published, g_dirty, fence, g_waiting: pairs with bh__writer_wait();
+   * the lock is taken only when the writer sleeps, never while it writes
+   * or pauses */
+  atomic_exchange(&g_dirty, 1);
   atomic_thread_fence(memory_order_seq_cst);
   if (atomic_load_explicit(&g_waiting, memory_order_relaxed)) {
     pthread_mutex_lock(&g_mu);
