@@ -508,6 +508,7 @@ static void bh__logtls_exit(void *arg) {
   if (t->ring != NULL && t->ring != &g_rings[0])
     atomic_store_explicit(&t->ring->state, BH__RING_FREE, memory_order_release);
   t->ring = NULL;
+  t->keyed = 0; /* a line logged by a later destructor registers again */
   bh__buf_free(&t->scratch);
 }
 
