@@ -20,7 +20,8 @@ enum bh__log_level { BH__DEBUG = 0, BH__INFO, BH__WARN, BH__ERROR };
  * stderr (start-up and `-t` diagnostics). */
 int bh__log_open(const char *target, int min_level);
 /* Around fork() in a process whose log writer runs: prepare holds the log
- * locks (the writer touches the allocator only under them), the parent then
+ * locks (and waits out the writer's start-up, after which it allocates
+ * nothing; producers allocate nothing under them), the parent then
  * calls fork_parent, the child bh__log_after_fork. */
 void bh__log_fork_prepare(void);
 void bh__log_fork_parent(void);
