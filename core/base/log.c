@@ -1,48 +1,59 @@
 /*
  * Structured JSON logs with a non-blocking producer side.
  *
- * Producers (event loops, any thread) format a line into their own buffer,
- * then hand the heap block to a bounded ring under a mutex held only for a
- * few pointer moves. One writer thread pops lines and does blocking write()
- * calls to the sink. When the ring is full, or the sink fails, lines are
- * dropped and counted: a stalled stdout pipe or a full disk must never stall
- * request handling.
+ * Producers (event loops, any thread) format a line into a buffer of their
+ * thread that is reused from line to line, then copy it into their thread's
+ * own byte ring (base/logring.h): no allocation, no lock, one release store
+ * per line on the event loop. A thread that finds no free ring shares ring
+ * 0 under a mutex. One writer thread copies whole lines out of every ring
+ * into a batch buffer of its own and does blocking write() calls to the
+ * sink. When a ring is full, or the sink fails, lines are dropped and
+ * counted: a stalled stdout pipe or a full disk must never stall request
+ * handling. The rings together hold at most BH__LOG_MAX_BYTES.
  *
- * The ring and its lock are static and live forever. Each bh__log_open()
- * gets its own heap "writer" (fd, flags); if close gives up on a writer that
- * is stuck in write(), it detaches it and the writer frees itself when it
- * wakes, without touching the ring again. A later open is therefore safe.
+ * The rings and their locks are static and live forever. Each
+ * bh__log_open() gets its own heap "writer" (fd, flags, batch buffer); if
+ * close gives up on a writer that is stuck in write(), it detaches it and
+ * the writer frees itself when it wakes, without touching the rings again:
+ * it writes from its own buffer, so a later open is safe.
  */
 #include "base/log.h"
+#include "base/logring.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
-#define BH__LOG_MAX_LINES 4096u
 #define BH__LOG_MAX_BYTES (4u << 20)
+#define BH__LOG_RINGS 8u /* ring 0 shared; a power of two divides the bytes */
+#define BH__LOG_RING_BYTES (BH__LOG_MAX_BYTES / BH__LOG_RINGS)
 #define BH__LOG_BACKOFF_MS 100
 #define BH__LOG_CLOSE_MS 2000
+#define BH__LOG_BUSY_MS 100
 
-#define BH__LOG_BATCH 64
+/* The writer's batch: one write() of up to this many bytes; it is also the
+ * longest line (a longer one is dropped and counted). */
+#define BH__LOG_BATCH_BYTES (256u << 10)
+/* a batch below this means light load: the writer pauses to coalesce */
+#define BH__LOG_COALESCE_BYTES (32u << 10)
 #define BH__LOG_COALESCE_NS 1000000L
+/* a thread's line buffer is kept between lines up to this size */
+#define BH__LOG_SCRATCH_KEEP (64u << 10)
 
 enum { BH__LOG_SYNC = 0, BH__LOG_ASYNC = 1, BH__LOG_OFF = 2 };
 
-typedef struct bh__logent {
-  char *p;
-  size_t n;
-} bh__logent;
+/* bh__lring.state of rings 1..: who may produce into it */
+enum { BH__RING_FREE = 0, BH__RING_OWNED = 1 };
 
 typedef struct bh__writer {
   pthread_t tid;
@@ -52,7 +63,9 @@ typedef struct bh__writer {
   int orphaned; /* close gave up waiting: exit, free self, leave the ring */
   int running;  /* past thread start-up, which allocates outside g_mu */
   int exited;
-  int failing; /* the last write failed: on stop, drop instead of retrying */
+  int failing;   /* the last write failed: on stop, drop instead of retrying */
+  unsigned next; /* the ring a batch starts from: each gets its turn */
+  char buf[];    /* BH__LOG_BATCH_BYTES: the batch being written */
 } bh__writer;
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -65,10 +78,35 @@ static pthread_mutex_t g_ctl_mu = PTHREAD_MUTEX_INITIALIZER;
 /* Serialises the synchronous stderr path so concurrent lines don't mix. */
 static pthread_mutex_t g_sync_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static bh__logent g_ring[BH__LOG_MAX_LINES];
-static size_t g_head, g_count, g_bytes; /* under g_mu */
-static bh__writer *g_w;                 /* under g_mu */
-static int g_waiting; /* under g_mu: the writer sleeps on an empty ring */
+/* Producers of ring 0 (threads that found no ring of their own). */
+static pthread_mutex_t g_shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static bh__lring g_rings[BH__LOG_RINGS];
+static char g_ring_mem[BH__LOG_RINGS][BH__LOG_RING_BYTES];
+/* Consumer operations on the rings (take, drop) only under g_mu. */
+static bh__writer *g_w; /* under g_mu */
+/* The writer sleeps on empty rings: a producer that published a line then
+ * signals. Set under g_mu, read by producers without it (see
+ * bh__log_queue for the fence pairing). */
+static atomic_int g_waiting;
+/* Some line was published since the writer last looked: it skips the scan
+ * of the rings when none was. Exchanged (read-modify-write) on both sides,
+ * so the writer that reads it set also sees every line published before. */
+static atomic_int g_dirty;
+/* Rings 0..g_rings_hw-1 have had a producer: the writer scans only those
+ * (a process has a few logging threads, not BH__LOG_RINGS). */
+static atomic_uint g_rings_hw = 1;
+
+/* A thread's side: its ring, and its line buffer lent to one line at a
+ * time (a line begun while another is open gets a buffer of its own). */
+typedef struct bh__logtls {
+  bh__lring *ring; /* NULL until the thread's first queued line */
+  bh__buf scratch;
+  int lent;
+  int keyed; /* the exit destructor is registered */
+} bh__logtls;
+static _Thread_local bh__logtls g_tls;
+static pthread_key_t g_tls_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
 static atomic_int g_mode = BH__LOG_SYNC;
 static atomic_int g_min = BH__INFO;
@@ -79,6 +117,9 @@ static const char *const g_level_names[] = {"debug", "info", "warn", "error"};
 /* Condition variables on the monotonic clock, so a wall-clock step cannot
  * stretch the close bound or the error back-off. */
 static void bh__log_init_once(void) {
+  for (unsigned i = 0; i < BH__LOG_RINGS; i++)
+    bh__lring_init(&g_rings[i], g_ring_mem[i], BH__LOG_RING_BYTES);
+  atomic_store(&g_rings[0].state, BH__RING_OWNED);
   pthread_condattr_t a;
   pthread_condattr_init(&a);
   pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
@@ -136,47 +177,52 @@ static int bh__write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* Writes a batch of lines with as few syscalls as the kernel allows. */
-static int bh__writev_all(int fd, struct iovec *iov, int n) {
-  while (n > 0) {
-    ssize_t w = writev(fd, iov, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-      if (poll(&pfd, 1, -1) < 0 && errno != EINTR) return -errno;
-      continue;
-    }
-    if (w <= 0) return w < 0 ? -errno : -EIO;
-    size_t left = (size_t)w;
-    while (n > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      iov++;
-      n--;
-    }
-    if (n > 0) {
-      iov->iov_base = (char *)iov->iov_base + left;
-      iov->iov_len -= left;
-    }
-  }
-  return 0;
+/* Every ring emptied, the lines counted as dropped; g_mu held. */
+static void bh__rings_drop_all(void) {
+  uint64_t n = 0;
+  for (unsigned i = 0; i < BH__LOG_RINGS; i++)
+    n += bh__lring_drop(&g_rings[i]);
+  if (n) bh__drop(n);
 }
 
-/* Ring helpers; g_mu held. */
-static void bh__ring_pop(bh__logent *e) {
-  *e = g_ring[g_head];
-  g_head = (g_head + 1) % BH__LOG_MAX_LINES;
-  g_count--;
-  g_bytes -= e->n;
+/* Whole lines from the rings into w->buf, each ring in turn from w->next
+ * so a busy thread cannot starve the others; g_mu held. The bytes. */
+static size_t bh__rings_take(bh__writer *w) {
+  if (!atomic_exchange(&g_dirty, 0)) return 0;
+  size_t n = 0;
+  int left = 0;
+  unsigned hw = atomic_load_explicit(&g_rings_hw, memory_order_acquire);
+  if (w->next >= hw) w->next = 0;
+  for (unsigned k = 0; k < hw; k++) {
+    bh__lring *r = &g_rings[w->next + k < hw ? w->next + k : w->next + k - hw];
+    if (n < BH__LOG_BATCH_BYTES)
+      n += bh__lring_take(r, w->buf + n, BH__LOG_BATCH_BYTES - n);
+    if (bh__lring_used(r) != 0) left = 1;
+  }
+  /* what did not fit this batch is still to be looked at */
+  if (left) atomic_store(&g_dirty, 1);
+  w->next = w->next + 1 < hw ? w->next + 1 : 0;
+  return n;
 }
 
-static void bh__ring_drop_all(void) {
-  uint64_t n = g_count;
-  while (g_count > 0) {
-    bh__logent e;
-    bh__ring_pop(&e);
-    free(e.p);
+/* Waits for lines, stop or orphaning; g_mu held. Lines taken, or 0. */
+static size_t bh__writer_wait(bh__writer *w) {
+  for (;;) {
+    if (w->orphaned) return 0;
+    if (w->stop && w->failing) bh__rings_drop_all();
+    size_t n = bh__rings_take(w);
+    if (n > 0 || w->stop) return n;
+    /* Announce the sleep, then look once more: a producer publishes its
+     * line and then reads g_waiting, each side with a full fence between,
+     * so either we see its line or it sees us waiting and signals. */
+    atomic_store_explicit(&g_waiting, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    n = bh__rings_take(w);
+    if (n == 0 && !w->stop && !w->orphaned)
+      pthread_cond_wait(&g_cv_work, &g_mu);
+    atomic_store_explicit(&g_waiting, 0, memory_order_relaxed);
+    if (n > 0) return n;
   }
-  bh__drop(n);
 }
 
 static void *bh__writer_main(void *arg) {
@@ -193,49 +239,27 @@ static void *bh__writer_main(void *arg) {
   w->running = 1;
   pthread_cond_broadcast(&g_cv_idle);
   for (;;) {
-    while (!w->stop && !w->orphaned && g_count == 0) {
-      g_waiting = 1;
-      pthread_cond_wait(&g_cv_work, &g_mu);
-      g_waiting = 0;
-    }
-    if (w->orphaned) break;
-    if (w->stop && w->failing) bh__ring_drop_all();
-    if (g_count == 0) break; /* only reached with stop set */
-    /* a batch per syscall: under load, lines leave many at a time */
-    bh__logent batch[BH__LOG_BATCH];
-    struct iovec iov[BH__LOG_BATCH];
-    int n = 0;
-    while (g_count > 0 && n < BH__LOG_BATCH) {
-      bh__ring_pop(&batch[n]);
-      iov[n].iov_base = batch[n].p;
-      iov[n].iov_len = batch[n].n;
-      n++;
-    }
+    size_t n = bh__writer_wait(w);
+    if (n == 0) break; /* orphaned, or stopped with nothing left */
     int stopping = w->stop;
     pthread_mutex_unlock(&g_mu);
 
-    int rc = bh__writev_all(w->fd, iov, n);
+    /* from the writer's own buffer: the rings' room is already free */
+    int rc = bh__write_all(w->fd, w->buf, n);
     /* a small batch means light load: wait a moment (without being woken)
      * so the next lines share a syscall; the latency only delays logs */
-    if (rc == 0 && n < BH__LOG_BATCH && !stopping) {
+    if (rc == 0 && n < BH__LOG_COALESCE_BYTES && !stopping) {
       struct timespec pause = {0, BH__LOG_COALESCE_NS};
       nanosleep(&pause, NULL);
     }
 
     pthread_mutex_lock(&g_mu);
-    /* Freed under g_mu: this thread then never holds an allocator lock
-     * while g_mu is free, which is what makes bh__log_fork_prepare()
-     * sufficient for a fork() (the sanitizer allocators take no locks of
-     * their own around fork). */
-    for (int i = 0; i < n; i++)
-      free(batch[i].p);
     w->failing = rc != 0;
     if (rc != 0) {
-      if (n > 1) bh__drop((uint64_t)n - 1);
+      bh__drop(bh__lring_lines(w->buf, n));
       /* EPIPE, EBADF, ENOSPC, EIO...: the sink may recover (disk freed,
        * log rotated), so keep going, but pause so a dead sink costs no CPU;
-       * meanwhile the ring fills and producers drop cheaply. */
-      bh__drop(1);
+       * meanwhile the rings fill and producers drop cheaply. */
       struct timespec dl = bh__deadline(BH__LOG_BACKOFF_MS);
       while (!w->stop && !w->orphaned && !bh__past(&dl))
         pthread_cond_timedwait(&g_cv_work, &g_mu, &dl);
@@ -313,7 +337,7 @@ static int bh__log_open_locked(const char *target, int min_level) {
     sigaction(SIGPIPE, &sa, NULL);
   }
 
-  bh__writer *w = calloc(1, sizeof(*w));
+  bh__writer *w = calloc(1, sizeof(*w) + BH__LOG_BATCH_BYTES);
   if (w == NULL) {
     if (own) close(fd);
     return -ENOMEM;
@@ -355,6 +379,23 @@ int bh__log_open(const char *target, int min_level) {
   return rc;
 }
 
+/* After the switch to synchronous mode: waits until no producer is still
+ * putting a line it took for queued into a ring, so the writer's final
+ * drain sees every such line. A producer marks its ring busy, fences, then
+ * reads the mode; we stored the mode, fence, then read busy: one of the
+ * two sees the other. Ring 0's producers hold g_shared_mu instead. */
+static void bh__producers_settle(void) {
+  atomic_thread_fence(memory_order_seq_cst);
+  pthread_mutex_lock(&g_shared_mu);
+  pthread_mutex_unlock(&g_shared_mu);
+  struct timespec dl = bh__deadline(BH__LOG_BUSY_MS);
+  for (unsigned i = 1; i < BH__LOG_RINGS; i++) {
+    while (atomic_load_explicit(&g_rings[i].busy, memory_order_acquire) &&
+           !bh__past(&dl))
+      sched_yield();
+  }
+}
+
 static void bh__log_close_locked(void) {
   pthread_mutex_lock(&g_mu);
   int mode = atomic_load(&g_mode);
@@ -366,6 +407,7 @@ static void bh__log_close_locked(void) {
     pthread_mutex_unlock(&g_mu);
     return;
   }
+  bh__producers_settle();
   w->stop = 1;
   pthread_cond_broadcast(&g_cv_work);
   struct timespec dl = bh__deadline(BH__LOG_CLOSE_MS);
@@ -382,7 +424,7 @@ static void bh__log_close_locked(void) {
    * get out in time. Drop it, and let the writer free itself whenever the
    * write returns; it owns w and its fd from now on. */
   w->orphaned = 1;
-  bh__ring_drop_all();
+  bh__rings_drop_all();
   pthread_cond_broadcast(&g_cv_work);
   pthread_detach(w->tid);
   pthread_mutex_unlock(&g_mu);
@@ -410,16 +452,20 @@ int bh__log_after_fork(void) {
   g_mu = fresh;
   g_ctl_mu = fresh;
   g_sync_mu = fresh;
+  g_shared_mu = fresh;
+  atomic_store(&g_waiting, 0);
+  atomic_store(&g_dirty, 0);
+  /* Empty rings, all free: queued lines belong to the parent, which writes
+   * them, and the threads that owned rings do not exist here; but this
+   * thread keeps the ring it owns. */
   bh__log_init_once();
+  if (g_tls.ring != NULL && g_tls.ring != &g_rings[0])
+    atomic_store(&g_tls.ring->state, BH__RING_OWNED);
   int mode = atomic_load(&g_mode);
   bh__writer *old = g_w;
   g_w = NULL;
-  /* queued lines belong to the parent, which writes them */
-  for (size_t i = 0; i < g_count; i++)
-    free(g_ring[(g_head + i) % BH__LOG_MAX_LINES].p);
-  g_head = g_count = g_bytes = 0;
   if (mode != BH__LOG_ASYNC || old == NULL) return 0;
-  bh__writer *w = calloc(1, sizeof(*w));
+  bh__writer *w = calloc(1, sizeof(*w) + BH__LOG_BATCH_BYTES);
   if (w == NULL) {
     atomic_store(&g_mode, BH__LOG_SYNC);
     return -ENOMEM;
@@ -455,40 +501,130 @@ static void bh__write_sync(const char *p, size_t n) {
   pthread_mutex_unlock(&g_sync_mu);
 }
 
+/* A thread that ends gives its ring back (whatever it queued stays for
+ * the writer; the next owner appends after it) and frees its buffer. */
+static void bh__logtls_exit(void *arg) {
+  bh__logtls *t = arg;
+  if (t->ring != NULL && t->ring != &g_rings[0])
+    atomic_store_explicit(&t->ring->state, BH__RING_FREE, memory_order_release);
+  t->ring = NULL;
+  t->keyed = 0; /* a line logged by a later destructor registers again */
+  bh__buf_free(&t->scratch);
+}
+
+static void bh__logtls_key(void) {
+  pthread_key_create(&g_tls_key, bh__logtls_exit);
+}
+
+static void bh__logtls_keyed(bh__logtls *t) {
+  if (t->keyed) return;
+  pthread_once(&g_key_once, bh__logtls_key);
+  t->keyed = pthread_setspecific(g_tls_key, t) == 0;
+}
+
+/* The thread's first queued line: a free ring of its own, else ring 0.
+ * An empty one first: a ring given back by a thread that just ended may
+ * still hold its lines, and a burst from each of a few short-lived threads
+ * should each get a whole ring's room. */
+static void bh__logtls_claim(bh__logtls *t) {
+  bh__logtls_keyed(t);
+  for (int pass = 0; pass < 2; pass++) {
+    for (unsigned i = 1; i < BH__LOG_RINGS; i++) {
+      int free_ = BH__RING_FREE;
+      if (pass == 0 && bh__lring_used(&g_rings[i]) != 0) continue;
+      if (atomic_compare_exchange_strong(&g_rings[i].state, &free_,
+                                         BH__RING_OWNED)) {
+        t->ring = &g_rings[i];
+        /* raised before the first line is put: the writer's next scan,
+         * after that line's release store, covers this ring */
+        unsigned hw = atomic_load(&g_rings_hw);
+        while (hw < i + 1 &&
+               !atomic_compare_exchange_weak(&g_rings_hw, &hw, i + 1)) {
+        }
+        return;
+      }
+    }
+  }
+  t->ring = &g_rings[0];
+}
+
+/* Queues one line: 0 (queued, or dropped and counted), or 1 when the log
+ * is not asynchronous (any more) and the caller writes it itself. */
+static int bh__log_queue(const char *p, size_t n) {
+  bh__logtls *t = &g_tls;
+  if (t->ring == NULL) bh__logtls_claim(t);
+  bh__lring *r = t->ring;
+  int rc;
+  if (r != &g_rings[0]) {
+    /* busy, fence, mode: pairs with bh__producers_settle() */
+    atomic_store_explicit(&r->busy, 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&g_mode, memory_order_relaxed) != BH__LOG_ASYNC) {
+      atomic_store_explicit(&r->busy, 0, memory_order_release);
+      return 1;
+    }
+    rc = n > BH__LOG_BATCH_BYTES ? -EMSGSIZE : bh__lring_put(r, p, n);
+    atomic_store_explicit(&r->busy, 0, memory_order_release);
+  } else {
+    pthread_mutex_lock(&g_shared_mu);
+    if (atomic_load_explicit(&g_mode, memory_order_relaxed) != BH__LOG_ASYNC) {
+      pthread_mutex_unlock(&g_shared_mu);
+      return 1;
+    }
+    rc = n > BH__LOG_BATCH_BYTES ? -EMSGSIZE : bh__lring_put(r, p, n);
+    pthread_mutex_unlock(&g_shared_mu);
+  }
+  if (rc != 0) {
+    bh__drop(1);
+    return 0;
+  }
+  /* published, g_dirty, fence, g_waiting: pairs with bh__writer_wait();
+   * the lock is taken only when the writer sleeps, never while it writes
+   * or pauses */
+  atomic_exchange(&g_dirty, 1);
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&g_waiting, memory_order_relaxed)) {
+    pthread_mutex_lock(&g_mu);
+    pthread_cond_signal(&g_cv_work);
+    pthread_mutex_unlock(&g_mu);
+  }
+  return 0;
+}
+
+/* The line's buffer back to the thread (kept for the next line unless it
+ * grew large), or freed when it was a buffer of its own. */
+static void bh__log_release(bh__logline *l) {
+  if (!l->lent) {
+    bh__buf_free(&l->b);
+    return;
+  }
+  l->lent = 0;
+  g_tls.lent = 0;
+  if (l->b.cap > BH__LOG_SCRATCH_KEEP) {
+    bh__buf_free(&l->b);
+    bh__buf_init(&g_tls.scratch);
+    return;
+  }
+  g_tls.scratch = l->b;
+  bh__logtls_keyed(&g_tls);
+}
+
 /* A finished line: queued for the writer thread, or written here when the
- * log is synchronous (or the ring is closed meanwhile). */
+ * log is synchronous (or closed meanwhile). */
 static void bh__log_submit(bh__logline *l) {
   if (bh__buf_failed(&l->b)) {
-    bh__buf_free(&l->b);
+    bh__log_release(l);
     bh__drop(1);
     return;
   }
-  if (atomic_load_explicit(&g_mode, memory_order_relaxed) == BH__LOG_ASYNC) {
-    pthread_mutex_lock(&g_mu);
-    if (atomic_load_explicit(&g_mode, memory_order_relaxed) == BH__LOG_ASYNC) {
-      if (g_count >= BH__LOG_MAX_LINES ||
-          l->b.len > BH__LOG_MAX_BYTES - g_bytes) {
-        pthread_mutex_unlock(&g_mu);
-        bh__buf_free(&l->b);
-        bh__drop(1);
-        return;
-      }
-      bh__logent *e = &g_ring[(g_head + g_count) % BH__LOG_MAX_LINES];
-      e->n = l->b.len;
-      e->p = bh__buf_steal(&l->b, NULL);
-      g_count++;
-      g_bytes += e->n;
-      /* wake the writer only when it waits for work, not while it
-       * coalesces or writes */
-      if (g_waiting) pthread_cond_signal(&g_cv_work);
-      pthread_mutex_unlock(&g_mu);
-      return;
-    }
-    pthread_mutex_unlock(&g_mu); /* closed meanwhile: go synchronous */
+  if (atomic_load_explicit(&g_mode, memory_order_relaxed) == BH__LOG_ASYNC &&
+      bh__log_queue(l->b.data, l->b.len) == 0) {
+    bh__log_release(l);
+    return;
   }
   if (atomic_load_explicit(&g_mode, memory_order_relaxed) != BH__LOG_OFF)
     bh__write_sync(l->b.data, l->b.len);
-  bh__buf_free(&l->b);
+  bh__log_release(l);
 }
 
 /* "2026-01-02T03:04:05.678Z". The formatted seconds are cached per thread:
@@ -539,10 +675,19 @@ void bh__log_begin_sized(bh__logline *l, int level, const char *event,
                          size_t size) {
   bh__buf_init(&l->b);
   l->level = level;
+  l->lent = 0;
   l->skip = level < atomic_load_explicit(&g_min, memory_order_relaxed) ||
             atomic_load_explicit(&g_mode, memory_order_relaxed) == BH__LOG_OFF;
   if (l->skip) return;
-  if (size) bh__buf_grow(&l->b, size);
+  if (!g_tls.lent) {
+    /* the thread's buffer, grown by earlier lines: usually no allocation */
+    g_tls.lent = 1;
+    l->lent = 1;
+    l->b = g_tls.scratch;
+    l->b.len = 0;
+    l->b.failed = 0;
+  }
+  if (size && l->b.cap <= size) bh__buf_grow(&l->b, size);
   if (level < BH__DEBUG) level = BH__DEBUG;
   if (level > BH__ERROR) level = BH__ERROR;
   char t[25];
@@ -613,7 +758,7 @@ void bh__log_kraw(bh__logline *l, const bh__jkey *key, const char *value) {
 
 void bh__log_end(bh__logline *l) {
   if (l->skip) {
-    bh__buf_free(&l->b);
+    bh__log_release(l);
     return;
   }
   bh__buf_puts(&l->b, "}\n");

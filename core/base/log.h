@@ -1,6 +1,7 @@
 /*
  * Structured JSON logs, one line per event. Writers on the loop never block:
- * lines go into a bounded in-memory queue drained by a dedicated thread; a
+ * lines go into a bounded in-memory ring per thread (no allocation, no lock
+ * per line) drained by a dedicated thread; a
  * sink that fails or blocks (closed stdout, full disk, a stalled pipe) only
  * makes lines drop, counted in bh__log_dropped().
  */
@@ -19,7 +20,8 @@ enum bh__log_level { BH__DEBUG = 0, BH__INFO, BH__WARN, BH__ERROR };
  * stderr (start-up and `-t` diagnostics). */
 int bh__log_open(const char *target, int min_level);
 /* Around fork() in a process whose log writer runs: prepare holds the log
- * locks (the writer touches the allocator only under them), the parent then
+ * locks (and waits out the writer's start-up, after which it allocates
+ * nothing; producers allocate nothing under them), the parent then
  * calls fork_parent, the child bh__log_after_fork. */
 void bh__log_fork_prepare(void);
 void bh__log_fork_parent(void);
@@ -50,6 +52,7 @@ typedef struct bh__logline {
   bh__buf b;
   int level;
   int skip; /* below the minimum level: builders are no-ops */
+  int lent; /* b is the thread's reused line buffer (log.c) */
 } bh__logline;
 
 void bh__log_begin(bh__logline *l, int level, const char *event);

@@ -145,7 +145,7 @@ int bh__svc_end_begin(bh_req *r) {
   }
   /* a section's deadline is its composite's to stop, once it has the
    * answer */
-  if (r->conn) uv_timer_stop(&r->conn->timer);
+  if (r->conn) bh__ltimer_stop(&r->conn->timer);
   return 0;
 }
 

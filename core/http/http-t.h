@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "base/buf.h"
+#include "base/ltimer.h"
 #include "base/trace.h"
 #include "bulkhead/plugin.h"
 #include "http/router-t.h"
@@ -185,7 +186,7 @@ enum bh__conn_state {
 
 struct bh__conn {
   uv_tcp_t tcp;
-  uv_timer_t timer;      /* idle / header / body timeout, then handler deadline;
+  bh__ltimer timer;      /* idle / header / body timeout, then handler deadline;
                             while lingering, the lingering timeouts */
   uv_timer_t send_timer; /* runs while writes are queued: send_timeout_ms */
   uv_shutdown_t shutdown; /* lingering close: our side's FIN */

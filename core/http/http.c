@@ -75,7 +75,7 @@ static void bh__conn_timeout(uv_timer_t *t) {
 }
 
 void bh__conn_timer(bh__conn *c, uint32_t ms) {
-  uv_timer_start(&c->timer, bh__conn_timeout, ms, 0);
+  bh__ltimer_start(&c->timer, bh__conn_timeout, ms);
 }
 
 void bh__conn_deadline(bh__conn *c, uint32_t ms) {
@@ -252,7 +252,7 @@ static void bh__conn_feed(bh__conn *c, const char *data, size_t len) {
     c->message_done = c->body_dispatch = 0;
     c->state = BH__CONN_PROCESSING;
     /* reading goes on: what arrives meanwhile is held (bh__conn_hold) */
-    uv_timer_stop(&c->timer);
+    bh__ltimer_stop(&c->timer);
     c->listener->hooks->on_request(c->req);
     return;
   }
@@ -289,7 +289,7 @@ static void bh__conn_pump(bh__conn *c) {
     bh__read_stop(c);
     /* a request we stopped reading is not late: its clock restarts when
      * reading does */
-    if (c->state != BH__CONN_IDLE) uv_timer_stop(&c->timer);
+    if (c->state != BH__CONN_IDLE) bh__ltimer_stop(&c->timer);
     return;
   }
   if (c->state == BH__CONN_IDLE && c->idle_arm) {
@@ -337,7 +337,7 @@ void bh__conn_request_done(bh__conn *c) {
   if (!c->keep_alive || c->read_eof || c->d->stopping) {
     /* response.c closes the connection once the answer is written */
     c->state = BH__CONN_CLOSING;
-    uv_timer_stop(&c->timer);
+    bh__ltimer_stop(&c->timer);
     bh__read_stop(c);
     return;
   }
@@ -439,7 +439,7 @@ static void bh__conn_close(bh__conn *c) {
     bh__req_body_end(req, "request.bad_request");
     bh__req_unref(req);
   }
-  uv_close((uv_handle_t *)&c->timer, bh__conn_free);
+  uv_close(bh__ltimer_handle(&c->timer), bh__conn_free);
   uv_close((uv_handle_t *)&c->send_timer, bh__conn_free);
   uv_close((uv_handle_t *)&c->tcp, bh__conn_free);
 }
@@ -562,15 +562,15 @@ static void bh__on_connection(uv_stream_t *server, int status) {
   c->d = d;
   c->listener = l;
   uv_tcp_init(d->loop, &c->tcp);
-  uv_timer_init(d->loop, &c->timer);
+  bh__ltimer_init(d->loop, &c->timer);
   uv_timer_init(d->loop, &c->send_timer);
   c->tcp.data = c;
-  c->timer.data = c;
+  c->timer.t.data = c;
   c->send_timer.data = c;
   c->handles_open = 3;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
     c->closed = 1;
-    uv_close((uv_handle_t *)&c->timer, bh__conn_free);
+    uv_close(bh__ltimer_handle(&c->timer), bh__conn_free);
     uv_close((uv_handle_t *)&c->send_timer, bh__conn_free);
     uv_close((uv_handle_t *)&c->tcp, bh__conn_free);
     return;

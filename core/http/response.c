@@ -769,6 +769,6 @@ void bh__conn_problem(bh__conn *c, const char *code) {
     c->req = req;
   }
   c->state = BH__CONN_PROCESSING;
-  uv_timer_stop(&c->timer);
+  bh__ltimer_stop(&c->timer);
   bh__respond_code(req, code);
 }

@@ -348,7 +348,7 @@ static void bh__h1_success(bh__h1conn *c, int keep) {
   bh__call *call = c->call;
   c->call = NULL;
   call->h1 = NULL;
-  uv_timer_stop(&c->timer);
+  bh__ltimer_stop(&c->timer);
   if (keep)
     bh__h1_pool_put(c);
   else
@@ -460,7 +460,7 @@ void bh__h1_assign(bh__h1conn *c, bh__call *call) {
   c->read_paused = 0;
   uint64_t now = bh__ms(call->cl);
   uint64_t left = call->h1_deadline > now ? call->h1_deadline - now : 1;
-  uv_timer_start(&c->timer, bh__h1_timeout, left, 0);
+  bh__ltimer_start(&c->timer, bh__h1_timeout, left);
   if (c->connected) {
     uv_read_start((uv_stream_t *)&c->tcp, bh__h1_alloc, bh__h1_read_cb);
     bh__h1_send(c);
@@ -473,7 +473,7 @@ void bh__h1_connected(bh__h1conn *c) {
   bh__call *call = c->call;
   uint64_t now = bh__ms(call->cl);
   uint64_t left = call->h1_deadline > now ? call->h1_deadline - now : 1;
-  uv_timer_start(&c->timer, bh__h1_timeout, left, 0);
+  bh__ltimer_start(&c->timer, bh__h1_timeout, left);
   uv_read_start((uv_stream_t *)&c->tcp, bh__h1_alloc, bh__h1_read_cb);
   bh__h1_send(c);
 }

@@ -10,13 +10,14 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "base/ltimer.h"
 #include "upstream/client.h"
 
 #define BH__H1_MAX_ADDRS 8
 
 struct bh__h1conn {
   uv_tcp_t tcp;
-  uv_timer_t timer; /* connect, answer or idle timeout */
+  bh__ltimer timer; /* connect, answer or idle timeout */
   uv_connect_t creq;
   uv_write_t wreq;
   bh__h1pool *pool;

@@ -127,7 +127,7 @@ void bh__h1_conn_close(bh__h1conn *c) {
   }
   p->nconns--;
   uv_close((uv_handle_t *)&c->tcp, bh__h1_conn_freed);
-  uv_close((uv_handle_t *)&c->timer, bh__h1_conn_freed);
+  uv_close(bh__ltimer_handle(&c->timer), bh__h1_conn_freed);
   /* a slot is free: the next waiting call may have it */
   if (!p->dead) bh__h1_serve(p);
 }
@@ -154,8 +154,8 @@ static void bh__h1_conn_open(bh__h1pool *p, bh__call *call,
   bh__buf_init(&c->line);
   uv_loop_t *loop = p->cl->d->loop;
   uv_tcp_init(loop, &c->tcp);
-  uv_timer_init(loop, &c->timer);
-  c->tcp.data = c->timer.data = c->creq.data = c;
+  bh__ltimer_init(loop, &c->timer);
+  c->tcp.data = c->timer.t.data = c->creq.data = c;
   c->handles = 2;
   p->nconns++;
   p->nalloc++;
@@ -165,7 +165,7 @@ static void bh__h1_conn_open(bh__h1pool *p, bh__call *call,
   uint64_t now = bh__ms(p->cl);
   uint64_t left = call->h1_deadline > now ? call->h1_deadline - now : 1;
   if (p->u->connect_timeout_ms < left) left = p->u->connect_timeout_ms;
-  uv_timer_start(&c->timer, bh__h1_timeout, left, 0);
+  bh__ltimer_start(&c->timer, bh__h1_timeout, left);
   int rc =
       uv_tcp_connect(&c->creq, &c->tcp, (const struct sockaddr *)&c->addrs[ai],
                      bh__h1_connect_cb);
@@ -283,7 +283,7 @@ void bh__h1_pool_put(bh__h1conn *c) {
   p->idle = c;
   p->nidle++;
   /* still reading: an upstream closing it is seen at once */
-  uv_timer_start(&c->timer, bh__h1_timeout, u->idle_timeout_ms, 0);
+  bh__ltimer_start(&c->timer, bh__h1_timeout, u->idle_timeout_ms);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -377,7 +377,7 @@ static void bh__h1_serve(bh__h1pool *p) {
     if (!call->h1_fresh && p->idle) {
       bh__h1conn *c = p->idle;
       bh__h1_idle_remove(c);
-      uv_timer_stop(&c->timer);
+      bh__ltimer_stop(&c->timer);
       bh__h1_wait_remove(call);
       uv_timer_stop(&call->timer);
       bh__h1_assign(c, call);
@@ -417,7 +417,7 @@ int bh__h1_start(bh__call *call, uint32_t timeout_ms) {
   if (!call->h1_fresh && p->idle && p->wait_head == NULL) {
     bh__h1conn *c = p->idle;
     bh__h1_idle_remove(c);
-    uv_timer_stop(&c->timer);
+    bh__ltimer_stop(&c->timer);
     bh__h1_assign(c, call);
     return 0;
   }
