@@ -21,6 +21,7 @@
 #include <strings.h>
 
 #include "base/log.h"
+#include "base/spares.h"
 #include "config/config.h"
 #include "host/host.h"
 #include "http/http.h"
@@ -43,6 +44,32 @@ typedef struct bh__proxy_call {
   unsigned long long sent;
   const char *body_error; /* the client's streamed body failed: answer */
 } bh__proxy_call;
+
+/* One per proxied request, kept for the next (base/spares.h); the header
+ * lines are built in one buffer the loop thread keeps (bh__call_start
+ * copies them before the handler returns). */
+static bh__spares g_pc_spares = {.size = sizeof(bh__proxy_call)};
+static bh__buf g_lines;
+#define BH__PROXY_LINES_KEEP 16384
+
+/* The lines buffer after a use: emptied, freed when it grew large or an
+ * append failed (so one huge head does not stay pinned). */
+static void bh__proxy_lines_done(void) {
+  if (g_lines.cap > BH__PROXY_LINES_KEEP || g_lines.failed)
+    bh__buf_free(&g_lines);
+  g_lines.len = 0;
+}
+
+static bh__proxy_call *bh__proxy_call_new(void) {
+  bh__proxy_call *pc = bh__spares_take(&g_pc_spares);
+  if (pc == NULL) return calloc(1, sizeof(*pc));
+  memset(pc, 0, sizeof(*pc));
+  return pc;
+}
+
+static void bh__proxy_call_free(bh__proxy_call *pc) {
+  if (pc) bh__spares_put(&g_pc_spares, pc);
+}
 
 /* The names that stay on their own hop, or that we write ourselves:
  * connection, keep-alive, proxy-connection, transfer-encoding, te,
@@ -284,7 +311,7 @@ static void bh__proxy_done(bh_req *req, const bh_upstream_result *res,
     req->plugin_holds = 0;
     bh__req_unref(req);
   }
-  free(pc);
+  bh__proxy_call_free(pc);
 }
 
 /* The streamed body (http/stream_body.c) into the call (h1_body.c): the
@@ -546,13 +573,14 @@ static void bh__proxy_own_lines(bh_req *req, const char *host, bh__buf *tmp,
 }
 
 /* The target as it came: the path, and the query when there is one
- * (bh__call_start copies it). NULL with *nomem set when out of memory, NULL
- * alone when the path serves as it is. */
-static char *bh__proxy_target(bh_req *req, int *nomem) {
+ * (bh__call_start copies it), in `room` when it fits, else allocated. NULL with
+ * *nomem set when out of memory, NULL alone when the path serves as it is. */
+static char *bh__proxy_target(bh_req *req, char *room, size_t roomlen,
+                              int *nomem) {
   *nomem = 0;
   if (req->query[0] == '\0') return NULL;
   size_t pl = strlen(req->path), ql = strlen(req->query);
-  char *path = malloc(pl + ql + 2);
+  char *path = pl + ql + 2 <= roomlen ? room : malloc(pl + ql + 2);
   if (path == NULL) {
     *nomem = 1;
     return NULL;
@@ -574,26 +602,27 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   size_t cap = req->nheaders + BH__PROXY_EXTRA;
   const char **hdrs =
       cap <= BH__PROXY_SMALL ? hdrs_small : calloc(cap, sizeof(char *));
-  bh__buf tmp;
-  bh__buf_init(&tmp);
+  bh__buf *tmp = &g_lines;
+  tmp->len = 0;
   /* header lines are built in one buffer; offsets first, pointers after,
    * since the buffer may move while it grows */
   size_t *offs =
       cap <= BH__PROXY_SMALL ? offs_small : calloc(cap, sizeof(size_t));
   if (hdrs == NULL || offs == NULL) goto oom;
-  const char *host = bh__proxy_client_lines(req, px, &tmp, offs, &n);
-  bh__proxy_own_lines(req, host, &tmp, offs, &n);
-  if (bh__buf_failed(&tmp)) goto oom;
+  const char *host = bh__proxy_client_lines(req, px, tmp, offs, &n);
+  bh__proxy_own_lines(req, host, tmp, offs, &n);
+  if (bh__buf_failed(tmp)) goto oom;
   for (size_t i = 0; i < n; i++)
-    hdrs[i] = tmp.data + offs[i];
+    hdrs[i] = tmp->data + offs[i];
   hdrs[n] = NULL;
 
   int nomem;
-  char *path = bh__proxy_target(req, &nomem);
-  bh__proxy_call *pc = calloc(1, sizeof(*pc));
+  char room[1024];
+  char *path = bh__proxy_target(req, room, sizeof(room), &nomem);
+  bh__proxy_call *pc = bh__proxy_call_new();
   if (nomem || pc == NULL) {
-    free(path);
-    free(pc);
+    if (path != room) free(path);
+    bh__proxy_call_free(pc);
     goto oom;
   }
   pc->req = req;
@@ -622,12 +651,12 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   }
   int rc = bh__call_start(d, req, px->u, &rq, bh__proxy_done, pc, &st);
   if (rc != 0 && req->body_sink_data == pc) bh__req_body_sink(req, NULL, NULL);
-  free(path);
+  if (path != room) free(path);
   if (hdrs != hdrs_small) free(hdrs);
   if (offs != offs_small) free(offs);
-  bh__buf_free(&tmp);
+  bh__proxy_lines_done();
   if (rc != 0) {
-    free(pc);
+    bh__proxy_call_free(pc);
     req->plugin_holds = 0;
     bh__respond_problem(
         req, rc == -EINVAL ? "request.bad_request" : "generic.internal", NULL,
@@ -638,7 +667,7 @@ static void bh__proxy_handler(bh_req *req, void *data) {
 oom:
   if (hdrs != hdrs_small) free(hdrs);
   if (offs != offs_small) free(offs);
-  bh__buf_free(&tmp);
+  bh__proxy_lines_done();
   req->plugin_holds = 0;
   bh__respond_code(req, "generic.internal");
   bh__req_unref(req);

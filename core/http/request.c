@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base/spares.h"
 #include "http/http.h"
 #include "http/validate.h"
 
@@ -58,15 +59,6 @@ void bh__req_parse_target(bh_req *req) {
 #define BH__REQ_KEEP 64
 #define BH__REQ_KEEP_BYTES 16384
 #define BH__REQ_KEEP_HEADERS 64
-
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define BH__POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define BH__UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define BH__POISON(p, n) ((void)(p), (void)(n))
-#define BH__UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 static bh_req *g_spare[BH__REQ_KEEP];
 /* The kept buffers' blocks, outside the poisoned struct: LeakSanitizer

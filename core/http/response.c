@@ -80,7 +80,9 @@ static void bh__conn_queue(bh__conn *c, bh__buf *out, size_t n);
 
 /* Sends what it can at once and queues the rest: most answers fit in the
  * socket buffer, which saves an allocation and a callback per request. */
-static void bh__conn_send(bh__conn *c, bh__buf *out) {
+/* Writes out now, or queues what the socket refuses (then out is taken).
+ * 1 when every byte left at once: out is still the caller's. */
+static int bh__conn_send_now(bh__conn *c, bh__buf *out) {
   uv_buf_t b = uv_buf_init(out->data, (unsigned)out->len);
   int n = 0;
   if (c->writes_pending == 0) {
@@ -90,15 +92,30 @@ static void bh__conn_send(bh__conn *c, bh__buf *out) {
       c->keep_alive = 0;
       c->close_after_write = 1;
       c->write_error = 1;
-      return;
+      return 0;
     }
     if (n < 0) n = 0;
   }
-  if ((size_t)n == out->len) {
-    bh__buf_free(out);
+  if ((size_t)n == out->len) return 1;
+  bh__conn_queue(c, out, (size_t)n);
+  return 0;
+}
+
+/* An answer's output block after it left whole: back to the request as
+ * its head_out (kept with the request, http/request.c), so the
+ * next answer on the connection builds its head there; else freed. */
+static void bh__stream_out_done(bh_req *req, bh__buf *out) {
+  if (req->head_out.data == NULL && !out->failed && out->cap <= 16384) {
+    out->len = 0;
+    req->head_out = *out;
+    bh__buf_init(out);
     return;
   }
-  bh__conn_queue(c, out, (size_t)n);
+  bh__buf_free(out);
+}
+
+static void bh__conn_send(bh__conn *c, bh__buf *out) {
+  if (bh__conn_send_now(c, out)) bh__buf_free(out);
 }
 
 /* Queues out's bytes from offset n for a write (the ones before it are
@@ -328,8 +345,10 @@ void bh__respond(bh_req *req, int status, const char *content_type,
    * a body would be read as the start of the next answer */
   int no_body = req->is_head || status == 204 || status == 304;
 
-  bh__buf out;
-  bh__buf_init(&out);
+  /* built in the request's kept block (bh__stream_out_done) */
+  bh__buf out = req->head_out;
+  bh__buf_init(&req->head_out);
+  out.len = 0;
   size_t extra_len = extra_headers ? strlen(extra_headers) : 0;
   const char *ctype = content_type ? content_type : "application/json";
   size_t ctype_len = strlen(ctype);
@@ -373,7 +392,7 @@ void bh__respond(bh_req *req, int status, const char *content_type,
   d->requests_total++;
   if (bh__shm_g) bh__shm_count_request();
   bh__access_log(req);
-  bh__conn_send(c, &out);
+  if (bh__conn_send_now(c, &out)) bh__stream_out_done(req, &out);
   if (c->req == req) bh__conn_request_done(c);
   if (!c->keep_alive) bh__conn_close_when_written(c);
 }
@@ -470,20 +489,39 @@ void bh__respond_problem_pb(bh_req *req, const char *code, const char *detail,
       .members = members,
       .nmembers = nmembers,
   };
-  bh__buf body, hdr;
-  bh__buf_init(&body);
-  bh__buf_init(&hdr);
-  /* most Problems fit: one allocation each instead of a grow */
+  /* The body is built in a block this thread keeps (loop thread only);
+   * an answer that leads to another Problem before this one is sent (a
+   * composite's section answering its parent) uses a block of its own. */
+  static bh__buf kept;
+  static int kept_busy;
+  int own = kept_busy;
+  bh__buf body;
+  if (own) {
+    bh__buf_init(&body);
+  } else {
+    body = kept;
+    body.len = 0;
+    kept_busy = 1;
+  }
+  /* most Problems fit: one allocation instead of a grow */
   bh__buf_grow(&body, 511);
   bh__problem_body(&pb, d->cfg->problem_flat, pb.detail == cd->detail, &body);
-  bh__buf_puts(&hdr, "Cache-Control: no-store\r\n");
+  char hdr[64] = "Cache-Control: no-store\r\n";
   if (retry_after >= 0) {
-    bh__buf_append(&hdr, "Retry-After: ", 13);
-    bh__buf_i64(&hdr, retry_after);
-    bh__buf_append(&hdr, "\r\n", 2);
+    char num[24];
+    size_t nl = sizeof(num);
+    unsigned long long v = (unsigned long long)retry_after;
+    do {
+      num[--nl] = (char)('0' + v % 10);
+      v /= 10;
+    } while (v);
+    size_t hl = sizeof("Cache-Control: no-store\r\n") - 1;
+    memcpy(hdr + hl, "Retry-After: ", 13);
+    memcpy(hdr + hl + 13, num + nl, sizeof(num) - nl);
+    memcpy(hdr + hl + 13 + sizeof(num) - nl, "\r\n", 3);
   }
   req->code = cd->code;
-  if (bh__buf_failed(&body) || bh__buf_failed(&hdr)) {
+  if (bh__buf_failed(&body)) {
     static const char fallback[] =
         "{\"type\":\"about:blank\",\"title\":\"Internal Server Error\","
         "\"status\":500,\"extensions\":{\"code\":\"generic.internal\","
@@ -493,10 +531,15 @@ void bh__respond_problem_pb(bh_req *req, const char *code, const char *detail,
                 sizeof(fallback) - 1, "Cache-Control: no-store\r\n");
   } else {
     bh__respond(req, cd->status, "application/problem+json", body.data,
-                body.len, hdr.data);
+                body.len, hdr);
   }
-  bh__buf_free(&body);
-  bh__buf_free(&hdr);
+  if (own || body.failed || body.cap > 16384) {
+    bh__buf_free(&body);
+    if (!own) kept = body; /* emptied: the next one starts afresh */
+  } else {
+    kept = body;
+  }
+  if (!own) kept_busy = 0;
 }
 
 void bh__respond_code(bh_req *req, const char *code) {
@@ -650,7 +693,7 @@ long bh__respond_body(bh_req *req, const char *data, size_t len) {
     v[nv++] = uv_buf_init((char *)data, (unsigned)len);
     if (req->chunked) v[nv++] = uv_buf_init((char *)"\r\n", 2);
     int rc = bh__conn_send_parts(c, v, nv);
-    bh__buf_free(&out);
+    bh__stream_out_done(req, &out);
     if (rc) return rc;
   } else {
     if (req->chunked) bh__buf_append(&out, hex + hi, sizeof(hex) - hi);
@@ -660,7 +703,7 @@ long bh__respond_body(bh_req *req, const char *data, size_t len) {
       bh__buf_free(&out);
       return -ENOMEM;
     }
-    bh__conn_send(c, &out);
+    if (bh__conn_send_now(c, &out)) bh__stream_out_done(req, &out);
   }
   if (c->close_after_write && c->writes_pending == 0) {
     /* the write failed at once: the client is gone. Say so, so a stream
@@ -732,9 +775,9 @@ void bh__respond_end(bh_req *req, int complete) {
     bh__buf_free(&out);
     c->keep_alive = 0;
   } else if (out.len) {
-    bh__conn_send(c, &out);
+    if (bh__conn_send_now(c, &out)) bh__stream_out_done(req, &out);
   } else {
-    bh__buf_free(&out);
+    bh__stream_out_done(req, &out);
   }
   if (c->req == req) bh__conn_request_done(c);
   /* a stream that began before a drain was promised keep-alive; once the

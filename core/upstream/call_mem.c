@@ -14,20 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/spares.h"
 #include "upstream/client.h"
 
 #define BH__CALL_ROOM 4096
 #define BH__CALL_KEEP 64
 #define BH__CALL_KEEP_BYTES 16384
-
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define BH__POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
-#define BH__UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define BH__POISON(p, n) ((void)(p), (void)(n))
-#define BH__UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
 
 static bh__call *g_spare[BH__CALL_KEEP];
 /* The kept answer-head blocks, outside the poisoned call: LeakSanitizer
