@@ -403,7 +403,7 @@ static char *payload_text(const wh_job *j, int64_t now) {
   return w.buf; /* the caller frees it */
 }
 
-static int event_create(wh_db *db, wh_job *j) {
+static int event_create(wh_db *db, wh_job *j, int again) {
   int rc;
   wh_stmt *st;
   if (j->idem_key) {
@@ -440,6 +440,15 @@ static int event_create(wh_db *db, wh_job *j) {
   bind_text(st, 6, j->owner);
   rc = wh_step(st);
   free(payload);
+  if (rc == SQLITE_CONSTRAINT && j->idem_key && !again) {
+    /* The same key accepted at this very moment by another instance on the
+     * shared database: the unique index waited for its commit, so a new
+     * look finds its event, answered as a replay. (On SQLite, writers are
+     * serialised and the first look already sees it.) */
+    wh_reset(st);
+    if ((rc = wh_db_exec(db, "ROLLBACK TO job")) != SQLITE_OK) return rc;
+    return event_create(db, j, 1);
+  }
   if (rc != SQLITE_DONE) return rc;
   if ((st = wh_db_stmt(db, SQL_FANOUT, &rc)) == NULL) return rc;
   bind_text(st, 1, id);
@@ -726,7 +735,7 @@ int wh_ops_run(wh_db *db, wh_job *j) {
   case WH_OP_EP_PATCH: return ep_patch(db, j);
   case WH_OP_EP_DELETE: return ep_delete(db, j);
   case WH_OP_EP_ROTATE: return ep_rotate(db, j);
-  case WH_OP_EVENT_CREATE: return event_create(db, j);
+  case WH_OP_EVENT_CREATE: return event_create(db, j, 0);
   case WH_OP_DLV_LIST: return dlv_list(db, j);
   case WH_OP_DLV_GET: return delivery_answer(db, j, 200, 1);
   case WH_OP_DLV_RETRY: return dlv_retry(db, j);

@@ -157,6 +157,37 @@ class WebhooksTwoInstancesTest(unittest.TestCase):
         finally:
             s.close()
 
+    def test_same_key_on_both_at_once(self):
+        """One idempotency key posted to A and B at the same moment: both
+        answer 202 with the one event (the later insert waits on the
+        unique index, then replays), never a 500."""
+        a, b = self.daemon(), self.daemon()
+        apis = (W.Api(a), W.Api(b))
+        W.Api(a).create(self.sim.url + "/hooks/k", ["k.t"])
+        rounds, bad = 24, []
+        for n in range(rounds):
+            gate = threading.Barrier(2)
+            got = [None, None]
+
+            def post(i):
+                gate.wait()
+                got[i] = apis[i].event("k.t", {"n": n}, key="both-%d" % n)
+            ts = [threading.Thread(target=post, args=(i,)) for i in (0, 1)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(10)
+            st = [r.status for r in got]
+            if st != [202, 202]:
+                bad.append((n, st, [r.json().get("code") for r in got]))
+                continue
+            ids = {r.json()["id"] for r in got}
+            self.assertEqual(len(ids), 1, (n, ids))
+        self.assertEqual(bad, [], a.diag(10) + b.diag(10))
+        self.assertEqual(self.pg.psql(
+            "SELECT count(*) FROM bh_webhooks.events WHERE "
+            "owner_idempotency_key LIKE 'both-%'"), str(rounds))
+
     def test_postgres_down_then_back(self):
         self.sim.set_behavior(path="/hooks/dn", delay_ms=0)
         d = self.daemon()
