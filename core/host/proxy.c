@@ -52,12 +52,11 @@ static bh__spares g_pc_spares = {.size = sizeof(bh__proxy_call)};
 static bh__buf g_lines;
 #define BH__PROXY_LINES_KEEP 16384
 
-/* The lines buffer after a use: emptied, freed when it grew large or an
+/* A kept buffer after a use: emptied, freed when it grew large or an
  * append failed (so one huge head does not stay pinned). */
-static void bh__proxy_lines_done(void) {
-  if (g_lines.cap > BH__PROXY_LINES_KEEP || g_lines.failed)
-    bh__buf_free(&g_lines);
-  g_lines.len = 0;
+static void bh__kept_done(bh__buf *b) {
+  if (b->cap > BH__PROXY_LINES_KEEP || b->failed) bh__buf_free(b);
+  b->len = 0;
 }
 
 static bh__proxy_call *bh__proxy_call_new(void) {
@@ -170,8 +169,9 @@ int bh__proxy_head_lines(const char *hs, bh__buf *out, long long *length) {
    * may come after the lines it names). A strstr of the whole head for
    * Connection first cost ~370 instructions per answer. */
   *length = -1;
-  bh__buf connv;
-  bh__buf_init(&connv);
+  /* the Connection values, in a buffer kept between heads (loop thread) */
+  static bh__buf connv;
+  connv.len = 0;
   /* the upstream's length frames our answer only when it is the one
    * framing libcurl used too: a single well-formed value and no
    * Transfer-Encoding (which overrides it, RFC 9112 6.3). Otherwise the
@@ -212,7 +212,7 @@ int bh__proxy_head_lines(const char *hs, bh__buf *out, long long *length) {
    * a head of hop-by-hop lines only once relayed uninitialised bytes) */
   if (out->data && !out->failed) out->data[out->len] = '\0';
   int failed = bh__buf_failed(&connv) || bh__buf_failed(out);
-  bh__buf_free(&connv);
+  bh__kept_done(&connv);
   return failed ? -ENOMEM : 0;
 }
 
@@ -241,15 +241,21 @@ static int bh__proxy_on_head(bh__call *call, int status, void *data) {
   if (status >= 500 || status == 408 || status == 429 ||
       bh__errmap_status_mapped(pc->px->plugin, status))
     return 0;
-  bh__buf out;
-  bh__buf_init(&out);
+  /* the relayed lines, in a buffer kept between answers (loop thread):
+   * bh__respond_head copies them */
+  static bh__buf kept;
+  bh__buf out = kept;
+  out.len = 0;
+  bh__buf_init(&kept);
   long long length;
   int rc = bh__proxy_head_lines(bh__call_headers(call), &out, &length);
   bh_req *req = pc->req;
   if (rc == 0 && req->cors_on) bh__drop_cors_lines(&out);
   if (rc == 0)
     rc = bh__respond_head(req, status, out.len ? out.data : NULL, length);
-  bh__buf_free(&out);
+  bh__kept_done(&out);
+  bh__buf_free(&kept); /* empty unless an answer came in between */
+  kept = out;
   if (rc == 0) {
     pc->streamed = 1;
     pc->length = req->chunked ? -1 : length;
@@ -654,7 +660,7 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   if (path != room) free(path);
   if (hdrs != hdrs_small) free(hdrs);
   if (offs != offs_small) free(offs);
-  bh__proxy_lines_done();
+  bh__kept_done(&g_lines);
   if (rc != 0) {
     bh__proxy_call_free(pc);
     req->plugin_holds = 0;
@@ -667,7 +673,7 @@ static void bh__proxy_handler(bh_req *req, void *data) {
 oom:
   if (hdrs != hdrs_small) free(hdrs);
   if (offs != offs_small) free(offs);
-  bh__proxy_lines_done();
+  bh__kept_done(&g_lines);
   req->plugin_holds = 0;
   bh__respond_code(req, "generic.internal");
   bh__req_unref(req);

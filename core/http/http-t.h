@@ -147,6 +147,8 @@ struct bh_req {
   bh__body *json;           /* body_parse result */
   const char *principal_id; /* set by the session middleware */
   struct bh__authn *authn;  /* the caller of an auth-required route (auth.h) */
+  void *authn_mem; /* the block authn lives in, kept with the request when
+                      it is reused (identity/auth_mw.c fills it) */
   /* for the access log: body bytes answered, the last upstream call */
   uint64_t resp_body_bytes;
   char upstream_name[48]; /* copied: a reload may free the upstream */

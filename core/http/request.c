@@ -63,7 +63,7 @@ void bh__req_parse_target(bh_req *req) {
 static bh_req *g_spare[BH__REQ_KEEP];
 /* The kept buffers' blocks, outside the poisoned struct: LeakSanitizer
  * does not scan poisoned memory, and would call them leaked. */
-static void *volatile g_spare_blocks[BH__REQ_KEEP][6];
+static void *volatile g_spare_blocks[BH__REQ_KEEP][7];
 static size_t g_nspare;
 
 /* Keeps b's block if it is small enough, else frees it. */
@@ -88,6 +88,7 @@ bh_req *bh__req_new(void) {
                      req->params_mem};
   bh__header *headers = req->headers_mem;
   size_t headers_cap = req->headers_cap;
+  void *authn_mem = req->authn_mem;
   memset(req, 0, sizeof(*req));
   req->raw = keep[0];
   req->resp_headers = keep[1];
@@ -101,6 +102,7 @@ bh_req *bh__req_new(void) {
   bh__reuse_buf(&req->params_mem);
   req->headers_mem = headers;
   req->headers_cap = headers_cap;
+  req->authn_mem = authn_mem;
   if (headers) BH__UNPOISON(headers, headers_cap * sizeof(*headers));
   return req;
 }
@@ -124,13 +126,18 @@ static void bh__req_free(bh_req *req) {
   bh__buf_free(&req->head_out);
   bh__buf_free(&req->params_mem);
   free(req->headers_mem);
+  free(req->authn_mem);
   free(req);
 }
 
 void bh__req_unref(bh_req *req) {
   if (--req->refs > 0) return;
   if (req->json) bh__body_free(req->json);
-  free(req->authn); /* plain data: principal and scopes inline */
+  /* plain data (principal and scopes inline): the block is kept */
+  if (req->authn && req->authn != req->authn_mem) {
+    free(req->authn_mem);
+    req->authn_mem = req->authn;
+  }
   bh__buf_free(&req->body);
   bh__buf_free(&req->sink_out);
   if (g_nspare == BH__REQ_KEEP) {
@@ -156,6 +163,7 @@ void bh__req_unref(bh_req *req) {
   blocks[3] = req->head_out.data;
   blocks[4] = req->params_mem.data;
   blocks[5] = req->headers_mem;
+  blocks[6] = req->authn_mem;
   g_spare[g_nspare++] = req;
   BH__POISON(req, sizeof(*req));
 }

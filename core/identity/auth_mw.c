@@ -110,9 +110,13 @@ static bh__authn *bh__authn_attach(bh_req *req, bh__authn *a, int kind,
 }
 
 /* Every field bh__authn_fill writes is written before it is read: no
- * zeroing of the ~800 bytes per request. */
+ * zeroing of the ~800 bytes per request. The block is the request's own
+ * (authn_mem, freed or kept with it). */
 static bh__authn *bh__authn_get(bh_req *req) {
-  return req->authn ? req->authn : malloc(sizeof(bh__authn));
+  if (req->authn) return req->authn;
+  /* the block a reused request kept (http/request.c) */
+  if (req->authn_mem == NULL) req->authn_mem = malloc(sizeof(bh__authn));
+  return req->authn_mem;
 }
 
 static bh__authn *bh__authn_set(bh_req *req, int kind, const char *user,

@@ -20,6 +20,10 @@ static void test_reuse_keeps_room_not_content(void) {
   a->status = 201;
   strcpy(a->id, "abc");
   char *raw_block = a->raw.data;
+  /* as the session middleware does: the principal in the request's block */
+  a->authn_mem = malloc(64);
+  a->authn = a->authn_mem;
+  void *authn_block = a->authn_mem;
   bh__req_unref(a);
 
   bh_req *b = bh__req_new();
@@ -35,6 +39,8 @@ static void test_reuse_keeps_room_not_content(void) {
   CHECK_INT(b->status, 0);
   CHECK_INT(b->id[0], '\0');
   CHECK_INT(b->refs, 0);
+  CHECK(b->authn == NULL); /* no caller until the middleware says so */
+  CHECK(b->authn_mem == authn_block);
   bh__header *slots = b->headers_mem;
   CHECK(slots != NULL);
   CHECK_INT(bh__req_headers_alloc(b, 3), 0); /* fits: the same slots */
