@@ -77,6 +77,9 @@ void bh__conn_problem(bh__conn *c, const char *code);
 /* Writes a copy of data in order with the connection's other output (what
  * does not leave at once is queued). */
 void bh__conn_write(bh__conn *c, const char *data, size_t len);
+/* The access-log line and metrics of req, once, as its answer leaves
+ * (http/access_log.c). */
+void bh__access_log(bh_req *req);
 
 /* request.c: a request's life cycle */
 /* At headers complete: splits the target into path and query (in place),
