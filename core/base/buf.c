@@ -23,6 +23,14 @@ void bh__buf_reset(bh__buf *b) {
   if (b->data) b->data[0] = '\0';
 }
 
+int bh__buf_empty_keep(bh__buf *b) {
+  if (b->cap > BH__BUF_KEEP_MAX || b->failed) bh__buf_free(b);
+  b->len = 0;
+  if (b->data == NULL) return 0;
+  b->data[0] = '\0'; /* read as a string while empty */
+  return 1;
+}
+
 int bh__buf_failed(const bh__buf *b) {
   return b->failed;
 }

@@ -23,6 +23,14 @@ typedef struct bh__buf {
 void bh__buf_init(bh__buf *b);
 void bh__buf_free(bh__buf *b);
 void bh__buf_reset(bh__buf *b); /* len = 0, keeps memory */
+/* Buffers kept for reuse from one request to the next keep at most this
+ * much room: a larger one is freed, so one large request never pins its
+ * memory. */
+#define BH__BUF_KEEP_MAX 16384
+/* Empties b for reuse: its block kept (NUL-terminated, empty) when its
+ * room is at most BH__BUF_KEEP_MAX and no append failed, else freed. 1
+ * when a block was kept. */
+int bh__buf_empty_keep(bh__buf *b);
 int bh__buf_failed(const bh__buf *b);
 
 /* The slow path of the appends below: grows the buffer so `extra` more

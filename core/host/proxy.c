@@ -50,14 +50,6 @@ typedef struct bh__proxy_call {
  * copies them before the handler returns). */
 static bh__spares g_pc_spares = {.size = sizeof(bh__proxy_call)};
 static bh__buf g_lines;
-#define BH__PROXY_LINES_KEEP 16384
-
-/* A kept buffer after a use: emptied, freed when it grew large or an
- * append failed (so one huge head does not stay pinned). */
-static void bh__kept_done(bh__buf *b) {
-  if (b->cap > BH__PROXY_LINES_KEEP || b->failed) bh__buf_free(b);
-  b->len = 0;
-}
 
 static bh__proxy_call *bh__proxy_call_new(void) {
   bh__proxy_call *pc = bh__spares_take(&g_pc_spares);
@@ -212,7 +204,7 @@ int bh__proxy_head_lines(const char *hs, bh__buf *out, long long *length) {
    * a head of hop-by-hop lines only once relayed uninitialised bytes) */
   if (out->data && !out->failed) out->data[out->len] = '\0';
   int failed = bh__buf_failed(&connv) || bh__buf_failed(out);
-  bh__kept_done(&connv);
+  bh__buf_empty_keep(&connv);
   return failed ? -ENOMEM : 0;
 }
 
@@ -253,7 +245,7 @@ static int bh__proxy_on_head(bh__call *call, int status, void *data) {
   if (rc == 0 && req->cors_on) bh__drop_cors_lines(&out);
   if (rc == 0)
     rc = bh__respond_head(req, status, out.len ? out.data : NULL, length);
-  bh__kept_done(&out);
+  bh__buf_empty_keep(&out);
   bh__buf_free(&kept); /* empty unless an answer came in between */
   kept = out;
   if (rc == 0) {
@@ -660,7 +652,7 @@ static void bh__proxy_handler(bh_req *req, void *data) {
   if (path != room) free(path);
   if (hdrs != hdrs_small) free(hdrs);
   if (offs != offs_small) free(offs);
-  bh__kept_done(&g_lines);
+  bh__buf_empty_keep(&g_lines);
   if (rc != 0) {
     bh__proxy_call_free(pc);
     req->plugin_holds = 0;
@@ -673,7 +665,7 @@ static void bh__proxy_handler(bh_req *req, void *data) {
 oom:
   if (hdrs != hdrs_small) free(hdrs);
   if (offs != offs_small) free(offs);
-  bh__kept_done(&g_lines);
+  bh__buf_empty_keep(&g_lines);
   req->plugin_holds = 0;
   bh__respond_code(req, "generic.internal");
   bh__req_unref(req);

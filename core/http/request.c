@@ -50,14 +50,13 @@ void bh__req_parse_target(bh_req *req) {
  * most, the same small response-header buffers. Finished requests are
  * kept (per process: requests live on the loop thread only) with those
  * buffers' capacity, so a request in the steady state allocates none of
- * them. A buffer that grew past BH__REQ_KEEP_BYTES is freed, so one large
+ * them. A buffer that grew past BH__BUF_KEEP_MAX is freed, so one large
  * request never pins its memory; the body buffer, the parsed JSON and the
  * principal are always freed (a kept body buffer would also turn "no
  * body" into an empty one for the upstream call). Under AddressSanitizer
  * a kept request and its buffers are poisoned, so a use after the last
  * unref is still reported. */
 #define BH__REQ_KEEP 64
-#define BH__REQ_KEEP_BYTES 16384
 #define BH__REQ_KEEP_HEADERS 64
 
 static bh_req *g_spare[BH__REQ_KEEP];
@@ -68,12 +67,7 @@ static size_t g_nspare;
 
 /* Keeps b's block if it is small enough, else frees it. */
 static void bh__keep_buf(bh__buf *b) {
-  if (b->cap > BH__REQ_KEEP_BYTES || b->failed) bh__buf_free(b);
-  b->len = 0;
-  if (b->data) {
-    b->data[0] = '\0'; /* read as a string while empty */
-    BH__POISON(b->data, b->cap);
-  }
+  if (bh__buf_empty_keep(b)) BH__POISON(b->data, b->cap);
 }
 
 static void bh__reuse_buf(bh__buf *b) {

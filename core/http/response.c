@@ -105,8 +105,7 @@ static int bh__conn_send_now(bh__conn *c, bh__buf *out) {
  * its head_out (kept with the request, http/request.c), so the
  * next answer on the connection builds its head there; else freed. */
 static void bh__stream_out_done(bh_req *req, bh__buf *out) {
-  if (req->head_out.data == NULL && !out->failed && out->cap <= 16384) {
-    out->len = 0;
+  if (req->head_out.data == NULL && bh__buf_empty_keep(out)) {
     req->head_out = *out;
     bh__buf_init(out);
     return;
@@ -373,10 +372,10 @@ void bh__respond_problem_pb(bh_req *req, const char *code, const char *detail,
     bh__respond(req, cd->status, "application/problem+json", body.data,
                 body.len, hdr);
   }
-  if (own || body.failed || body.cap > 16384) {
+  if (own) {
     bh__buf_free(&body);
-    if (!own) kept = body; /* emptied: the next one starts afresh */
   } else {
+    bh__buf_empty_keep(&body); /* freed when it grew large */
     kept = body;
   }
   if (!own) kept_busy = 0;

@@ -7,7 +7,7 @@
  * with its answer-head buffer, and the next call of that size takes it:
  * no allocation per call. Calls live on the loop thread only, so the
  * spare list is per process. A larger request gets a block of its own
- * size, freed at the end; a buffer that grew past BH__CALL_KEEP_BYTES is
+ * size, freed at the end; a buffer that grew past BH__BUF_KEEP_MAX is
  * freed too. Under AddressSanitizer a kept block is poisoned, so a use
  * after the call ended is still reported.
  */
@@ -19,7 +19,6 @@
 
 #define BH__CALL_ROOM 4096
 #define BH__CALL_KEEP 64
-#define BH__CALL_KEEP_BYTES 16384
 
 static bh__call *g_spare[BH__CALL_KEEP];
 /* The kept answer-head blocks, outside the poisoned call: LeakSanitizer
@@ -62,12 +61,7 @@ void bh__call_mem_put(bh__call *call) {
     return;
   }
   bh__buf *h = &call->resp_headers;
-  if (h->cap > BH__CALL_KEEP_BYTES || h->failed) bh__buf_free(h);
-  h->len = 0;
-  if (h->data) {
-    h->data[0] = '\0'; /* read as a string while empty */
-    BH__POISON(h->data, h->cap);
-  }
+  if (bh__buf_empty_keep(h)) BH__POISON(h->data, h->cap);
   g_spare_heads[g_nspare] = h->data;
   g_spare[g_nspare++] = call;
   /* the copied request follows the struct: poison the whole block */

@@ -251,7 +251,33 @@ static void test_json_kv(void) {
   bh__buf_free(&b);
 }
 
+/* A buffer kept for reuse: emptied with its block when small, freed when
+ * large or failed. */
+static void test_empty_keep(void) {
+  bh__buf b;
+  bh__buf_init(&b);
+  CHECK_INT(bh__buf_empty_keep(&b), 0); /* nothing to keep */
+  bh__buf_puts(&b, "hello");
+  char *block = b.data;
+  CHECK_INT(bh__buf_empty_keep(&b), 1);
+  CHECK(b.data == block);
+  CHECK_INT(b.len, 0);
+  CHECK_INT(b.data[0], '\0');
+  char big[BH__BUF_KEEP_MAX + 1];
+  memset(big, 'x', sizeof(big));
+  bh__buf_append(&b, big, sizeof(big));
+  CHECK_INT(bh__buf_empty_keep(&b), 0);
+  CHECK(b.data == NULL);
+  CHECK_INT(b.cap, 0);
+  bh__buf_puts(&b, "x");
+  b.failed = 1;
+  CHECK_INT(bh__buf_empty_keep(&b), 0);
+  CHECK(b.data == NULL);
+  CHECK_INT(b.failed, 0);
+}
+
 int main(void) {
+  test_empty_keep();
   test_append();
   test_printf();
   test_numbers();
