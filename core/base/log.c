@@ -18,11 +18,11 @@
  * it writes from its own buffer, so a later open is safe.
  */
 #include "base/log.h"
+#include "base/log_sink.h"
 #include "base/logring.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -65,6 +65,7 @@ typedef struct bh__writer {
   int exited;
   int failing;   /* the last write failed: on stop, drop instead of retrying */
   unsigned next; /* the ring a batch starts from: each gets its turn */
+  size_t piece;  /* the largest write that keeps lines whole (log_sink.h) */
   char buf[];    /* BH__LOG_BATCH_BYTES: the batch being written */
 } bh__writer;
 
@@ -155,28 +156,6 @@ uint64_t bh__log_dropped(void) {
   return atomic_load_explicit(&g_dropped, memory_order_relaxed);
 }
 
-/* Whole line or an error. EINTR retried; EAGAIN (someone made the sink
- * non-blocking, e.g. a shared stdout pipe) waits for room instead of
- * spinning. 0 or negative errno. */
-static int bh__write_all(int fd, const char *p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w > 0) {
-      p += w;
-      n -= (size_t)w;
-      continue;
-    }
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-      if (poll(&pfd, 1, -1) < 0 && errno != EINTR) return -errno;
-      continue;
-    }
-    return w < 0 ? -errno : -EIO;
-  }
-  return 0;
-}
-
 /* Every ring emptied, the lines counted as dropped; g_mu held. */
 static void bh__rings_drop_all(void) {
   uint64_t n = 0;
@@ -245,7 +224,7 @@ static void *bh__writer_main(void *arg) {
     pthread_mutex_unlock(&g_mu);
 
     /* from the writer's own buffer: the rings' room is already free */
-    int rc = bh__write_all(w->fd, w->buf, n);
+    int rc = bh__log_sink_write(w->fd, w->piece, w->buf, n);
     /* a small batch means light load: wait a moment (without being woken)
      * so the next lines share a syscall; the latency only delays logs */
     if (rc == 0 && n < BH__LOG_COALESCE_BYTES && !stopping) {
@@ -344,6 +323,7 @@ static int bh__log_open_locked(const char *target, int min_level) {
   }
   w->fd = fd;
   w->own_fd = own;
+  w->piece = bh__log_sink_piece(fd);
 
   /* The writer starts with every signal blocked so SIGINT/SIGTERM/SIGHUP
    * are delivered to the loop threads that handle them. */
@@ -472,6 +452,7 @@ int bh__log_after_fork(void) {
   }
   w->fd = old->fd;
   w->own_fd = old->own_fd;
+  w->piece = old->piece;
   free(old);
   sigset_t all, prev;
   sigfillset(&all);
@@ -497,7 +478,7 @@ void bh__log_close(void) {
 /* Before open and after close: straight to stderr, one write per line. */
 static void bh__write_sync(const char *p, size_t n) {
   pthread_mutex_lock(&g_sync_mu);
-  if (bh__write_all(STDERR_FILENO, p, n) != 0) bh__drop(1);
+  if (bh__log_sink_write(STDERR_FILENO, 0, p, n) != 0) bh__drop(1);
   pthread_mutex_unlock(&g_sync_mu);
 }
 
