@@ -41,6 +41,11 @@ static inline void *bh__spares_take(bh__spares *s) {
   return p;
 }
 
+/* The list holds BH__SPARES_MAX blocks: a put would free instead. */
+static inline int bh__spares_full(const bh__spares *s) {
+  return s->n == BH__SPARES_MAX;
+}
+
 /* Keeps p (a block of s->size bytes from malloc), or frees it when the
  * list is full. */
 static inline void bh__spares_put(bh__spares *s, void *p) {

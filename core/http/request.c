@@ -5,6 +5,7 @@
  * drops the last reference frees it.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -51,49 +52,51 @@ void bh__req_parse_target(bh_req *req) {
  * kept (per process: requests live on the loop thread only) with those
  * buffers' capacity, so a request in the steady state allocates none of
  * them. A buffer that grew past BH__BUF_KEEP_MAX is freed, so one large
- * request never pins its memory; the body buffer, the parsed JSON and the
- * principal are always freed (a kept body buffer would also turn "no
- * body" into an empty one for the upstream call). Under AddressSanitizer
+ * request never pins its memory; the body buffer and the parsed JSON are
+ * always freed (a kept body buffer would also turn "no body" into an
+ * empty one for the upstream call). Under AddressSanitizer
  * a kept request and its buffers are poisoned, so a use after the last
  * unref is still reported. */
-#define BH__REQ_KEEP 64
 #define BH__REQ_KEEP_HEADERS 64
 
-static bh_req *g_spare[BH__REQ_KEEP];
-/* The kept buffers' blocks, outside the poisoned struct: LeakSanitizer
- * does not scan poisoned memory, and would call them leaked. */
-static void *volatile g_spare_blocks[BH__REQ_KEEP][7];
-static size_t g_nspare;
+/* The buffers a kept request keeps, with their room. */
+static const size_t bh__kept_bufs[] = {
+    offsetof(bh_req, raw), offsetof(bh_req, resp_headers),
+    offsetof(bh_req, cors), offsetof(bh_req, head_out),
+    offsetof(bh_req, params_mem)};
+#define BH__NKEPT (sizeof(bh__kept_bufs) / sizeof(bh__kept_bufs[0]))
 
-/* Keeps b's block if it is small enough, else frees it. */
-static void bh__keep_buf(bh__buf *b) {
-  if (bh__buf_empty_keep(b)) BH__POISON(b->data, b->cap);
+static bh__buf *bh__kept_buf(bh_req *req, size_t i) {
+  return (bh__buf *)(void *)((char *)req + bh__kept_bufs[i]);
 }
 
-static void bh__reuse_buf(bh__buf *b) {
-  if (b->data) BH__UNPOISON(b->data, b->cap);
+static bh__spares g_spares = {.size = sizeof(bh_req)};
+/* The kept buffers' blocks (and the header array and principal block),
+ * outside the poisoned struct: LeakSanitizer does not scan poisoned
+ * memory, and would call them leaked. */
+static void *volatile g_spare_blocks[BH__SPARES_MAX][BH__NKEPT + 2];
+
+/* The kept buffers of a request just taken from the list, usable again. */
+static void bh__reuse_bufs(bh_req *req) {
+  for (size_t i = 0; i < BH__NKEPT; i++) {
+    bh__buf *b = bh__kept_buf(req, i);
+    if (b->data) BH__UNPOISON(b->data, b->cap);
+  }
 }
 
 bh_req *bh__req_new(void) {
-  if (g_nspare == 0) return calloc(1, sizeof(bh_req));
-  bh_req *req = g_spare[--g_nspare];
-  BH__UNPOISON(req, sizeof(*req));
-  bh__buf keep[5] = {req->raw, req->resp_headers, req->cors, req->head_out,
-                     req->params_mem};
+  bh_req *req = bh__spares_take(&g_spares);
+  if (req == NULL) return calloc(1, sizeof(bh_req));
+  bh__buf keep[BH__NKEPT];
+  for (size_t i = 0; i < BH__NKEPT; i++)
+    keep[i] = *bh__kept_buf(req, i);
   bh__header *headers = req->headers_mem;
   size_t headers_cap = req->headers_cap;
   void *authn_mem = req->authn_mem;
   memset(req, 0, sizeof(*req));
-  req->raw = keep[0];
-  req->resp_headers = keep[1];
-  req->cors = keep[2];
-  req->head_out = keep[3];
-  req->params_mem = keep[4];
-  bh__reuse_buf(&req->raw);
-  bh__reuse_buf(&req->resp_headers);
-  bh__reuse_buf(&req->cors);
-  bh__reuse_buf(&req->head_out);
-  bh__reuse_buf(&req->params_mem);
+  for (size_t i = 0; i < BH__NKEPT; i++)
+    *bh__kept_buf(req, i) = keep[i];
+  bh__reuse_bufs(req);
   req->headers_mem = headers;
   req->headers_cap = headers_cap;
   req->authn_mem = authn_mem;
@@ -114,11 +117,8 @@ int bh__req_headers_alloc(bh_req *req, size_t n) {
 }
 
 static void bh__req_free(bh_req *req) {
-  bh__buf_free(&req->raw);
-  bh__buf_free(&req->resp_headers);
-  bh__buf_free(&req->cors);
-  bh__buf_free(&req->head_out);
-  bh__buf_free(&req->params_mem);
+  for (size_t i = 0; i < BH__NKEPT; i++)
+    bh__buf_free(bh__kept_buf(req, i));
   free(req->headers_mem);
   free(req->authn_mem);
   free(req);
@@ -134,15 +134,16 @@ void bh__req_unref(bh_req *req) {
   }
   bh__buf_free(&req->body);
   bh__buf_free(&req->sink_out);
-  if (g_nspare == BH__REQ_KEEP) {
+  if (bh__spares_full(&g_spares)) {
     bh__req_free(req);
     return;
   }
-  bh__keep_buf(&req->raw);
-  bh__keep_buf(&req->resp_headers);
-  bh__keep_buf(&req->cors);
-  bh__keep_buf(&req->head_out);
-  bh__keep_buf(&req->params_mem);
+  void *volatile *blocks = g_spare_blocks[g_spares.n];
+  for (size_t i = 0; i < BH__NKEPT; i++) {
+    bh__buf *b = bh__kept_buf(req, i);
+    if (bh__buf_empty_keep(b)) BH__POISON(b->data, b->cap);
+    blocks[i] = b->data;
+  }
   if (req->headers_cap > BH__REQ_KEEP_HEADERS) {
     free(req->headers_mem);
     req->headers_mem = NULL;
@@ -150,27 +151,15 @@ void bh__req_unref(bh_req *req) {
   }
   if (req->headers_mem)
     BH__POISON(req->headers_mem, req->headers_cap * sizeof(*req->headers_mem));
-  void *volatile *blocks = g_spare_blocks[g_nspare];
-  blocks[0] = req->raw.data;
-  blocks[1] = req->resp_headers.data;
-  blocks[2] = req->cors.data;
-  blocks[3] = req->head_out.data;
-  blocks[4] = req->params_mem.data;
-  blocks[5] = req->headers_mem;
-  blocks[6] = req->authn_mem;
-  g_spare[g_nspare++] = req;
-  BH__POISON(req, sizeof(*req));
+  blocks[BH__NKEPT] = req->headers_mem;
+  blocks[BH__NKEPT + 1] = req->authn_mem;
+  bh__spares_put(&g_spares, req);
 }
 
 void bh__req_spares_free(void) {
-  while (g_nspare > 0) {
-    bh_req *req = g_spare[--g_nspare];
-    BH__UNPOISON(req, sizeof(*req));
-    bh__reuse_buf(&req->raw);
-    bh__reuse_buf(&req->resp_headers);
-    bh__reuse_buf(&req->cors);
-    bh__reuse_buf(&req->head_out);
-    bh__reuse_buf(&req->params_mem);
+  bh_req *req;
+  while ((req = bh__spares_take(&g_spares)) != NULL) {
+    bh__reuse_bufs(req);
     bh__req_free(req);
   }
 }

@@ -18,22 +18,18 @@
 #include "upstream/client.h"
 
 #define BH__CALL_ROOM 4096
-#define BH__CALL_KEEP 64
 
-static bh__call *g_spare[BH__CALL_KEEP];
+static bh__spares g_spares = {.size = BH__CALL_HEAD + BH__CALL_ROOM};
 /* The kept answer-head blocks, outside the poisoned call: LeakSanitizer
  * does not scan poisoned memory, and would call them leaked. */
-static void *volatile g_spare_heads[BH__CALL_KEEP];
-static size_t g_nspare;
+static void *volatile g_spare_heads[BH__SPARES_MAX];
 
 bh__call *bh__call_mem_get(size_t head, size_t bytes) {
   int room = bytes <= BH__CALL_ROOM;
-  bh__call *call = NULL;
+  bh__call *call = room ? bh__spares_take(&g_spares) : NULL;
   bh__buf keep;
   bh__buf_init(&keep);
-  if (room && g_nspare > 0) {
-    call = g_spare[--g_nspare];
-    BH__UNPOISON(call, head + BH__CALL_ROOM);
+  if (call) {
     keep = call->resp_headers;
     if (keep.data) BH__UNPOISON(keep.data, keep.cap);
   } else {
@@ -56,24 +52,20 @@ static void bh__call_mem_release(bh__call *call) {
 void bh__call_mem_put(bh__call *call) {
   bh__buf_free(&call->resp);
   bh__buf_free(&call->body_held);
-  if (!call->mem_kept || g_nspare == BH__CALL_KEEP) {
+  if (!call->mem_kept || bh__spares_full(&g_spares)) {
     bh__call_mem_release(call);
     return;
   }
   bh__buf *h = &call->resp_headers;
   if (bh__buf_empty_keep(h)) BH__POISON(h->data, h->cap);
-  g_spare_heads[g_nspare] = h->data;
-  g_spare[g_nspare++] = call;
-  /* the copied request follows the struct: poison the whole block */
-  size_t head = (sizeof(bh__call) + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
-  BH__POISON(call, head + BH__CALL_ROOM);
+  g_spare_heads[g_spares.n] = h->data;
+  /* the copied request follows the struct: the whole block is poisoned */
+  bh__spares_put(&g_spares, call);
 }
 
 void bh__call_mem_free_all(void) {
-  size_t head = (sizeof(bh__call) + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
-  while (g_nspare > 0) {
-    bh__call *call = g_spare[--g_nspare];
-    BH__UNPOISON(call, head + BH__CALL_ROOM);
+  bh__call *call;
+  while ((call = bh__spares_take(&g_spares)) != NULL) {
     if (call->resp_headers.data)
       BH__UNPOISON(call->resp_headers.data, call->resp_headers.cap);
     bh__call_mem_release(call);

@@ -130,6 +130,11 @@ struct bh__call {
   bh__call *req_next;    /* request's list */
 };
 
+/* Where a call's copied request starts in its block: the struct, rounded
+ * up to pointer alignment (the block's pointer array comes first). */
+#define BH__CALL_HEAD                                                          \
+  ((sizeof(bh__call) + sizeof(void *) - 1) & ~(sizeof(void *) - 1))
+
 /* Call blocks (call_mem.c), loop thread only. A zeroed call with room
  * for `bytes` after the first `head` bytes (a kept block when one fits,
  * its answer-head buffer's capacity kept), or NULL. */

@@ -673,7 +673,7 @@ int bh__call_start(bh__daemon *d, bh_req *req, struct bh_upstream *u,
     bytes += strlen(h) + 1;
   }
   /* the block's pointer array first: aligned as the call's end is */
-  size_t head = (sizeof(bh__call) + sizeof(void *) - 1) & ~(sizeof(void *) - 1);
+  size_t head = BH__CALL_HEAD;
   int whole = !bad && bytes <= SIZE_MAX - head;
   bh__call *call = whole ? bh__call_mem_get(head, bytes) : NULL;
   if (call == NULL) {
